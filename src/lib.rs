@@ -1,0 +1,1 @@
+//! ferry: carries software across an air gap as one verifiable bundle.

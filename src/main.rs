@@ -1,0 +1,2 @@
+//! The `ferry` command-line entry point.
+fn main() {}

@@ -1,0 +1,2 @@
+//! Developer chores for the ferry workspace: `cargo xtask <chore>`.
+fn main() {}
