@@ -1,0 +1,250 @@
+//! The bundle manifest `ferry.json`: its types, canonical serialisation and checks.
+
+use crate::digest::Digest;
+use crate::safepath::SafePath;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+
+/// The bundle format this ferry writes and the newest it reads.
+pub const FORMAT_VERSION: u32 = 1;
+/// The manifest's file name inside the bundle's top-level folder.
+pub const MANIFEST_NAME: &str = "ferry.json";
+/// The manifest signature's file name inside the bundle's top-level folder.
+pub const SIGNATURE_NAME: &str = "ferry.json.sig";
+/// Where images live inside the bundle's top-level folder (an OCI image layout).
+pub const IMAGES_DIR: &str = "images";
+/// The largest manifest a reader accepts.
+pub const MAX_MANIFEST_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The manifest of a bundle: what is inside it, and nothing else is.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[schemars(title = "ferry bundle manifest (ferry.json), format v1")]
+pub struct Manifest {
+    /// The bundle format version: 1. Readers refuse versions newer than they know.
+    pub format_version: u32,
+    /// The bundle's name: letters, digits, `.`, `_` and `-`, starting with a letter or digit.
+    pub name: String,
+    /// The bundle's version, same alphabet as the name.
+    pub version: String,
+    /// Creation time, RFC 3339 in UTC, from `SOURCE_DATE_EPOCH` (0 when unset).
+    pub created: String,
+    /// The version of ferry that wrote the bundle.
+    pub ferry_version: String,
+    /// Every file of the bundle except `ferry.json` and `ferry.json.sig`, sorted by path.
+    pub files: Vec<FileEntry>,
+    /// Every image in `images/`, in the order of the spec.
+    pub images: Vec<ImageEntry>,
+    /// Every Helm chart in `charts/`.
+    pub charts: Vec<ChartEntry>,
+    /// The outbound destinations the vendor declares the software needs.
+    #[serde(default)]
+    pub egress: Vec<Destination>,
+}
+
+/// One regular file of the bundle.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FileEntry {
+    /// Path relative to the bundle's top-level folder.
+    pub path: SafePath,
+    /// Size in bytes.
+    pub size: u64,
+    /// Permission bits.
+    pub mode: Mode,
+    /// SHA-256 of the content.
+    pub digest: Digest,
+}
+
+/// The two permission sets a bundle file can have.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+pub enum Mode {
+    /// `0644`: a regular file.
+    #[serde(rename = "0644")]
+    Regular,
+    /// `0755`: an executable file (scripts).
+    #[serde(rename = "0755")]
+    Executable,
+}
+
+impl Mode {
+    pub fn bits(self) -> u32 {
+        match self {
+            Mode::Regular => 0o644,
+            Mode::Executable => 0o755,
+        }
+    }
+    pub fn from_bits(bits: u32) -> Option<Mode> {
+        match bits & 0o7777 {
+            0o644 => Some(Mode::Regular),
+            0o755 => Some(Mode::Executable),
+            _ => None,
+        }
+    }
+}
+
+/// One image of the bundle's OCI layout.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageEntry {
+    /// The original reference, e.g. `registry.example.com/team/app:1.0`.
+    pub reference: String,
+    /// The registry host of the original reference.
+    pub registry: String,
+    /// The repository path of the original reference, without the registry.
+    pub repository: String,
+    /// The tag of the original reference.
+    pub tag: Option<String>,
+    /// Digest of the manifest or index, as stored in `images/blobs/sha256/`.
+    pub digest: Digest,
+    /// Media type of the manifest or index.
+    pub media_type: String,
+    /// `os/arch[/variant]` of every platform the image has.
+    pub platforms: Vec<String>,
+    /// Total bytes of every distinct blob of the image, manifests included.
+    pub size: u64,
+}
+
+/// One Helm chart of the bundle.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ChartEntry {
+    /// `name` from Chart.yaml.
+    pub name: String,
+    /// `version` from Chart.yaml.
+    pub version: String,
+    /// `appVersion` from Chart.yaml, when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_version: Option<String>,
+    /// The chart folder or packaged `.tgz`, relative to the top-level folder.
+    pub path: SafePath,
+}
+
+/// An outbound destination, as the vendor declares it (also the shape of an allow rule).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Destination {
+    /// A short name, e.g. `Permit Platform`.
+    pub name: String,
+    /// Host names (exact or `*.suffix`), IP addresses or CIDRs.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Ports; empty means any.
+    #[serde(default)]
+    pub ports: Vec<u16>,
+    /// Whether the software cannot work without it.
+    #[serde(default)]
+    pub required: bool,
+    /// Why the connection is made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
+}
+
+/// A manifest that is not a valid format-v1 manifest.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("ferry.json is not valid JSON for a bundle manifest: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("ferry.json has format version {found}; this ferry reads version {FORMAT_VERSION} only: upgrade ferry")]
+    UnsupportedVersion { found: u32 },
+    #[error("ferry.json: {field} `{value}` may only hold letters, digits, `.`, `_` and `-`, starting with a letter or digit")]
+    BadName { field: &'static str, value: String },
+    #[error("ferry.json lists `{path}` twice")]
+    DuplicatePath { path: SafePath },
+    #[error("ferry.json lists the reserved path `{path}`")]
+    ReservedPath { path: SafePath },
+    #[error("ferry.json lists blob `{path}` with digest {digest}: a blob's digest must match its file name")]
+    BlobNameMismatch { path: SafePath, digest: Digest },
+    #[error("ferry.json lists files out of order: `{path}` comes after `{previous}`")]
+    Unsorted { path: SafePath, previous: SafePath },
+}
+
+impl Manifest {
+    /// The bundle's top-level folder, `NAME-VERSION`.
+    pub fn root(&self) -> String {
+        format!("{}-{}", self.name, self.version)
+    }
+
+    /// Parses and checks manifest bytes.
+    pub fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Version {
+            format_version: u32,
+        }
+        let v: Version = serde_json::from_slice(bytes)?;
+        if v.format_version != FORMAT_VERSION {
+            return Err(ManifestError::UnsupportedVersion { found: v.format_version });
+        }
+        let m: Manifest = serde_json::from_slice(bytes)?;
+        m.check()?;
+        Ok(m)
+    }
+
+    /// Checks the invariants serde cannot express.
+    pub fn check(&self) -> Result<(), ManifestError> {
+        check_name("name", &self.name)?;
+        check_name("version", &self.version)?;
+        let mut seen = BTreeSet::new();
+        let mut previous: Option<&SafePath> = None;
+        for f in &self.files {
+            if f.path.as_str() == MANIFEST_NAME || f.path.as_str() == SIGNATURE_NAME {
+                return Err(ManifestError::ReservedPath { path: f.path.clone() });
+            }
+            if !seen.insert(&f.path) {
+                return Err(ManifestError::DuplicatePath { path: f.path.clone() });
+            }
+            if let Some(p) = previous {
+                if p.as_str() > f.path.as_str() {
+                    return Err(ManifestError::Unsorted { path: f.path.clone(), previous: p.clone() });
+                }
+            }
+            previous = Some(&f.path);
+            if let Some(hex) = blob_hex(&f.path) {
+                if hex != f.digest.hex() {
+                    return Err(ManifestError::BlobNameMismatch { path: f.path.clone(), digest: f.digest.clone() });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The canonical bytes: pretty JSON with two-space indents and a final newline.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = serde_json::to_vec_pretty(self).expect("manifest serialises");
+        out.push(b'\n');
+        out
+    }
+
+    /// Total bytes of every listed file.
+    pub fn total_size(&self) -> u64 {
+        self.files.iter().map(|f| f.size).sum()
+    }
+}
+
+/// The hex part of `images/blobs/sha256/<hex>`, if `path` is a blob path.
+pub fn blob_hex(path: &SafePath) -> Option<&str> {
+    path.as_str().strip_prefix("images/blobs/sha256/")
+}
+
+/// Checks a bundle name or version.
+pub fn check_name(field: &'static str, value: &str) -> Result<(), ManifestError> {
+    let ok = !value.is_empty()
+        && value.len() <= 128
+        && value.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ManifestError::BadName { field, value: value.to_string() })
+    }
+}
+
+/// The JSON Schema of `ferry.json`, generated from these types.
+pub fn json_schema() -> String {
+    let schema = schemars::schema_for!(Manifest);
+    let mut s = serde_json::to_string_pretty(&schema).expect("schema serialises");
+    s.push('\n');
+    s
+}
