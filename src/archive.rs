@@ -48,7 +48,10 @@ impl Packing {
 
 /// The 10-byte gzip member header ferry writes for a packing.
 pub fn canonical_header(packing: Packing) -> [u8; 10] {
-    let mut enc = GzBuilder::new().mtime(0).operating_system(255).write(Vec::new(), packing.level());
+    let mut enc = GzBuilder::new()
+        .mtime(0)
+        .operating_system(255)
+        .write(Vec::new(), packing.level());
     enc.write_all(b"").expect("in-memory");
     let bytes = enc.finish().expect("in-memory");
     bytes[..10].try_into().expect("gzip header is 10 bytes")
@@ -95,16 +98,28 @@ pub struct TarGzWriter<W: Write> {
 impl<W: Write> TarGzWriter<W> {
     /// Entries get `mtime` as their modification time.
     pub fn new(out: W, mtime: u64) -> Self {
-        TarGzWriter { out: Some(CountingWriter::new(out)), member: None, mtime, buf: vec![0; COPY_BUF], members: 0 }
+        TarGzWriter {
+            out: Some(CountingWriter::new(out)),
+            member: None,
+            mtime,
+            buf: vec![0; COPY_BUF],
+            members: 0,
+        }
     }
 
-    fn writer(&mut self, packing: Packing) -> io::Result<&mut flate2::write::GzEncoder<CountingWriter<W>>> {
+    fn writer(
+        &mut self,
+        packing: Packing,
+    ) -> io::Result<&mut flate2::write::GzEncoder<CountingWriter<W>>> {
         if self.member.as_ref().is_some_and(|(p, _)| *p != packing) {
             self.end_member()?;
         }
         if self.member.is_none() {
             let out = self.out.take().expect("writer present between members");
-            let enc = GzBuilder::new().mtime(0).operating_system(255).write(out, packing.level());
+            let enc = GzBuilder::new()
+                .mtime(0)
+                .operating_system(255)
+                .write(out, packing.level());
             self.member = Some((packing, enc));
             self.members += 1;
         }
@@ -130,7 +145,14 @@ impl<W: Write> TarGzWriter<W> {
     }
 
     /// Appends one regular file. `data` must yield exactly `size` bytes.
-    pub fn append(&mut self, path: &str, mode: u32, size: u64, packing: Packing, mut data: impl Read) -> io::Result<()> {
+    pub fn append(
+        &mut self,
+        path: &str,
+        mode: u32,
+        size: u64,
+        packing: Packing,
+        mut data: impl Read,
+    ) -> io::Result<()> {
         let mtime = self.mtime;
         let mut buf = std::mem::take(&mut self.buf);
         let result = (|| {
@@ -175,7 +197,13 @@ pub fn padding(size: u64) -> u64 {
 
 /// Writes a ustar header for a regular file, preceded by a PAX record when the path does
 /// not fit the ustar name and prefix fields.
-fn write_header(w: &mut impl Write, path: &str, mode: u32, size: u64, mtime: u64) -> io::Result<()> {
+fn write_header(
+    w: &mut impl Write,
+    path: &str,
+    mode: u32,
+    size: u64,
+    mtime: u64,
+) -> io::Result<()> {
     let mut h = tar::Header::new_ustar();
     if h.set_path(path).is_err() {
         let record = pax_record("path", path);
@@ -193,7 +221,10 @@ fn write_header(w: &mut impl Write, path: &str, mode: u32, size: u64, mtime: u64
     let path_bytes = h.as_ustar().expect("ustar").name;
     let mut header = base_header(mode, size, mtime, tar::EntryType::Regular);
     {
-        let (src, dst) = (h.as_ustar().expect("ustar"), header.as_ustar_mut().expect("ustar"));
+        let (src, dst) = (
+            h.as_ustar().expect("ustar"),
+            header.as_ustar_mut().expect("ustar"),
+        );
         dst.name = path_bytes;
         dst.prefix = src.prefix;
     }
@@ -276,11 +307,19 @@ impl Default for Limits {
 #[derive(Debug, thiserror::Error)]
 pub enum ContainerError {
     #[error("gzip member {member} at byte {offset} does not start with a ferry gzip header (found {found}); the file is corrupt or not a ferry bundle")]
-    BadMemberHeader { member: u32, offset: u64, found: String },
+    BadMemberHeader {
+        member: u32,
+        offset: u64,
+        found: String,
+    },
     #[error("the bundle ends in the middle of a gzip member header at byte {offset}: the file is truncated")]
     TruncatedHeader { offset: u64 },
     #[error("decompression ratio over {max_ratio}:1 after {compressed} compressed bytes ({decompressed} bytes out): refusing a decompression bomb")]
-    Bomb { max_ratio: u64, compressed: u64, decompressed: u64 },
+    Bomb {
+        max_ratio: u64,
+        compressed: u64,
+        decompressed: u64,
+    },
 }
 
 impl From<ContainerError> for io::Error {
@@ -303,7 +342,13 @@ pub struct PeekReader<R> {
 
 impl<R: Read> PeekReader<R> {
     pub fn new(inner: R, capacity: usize) -> Self {
-        PeekReader { inner, buf: vec![0; capacity.max(64)], pos: 0, end: 0, consumed: 0 }
+        PeekReader {
+            inner,
+            buf: vec![0; capacity.max(64)],
+            pos: 0,
+            end: 0,
+            consumed: 0,
+        }
     }
 
     /// Bytes handed out so far (the position in the underlying input).
@@ -382,7 +427,10 @@ impl<R: Read> MemberReader<R> {
         MemberReader {
             state: None,
             idle: Some(PeekReader::new(inner, COPY_BUF)),
-            headers: [canonical_header(Packing::Compress), canonical_header(Packing::Store)],
+            headers: [
+                canonical_header(Packing::Compress),
+                canonical_header(Packing::Store),
+            ],
             member: 0,
             member_offsets: Vec::new(),
             decompressed: 0,
@@ -427,8 +475,16 @@ impl<R: Read> MemberReader<R> {
             return Err(ContainerError::TruncatedHeader { offset }.into());
         }
         if !self.headers.iter().any(|h| h[..] == head[..10]) {
-            let found = head[..10].iter().map(|b| format!("{b:02x}")).collect::<String>();
-            return Err(ContainerError::BadMemberHeader { member: self.member + 1, offset, found }.into());
+            let found = head[..10]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>();
+            return Err(ContainerError::BadMemberHeader {
+                member: self.member + 1,
+                offset,
+                found,
+            }
+            .into());
         }
         self.member += 1;
         self.member_offsets.push(offset);
@@ -457,7 +513,9 @@ impl<R: Read> Read for MemberReader<R> {
             if n > 0 {
                 self.decompressed += n as u64;
                 let compressed = self.compressed();
-                let cap = compressed.saturating_mul(self.limits.max_ratio).saturating_add(self.limits.ratio_slack);
+                let cap = compressed
+                    .saturating_mul(self.limits.max_ratio)
+                    .saturating_add(self.limits.ratio_slack);
                 if self.decompressed > cap {
                     return Err(ContainerError::Bomb {
                         max_ratio: self.limits.max_ratio,
@@ -482,7 +540,8 @@ mod tests {
     fn build(entries: &[(&str, Packing, &[u8])]) -> Vec<u8> {
         let mut w = TarGzWriter::new(Vec::new(), 1_700_000_000);
         for (path, packing, data) in entries {
-            w.append(path, 0o644, data.len() as u64, *packing, *data).unwrap();
+            w.append(path, 0o644, data.len() as u64, *packing, *data)
+                .unwrap();
         }
         w.finish().unwrap()
     }
@@ -498,29 +557,51 @@ mod tests {
             (&longer, Packing::Compress, b"longer"),
         ]);
         let mut ar = tar::Archive::new(MemberReader::new(&gz[..], Limits::default()));
-        let names: Vec<String> =
-            ar.entries().unwrap().map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned()).collect();
-        assert_eq!(names, vec!["top/a.txt".to_string(), "top/b.gz".into(), long, longer]);
+        let names: Vec<String> = ar
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            vec!["top/a.txt".to_string(), "top/b.gz".into(), long, longer]
+        );
     }
 
     #[test]
     fn packings_make_separate_members() {
-        let gz = build(&[("a", Packing::Compress, b"1"), ("b", Packing::Store, b"2"), ("c", Packing::Compress, b"3")]);
+        let gz = build(&[
+            ("a", Packing::Compress, b"1"),
+            ("b", Packing::Store, b"2"),
+            ("c", Packing::Compress, b"3"),
+        ]);
         let mut r = MemberReader::new(&gz[..], Limits::default());
         io::copy(&mut r, &mut io::sink()).unwrap();
-        assert_eq!(r.members(), 3, "three runs; the end-of-archive blocks join the last text member");
+        assert_eq!(
+            r.members(),
+            3,
+            "three runs; the end-of-archive blocks join the last text member"
+        );
     }
 
     #[test]
     fn refuses_foreign_headers_and_bombs() {
         let mut gz = build(&[("a", Packing::Compress, b"1")]);
         gz[4] ^= 1; // gzip MTIME
-        let err = io::copy(&mut MemberReader::new(&gz[..], Limits::default()), &mut io::sink()).unwrap_err();
+        let err = io::copy(
+            &mut MemberReader::new(&gz[..], Limits::default()),
+            &mut io::sink(),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("gzip header"), "{err}");
 
         let zeros = vec![0u8; 8 << 20];
         let gz = build(&[("z", Packing::Compress, &zeros)]);
-        let limits = Limits { max_ratio: 100, ratio_slack: 0, ..Limits::default() };
+        let limits = Limits {
+            max_ratio: 100,
+            ratio_slack: 0,
+            ..Limits::default()
+        };
         let err = io::copy(&mut MemberReader::new(&gz[..], limits), &mut io::sink()).unwrap_err();
         assert!(err.to_string().contains("decompression bomb"), "{err}");
     }

@@ -1,7 +1,16 @@
 //! ferry: carries software across an air gap as one verifiable bundle.
 
-pub mod digest;
-pub mod manifest;
-pub mod safepath;
-pub mod spec;
 pub mod archive;
+pub mod build;
+pub mod cli;
+pub mod digest;
+pub mod extract;
+pub mod inspect;
+pub mod layout;
+pub mod manifest;
+pub mod progress;
+pub mod reference;
+pub mod safepath;
+pub mod source;
+pub mod spec;
+pub mod verify;

@@ -175,7 +175,9 @@ impl Manifest {
         }
         let v: Version = serde_json::from_slice(bytes)?;
         if v.format_version != FORMAT_VERSION {
-            return Err(ManifestError::UnsupportedVersion { found: v.format_version });
+            return Err(ManifestError::UnsupportedVersion {
+                found: v.format_version,
+            });
         }
         let m: Manifest = serde_json::from_slice(bytes)?;
         m.check()?;
@@ -190,20 +192,30 @@ impl Manifest {
         let mut previous: Option<&SafePath> = None;
         for f in &self.files {
             if f.path.as_str() == MANIFEST_NAME || f.path.as_str() == SIGNATURE_NAME {
-                return Err(ManifestError::ReservedPath { path: f.path.clone() });
+                return Err(ManifestError::ReservedPath {
+                    path: f.path.clone(),
+                });
             }
             if !seen.insert(&f.path) {
-                return Err(ManifestError::DuplicatePath { path: f.path.clone() });
+                return Err(ManifestError::DuplicatePath {
+                    path: f.path.clone(),
+                });
             }
             if let Some(p) = previous {
                 if p.as_str() > f.path.as_str() {
-                    return Err(ManifestError::Unsorted { path: f.path.clone(), previous: p.clone() });
+                    return Err(ManifestError::Unsorted {
+                        path: f.path.clone(),
+                        previous: p.clone(),
+                    });
                 }
             }
             previous = Some(&f.path);
             if let Some(hex) = blob_hex(&f.path) {
                 if hex != f.digest.hex() {
-                    return Err(ManifestError::BlobNameMismatch { path: f.path.clone(), digest: f.digest.clone() });
+                    return Err(ManifestError::BlobNameMismatch {
+                        path: f.path.clone(),
+                        digest: f.digest.clone(),
+                    });
                 }
             }
         }
@@ -232,12 +244,20 @@ pub fn blob_hex(path: &SafePath) -> Option<&str> {
 pub fn check_name(field: &'static str, value: &str) -> Result<(), ManifestError> {
     let ok = !value.is_empty()
         && value.len() <= 128
-        && value.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        && value
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if ok {
         Ok(())
     } else {
-        Err(ManifestError::BadName { field, value: value.to_string() })
+        Err(ManifestError::BadName {
+            field,
+            value: value.to_string(),
+        })
     }
 }
 

@@ -58,7 +58,9 @@ impl SafePath {
     pub fn from_bytes(b: &[u8]) -> Result<Self, UnsafePath> {
         match std::str::from_utf8(b) {
             Ok(s) => SafePath::new(s),
-            Err(_) => Err(UnsafePath::NotUtf8(String::from_utf8_lossy(b).escape_debug().to_string())),
+            Err(_) => Err(UnsafePath::NotUtf8(
+                String::from_utf8_lossy(b).escape_debug().to_string(),
+            )),
         }
     }
 
@@ -73,7 +75,9 @@ impl SafePath {
 
     /// The path with its first component removed, if anything is left.
     pub fn strip_first(&self) -> Option<SafePath> {
-        self.0.split_once('/').map(|(_, rest)| SafePath(rest.to_string()))
+        self.0
+            .split_once('/')
+            .map(|(_, rest)| SafePath(rest.to_string()))
     }
 
     /// `self/other`.
@@ -153,7 +157,13 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(SafePath::new(input).unwrap_err(), want, "{input}");
         }
-        assert!(matches!(SafePath::new("a\\..\\b"), Err(UnsafePath::BadCharacter(_))));
-        assert!(matches!(SafePath::from_bytes(b"a/\xff"), Err(UnsafePath::NotUtf8(_))));
+        assert!(matches!(
+            SafePath::new("a\\..\\b"),
+            Err(UnsafePath::BadCharacter(_))
+        ));
+        assert!(matches!(
+            SafePath::from_bytes(b"a/\xff"),
+            Err(UnsafePath::NotUtf8(_))
+        ));
     }
 }

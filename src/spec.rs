@@ -52,28 +52,48 @@ pub struct ImageSpec {
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
     #[error("cannot read the spec {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {message}")]
     Syntax { path: PathBuf, message: String },
     #[error("{path}:{line}:{column}: `{field}`: {message}")]
-    Field { path: PathBuf, line: usize, column: usize, field: String, message: String },
+    Field {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        field: String,
+        message: String,
+    },
 }
 
 impl Spec {
     /// Reads and parses a spec file.
     pub fn load(path: &Path) -> Result<Spec, SpecError> {
-        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Spec::parse(&text, path)
     }
 
     /// Parses spec text; `path` is used in messages only.
     pub fn parse(text: &str, path: &Path) -> Result<Spec, SpecError> {
-        serde_saphyr::from_str(text).map_err(|e| SpecError::Syntax { path: path.to_path_buf(), message: e.to_string() })
+        serde_saphyr::from_str(text).map_err(|e| SpecError::Syntax {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
     }
 }
 
 /// Builds a located error for a spec field.
-pub fn field_error<T>(path: &Path, field: &str, at: &Spanned<T>, message: impl Into<String>) -> SpecError {
+pub fn field_error<T>(
+    path: &Path,
+    field: &str,
+    at: &Spanned<T>,
+    message: impl Into<String>,
+) -> SpecError {
     SpecError::Field {
         path: path.to_path_buf(),
         line: at.referenced.line() as usize,
@@ -89,7 +109,11 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_located() {
-        let err = Spec::parse("name: a\nversion: '1'\nimagez: []\n", Path::new("ferry.yaml")).unwrap_err();
+        let err = Spec::parse(
+            "name: a\nversion: '1'\nimagez: []\n",
+            Path::new("ferry.yaml"),
+        )
+        .unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("ferry.yaml"), "{msg}");
         assert!(msg.contains("imagez"), "{msg}");
@@ -98,7 +122,11 @@ mod tests {
 
     #[test]
     fn spans_point_at_values() {
-        let s = Spec::parse("name: a\nversion: '1'\nimages:\n  - ref: x/y:1\n    from: oci:d:y\n", Path::new("f")).unwrap();
+        let s = Spec::parse(
+            "name: a\nversion: '1'\nimages:\n  - ref: x/y:1\n    from: oci:d:y\n",
+            Path::new("f"),
+        )
+        .unwrap();
         assert_eq!(s.images[0].from.referenced.line(), 5);
     }
 }

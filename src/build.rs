@@ -1,0 +1,700 @@
+//! `ferry build`: turns a `ferry.yaml` into a deterministic, verifiable bundle.
+
+use crate::archive::{Packing, TarGzWriter};
+use crate::digest::{hash_reader, Digest};
+use crate::manifest::{
+    self, ChartEntry, FileEntry, ImageEntry, Manifest, Mode, FORMAT_VERSION, MANIFEST_NAME,
+    SIGNATURE_NAME,
+};
+use crate::progress::Progress;
+use crate::reference::ImageRef;
+use crate::safepath::SafePath;
+use crate::source::{self, BlobLocation, SourceSpec, OCI_INDEX, REF_NAME};
+use crate::spec::{field_error, Spec, SpecError};
+use serde_saphyr::Spanned;
+use std::collections::BTreeMap;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// What `ferry build` needs.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// The `ferry.yaml`.
+    pub spec: PathBuf,
+    /// The bundle to write (`NAME-VERSION.tar.gz` by convention).
+    pub output: PathBuf,
+    /// Seconds since the epoch for every timestamp; `SOURCE_DATE_EPOCH`, else 0.
+    pub source_date_epoch: u64,
+    pub progress: Progress,
+}
+
+/// Signs the manifest bytes during a build; returns the base64 signature.
+pub type ManifestSigner<'a> =
+    &'a dyn Fn(&[u8]) -> Result<String, Box<dyn std::error::Error + Send + Sync>>;
+
+/// What a build produced.
+#[derive(Debug)]
+pub struct BuildReport {
+    pub output: PathBuf,
+    pub manifest: Manifest,
+    pub manifest_digest: Digest,
+    /// Size of the bundle file.
+    pub bundle_bytes: u64,
+    pub signed: bool,
+}
+
+/// Why a build failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error("{spec}: image `{reference}`: {source}")]
+    Image {
+        spec: PathBuf,
+        reference: String,
+        source: source::SourceError,
+    },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("`{path}` would be written twice into the bundle: from {first} and from {second}")]
+    Conflict {
+        path: String,
+        first: String,
+        second: String,
+    },
+    #[error("{source_desc}: blob {expected} does not match its digest (found {found}): the image source is corrupt")]
+    CorruptBlob {
+        source_desc: String,
+        expected: Digest,
+        found: Digest,
+    },
+    #[error("{path}: {message}")]
+    Input { path: PathBuf, message: String },
+    #[error("signing the manifest failed: {0}")]
+    Sign(String),
+}
+
+/// One file the bundle will hold.
+struct Planned {
+    location: BlobLocation,
+    /// The size the input has when planned; hashing and writing read exactly this much.
+    size: u64,
+    origin: String,
+    mode: Mode,
+    /// The digest the content must have (blobs), checked while hashing.
+    expected: Option<Digest>,
+}
+
+#[derive(Default)]
+struct Plan {
+    files: BTreeMap<SafePath, Planned>,
+}
+
+impl Plan {
+    fn add(&mut self, path: SafePath, planned: Planned) -> Result<(), BuildError> {
+        if let Some(prev) = self.files.get(&path) {
+            if prev.expected.is_some() && prev.expected == planned.expected {
+                return Ok(()); // The same blob from two images: stored once.
+            }
+            return Err(BuildError::Conflict {
+                path: path.to_string(),
+                first: prev.origin.clone(),
+                second: planned.origin,
+            });
+        }
+        if path.as_str() == MANIFEST_NAME || path.as_str() == SIGNATURE_NAME {
+            return Err(BuildError::Conflict {
+                path: path.to_string(),
+                first: "ferry itself".into(),
+                second: planned.origin,
+            });
+        }
+        self.files.insert(path, planned);
+        Ok(())
+    }
+}
+
+/// The `SOURCE_DATE_EPOCH` of the environment, or 0.
+pub fn source_date_epoch_from_env() -> Result<u64, String> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| format!("SOURCE_DATE_EPOCH=`{v}` is not a whole number of seconds")),
+        Err(_) => Ok(0),
+    }
+}
+
+/// Builds a bundle. `sign`, when given, signs the manifest into `ferry.json.sig`.
+pub fn build(opts: &BuildOptions, sign: Option<ManifestSigner>) -> Result<BuildReport, BuildError> {
+    let spec = Spec::load(&opts.spec)?;
+    let base = opts
+        .spec
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let base = if base.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        base
+    };
+    let at = |field: &str, span: &Spanned<String>, msg: String| {
+        BuildError::Spec(field_error(&opts.spec, field, span, msg))
+    };
+
+    manifest::check_name("name", &spec.name.value)
+        .map_err(|e| at("name", &spec.name, e.to_string()))?;
+    manifest::check_name("version", &spec.version.value)
+        .map_err(|e| at("version", &spec.version, e.to_string()))?;
+
+    let mut plan = Plan::default();
+    if let Some(readme) = &spec.readme {
+        add_file(
+            &mut plan,
+            &base,
+            readme,
+            None,
+            Mode::Regular,
+            "readme",
+            &opts.spec,
+        )?;
+    }
+    for v in &spec.values {
+        add_file(
+            &mut plan,
+            &base,
+            v,
+            None,
+            Mode::Regular,
+            "values",
+            &opts.spec,
+        )?;
+    }
+    for s in &spec.scripts {
+        add_file(
+            &mut plan,
+            &base,
+            s,
+            Some("scripts"),
+            Mode::Executable,
+            "scripts",
+            &opts.spec,
+        )?;
+    }
+    for f in &spec.files {
+        let src = base.join(&f.src.value);
+        let dest = match &f.dest {
+            Some(d) => SafePath::new(&d.value).map_err(|e| at("files.dest", d, e.to_string()))?,
+            None => file_name_path(&src).map_err(|m| at("files.src", &f.src, m))?,
+        };
+        let mode = mode_of(&src).map_err(|m| at("files.src", &f.src, m))?;
+        plan.add(
+            dest,
+            Planned {
+                size: file_size(&src)?,
+                location: BlobLocation::File(src.clone()),
+                origin: src.display().to_string(),
+                mode,
+                expected: None,
+            },
+        )?;
+    }
+    let mut charts = Vec::new();
+    for c in &spec.charts {
+        charts.push(add_chart(&mut plan, &base, c, &opts.spec)?);
+    }
+
+    // Images: every blob once, then the layout's index.json and oci-layout.
+    let mut images = Vec::new();
+    let mut index_entries = Vec::new();
+    let mut seen_refs = BTreeMap::new();
+    for img in &spec.images {
+        let reference = ImageRef::parse(&img.reference.value)
+            .map_err(|e| at("images.ref", &img.reference, e.to_string()))?;
+        let full = reference.to_string();
+        if seen_refs.insert(full.clone(), ()).is_some() {
+            return Err(at(
+                "images.ref",
+                &img.reference,
+                format!("`{full}` is listed twice"),
+            ));
+        }
+        let src = SourceSpec::parse(&img.from.value, &base)
+            .map_err(|m| at("images.from", &img.from, m))?;
+        let resolved = source::resolve(&src, &full).map_err(|source| BuildError::Image {
+            spec: opts.spec.clone(),
+            reference: full.clone(),
+            source,
+        })?;
+        let mut total = 0;
+        for blob in &resolved.blobs {
+            total += blob.size;
+            let path = SafePath::new(&format!("images/blobs/sha256/{}", blob.digest.hex()))
+                .expect("hex path is safe");
+            plan.add(
+                path,
+                Planned {
+                    size: blob.size,
+                    location: blob.location.clone(),
+                    origin: blob.location.describe(),
+                    mode: Mode::Regular,
+                    expected: Some(blob.digest.clone()),
+                },
+            )?;
+        }
+        index_entries.push(serde_json::json!({
+            "mediaType": resolved.media_type,
+            "digest": resolved.digest.to_string(),
+            "size": resolved.size,
+            "annotations": { "io.containerd.image.name": full, REF_NAME: full },
+        }));
+        images.push(ImageEntry {
+            reference: full,
+            registry: reference.registry,
+            repository: reference.repository,
+            tag: reference.tag,
+            digest: resolved.digest,
+            media_type: resolved.media_type,
+            platforms: resolved.platforms,
+            size: total,
+        });
+    }
+    if !images.is_empty() {
+        let index = serde_json::json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": index_entries });
+        let mut bytes = serde_json::to_vec_pretty(&index).expect("index serialises");
+        bytes.push(b'\n');
+        let generated = |b: Vec<u8>| Planned {
+            size: b.len() as u64,
+            location: BlobLocation::Memory(b.into()),
+            origin: "(generated)".into(),
+            mode: Mode::Regular,
+            expected: None,
+        };
+        plan.add(
+            SafePath::new("images/index.json").expect("safe"),
+            generated(bytes),
+        )?;
+        plan.add(
+            SafePath::new("images/oci-layout").expect("safe"),
+            generated(b"{\"imageLayoutVersion\":\"1.0.0\"}\n".to_vec()),
+        )?;
+    }
+
+    // Pass 1: hash every input (blobs are checked against their digests).
+    let entries: Vec<(SafePath, Planned)> = plan.files.into_iter().collect();
+    let hashed = hash_all(&entries, opts.progress)?;
+    let files: Vec<FileEntry> = entries
+        .iter()
+        .zip(&hashed)
+        .map(|((path, p), (digest, size))| FileEntry {
+            path: path.clone(),
+            size: *size,
+            mode: p.mode,
+            digest: digest.clone(),
+        })
+        .collect();
+
+    let manifest = Manifest {
+        format_version: FORMAT_VERSION,
+        name: spec.name.value.clone(),
+        version: spec.version.value.clone(),
+        created: rfc3339(opts.source_date_epoch),
+        ferry_version: env!("CARGO_PKG_VERSION").to_string(),
+        files,
+        images,
+        charts,
+        egress: spec.egress.clone(),
+    };
+    manifest.check().map_err(|e| BuildError::Input {
+        path: opts.spec.clone(),
+        message: e.to_string(),
+    })?;
+    let manifest_bytes = manifest.to_bytes();
+    let signature = match sign {
+        Some(f) => Some(f(&manifest_bytes).map_err(|e| BuildError::Sign(e.to_string()))?),
+        None => None,
+    };
+
+    // Pass 2: write the bundle beside its destination, then rename it into place.
+    let out_dir = opts
+        .output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let io_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| BuildError::Io {
+            path: path.clone(),
+            source,
+        }
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix(".ferry-build-")
+        .tempfile_in(out_dir)
+        .map_err(io_err(out_dir))?;
+    let root = manifest.root();
+    let bar = opts.progress.bytes(manifest.total_size(), "writing");
+    {
+        let file = tmp.as_file().try_clone().map_err(io_err(tmp.path()))?;
+        let mut w = TarGzWriter::new(
+            BufWriter::with_capacity(1 << 20, file),
+            opts.source_date_epoch,
+        );
+        let write_err = io_err(&opts.output);
+        write_head(&mut w, &root, &manifest_bytes, signature.as_deref()).map_err(&write_err)?;
+        for ((path, planned), (_, size)) in entries.iter().zip(&hashed) {
+            debug_assert_eq!(*size, planned.size);
+            let mut reader = planned
+                .location
+                .open(*size)
+                .map_err(io_err(Path::new(&planned.origin)))?;
+            let mut head = [0u8; 8];
+            let n =
+                read_up_to(&mut reader, &mut head).map_err(io_err(Path::new(&planned.origin)))?;
+            let packing = Packing::sniff(&head[..n]);
+            let data = io::Cursor::new(head[..n].to_vec()).chain(reader);
+            let data = bar.wrap_read(data);
+            w.append(
+                &format!("{root}/{path}"),
+                planned.mode.bits(),
+                *size,
+                packing,
+                data,
+            )
+            .map_err(&write_err)?;
+        }
+        let mut out = w.finish().map_err(&write_err)?;
+        out.flush().map_err(&write_err)?;
+    }
+    bar.finish_and_clear();
+    let bundle_bytes = tmp.as_file().metadata().map_err(io_err(tmp.path()))?.len();
+    tmp.persist(&opts.output).map_err(|e| BuildError::Io {
+        path: opts.output.clone(),
+        source: e.error,
+    })?;
+    Ok(BuildReport {
+        output: opts.output.clone(),
+        manifest_digest: Digest::of(&manifest_bytes),
+        manifest,
+        bundle_bytes,
+        signed: signature.is_some(),
+    })
+}
+
+/// Writes the head member: the manifest and, when given, its signature.
+pub fn write_head<W: Write>(
+    w: &mut TarGzWriter<W>,
+    root: &str,
+    manifest: &[u8],
+    signature: Option<&str>,
+) -> io::Result<()> {
+    w.append(
+        &format!("{root}/{MANIFEST_NAME}"),
+        0o644,
+        manifest.len() as u64,
+        Packing::Compress,
+        manifest,
+    )?;
+    if let Some(sig) = signature {
+        w.append(
+            &format!("{root}/{SIGNATURE_NAME}"),
+            0o644,
+            sig.len() as u64,
+            Packing::Compress,
+            sig.as_bytes(),
+        )?;
+    }
+    w.end_member()
+}
+
+fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Hashes every planned file on all cores; checks blobs against their digests.
+fn hash_all(
+    entries: &[(SafePath, Planned)],
+    progress: Progress,
+) -> Result<Vec<(Digest, u64)>, BuildError> {
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<(Digest, u64)>>> = Mutex::new(vec![None; entries.len()]);
+    let failure: Mutex<Option<BuildError>> = Mutex::new(None);
+    let bar = Arc::new(progress.bytes(0, "hashing"));
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(8);
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= entries.len() || failure.lock().expect("lock").is_some() {
+                    return;
+                }
+                let (_, p) = &entries[i];
+                let outcome = (|| {
+                    let reader = p.location.open(p.size).map_err(|source| BuildError::Io {
+                        path: PathBuf::from(&p.origin),
+                        source,
+                    })?;
+                    let (digest, size) =
+                        hash_reader(bar.wrap_read(reader)).map_err(|source| BuildError::Io {
+                            path: PathBuf::from(&p.origin),
+                            source,
+                        })?;
+                    if size != p.size {
+                        return Err(BuildError::Input {
+                            path: PathBuf::from(&p.origin),
+                            message: format!(
+                                "changed size while read ({} then {size} bytes)",
+                                p.size
+                            ),
+                        });
+                    }
+                    if let Some(expected) = &p.expected {
+                        if *expected != digest {
+                            return Err(BuildError::CorruptBlob {
+                                source_desc: p.origin.clone(),
+                                expected: expected.clone(),
+                                found: digest,
+                            });
+                        }
+                    }
+                    Ok((digest, size))
+                })();
+                match outcome {
+                    Ok(r) => results.lock().expect("lock")[i] = Some(r),
+                    Err(e) => {
+                        failure.lock().expect("lock").get_or_insert(e);
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    bar.finish_and_clear();
+    if let Some(e) = failure.into_inner().expect("lock") {
+        return Err(e);
+    }
+    Ok(results
+        .into_inner()
+        .expect("lock")
+        .into_iter()
+        .map(|r| r.expect("every entry hashed"))
+        .collect())
+}
+
+fn file_size(path: &Path) -> Result<u64, BuildError> {
+    std::fs::metadata(path)
+        .map(|m| m.len())
+        .map_err(|source| BuildError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+fn file_name_path(src: &Path) -> Result<SafePath, String> {
+    let name = src
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| format!("`{}` has no usable file name", src.display()))?;
+    SafePath::new(name).map_err(|e| e.to_string())
+}
+
+fn mode_of(src: &Path) -> Result<Mode, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::symlink_metadata(src)
+        .map_err(|e| format!("cannot read `{}`: {e}", src.display()))?;
+    if !meta.is_file() {
+        return Err(format!("`{}` is not a regular file (bundles hold regular files only; symlinks are not followed)", src.display()));
+    }
+    Ok(if meta.permissions().mode() & 0o100 != 0 {
+        Mode::Executable
+    } else {
+        Mode::Regular
+    })
+}
+
+fn add_file(
+    plan: &mut Plan,
+    base: &Path,
+    rel: &Spanned<String>,
+    dir: Option<&str>,
+    mode: Mode,
+    field: &str,
+    spec: &Path,
+) -> Result<(), BuildError> {
+    let src = base.join(&rel.value);
+    mode_of(&src).map_err(|m| BuildError::Spec(field_error(spec, field, rel, m)))?;
+    let name =
+        file_name_path(&src).map_err(|m| BuildError::Spec(field_error(spec, field, rel, m)))?;
+    let path = match dir {
+        Some(d) => SafePath::new(d).expect("static dir").join(&name),
+        None => name,
+    };
+    plan.add(
+        path,
+        Planned {
+            size: file_size(&src)?,
+            location: BlobLocation::File(src.clone()),
+            origin: src.display().to_string(),
+            mode,
+            expected: None,
+        },
+    )
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ChartYaml {
+    name: Option<String>,
+    version: Option<String>,
+    #[serde(default)]
+    app_version: Option<String>,
+}
+
+fn check_chart_yaml(text: &str, at: &str) -> Result<ChartEntry, String> {
+    let parsed: ChartYaml =
+        serde_saphyr::from_str(text).map_err(|e| format!("{at}: not a valid Chart.yaml: {e}"))?;
+    let name = parsed
+        .name
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| format!("{at}: Chart.yaml has no `name`"))?;
+    let version = parsed
+        .version
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| format!("{at}: Chart.yaml has no `version`"))?;
+    Ok(ChartEntry {
+        name,
+        version,
+        app_version: parsed.app_version,
+        path: SafePath::new("charts").expect("static"),
+    })
+}
+
+fn add_chart(
+    plan: &mut Plan,
+    base: &Path,
+    rel: &Spanned<String>,
+    spec: &Path,
+) -> Result<ChartEntry, BuildError> {
+    let src = base.join(&rel.value);
+    let located = |m: String| BuildError::Spec(field_error(spec, "charts", rel, m));
+    let name = file_name_path(&src).map_err(located)?;
+    let meta = std::fs::metadata(&src)
+        .map_err(|e| located(format!("cannot read `{}`: {e}", src.display())))?;
+    if meta.is_dir() {
+        let chart_yaml = src.join("Chart.yaml");
+        let text = std::fs::read_to_string(&chart_yaml).map_err(|e| {
+            located(format!(
+                "`{}`: {e} (a chart folder needs a Chart.yaml)",
+                chart_yaml.display()
+            ))
+        })?;
+        let mut entry =
+            check_chart_yaml(&text, &chart_yaml.display().to_string()).map_err(located)?;
+        let root = SafePath::new("charts").expect("static").join(&name);
+        entry.path = root.clone();
+        let mut walk: Vec<_> = walkdir::WalkDir::new(&src)
+            .follow_links(false)
+            .sort_by_file_name()
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .map_err(|e| BuildError::Input {
+                path: src.clone(),
+                message: e.to_string(),
+            })?;
+        walk.retain(|e| !e.file_type().is_dir());
+        for e in walk {
+            let rel_path = e.path().strip_prefix(&src).expect("under chart root");
+            let rel_str = rel_path.to_str().ok_or_else(|| BuildError::Input {
+                path: e.path().to_path_buf(),
+                message: "file name is not UTF-8".into(),
+            })?;
+            let safe = SafePath::new(rel_str).map_err(|err| BuildError::Input {
+                path: e.path().to_path_buf(),
+                message: err.to_string(),
+            })?;
+            let mode = mode_of(e.path()).map_err(|message| BuildError::Input {
+                path: e.path().to_path_buf(),
+                message,
+            })?;
+            plan.add(
+                root.join(&safe),
+                Planned {
+                    size: file_size(e.path())?,
+                    location: BlobLocation::File(e.path().to_path_buf()),
+                    origin: e.path().display().to_string(),
+                    mode,
+                    expected: None,
+                },
+            )?;
+        }
+        Ok(entry)
+    } else {
+        let text = chart_yaml_from_tgz(&src).map_err(located)?;
+        let mut entry =
+            check_chart_yaml(&text, &format!("{} (Chart.yaml)", src.display())).map_err(located)?;
+        let path = SafePath::new("charts").expect("static").join(&name);
+        entry.path = path.clone();
+        plan.add(
+            path,
+            Planned {
+                size: file_size(&src)?,
+                location: BlobLocation::File(src.clone()),
+                origin: src.display().to_string(),
+                mode: Mode::Regular,
+                expected: None,
+            },
+        )?;
+        Ok(entry)
+    }
+}
+
+/// Reads `<chart>/Chart.yaml` out of a packaged chart.
+fn chart_yaml_from_tgz(path: &Path) -> Result<String, String> {
+    let f =
+        std::fs::File::open(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    let mut ar = tar::Archive::new(flate2::read::MultiGzDecoder::new(f));
+    let entries = ar
+        .entries()
+        .map_err(|e| format!("`{}` is not a packaged chart (.tgz): {e}", path.display()))?;
+    for entry in entries {
+        let mut entry = entry
+            .map_err(|e| format!("`{}` is not a packaged chart (.tgz): {e}", path.display()))?;
+        let p = entry.path_bytes().into_owned();
+        let p = String::from_utf8_lossy(&p);
+        let parts: Vec<&str> = p.trim_start_matches("./").split('/').collect();
+        if parts.len() == 2 && parts[1] == "Chart.yaml" {
+            let mut s = String::new();
+            entry
+                .by_ref()
+                .take(source::MAX_JSON)
+                .read_to_string(&mut s)
+                .map_err(|e| format!("`{}`: Chart.yaml: {e}", path.display()))?;
+            return Ok(s);
+        }
+    }
+    Err(format!(
+        "`{}` has no <chart>/Chart.yaml: not a packaged Helm chart",
+        path.display()
+    ))
+}
+
+/// Formats seconds since the epoch as RFC 3339 UTC.
+pub fn rfc3339(secs: u64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp(secs as i64)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    t.format(&time::format_description::well_known::Rfc3339)
+        .expect("formattable")
+}

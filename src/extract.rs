@@ -1,0 +1,148 @@
+//! `ferry extract`: verifies while writing into a temporary folder inside the target, and
+//! renames the bundle folder into place only when every check passed.
+
+use crate::archive::Limits;
+use crate::manifest::{FileEntry, Manifest, MANIFEST_NAME, SIGNATURE_NAME};
+use crate::progress::Progress;
+use crate::verify::{self, Evidence, HeadCheck, Sink, VerifyError, VerifyOptions};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Inputs of `extract`.
+pub struct ExtractOptions<'a> {
+    pub bundle: PathBuf,
+    /// The folder that receives `NAME-VERSION/`; created when missing.
+    pub dir: PathBuf,
+    pub limits: Limits,
+    pub progress: Progress,
+    pub check_head: Option<&'a HeadCheck>,
+}
+
+/// What was extracted.
+#[derive(Debug, serde::Serialize)]
+pub struct Extracted {
+    pub path: PathBuf,
+    pub evidence: Evidence,
+}
+
+/// Writes verified files under a private temporary root.
+struct TempTree {
+    tmp: PathBuf,
+    root: Option<PathBuf>,
+}
+
+impl Sink for TempTree {
+    fn start(
+        &mut self,
+        manifest: &Manifest,
+        manifest_bytes: &[u8],
+        signature: Option<&[u8]>,
+    ) -> io::Result<()> {
+        let root = self.tmp.join(manifest.root());
+        fs::create_dir(&root)?;
+        write_new(&root.join(MANIFEST_NAME), manifest_bytes, 0o644)?;
+        if let Some(sig) = signature {
+            write_new(&root.join(SIGNATURE_NAME), sig, 0o644)?;
+        }
+        self.root = Some(root);
+        Ok(())
+    }
+
+    fn open(&mut self, entry: &FileEntry) -> io::Result<Box<dyn Write + '_>> {
+        // Paths are SafePaths listed in the manifest: relative, no `..`. Nothing but
+        // regular files and folders is ever created here, so no link can redirect a write.
+        let path = entry.path.under(self.root.as_ref().expect("started"));
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        let f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?;
+        Ok(Box::new(BufWriter::with_capacity(256 * 1024, f)))
+    }
+
+    fn close(&mut self, entry: &FileEntry, mtime: u64) -> io::Result<()> {
+        let path = entry.path.under(self.root.as_ref().expect("started"));
+        let f = File::options().write(true).open(&path)?;
+        f.set_permissions(fs::Permissions::from_mode(entry.mode.bits()))?;
+        f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime))?;
+        Ok(())
+    }
+}
+
+fn write_new(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)?;
+    f.write_all(data)
+}
+
+/// Extracts a bundle. On any failure nothing is left behind.
+pub fn extract(opts: &ExtractOptions) -> Result<Extracted, VerifyError> {
+    let file = File::open(&opts.bundle).map_err(|source| VerifyError::Open {
+        path: opts.bundle.clone(),
+        source,
+    })?;
+    let created_dir = !opts.dir.exists();
+    fs::create_dir_all(&opts.dir).map_err(|source| VerifyError::Open {
+        path: opts.dir.clone(),
+        source,
+    })?;
+    let cleanup_dir = |result: Result<Extracted, VerifyError>| {
+        if result.is_err() && created_dir {
+            let _ = fs::remove_dir(&opts.dir);
+        }
+        result
+    };
+    let tmp = match tempfile::Builder::new()
+        .prefix(".ferry-extract-")
+        .tempdir_in(&opts.dir)
+    {
+        Ok(t) => t,
+        Err(source) => {
+            return cleanup_dir(Err(VerifyError::Open {
+                path: opts.dir.clone(),
+                source,
+            }))
+        }
+    };
+    let mut tree = TempTree {
+        tmp: tmp.path().to_path_buf(),
+        root: None,
+    };
+    let vopts = VerifyOptions {
+        input: opts.bundle.clone(),
+        limits: opts.limits,
+        progress: opts.progress,
+        check_head: opts.check_head,
+    };
+    let result = verify::stream(file, &vopts, Some(&mut tree)).and_then(|evidence| {
+        let root = tree.root.take().expect("a verified bundle has a head");
+        let dest = opts.dir.join(root.file_name().expect("named"));
+        if dest.exists() {
+            return Err(VerifyError::Io {
+                path: dest.clone(),
+                source: io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    "already exists: remove it or extract elsewhere",
+                ),
+            });
+        }
+        fs::rename(&root, &dest).map_err(|source| VerifyError::Io {
+            path: dest.clone(),
+            source,
+        })?;
+        Ok(Extracted {
+            path: dest,
+            evidence,
+        })
+    });
+    drop(tmp);
+    cleanup_dir(result)
+}

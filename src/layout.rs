@@ -1,0 +1,230 @@
+//! Checks the OCI image layout inside a bundle: every reference resolves, nothing dangles.
+
+use crate::digest::Digest;
+use crate::manifest::{blob_hex, Manifest};
+use crate::source::{DOCKER_LIST, DOCKER_MANIFEST, MAX_JSON, OCI_INDEX, OCI_MANIFEST, REF_NAME};
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A broken reference inside `images/`.
+#[derive(Debug, thiserror::Error)]
+pub enum LayoutError {
+    #[error("images/index.json is missing but the manifest lists {0} images")]
+    NoIndex(usize),
+    #[error("{what} is not valid JSON: {detail}")]
+    Json { what: String, detail: String },
+    #[error("image `{reference}`: {detail}")]
+    Image { reference: String, detail: String },
+    #[error("{from} refers to blob {digest}, which is not in the bundle")]
+    Missing { from: String, digest: String },
+    #[error("{from} says blob {digest} is {expected} bytes but the bundle's is {found}")]
+    Size {
+        from: String,
+        digest: String,
+        expected: u64,
+        found: u64,
+    },
+    #[error("blob {digest} is in the bundle but no image refers to it")]
+    Unreferenced { digest: String },
+    #[error("{from} ({digest}) is larger than {MAX_JSON} bytes, too large for a manifest")]
+    TooLarge { from: String, digest: String },
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Desc {
+    #[serde(default)]
+    media_type: Option<String>,
+    digest: String,
+    size: u64,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Doc {
+    #[serde(default)]
+    media_type: Option<String>,
+    #[serde(default)]
+    manifests: Option<Vec<Desc>>,
+    #[serde(default)]
+    config: Option<Desc>,
+    #[serde(default)]
+    layers: Option<Vec<Desc>>,
+}
+
+/// What the check saw.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct LayoutSummary {
+    pub images: usize,
+    pub manifests: usize,
+    pub blobs: usize,
+}
+
+/// Checks the layout. `json` returns the bytes of small blobs (manifests, indexes) by
+/// digest hex, and `index` is `images/index.json`.
+pub fn check(
+    manifest: &Manifest,
+    index: Option<&[u8]>,
+    json: &dyn Fn(&str) -> Option<Vec<u8>>,
+) -> Result<LayoutSummary, LayoutError> {
+    let blobs: BTreeMap<&str, u64> = manifest
+        .files
+        .iter()
+        .filter_map(|f| blob_hex(&f.path).map(|h| (h, f.size)))
+        .collect();
+    let Some(index) = index else {
+        if manifest.images.is_empty() && blobs.is_empty() {
+            return Ok(LayoutSummary::default());
+        }
+        return Err(LayoutError::NoIndex(manifest.images.len()));
+    };
+    let index: Doc = serde_json::from_slice(index).map_err(|e| LayoutError::Json {
+        what: "images/index.json".into(),
+        detail: e.to_string(),
+    })?;
+    let descs = index.manifests.unwrap_or_default();
+    let mut by_name: BTreeMap<&str, &Desc> = BTreeMap::new();
+    for d in &descs {
+        let name = d
+            .annotations
+            .get(REF_NAME)
+            .map(String::as_str)
+            .unwrap_or("");
+        if by_name.insert(name, d).is_some() {
+            return Err(LayoutError::Image {
+                reference: name.into(),
+                detail: "named twice in images/index.json".into(),
+            });
+        }
+    }
+    for img in &manifest.images {
+        let d = by_name
+            .get(img.reference.as_str())
+            .ok_or_else(|| LayoutError::Image {
+                reference: img.reference.clone(),
+                detail: "listed in ferry.json but not in images/index.json".into(),
+            })?;
+        if d.digest != img.digest.to_string() {
+            return Err(LayoutError::Image {
+                reference: img.reference.clone(),
+                detail: format!(
+                    "ferry.json says {} but images/index.json says {}",
+                    img.digest, d.digest
+                ),
+            });
+        }
+    }
+    if descs.len() != manifest.images.len() {
+        return Err(LayoutError::Image {
+            reference: "(index)".into(),
+            detail: format!(
+                "images/index.json has {} images but ferry.json lists {}",
+                descs.len(),
+                manifest.images.len()
+            ),
+        });
+    }
+    let mut walk = Walker {
+        blobs: &blobs,
+        json,
+        reached: BTreeSet::new(),
+        manifests: 0,
+    };
+    for d in &descs {
+        let name = d.annotations.get(REF_NAME).cloned().unwrap_or_default();
+        walk.node(d, &format!("image `{name}`"), 0)?;
+    }
+    if let Some(extra) = blobs.keys().find(|h| !walk.reached.contains(**h)) {
+        return Err(LayoutError::Unreferenced {
+            digest: format!("sha256:{extra}"),
+        });
+    }
+    Ok(LayoutSummary {
+        images: descs.len(),
+        manifests: walk.manifests,
+        blobs: blobs.len(),
+    })
+}
+
+struct Walker<'a> {
+    blobs: &'a BTreeMap<&'a str, u64>,
+    json: &'a dyn Fn(&str) -> Option<Vec<u8>>,
+    reached: BTreeSet<String>,
+    manifests: usize,
+}
+
+impl Walker<'_> {
+    fn blob(&mut self, d: &Desc, from: &str) -> Result<String, LayoutError> {
+        let digest: Digest = d.digest.parse().map_err(|_| LayoutError::Missing {
+            from: from.into(),
+            digest: d.digest.clone(),
+        })?;
+        let hex = digest.hex().to_string();
+        let found = *self
+            .blobs
+            .get(hex.as_str())
+            .ok_or_else(|| LayoutError::Missing {
+                from: from.into(),
+                digest: d.digest.clone(),
+            })?;
+        if found != d.size {
+            return Err(LayoutError::Size {
+                from: from.into(),
+                digest: d.digest.clone(),
+                expected: d.size,
+                found,
+            });
+        }
+        self.reached.insert(hex.clone());
+        Ok(hex)
+    }
+
+    fn node(&mut self, d: &Desc, from: &str, depth: u32) -> Result<(), LayoutError> {
+        let hex = self.blob(d, from)?;
+        if depth > 4 {
+            return Err(LayoutError::Image {
+                reference: from.into(),
+                detail: "indexes nested deeper than 4 levels".into(),
+            });
+        }
+        let bytes = (self.json)(&hex).ok_or_else(|| LayoutError::TooLarge {
+            from: from.into(),
+            digest: d.digest.clone(),
+        })?;
+        let doc: Doc = serde_json::from_slice(&bytes).map_err(|e| LayoutError::Json {
+            what: format!("manifest {}", d.digest),
+            detail: e.to_string(),
+        })?;
+        self.manifests += 1;
+        let here = format!("manifest {}", d.digest);
+        let media = d
+            .media_type
+            .clone()
+            .or(doc.media_type.clone())
+            .unwrap_or_default();
+        let is_index = matches!(media.as_str(), OCI_INDEX | DOCKER_LIST)
+            || (media.is_empty() && doc.manifests.is_some());
+        if is_index {
+            for child in doc.manifests.unwrap_or_default() {
+                self.node(&child, &here, depth + 1)?;
+            }
+        } else if matches!(media.as_str(), OCI_MANIFEST | DOCKER_MANIFEST) || doc.config.is_some() {
+            let config = doc.config.ok_or_else(|| LayoutError::Image {
+                reference: here.clone(),
+                detail: "has no config".into(),
+            })?;
+            self.blob(&config, &here)?;
+            for layer in doc.layers.unwrap_or_default() {
+                self.blob(&layer, &here)?;
+            }
+        } else {
+            return Err(LayoutError::Image {
+                reference: here,
+                detail: format!("unsupported media type `{media}`"),
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,787 @@
+//! `ferry verify`: one streaming pass that checks every byte of a bundle against its
+//! manifest, for a `.tar.gz` or a folder extracted with plain `tar -xzf`.
+
+use crate::archive::{Limits, MemberReader};
+use crate::digest::{Digest, Hasher};
+use crate::layout::{self, LayoutError, LayoutSummary};
+use crate::manifest::{
+    blob_hex, FileEntry, Manifest, ManifestError, Mode, MANIFEST_NAME, MAX_MANIFEST_BYTES,
+    SIGNATURE_NAME,
+};
+use crate::progress::Progress;
+use crate::safepath::{SafePath, UnsafePath};
+use crate::source::MAX_JSON;
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+/// Inputs of `verify`.
+#[derive(Clone)]
+pub struct VerifyOptions<'a> {
+    pub input: PathBuf,
+    pub limits: Limits,
+    pub progress: Progress,
+    /// Checks the head (manifest bytes, signature bytes) before anything else is read;
+    /// signature verification plugs in here.
+    pub check_head: Option<&'a HeadCheck>,
+}
+
+/// A check run on the manifest and signature bytes before the rest of the bundle.
+pub type HeadCheck = dyn Fn(&[u8], Option<&[u8]>) -> Result<serde_json::Value, String> + Sync;
+
+/// Why a bundle failed verification (a finding: exit code 1), or could not be read (2).
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("cannot open {path}: {source}")]
+    Open { path: PathBuf, source: io::Error },
+    #[error("{path}: not a ferry bundle: {reason}")]
+    NotABundle { path: PathBuf, reason: String },
+    #[error("ferry.json: {0}")]
+    Manifest(#[from] ManifestError),
+    #[error("head check failed: {0}")]
+    Head(String),
+    #[error("entry `{entry}`: unsafe path: {reason}")]
+    UnsafePath { entry: String, reason: UnsafePath },
+    #[error("entry `{entry}` is a {kind}; a bundle holds regular files only")]
+    NotRegular { entry: String, kind: String },
+    #[error("entry `{entry}` is outside the bundle folder `{root}/`")]
+    WrongRoot { entry: String, root: String },
+    #[error("entry `{entry}` is not listed in ferry.json")]
+    Unlisted { entry: String },
+    #[error("entry `{entry}` appears twice")]
+    Duplicate { entry: String },
+    #[error("entry `{entry}`: size is {found} bytes, ferry.json says {expected}")]
+    SizeMismatch {
+        entry: String,
+        expected: u64,
+        found: u64,
+    },
+    #[error("entry `{entry}`: mode is {found:o}, ferry.json says {expected:o}")]
+    ModeMismatch {
+        entry: String,
+        expected: u32,
+        found: u32,
+    },
+    #[error(
+        "entry `{entry}`: sha256 is {found}, ferry.json says {expected}: the content was changed"
+    )]
+    DigestMismatch {
+        entry: String,
+        expected: Digest,
+        found: Digest,
+    },
+    #[error("{count} file(s) listed in ferry.json are missing, first `{first}`")]
+    Missing { count: usize, first: String },
+    #[error("{location}: the archive is damaged: {detail}")]
+    Corrupt { location: String, detail: String },
+    #[error("{what} exceeds the limit of {limit} ({found}); raise it with {flag} if the bundle is trusted")]
+    Limit {
+        what: String,
+        limit: u64,
+        found: u64,
+        flag: &'static str,
+    },
+    #[error("after the end of the archive: {detail}")]
+    Trailing { detail: String },
+    #[error("images: {0}")]
+    Layout(#[from] LayoutError),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+impl VerifyError {
+    /// 1 for a finding about the bundle, 2 when it could not be read at all.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            VerifyError::Open { .. } => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// The evidence record of a successful verification.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Evidence {
+    pub bundle: PathBuf,
+    /// `tar.gz` or `directory`.
+    pub form: &'static str,
+    pub name: String,
+    pub version: String,
+    pub created: String,
+    pub manifest_digest: Digest,
+    pub files_checked: usize,
+    pub bytes_checked: u64,
+    pub blobs_checked: usize,
+    pub layout: LayoutSummary,
+    pub gzip_members: u32,
+    pub signature_present: bool,
+    /// What the head check reported (signature verification), if one ran.
+    pub head_check: Option<serde_json::Value>,
+    pub checks: Vec<&'static str>,
+}
+
+/// Receives verified file data while the stream is read (extraction).
+pub trait Sink {
+    /// Called once the head is checked, before any file.
+    fn start(
+        &mut self,
+        manifest: &Manifest,
+        manifest_bytes: &[u8],
+        signature: Option<&[u8]>,
+    ) -> io::Result<()>;
+    /// Opens the destination of one listed file.
+    fn open(&mut self, entry: &FileEntry) -> io::Result<Box<dyn Write + '_>>;
+    /// The file was written and its digest matched.
+    fn close(&mut self, entry: &FileEntry, mtime: u64) -> io::Result<()>;
+}
+
+/// Verifies a bundle file or folder.
+pub fn verify(opts: &VerifyOptions) -> Result<Evidence, VerifyError> {
+    if opts.input.is_dir() {
+        verify_dir(opts)
+    } else {
+        let file = File::open(&opts.input).map_err(|source| VerifyError::Open {
+            path: opts.input.clone(),
+            source,
+        })?;
+        stream(file, opts, None)
+    }
+}
+
+const BUF: usize = 1024 * 1024;
+
+/// Reads a whole `.tar.gz` bundle, checking everything and feeding `sink` if given.
+pub fn stream(
+    file: File,
+    opts: &VerifyOptions,
+    mut sink: Option<&mut dyn Sink>,
+) -> Result<Evidence, VerifyError> {
+    let total = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let bar = opts.progress.bytes(total, "verifying");
+    let limits = opts.limits;
+    let reader = MemberReader::new(bar.wrap_read(file), limits);
+    let mut archive = tar::Archive::new(reader);
+    let corrupt = |location: &str, e: io::Error| VerifyError::Corrupt {
+        location: location.to_string(),
+        detail: flatten(&e),
+    };
+    let mut entries = archive
+        .entries()
+        .map_err(|e| corrupt("start of the bundle", e))?;
+
+    // The head: ferry.json first, then optionally its signature.
+    let first = match entries.next() {
+        None => {
+            return Err(VerifyError::NotABundle {
+                path: opts.input.clone(),
+                reason: "it holds no entries".into(),
+            })
+        }
+        Some(e) => e.map_err(|e| match e.kind() {
+            io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof | io::ErrorKind::Other => {
+                VerifyError::NotABundle {
+                    path: opts.input.clone(),
+                    reason: flatten(&e),
+                }
+            }
+            _ => corrupt("first entry", e),
+        })?,
+    };
+    let first_name = entry_path(&first)?;
+    let root = match first_name.as_str().split_once('/') {
+        Some((root, MANIFEST_NAME)) => root.to_string(),
+        _ => {
+            return Err(VerifyError::NotABundle {
+                path: opts.input.clone(),
+                reason: format!(
+                    "the first entry is `{first_name}`, not `NAME-VERSION/{MANIFEST_NAME}`"
+                ),
+            })
+        }
+    };
+    require_regular(&first, &first_name)?;
+    let manifest_bytes = read_small(first, &first_name, MAX_MANIFEST_BYTES, "--max-manifest")?;
+    let manifest = Manifest::parse(&manifest_bytes)?;
+    if manifest.root() != root {
+        return Err(VerifyError::WrongRoot {
+            entry: first_name.to_string(),
+            root: manifest.root(),
+        });
+    }
+    check_limits(&manifest, &limits)?;
+    let listed: HashMap<&str, &FileEntry> = manifest
+        .files
+        .iter()
+        .map(|f| (f.path.as_str(), f))
+        .collect();
+    let mut seen: HashMap<&str, ()> = HashMap::with_capacity(listed.len());
+    let mut json_blobs: HashMap<String, Vec<u8>> = HashMap::new();
+    let mut json_budget: u64 = 64 * 1024 * 1024;
+    let mut index_json: Option<Vec<u8>> = None;
+    let mut signature: Option<Vec<u8>> = None;
+    let mut pending: Option<tar::Entry<'_, MemberReader<_>>> = None;
+    let mut last = first_name.to_string();
+
+    // The signature, if present, is the second entry.
+    match entries.next() {
+        None => {}
+        Some(e) => {
+            let e = e.map_err(|e| corrupt(&format!("after `{last}`"), e))?;
+            let name = entry_path(&e)?;
+            if name.as_str() == format!("{root}/{SIGNATURE_NAME}") {
+                require_regular(&e, &name)?;
+                signature = Some(read_small(e, &name, 64 * 1024, "(signature limit)")?);
+                last = name.to_string();
+            } else {
+                pending = Some(e);
+            }
+        }
+    }
+    let head_check = match opts.check_head {
+        Some(check) => {
+            Some(check(&manifest_bytes, signature.as_deref()).map_err(VerifyError::Head)?)
+        }
+        None => None,
+    };
+    if let Some(s) = sink.as_deref_mut() {
+        s.start(&manifest, &manifest_bytes, signature.as_deref())
+            .map_err(|source| VerifyError::Io {
+                path: opts.input.clone(),
+                source,
+            })?;
+    }
+
+    let mut buf = vec![0u8; BUF];
+    let mut bytes_checked = 0u64;
+    let mut count = 0u64;
+    loop {
+        let mut entry = match pending.take() {
+            Some(e) => e,
+            None => match entries.next() {
+                None => break,
+                Some(e) => e.map_err(|e| corrupt(&format!("after `{last}`"), e))?,
+            },
+        };
+        count += 1;
+        if count > limits.max_entries {
+            return Err(VerifyError::Limit {
+                what: "number of entries".into(),
+                limit: limits.max_entries,
+                found: count,
+                flag: "--max-entries",
+            });
+        }
+        let name = entry_path(&entry)?;
+        require_regular(&entry, &name)?;
+        let rel = match name.strip_first() {
+            Some(rel) if name.first() == root => rel,
+            _ => {
+                return Err(VerifyError::WrongRoot {
+                    entry: name.to_string(),
+                    root: root.clone(),
+                })
+            }
+        };
+        let listed_entry = *listed.get(rel.as_str()).ok_or_else(|| {
+            if rel.as_str() == MANIFEST_NAME || rel.as_str() == SIGNATURE_NAME {
+                VerifyError::Duplicate {
+                    entry: name.to_string(),
+                }
+            } else {
+                VerifyError::Unlisted {
+                    entry: name.to_string(),
+                }
+            }
+        })?;
+        if seen.insert(listed_entry.path.as_str(), ()).is_some() {
+            return Err(VerifyError::Duplicate {
+                entry: name.to_string(),
+            });
+        }
+        let size = entry.size();
+        if size != listed_entry.size {
+            return Err(VerifyError::SizeMismatch {
+                entry: name.to_string(),
+                expected: listed_entry.size,
+                found: size,
+            });
+        }
+        let mode = entry
+            .header()
+            .mode()
+            .map_err(|e| corrupt(name.as_str(), e))?
+            & 0o7777;
+        if Mode::from_bits(mode) != Some(listed_entry.mode) {
+            return Err(VerifyError::ModeMismatch {
+                entry: name.to_string(),
+                expected: listed_entry.mode.bits(),
+                found: mode,
+            });
+        }
+        let mtime = entry.header().mtime().unwrap_or(0);
+        let keep_json =
+            rel.as_str() == "images/index.json" || (blob_hex(&rel).is_some() && size <= MAX_JSON);
+        let mut kept = Vec::new();
+        let mut hasher = Hasher::new();
+        {
+            let mut out = match sink.as_deref_mut() {
+                Some(s) => Some(s.open(listed_entry).map_err(|source| VerifyError::Io {
+                    path: PathBuf::from(name.as_str()),
+                    source,
+                })?),
+                None => None,
+            };
+            loop {
+                let n = match entry.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(corrupt(name.as_str(), e)),
+                };
+                hasher.update(&buf[..n]);
+                if keep_json && (kept.len() as u64) < MAX_JSON {
+                    if kept.is_empty() && buf[0] != b'{' {
+                        // Not JSON: a layer. Stop collecting.
+                    } else {
+                        kept.extend_from_slice(&buf[..n]);
+                    }
+                }
+                if let Some(o) = out.as_mut() {
+                    o.write_all(&buf[..n]).map_err(|source| VerifyError::Io {
+                        path: PathBuf::from(name.as_str()),
+                        source,
+                    })?;
+                }
+            }
+            if let Some(mut o) = out {
+                o.flush().map_err(|source| VerifyError::Io {
+                    path: PathBuf::from(name.as_str()),
+                    source,
+                })?;
+            }
+        }
+        if hasher.len() != size {
+            return Err(VerifyError::Corrupt {
+                location: name.to_string(),
+                detail: format!("only {} of {size} bytes present", hasher.len()),
+            });
+        }
+        let digest = hasher.finish();
+        if digest != listed_entry.digest {
+            return Err(VerifyError::DigestMismatch {
+                entry: name.to_string(),
+                expected: listed_entry.digest.clone(),
+                found: digest,
+            });
+        }
+        if let Some(s) = sink.as_deref_mut() {
+            s.close(listed_entry, mtime)
+                .map_err(|source| VerifyError::Io {
+                    path: PathBuf::from(name.as_str()),
+                    source,
+                })?;
+        }
+        bytes_checked += size;
+        if !kept.is_empty() {
+            if rel.as_str() == "images/index.json" {
+                index_json = Some(kept);
+            } else if let Some(hex) = blob_hex(&rel) {
+                json_budget = json_budget.checked_sub(kept.len() as u64).ok_or_else(|| {
+                    VerifyError::Limit {
+                        what: "total size of image manifests".into(),
+                        limit: 64 * 1024 * 1024,
+                        found: 64 * 1024 * 1024 + 1,
+                        flag: "(no flag)",
+                    }
+                })?;
+                json_blobs.insert(hex.to_string(), kept);
+            }
+        }
+        last = name.to_string();
+    }
+    drop(entries);
+
+    // After the end-of-archive block: only zero padding, then a clean end of the last member.
+    let mut rest = archive.into_inner();
+    let mut zeros = 0u64;
+    loop {
+        let n = match rest.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(VerifyError::Trailing {
+                    detail: flatten(&e),
+                })
+            }
+        };
+        if buf[..n].iter().any(|b| *b != 0) {
+            return Err(VerifyError::Trailing {
+                detail: "non-zero data after the end-of-archive marker".into(),
+            });
+        }
+        zeros += n as u64;
+        if zeros > 1 << 20 {
+            return Err(VerifyError::Trailing {
+                detail: "more than 1 MiB of padding after the end-of-archive marker".into(),
+            });
+        }
+    }
+    bar.finish_and_clear();
+
+    if seen.len() != listed.len() {
+        let missing: Vec<&str> = manifest
+            .files
+            .iter()
+            .map(|f| f.path.as_str())
+            .filter(|p| !seen.contains_key(p))
+            .collect();
+        return Err(VerifyError::Missing {
+            count: missing.len(),
+            first: format!("{root}/{}", missing[0]),
+        });
+    }
+    let layout = layout::check(&manifest, index_json.as_deref(), &|hex| {
+        json_blobs.get(hex).cloned()
+    })?;
+    Ok(Evidence {
+        bundle: opts.input.clone(),
+        form: "tar.gz",
+        name: manifest.name.clone(),
+        version: manifest.version.clone(),
+        created: manifest.created.clone(),
+        manifest_digest: Digest::of(&manifest_bytes),
+        files_checked: manifest.files.len(),
+        bytes_checked,
+        blobs_checked: layout.blobs,
+        layout,
+        gzip_members: rest.members(),
+        signature_present: signature.is_some(),
+        head_check,
+        checks: CHECKS.to_vec(),
+    })
+}
+
+const CHECKS: [&str; 7] = [
+    "ferry.json is the first entry and a valid format-v1 manifest",
+    "every entry is a regular file with a safe path under the bundle folder",
+    "every entry is listed once in ferry.json with the same size and mode",
+    "every entry's sha256 equals ferry.json (OCI blobs: equals their digest)",
+    "no file listed in ferry.json is missing",
+    "every image in images/index.json resolves to manifests, configs and layers inside the bundle, and every blob is referenced",
+    "gzip framing is canonical, CRCs match, nothing follows the archive",
+];
+
+fn flatten(e: &io::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(inner) = src {
+        let t = inner.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        src = inner.source();
+    }
+    s
+}
+
+fn entry_path<R: Read>(e: &tar::Entry<'_, R>) -> Result<SafePath, VerifyError> {
+    let raw = e.path_bytes();
+    SafePath::from_bytes(&raw).map_err(|reason| VerifyError::UnsafePath {
+        entry: String::from_utf8_lossy(&raw).escape_debug().to_string(),
+        reason,
+    })
+}
+
+fn require_regular<R: Read>(e: &tar::Entry<'_, R>, name: &SafePath) -> Result<(), VerifyError> {
+    let t = e.header().entry_type();
+    if t == tar::EntryType::Regular {
+        return Ok(());
+    }
+    let kind = match t {
+        tar::EntryType::Directory => "directory".to_string(),
+        tar::EntryType::Symlink => format!(
+            "symbolic link to `{}`",
+            e.link_name_bytes()
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default()
+        ),
+        tar::EntryType::Link => format!(
+            "hard link to `{}`",
+            e.link_name_bytes()
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default()
+        ),
+        tar::EntryType::Char => "character device".into(),
+        tar::EntryType::Block => "block device".into(),
+        tar::EntryType::Fifo => "FIFO".into(),
+        tar::EntryType::XGlobalHeader => "PAX global header".into(),
+        other => format!("entry of type {:?}", other.as_byte() as char),
+    };
+    Err(VerifyError::NotRegular {
+        entry: name.to_string(),
+        kind,
+    })
+}
+
+fn read_small<R: Read>(
+    mut e: tar::Entry<'_, R>,
+    name: &SafePath,
+    limit: u64,
+    flag: &'static str,
+) -> Result<Vec<u8>, VerifyError> {
+    if e.size() > limit {
+        return Err(VerifyError::Limit {
+            what: format!("size of `{name}`"),
+            limit,
+            found: e.size(),
+            flag,
+        });
+    }
+    let mut out = Vec::with_capacity(e.size() as usize);
+    e.read_to_end(&mut out)
+        .map_err(|err| VerifyError::Corrupt {
+            location: name.to_string(),
+            detail: flatten(&err),
+        })?;
+    if out.len() as u64 != e.size() {
+        return Err(VerifyError::Corrupt {
+            location: name.to_string(),
+            detail: "truncated".into(),
+        });
+    }
+    Ok(out)
+}
+
+fn check_limits(m: &Manifest, limits: &Limits) -> Result<(), VerifyError> {
+    let n = m.files.len() as u64 + 2;
+    if n > limits.max_entries {
+        return Err(VerifyError::Limit {
+            what: "number of entries".into(),
+            limit: limits.max_entries,
+            found: n,
+            flag: "--max-entries",
+        });
+    }
+    if let Some(big) = m.files.iter().find(|f| f.size > limits.max_entry_size) {
+        return Err(VerifyError::Limit {
+            what: format!("size of `{}`", big.path),
+            limit: limits.max_entry_size,
+            found: big.size,
+            flag: "--max-file-size",
+        });
+    }
+    let total = m.total_size();
+    if total > limits.max_total_size {
+        return Err(VerifyError::Limit {
+            what: "total size".into(),
+            limit: limits.max_total_size,
+            found: total,
+            flag: "--max-total-size",
+        });
+    }
+    Ok(())
+}
+
+/// Finds the bundle folder in `dir`: `dir` itself or its single child holding ferry.json.
+pub fn find_root(dir: &Path) -> Result<PathBuf, VerifyError> {
+    if dir.join(MANIFEST_NAME).is_file() {
+        return Ok(dir.to_path_buf());
+    }
+    let read = std::fs::read_dir(dir).map_err(|source| VerifyError::Open {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let candidates: Vec<PathBuf> = read
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.join(MANIFEST_NAME).is_file())
+        .collect();
+    match candidates.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(VerifyError::NotABundle {
+            path: dir.to_path_buf(),
+            reason: format!("no {MANIFEST_NAME} in it or in a folder inside it"),
+        }),
+        _ => Err(VerifyError::NotABundle {
+            path: dir.to_path_buf(),
+            reason: "it holds several bundle folders; name one".into(),
+        }),
+    }
+}
+
+/// Verifies a folder extracted with `tar -xzf` (or `ferry extract`).
+fn verify_dir(opts: &VerifyOptions) -> Result<Evidence, VerifyError> {
+    use std::os::unix::fs::PermissionsExt;
+    let root = find_root(&opts.input)?;
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| VerifyError::Io {
+            path: path.clone(),
+            source,
+        }
+    };
+    let manifest_path = root.join(MANIFEST_NAME);
+    let manifest_bytes = std::fs::read(&manifest_path).map_err(io(&manifest_path))?;
+    let manifest = Manifest::parse(&manifest_bytes)?;
+    let dir_name = root
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    if dir_name != manifest.root() && root != opts.input {
+        return Err(VerifyError::WrongRoot {
+            entry: dir_name.into(),
+            root: manifest.root(),
+        });
+    }
+    let sig_path = root.join(SIGNATURE_NAME);
+    let signature = if sig_path.is_file() {
+        Some(std::fs::read(&sig_path).map_err(io(&sig_path))?)
+    } else {
+        None
+    };
+    let head_check = match opts.check_head {
+        Some(check) => {
+            Some(check(&manifest_bytes, signature.as_deref()).map_err(VerifyError::Head)?)
+        }
+        None => None,
+    };
+    let listed: BTreeMap<&str, &FileEntry> = manifest
+        .files
+        .iter()
+        .map(|f| (f.path.as_str(), f))
+        .collect();
+    let mut found = Vec::new();
+    for e in walkdir::WalkDir::new(&root)
+        .follow_links(false)
+        .sort_by_file_name()
+    {
+        let e = e.map_err(|err| VerifyError::Io {
+            path: root.clone(),
+            source: err.into(),
+        })?;
+        let rel = e.path().strip_prefix(&root).expect("under root");
+        if rel.as_os_str().is_empty() || e.file_type().is_dir() {
+            continue;
+        }
+        let rel_str = rel.to_str().ok_or_else(|| VerifyError::UnsafePath {
+            entry: rel.display().to_string(),
+            reason: UnsafePath::NotUtf8(rel.display().to_string()),
+        })?;
+        let name = format!("{}/{rel_str}", manifest.root());
+        if !e.file_type().is_file() {
+            let kind = if e.file_type().is_symlink() {
+                "symbolic link"
+            } else {
+                "special file"
+            };
+            return Err(VerifyError::NotRegular {
+                entry: name,
+                kind: kind.into(),
+            });
+        }
+        if rel_str == MANIFEST_NAME || rel_str == SIGNATURE_NAME {
+            continue;
+        }
+        let entry = *listed.get(rel_str).ok_or(VerifyError::Unlisted {
+            entry: name.clone(),
+        })?;
+        let meta = e.metadata().map_err(|err| VerifyError::Io {
+            path: e.path().to_path_buf(),
+            source: err.into(),
+        })?;
+        if meta.len() != entry.size {
+            return Err(VerifyError::SizeMismatch {
+                entry: name,
+                expected: entry.size,
+                found: meta.len(),
+            });
+        }
+        // Extraction applies the umask, so only the owner's execute bit is compared.
+        let exec = meta.permissions().mode() & 0o100 != 0;
+        if exec != (entry.mode == Mode::Executable) {
+            return Err(VerifyError::ModeMismatch {
+                entry: name,
+                expected: entry.mode.bits(),
+                found: meta.permissions().mode() & 0o7777,
+            });
+        }
+        found.push((e.path().to_path_buf(), entry, name));
+    }
+    if found.len() != listed.len() {
+        let have: std::collections::HashSet<&str> =
+            found.iter().map(|(_, e, _)| e.path.as_str()).collect();
+        let missing: Vec<&str> = manifest
+            .files
+            .iter()
+            .map(|f| f.path.as_str())
+            .filter(|p| !have.contains(p))
+            .collect();
+        return Err(VerifyError::Missing {
+            count: missing.len(),
+            first: format!("{}/{}", manifest.root(), missing[0]),
+        });
+    }
+    let bar = opts.progress.bytes(manifest.total_size(), "verifying");
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failure = std::sync::Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .min(8)
+        {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= found.len() || failure.lock().expect("lock").is_some() {
+                    return;
+                }
+                let (path, entry, name) = &found[i];
+                let result =
+                    File::open(path).and_then(|f| crate::digest::hash_reader(bar.wrap_read(f)));
+                let err = match result {
+                    Ok((digest, _)) if digest == entry.digest => continue,
+                    Ok((digest, _)) => VerifyError::DigestMismatch {
+                        entry: name.clone(),
+                        expected: entry.digest.clone(),
+                        found: digest,
+                    },
+                    Err(source) => VerifyError::Io {
+                        path: path.clone(),
+                        source,
+                    },
+                };
+                failure.lock().expect("lock").get_or_insert(err);
+            });
+        }
+    });
+    bar.finish_and_clear();
+    if let Some(e) = failure.into_inner().expect("lock") {
+        return Err(e);
+    }
+    let json = |hex: &str| -> Option<Vec<u8>> {
+        let p = root.join("images/blobs/sha256").join(hex);
+        let len = std::fs::metadata(&p).ok()?.len();
+        (len <= MAX_JSON).then(|| std::fs::read(&p).ok()).flatten()
+    };
+    let index = std::fs::read(root.join("images/index.json")).ok();
+    let layout = layout::check(&manifest, index.as_deref(), &json)?;
+    Ok(Evidence {
+        bundle: opts.input.clone(),
+        form: "directory",
+        name: manifest.name.clone(),
+        version: manifest.version.clone(),
+        created: manifest.created.clone(),
+        manifest_digest: Digest::of(&manifest_bytes),
+        files_checked: manifest.files.len(),
+        bytes_checked: manifest.total_size(),
+        blobs_checked: layout.blobs,
+        layout,
+        gzip_members: 0,
+        signature_present: signature.is_some(),
+        head_check,
+        checks: CHECKS[..6].to_vec(),
+    })
+}
