@@ -1,2 +1,91 @@
 //! Developer chores for the ferry workspace: `cargo xtask <chore>`.
-fn main() {}
+
+mod testdata;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "Developer chores for the ferry workspace"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate the testdata/agent-security fixture (chart, values, scripts, images).
+    Testdata {
+        /// Regenerate into a temporary folder and fail, listing the differing files, when the
+        /// committed fixture is not what the generator makes.
+        #[arg(long)]
+        check: bool,
+        /// Fixture folder (default: testdata/agent-security in the workspace).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Testdata { check, dir } => run_testdata(check, dir),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run_testdata(check: bool, dir: Option<PathBuf>) -> Result<ExitCode> {
+    let dir = dir.unwrap_or_else(testdata::fixture_dir);
+    if check {
+        let diffs = testdata::check(&dir)?;
+        if diffs.is_empty() {
+            println!("{} is up to date", dir.display());
+            return Ok(ExitCode::SUCCESS);
+        }
+        eprintln!(
+            "{} differs from what the generator makes ({} files):",
+            dir.display(),
+            diffs.len()
+        );
+        for d in &diffs {
+            eprintln!("  {d}");
+        }
+        eprintln!("run `cargo xtask testdata` and commit the result");
+        return Ok(ExitCode::from(1));
+    }
+    let fixture = testdata::write(&dir)?;
+    let bytes: usize = fixture.files.iter().map(|f| f.data.len()).sum();
+    println!(
+        "wrote {} files, {} bytes, to {}",
+        fixture.files.len(),
+        bytes,
+        dir.display()
+    );
+    for i in &fixture.images {
+        println!(
+            "  {}\n    in {} (from: {})\n    {} {}",
+            i.reference,
+            i.file,
+            i.from,
+            match &i.manifest_digest {
+                Some(_) if i.platforms.len() > 1 => "index",
+                Some(_) => "manifest",
+                None => "image ID",
+            },
+            i.manifest_digest.as_deref().unwrap_or(&i.config_digest)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
