@@ -212,7 +212,8 @@ impl Store for DirStore {
     fn file(&self, path: &str) -> Option<(u64, BlobLocation)> {
         let p = self.root.join(path);
         let meta = std::fs::symlink_metadata(&p).ok()?;
-        meta.is_file().then(|| (meta.len(), BlobLocation::File(p)))
+        meta.is_file()
+            .then_some((meta.len(), BlobLocation::File(p)))
     }
 }
 

@@ -82,8 +82,8 @@ pub enum VerifyError {
         found: u64,
         flag: &'static str,
     },
-    #[error("after the end of the archive: {detail}")]
-    Trailing { detail: String },
+    #[error("after the last entry `{after}`: {detail}")]
+    Trailing { after: String, detail: String },
     #[error("images: {0}")]
     Layout(#[from] LayoutError),
     #[error("{path}: {source}")]
@@ -183,10 +183,13 @@ pub fn stream(
             io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof | io::ErrorKind::Other => {
                 VerifyError::NotABundle {
                     path: opts.input.clone(),
-                    reason: flatten(&e),
+                    reason: format!(
+                        "reading the first entry (NAME-VERSION/{MANIFEST_NAME}): {}",
+                        flatten(&e)
+                    ),
                 }
             }
-            _ => corrupt("first entry", e),
+            _ => corrupt("the first entry (ferry.json)", e),
         })?,
     };
     let first_name = entry_path(&first)?;
@@ -202,7 +205,7 @@ pub fn stream(
         }
     };
     require_regular(&first, &first_name)?;
-    let manifest_bytes = read_small(first, &first_name, MAX_MANIFEST_BYTES, "--max-manifest")?;
+    let manifest_bytes = read_small(first, &first_name, MAX_MANIFEST_BYTES, "(manifest limit)")?;
     let manifest = Manifest::parse(&manifest_bytes)?;
     if manifest.root() != root {
         return Err(VerifyError::WrongRoot {
@@ -401,7 +404,6 @@ pub fn stream(
         }
         last = name.to_string();
     }
-    drop(entries);
 
     // After the end-of-archive block: only zero padding, then a clean end of the last member.
     let mut rest = archive.into_inner();
@@ -413,18 +415,21 @@ pub fn stream(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 return Err(VerifyError::Trailing {
+                    after: last.clone(),
                     detail: flatten(&e),
                 })
             }
         };
         if buf[..n].iter().any(|b| *b != 0) {
             return Err(VerifyError::Trailing {
+                after: last.clone(),
                 detail: "non-zero data after the end-of-archive marker".into(),
             });
         }
         zeros += n as u64;
         if zeros > 1 << 20 {
             return Err(VerifyError::Trailing {
+                after: last.clone(),
                 detail: "more than 1 MiB of padding after the end-of-archive marker".into(),
             });
         }

@@ -1,0 +1,411 @@
+//! Build, inspect, verify and extract on the fixture: interop with skopeo and tar,
+//! determinism, and tampering.
+
+use crate::harness::{
+    build_fixture, build_spec, ferry, fixture, require, run, sha256_hex, tree, verify,
+};
+use std::io::Read;
+use std::process::Command;
+
+#[test]
+fn fixture_builds_verifies_and_extracts_like_tar() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bundle = tmp.path().join("b.tar.gz");
+    let report = build_fixture(&bundle, 0);
+    assert_eq!(report.manifest.images.len(), 7);
+    let evidence = verify(&bundle).expect("fresh bundle verifies");
+    assert_eq!(evidence.files_checked, report.manifest.files.len());
+
+    // ferry extract and plain tar -xzf give the same tree, and the folder verifies too.
+    let by_ferry = tmp.path().join("ferry");
+    let by_tar = tmp.path().join("tar");
+    std::fs::create_dir(&by_tar).unwrap();
+    ferry()
+        .args(["extract", "-q"])
+        .arg(&bundle)
+        .arg("-C")
+        .arg(&by_ferry)
+        .assert()
+        .success();
+    run(Command::new("tar")
+        .arg("-xzf")
+        .arg(&bundle)
+        .arg("-C")
+        .arg(&by_tar));
+    assert_eq!(tree(&by_ferry), tree(&by_tar));
+    verify(&by_tar.join("agent-security-1.4.0")).expect("tar-extracted folder verifies");
+    verify(&by_tar).expect("its parent folder verifies too");
+
+    // A changed file in the extracted folder is caught and named.
+    let values = by_tar.join("agent-security-1.4.0/values.yaml");
+    let mut text = std::fs::read(&values).unwrap();
+    text[0] ^= 0x20;
+    std::fs::write(&values, text).unwrap();
+    let err = verify(&by_tar).unwrap_err().to_string();
+    assert!(
+        err.contains("values.yaml") && err.contains("sha256"),
+        "{err}"
+    );
+}
+
+#[test]
+fn inspect_reads_only_the_first_entry() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bundle = tmp.path().join("b.tar.gz");
+    build_fixture(&bundle, 0);
+    // Cut the bundle right after the head member: inspect still works, verify does not.
+    let bytes = std::fs::read(&bundle).unwrap();
+    let head_len = second_member_offset(&bytes);
+    let cut = tmp.path().join("cut.tar.gz");
+    std::fs::write(&cut, &bytes[..head_len]).unwrap();
+    let out = ferry()
+        .args(["inspect", "--json"])
+        .arg(&cut)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["name"], "agent-security");
+    assert_eq!(v["images"].as_array().unwrap().len(), 7);
+    let platform = v["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["reference"].as_str().unwrap().contains("platform"))
+        .unwrap();
+    assert_eq!(
+        platform["platforms"],
+        serde_json::json!(["linux/amd64", "linux/arm64/v8"])
+    );
+    ferry().arg("verify").arg(&cut).assert().code(1);
+}
+
+/// Offset of the second gzip member, found by decoding the first one.
+fn second_member_offset(bytes: &[u8]) -> usize {
+    let mut dec = flate2::bufread::GzDecoder::new(bytes);
+    std::io::copy(&mut dec, &mut std::io::sink()).unwrap();
+    bytes.len() - dec.into_inner().len()
+}
+
+#[test]
+fn builds_are_byte_identical_and_epoch_changes_only_timestamps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, c) = (
+        tmp.path().join("a.tar.gz"),
+        tmp.path().join("b.tar.gz"),
+        tmp.path().join("c.tar.gz"),
+    );
+    build_fixture(&a, 1_700_000_000);
+    build_fixture(&b, 1_700_000_000);
+    assert_eq!(
+        std::fs::read(&a).unwrap(),
+        std::fs::read(&b).unwrap(),
+        "two builds differ"
+    );
+
+    // The environment variable is what the CLI reads.
+    let d = tmp.path().join("d.tar.gz");
+    ferry()
+        .current_dir(fixture())
+        .env("SOURCE_DATE_EPOCH", "1800000000")
+        .args(["build", "-q", "-o"])
+        .arg(&d)
+        .assert()
+        .success();
+    build_fixture(&c, 1_800_000_000);
+    assert_eq!(
+        std::fs::read(&c).unwrap(),
+        std::fs::read(&d).unwrap(),
+        "CLI and library builds differ"
+    );
+
+    let (ea, ec) = (entries(&a), entries(&c));
+    assert_eq!(ea.len(), ec.len());
+    for ((pa, ma, da), (pc, mc, dc)) in ea.iter().zip(&ec) {
+        assert_eq!(pa, pc);
+        assert_eq!((*ma, *mc), (1_700_000_000, 1_800_000_000), "{pa}");
+        if pa.ends_with("/ferry.json") {
+            let (ta, tc) = (String::from_utf8_lossy(da), String::from_utf8_lossy(dc));
+            assert!(ta.contains("\"created\": \"2023-11-14T22:13:20Z\""), "{ta}");
+            assert_eq!(
+                ta.replace("2023-11-14T22:13:20Z", "X"),
+                tc.replace("2027-01-15T08:00:00Z", "X")
+            );
+        } else {
+            assert_eq!(da, dc, "{pa} content changed with the epoch");
+        }
+    }
+}
+
+fn entries(bundle: &std::path::Path) -> Vec<(String, u64, Vec<u8>)> {
+    let f = std::fs::File::open(bundle).unwrap();
+    let mut ar = tar::Archive::new(flate2::read::MultiGzDecoder::new(f));
+    ar.entries()
+        .unwrap()
+        .map(|e| {
+            let mut e = e.unwrap();
+            let mut data = Vec::new();
+            e.read_to_end(&mut data).unwrap();
+            (
+                e.path().unwrap().to_string_lossy().into_owned(),
+                e.header().mtime().unwrap(),
+                data,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn digests_match_skopeo_for_docker_and_oci_archives() {
+    require("skopeo", "skopeo");
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = fixture().join("images/layout");
+    let docker = tmp.path().join("gw.docker.tar");
+    let oci = tmp.path().join("gw.oci.tar");
+    run(Command::new("skopeo")
+        .args(["copy", "-q", "--insecure-policy"])
+        .arg(format!("oci:{}:gateway", layout.display()))
+        .arg(format!(
+            "docker-archive:{}:example.com/team/gw:1",
+            docker.display()
+        )));
+    run(Command::new("skopeo")
+        .args(["copy", "-q", "--insecure-policy"])
+        .arg(format!("oci:{}:platform", layout.display()))
+        .arg(format!("oci-archive:{}:platform", oci.display())));
+    let want_docker = sha256_hex(&run(Command::new("skopeo")
+        .args(["inspect", "--raw"])
+        .arg(format!("docker-archive:{}", docker.display()))));
+    let want_oci = sha256_hex(&run(Command::new("skopeo")
+        .args(["inspect", "--raw"])
+        .arg(format!("oci-archive:{}:platform", oci.display()))));
+
+    let spec = tmp.path().join("ferry.yaml");
+    std::fs::write(
+        &spec,
+        "name: interop\nversion: '1'\nimages:\n  - ref: example.com/team/gw:1\n    from: docker-archive:gw.docker.tar\n  - ref: example.com/team/platform:2\n    from: oci-archive:gw.oci.tar:platform\n",
+    )
+    .unwrap();
+    let bundle = tmp.path().join("interop.tar.gz");
+    let report = build_spec(&spec, &bundle, 0);
+    assert_eq!(
+        report.manifest.images[0].digest.to_string(),
+        format!("sha256:{want_docker}")
+    );
+    assert_eq!(
+        report.manifest.images[1].digest.to_string(),
+        format!("sha256:{want_oci}")
+    );
+    verify(&bundle).expect("interop bundle verifies");
+
+    // skopeo reads the bundle's layout and agrees. (Its oci: transport lists only OCI media
+    // types from index.json, so the Docker v2s2 manifest of a docker-archive is not visible
+    // to it there; its digest was compared with skopeo's own reading above.)
+    let out = tmp.path().join("x");
+    ferry()
+        .args(["extract", "-q"])
+        .arg(&bundle)
+        .arg("-C")
+        .arg(&out)
+        .assert()
+        .success();
+    let images = out.join("interop-1/images");
+    let raw = run(Command::new("skopeo")
+        .args(["inspect", "--raw"])
+        .arg(format!(
+            "oci:{}:example.com/team/platform:2",
+            images.display()
+        )));
+    assert_eq!(sha256_hex(&raw), want_oci);
+}
+
+#[test]
+fn spec_errors_name_file_line_and_field() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = tmp.path().join("ferry.yaml");
+    let cases = [
+        ("name: a\nversion: '1'\nimagez: []\n", "imagez"),
+        (
+            "name: a\nversion: '1'\nimages:\n  - ref: Bad Ref\n    from: oci:x:y\n",
+            ":4:",
+        ),
+        (
+            "name: a\nversion: '1'\nimages:\n  - ref: a.io/b:1\n    from: docker://a.io/b:1\n",
+            ":5:",
+        ),
+        ("name: a\nversion: '1'\ncharts:\n  - nowhere\n", ":4:"),
+        ("name: 'a b'\nversion: '1'\n", ":1:"),
+    ];
+    for (text, want) in cases {
+        std::fs::write(&spec, text).unwrap();
+        let out = ferry()
+            .arg("build")
+            .arg("-f")
+            .arg(&spec)
+            .arg("-o")
+            .arg(tmp.path().join("o.tar.gz"))
+            .assert()
+            .code(2)
+            .get_output()
+            .stderr
+            .clone();
+        let msg = String::from_utf8_lossy(&out);
+        assert!(
+            msg.contains("ferry.yaml") && msg.contains(want),
+            "for {text:?}: {msg}"
+        );
+    }
+    assert!(
+        !tmp.path().join("o.tar.gz").exists(),
+        "a failed build leaves no output"
+    );
+}
+
+#[test]
+fn every_flipped_byte_is_rejected_and_located() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bundle = tmp.path().join("b.tar.gz");
+    build_fixture(&bundle, 0);
+    let good = std::fs::read(&bundle).unwrap();
+    // Every gzip member header byte, the trailer of the last member, and a spread of
+    // positions through every member's data (head, text and stored blobs).
+    let mut positions: Vec<usize> = member_offsets(&good)
+        .iter()
+        .flat_map(|&o| o..o + 10)
+        .collect();
+    positions.extend(good.len() - 8..good.len());
+    positions.extend((0..good.len()).step_by(211));
+    positions.sort();
+    positions.dedup();
+    let bad = tmp.path().join("bad.tar.gz");
+    for pos in positions {
+        let mut bytes = good.clone();
+        bytes[pos] ^= 0x01;
+        std::fs::write(&bad, &bytes).unwrap();
+        let err = match verify(&bad) {
+            Ok(_) => panic!("flipping byte {pos} of {} went unnoticed", good.len()),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            err.contains("agent-security-1.4.0/") || err.contains("ferry.json"),
+            "byte {pos}: error does not name an entry: {err}"
+        );
+    }
+}
+
+fn member_offsets(bytes: &[u8]) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        out.push(bytes.len() - rest.len());
+        let mut dec = flate2::bufread::GzDecoder::new(rest);
+        std::io::copy(&mut dec, &mut std::io::sink()).unwrap();
+        rest = dec.into_inner();
+    }
+    assert!(out.len() >= 3, "expected head, text and stored members");
+    out
+}
+
+#[test]
+fn tampered_entries_inside_the_tar_are_named() {
+    // Re-pack the decompressed tar after changing one entry's data or header, with
+    // correct gzip framing, so only the tar-level checks can catch it.
+    let tmp = tempfile::tempdir().unwrap();
+    let bundle = tmp.path().join("b.tar.gz");
+    build_fixture(&bundle, 0);
+    let mut raw = Vec::new();
+    flate2::read::MultiGzDecoder::new(std::fs::File::open(&bundle).unwrap())
+        .read_to_end(&mut raw)
+        .unwrap();
+    let mut offset = 0usize;
+    let mut targets = Vec::new();
+    while offset + 512 <= raw.len() && raw[offset] != 0 {
+        let h = tar::Header::from_byte_slice(&raw[offset..offset + 512]);
+        let size = h.entry_size().unwrap() as usize;
+        let name = String::from_utf8_lossy(&h.path_bytes()).into_owned();
+        targets.push((name, offset, size));
+        offset += 512 + size.div_ceil(512) * 512;
+    }
+    assert!(targets.len() > 40);
+    let bad = tmp.path().join("bad.tar.gz");
+    for (name, header_at, size) in &targets {
+        let mut cases = vec![
+            ("header mode", header_at + 100 + 4),
+            ("header name", header_at + 3),
+        ];
+        if *size > 0 {
+            cases.push(("data", header_at + 512 + size / 2));
+        }
+        for (what, pos) in cases {
+            let mut t = raw.clone();
+            t[pos] ^= 0x04;
+            let mut enc = flate2::GzBuilder::new()
+                .mtime(0)
+                .operating_system(255)
+                .write(
+                    std::fs::File::create(&bad).unwrap(),
+                    flate2::Compression::new(6),
+                );
+            std::io::Write::write_all(&mut enc, &t).unwrap();
+            enc.finish().unwrap();
+            let err = verify(&bad)
+                .expect_err(&format!("{what} of {name} tampered but accepted"))
+                .to_string();
+            let short = name.rsplit('/').next().unwrap();
+            let previous_or_self = err.contains(short)
+                || err.contains("agent-security-1.4.0/")
+                || err.contains("ferry.json");
+            assert!(previous_or_self, "{what} of {name}: {err}");
+        }
+    }
+}
+
+#[test]
+fn exit_codes_and_json_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    ferry()
+        .args(["verify", "/nonexistent/bundle.tar.gz"])
+        .assert()
+        .code(2);
+    ferry().args(["frobnicate"]).assert().code(2);
+    let junk = tmp.path().join("junk.tar.gz");
+    std::fs::write(&junk, b"not a bundle at all").unwrap();
+    let out = ferry()
+        .args(["--json", "verify"])
+        .arg(&junk)
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["ok"], false);
+    assert!(
+        v["error"].as_str().unwrap().contains("not a ferry bundle"),
+        "{v}"
+    );
+    let bundle = tmp.path().join("b.tar.gz");
+    build_fixture(&bundle, 0);
+    let out = ferry()
+        .args(["--json", "verify"])
+        .arg(&bundle)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["evidence"]["layout"]["images"], 7);
+    assert!(v["authenticity"].as_str().unwrap().contains("not checked"));
+    let text = ferry()
+        .arg("verify")
+        .arg(&bundle)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert!(String::from_utf8_lossy(&text).contains("authenticity NOT checked"));
+}

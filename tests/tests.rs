@@ -1,0 +1,5 @@
+//! The one integration-test binary: each module is an area of ferry.
+
+mod bundle;
+mod harness;
+mod hostile;
