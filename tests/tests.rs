@@ -3,3 +3,4 @@
 mod bundle;
 mod harness;
 mod hostile;
+mod tidy;

@@ -1,5 +1,6 @@
 //! Developer chores for the ferry workspace: `cargo xtask <chore>`.
 
+mod chores;
 mod testdata;
 
 use std::path::PathBuf;
@@ -20,6 +21,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Install what the tests need (when missing), then run fmt, clippy, the drift checks
+    /// and every test.
+    Test,
+    /// Build, inspect, verify and extract the fixture bundle, showing each step.
+    Demo,
+    /// Regenerate bundle-spec/manifest.schema.json from the Rust types.
+    Codegen {
+        /// Fail when the committed schema differs from what the types give.
+        #[arg(long)]
+        check: bool,
+    },
     /// Generate the testdata/agent-security fixture (chart, values, scripts, images).
     Testdata {
         /// Regenerate into a temporary folder and fail, listing the differing files, when the
@@ -36,6 +48,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Testdata { check, dir } => run_testdata(check, dir),
+        Command::Test => chores::test(),
+        Command::Demo => chores::demo(),
+        Command::Codegen { check } => chores::codegen(check),
     };
     match result {
         Ok(code) => code,
