@@ -34,6 +34,7 @@ pub fn fixture_dir() -> PathBuf {
 
 /// What the generator produces: every file (path relative to the fixture root, mode, bytes)
 /// and a description of every image.
+#[derive(Debug)]
 pub struct Fixture {
     /// Files sorted by path.
     pub files: Vec<TarEntry>,
