@@ -76,6 +76,9 @@ fn spec_images(info: &[ImageInfo]) -> String {
     for i in info {
         let what = match &i.manifest_digest {
             Some(d) if i.platforms.len() > 1 => format!("index {d}"),
+            Some(d) if i.from.starts_with("docker-archive:") => {
+                format!("Docker 25+ docker save, OCI manifest {d}")
+            }
             Some(d) => format!("manifest {d}"),
             None => format!("legacy docker save, image ID {}", i.config_digest),
         };
