@@ -34,6 +34,7 @@ pub fn fixture_dir() -> PathBuf {
 
 /// What the generator produces: every file (path relative to the fixture root, mode, bytes)
 /// and a description of every image.
+#[derive(Debug)]
 pub struct Fixture {
     /// Files sorted by path.
     pub files: Vec<TarEntry>,
@@ -75,6 +76,9 @@ fn spec_images(info: &[ImageInfo]) -> String {
     for i in info {
         let what = match &i.manifest_digest {
             Some(d) if i.platforms.len() > 1 => format!("index {d}"),
+            Some(d) if i.from.starts_with("docker-archive:") => {
+                format!("Docker 25+ docker save, OCI manifest {d}")
+            }
             Some(d) => format!("manifest {d}"),
             None => format!("legacy docker save, image ID {}", i.config_digest),
         };

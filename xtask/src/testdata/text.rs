@@ -6,6 +6,11 @@
 /// `(path, mode, contents)` of every text file, relative to the fixture root.
 pub const FILES: &[(&str, u32, &str)] = &[
     (
+        ".gitattributes",
+        0o644,
+        "# Generated, byte-exact fixture: digests break if line endings are converted.\n* -text\n",
+    ),
+    (
         "ferry.yaml",
         0o644,
         r##"# ferry bundle spec for the Permit MCP Gateway ("agent-security") on-prem installer.
