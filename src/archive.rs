@@ -89,7 +89,7 @@ impl<W: Write> Write for CountingWriter<W> {
 /// Writes tar entries into a chain of gzip members, one member per run of equal packing.
 pub struct TarGzWriter<W: Write> {
     out: Option<CountingWriter<W>>,
-    member: Option<(Packing, flate2::write::GzEncoder<CountingWriter<W>>)>,
+    member: Option<(Packing, Member<CountingWriter<W>>)>,
     mtime: u64,
     buf: Vec<u8>,
     members: u32,
@@ -107,20 +107,22 @@ impl<W: Write> TarGzWriter<W> {
         }
     }
 
-    fn writer(
-        &mut self,
-        packing: Packing,
-    ) -> io::Result<&mut flate2::write::GzEncoder<CountingWriter<W>>> {
+    fn writer(&mut self, packing: Packing) -> io::Result<&mut Member<CountingWriter<W>>> {
         if self.member.as_ref().is_some_and(|(p, _)| *p != packing) {
             self.end_member()?;
         }
         if self.member.is_none() {
             let out = self.out.take().expect("writer present between members");
-            let enc = GzBuilder::new()
-                .mtime(0)
-                .operating_system(255)
-                .write(out, packing.level());
-            self.member = Some((packing, enc));
+            let member = match packing {
+                Packing::Compress => Member::Deflate(
+                    GzBuilder::new()
+                        .mtime(0)
+                        .operating_system(255)
+                        .write(out, packing.level()),
+                ),
+                Packing::Store => Member::Stored(StoredMember::new(out)?),
+            };
+            self.member = Some((packing, member));
             self.members += 1;
         }
         Ok(&mut self.member.as_mut().expect("member just opened").1)
@@ -187,6 +189,111 @@ impl<W: Write> TarGzWriter<W> {
         w.write_all(&[0u8; 2 * BLOCK as usize])?;
         self.end_member()?;
         Ok(self.out.take().expect("writer present").into_inner())
+    }
+}
+
+/// One open gzip member.
+enum Member<W: Write> {
+    Deflate(flate2::write::GzEncoder<W>),
+    Stored(StoredMember<W>),
+}
+
+impl<W: Write> Member<W> {
+    fn finish(self) -> io::Result<W> {
+        match self {
+            Member::Deflate(enc) => enc.finish(),
+            Member::Stored(s) => s.finish(),
+        }
+    }
+}
+
+impl<W: Write> Write for Member<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Member::Deflate(enc) => enc.write(buf),
+            Member::Stored(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Member::Deflate(enc) => enc.flush(),
+            Member::Stored(s) => s.flush(),
+        }
+    }
+}
+
+/// The largest stored deflate block.
+const STORED_BLOCK: usize = 65_535;
+
+/// A gzip member of stored deflate blocks (RFC 1951 section 3.2.4): each block is a
+/// 5-byte frame and up to 65,535 bytes copied verbatim. Written directly because the
+/// data is already compressed, and a deflate encoder at level 0 would still copy every
+/// byte through its window.
+struct StoredMember<W: Write> {
+    out: W,
+    block: Vec<u8>,
+    crc: crc32fast::Hasher,
+    len: u64,
+}
+
+impl<W: Write> StoredMember<W> {
+    fn new(mut out: W) -> io::Result<Self> {
+        out.write_all(&canonical_header(Packing::Store))?;
+        Ok(StoredMember {
+            out,
+            block: Vec::with_capacity(STORED_BLOCK),
+            crc: crc32fast::Hasher::new(),
+            len: 0,
+        })
+    }
+
+    fn emit(&mut self, last: bool) -> io::Result<()> {
+        let n = self.block.len() as u16;
+        let mut frame = [u8::from(last), 0, 0, 0, 0];
+        frame[1..3].copy_from_slice(&n.to_le_bytes());
+        frame[3..5].copy_from_slice(&(!n).to_le_bytes());
+        self.out.write_all(&frame)?;
+        self.out.write_all(&self.block)?;
+        self.block.clear();
+        Ok(())
+    }
+
+    fn finish(mut self) -> io::Result<W> {
+        self.emit(true)?;
+        let crc = self.crc.clone().finalize();
+        self.out.write_all(&crc.to_le_bytes())?;
+        self.out.write_all(&(self.len as u32).to_le_bytes())?;
+        Ok(self.out)
+    }
+}
+
+impl<W: Write> Write for StoredMember<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // A full block is only written once more data follows, so that the last block
+        // can carry the final-block bit. Block boundaries depend only on the member's
+        // bytes, never on how they were split into writes.
+        if self.block.len() == STORED_BLOCK && !buf.is_empty() {
+            self.emit(false)?;
+        }
+        if self.block.is_empty() && buf.len() > STORED_BLOCK {
+            // Whole blocks straight from the caller's buffer, without a copy.
+            let chunk = &buf[..STORED_BLOCK];
+            let mut frame = [0u8, 0xff, 0xff, 0, 0];
+            frame[3..5].copy_from_slice(&(!(STORED_BLOCK as u16)).to_le_bytes());
+            self.out.write_all(&frame)?;
+            self.out.write_all(chunk)?;
+            self.crc.update(chunk);
+            self.len += STORED_BLOCK as u64;
+            return Ok(STORED_BLOCK);
+        }
+        let n = buf.len().min(STORED_BLOCK - self.block.len());
+        self.block.extend_from_slice(&buf[..n]);
+        self.crc.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
     }
 }
 
@@ -312,8 +419,10 @@ pub enum ContainerError {
         offset: u64,
         found: String,
     },
-    #[error("the bundle ends in the middle of a gzip member header at byte {offset}: the file is truncated")]
+    #[error("the bundle ends in the middle of a gzip member header or trailer at byte {offset}: the file is truncated")]
     TruncatedHeader { offset: u64 },
+    #[error("gzip member {member} is corrupt: its CRC-32 or length does not match its data")]
+    BadTrailer { member: u32 },
     #[error("decompression ratio over {max_ratio}:1 after {compressed} compressed bytes ({decompressed} bytes out): refusing a decompression bomb")]
     Bomb {
         max_ratio: u64,
@@ -328,7 +437,14 @@ impl From<ContainerError> for io::Error {
     }
 }
 
-type Decoder<R> = flate2::bufread::GzDecoder<PeekReader<R>>;
+/// The deflate body of one member, with the running CRC-32 and length of its output.
+/// The gzip framing around it is parsed here because the header must be the canonical
+/// one and the CRC is computed with crc32fast's SIMD implementation.
+struct Decoder<R> {
+    inflate: flate2::bufread::DeflateDecoder<PeekReader<R>>,
+    crc: crc32fast::Hasher,
+    len: u64,
+}
 
 /// A buffered reader that can guarantee a number of bytes are buffered (`peek`), which
 /// `std::io::BufReader` cannot across a refill; it also counts the bytes it consumed.
@@ -441,7 +557,7 @@ impl<R: Read> MemberReader<R> {
     /// Compressed bytes consumed so far.
     pub fn compressed(&self) -> u64 {
         match (&self.state, &self.idle) {
-            (Some(d), _) => d.get_ref().position(),
+            (Some(d), _) => d.inflate.get_ref().position(),
             (None, Some(r)) => r.position(),
             (None, None) => 0,
         }
@@ -488,7 +604,12 @@ impl<R: Read> MemberReader<R> {
         }
         self.member += 1;
         self.member_offsets.push(offset);
-        self.state = Some(flate2::bufread::GzDecoder::new(r));
+        r.consume(10);
+        self.state = Some(Decoder {
+            inflate: flate2::bufread::DeflateDecoder::new(r),
+            crc: crc32fast::Hasher::new(),
+            len: 0,
+        });
         Ok(true)
     }
 
@@ -509,8 +630,10 @@ impl<R: Read> Read for MemberReader<R> {
                 return Ok(0);
             }
             let dec = self.state.as_mut().expect("member open");
-            let n = dec.read(buf)?;
+            let n = dec.inflate.read(buf)?;
             if n > 0 {
+                dec.crc.update(&buf[..n]);
+                dec.len += n as u64;
                 self.decompressed += n as u64;
                 let compressed = self.compressed();
                 let cap = compressed
@@ -526,9 +649,24 @@ impl<R: Read> Read for MemberReader<R> {
                 }
                 return Ok(n);
             }
-            // The member ended and its CRC and length checked out; go on to the next one.
+            // The deflate stream ended: check the trailer, then go on to the next member.
             let dec = self.state.take().expect("member open");
-            self.idle = Some(dec.into_inner());
+            let mut r = dec.inflate.into_inner();
+            let offset = r.position();
+            let trailer = r.peek(8)?;
+            if trailer.len() < 8 {
+                return Err(ContainerError::TruncatedHeader { offset }.into());
+            }
+            let crc = u32::from_le_bytes(trailer[..4].try_into().expect("4 bytes"));
+            let isize = u32::from_le_bytes(trailer[4..8].try_into().expect("4 bytes"));
+            if crc != dec.crc.finalize() || isize != dec.len as u32 {
+                return Err(ContainerError::BadTrailer {
+                    member: self.member,
+                }
+                .into());
+            }
+            r.consume(8);
+            self.idle = Some(r);
         }
     }
 }

@@ -18,6 +18,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+/// Output buffer: large writes keep the page-cache copy cheap.
+const WRITE_BUFFER: usize = 1024 * 1024;
+
 /// What `ferry build` needs.
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
@@ -339,7 +342,7 @@ pub fn build(opts: &BuildOptions, sign: Option<ManifestSigner>) -> Result<BuildR
     {
         let file = tmp.as_file().try_clone().map_err(io_err(tmp.path()))?;
         let mut w = TarGzWriter::new(
-            BufWriter::with_capacity(1 << 20, file),
+            BufWriter::with_capacity(WRITE_BUFFER, file),
             opts.source_date_epoch,
         );
         let write_err = io_err(&opts.output);

@@ -197,6 +197,102 @@ pub fn hash_reader(mut r: impl Read) -> io::Result<(Digest, u64)> {
     Ok((hasher.finish(), len))
 }
 
+/// Hashes on a second thread while the caller goes on reading: buffers travel to the
+/// worker and back through bounded channels, so memory stays at `buffers × size`.
+pub struct BackgroundHasher {
+    jobs: Option<std::sync::mpsc::SyncSender<Job>>,
+    free: std::sync::mpsc::Receiver<Vec<u8>>,
+    worker: Option<std::thread::JoinHandle<()>>,
+}
+
+enum Job {
+    Data(Vec<u8>),
+    Finish(std::sync::mpsc::SyncSender<(Digest, u64)>),
+}
+
+impl BackgroundHasher {
+    pub fn new(buffers: usize, size: usize) -> Self {
+        let (jobs, rx) = std::sync::mpsc::sync_channel::<Job>(buffers);
+        let (give_back, free) = std::sync::mpsc::sync_channel::<Vec<u8>>(buffers);
+        for _ in 0..buffers {
+            give_back.send(vec![0u8; size]).expect("channel has room");
+        }
+        let worker = std::thread::spawn(move || {
+            let mut hasher = Hasher::new();
+            for job in rx {
+                match job {
+                    Job::Data(buf) => {
+                        hasher.update(&buf);
+                        if give_back.send(buf).is_err() {
+                            return;
+                        }
+                    }
+                    Job::Finish(reply) => {
+                        let done = std::mem::take(&mut hasher);
+                        let len = done.len();
+                        let _ = reply.send((done.finish(), len));
+                    }
+                }
+            }
+        });
+        BackgroundHasher {
+            jobs: Some(jobs),
+            free,
+            worker: Some(worker),
+        }
+    }
+
+    /// A free buffer, full length; waits while the worker is behind.
+    pub fn buffer(&self) -> Vec<u8> {
+        let mut b = self.free.recv().expect("hasher thread alive");
+        let cap = b.capacity();
+        b.resize(cap, 0);
+        b
+    }
+
+    /// Hashes the buffer's contents (its length is what counts) and recycles it.
+    pub fn submit(&self, buf: Vec<u8>) {
+        self.jobs
+            .as_ref()
+            .expect("open")
+            .send(Job::Data(buf))
+            .expect("hasher thread alive");
+    }
+
+    /// Returns a buffer without hashing it.
+    pub fn give_back(&self, buf: Vec<u8>) {
+        let mut b = buf;
+        b.clear();
+        self.submit(b);
+    }
+
+    /// The digest and length of everything submitted since the last finish.
+    pub fn finish(&self) -> (Digest, u64) {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.jobs
+            .as_ref()
+            .expect("open")
+            .send(Job::Finish(tx))
+            .expect("hasher thread alive");
+        rx.recv().expect("hasher thread alive")
+    }
+}
+
+impl Drop for BackgroundHasher {
+    fn drop(&mut self) {
+        self.jobs.take();
+        // Unblock a worker waiting to hand a buffer back, then wait for it.
+        while self.free.try_recv().is_ok() {}
+        if let Some(w) = self.worker.take() {
+            drop(std::mem::replace(
+                &mut self.free,
+                std::sync::mpsc::sync_channel(0).1,
+            ));
+            let _ = w.join();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -66,6 +66,20 @@ impl ImageRef {
             }
             _ => ("docker.io".to_string(), name.to_string()),
         };
+        let host_ok = match registry.split_once(':') {
+            Some((host, port)) => {
+                valid_host(host)
+                    && !port.is_empty()
+                    && port.len() <= 5
+                    && port.bytes().all(|b| b.is_ascii_digit())
+            }
+            None => valid_host(&registry),
+        };
+        if !host_ok {
+            return Err(bad(
+                "the registry must be a host name or address with an optional port",
+            ));
+        }
         let repository = if registry == "docker.io" && !repository.contains('/') {
             format!("library/{repository}")
         } else {
@@ -97,6 +111,13 @@ impl ImageRef {
     pub fn name(&self) -> String {
         format!("{}/{}", self.registry, self.repository)
     }
+}
+
+fn valid_host(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= 253
+        && h.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'))
 }
 
 impl fmt::Display for ImageRef {

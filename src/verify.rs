@@ -2,7 +2,7 @@
 //! manifest, for a `.tar.gz` or a folder extracted with plain `tar -xzf`.
 
 use crate::archive::{Limits, MemberReader};
-use crate::digest::{Digest, Hasher};
+use crate::digest::{BackgroundHasher, Digest, Hasher};
 use crate::layout::{self, LayoutError, LayoutSummary};
 use crate::manifest::{
     blob_hex, FileEntry, Manifest, ManifestError, Mode, MANIFEST_NAME, MAX_MANIFEST_BYTES,
@@ -257,6 +257,7 @@ pub fn stream(
     }
 
     let mut buf = vec![0u8; BUF];
+    let bg = BackgroundHasher::new(4, BUF);
     let mut bytes_checked = 0u64;
     let mut count = 0u64;
     loop {
@@ -327,7 +328,11 @@ pub fn stream(
         let keep_json =
             rel.as_str() == "images/index.json" || (blob_hex(&rel).is_some() && size <= MAX_JSON);
         let mut kept = Vec::new();
+        // Large entries are hashed on a second core while this thread inflates the next
+        // chunk; small ones inline, where a round trip to the worker would cost more.
+        let background = size >= BUF as u64;
         let mut hasher = Hasher::new();
+        let mut read_total = 0u64;
         {
             let mut out = match sink.as_deref_mut() {
                 Some(s) => Some(s.open(listed_entry).map_err(|source| VerifyError::Io {
@@ -337,25 +342,43 @@ pub fn stream(
                 None => None,
             };
             loop {
-                let n = match entry.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(corrupt(name.as_str(), e)),
+                let mut b = if background {
+                    bg.buffer()
+                } else {
+                    std::mem::take(&mut buf)
                 };
-                hasher.update(&buf[..n]);
-                if keep_json && (kept.len() as u64) < MAX_JSON {
-                    if kept.is_empty() && buf[0] != b'{' {
-                        // Not JSON: a layer. Stop collecting.
-                    } else {
-                        kept.extend_from_slice(&buf[..n]);
+                let n = loop {
+                    match entry.read(&mut b) {
+                        Ok(n) => break n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(corrupt(name.as_str(), e)),
                     }
+                };
+                if n == 0 {
+                    if background {
+                        bg.give_back(b);
+                    } else {
+                        buf = b;
+                    }
+                    break;
+                }
+                read_total += n as u64;
+                if keep_json && (kept.len() as u64) < MAX_JSON && (!kept.is_empty() || b[0] == b'{')
+                {
+                    kept.extend_from_slice(&b[..n]);
                 }
                 if let Some(o) = out.as_mut() {
-                    o.write_all(&buf[..n]).map_err(|source| VerifyError::Io {
+                    o.write_all(&b[..n]).map_err(|source| VerifyError::Io {
                         path: PathBuf::from(name.as_str()),
                         source,
                     })?;
+                }
+                if background {
+                    b.truncate(n);
+                    bg.submit(b);
+                } else {
+                    hasher.update(&b[..n]);
+                    buf = b;
                 }
             }
             if let Some(mut o) = out {
@@ -365,13 +388,17 @@ pub fn stream(
                 })?;
             }
         }
-        if hasher.len() != size {
+        let digest = if background {
+            bg.finish().0
+        } else {
+            hasher.finish()
+        };
+        if read_total != size {
             return Err(VerifyError::Corrupt {
                 location: name.to_string(),
-                detail: format!("only {} of {size} bytes present", hasher.len()),
+                detail: format!("only {read_total} of {size} bytes present"),
             });
         }
-        let digest = hasher.finish();
         if digest != listed_entry.digest {
             return Err(VerifyError::DigestMismatch {
                 entry: name.to_string(),
