@@ -122,6 +122,28 @@ pub enum SigningError {
         which: String,
     },
 
+    /// A signature is required (a key was given, or `--require-signature`) but there is none.
+    #[error(
+        "{which} is not signed, but a signature is required ({why}); the signature entry is \
+         missing or was stripped: obtain a signed bundle from the vendor"
+    )]
+    MissingSignature {
+        /// What should have been signed.
+        which: String,
+        /// Why a signature is required: `--key given` or `--require-signature`.
+        why: &'static str,
+    },
+
+    /// `--require-signature` without any key: the signature could not be checked.
+    #[error(
+        "{which} is signed, but --require-signature needs at least one `--key PUB.pub` to check \
+         the signature against"
+    )]
+    RequireSignatureWithoutKey {
+        /// What was to be verified.
+        which: String,
+    },
+
     /// An encrypted key needs a password and none can be obtained.
     #[error(
         "no password for {purpose}: set {PASSWORD_ENV} (it may be empty) or run on a terminal \
@@ -167,7 +189,9 @@ impl SigningError {
     /// check out), 2 for a usage or environment problem (wrong password, unusable key, I/O).
     pub fn exit_code(&self) -> i32 {
         match self {
-            SigningError::BadSignature { .. } | SigningError::MalformedSignature { .. } => 1,
+            SigningError::BadSignature { .. }
+            | SigningError::MalformedSignature { .. }
+            | SigningError::MissingSignature { .. } => 1,
             _ => 2,
         }
     }
@@ -706,6 +730,20 @@ impl fmt::Debug for VerifyingKey {
     }
 }
 
+/// `{"path": "...", "fingerprint": "sha256:..."}`, for `--json` reports of which key matched.
+impl serde::Serialize for VerifyingKey {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        let mut st = serializer.serialize_struct("VerifyingKey", 2)?;
+        st.serialize_field("path", &self.path)?;
+        st.serialize_field("fingerprint", &format!("sha256:{}", self.fingerprint))?;
+        st.end()
+    }
+}
+
 impl VerifyingKey {
     /// Loads a PKIX `PUBLIC KEY` PEM file (`cosign.pub`, `ferry keygen`'s `.pub`,
     /// `openssl pkey -pubout`). Only ECDSA P-256 keys are accepted.
@@ -823,6 +861,59 @@ pub fn verify_file<'k>(
 ) -> Result<&'k VerifyingKey> {
     let f = File::open(path).map_err(|e| io_error("opening", path, e))?;
     verify_reader(keys, &path.display().to_string(), f, signature_b64)
+}
+
+/// What the signature check of a bundle's head concluded (when it did not fail).
+#[derive(Debug, serde::Serialize)]
+#[serde(tag = "authenticity", rename_all = "snake_case")]
+pub enum HeadSignature<'k> {
+    /// The signature verified with `key`.
+    Verified {
+        /// The trusted key that matched.
+        key: &'k VerifyingKey,
+    },
+    /// No key was given and no signature was required: integrity only. Say so in plain words.
+    NotChecked {
+        /// Whether the bundle carries a signature that was left unchecked.
+        signature_present: bool,
+    },
+}
+
+/// The trust rules for a bundle's manifest signature (`bundle-spec/signing.md`):
+///
+/// | keys | `require` | signature | result |
+/// |---|---|---|---|
+/// | ≥ 1 | any | present | [`verify`]: `Verified` or `BadSignature`/`MalformedSignature` (exit 1) |
+/// | ≥ 1 | any | absent | `MissingSignature` (exit 1) |
+/// | none | yes | absent | `MissingSignature` (exit 1) |
+/// | none | yes | present | `RequireSignatureWithoutKey` (exit 2) |
+/// | none | no | any | `NotChecked` |
+pub fn check_head_signature<'k>(
+    keys: &'k [VerifyingKey],
+    require_signature: bool,
+    which: &str,
+    data: &[u8],
+    signature_b64: Option<&[u8]>,
+) -> Result<HeadSignature<'k>> {
+    match (keys.is_empty(), signature_b64) {
+        (false, Some(sig)) => {
+            verify(keys, which, data, sig).map(|key| HeadSignature::Verified { key })
+        }
+        (false, None) => Err(SigningError::MissingSignature {
+            which: which.to_owned(),
+            why: "--key given",
+        }),
+        (true, None) if require_signature => Err(SigningError::MissingSignature {
+            which: which.to_owned(),
+            why: "--require-signature",
+        }),
+        (true, Some(_)) if require_signature => Err(SigningError::RequireSignatureWithoutKey {
+            which: which.to_owned(),
+        }),
+        (true, sig) => Ok(HeadSignature::NotChecked {
+            signature_present: sig.is_some(),
+        }),
+    }
 }
 
 /// Decodes signature text to DER and checks it is one DER `SEQUENCE { INTEGER r, INTEGER s }`

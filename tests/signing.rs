@@ -11,8 +11,8 @@ use std::sync::OnceLock;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use ferry::signing::{
-    keygen, verify, verify_digest, verify_file, verify_reader, KeyFormat, Password, Sha256Digest,
-    SigningError, SigningKey, VerifyingKey,
+    check_head_signature, keygen, verify, verify_digest, verify_file, verify_reader, HeadSignature,
+    KeyFormat, Password, Sha256Digest, SigningError, SigningKey, VerifyingKey,
 };
 use sha2::{Digest as _, Sha256};
 use tempfile::TempDir;
@@ -109,8 +109,10 @@ fn generated() -> &'static Generated {
     })
 }
 
-fn generated_signing_key() -> SigningKey {
-    SigningKey::load(&generated().key, right_password).unwrap()
+/// The generated key, decrypted once (each decryption runs scrypt).
+fn generated_signing_key() -> &'static SigningKey {
+    static KEY: OnceLock<SigningKey> = OnceLock::new();
+    KEY.get_or_init(|| SigningKey::load(&generated().key, right_password).unwrap())
 }
 
 fn flip_bit(bytes: &[u8], index: usize) -> Vec<u8> {
@@ -199,7 +201,7 @@ fn keygen_refuses_to_overwrite() {
 #[test]
 fn wrong_password_is_a_clear_error_with_exit_2() {
     let g = generated();
-    for wrong in ["", "correct-horse-battery-staple-7f3b", "x"] {
+    for wrong in ["", "correct-horse-battery-staple-7f3b"] {
         let err = SigningKey::load(&g.key, || Ok(Password::from(wrong))).unwrap_err();
         match &err {
             SigningError::WrongPassword { key_path } => assert_eq!(key_path, &g.key),
@@ -557,7 +559,8 @@ fn refusals_fail_closed() {
     let truncated_text = sig[..sig.len() / 2].to_owned();
     let extended_der = BASE64.encode([der.clone(), vec![0]].concat());
 
-    let cases: Vec<(&str, &[VerifyingKey], Vec<u8>, Vec<u8>, Expect)> = vec![
+    type Case<'a> = (&'a str, &'a [VerifyingKey], Vec<u8>, Vec<u8>, Expect);
+    let cases: Vec<Case> = vec![
         (
             "wrong key",
             &wrong,
@@ -784,5 +787,98 @@ fn secrets_never_appear_in_errors_or_debug_output() {
             !out.contains(&PASSWORD[..10]),
             "password prefix leaked into: {out}"
         );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// trust rules for a bundle's head
+
+#[test]
+fn head_signature_trust_rules() {
+    let key = generated_signing_key();
+    let sig = key.sign(DATA).unwrap();
+    let keys = [key.verifying_key()];
+    let none: [VerifyingKey; 0] = [];
+    // One character inside r changed: still well-formed, no longer valid.
+    let mut bad = sig.clone().into_bytes();
+    bad[10] = if bad[10] == b'A' { b'B' } else { b'A' };
+    let bad = String::from_utf8(bad).unwrap();
+
+    // (what, keys, require, signature, expected outcome or error variant, exit code)
+    let cases: Vec<(&str, &[VerifyingKey], bool, Option<&str>, &str, i32)> = vec![
+        ("key + signature", &keys, false, Some(&sig), "verified", 0),
+        (
+            "key + signature + require",
+            &keys,
+            true,
+            Some(&sig),
+            "verified",
+            0,
+        ),
+        (
+            "key + bad signature",
+            &keys,
+            false,
+            Some(&bad),
+            "BadSignature",
+            1,
+        ),
+        (
+            "key + stripped signature",
+            &keys,
+            false,
+            None,
+            "MissingSignature",
+            1,
+        ),
+        (
+            "require + unsigned",
+            &none,
+            true,
+            None,
+            "MissingSignature",
+            1,
+        ),
+        (
+            "require + signed, no key",
+            &none,
+            true,
+            Some(&sig),
+            "RequireSignatureWithoutKey",
+            2,
+        ),
+        ("no key, signed", &none, false, Some(&sig), "not_checked", 0),
+        ("no key, unsigned", &none, false, None, "not_checked", 0),
+    ];
+    for (what, keys, require, signature, expected, exit) in cases {
+        match check_head_signature(
+            keys,
+            require,
+            "ferry.json",
+            DATA,
+            signature.map(str::as_bytes),
+        ) {
+            Ok(outcome) => {
+                let json = serde_json::to_value(&outcome).unwrap();
+                assert_eq!(json["authenticity"], expected, "{what}: {json}");
+                assert_eq!(exit, 0, "{what}");
+                match outcome {
+                    HeadSignature::Verified { key } => {
+                        assert_eq!(
+                            json["key"]["fingerprint"],
+                            format!("sha256:{}", key.fingerprint())
+                        )
+                    }
+                    HeadSignature::NotChecked { signature_present } => {
+                        assert_eq!(signature_present, signature.is_some(), "{what}")
+                    }
+                }
+            }
+            Err(e) => {
+                let variant = format!("{e:?}");
+                assert!(variant.starts_with(expected), "{what}: got {variant}");
+                assert_eq!(e.exit_code(), exit, "{what}");
+            }
+        }
     }
 }
