@@ -805,7 +805,15 @@ fn head_signature_trust_rules() {
     let bad = String::from_utf8(bad).unwrap();
 
     // (what, keys, require, signature, expected outcome or error variant, exit code)
-    let cases: Vec<(&str, &[VerifyingKey], bool, Option<&str>, &str, i32)> = vec![
+    type Case<'a> = (
+        &'a str,
+        &'a [VerifyingKey],
+        bool,
+        Option<&'a str>,
+        &'a str,
+        i32,
+    );
+    let cases: Vec<Case> = vec![
         ("key + signature", &keys, false, Some(&sig), "verified", 0),
         (
             "key + signature + require",

@@ -17,5 +17,8 @@ fn every_rust_file_starts_with_a_module_doc_line() {
             }
         }
     }
-    assert!(missing.is_empty(), "files without a leading `//!` line: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "files without a leading `//!` line: {missing:?}"
+    );
 }
