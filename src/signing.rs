@@ -704,6 +704,24 @@ fn check_envelope(path: &Path, contents: &[u8]) -> Result<()> {
             ))
         }
     }
+    // The scrypt cost cosign uses; anything else is refused before deriving a key (a huge N
+    // in a hostile key file would otherwise cost gigabytes of memory).
+    let param = |name: &str| {
+        v.pointer(&format!("/kdf/params/{name}"))
+            .and_then(|n| n.as_u64())
+    };
+    let cost_ok =
+        matches!(param("N"), Some(32768 | 65536)) && param("r") == Some(8) && param("p") == Some(1);
+    if !cost_ok {
+        return Err(SigningError::UnsupportedKey {
+            path: path.to_owned(),
+            found_header: "scrypt parameters other than cosign's (N 32768 or 65536, r 8, p 1)"
+                .to_owned(),
+            hint: "re-encrypt the key with `cosign import-key-pair` or make a new one with \
+                   `ferry keygen`"
+                .to_owned(),
+        });
+    }
     if v.get("ciphertext").and_then(|c| c.as_str()).is_none() {
         return Err(malformed("the encrypted key envelope has no ciphertext"));
     }

@@ -318,6 +318,25 @@ fn damaged_encrypted_key_is_reported_as_malformed_not_as_a_password_problem() {
     .unwrap();
     let err = SigningKey::load(&path, right_password).unwrap_err();
     assert!(matches!(err, SigningError::MalformedKey { .. }), "{err:?}");
+
+    // A hostile scrypt cost is refused before any key derivation.
+    let text = fs::read_to_string(&generated().key).unwrap();
+    let block = pem::parse(&text).unwrap();
+    let json = String::from_utf8(block.contents().to_vec()).unwrap();
+    let costly = json
+        .replace(r#""N":32768"#, r#""N":1073741824"#)
+        .replace(r#""N":65536"#, r#""N":1073741824"#);
+    assert_ne!(costly, json, "no scrypt N found in {json}");
+    let costly = pem::encode(&pem::Pem::new(block.tag(), costly.into_bytes()));
+    fs::write(&path, costly).unwrap();
+    let err = SigningKey::load(&path, || {
+        panic!("no password before the envelope is checked")
+    })
+    .unwrap_err();
+    assert!(
+        matches!(err, SigningError::UnsupportedKey { .. }),
+        "{err:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
