@@ -314,13 +314,7 @@ fn prompt(text: &str, purpose: &str) -> Result<Password> {
 /// in cosign's format (`ENCRYPTED SIGSTORE PRIVATE KEY`, file mode 0600), and `PREFIX.pub`,
 /// the PKIX public key PEM. Refuses to overwrite either file. Returns `(key, pub)` paths.
 pub fn keygen(prefix: &Path, password: &Password) -> Result<(PathBuf, PathBuf)> {
-    let key_path = with_suffix(prefix, "key");
-    let pub_path = with_suffix(prefix, "pub");
-    for p in [&key_path, &pub_path] {
-        if p.symlink_metadata().is_ok() {
-            return Err(SigningError::KeyExists { path: p.clone() });
-        }
-    }
+    let (key_path, pub_path) = keygen_paths(prefix)?;
     let keys = EcdsaKeys::new(EllipticCurve::P256).map_err(|_| SigningError::Crypto {
         operation: "generating a P-256 key",
     })?;
@@ -346,6 +340,20 @@ pub fn keygen(prefix: &Path, password: &Password) -> Result<(PathBuf, PathBuf)> 
         // Leave no half pair behind.
         let _ = fs::remove_file(&key_path);
         return Err(e);
+    }
+    Ok((key_path, pub_path))
+}
+
+/// The `(PREFIX.key, PREFIX.pub)` paths keygen would write, or `KeyExists` if either exists.
+/// The CLI calls this before prompting, so nobody types a password twice for nothing.
+pub fn keygen_paths(prefix: &Path) -> Result<(PathBuf, PathBuf)> {
+    let key_path = with_suffix(prefix, "key");
+    let pub_path = with_suffix(prefix, "pub");
+    for p in [&key_path, &pub_path] {
+        // symlink_metadata: a dangling symlink also counts as existing.
+        if p.symlink_metadata().is_ok() {
+            return Err(SigningError::KeyExists { path: p.clone() });
+        }
     }
     Ok((key_path, pub_path))
 }

@@ -11,8 +11,8 @@ use std::sync::OnceLock;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use ferry::signing::{
-    check_head_signature, keygen, verify, verify_digest, verify_file, verify_reader, HeadSignature,
-    KeyFormat, Password, Sha256Digest, SigningError, SigningKey, VerifyingKey,
+    check_head_signature, keygen, keygen_paths, verify, verify_digest, verify_file, verify_reader,
+    HeadSignature, KeyFormat, Password, Sha256Digest, SigningError, SigningKey, VerifyingKey,
 };
 use sha2::{Digest as _, Sha256};
 use tempfile::TempDir;
@@ -188,6 +188,12 @@ fn keygen_refuses_to_overwrite() {
         !dir.path().join("k.key").exists(),
         "no half pair is left behind"
     );
+
+    let err = keygen_paths(&prefix).unwrap_err();
+    assert!(matches!(err, SigningError::KeyExists { .. }), "{err}");
+    let (k, p) = keygen_paths(&dir.path().join("release.v2")).unwrap();
+    assert_eq!(k, dir.path().join("release.v2.key"));
+    assert_eq!(p, dir.path().join("release.v2.pub"));
 
     let err = keygen(
         &generated().key.with_extension(""),
