@@ -11,6 +11,7 @@ pub mod manifest;
 pub mod progress;
 pub mod reference;
 pub mod safepath;
+pub mod signing;
 pub mod source;
 pub mod spec;
 pub mod verify;

@@ -3,4 +3,5 @@
 mod bundle;
 mod harness;
 mod hostile;
+mod signing;
 mod tidy;
