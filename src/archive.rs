@@ -183,6 +183,13 @@ impl<W: Write> TarGzWriter<W> {
         result
     }
 
+    /// Closes the current member and returns the output without ending the archive:
+    /// for writing a head member in front of an existing body.
+    pub fn into_output(mut self) -> io::Result<W> {
+        self.end_member()?;
+        Ok(self.out.take().expect("writer present").into_inner())
+    }
+
     /// Writes the end-of-archive blocks, closes the last member and returns the output.
     pub fn finish(mut self) -> io::Result<W> {
         let w = self.writer(Packing::Compress)?;
@@ -321,8 +328,11 @@ fn write_header(
         w.write_all(&record)?;
         w.write_all(&[0u8; BLOCK as usize][..padding(record.len() as u64) as usize])?;
         // The ustar name keeps the tail of the path for readers that ignore PAX.
-        let tail = &path[path.len().saturating_sub(99)..];
-        let tail = tail.trim_start_matches(|c: char| !c.is_ascii() || c == '/');
+        let mut cut = path.len().saturating_sub(99);
+        while !path.is_char_boundary(cut) {
+            cut += 1;
+        }
+        let tail = path[cut..].trim_start_matches('/');
         h.set_path(tail)?;
     }
     let path_bytes = h.as_ustar().expect("ustar").name;
@@ -688,7 +698,9 @@ mod tests {
     fn round_trips_through_gnu_compatible_tar() {
         let long = format!("top/{}/file.txt", "d".repeat(150));
         let longer = format!("top/{}", "x/".repeat(200) + "end");
+        let accents = format!("top/d/{}.txt", "é".repeat(150));
         let gz = build(&[
+            (&accents, Packing::Compress, b"accents"),
             ("top/a.txt", Packing::Compress, b"hello"),
             ("top/b.gz", Packing::Store, b"\x1f\x8b not really"),
             (&long, Packing::Compress, b"long"),

@@ -9,7 +9,7 @@ use crate::manifest::{
 use crate::progress::Progress;
 use crate::reference::ImageRef;
 use crate::safepath::SafePath;
-use crate::source::{self, BlobLocation, SourceSpec, OCI_INDEX, REF_NAME};
+use crate::source::{self, BlobLocation, SourceSpec, OCI_INDEX};
 use crate::spec::{field_error, Spec, SpecError};
 use serde_saphyr::Spanned;
 use std::collections::BTreeMap;
@@ -247,12 +247,27 @@ pub fn build(opts: &BuildOptions, sign: Option<ManifestSigner>) -> Result<BuildR
                 },
             )?;
         }
-        index_entries.push(serde_json::json!({
-            "mediaType": resolved.media_type,
-            "digest": resolved.digest.to_string(),
-            "size": resolved.size,
-            "annotations": { "io.containerd.image.name": full, REF_NAME: full },
-        }));
+        if let Some(pinned) = &reference.digest {
+            if *pinned != resolved.digest.to_string() {
+                return Err(at(
+                    "images.ref",
+                    &img.reference,
+                    format!(
+                        "the reference pins {pinned} but `{}` holds {}",
+                        img.from.value, resolved.digest
+                    ),
+                ));
+            }
+        }
+        index_entries.push(IndexEntry {
+            media_type: resolved.media_type.clone(),
+            digest: resolved.digest.to_string(),
+            size: resolved.size,
+            annotations: IndexAnnotations {
+                containerd_name: full.clone(),
+                ref_name: full.clone(),
+            },
+        });
         images.push(ImageEntry {
             reference: full,
             registry: reference.registry,
@@ -265,7 +280,11 @@ pub fn build(opts: &BuildOptions, sign: Option<ManifestSigner>) -> Result<BuildR
         });
     }
     if !images.is_empty() {
-        let index = serde_json::json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": index_entries });
+        let index = LayoutIndex {
+            schema_version: 2,
+            media_type: OCI_INDEX,
+            manifests: index_entries,
+        };
         let mut bytes = serde_json::to_vec_pretty(&index).expect("index serialises");
         bytes.push(b'\n');
         let generated = |b: Vec<u8>| Planned {
@@ -373,6 +392,13 @@ pub fn build(opts: &BuildOptions, sign: Option<ManifestSigner>) -> Result<BuildR
     }
     bar.finish_and_clear();
     let bundle_bytes = tmp.as_file().metadata().map_err(io_err(tmp.path()))?.len();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let perms = std::fs::Permissions::from_mode(0o644);
+        tmp.as_file()
+            .set_permissions(perms)
+            .map_err(io_err(tmp.path()))?;
+    }
     tmp.persist(&opts.output).map_err(|e| BuildError::Io {
         path: opts.output.clone(),
         source: e.error,
@@ -384,6 +410,32 @@ pub fn build(opts: &BuildOptions, sign: Option<ManifestSigner>) -> Result<BuildR
         bundle_bytes,
         signed: signature.is_some(),
     })
+}
+
+/// The bundle's `images/index.json`; a struct so the bytes never depend on map ordering.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LayoutIndex {
+    schema_version: u32,
+    media_type: &'static str,
+    manifests: Vec<IndexEntry>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct IndexEntry {
+    media_type: String,
+    digest: String,
+    size: u64,
+    annotations: IndexAnnotations,
+}
+
+#[derive(serde::Serialize)]
+struct IndexAnnotations {
+    #[serde(rename = "io.containerd.image.name")]
+    containerd_name: String,
+    #[serde(rename = "org.opencontainers.image.ref.name")]
+    ref_name: String,
 }
 
 /// Writes the head member: the manifest and, when given, its signature.

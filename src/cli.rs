@@ -6,6 +6,7 @@ use crate::build::{self, BuildOptions};
 use crate::extract::{self, ExtractOptions};
 use crate::inspect::{self, Summary};
 use crate::progress::Progress;
+use crate::signing::{self, PasswordSource, SigningError, SigningKey, VerifyingKey};
 use crate::verify::{self, VerifyOptions};
 use clap::{Args, Parser, Subcommand};
 use std::io::Write;
@@ -35,6 +36,25 @@ pub enum Command {
         /// The bundle to write; default NAME-VERSION.tar.gz in the current folder.
         #[arg(short, long)]
         output: Option<PathBuf>,
+        /// Sign the manifest with this private key (cosign or PKCS#8 PEM; password from
+        /// COSIGN_PASSWORD or the terminal).
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
+    /// Write a cosign-compatible key pair: NAME.key (encrypted, 0600) and NAME.pub.
+    Keygen {
+        #[arg(long, default_value = "cosign")]
+        output_key_prefix: PathBuf,
+    },
+    /// Sign (or re-sign) a bundle's manifest; the rest of the file is copied unchanged.
+    Sign {
+        bundle: PathBuf,
+        /// The private key (cosign or PKCS#8 PEM).
+        #[arg(long)]
+        key: PathBuf,
+        /// Also write BUNDLE.sig: a signature of the whole file (cosign sign-blob format).
+        #[arg(long)]
+        detached: bool,
     },
     /// Show a bundle's manifest (reads only its first entry).
     Inspect {
@@ -46,6 +66,11 @@ pub enum Command {
         /// A bundle file or an extracted bundle folder.
         bundle: PathBuf,
         #[command(flatten)]
+        trust: TrustArgs,
+        /// A detached signature of the whole bundle file (BUNDLE.sig) to check as well.
+        #[arg(long, requires = "keys")]
+        signature: Option<PathBuf>,
+        #[command(flatten)]
         limits: LimitArgs,
     },
     /// Verify and extract a bundle; nothing is written unless everything checks out.
@@ -55,8 +80,77 @@ pub enum Command {
         #[arg(short = 'C', long = "directory", default_value = ".")]
         dir: PathBuf,
         #[command(flatten)]
+        trust: TrustArgs,
+        #[command(flatten)]
         limits: LimitArgs,
     },
+}
+
+/// Which keys are trusted.
+#[derive(Debug, Args)]
+pub struct TrustArgs {
+    /// A trusted public key (PKIX PEM); repeat for several: the bundle is authentic if any
+    /// of them verifies its manifest signature.
+    #[arg(long = "key", value_name = "PUB")]
+    pub keys: Vec<PathBuf>,
+    /// Fail when the bundle is not signed.
+    #[arg(long)]
+    pub require_signature: bool,
+}
+
+impl TrustArgs {
+    fn load(&self) -> Result<Vec<VerifyingKey>, Failure> {
+        if self.require_signature && self.keys.is_empty() {
+            return Err(Failure {
+                code: 2,
+                error: anyhow::anyhow!(
+                    "--require-signature needs at least one --key PUB to check the signature with"
+                ),
+            });
+        }
+        self.keys
+            .iter()
+            .map(|k| VerifyingKey::load(k).map_err(signing_failure))
+            .collect()
+    }
+}
+
+fn signing_failure(e: SigningError) -> Failure {
+    Failure {
+        code: e.exit_code(),
+        error: e.into(),
+    }
+}
+
+/// The head check that verifies the manifest signature with the trusted keys.
+fn head_check(
+    keys: &[VerifyingKey],
+    require: bool,
+) -> impl Fn(&[u8], Option<&[u8]>) -> Result<serde_json::Value, String> + Sync + '_ {
+    move |manifest, signature| {
+        signing::check_head_signature(keys, require, "ferry.json", manifest, signature)
+            .map(|outcome| serde_json::to_value(outcome).expect("serialisable"))
+            .map_err(|e| e.to_string())
+    }
+}
+
+fn authenticity_line(evidence: &verify::Evidence) -> String {
+    match evidence.head_check.as_ref().and_then(|v| v.get("key")) {
+        Some(key) => format!(
+            "AUTHENTIC: ferry.json is signed by the key {} ({})",
+            key.get("path").and_then(|p| p.as_str()).unwrap_or("?"),
+            key.get("fingerprint").and_then(|p| p.as_str()).unwrap_or("?")
+        ),
+        None => "WARNING: authenticity NOT checked: no --key was given, so this proves integrity only, not who built the bundle.".into(),
+    }
+}
+
+/// Loads a private key, asking for its password only when it is encrypted.
+fn signing_key(path: &std::path::Path) -> Result<SigningKey, Failure> {
+    SigningKey::load(path, || {
+        PasswordSource::from_environment().password_for_signing(path)
+    })
+    .map_err(signing_failure)
 }
 
 /// Limits against hostile archives.
@@ -116,15 +210,30 @@ pub fn run(cli: Cli) -> i32 {
     match dispatch(cli) {
         Ok(()) => 0,
         Err(f) => {
+            let message = render_error(&f.error);
             if json {
-                let doc = serde_json::json!({ "ok": false, "exitCode": f.code, "error": format!("{:#}", f.error) });
+                let doc = serde_json::json!({ "ok": false, "exitCode": f.code, "error": message });
                 println!("{}", serde_json::to_string_pretty(&doc).expect("json"));
             } else {
-                eprintln!("error: {:#}", f.error);
+                eprintln!("error: {message}");
             }
             f.code
         }
     }
+}
+
+/// The error and its causes on one line, each cause once: many messages already quote
+/// their source.
+fn render_error(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !out.contains(&c) {
+            out.push_str(": ");
+            out.push_str(&c);
+        }
+    }
+    out
 }
 
 fn progress(cli: &Cli) -> Progress {
@@ -145,7 +254,7 @@ fn print_json(value: &impl serde::Serialize) -> Result<(), Failure> {
 fn dispatch(cli: Cli) -> Result<(), Failure> {
     let progress = progress(&cli);
     match &cli.command {
-        Command::Build { spec, output } => {
+        Command::Build { spec, output, key } => {
             let epoch = build::source_date_epoch_from_env().map_err(anyhow::Error::msg)?;
             let output = match output {
                 Some(o) => o.clone(),
@@ -154,6 +263,10 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
                     PathBuf::from(format!("{}-{}.tar.gz", s.name.value, s.version.value))
                 }
             };
+            let key = key.as_deref().map(signing_key).transpose()?;
+            let signer = |m: &[u8]| -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+                Ok(key.as_ref().expect("signer used only with a key").sign(m)?)
+            };
             let report = build::build(
                 &BuildOptions {
                     spec: spec.clone(),
@@ -161,7 +274,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
                     source_date_epoch: epoch,
                     progress,
                 },
-                None,
+                key.as_ref().map(|_| &signer as build::ManifestSigner),
             )?;
             if cli.json {
                 print_json(&serde_json::json!({
@@ -205,37 +318,64 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
                 print_summary(&summary);
             }
         }
-        Command::Verify { bundle, limits } => {
+        Command::Verify {
+            bundle,
+            trust,
+            signature,
+            limits,
+        } => {
+            let keys = trust.load()?;
+            let check = head_check(&keys, trust.require_signature);
+            let detached = match signature {
+                Some(sig) => {
+                    let text = std::fs::read(sig).map_err(|e| {
+                        anyhow::anyhow!("cannot read the detached signature {}: {e}", sig.display())
+                    })?;
+                    let key =
+                        signing::verify_file(&keys, bundle, &text).map_err(signing_failure)?;
+                    Some(serde_json::json!({ "signature": sig, "key": key }))
+                }
+                None => None,
+            };
             let opts = VerifyOptions {
                 input: bundle.clone(),
                 limits: limits.limits(),
                 progress,
-                check_head: None,
+                check_head: Some(&check),
             };
             let evidence = verify::verify(&opts).map_err(finding)?;
             if cli.json {
                 print_json(
-                    &serde_json::json!({ "ok": true, "evidence": evidence, "authenticity": "not checked: no --key given" }),
+                    &serde_json::json!({ "ok": true, "evidence": evidence, "detachedSignature": detached }),
                 )?;
             } else if !cli.quiet {
                 println!(
                     "OK {} {}: {} files and {} bytes match ferry.json; {} images, {} manifests and {} blobs resolve",
                     evidence.name, evidence.version, evidence.files_checked, evidence.bytes_checked, evidence.layout.images, evidence.layout.manifests, evidence.blobs_checked
                 );
-                println!("WARNING: authenticity NOT checked: no --key was given, so this proves integrity only, not who built the bundle.");
+                println!("{}", authenticity_line(&evidence));
+                if let Some(sig) = signature {
+                    println!(
+                        "AUTHENTIC: the whole file matches the detached signature {}",
+                        sig.display()
+                    );
+                }
             }
         }
         Command::Extract {
             bundle,
             dir,
+            trust,
             limits,
         } => {
+            let keys = trust.load()?;
+            let check = head_check(&keys, trust.require_signature);
             let opts = ExtractOptions {
                 bundle: bundle.clone(),
                 dir: dir.clone(),
                 limits: limits.limits(),
                 progress,
-                check_head: None,
+                check_head: Some(&check),
             };
             let done = extract::extract(&opts).map_err(finding)?;
             if cli.json {
@@ -248,7 +388,65 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
                     done.path.display(),
                     done.evidence.files_checked
                 );
-                println!("WARNING: authenticity NOT checked: no --key was given.");
+                println!("{}", authenticity_line(&done.evidence));
+            }
+        }
+        Command::Keygen { output_key_prefix } => {
+            let (key_path, _) =
+                signing::keygen_paths(output_key_prefix).map_err(signing_failure)?;
+            let password = PasswordSource::from_environment()
+                .password_for_keygen(&key_path)
+                .map_err(signing_failure)?;
+            let (key, public) =
+                signing::keygen(output_key_prefix, &password).map_err(signing_failure)?;
+            if cli.json {
+                print_json(
+                    &serde_json::json!({ "ok": true, "privateKey": key, "publicKey": public }),
+                )?;
+            } else if !cli.quiet {
+                println!("Private key written to {}", key.display());
+                println!("Public key written to {}", public.display());
+            }
+        }
+        Command::Sign {
+            bundle,
+            key,
+            detached,
+        } => {
+            let key = signing_key(key)?;
+            let head = crate::head::resign(bundle, &|m| key.sign(m).map_err(|e| e.to_string()))
+                .map_err(|e| match e {
+                    crate::head::ResignError::Head(v) => finding(v),
+                    other => Failure {
+                        code: 2,
+                        error: other.into(),
+                    },
+                })?;
+            let sig_path = if *detached {
+                let mut p = bundle.as_os_str().to_owned();
+                p.push(".sig");
+                let p = PathBuf::from(p);
+                let sig = key.sign_file(bundle).map_err(signing_failure)?;
+                std::fs::write(&p, sig)?;
+                Some(p)
+            } else {
+                None
+            };
+            if cli.json {
+                print_json(
+                    &serde_json::json!({ "ok": true, "bundle": bundle, "key": key.verifying_key(), "detachedSignature": sig_path }),
+                )?;
+            } else if !cli.quiet {
+                println!(
+                    "signed {} {} in {} with key {}",
+                    head.manifest.name,
+                    head.manifest.version,
+                    bundle.display(),
+                    key.fingerprint()
+                );
+                if let Some(p) = sig_path {
+                    println!("detached signature of the whole file: {}", p.display());
+                }
             }
         }
     }

@@ -17,7 +17,7 @@ pub struct ExtractOptions<'a> {
     pub dir: PathBuf,
     pub limits: Limits,
     pub progress: Progress,
-    pub check_head: Option<&'a HeadCheck>,
+    pub check_head: Option<&'a HeadCheck<'a>>,
 }
 
 /// What was extracted.
@@ -39,12 +39,13 @@ impl Sink for TempTree {
         manifest: &Manifest,
         manifest_bytes: &[u8],
         signature: Option<&[u8]>,
+        head_mtime: u64,
     ) -> io::Result<()> {
         let root = self.tmp.join(manifest.root());
         fs::create_dir(&root)?;
-        write_new(&root.join(MANIFEST_NAME), manifest_bytes, 0o644)?;
+        write_new(&root.join(MANIFEST_NAME), manifest_bytes, head_mtime)?;
         if let Some(sig) = signature {
-            write_new(&root.join(SIGNATURE_NAME), sig, 0o644)?;
+            write_new(&root.join(SIGNATURE_NAME), sig, head_mtime)?;
         }
         self.root = Some(root);
         Ok(())
@@ -74,13 +75,16 @@ impl Sink for TempTree {
     }
 }
 
-fn write_new(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+/// Writes a head file as tar would: mode 0644 whatever the umask, the entry's mtime.
+fn write_new(path: &Path, data: &[u8], mtime: u64) -> io::Result<()> {
     let mut f = OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(mode)
+        .mode(0o600)
         .open(path)?;
-    f.write_all(data)
+    f.write_all(data)?;
+    f.set_permissions(fs::Permissions::from_mode(0o644))?;
+    f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime))
 }
 
 /// Extracts a bundle. On any failure nothing is left behind.
@@ -89,11 +93,15 @@ pub fn extract(opts: &ExtractOptions) -> Result<Extracted, VerifyError> {
         path: opts.bundle.clone(),
         source,
     })?;
+    // Only the target itself is created (like `mkdir`, not `mkdir -p`), so that a failure
+    // can remove exactly what was made.
     let created_dir = !opts.dir.exists();
-    fs::create_dir_all(&opts.dir).map_err(|source| VerifyError::Open {
-        path: opts.dir.clone(),
-        source,
-    })?;
+    if created_dir {
+        fs::create_dir(&opts.dir).map_err(|source| VerifyError::Open {
+            path: opts.dir.clone(),
+            source,
+        })?;
+    }
     let cleanup_dir = |result: Result<Extracted, VerifyError>| {
         if result.is_err() && created_dir {
             let _ = fs::remove_dir(&opts.dir);

@@ -5,6 +5,7 @@ pub mod build;
 pub mod cli;
 pub mod digest;
 pub mod extract;
+pub mod head;
 pub mod inspect;
 pub mod layout;
 pub mod manifest;

@@ -146,7 +146,7 @@ pub struct Destination {
 pub enum ManifestError {
     #[error("ferry.json is not valid JSON for a bundle manifest: {0}")]
     Json(#[from] serde_json::Error),
-    #[error("ferry.json has format version {found}; this ferry reads version {FORMAT_VERSION} only: upgrade ferry")]
+    #[error("ferry.json has format version {found}; this ferry reads version {FORMAT_VERSION} only{}", if *found > FORMAT_VERSION { ": upgrade ferry" } else { "" })]
     UnsupportedVersion { found: u32 },
     #[error("ferry.json: {field} `{value}` may only hold letters, digits, `.`, `_` and `-`, starting with a letter or digit")]
     BadName { field: &'static str, value: String },
@@ -156,6 +156,8 @@ pub enum ManifestError {
     ReservedPath { path: SafePath },
     #[error("ferry.json lists blob `{path}` with digest {digest}: a blob's digest must match its file name")]
     BlobNameMismatch { path: SafePath, digest: Digest },
+    #[error("ferry.json lists `{path}` as a file and also files inside it, e.g. `{inside}`")]
+    FileIsFolder { path: SafePath, inside: SafePath },
     #[error("ferry.json lists files out of order: `{path}` comes after `{previous}`")]
     Unsorted { path: SafePath, previous: SafePath },
 }
@@ -189,6 +191,7 @@ impl Manifest {
         check_name("name", &self.name)?;
         check_name("version", &self.version)?;
         let mut seen = BTreeSet::new();
+        let mut folders: std::collections::HashMap<&str, &SafePath> = Default::default();
         let mut previous: Option<&SafePath> = None;
         for f in &self.files {
             if f.path.as_str() == MANIFEST_NAME || f.path.as_str() == SIGNATURE_NAME {
@@ -210,6 +213,11 @@ impl Manifest {
                 }
             }
             previous = Some(&f.path);
+            let mut dir = f.path.as_str();
+            while let Some((parent, _)) = dir.rsplit_once('/') {
+                folders.entry(parent).or_insert(&f.path);
+                dir = parent;
+            }
             if let Some(hex) = blob_hex(&f.path) {
                 if hex != f.digest.hex() {
                     return Err(ManifestError::BlobNameMismatch {
@@ -218,6 +226,16 @@ impl Manifest {
                     });
                 }
             }
+        }
+        if let Some(f) = self
+            .files
+            .iter()
+            .find(|f| folders.contains_key(f.path.as_str()))
+        {
+            return Err(ManifestError::FileIsFolder {
+                path: f.path.clone(),
+                inside: folders[f.path.as_str()].clone(),
+            });
         }
         Ok(())
     }

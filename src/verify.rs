@@ -24,11 +24,12 @@ pub struct VerifyOptions<'a> {
     pub progress: Progress,
     /// Checks the head (manifest bytes, signature bytes) before anything else is read;
     /// signature verification plugs in here.
-    pub check_head: Option<&'a HeadCheck>,
+    pub check_head: Option<&'a HeadCheck<'a>>,
 }
 
 /// A check run on the manifest and signature bytes before the rest of the bundle.
-pub type HeadCheck = dyn Fn(&[u8], Option<&[u8]>) -> Result<serde_json::Value, String> + Sync;
+pub type HeadCheck<'k> =
+    dyn Fn(&[u8], Option<&[u8]>) -> Result<serde_json::Value, String> + Sync + 'k;
 
 /// Why a bundle failed verification (a finding: exit code 1), or could not be read (2).
 #[derive(Debug, thiserror::Error)]
@@ -130,6 +131,7 @@ pub trait Sink {
         manifest: &Manifest,
         manifest_bytes: &[u8],
         signature: Option<&[u8]>,
+        head_mtime: u64,
     ) -> io::Result<()>;
     /// Opens the destination of one listed file.
     fn open(&mut self, entry: &FileEntry) -> io::Result<Box<dyn Write + '_>>;
@@ -205,6 +207,7 @@ pub fn stream(
         }
     };
     require_regular(&first, &first_name)?;
+    let head_mtime = first.header().mtime().unwrap_or(0);
     let manifest_bytes = read_small(first, &first_name, MAX_MANIFEST_BYTES, "(manifest limit)")?;
     let manifest = Manifest::parse(&manifest_bytes)?;
     if manifest.root() != root {
@@ -249,7 +252,7 @@ pub fn stream(
         None => None,
     };
     if let Some(s) = sink.as_deref_mut() {
-        s.start(&manifest, &manifest_bytes, signature.as_deref())
+        s.start(&manifest, &manifest_bytes, signature.as_deref(), head_mtime)
             .map_err(|source| VerifyError::Io {
                 path: opts.input.clone(),
                 source,
