@@ -1,1 +1,3 @@
 //! ferry: carries software across an air gap as one verifiable bundle.
+pub mod push;
+pub mod registry;
