@@ -17,9 +17,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::registry::{
-    BlobProgress, MountOutcome, RegistryClient, RegistryError, RegistryOptions,
-};
+use crate::registry::{BlobProgress, MountOutcome, RegistryClient, RegistryError, RegistryOptions};
 
 /// One image to push: where it came from and where it goes.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -152,14 +150,12 @@ impl SourceRef {
         } else {
             path
         };
-        (valid_path(&path) && tag.as_deref().is_none_or(|t| !t.is_empty())).then_some(
-            SourceRef {
-                registry,
-                path,
-                tag,
-                digest,
-            },
-        )
+        (valid_path(&path) && tag.as_deref().is_none_or(|t| !t.is_empty())).then_some(SourceRef {
+            registry,
+            path,
+            tag,
+            digest,
+        })
     }
 
     /// The repository in the target: `PREFIX/PATH`, or `PATH` without a prefix.
@@ -385,7 +381,9 @@ struct RawDescriptor {
 /// Checks `sha256:<64 lower-case hex>`.
 pub fn valid_digest(d: &str) -> bool {
     d.strip_prefix("sha256:").is_some_and(|h| {
-        h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        h.len() == 64
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     })
 }
 
@@ -538,7 +536,10 @@ fn read_manifest_checked(
         return Err(PushError::BadManifest {
             image: img.source_ref.clone(),
             digest: digest.to_string(),
-            detail: format!("{} bytes is larger than the 4 MiB registries accept", bytes.len()),
+            detail: format!(
+                "{} bytes is larger than the 4 MiB registries accept",
+                bytes.len()
+            ),
         });
     }
     let found = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
@@ -651,8 +652,10 @@ struct Exec {
 
 impl Exec {
     async fn push_image(&self, img: &PlannedImage) -> Result<Pushed, PushError> {
-        futures_util::future::try_join_all(img.blobs.iter().map(|b| self.ensure_blob(&img.repo, b)))
-            .await?;
+        futures_util::future::try_join_all(
+            img.blobs.iter().map(|b| self.ensure_blob(&img.repo, b)),
+        )
+        .await?;
         let registry = self.client.registry().to_string();
         let image = ImageToPush {
             source_ref: img.source_ref.clone(),
@@ -676,10 +679,8 @@ impl Exec {
                 .put_manifest(&img.repo, &m.digest, &m.media_type, &bytes, &m.digest)
                 .await?;
             self.c.manifests.fetch_add(1, Ordering::Relaxed);
-            self.progress.manifest_pushed(
-                &format!("{registry}/{}@{}", img.repo, m.digest),
-                &m.digest,
-            );
+            self.progress
+                .manifest_pushed(&format!("{registry}/{}@{}", img.repo, m.digest), &m.digest);
             let is_root = i + 1 == img.manifests.len();
             if is_root && !img.tag.is_empty() {
                 self.client
@@ -714,7 +715,11 @@ impl Exec {
         if holders.iter().any(|r| r == repo) {
             return Ok(());
         }
-        let _slot = self.slots.acquire().await.expect("semaphore is never closed");
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .expect("semaphore is never closed");
         self.progress.blob_started(&b.digest, b.size);
         let action = self.place_blob(repo, b, &holders).await?;
         match action {
@@ -812,7 +817,10 @@ impl LayoutSource {
         if !root.join("index.json").is_file() {
             return Err(io::Error::new(
                 io::ErrorKind::NotFound,
-                format!("{} is not an OCI image layout (no index.json)", root.display()),
+                format!(
+                    "{} is not an OCI image layout (no index.json)",
+                    root.display()
+                ),
             ));
         }
         Ok(LayoutSource { root })
@@ -843,7 +851,10 @@ impl LayoutSource {
             .manifests
             .into_iter()
             .map(|e| LayoutRef {
-                name: e.annotations.get("org.opencontainers.image.ref.name").cloned(),
+                name: e
+                    .annotations
+                    .get("org.opencontainers.image.ref.name")
+                    .cloned(),
                 digest: e.digest,
                 media_type: e.media_type,
             })
@@ -877,7 +888,8 @@ impl BlobSource for LayoutSource {
 
     fn read_manifest(&self, digest: &str) -> io::Result<Vec<u8>> {
         let path = self.blob_path(digest)?;
-        std::fs::read(&path).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+        std::fs::read(&path)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
     }
 }
 
@@ -895,7 +907,12 @@ mod tests {
                 Some("1.4.0"),
             ),
             ("nginx:1.25", "docker.io", "library/nginx", Some("1.25")),
-            ("docker.io/bitnami/redis", "docker.io", "bitnami/redis", None),
+            (
+                "docker.io/bitnami/redis",
+                "docker.io",
+                "bitnami/redis",
+                None,
+            ),
             ("localhost:5000/a/b:v1", "localhost:5000", "a/b", Some("v1")),
             ("quay.io/x/y@sha256:abc", "quay.io", "x/y", None),
             ("ghcr.io/o/r:v2@sha256:abc", "ghcr.io", "o/r", Some("v2")),
@@ -920,7 +937,11 @@ mod tests {
         let ok = [
             ("harbor.local", "harbor.local", ""),
             ("127.0.0.1:5000", "127.0.0.1:5000", ""),
-            ("harbor.local:8443/team/mirror/", "harbor.local:8443", "team/mirror"),
+            (
+                "harbor.local:8443/team/mirror/",
+                "harbor.local:8443",
+                "team/mirror",
+            ),
         ];
         for (input, reg, prefix) in ok {
             assert_eq!(

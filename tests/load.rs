@@ -7,13 +7,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ferry::push::{
-    push, push_async, BlobAction, BlobSource, ImageToPush, LayoutSource, NoProgress,
-    PushError, PushOptions, PushProgress, PushReport,
+    push, push_async, BlobAction, BlobSource, ImageToPush, LayoutSource, NoProgress, PushError,
+    PushOptions, PushProgress, PushReport,
 };
 use ferry::registry::{CredentialSource, RegistryError, RegistryOptions, RetryPolicy};
 use sha2::{Digest, Sha256};
 
-use crate::util::faultproxy::{Fault, FaultProxy, Rule};
+use crate::util::faultproxy::{BearerGate, Fault, FaultProxy, Rule};
 use crate::util::oci::{write_layout, TestLayout};
 use crate::util::registry::{Registry, Setup};
 use crate::util::skopeo;
@@ -58,7 +58,10 @@ fn assert_round_trip(host: &str, layout: &TestLayout, images: &[ImageToPush], sr
         let reference = format!("{host}/{}:{}", img.target_repo, img.tag);
         let raw = skopeo::inspect_raw(&reference);
         assert_eq!(sha256(&raw), want.digest, "{reference}");
-        assert_eq!(raw, std::fs::read(src.join("blobs/sha256").join(&want.digest[7..])).unwrap());
+        assert_eq!(
+            raw,
+            std::fs::read(src.join("blobs/sha256").join(&want.digest[7..])).unwrap()
+        );
         skopeo::pull_all(&reference, pulled.path(), &want.name);
     }
     for (digest, size) in layout.unique_blobs() {
@@ -103,7 +106,9 @@ fn round_trip_multi_arch_and_shared_layer_then_idempotent() {
     assert_eq!(report.pushed.len(), 3);
     for (p, img) in report.pushed.iter().zip(&layout.images) {
         assert_eq!(p.digest, img.digest);
-        assert!(p.reference.starts_with(&format!("{}/mirror/team/", reg.host())));
+        assert!(p
+            .reference
+            .starts_with(&format!("{}/mirror/team/", reg.host())));
     }
     // The 512 KiB base layer is shared by app1 and app2: sent once, mounted once.
     let unique = layout.unique_blobs();
@@ -118,8 +123,12 @@ fn round_trip_multi_arch_and_shared_layer_then_idempotent() {
 
     // Second push: every blob is a HEAD hit, nothing is sent, digests unchanged.
     let again = run(&o, src, &images);
-    assert_eq!((again.bytes_sent, again.blobs_uploaded), (0, 0), "{again:#?}");
-    assert_eq!(again.blobs_skipped as u64, report.plan.blobs as u64);
+    assert_eq!(
+        (again.bytes_sent, again.blobs_uploaded),
+        (0, 0),
+        "{again:#?}"
+    );
+    assert_eq!(again.blobs_skipped, report.plan.blobs as u64);
     assert_eq!(again.pushed, report.pushed);
 }
 
@@ -148,7 +157,10 @@ fn dry_run_plans_without_network() {
     assert_eq!(plan.images.len(), 3);
     let multi = &plan.images[2];
     assert_eq!(multi.manifests.len(), 3, "two children and the index");
-    assert_eq!(multi.manifests.last().unwrap().digest, layout.images[2].digest);
+    assert_eq!(
+        multi.manifests.last().unwrap().digest,
+        layout.images[2].digest
+    );
     assert_eq!(multi.blobs.len(), 4);
     // The shared base layer counts once per repository.
     let base_size = 512 * 1024;
@@ -204,9 +216,53 @@ fn basic_auth_right_password_works_wrong_one_fails_once() {
         }
         assert_eq!(err.exit_code(), 2);
         let msg = err.to_string();
-        assert!(msg.contains(&proxy.host()) && msg.contains("--password-stdin"), "{msg}");
+        assert!(
+            msg.contains(&proxy.host()) && msg.contains("--password-stdin"),
+            "{msg}"
+        );
         assert!(sent <= 2, "{creds:?}: {sent} requests, expected no retries");
     }
+}
+
+#[test]
+fn bearer_token_challenges_are_answered() {
+    let reg = Registry::start(Setup::Plain);
+    let proxy = FaultProxy::start_bearer(
+        reg.port,
+        BearerGate {
+            user: "lab".into(),
+            password: "s3cret".into(),
+        },
+    );
+    let (dir, layout, src) = fixture(10);
+    let images = layout.to_push("b");
+    let mut o = opts(&proxy.host());
+    o.registry.credentials = CredentialSource::Explicit {
+        username: "lab".into(),
+        password: "s3cret".into(),
+    };
+    let report = run(&o, src.clone(), &images);
+    assert_eq!(report.pushed.len(), 3);
+    // One token for the ping and about one per repository, not one per request.
+    assert!(
+        proxy.tokens() <= 8,
+        "{} tokens\n{:#?}",
+        proxy.tokens(),
+        proxy.log()
+    );
+    assert_round_trip(&reg.host(), &layout, &images, dir.path());
+
+    o.registry.credentials = CredentialSource::Explicit {
+        username: "lab".into(),
+        password: "wrong".into(),
+    };
+    let before = proxy.requests();
+    let err = push(&o, src, &images, Arc::new(NoProgress)).unwrap_err();
+    assert!(
+        matches!(&err, PushError::Registry(RegistryError::AuthFailed { registry, .. }) if *registry == proxy.host()),
+        "{err:?}"
+    );
+    assert!(proxy.requests() - before <= 2);
 }
 
 #[test]
@@ -219,7 +275,10 @@ fn tls_with_ca_file_works_and_unknown_ca_suggests_ca_file() {
 
     let err = push(&o, src.clone(), &images, Arc::new(NoProgress)).unwrap_err();
     assert!(
-        matches!(err, PushError::Registry(RegistryError::UntrustedCertificate { .. })),
+        matches!(
+            err,
+            PushError::Registry(RegistryError::UntrustedCertificate { .. })
+        ),
         "{err:?}"
     );
     assert!(err.to_string().contains("--ca-file"), "{err}");
@@ -258,10 +317,41 @@ fn faults_are_retried_and_digests_survive() {
     let reg = Registry::start(Setup::Plain);
     let rules = vec![
         // Connection reset in the middle of the 1 MiB layer, twice.
-        Rule::new("PUT", "/blobs/uploads/", Fault::Reset { after_body_bytes: 300_000 }, 2),
-        Rule::new("HEAD", "/blobs/", Fault::Status { code: 500, retry_after: None }, 1),
-        Rule::new("POST", "/blobs/uploads/", Fault::Status { code: 503, retry_after: None }, 2),
-        Rule::new("PUT", "/manifests/", Fault::Status { code: 429, retry_after: Some(1) }, 1),
+        Rule::new(
+            "PUT",
+            "/blobs/uploads/",
+            Fault::Reset {
+                after_body_bytes: 300_000,
+            },
+            2,
+        ),
+        Rule::new(
+            "HEAD",
+            "/blobs/",
+            Fault::Status {
+                code: 500,
+                retry_after: None,
+            },
+            1,
+        ),
+        Rule::new(
+            "POST",
+            "/blobs/uploads/",
+            Fault::Status {
+                code: 503,
+                retry_after: None,
+            },
+            2,
+        ),
+        Rule::new(
+            "PUT",
+            "/manifests/",
+            Fault::Status {
+                code: 429,
+                retry_after: Some(1),
+            },
+            1,
+        ),
         Rule::new("HEAD", "/blobs/", Fault::Stall(Duration::from_secs(3)), 1),
     ];
     let proxy = FaultProxy::start(reg.port, rules);
@@ -271,10 +361,20 @@ fn faults_are_retried_and_digests_survive() {
     o.registry.read_timeout = Duration::from_secs(1);
     let started = Instant::now();
     let report = run(&o, src, &images);
-    assert!(proxy.pending_rules().is_empty(), "{:?}", proxy.pending_rules());
+    assert!(
+        proxy.pending_rules().is_empty(),
+        "{:?}",
+        proxy.pending_rules()
+    );
     assert!(report.retries >= 7, "{report:#?}\n{:#?}", proxy.log());
-    assert!(report.bytes_sent > report.bytes_uploaded, "reset uploads were re-sent");
-    assert!(started.elapsed() >= Duration::from_secs(1), "Retry-After: 1 honoured");
+    assert!(
+        report.bytes_sent > report.bytes_uploaded,
+        "reset uploads were re-sent"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After: 1 honoured"
+    );
     assert_round_trip(&reg.host(), &layout, &images, dir.path());
 }
 
@@ -328,7 +428,11 @@ fn interrupted_push_resumes_sending_only_missing_blobs() {
 
     o.concurrency = 4;
     let report = run(&o, src, &images);
-    assert_eq!(report.bytes_sent, unique_bytes(&layout) - first, "{report:#?}");
+    assert_eq!(
+        report.bytes_sent,
+        unique_bytes(&layout) - first,
+        "{report:#?}"
+    );
     assert!(report.blobs_skipped >= 3);
     assert_round_trip(&reg.host(), &layout, &images, dir.path());
 }
@@ -372,6 +476,9 @@ fn aborted_push_resumes() {
     assert!(before > 0);
     let report = run(&o, src, &images);
     assert!(report.blobs_skipped >= 2);
-    assert!(report.bytes_sent <= unique_bytes(&layout) - before, "{report:#?}");
+    assert!(
+        report.bytes_sent <= unique_bytes(&layout) - before,
+        "{report:#?}"
+    );
     assert_round_trip(&reg.host(), &layout, &images, dir.path());
 }

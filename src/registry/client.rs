@@ -138,12 +138,11 @@ impl RegistryClient {
                 path: path.clone(),
                 detail: e.to_string(),
             })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                RegistryError::CaFile {
+            let certs =
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| RegistryError::CaFile {
                     path: path.clone(),
                     detail: e.to_string(),
-                }
-            })?;
+                })?;
             if certs.is_empty() {
                 return Err(RegistryError::CaFile {
                     path: path.clone(),
@@ -261,7 +260,11 @@ impl RegistryClient {
             if r.status() == StatusCode::CREATED {
                 Ok(MountOutcome::Mounted)
             } else {
-                Ok(MountOutcome::Upload(self.location(&Method::POST, &url, &r)?))
+                Ok(MountOutcome::Upload(self.location(
+                    &Method::POST,
+                    &url,
+                    &r,
+                )?))
             }
         })
         .await
@@ -378,7 +381,9 @@ impl RegistryClient {
                         .header(CONTENT_LENGTH, len)
                         .header("Content-Range", format!("{offset}-{}", offset + len - 1));
                 }
-                let r = self.send_once(Method::PATCH, &url, repo, req.body(body)).await;
+                let r = self
+                    .send_once(Method::PATCH, &url, repo, req.body(body))
+                    .await;
                 let r = self.expect(&Method::PATCH, &url, r?, &[202]).await?;
                 location = self.location(&Method::PATCH, &url, &r)?;
                 offset = counted.load(Ordering::Relaxed);
@@ -399,7 +404,9 @@ impl RegistryClient {
             if let Some(size) = size {
                 req = req.header(CONTENT_LENGTH, size);
             }
-            let r = self.send_once(Method::PUT, &url, repo, req.body(body)).await;
+            let r = self
+                .send_once(Method::PUT, &url, repo, req.body(body))
+                .await;
             self.expect(&Method::PUT, &url, r?, &[201]).await?;
         }
         Ok(counted.load(Ordering::Relaxed))
@@ -453,7 +460,9 @@ impl RegistryClient {
     // ---- plumbing ------------------------------------------------------------------------
 
     fn url(&self, path: &str) -> Url {
-        self.base.join(path).expect("registry paths are valid URL paths")
+        self.base
+            .join(path)
+            .expect("registry paths are valid URL paths")
     }
 
     /// Runs `attempt` until it succeeds, fails fatally, or the policy gives up.
@@ -520,7 +529,9 @@ impl RegistryClient {
                         Challenge::Basic => None,
                     };
                     self.auth.lock().unwrap().challenge = Some(ch);
-                    self.fetch_token(repo, scope).await.map_err(Failure::Fatal)?;
+                    self.fetch_token(repo, scope)
+                        .await
+                        .map_err(Failure::Fatal)?;
                     refreshed = true;
                     continue;
                 }
@@ -570,7 +581,8 @@ impl RegistryClient {
         else {
             return Ok(());
         };
-        let scope = scope.or_else(|| (!repo.is_empty()).then(|| format!("repository:{repo}:pull,push")));
+        let scope =
+            scope.or_else(|| (!repo.is_empty()).then(|| format!("repository:{repo}:pull,push")));
         let mut url = Url::parse(&realm).map_err(|e| RegistryError::Protocol {
             method: "GET".into(),
             url: realm.clone(),
@@ -617,7 +629,9 @@ impl RegistryClient {
         };
         let r = self
             .with_retry("GET", &url, |_| async {
-                let req = req.try_clone().expect("token requests have in-memory bodies");
+                let req = req
+                    .try_clone()
+                    .expect("token requests have in-memory bodies");
                 match self.plain_send(req).await {
                     Ok(r) => self.expect(&Method::GET, &url, r, &[200]).await,
                     Err(e) => Err(self.classify(&Method::GET, &url, e)),
@@ -629,11 +643,12 @@ impl RegistryClient {
             url: url.to_string(),
             detail: error_chain(&e),
         })?;
-        let tok: TokenResponse = serde_json::from_slice(&body).map_err(|e| RegistryError::Protocol {
-            method: "GET".into(),
-            url: url.to_string(),
-            detail: format!("token response is not JSON: {e}"),
-        })?;
+        let tok: TokenResponse =
+            serde_json::from_slice(&body).map_err(|e| RegistryError::Protocol {
+                method: "GET".into(),
+                url: url.to_string(),
+                detail: format!("token response is not JSON: {e}"),
+            })?;
         let token = tok.token.or(tok.access_token).unwrap_or_default();
         self.auth
             .lock()
@@ -695,7 +710,9 @@ impl RegistryClient {
             return Failure::Fatal(RegistryError::Transport {
                 method: method.to_string(),
                 url: url.to_string(),
-                detail: format!("{detail} (does the registry serve plain HTTP? then pass --plain-http)"),
+                detail: format!(
+                    "{detail} (does the registry serve plain HTTP? then pass --plain-http)"
+                ),
             });
         }
         let err = if e.is_connect() {

@@ -56,8 +56,21 @@ impl Rule {
     }
 }
 
+/// A Bearer-token gate: the proxy plays token server and demands tokens, as registries with
+/// token auth do (the registry behind it is anonymous).
+#[derive(Debug, Clone)]
+pub struct BearerGate {
+    /// User name the token endpoint accepts (Basic).
+    pub user: String,
+    /// Its password.
+    pub password: String,
+}
+
 struct State {
     upstream: u16,
+    port: u16,
+    bearer: Option<BearerGate>,
+    tokens: AtomicU64,
     rules: Mutex<Vec<Rule>>,
     requests: AtomicU64,
     faults: AtomicU64,
@@ -76,10 +89,22 @@ pub struct FaultProxy {
 impl FaultProxy {
     /// Starts a proxy to `127.0.0.1:upstream` with the given rules.
     pub fn start(upstream: u16, rules: Vec<Rule>) -> FaultProxy {
+        Self::start_with(upstream, rules, None)
+    }
+
+    /// Starts a proxy that also demands Bearer tokens and serves them at `/token`.
+    pub fn start_bearer(upstream: u16, gate: BearerGate) -> FaultProxy {
+        Self::start_with(upstream, vec![], Some(gate))
+    }
+
+    fn start_with(upstream: u16, rules: Vec<Rule>, bearer: Option<BearerGate>) -> FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let state = Arc::new(State {
             upstream,
+            port,
+            bearer,
+            tokens: AtomicU64::new(0),
             rules: Mutex::new(rules),
             requests: AtomicU64::new(0),
             faults: AtomicU64::new(0),
@@ -115,6 +140,11 @@ impl FaultProxy {
     /// Requests seen so far.
     pub fn requests(&self) -> u64 {
         self.state.requests.load(Ordering::SeqCst)
+    }
+
+    /// Tokens handed out so far.
+    pub fn tokens(&self) -> u64 {
+        self.state.tokens.load(Ordering::SeqCst)
     }
 
     /// Faults injected so far.
@@ -160,17 +190,39 @@ fn handle(mut client: TcpStream, st: &State) -> std::io::Result<()> {
     let method = parts.next().unwrap_or_default().to_string();
     let path = parts.next().unwrap_or_default().to_string();
     let mut content_length = 0u64;
+    let mut authorization = String::new();
     let mut headers = Vec::new();
     for l in lines.filter(|l| !l.is_empty()) {
         let (name, value) = l.split_once(':').unwrap_or((l, ""));
         if name.eq_ignore_ascii_case("content-length") {
             content_length = value.trim().parse().unwrap_or(0);
         }
+        if name.eq_ignore_ascii_case("authorization") {
+            authorization = value.trim().to_string();
+            if st.bearer.is_some() {
+                continue;
+            }
+        }
         if !name.eq_ignore_ascii_case("connection") && !name.eq_ignore_ascii_case("keep-alive") {
             headers.push(l.to_string());
         }
     }
     st.requests.fetch_add(1, Ordering::SeqCst);
+    if let Some(gate) = &st.bearer {
+        if let Some(reply) = bearer_gate(st, gate, &path, &authorization) {
+            st.log
+                .lock()
+                .unwrap()
+                .push(format!("{method} {path} [bearer]"));
+            drain(
+                &mut client,
+                content_length.saturating_sub(leftover.len() as u64),
+            );
+            client.write_all(reply.as_bytes())?;
+            let _ = client.shutdown(Shutdown::Both);
+            return Ok(());
+        }
+    }
     let fault = {
         let mut rules = st.rules.lock().unwrap();
         rules
@@ -201,7 +253,10 @@ fn handle(mut client: TcpStream, st: &State) -> std::io::Result<()> {
 
     match fault {
         Some(Fault::Status { code, retry_after }) => {
-            drain(&mut client, content_length.saturating_sub(leftover.len() as u64));
+            drain(
+                &mut client,
+                content_length.saturating_sub(leftover.len() as u64),
+            );
             let mut resp = format!(
                 "HTTP/1.1 {code} Injected\r\nContent-Type: application/json\r\nConnection: close\r\n"
             );
@@ -256,6 +311,54 @@ fn handle(mut client: TcpStream, st: &State) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Answers token requests and token-less registry requests; `None` lets the request through.
+fn bearer_gate(st: &State, gate: &BearerGate, path: &str, authorization: &str) -> Option<String> {
+    use base64::Engine;
+    let reply = |status: &str, extra: &str, body: &str| {
+        Some(format!(
+            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\n{extra}Connection: close\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        ))
+    };
+    if path.starts_with("/token") {
+        let want = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD
+                .encode(format!("{}:{}", gate.user, gate.password))
+        );
+        if authorization != want {
+            return reply("401 Unauthorized", "", r#"{"details":"bad credentials"}"#);
+        }
+        st.tokens.fetch_add(1, Ordering::SeqCst);
+        return reply(
+            "200 OK",
+            "",
+            r#"{"token":"ferry-test-token","expires_in":300}"#,
+        );
+    }
+    if authorization == "Bearer ferry-test-token" {
+        return None;
+    }
+    let name = path
+        .strip_prefix("/v2/")
+        .and_then(|p| p.split("/blobs/").next())
+        .and_then(|p| p.split("/manifests/").next())
+        .filter(|p| !p.is_empty());
+    let scope = name
+        .map(|n| format!(",scope=\"repository:{n}:pull,push\""))
+        .unwrap_or_default();
+    let challenge = format!(
+        "WWW-Authenticate: Bearer realm=\"http://127.0.0.1:{}/token\",service=\"ferry-test\"{scope}\r\n",
+        st.port
+    );
+    reply(
+        "401 Unauthorized",
+        &challenge,
+        r#"{"errors":[{"code":"UNAUTHORIZED"}]}"#,
+    )
 }
 
 fn read_head(s: &mut TcpStream) -> std::io::Result<(Vec<u8>, Vec<u8>)> {

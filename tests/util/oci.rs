@@ -144,7 +144,8 @@ pub fn write_layout(root: &Path, salt: u64) -> TestLayout {
         if let Some(v) = variant {
             platform["variant"] = json!(v);
         }
-        children.push(json!({"mediaType": MANIFEST, "digest": d, "size": sz, "platform": platform}));
+        children
+            .push(json!({"mediaType": MANIFEST, "digest": d, "size": sz, "platform": platform}));
     }
     let index = json!({"schemaVersion": 2, "mediaType": INDEX, "manifests": children});
     let (d, sz) = put(root, &serde_json::to_vec(&index).unwrap());

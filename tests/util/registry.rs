@@ -65,8 +65,8 @@ impl Registry {
                     "auth:\n  htpasswd:\n    realm: ferry-test\n    path: {}\n",
                     htpasswd.display()
                 ));
-                let auth = base64::engine::general_purpose::STANDARD
-                    .encode(format!("{user}:{password}"));
+                let auth =
+                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
                 let f = root.join("auth.json");
                 std::fs::write(
                     &f,
@@ -119,10 +119,7 @@ impl Registry {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().unwrap() {
-                panic!(
-                    "docker-registry exited with {status}:\n{}",
-                    self.log()
-                );
+                panic!("docker-registry exited with {status}:\n{}", self.log());
             }
             if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
                 if self.ca_file.is_some() {
@@ -137,7 +134,11 @@ impl Registry {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("docker-registry did not start on port {}:\n{}", self.port, self.log());
+        panic!(
+            "docker-registry did not start on port {}:\n{}",
+            self.port,
+            self.log()
+        );
     }
 
     /// `127.0.0.1:PORT`.

@@ -6,10 +6,7 @@ use std::process::Command;
 /// Runs `skopeo ARGS…`, panicking with its stderr on failure; returns stdout.
 pub fn skopeo(args: &[&str]) -> Vec<u8> {
     let bin = super::require_tool("skopeo", "docker-registry skopeo");
-    let out = Command::new(bin)
-        .args(args)
-        .output()
-        .expect("run skopeo");
+    let out = Command::new(bin).args(args).output().expect("run skopeo");
     assert!(
         out.status.success(),
         "skopeo {args:?} failed: {}",
