@@ -138,6 +138,10 @@ fn chunked_uploads_round_trip() {
     let (dir, layout, src) = fixture(2);
     let images = layout.to_push("");
     let mut o = opts(&reg.host());
+    o.registry.plain_http = false;
+    let err = push(&o, src.clone(), &images, Arc::new(NoProgress)).unwrap_err();
+    assert!(err.to_string().contains("--plain-http"), "{err}");
+    o.registry.plain_http = true;
     o.registry.chunk_size = Some(256 * 1024);
     o.concurrency = 2;
     let report = run(&o, src, &images);
@@ -271,6 +275,11 @@ fn tls_with_ca_file_works_and_unknown_ca_suggests_ca_file() {
     let (_dir, layout, src) = fixture(5);
     let images = layout.to_push("");
     let mut o = opts(&reg.host());
+    o.registry.plain_http = false;
+
+    o.registry.plain_http = true;
+    let err = push(&o, src.clone(), &images, Arc::new(NoProgress)).unwrap_err();
+    assert!(err.to_string().contains("drop --plain-http"), "{err}");
     o.registry.plain_http = false;
 
     let err = push(&o, src.clone(), &images, Arc::new(NoProgress)).unwrap_err();

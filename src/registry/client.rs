@@ -185,16 +185,29 @@ impl RegistryClient {
             .with_retry("GET", &url, |_| async {
                 let r = self.plain_send(self.http.get(url.clone())).await;
                 match r {
-                    Err(e) if e.is_connect() && !is_cert_error(&e) => {
-                        Err(Failure::Fatal(RegistryError::Unreachable {
-                            registry: self.registry().to_string(),
-                            url: url.to_string(),
-                            detail: error_chain(&e),
-                        }))
-                    }
-                    Err(e) => Err(self.classify(&Method::GET, &url, e)),
+                    // Nobody listening is not worth retrying on first contact.
+                    Err(e) => match self.classify(&Method::GET, &url, e) {
+                        Failure::Retry {
+                            err: err @ RegistryError::Unreachable { .. },
+                            ..
+                        } => Err(Failure::Fatal(err)),
+                        f => Err(f),
+                    },
                     Ok(r) if r.status() == StatusCode::UNAUTHORIZED => Ok(r),
-                    Ok(r) => self.expect(&Method::GET, &url, r, &[200]).await,
+                    Ok(r) => match self.expect(&Method::GET, &url, r, &[200]).await {
+                        Err(Failure::Fatal(RegistryError::Status {
+                            status: 400, body, ..
+                        })) if body.contains("HTTPS") => {
+                            Err(Failure::Fatal(RegistryError::Protocol {
+                                method: "GET".into(),
+                                url: url.to_string(),
+                                detail: format!(
+                                    "{body} (the registry speaks HTTPS; drop --plain-http)"
+                                ),
+                            }))
+                        }
+                        other => other,
+                    },
                 }
             })
             .await?;
@@ -233,7 +246,7 @@ impl RegistryClient {
         self.with_retry("HEAD", &url, |_| async {
             let r = self.send(Method::HEAD, &url, repo, |b| b).await;
             match r {
-                Ok(r) => Ok(true).map(|t| t && r.status().is_success()),
+                Ok(r) => Ok(r.status().is_success()),
                 Err(Failure::Fatal(RegistryError::Status { status: 404, .. })) => Ok(false),
                 Err(e) => Err(e),
             }
