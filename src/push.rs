@@ -495,7 +495,7 @@ fn walk(
         for d in std::iter::once(config).chain(raw.layers.iter()) {
             // Foreign (non-distributable) layers are fetched from their URLs by the runtime
             // and are not ours to push.
-            if !d.urls.is_empty() && d.media_type.contains("foreign")
+            if (!d.urls.is_empty() && d.media_type.contains("foreign"))
                 || d.media_type.contains("nondistributable")
             {
                 continue;

@@ -1,6 +1,7 @@
 //! Pushing images to a real registry: round trip against skopeo, auth, TLS, faults,
 //! idempotence and resumption (issue 4, items 1 and 2).
 
+use std::io::Read;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -490,4 +491,46 @@ fn aborted_push_resumes() {
         "{report:#?}"
     );
     assert_round_trip(&reg.host(), &layout, &images, dir.path());
+}
+
+/// A source whose blobs have one byte flipped: the bytes no longer match their digests.
+struct Corrupt(Arc<LayoutSource>);
+
+impl BlobSource for Corrupt {
+    fn open_blob(&self, digest: &str) -> std::io::Result<Box<dyn std::io::Read + Send>> {
+        let mut bytes = Vec::new();
+        self.0.open_blob(digest)?.read_to_end(&mut bytes)?;
+        bytes[0] ^= 1;
+        Ok(Box::new(std::io::Cursor::new(bytes)))
+    }
+    fn blob_size(&self, digest: &str) -> Option<u64> {
+        self.0.blob_size(digest)
+    }
+    fn read_manifest(&self, digest: &str) -> std::io::Result<Vec<u8>> {
+        self.0.read_manifest(digest)
+    }
+}
+
+#[test]
+fn corrupt_source_blob_fails_without_retries() {
+    let reg = Registry::start(Setup::Plain);
+    let proxy = FaultProxy::start(reg.port, vec![]);
+    let (_dir, layout, src) = fixture(11);
+    let mut o = opts(&proxy.host());
+    o.concurrency = 1;
+    let err = push(
+        &o,
+        Arc::new(Corrupt(src)),
+        &layout.to_push(""),
+        Arc::new(NoProgress),
+    )
+    .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(&err, PushError::Registry(RegistryError::Source { .. }))
+            && msg.contains("hashes to"),
+        "{err:?}"
+    );
+    // ping, HEAD, POST, PUT: one attempt, no retry.
+    assert!(proxy.requests() <= 4, "{:#?}", proxy.log());
 }
