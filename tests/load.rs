@@ -363,6 +363,13 @@ fn faults_are_retried_and_digests_survive() {
             1,
         ),
         Rule::new("HEAD", "/blobs/", Fault::Stall(Duration::from_secs(3)), 1),
+        // A registry that stops reading a 1 MiB body midway and never answers.
+        Rule::new(
+            "PUT",
+            "/blobs/uploads/",
+            Fault::Stall(Duration::from_secs(3)),
+            1,
+        ),
     ];
     let proxy = FaultProxy::start(reg.port, rules);
     let (dir, layout, src) = fixture(7);
@@ -376,7 +383,7 @@ fn faults_are_retried_and_digests_survive() {
         "{:?}",
         proxy.pending_rules()
     );
-    assert!(report.retries >= 7, "{report:#?}\n{:#?}", proxy.log());
+    assert!(report.retries >= 8, "{report:#?}\n{:#?}", proxy.log());
     assert!(
         report.bytes_sent > report.bytes_uploaded,
         "reset uploads were re-sent"

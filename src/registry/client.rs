@@ -395,7 +395,7 @@ impl RegistryClient {
                         .header("Content-Range", format!("{offset}-{}", offset + len - 1));
                 }
                 let r = self
-                    .send_once(Method::PATCH, &url, repo, req.body(body))
+                    .send_watched(Method::PATCH, &url, repo, req.body(body), &counted)
                     .await;
                 let r = self.expect(&Method::PATCH, &url, r?, &[202]).await?;
                 location = self.location(&Method::PATCH, &url, &r)?;
@@ -418,7 +418,7 @@ impl RegistryClient {
                 req = req.header(CONTENT_LENGTH, size);
             }
             let r = self
-                .send_once(Method::PUT, &url, repo, req.body(body))
+                .send_watched(Method::PUT, &url, repo, req.body(body), &counted)
                 .await;
             self.expect(&Method::PUT, &url, r?, &[201]).await?;
         }
@@ -571,6 +571,44 @@ impl RegistryClient {
         self.plain_send(req)
             .await
             .map_err(|e| self.classify(&method, url, e))
+    }
+
+    /// [`Self::send_once`] for a streamed body, abandoned (as retryable) when no byte went out
+    /// and no answer came for a whole read timeout: a registry that stops reading a body
+    /// would otherwise block the write forever, which no read timeout notices.
+    async fn send_watched(
+        &self,
+        method: Method,
+        url: &Url,
+        repo: &str,
+        req: RequestBuilder,
+        sent: &AtomicU64,
+    ) -> Result<Response, Failure> {
+        let fut = self.send_once(method.clone(), url, repo, req);
+        tokio::pin!(fut);
+        let mut last = sent.load(Ordering::Relaxed);
+        loop {
+            tokio::select! {
+                r = &mut fut => return r,
+                _ = tokio::time::sleep(self.opts.read_timeout) => {
+                    let now = sent.load(Ordering::Relaxed);
+                    if now == last {
+                        return Err(Failure::Retry {
+                            err: RegistryError::Transport {
+                                method: method.to_string(),
+                                url: url.to_string(),
+                                detail: format!(
+                                    "no progress for {:?} (stalled registry)",
+                                    self.opts.read_timeout
+                                ),
+                            },
+                            retry_after: None,
+                        });
+                    }
+                    last = now;
+                }
+            }
+        }
     }
 
     fn authorize(&self, req: RequestBuilder, repo: &str) -> RequestBuilder {
