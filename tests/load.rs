@@ -237,6 +237,7 @@ fn bearer_token_challenges_are_answered() {
         BearerGate {
             user: "lab".into(),
             password: "s3cret".into(),
+            token_uses: None,
         },
     );
     let (dir, layout, src) = fixture(10);
@@ -268,6 +269,40 @@ fn bearer_token_challenges_are_answered() {
         "{err:?}"
     );
     assert!(proxy.requests() - before <= 2);
+}
+
+#[test]
+fn expired_bearer_tokens_are_renewed_mid_push() {
+    let reg = Registry::start(Setup::Plain);
+    // Every token is good for two requests only: with one blob at a time, each token runs out
+    // right before the streamed PUT of an upload (HEAD, POST, PUT), which must then fetch a
+    // new token and start the blob over.
+    let proxy = FaultProxy::start_bearer(
+        reg.port,
+        BearerGate {
+            user: "lab".into(),
+            password: "s3cret".into(),
+            token_uses: Some(2),
+        },
+    );
+    let (dir, layout, src) = fixture(12);
+    let images = layout.to_push("");
+    let mut o = opts(&proxy.host());
+    o.registry.retry.max_attempts = 10;
+    o.concurrency = 1;
+    o.registry.credentials = CredentialSource::Explicit {
+        username: "lab".into(),
+        password: "s3cret".into(),
+    };
+    let report = run(&o, src, &images);
+    assert!(
+        proxy.tokens() > 5,
+        "tokens were renewed: {}",
+        proxy.tokens()
+    );
+    assert!(report.retries >= report.blobs_uploaded, "{report:#?}");
+    assert_eq!(report.bytes_uploaded, unique_bytes(&layout));
+    assert_round_trip(&reg.host(), &layout, &images, dir.path());
 }
 
 #[test]

@@ -559,7 +559,9 @@ impl RegistryClient {
         }
     }
 
-    /// One attempt of a non-replayable (streamed) request with the current auth.
+    /// One attempt of a non-replayable (streamed) request with the current auth. A Bearer
+    /// challenge (the token expired during a long upload) fetches a new token and makes the
+    /// attempt retryable; the caller starts the blob over.
     async fn send_once(
         &self,
         method: Method,
@@ -568,9 +570,31 @@ impl RegistryClient {
         req: RequestBuilder,
     ) -> Result<Response, Failure> {
         let req = self.authorize(req, repo);
-        self.plain_send(req)
+        let r = self
+            .plain_send(req)
             .await
-            .map_err(|e| self.classify(&method, url, e))
+            .map_err(|e| self.classify(&method, url, e))?;
+        if r.status() == StatusCode::UNAUTHORIZED {
+            if let Some(ch @ Challenge::Bearer { .. }) = challenge_of(&r) {
+                let scope = match &ch {
+                    Challenge::Bearer { scope, .. } => scope.clone(),
+                    Challenge::Basic => None,
+                };
+                self.auth.lock().unwrap().challenge = Some(ch);
+                self.fetch_token(repo, scope)
+                    .await
+                    .map_err(Failure::Fatal)?;
+                return Err(Failure::Retry {
+                    err: RegistryError::Transport {
+                        method: method.to_string(),
+                        url: url.to_string(),
+                        detail: "the bearer token expired; fetched a new one".into(),
+                    },
+                    retry_after: None,
+                });
+            }
+        }
+        Ok(r)
     }
 
     /// [`Self::send_once`] for a streamed body, abandoned (as retryable) when no byte went out

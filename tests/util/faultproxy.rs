@@ -64,6 +64,8 @@ pub struct BearerGate {
     pub user: String,
     /// Its password.
     pub password: String,
+    /// Requests each token is good for (then it "expires"); `None`: unlimited.
+    pub token_uses: Option<u64>,
 }
 
 struct State {
@@ -71,6 +73,8 @@ struct State {
     port: u16,
     bearer: Option<BearerGate>,
     tokens: AtomicU64,
+    /// Issued tokens and their remaining uses.
+    issued: Mutex<std::collections::HashMap<String, u64>>,
     rules: Mutex<Vec<Rule>>,
     requests: AtomicU64,
     faults: AtomicU64,
@@ -105,6 +109,7 @@ impl FaultProxy {
             port,
             bearer,
             tokens: AtomicU64::new(0),
+            issued: Mutex::default(),
             rules: Mutex::new(rules),
             requests: AtomicU64::new(0),
             faults: AtomicU64::new(0),
@@ -332,15 +337,25 @@ fn bearer_gate(st: &State, gate: &BearerGate, path: &str, authorization: &str) -
         if authorization != want {
             return reply("401 Unauthorized", "", r#"{"details":"bad credentials"}"#);
         }
-        st.tokens.fetch_add(1, Ordering::SeqCst);
+        let n = st.tokens.fetch_add(1, Ordering::SeqCst);
+        let token = format!("ferry-test-token-{n}");
+        st.issued
+            .lock()
+            .unwrap()
+            .insert(token.clone(), gate.token_uses.unwrap_or(u64::MAX));
         return reply(
             "200 OK",
             "",
-            r#"{"token":"ferry-test-token","expires_in":300}"#,
+            &format!(r#"{{"token":"{token}","expires_in":300}}"#),
         );
     }
-    if authorization == "Bearer ferry-test-token" {
-        return None;
+    if let Some(token) = authorization.strip_prefix("Bearer ") {
+        if let Some(left) = st.issued.lock().unwrap().get_mut(token) {
+            if *left > 0 {
+                *left -= 1;
+                return None;
+            }
+        }
     }
     let name = path
         .strip_prefix("/v2/")
