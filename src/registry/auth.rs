@@ -263,6 +263,40 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(resolve_credentials(&src, "other:1").unwrap().is_none());
+        // credHelpers: `docker-credential-NAME get` answers on stdout.
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        let helper = bin.join("docker-credential-ferrytest");
+        std::fs::write(
+            &helper,
+            "#!/bin/sh\nread host\nprintf '{\"ServerURL\":\"%s\",\"Username\":\"helper\",\"Secret\":\"from-helper\"}' \"$host\"\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let mut dirs = vec![bin.clone()];
+        dirs.extend(std::env::split_paths(&path));
+        // The only test in this binary that touches the environment.
+        std::env::set_var("PATH", std::env::join_paths(dirs).unwrap());
+        let helpers = dir.path().join("helpers.json");
+        std::fs::write(
+            &helpers,
+            r#"{"credHelpers":{"harbor.local:8443":"ferrytest"}}"#,
+        )
+        .unwrap();
+        match resolve_credentials(&CredentialSource::AuthFile(helpers), "harbor.local:8443")
+            .unwrap()
+        {
+            Some(Credential::UserPassword { username, password }) => {
+                assert_eq!(
+                    (username.as_str(), password.as_str()),
+                    ("helper", "from-helper")
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+
         let missing = CredentialSource::AuthFile(dir.path().join("nope.json"));
         let e = resolve_credentials(&missing, "x").unwrap_err().to_string();
         assert!(e.contains("nope.json"), "{e}");
