@@ -316,7 +316,8 @@ impl RegistryClient {
     ) -> Result<u64, RegistryError> {
         let session = Mutex::new(session);
         let what = self.url(&format!("v2/{repo}/blobs/uploads/"));
-        self.with_retry("upload of", &what, |attempt| {
+        let op = format!("upload of blob {digest} to");
+        self.with_retry(&op, &what, |attempt| {
             let session = session.lock().unwrap().take();
             let progress = progress.clone();
             async move {
