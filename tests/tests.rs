@@ -3,5 +3,7 @@
 mod bundle;
 mod harness;
 mod hostile;
+mod load;
 mod signing;
 mod tidy;
+mod util;

@@ -1,0 +1,20 @@
+//! Client for the OCI Distribution API: ping, auth, blob HEAD/mount/upload, manifest push.
+//!
+//! Built directly on `reqwest` (rustls, the same HTTP stack `oci-client` uses) rather than on
+//! `oci-client`: a push needs the response headers of failed requests (`Retry-After`,
+//! `WWW-Authenticate`, `Docker-Content-Digest`), a blob body re-opened from its source on every
+//! retry, a cross-repository mount whose `202 Accepted` hands back an upload session, and an
+//! exact count of the bytes put on the wire. See `bundle-spec/load.md` for the protocol walk.
+
+mod auth;
+mod body;
+mod client;
+mod error;
+mod retry;
+
+pub use auth::{resolve_credentials, Credential, CredentialSource};
+pub use client::{
+    BlobOpener, BlobProgress, MountOutcome, RegistryClient, RegistryOptions, RequestStats,
+};
+pub use error::RegistryError;
+pub use retry::RetryPolicy;

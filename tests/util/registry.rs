@@ -1,0 +1,193 @@
+//! Starts a real CNCF distribution registry (`docker-registry serve CONFIG`) on a free
+//! 127.0.0.1 port with temporary storage: plain HTTP, htpasswd (bcrypt) basic auth, or TLS
+//! with a CA made by the test. The child is killed on drop.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+
+/// Which kind of registry to start.
+#[derive(Debug, Clone)]
+pub enum Setup {
+    /// Plain HTTP, anonymous.
+    Plain,
+    /// Plain HTTP with htpasswd basic auth for one user.
+    Basic {
+        /// User name.
+        user: String,
+        /// Password.
+        password: String,
+    },
+    /// HTTPS with a certificate for IP:127.0.0.1 and DNS:localhost signed by a fresh CA.
+    Tls,
+}
+
+/// A running registry.
+pub struct Registry {
+    child: Child,
+    dir: tempfile::TempDir,
+    /// Listening port on 127.0.0.1.
+    pub port: u16,
+    /// The CA certificate (PEM) for [`Setup::Tls`].
+    pub ca_file: Option<PathBuf>,
+    /// A directory with `ca.crt`, as skopeo's `--cert-dir` wants it.
+    pub cert_dir: Option<PathBuf>,
+    /// A containers `auth.json` for [`Setup::Basic`].
+    pub auth_file: Option<PathBuf>,
+}
+
+impl Registry {
+    /// Starts a registry and waits until it accepts connections.
+    pub fn start(setup: Setup) -> Registry {
+        let bin = super::require_tool("docker-registry", "docker-registry skopeo");
+        let dir = tempfile::tempdir().unwrap();
+        let port = super::free_port();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("data")).unwrap();
+        let mut cfg = format!(
+            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: true\n\
+             storage:\n  filesystem:\n    rootdirectory: {data}\n  delete:\n    enabled: true\n\
+             http:\n  addr: 127.0.0.1:{port}\n  secret: ferry-test-{port}\n",
+            data = root.join("data").display()
+        );
+        let (mut ca_file, mut cert_dir, mut auth_file) = (None, None, None);
+        match &setup {
+            Setup::Plain => {}
+            Setup::Basic { user, password } => {
+                let hash = bcrypt::hash(password, 5).unwrap();
+                let htpasswd = root.join("htpasswd");
+                std::fs::write(&htpasswd, format!("{user}:{hash}\n")).unwrap();
+                cfg.push_str(&format!(
+                    "auth:\n  htpasswd:\n    realm: ferry-test\n    path: {}\n",
+                    htpasswd.display()
+                ));
+                let auth =
+                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+                let f = root.join("auth.json");
+                std::fs::write(
+                    &f,
+                    format!(r#"{{"auths":{{"127.0.0.1:{port}":{{"auth":"{auth}"}}}}}}"#),
+                )
+                .unwrap();
+                auth_file = Some(f);
+            }
+            Setup::Tls => {
+                let (ca_pem, cert_pem, key_pem) = make_tls();
+                let tls = root.join("tls");
+                std::fs::create_dir_all(tls.join("certs.d")).unwrap();
+                std::fs::write(tls.join("ca.crt"), &ca_pem).unwrap();
+                std::fs::write(tls.join("certs.d/ca.crt"), &ca_pem).unwrap();
+                std::fs::write(tls.join("server.crt"), cert_pem).unwrap();
+                std::fs::write(tls.join("server.key"), key_pem).unwrap();
+                cfg.push_str(&format!(
+                    "  tls:\n    certificate: {}\n    key: {}\n",
+                    tls.join("server.crt").display(),
+                    tls.join("server.key").display()
+                ));
+                ca_file = Some(tls.join("ca.crt"));
+                cert_dir = Some(tls.join("certs.d"));
+            }
+        }
+        let config = root.join("config.yml");
+        std::fs::write(&config, cfg).unwrap();
+        let log = std::fs::File::create(root.join("registry.log")).unwrap();
+        let child = Command::new(bin)
+            .arg("serve")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn docker-registry");
+        let mut reg = Registry {
+            child,
+            dir,
+            port,
+            ca_file,
+            cert_dir,
+            auth_file,
+        };
+        reg.wait_ready();
+        reg
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("docker-registry exited with {status}:\n{}", self.log());
+            }
+            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
+                if self.ca_file.is_some() {
+                    return; // a TCP accept is enough for TLS; the handshake is the test's job
+                }
+                let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+                let _ = s.write_all(b"GET /v2/ HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+                let mut buf = [0u8; 12];
+                if s.read_exact(&mut buf).is_ok() && buf.starts_with(b"HTTP/1.") {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "docker-registry did not start on port {}:\n{}",
+            self.port,
+            self.log()
+        );
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The registry's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+    }
+
+    /// The storage root (`…/docker/registry/v2/…` below it).
+    pub fn storage(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A CA and a server certificate for 127.0.0.1/localhost: (ca pem, cert pem, key pem).
+fn make_tls() -> (String, String, String) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose, SanType,
+    };
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.distinguished_name
+        .push(DnType::CommonName, "ferry test CA");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let mut p = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    p.subject_alt_names
+        .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    p.distinguished_name.push(DnType::CommonName, "127.0.0.1");
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    p.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    let cert = p.signed_by(&key, &issuer).unwrap();
+    (ca_cert.pem(), cert.pem(), key.serialize_pem())
+}
