@@ -91,19 +91,42 @@ pub fn find_images(text: &str, file: &Path) -> Result<Vec<ImageUse>, RewriteErro
     let mut uses = Vec::with_capacity(found.refs.len() + found.maps.len());
     for site in &found.refs {
         let raw = tree.scalar(site.node).map_or("", |(v, _)| v).to_string();
-        uses.push(make_use(&src, tree.nodes[site.node].start, &site.path, site.parsed.image.clone(), raw));
+        uses.push(make_use(
+            &src,
+            tree.nodes[site.node].start,
+            &site.path,
+            site.parsed.image.clone(),
+            raw,
+        ));
     }
     for (i, site) in found.maps.iter().enumerate() {
         // The document's `global.imageRegistry`, Bitnami style, overrides a map's `registry`.
-        let global = found.global_registry.iter().rev().find(|(first, _)| *first <= i).and_then(|(_, g)| g.as_ref());
+        let global = found
+            .global_registry
+            .iter()
+            .rev()
+            .find(|(first, _)| *first <= i)
+            .and_then(|(_, g)| g.as_ref());
         let (reference, raw) = map_reference(&tree, site, global);
-        uses.push(make_use(&src, tree.nodes[site.repository.key].start, &site.path, reference, raw));
+        uses.push(make_use(
+            &src,
+            tree.nodes[site.repository.key].start,
+            &site.path,
+            reference,
+            raw,
+        ));
     }
     uses.sort_by_key(|u| (u.line, u.column));
     Ok(uses)
 }
 
-fn make_use(src: &Source<'_>, offset: usize, path: &str, reference: ImageRef, raw: String) -> ImageUse {
+fn make_use(
+    src: &Source<'_>,
+    offset: usize,
+    path: &str,
+    reference: ImageRef,
+    raw: String,
+) -> ImageUse {
     let (line, column) = src.lines.position(src.text, offset);
     ImageUse {
         file: src.file.to_path_buf(),
@@ -117,7 +140,8 @@ fn make_use(src: &Source<'_>, offset: usize, path: &str, reference: ImageRef, ra
 
 fn value<'t>(tree: &'t Tree<'_>, field: Option<Field>) -> Option<&'t str> {
     let (v, style) = tree.scalar(field?.value)?;
-    if v.is_empty() || (style == ScalarStyle::Plain && matches!(v, "~" | "null" | "Null" | "NULL")) {
+    if v.is_empty() || (style == ScalarStyle::Plain && matches!(v, "~" | "null" | "Null" | "NULL"))
+    {
         None
     } else {
         Some(v)
@@ -125,11 +149,20 @@ fn value<'t>(tree: &'t Tree<'_>, field: Option<Field>) -> Option<&'t str> {
 }
 
 /// The image an image map makes the chart pull.
-fn map_reference(tree: &Tree<'_>, site: &MapSite, global: Option<&RegistryPrefix>) -> (ImageRef, String) {
+fn map_reference(
+    tree: &Tree<'_>,
+    site: &MapSite,
+    global: Option<&RegistryPrefix>,
+) -> (ImageRef, String) {
     let repo_value = value(tree, Some(site.repository)).unwrap_or("");
     let registry_value = value(tree, site.registry);
     let mut raw = String::from("{");
-    for (name, v) in [("registry", registry_value), ("repository", Some(repo_value)), ("tag", value(tree, site.tag)), ("digest", value(tree, site.digest))] {
+    for (name, v) in [
+        ("registry", registry_value),
+        ("repository", Some(repo_value)),
+        ("tag", value(tree, site.tag)),
+        ("digest", value(tree, site.digest)),
+    ] {
         if let Some(v) = v {
             if raw.len() > 1 {
                 raw.push_str(", ");
@@ -141,11 +174,19 @@ fn map_reference(tree: &Tree<'_>, site: &MapSite, global: Option<&RegistryPrefix
     }
     raw.push('}');
     let own = registry_value.and_then(super::reference::parse_registry_prefix);
-    let prefix = if site.registry.is_some() { global.cloned().or(own) } else { None };
+    let prefix = if site.registry.is_some() {
+        global.cloned().or(own)
+    } else {
+        None
+    };
     let mut reference = match prefix {
         Some(p) => {
             let name = name_part(repo_value);
-            let joined = if p.path.is_empty() { name.to_string() } else { format!("{}/{name}", p.path) };
+            let joined = if p.path.is_empty() {
+                name.to_string()
+            } else {
+                format!("{}/{name}", p.path)
+            };
             ImageRef {
                 repository: normalise_path(p.host.as_deref(), &joined),
                 registry: p.host,
@@ -177,18 +218,35 @@ pub fn check_coverage(uses: &[ImageUse], images: &[KnownImage]) -> Coverage {
         let same_repo: Vec<&KnownImage> = images
             .iter()
             .zip(&norm)
-            .filter(|(_, (h, p))| *p == r.repository && r.registry.as_ref().is_none_or(|rh| rh == h))
+            .filter(|(_, (h, p))| {
+                *p == r.repository && r.registry.as_ref().is_none_or(|rh| rh == h)
+            })
             .map(|(k, _)| k)
             .collect();
         let (hit, exact, reason) = if same_repo.is_empty() {
             (None, false, MissingReason::NotInBundle)
         } else if let Some(d) = &r.digest {
-            (same_repo.iter().find(|k| k.digest == *d).copied(), true, MissingReason::DigestNotInBundle)
+            (
+                same_repo.iter().find(|k| k.digest == *d).copied(),
+                true,
+                MissingReason::DigestNotInBundle,
+            )
         } else if let Some(t) = &r.tag {
             let available = same_repo.iter().filter_map(|k| k.tag.clone()).collect();
-            (same_repo.iter().find(|k| k.tag.as_ref() == Some(t)).copied(), true, MissingReason::TagNotInBundle { available })
+            (
+                same_repo
+                    .iter()
+                    .find(|k| k.tag.as_ref() == Some(t))
+                    .copied(),
+                true,
+                MissingReason::TagNotInBundle { available },
+            )
         } else {
-            (same_repo.first().copied(), false, MissingReason::NotInBundle)
+            (
+                same_repo.first().copied(),
+                false,
+                MissingReason::NotInBundle,
+            )
         };
         match hit {
             Some(k) => out.found.push(Covered {
@@ -208,12 +266,28 @@ pub fn check_coverage(uses: &[ImageUse], images: &[KnownImage]) -> Coverage {
 impl std::fmt::Display for Missing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let u = &self.image_use;
-        write!(f, "{}:{}:{}: {} ({}) ", u.file.display(), u.line, u.column, u.reference, u.path)?;
+        write!(
+            f,
+            "{}:{}:{}: {} ({}) ",
+            u.file.display(),
+            u.line,
+            u.column,
+            u.reference,
+            u.path
+        )?;
         match &self.reason {
             MissingReason::NotInBundle => f.write_str("is not in the bundle"),
-            MissingReason::TagNotInBundle { available } if available.is_empty() => f.write_str("is in the bundle only without a tag"),
-            MissingReason::TagNotInBundle { available } => write!(f, "is not in the bundle with this tag; it has {}", available.join(", ")),
-            MissingReason::DigestNotInBundle => f.write_str("is not in the bundle with this digest"),
+            MissingReason::TagNotInBundle { available } if available.is_empty() => {
+                f.write_str("is in the bundle only without a tag")
+            }
+            MissingReason::TagNotInBundle { available } => write!(
+                f,
+                "is not in the bundle with this tag; it has {}",
+                available.join(", ")
+            ),
+            MissingReason::DigestNotInBundle => {
+                f.write_str("is not in the bundle with this digest")
+            }
         }
     }
 }

@@ -21,7 +21,9 @@ use std::path::{Path, PathBuf};
 use saphyr_parser::ScalarStyle;
 use serde::{Deserialize, Serialize};
 
-pub use coverage::{check_coverage, find_images, Coverage, Covered, ImageUse, Missing, MissingReason};
+pub use coverage::{
+    check_coverage, find_images, Coverage, Covered, ImageUse, Missing, MissingReason,
+};
 pub use reference::ImageRef;
 pub use target::{Target, TargetError};
 
@@ -334,11 +336,20 @@ impl Plan<'_, '_> {
     }
 
     /// The bundle image with this repository and tag; `host` `None` matches any registry.
-    fn known(&self, offset: usize, host: Option<&str>, path: &str, tag: &str) -> Result<Option<&KnownImage>, RewriteError> {
+    fn known(
+        &self,
+        offset: usize,
+        host: Option<&str>,
+        path: &str,
+        tag: &str,
+    ) -> Result<Option<&KnownImage>, RewriteError> {
         let mut found: Option<&KnownImage> = None;
         let mut digests: Vec<String> = Vec::new();
         for k in &self.opts.images {
-            if k.tag.as_deref() != Some(tag) || k.path() != path || host.is_some_and(|h| k.host() != h) {
+            if k.tag.as_deref() != Some(tag)
+                || k.path() != path
+                || host.is_some_and(|h| k.host() != h)
+            {
                 continue;
             }
             if !digests.contains(&k.digest) {
@@ -348,7 +359,9 @@ impl Plan<'_, '_> {
         }
         if digests.len() > 1 {
             let reference = format!("{}/{path}:{tag}", host.unwrap_or(reference::PLACEHOLDER));
-            return Err(self.src.ambiguous(offset, Ambiguity::BundleConflict { reference, digests }));
+            return Err(self
+                .src
+                .ambiguous(offset, Ambiguity::BundleConflict { reference, digests }));
         }
         Ok(found)
     }
@@ -386,7 +399,11 @@ impl Plan<'_, '_> {
         let token = self.token(id)?;
         let in_flow = self.tree.nodes[id].in_flow;
         let (with, requoted) = encode(new, token.style, in_flow);
-        let range = if requoted { token.whole.clone() } else { token.content.clone() };
+        let range = if requoted {
+            token.whole.clone()
+        } else {
+            token.content.clone()
+        };
         let edit = self.edit(token.whole.start, path, old, new);
         self.planned.push(Planned {
             start: range.start,
@@ -397,8 +414,17 @@ impl Plan<'_, '_> {
         Ok(())
     }
 
-    fn conflict(&self, id: NodeId, reference: String, values_digest: &str, bundle_digest: &str) -> RewriteError {
-        let (line, column) = self.src.lines.position(self.src.text, self.tree.nodes[id].start);
+    fn conflict(
+        &self,
+        id: NodeId,
+        reference: String,
+        values_digest: &str,
+        bundle_digest: &str,
+    ) -> RewriteError {
+        let (line, column) = self
+            .src
+            .lines
+            .position(self.src.text, self.tree.nodes[id].start);
         RewriteError::DigestConflict {
             file: self.src.file.to_path_buf(),
             line,
@@ -412,18 +438,30 @@ impl Plan<'_, '_> {
     fn reference(&mut self, site: &RefSite) -> Result<(), RewriteError> {
         let img = &site.parsed.image;
         let (value, _) = self.tree.scalar(site.node).expect("sites are scalars");
-        let (name, lookup_host, lookup_path) = match self.decide(img.registry.as_deref(), &img.repository) {
-            Decision::Leave => return Ok(()),
-            Decision::Rewrite => (self.opts.target.join(&img.repository), img.registry.as_deref(), img.repository.as_str()),
-            Decision::AlreadyTarget(rest) => (name_part(value).to_string(), None, rest),
-        };
+        let (name, lookup_host, lookup_path) =
+            match self.decide(img.registry.as_deref(), &img.repository) {
+                Decision::Leave => return Ok(()),
+                Decision::Rewrite => (
+                    self.opts.target.join(&img.repository),
+                    img.registry.as_deref(),
+                    img.repository.as_str(),
+                ),
+                Decision::AlreadyTarget(rest) => (name_part(value).to_string(), None, rest),
+            };
         let mut digest = img.digest.clone();
         if self.opts.pin_digests {
             if let Some(tag) = &img.tag {
-                if let Some(k) = self.known(self.tree.nodes[site.node].start, lookup_host, lookup_path, tag)? {
+                if let Some(k) = self.known(
+                    self.tree.nodes[site.node].start,
+                    lookup_host,
+                    lookup_path,
+                    tag,
+                )? {
                     match &digest {
                         None => digest = Some(k.digest.clone()),
-                        Some(d) if *d != k.digest => return Err(self.conflict(site.node, value.to_string(), d, &k.digest)),
+                        Some(d) if *d != k.digest => {
+                            return Err(self.conflict(site.node, value.to_string(), d, &k.digest))
+                        }
                         Some(_) => {}
                     }
                 }
@@ -454,7 +492,9 @@ impl Plan<'_, '_> {
     /// The non-empty, non-null value of a map field.
     fn field_value(&self, field: Option<Field>) -> Option<&str> {
         let (v, style) = self.tree.scalar(field?.value)?;
-        if v.is_empty() || (style == ScalarStyle::Plain && matches!(v, "~" | "null" | "Null" | "NULL")) {
+        if v.is_empty()
+            || (style == ScalarStyle::Plain && matches!(v, "~" | "null" | "Null" | "NULL"))
+        {
             None
         } else {
             Some(v)
@@ -462,7 +502,11 @@ impl Plan<'_, '_> {
     }
 
     fn map(&mut self, site: &MapSite) -> Result<(), RewriteError> {
-        let repo_value = self.tree.scalar(site.repository.value).expect("sites are scalars").0;
+        let repo_value = self
+            .tree
+            .scalar(site.repository.value)
+            .expect("sites are scalars")
+            .0;
         let lookup_host: Option<String>;
         let lookup_path: String;
         if let Some(reg) = self.field_value(site.registry) {
@@ -470,7 +514,11 @@ impl Plan<'_, '_> {
                 return Ok(());
             };
             let raw_name = name_part(repo_value);
-            let joined = if prefix.path.is_empty() { raw_name.to_string() } else { format!("{}/{raw_name}", prefix.path) };
+            let joined = if prefix.path.is_empty() {
+                raw_name.to_string()
+            } else {
+                format!("{}/{raw_name}", prefix.path)
+            };
             let full = normalise_path(prefix.host.as_deref(), &joined);
             match self.decide(prefix.host.as_deref(), &full) {
                 Decision::Leave => return Ok(()),
@@ -478,11 +526,19 @@ impl Plan<'_, '_> {
                     lookup_host = prefix.host.clone();
                     lookup_path = full.clone();
                     let reg_path = &site.path_of("registry");
-                    self.replace(site.registry.expect("has registry").value, reg_path, &self.opts.target.join(&prefix.path))?;
+                    self.replace(
+                        site.registry.expect("has registry").value,
+                        reg_path,
+                        &self.opts.target.join(&prefix.path),
+                    )?;
                     if full != joined {
                         // `registry: docker.io` with `repository: nginx` means `library/nginx`.
                         let new_repo = format!("library/{repo_value}");
-                        self.replace(site.repository.value, &site.path_of("repository"), &new_repo)?;
+                        self.replace(
+                            site.repository.value,
+                            &site.path_of("repository"),
+                            &new_repo,
+                        )?;
                     }
                 }
                 Decision::AlreadyTarget(rest) => {
@@ -510,12 +566,18 @@ impl Plan<'_, '_> {
         if !self.opts.pin_digests {
             return Ok(());
         }
-        let tag = self.field_value(site.tag).map(str::to_string).or_else(|| site.repo.image.tag.clone());
+        let tag = self
+            .field_value(site.tag)
+            .map(str::to_string)
+            .or_else(|| site.repo.image.tag.clone());
         let Some(tag) = tag else {
             return Ok(());
         };
         let offset = self.tree.nodes[site.repository.value].start;
-        let Some(known) = self.known(offset, lookup_host.as_deref(), &lookup_path, &tag)?.cloned() else {
+        let Some(known) = self
+            .known(offset, lookup_host.as_deref(), &lookup_path, &tag)?
+            .cloned()
+        else {
             return Ok(());
         };
         let reference = format!("{repo_value}:{tag}");
@@ -570,7 +632,9 @@ impl Plan<'_, '_> {
         let b = text.as_bytes();
         let after = site.tag.unwrap_or(site.repository);
         if self.tree.nodes[site.map].in_flow {
-            return Err(self.src.ambiguous(self.tree.nodes[after.key].start, Ambiguity::FlowInsert));
+            return Err(self
+                .src
+                .ambiguous(self.tree.nodes[after.key].start, Ambiguity::FlowInsert));
         }
         let key = self.token(after.key)?;
         let value = self.token(after.value)?;
@@ -590,7 +654,11 @@ impl Plan<'_, '_> {
         let (at, with) = match text[value.whole.end..].find('\n') {
             Some(i) => {
                 let nl = value.whole.end + i;
-                let eol = if nl > 0 && b[nl - 1] == b'\r' { "\r\n" } else { "\n" };
+                let eol = if nl > 0 && b[nl - 1] == b'\r' {
+                    "\r\n"
+                } else {
+                    "\n"
+                };
                 (nl + 1, format!("{indent}{entry}{eol}"))
             }
             None => {

@@ -162,7 +162,9 @@ pub(crate) fn normalise_path(registry: Option<&str>, path: &str) -> String {
 /// Whether the first component of a name is a registry host, by the Docker rule: it contains a
 /// `.` or a `:`, or is `localhost`, or has an upper-case letter.
 fn looks_like_host(first: &str) -> bool {
-    first.contains(['.', ':']) || first == "localhost" || first.bytes().any(|b| b.is_ascii_uppercase())
+    first.contains(['.', ':'])
+        || first == "localhost"
+        || first.bytes().any(|b| b.is_ascii_uppercase())
 }
 
 /// `domain-component ('.' domain-component)* [':' port]`, or a bracketed IPv6 address with an
@@ -172,7 +174,11 @@ pub(crate) fn valid_host(host: &str) -> bool {
         let Some((addr, after)) = rest.split_once(']') else {
             return false;
         };
-        if addr.is_empty() || !addr.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.') {
+        if addr.is_empty()
+            || !addr
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        {
             return false;
         }
         match after {
@@ -203,7 +209,10 @@ pub(crate) fn valid_host(host: &str) -> bool {
 }
 
 fn valid_port(port: &str) -> bool {
-    !port.is_empty() && port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u32>().is_ok_and(|p| p <= 65535)
+    !port.is_empty()
+        && port.len() <= 5
+        && port.bytes().all(|b| b.is_ascii_digit())
+        && port.parse::<u32>().is_ok_and(|p| p <= 65535)
 }
 
 /// Repository path: components of `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*` joined by `/`.
@@ -256,7 +265,8 @@ fn valid_tag(tag: &str) -> bool {
     !b.is_empty()
         && b.len() <= 128
         && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b.iter().all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+        && b.iter()
+            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
 }
 
 /// `sha256:` with 64 lower-case hex digits, `sha512:` with 128, or another registered-looking
@@ -265,15 +275,23 @@ pub(crate) fn valid_digest(d: &str) -> bool {
     let Some((algo, hex)) = d.split_once(':') else {
         return false;
     };
-    let lower_hex = |h: &str, n: usize| h.len() == n && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let lower_hex = |h: &str, n: usize| {
+        h.len() == n
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
     match algo {
         "sha256" => lower_hex(hex, 64),
         "sha512" => lower_hex(hex, 128),
         _ => {
             !algo.is_empty()
-                && algo.bytes().all(|b| is_alnum(b) || matches!(b, b'+' | b'.' | b'_' | b'-'))
+                && algo
+                    .bytes()
+                    .all(|b| is_alnum(b) || matches!(b, b'+' | b'.' | b'_' | b'-'))
                 && hex.len() >= 32
-                && hex.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'=' | b'_' | b'-'))
+                && hex
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'=' | b'_' | b'-'))
         }
     }
 }
@@ -289,11 +307,27 @@ mod tests {
             ("nginx", true, Some("docker.io/library/nginx")),
             ("nginx", false, None),
             ("nginx:1.25", true, Some("docker.io/library/nginx:1.25")),
-            ("bitnami/redis:7.2", true, Some("docker.io/bitnami/redis:7.2")),
-            ("Index.Docker.io/nginx", false, Some("docker.io/library/nginx")),
-            ("registry.permit.io/agent-security/gateway:1.4.0", false, Some("registry.permit.io/agent-security/gateway:1.4.0")),
+            (
+                "bitnami/redis:7.2",
+                true,
+                Some("docker.io/bitnami/redis:7.2"),
+            ),
+            (
+                "Index.Docker.io/nginx",
+                false,
+                Some("docker.io/library/nginx"),
+            ),
+            (
+                "registry.permit.io/agent-security/gateway:1.4.0",
+                false,
+                Some("registry.permit.io/agent-security/gateway:1.4.0"),
+            ),
             ("localhost:5000/a/b", false, Some("localhost:5000/a/b")),
-            ("REGISTRY/agent-security/gateway:1.4.0", false, Some("REGISTRY/agent-security/gateway:1.4.0")),
+            (
+                "REGISTRY/agent-security/gateway:1.4.0",
+                false,
+                Some("REGISTRY/agent-security/gateway:1.4.0"),
+            ),
             ("REGISTRY", true, Some("docker.io/library/REGISTRY")),
             ("https://example.com/x", true, None),
             ("example.com/Upper", true, None),
@@ -305,11 +339,22 @@ mod tests {
         for (input, implicit, want) in cases {
             let got = parse_reference(input, *implicit).map(|p| p.image.to_string());
             // "REGISTRY" alone is upper-case and so not a valid repository.
-            let want = if *input == "REGISTRY" { None } else { want.map(str::to_string) };
+            let want = if *input == "REGISTRY" {
+                None
+            } else {
+                want.map(str::to_string)
+            };
             assert_eq!(got, want, "{input}");
         }
         let with_digest = format!("quay.io/a/b:1@{d}");
-        assert_eq!(parse_reference(&with_digest, false).unwrap().image.digest.as_deref(), Some(d.as_str()));
+        assert_eq!(
+            parse_reference(&with_digest, false)
+                .unwrap()
+                .image
+                .digest
+                .as_deref(),
+            Some(d.as_str())
+        );
     }
 
     #[test]
@@ -324,10 +369,19 @@ mod tests {
 
     #[test]
     fn hosts() {
-        for ok in ["docker.io", "localhost", "h:5000", "[::1]:5000", "[fe80::1]", "a-b.c"] {
+        for ok in [
+            "docker.io",
+            "localhost",
+            "h:5000",
+            "[::1]:5000",
+            "[fe80::1]",
+            "a-b.c",
+        ] {
             assert!(valid_host(ok), "{ok}");
         }
-        for bad in ["", "-a.b", "a.b-", "a..b", "h:", "h:99999", "h:x", "[::1", "a_b.c"] {
+        for bad in [
+            "", "-a.b", "a.b-", "a..b", "h:", "h:99999", "h:x", "[::1", "a_b.c",
+        ] {
             assert!(!valid_host(bad), "{bad}");
         }
     }

@@ -3,7 +3,9 @@
 
 use saphyr_parser::ScalarStyle;
 
-use super::reference::{parse_reference, parse_registry_prefix, Parsed, RegistryPrefix, PLACEHOLDER};
+use super::reference::{
+    parse_reference, parse_registry_prefix, Parsed, RegistryPrefix, PLACEHOLDER,
+};
 use super::yaml::{plain_is_not_string, Kind, NodeId, Tree};
 use super::Ambiguity;
 
@@ -101,20 +103,28 @@ fn global_registry(tree: &Tree<'_>, root: NodeId) -> Option<RegistryPrefix> {
     let Kind::Map { entries } = &tree.nodes[root].kind else {
         return None;
     };
-    let global = entries.iter().find(|(k, _)| tree.scalar(*k).is_some_and(|(v, _)| v == "global"))?.1;
+    let global = entries
+        .iter()
+        .find(|(k, _)| tree.scalar(*k).is_some_and(|(v, _)| v == "global"))?
+        .1;
     let Kind::Map { entries } = &tree.nodes[global].kind else {
         return None;
     };
     let value = entries
         .iter()
-        .find(|(k, _)| tree.scalar(*k).is_some_and(|(v, _)| v.eq_ignore_ascii_case("imageRegistry")))?
+        .find(|(k, _)| {
+            tree.scalar(*k)
+                .is_some_and(|(v, _)| v.eq_ignore_ascii_case("imageRegistry"))
+        })?
         .1;
     let (v, _) = tree.scalar(value)?;
     parse_registry_prefix(v)
 }
 
 fn ends_with_ci(s: &str, suffix: &str) -> bool {
-    s.len() >= suffix.len() && s.is_char_boundary(s.len() - suffix.len()) && s[s.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+    s.len() >= suffix.len()
+        && s.is_char_boundary(s.len() - suffix.len())
+        && s[s.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
 }
 
 impl<'t> Walker<'t, '_> {
@@ -191,7 +201,8 @@ impl<'t> Walker<'t, '_> {
                         }
                         child.image |= ends_with_ci(key, "image");
                         child.images = ends_with_ci(key, "images");
-                        child.registry = key.eq_ignore_ascii_case("imageRegistry") || (ctx.global && key == "registry");
+                        child.registry = key.eq_ignore_ascii_case("imageRegistry")
+                            || (ctx.global && key == "registry");
                         child.global = root && key == "global";
                     }
                     self.path.push(Seg::Key(key.unwrap_or("?")));
@@ -203,7 +214,13 @@ impl<'t> Walker<'t, '_> {
         }
     }
 
-    fn scalar(&mut self, id: NodeId, value: &str, style: ScalarStyle, ctx: Ctx) -> Result<(), Refusal> {
+    fn scalar(
+        &mut self,
+        id: NodeId,
+        value: &str,
+        style: ScalarStyle,
+        ctx: Ctx,
+    ) -> Result<(), Refusal> {
         let node = &self.tree.nodes[id];
         let block = matches!(style, ScalarStyle::Literal | ScalarStyle::Folded);
         let plain_non_string = style == ScalarStyle::Plain && plain_is_not_string(value);
@@ -219,7 +236,11 @@ impl<'t> Walker<'t, '_> {
                     return self.refuse(id, Ambiguity::BlockScalar);
                 }
                 let path = self.render_path();
-                self.sites.registries.push(RegistrySite { node: id, prefix, path });
+                self.sites.registries.push(RegistrySite {
+                    node: id,
+                    prefix,
+                    path,
+                });
             }
             return Ok(());
         }
@@ -250,7 +271,11 @@ impl<'t> Walker<'t, '_> {
                     return self.refuse(id, Ambiguity::Anchor);
                 }
                 let path = self.render_path();
-                self.sites.refs.push(RefSite { node: id, parsed, path });
+                self.sites.refs.push(RefSite {
+                    node: id,
+                    parsed,
+                    path,
+                });
             }
             return Ok(());
         }
@@ -260,20 +285,32 @@ impl<'t> Walker<'t, '_> {
         // Elsewhere, only a reference that names its registry (or the placeholder) and carries a
         // tag or digest counts: `registry.example.com/team/app:1.0`.
         if let Some(parsed) = parse_reference(value, false) {
-            if parsed.image.registry.is_some() && parsed.image.tag.is_none() && parsed.image.digest.is_none() {
+            if parsed.image.registry.is_some()
+                && parsed.image.tag.is_none()
+                && parsed.image.digest.is_none()
+            {
                 return Ok(());
             }
             if node.anchored {
                 return self.refuse(id, Ambiguity::Anchor);
             }
             let path = self.render_path();
-            self.sites.refs.push(RefSite { node: id, parsed, path });
+            self.sites.refs.push(RefSite {
+                node: id,
+                parsed,
+                path,
+            });
         }
         Ok(())
     }
 
     /// Recognises an image map; returns the keys it consumed.
-    fn image_map(&mut self, id: NodeId, entries: &[(NodeId, NodeId)], ctx: Ctx) -> Result<Vec<NodeId>, Refusal> {
+    fn image_map(
+        &mut self,
+        id: NodeId,
+        entries: &[(NodeId, NodeId)],
+        ctx: Ctx,
+    ) -> Result<Vec<NodeId>, Refusal> {
         let tree = self.tree;
         let field = |name: &str| {
             entries
@@ -305,15 +342,23 @@ impl<'t> Walker<'t, '_> {
         if tree.nodes[id].anchored {
             return self.refuse(id, Ambiguity::Anchor);
         }
-        if entries.iter().any(|(k, _)| tree.scalar(*k).is_some_and(|(v, _)| v == "<<")) {
-            return self.refuse(id, Ambiguity::Merge);
+        if let Some(&(merge, _)) = entries
+            .iter()
+            .find(|(k, _)| tree.scalar(*k).is_some_and(|(v, _)| v == "<<"))
+        {
+            return self.refuse(merge, Ambiguity::Merge);
         }
-        for f in [Some(repository), registry, tag, digest].into_iter().flatten() {
+        for f in [Some(repository), registry, tag, digest]
+            .into_iter()
+            .flatten()
+        {
             let n = &tree.nodes[f.value];
             match &n.kind {
                 Kind::Alias => return self.refuse(f.value, Ambiguity::Alias),
                 _ if n.anchored => return self.refuse(f.value, Ambiguity::Anchor),
-                Kind::Scalar { style, .. } if matches!(style, ScalarStyle::Literal | ScalarStyle::Folded) => {
+                Kind::Scalar { style, .. }
+                    if matches!(style, ScalarStyle::Literal | ScalarStyle::Folded) =>
+                {
                     return self.refuse(f.value, Ambiguity::BlockScalar)
                 }
                 _ => {}
@@ -329,6 +374,10 @@ impl<'t> Walker<'t, '_> {
             repo,
             path,
         });
-        Ok([Some(repository), registry, tag, digest].into_iter().flatten().map(|f| f.key).collect())
+        Ok([Some(repository), registry, tag, digest]
+            .into_iter()
+            .flatten()
+            .map(|f| f.key)
+            .collect())
     }
 }

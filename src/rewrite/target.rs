@@ -123,18 +123,44 @@ mod tests {
     fn parse_table() {
         let ok: &[(&str, &str, Option<&str>)] = &[
             ("harbor.company.com", "harbor.company.com", None),
-            ("harbor.company.com/mcp-gateway", "harbor.company.com", Some("mcp-gateway")),
-            ("harbor.company.com/mcp-gateway/", "harbor.company.com", Some("mcp-gateway")),
-            ("us-central1-docker.pkg.dev/my-project/mcp-gateway", "us-central1-docker.pkg.dev", Some("my-project/mcp-gateway")),
+            (
+                "harbor.company.com/mcp-gateway",
+                "harbor.company.com",
+                Some("mcp-gateway"),
+            ),
+            (
+                "harbor.company.com/mcp-gateway/",
+                "harbor.company.com",
+                Some("mcp-gateway"),
+            ),
+            (
+                "us-central1-docker.pkg.dev/my-project/mcp-gateway",
+                "us-central1-docker.pkg.dev",
+                Some("my-project/mcp-gateway"),
+            ),
             ("127.0.0.1:5000", "127.0.0.1:5000", None),
             ("localhost:5000/a", "localhost:5000", Some("a")),
             ("[::1]:5000/x", "[::1]:5000", Some("x")),
         ];
         for (input, host, prefix) in ok {
             let t = Target::parse(input).unwrap_or_else(|e| panic!("{input}: {e}"));
-            assert_eq!((t.host.as_str(), t.prefix.as_deref()), (*host, *prefix), "{input}");
+            assert_eq!(
+                (t.host.as_str(), t.prefix.as_deref()),
+                (*host, *prefix),
+                "{input}"
+            );
         }
-        for bad in ["", "/x", "https://harbor.io", "h:port", "h/UPPER", "h//x", "h/x//", "h o", "h:70000"] {
+        for bad in [
+            "",
+            "/x",
+            "https://harbor.io",
+            "h:port",
+            "h/UPPER",
+            "h//x",
+            "h/x//",
+            "h o",
+            "h:70000",
+        ] {
             assert!(Target::parse(bad).is_err(), "{bad}");
         }
     }

@@ -17,7 +17,10 @@ pub(crate) type NodeId = usize;
 /// What a node holds.
 pub(crate) enum Kind<'a> {
     /// A scalar with its parsed value and its style.
-    Scalar { value: Cow<'a, str>, style: ScalarStyle },
+    Scalar {
+        value: Cow<'a, str>,
+        style: ScalarStyle,
+    },
     /// A mapping, as `(key, value)` pairs in document order.
     Map { entries: Vec<(NodeId, NodeId)> },
     /// A sequence.
@@ -61,7 +64,10 @@ impl CharMap {
         let offsets = if text.is_ascii() {
             Vec::new()
         } else {
-            text.char_indices().map(|(i, _)| i).chain(std::iter::once(text.len())).collect()
+            text.char_indices()
+                .map(|(i, _)| i)
+                .chain(std::iter::once(text.len()))
+                .collect()
         };
         CharMap {
             offsets,
@@ -94,13 +100,20 @@ impl Lines {
     pub fn position(&self, text: &str, offset: usize) -> (usize, usize) {
         let line = self.starts.partition_point(|&s| s <= offset);
         let start = self.starts[line - 1];
-        let column = text.get(start..offset).map_or(offset - start, |s| s.chars().count()) + 1;
+        let column = text
+            .get(start..offset)
+            .map_or(offset - start, |s| s.chars().count())
+            + 1;
         (line, column)
     }
 }
 
 fn memchr_iter(bytes: &[u8]) -> impl Iterator<Item = usize> + '_ {
-    bytes.iter().enumerate().filter(|(_, &b)| b == b'\n').map(|(i, _)| i)
+    bytes
+        .iter()
+        .enumerate()
+        .filter(|(_, &b)| b == b'\n')
+        .map(|(i, _)| i)
 }
 
 impl<'a> Tree<'a> {
@@ -120,16 +133,31 @@ impl<'a> Tree<'a> {
             let parent_flow = stack.last().is_some_and(|&(p, _)| nodes[p].in_flow);
             let (kind, anchored, opens) = match event {
                 Event::Alias(_) => (Kind::Alias, false, false),
-                Event::Scalar(value, style, anchor, _) => (Kind::Scalar { value, style }, anchor != 0, false),
-                Event::SequenceStart(anchor, _) => (Kind::Seq { items: Vec::new() }, anchor != 0, true),
-                Event::MappingStart(anchor, _) => (Kind::Map { entries: Vec::new() }, anchor != 0, true),
+                Event::Scalar(value, style, anchor, _) => {
+                    (Kind::Scalar { value, style }, anchor != 0, false)
+                }
+                Event::SequenceStart(anchor, _) => {
+                    (Kind::Seq { items: Vec::new() }, anchor != 0, true)
+                }
+                Event::MappingStart(anchor, _) => (
+                    Kind::Map {
+                        entries: Vec::new(),
+                    },
+                    anchor != 0,
+                    true,
+                ),
                 Event::SequenceEnd | Event::MappingEnd => {
                     stack.pop();
                     continue;
                 }
                 _ => continue,
             };
-            let in_flow = parent_flow || (opens && matches!(text.as_bytes().get(skip_properties(text, start)), Some(b'{' | b'[')));
+            let in_flow = parent_flow
+                || (opens
+                    && matches!(
+                        text.as_bytes().get(skip_properties(text, start)),
+                        Some(b'{' | b'[')
+                    ));
             let id = nodes.len();
             nodes.push(Node {
                 kind,
@@ -219,7 +247,8 @@ pub(crate) fn scalar_token(text: &str, node: &Node<'_>) -> Result<Token, TokenPr
                     b'\r' | b'\n' => break,
                     b'#' if i > start && matches!(b[i - 1], b' ' | b'\t') => break,
                     b':' if b.get(i + 1).is_none_or(|&n| {
-                        matches!(n, b' ' | b'\t' | b'\r' | b'\n') || (node.in_flow && matches!(n, b',' | b'[' | b']' | b'{' | b'}'))
+                        matches!(n, b' ' | b'\t' | b'\r' | b'\n')
+                            || (node.in_flow && matches!(n, b',' | b'[' | b']' | b'{' | b'}'))
                     }) =>
                     {
                         break
@@ -245,7 +274,11 @@ pub(crate) fn scalar_token(text: &str, node: &Node<'_>) -> Result<Token, TokenPr
             }
         }
         ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted => {
-            let quote = if *style == ScalarStyle::SingleQuoted { b'\'' } else { b'"' };
+            let quote = if *style == ScalarStyle::SingleQuoted {
+                b'\''
+            } else {
+                b'"'
+            };
             if b.get(start) != Some(&quote) {
                 return Err(TokenProblem::NotFound);
             }
@@ -268,7 +301,11 @@ pub(crate) fn scalar_token(text: &str, node: &Node<'_>) -> Result<Token, TokenPr
                 }
             }
             let raw = &text[start + 1..i];
-            let same = if doubled { raw.replace("''", "'") == **value } else { raw == &**value };
+            let same = if doubled {
+                raw.replace("''", "'") == **value
+            } else {
+                raw == &**value
+            };
             if !same {
                 return Err(TokenProblem::NotFound);
             }
@@ -285,9 +322,9 @@ pub(crate) fn scalar_token(text: &str, node: &Node<'_>) -> Result<Token, TokenPr
 /// boolean or number, in YAML 1.2 core or YAML 1.1 as Helm's parser reads it).
 pub(crate) fn plain_is_not_string(s: &str) -> bool {
     const WORDS: &[&str] = &[
-        "", "~", "null", "Null", "NULL", "true", "True", "TRUE", "false", "False", "FALSE", "yes", "Yes", "YES", "no", "No",
-        "NO", "on", "On", "ON", "off", "Off", "OFF", "y", "Y", "n", "N", ".inf", ".Inf", ".INF", "-.inf", "+.inf", ".nan",
-        ".NaN", ".NAN",
+        "", "~", "null", "Null", "NULL", "true", "True", "TRUE", "false", "False", "FALSE", "yes",
+        "Yes", "YES", "no", "No", "NO", "on", "On", "ON", "off", "Off", "OFF", "y", "Y", "n", "N",
+        ".inf", ".Inf", ".INF", "-.inf", "+.inf", ".nan", ".NaN", ".NAN",
     ];
     if WORDS.contains(&s) {
         return true;
@@ -298,7 +335,13 @@ pub(crate) fn plain_is_not_string(s: &str) -> bool {
     let first_ok = matches!(b[0], b'0'..=b'9' | b'+' | b'-' | b'.');
     first_ok
         && b.iter().any(u8::is_ascii_digit)
-        && b.iter().all(|c| c.is_ascii_hexdigit() || matches!(c, b'.' | b'_' | b':' | b'+' | b'-' | b'x' | b'X' | b'o' | b'O'))
+        && b.iter().all(|c| {
+            c.is_ascii_hexdigit()
+                || matches!(
+                    c,
+                    b'.' | b'_' | b':' | b'+' | b'-' | b'x' | b'X' | b'o' | b'O'
+                )
+        })
 }
 
 /// Whether `s` can be written as a plain scalar and read back as the same string.
@@ -309,11 +352,33 @@ pub(crate) fn plain_safe(s: &str, in_flow: bool) -> bool {
     }
     if matches!(
         b[0],
-        b'-' | b'?' | b':' | b',' | b'[' | b']' | b'{' | b'}' | b'#' | b'&' | b'*' | b'!' | b'|' | b'>' | b'\'' | b'"' | b'%' | b'@' | b'`' | b' '
+        b'-' | b'?'
+            | b':'
+            | b','
+            | b'['
+            | b']'
+            | b'{'
+            | b'}'
+            | b'#'
+            | b'&'
+            | b'*'
+            | b'!'
+            | b'|'
+            | b'>'
+            | b'\''
+            | b'"'
+            | b'%'
+            | b'@'
+            | b'`'
+            | b' '
     ) {
         return false;
     }
-    if s.ends_with([' ', ':']) || s.contains(": ") || s.contains(" #") || s.contains(['\n', '\r', '\t']) {
+    if s.ends_with([' ', ':'])
+        || s.contains(": ")
+        || s.contains(" #")
+        || s.contains(['\n', '\r', '\t'])
+    {
         return false;
     }
     !(in_flow && s.contains([',', '[', ']', '{', '}']))
@@ -326,6 +391,9 @@ pub(crate) fn encode(value: &str, style: ScalarStyle, in_flow: bool) -> (String,
         ScalarStyle::SingleQuoted => (value.replace('\'', "''"), false),
         ScalarStyle::DoubleQuoted => (value.replace('\\', "\\\\").replace('"', "\\\""), false),
         _ if plain_safe(value, in_flow) => (value.to_string(), false),
-        _ => (format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\"")), true),
+        _ => (
+            format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\"")),
+            true,
+        ),
     }
 }

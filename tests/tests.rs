@@ -1,0 +1,3 @@
+//! The integration tests, one binary: each area is a module.
+
+mod rewrite;
