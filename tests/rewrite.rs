@@ -428,25 +428,30 @@ enum Piece {
     },
 }
 
-/// Images the generator writes, and what each becomes with target `harbor.example.com/mcp`.
-const IMAGES: &[(&str, &str)] = &[
+/// Images the generator writes, what each becomes with target `harbor.example.com/mcp`, and the
+/// digest `--pin-digests` adds (from [`permit`]).
+const IMAGES: &[(&str, &str, Option<char>)] = &[
     (
         "registry.permit.io/agent-security/gateway:1.4.0",
         "harbor.example.com/mcp/agent-security/gateway:1.4.0",
+        Some('1'),
     ),
     (
         "REGISTRY/agent-security/platform:1.4.0",
         "harbor.example.com/mcp/agent-security/platform:1.4.0",
+        Some('2'),
     ),
     (
         "registry.permit.io/agent-security/worker",
         "harbor.example.com/mcp/agent-security/worker",
+        None,
     ),
     (
         "quay.io/prometheus/prometheus:v2.53.0",
         "quay.io/prometheus/prometheus:v2.53.0",
+        None,
     ),
-    ("REGISTRY", "harbor.example.com/mcp"),
+    ("REGISTRY", "harbor.example.com/mcp", None),
 ];
 
 fn comment() -> impl Strategy<Value = Option<String>> {
@@ -491,7 +496,7 @@ fn piece() -> impl Strategy<Value = Piece> {
 
 /// Builds the input and the expected output side by side; returns them with the number of
 /// scalars that must change.
-fn build(pieces: &[Piece], crlf: bool, final_eol: bool) -> (String, String, usize) {
+fn build(pieces: &[Piece], crlf: bool, final_eol: bool, pin: bool) -> (String, String, usize) {
     let eol = if crlf { "\r\n" } else { "\n" };
     let (mut input, mut expected, mut changes) = (String::new(), String::new(), 0);
     let both = |input: &mut String, expected: &mut String, s: &str| {
@@ -535,10 +540,14 @@ fn build(pieces: &[Piece], crlf: bool, final_eol: bool) -> (String, String, usiz
                 comment,
                 indent,
             } => {
-                let (old, mut new) = IMAGES[*image];
+                let (old, new, pinned) = IMAGES[*image];
+                let mut new = new.to_string();
                 // Outside an image key, only a tagged reference (or the placeholder) is an image.
                 if *key == "note" && !old.contains(':') && old != "REGISTRY" {
-                    new = old;
+                    new = old.to_string();
+                }
+                if let (true, Some(d)) = (pin, pinned) {
+                    new = format!("{new}@{}", digest(d));
                 }
                 // A plain `REGISTRY/...` starting a flow indicator never happens; all are safe.
                 let head = format!(
@@ -549,7 +558,7 @@ fn build(pieces: &[Piece], crlf: bool, final_eol: bool) -> (String, String, usiz
                 let rest = format!("{trail}{}{eol}", tail(comment));
                 both(&mut input, &mut expected, &head);
                 input.push_str(&quoted(*quote, old));
-                expected.push_str(&quoted(*quote, new));
+                expected.push_str(&quoted(*quote, &new));
                 both(&mut input, &mut expected, &rest);
                 if old != new {
                     changes += 1;
@@ -579,6 +588,14 @@ fn build(pieces: &[Piece], crlf: bool, final_eol: bool) -> (String, String, usiz
                     ),
                 );
                 changes += 1;
+                if pin {
+                    // The digest goes on a new line after `tag`, quoted like the tag.
+                    expected.push_str(&format!(
+                        "{ind}{ind}digest: {}{eol}",
+                        quoted(*quote, &digest('1'))
+                    ));
+                    changes += 1;
+                }
             }
         }
     }
@@ -593,13 +610,74 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
-    fn untouched_bytes_survive(pieces in prop::collection::vec(piece(), 0..24), crlf in any::<bool>(), final_eol in any::<bool>()) {
-        let (input, expected, changes) = build(&pieces, crlf, final_eol);
-        let out = rewrite(&input, Path::new("p.yaml"), &options("harbor.example.com/mcp", permit(), false))
-            .map_err(|e| TestCaseError::fail(format!("{e}\n{input}")))?;
+    fn untouched_bytes_survive(
+        pieces in prop::collection::vec(piece(), 0..24),
+        crlf in any::<bool>(),
+        final_eol in any::<bool>(),
+        pin in any::<bool>(),
+    ) {
+        let (input, expected, changes) = build(&pieces, crlf, final_eol, pin);
+        let opts = options("harbor.example.com/mcp", permit(), pin);
+        let out = rewrite(&input, Path::new("p.yaml"), &opts).map_err(|e| TestCaseError::fail(format!("{e}\n{input}")))?;
         prop_assert_eq!(&out.text, &expected);
         prop_assert_eq!(out.edits.len(), changes);
-        let again = rewrite(&out.text, Path::new("p.yaml"), &options("harbor.example.com/mcp", permit(), false)).unwrap();
+        let again = rewrite(&out.text, Path::new("p.yaml"), &opts).unwrap();
         prop_assert!(again.edits.is_empty(), "not idempotent: {:?}", again.edits);
     }
+}
+
+/// A plain scalar whose new value would not read back as the same string is double-quoted; any
+/// other scalar keeps its style.
+#[test]
+fn requotes_only_when_needed() {
+    let opts = options("[::1]:5000/mirror", vec![], false);
+    let out = rewrite(
+        "image: nginx:1.27 # web\nalt: 'nginx:1.27'\ninitImage: busybox\n",
+        Path::new("v.yaml"),
+        &opts,
+    )
+    .unwrap();
+    assert_eq!(
+        out.text,
+        "image: \"[::1]:5000/mirror/library/nginx:1.27\" # web\nalt: 'nginx:1.27'\ninitImage: \"[::1]:5000/mirror/library/busybox\"\n"
+    );
+    // Rewriting again changes nothing: the values already point into the target.
+    assert_eq!(
+        rewrite(&out.text, Path::new("v.yaml"), &opts).unwrap().text,
+        out.text
+    );
+}
+
+/// The edits name their place in the document and their line.
+#[test]
+fn edits_are_located() {
+    let text =
+        "a:\n  images:\n    - x.io/a/b:1\n    - repository: REGISTRY/c/d\n      tag: \"2\"\n";
+    let out = rewrite(text, Path::new("v.yaml"), &options("h.io/p", vec![], false)).unwrap();
+    let got: Vec<(usize, usize, &str, &str, &str)> = out
+        .edits
+        .iter()
+        .map(|e| {
+            (
+                e.line,
+                e.column,
+                e.path.as_str(),
+                e.before.as_str(),
+                e.after.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (3, 7, "a.images[0]", "x.io/a/b:1", "h.io/p/a/b:1"),
+            (
+                4,
+                19,
+                "a.images[1].repository",
+                "REGISTRY/c/d",
+                "h.io/p/c/d"
+            ),
+        ]
+    );
 }

@@ -356,11 +356,10 @@ impl<'t> Walker<'t, '_> {
             match &n.kind {
                 Kind::Alias => return self.refuse(f.value, Ambiguity::Alias),
                 _ if n.anchored => return self.refuse(f.value, Ambiguity::Anchor),
-                Kind::Scalar { style, .. }
-                    if matches!(style, ScalarStyle::Literal | ScalarStyle::Folded) =>
-                {
-                    return self.refuse(f.value, Ambiguity::BlockScalar)
-                }
+                Kind::Scalar {
+                    style: ScalarStyle::Literal | ScalarStyle::Folded,
+                    ..
+                } => return self.refuse(f.value, Ambiguity::BlockScalar),
                 _ => {}
             }
         }
