@@ -183,6 +183,12 @@ fn refusals() {
             Ambiguity::BlockScalar,
         ),
         ("folded registry", "global:\n  imageRegistry: >-\n    registry.permit.io\n", 3, Ambiguity::BlockScalar),
+        (
+            "image folded over two lines",
+            "gateway:\n  image: registry.permit.io/agent-security/\n    gateway:1.4.0\n",
+            2,
+            Ambiguity::MultiLine,
+        ),
         ("escaped image", "gateway:\n\n  image: \"registry.permit.io/agent-security/g\\x61teway:1.4.0\"\n", 3, Ambiguity::Escapes),
     ];
     let opts = options("harbor.example.com/mcp", permit(), false);

@@ -87,7 +87,7 @@ impl Coverage {
 pub fn find_images(text: &str, file: &Path) -> Result<Vec<ImageUse>, RewriteError> {
     let src = Source::new(text, file);
     let tree = src.parse()?;
-    let found = sites::find(&tree).map_err(|r| src.ambiguous(r.offset, r.reason))?;
+    let found = sites::find(text, &tree).map_err(|r| src.ambiguous(r.offset, r.reason))?;
     let mut uses = Vec::with_capacity(found.refs.len() + found.maps.len());
     for site in &found.refs {
         let raw = tree.scalar(site.node).map_or("", |(v, _)| v).to_string();

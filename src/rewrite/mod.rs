@@ -286,7 +286,7 @@ struct Plan<'s, 'a> {
 pub fn rewrite(text: &str, file: &Path, opts: &RewriteOptions) -> Result<Rewritten, RewriteError> {
     let src = Source::new(text, file);
     let tree = src.parse()?;
-    let sites = sites::find(&tree).map_err(|r| src.ambiguous(r.offset, r.reason))?;
+    let sites = sites::find(text, &tree).map_err(|r| src.ambiguous(r.offset, r.reason))?;
     let mut plan = Plan {
         src: &src,
         tree: &tree,

@@ -6,7 +6,7 @@ use saphyr_parser::ScalarStyle;
 use super::reference::{
     parse_reference, parse_registry_prefix, Parsed, RegistryPrefix, PLACEHOLDER,
 };
-use super::yaml::{plain_is_not_string, Kind, NodeId, Tree};
+use super::yaml::{plain_is_not_string, scalar_token, Kind, NodeId, TokenProblem, Tree};
 use super::Ambiguity;
 
 /// A scalar holding a whole image reference.
@@ -77,14 +77,16 @@ enum Seg<'t> {
 }
 
 struct Walker<'t, 'a> {
+    text: &'t str,
     tree: &'t Tree<'a>,
     path: Vec<Seg<'t>>,
     sites: Sites,
 }
 
 /// Walks every document of the tree.
-pub(crate) fn find(tree: &Tree<'_>) -> Result<Sites, Refusal> {
+pub(crate) fn find(text: &str, tree: &Tree<'_>) -> Result<Sites, Refusal> {
     let mut w = Walker {
+        text,
         tree,
         path: Vec::new(),
         sites: Sites::default(),
@@ -241,6 +243,8 @@ impl<'t> Walker<'t, '_> {
                     prefix,
                     path,
                 });
+            } else {
+                self.folded(id, value)?;
             }
             return Ok(());
         }
@@ -276,6 +280,8 @@ impl<'t> Walker<'t, '_> {
                     parsed,
                     path,
                 });
+            } else {
+                self.folded(id, value)?;
             }
             return Ok(());
         }
@@ -300,6 +306,21 @@ impl<'t> Walker<'t, '_> {
                 parsed,
                 path,
             });
+        }
+        Ok(())
+    }
+
+    /// Refuses a reference folded over several lines: YAML reads the line breaks as spaces, so
+    /// the value is no reference, but it was clearly meant as one.
+    fn folded(&self, id: NodeId, value: &str) -> Result<(), Refusal> {
+        if value.contains(' ')
+            && parse_reference(&value.replace(' ', ""), true).is_some()
+            && matches!(
+                scalar_token(self.text, &self.tree.nodes[id]),
+                Err(TokenProblem::MultiLine)
+            )
+        {
+            return self.refuse(id, Ambiguity::MultiLine);
         }
         Ok(())
     }
