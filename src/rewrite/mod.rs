@@ -273,6 +273,8 @@ struct Plan<'s, 'a> {
     opts: &'s RewriteOptions,
     /// Normalised registries of the bundle's images.
     hosts: BTreeSet<String>,
+    /// Normalised `(registry, repository)` of each bundle image, in `opts.images` order.
+    norm: Vec<(String, String)>,
     planned: Vec<Planned>,
 }
 
@@ -292,6 +294,7 @@ pub fn rewrite(text: &str, file: &Path, opts: &RewriteOptions) -> Result<Rewritt
         tree: &tree,
         opts,
         hosts: opts.images.iter().map(KnownImage::host).collect(),
+        norm: opts.images.iter().map(|k| (k.host(), k.path())).collect(),
         planned: Vec::new(),
     };
     for site in &sites.refs {
@@ -345,10 +348,8 @@ impl Plan<'_, '_> {
     ) -> Result<Option<&KnownImage>, RewriteError> {
         let mut found: Option<&KnownImage> = None;
         let mut digests: Vec<String> = Vec::new();
-        for k in &self.opts.images {
-            if k.tag.as_deref() != Some(tag)
-                || k.path() != path
-                || host.is_some_and(|h| k.host() != h)
+        for (k, (k_host, k_path)) in self.opts.images.iter().zip(&self.norm) {
+            if k.tag.as_deref() != Some(tag) || k_path != path || host.is_some_and(|h| k_host != h)
             {
                 continue;
             }
