@@ -687,3 +687,41 @@ fn edits_are_located() {
         ]
     );
 }
+
+/// `ferry images check` on the golden inputs, with each case's bundle: what is missing.
+#[test]
+fn coverage_of_goldens() {
+    let cases: &[(&str, &[&str])] = &[
+        ("seed-placeholder", &[]),
+        ("bitnami", &[]),
+        (
+            "digest-strings",
+            &["registry.permit.io/agent-security/legacy:0.9"],
+        ),
+        (
+            "bundle-filter",
+            &[
+                "quay.io/prometheus/prometheus:v2.53.0",
+                "docker.io/library/redis:7.2",
+            ],
+        ),
+        ("global-image-registry", &["quay.io/acme/ctl:v1"]),
+        ("image-lists", &["quay.io/prometheus/node-exporter:v1.8.2"]),
+    ];
+    for (case, want) in cases {
+        let dir = case_dir().join(case);
+        let args: Args = serde_json::from_slice(&fs::read(dir.join("args.json")).unwrap()).unwrap();
+        let images: Vec<KnownImage> = args.images.iter().map(|s| known(s)).collect();
+        let text = fs::read_to_string(dir.join("input.yaml")).unwrap();
+        let uses = find_images(&text, Path::new("values.yaml")).unwrap();
+        assert!(!uses.is_empty(), "{case}");
+        let cov = check_coverage(&uses, &images);
+        let missing: Vec<String> = cov
+            .missing
+            .iter()
+            .map(|m| m.image_use.reference.to_string())
+            .collect();
+        assert_eq!(missing, *want, "{case}");
+        assert_eq!(cov.found.len() + cov.missing.len(), uses.len(), "{case}");
+    }
+}
