@@ -691,7 +691,9 @@ impl Plan<'_, '_> {
         let mut pos = 0;
         let mut edits = Vec::with_capacity(self.planned.len());
         for p in self.planned {
-            debug_assert!(p.start >= pos, "overlapping edits");
+            // Sites are distinct scalars and insertions go between lines, so edits never overlap;
+            // a bug that made them overlap must not produce a corrupt file.
+            assert!(p.start >= pos, "overlapping edits at byte {}", p.start);
             out.push_str(&text[pos..p.start]);
             out.push_str(&p.with);
             pos = p.end;
