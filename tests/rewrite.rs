@@ -725,3 +725,91 @@ fn coverage_of_goldens() {
         assert_eq!(cov.found.len() + cov.missing.len(), uses.len(), "{case}");
     }
 }
+
+/// Valid-looking YAML: nested mappings of random image-related keys, values, comments and line
+/// endings.
+fn yamlish() -> impl Strategy<Value = String> {
+    let line = (
+        0u8..4,
+        prop::sample::select(vec![
+            "image",
+            "registry",
+            "repository",
+            "tag",
+            "digest",
+            "imageRegistry",
+            "global",
+            "images",
+            "x",
+            "\"image\"",
+        ]),
+        prop::sample::select(vec![
+            "",
+            "reg.io/a/b:1",
+            "'reg.io/a/b:1'",
+            "\"REGISTRY/a:1\"",
+            "REGISTRY",
+            "&a reg.io/a:1",
+            "*a",
+            "{repository: registry.permit.io/agent-security/gateway, tag: 1.4.0}",
+            "[registry.permit.io/agent-security/worker:1.4.0, b]",
+            "1.4.0",
+            "\"1.4.0\"",
+            "~",
+            "registry.permit.io/agent-security/gateway:1.4.0",
+            "registry.permit.io",
+            "'registry.permit.io'",
+            "agent-security/platform",
+            "REGISTRY/agent-security/platform",
+            "!!str docker.io",
+            "\"a\\x62\"",
+        ]),
+        prop::sample::select(vec!["", "", " # c", " #é✓", "\t# t"]),
+        prop::sample::select(vec!["\n", "\n", "\r\n"]),
+    );
+    prop::collection::vec(line, 0..20).prop_map(|lines| {
+        // 0: a key that opens a nested map; 1: go up a level first; otherwise a key and value.
+        let mut out = String::new();
+        let mut depth = 0usize;
+        let mut open = false;
+        for (op, key, value, comment, eol) in lines {
+            if op == 1 && !open {
+                depth = depth.saturating_sub(1);
+            }
+            let indent = "  ".repeat(depth);
+            if op == 0 && depth < 4 {
+                out.push_str(&format!("{indent}{key}:{comment}{eol}"));
+                depth += 1;
+                open = true;
+            } else {
+                out.push_str(&format!("{indent}{key}: {value}{comment}{eol}"));
+                open = false;
+            }
+        }
+        out
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// Arbitrary YAML-ish text never makes the rewriter or the coverage check panic; what it
+    /// accepts it rewrites into text that still parses, and then leaves alone.
+    #[test]
+    fn never_panics(text in prop_oneof![
+        yamlish(),
+        "(image|registry|repository|tag|digest|REGISTRY|reg\\.io/a:1|: |\n|\r\n|  |- |#|'|\"|&a |\\*a|\\{|\\}|\\[|\\]|, |\\||>|é|\t|~|<<){0,40}",
+    ]) {
+        let opts = options("harbor.example.com/mcp", permit(), true);
+        let _ = find_images(&text, Path::new("f.yaml"));
+        if let Ok(out) = rewrite(&text, Path::new("f.yaml"), &opts) {
+            if out.edits.is_empty() {
+                prop_assert_eq!(&out.text, &text);
+            }
+            match rewrite(&out.text, Path::new("f.yaml"), &opts) {
+                Ok(again) => prop_assert!(again.edits.is_empty(), "not idempotent: {:?}\n{}", again.edits, out.text),
+                Err(e) => prop_assert!(false, "output no longer accepted: {}\n{}", e, out.text),
+            }
+        }
+    }
+}

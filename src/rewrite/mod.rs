@@ -581,7 +581,7 @@ impl Plan<'_, '_> {
         else {
             return Ok(());
         };
-        let reference = format!("{repo_value}:{tag}");
+        let reference = format!("{}:{tag}", name_part(repo_value));
         if let Some(field) = site.digest {
             match self.field_value(Some(field)) {
                 Some(d) if d == known.digest => Ok(()),

@@ -69,6 +69,8 @@ struct Ctx {
     images: bool,
     /// The node is the top-level `global` map.
     global: bool,
+    /// The node is the value of a `repository`, `tag` or `digest` key, never a registry.
+    image_part: bool,
 }
 
 enum Seg<'t> {
@@ -206,6 +208,7 @@ impl<'t> Walker<'t, '_> {
                         child.registry = key.eq_ignore_ascii_case("imageRegistry")
                             || (ctx.global && key == "registry");
                         child.global = root && key == "global";
+                        child.image_part = matches!(key, "repository" | "tag" | "digest");
                     }
                     self.path.push(Seg::Key(key.unwrap_or("?")));
                     self.walk(v, child, false)?;
@@ -248,7 +251,7 @@ impl<'t> Walker<'t, '_> {
             }
             return Ok(());
         }
-        if value == PLACEHOLDER && !block {
+        if value == PLACEHOLDER && !block && !ctx.image_part {
             if node.anchored {
                 return self.refuse(id, Ambiguity::Anchor);
             }
@@ -346,6 +349,16 @@ impl<'t> Walker<'t, '_> {
         let tag = field("tag");
         let digest = field("digest");
         if !(ctx.image || registry.is_some() || tag.is_some() || digest.is_some()) {
+            return Ok(Vec::new());
+        }
+        // `registry`, `tag` and `digest` hold scalars in an image map; with a nested collection
+        // this is some other kind of mapping.
+        if [registry, tag, digest].into_iter().flatten().any(|f| {
+            matches!(
+                tree.nodes[f.value].kind,
+                Kind::Map { .. } | Kind::Seq { .. }
+            )
+        }) {
             return Ok(Vec::new());
         }
         let Some((repo_value, repo_style)) = tree.scalar(repository.value) else {
