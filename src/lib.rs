@@ -13,6 +13,7 @@ pub mod progress;
 pub mod push;
 pub mod reference;
 pub mod registry;
+pub mod rewrite;
 pub mod safepath;
 pub mod signing;
 pub mod source;

@@ -1,0 +1,293 @@
+//! Image coverage: which images a values file refers to, and whether the bundle has each one.
+
+use std::path::{Path, PathBuf};
+
+use saphyr_parser::ScalarStyle;
+use serde::{Deserialize, Serialize};
+
+use super::reference::{name_part, normalise_path, RegistryPrefix};
+use super::sites::{self, Field, MapSite};
+use super::yaml::Tree;
+use super::{ImageRef, KnownImage, RewriteError, Source};
+
+/// One place a values file refers to an image.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageUse {
+    /// The values file.
+    pub file: PathBuf,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// Where in the document, e.g. `gateway.image`.
+    pub path: String,
+    /// The reference, normalised; for an image map, the image the chart would pull.
+    pub reference: ImageRef,
+    /// The text as written: the scalar, or the map's fields as `{registry: …, repository: …}`.
+    pub raw: String,
+}
+
+/// An image use the bundle covers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Covered {
+    /// The use.
+    pub image_use: ImageUse,
+    /// The bundle image it resolves to.
+    pub image: KnownImage,
+    /// `false` when the use names no tag or digest (the chart picks one, usually its
+    /// appVersion), so only the repository could be matched.
+    pub exact: bool,
+}
+
+/// Why an image use is not covered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MissingReason {
+    /// No bundle image has this registry and repository.
+    NotInBundle,
+    /// The repository is in the bundle, but not with this tag; the tags it has.
+    TagNotInBundle {
+        /// Tags the bundle has for the repository.
+        available: Vec<String>,
+    },
+    /// The repository is in the bundle, but not with this digest.
+    DigestNotInBundle,
+}
+
+/// An image use the bundle does not cover.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Missing {
+    /// The use.
+    pub image_use: ImageUse,
+    /// What did not match.
+    pub reason: MissingReason,
+}
+
+/// The result of [`check_coverage`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Coverage {
+    /// Uses the bundle covers.
+    pub found: Vec<Covered>,
+    /// Uses the bundle does not cover: each one would be an ImagePullBackOff after install.
+    pub missing: Vec<Missing>,
+}
+
+impl Coverage {
+    /// Whether every use is covered.
+    pub fn is_complete(&self) -> bool {
+        self.missing.is_empty()
+    }
+}
+
+/// Lists every image a values file refers to (see `bundle-spec/rewrite.md` for where images are
+/// looked for).
+///
+/// # Errors
+/// [`RewriteError::Parse`] for invalid YAML; [`RewriteError::Ambiguous`] where an image is hidden
+/// behind an alias, anchor or block scalar.
+pub fn find_images(text: &str, file: &Path) -> Result<Vec<ImageUse>, RewriteError> {
+    let src = Source::new(text, file);
+    let tree = src.parse()?;
+    let found = sites::find(text, &tree).map_err(|r| src.ambiguous(r.offset, r.reason))?;
+    let mut uses = Vec::with_capacity(found.refs.len() + found.maps.len());
+    for site in &found.refs {
+        let raw = tree.scalar(site.node).map_or("", |(v, _)| v).to_string();
+        uses.push(make_use(
+            &src,
+            tree.nodes[site.node].start,
+            &site.path,
+            site.parsed.image.clone(),
+            raw,
+        ));
+    }
+    for (i, site) in found.maps.iter().enumerate() {
+        // The document's `global.imageRegistry`, Bitnami style, overrides a map's `registry`.
+        let global = found
+            .global_registry
+            .iter()
+            .rev()
+            .find(|(first, _)| *first <= i)
+            .and_then(|(_, g)| g.as_ref());
+        let (reference, raw) = map_reference(&tree, site, global);
+        uses.push(make_use(
+            &src,
+            tree.nodes[site.repository.key].start,
+            &site.path,
+            reference,
+            raw,
+        ));
+    }
+    uses.sort_by_key(|u| (u.line, u.column));
+    Ok(uses)
+}
+
+fn make_use(
+    src: &Source<'_>,
+    offset: usize,
+    path: &str,
+    reference: ImageRef,
+    raw: String,
+) -> ImageUse {
+    let (line, column) = src.lines.position(src.text, offset);
+    ImageUse {
+        file: src.file.to_path_buf(),
+        line,
+        column,
+        path: path.to_string(),
+        reference,
+        raw,
+    }
+}
+
+fn value<'t>(tree: &'t Tree<'_>, field: Option<Field>) -> Option<&'t str> {
+    let (v, style) = tree.scalar(field?.value)?;
+    if v.is_empty() || (style == ScalarStyle::Plain && matches!(v, "~" | "null" | "Null" | "NULL"))
+    {
+        None
+    } else {
+        Some(v)
+    }
+}
+
+/// The image an image map makes the chart pull.
+fn map_reference(
+    tree: &Tree<'_>,
+    site: &MapSite,
+    global: Option<&RegistryPrefix>,
+) -> (ImageRef, String) {
+    let repo_value = value(tree, Some(site.repository)).unwrap_or("");
+    let registry_value = value(tree, site.registry);
+    let mut raw = String::from("{");
+    for (name, v) in [
+        ("registry", registry_value),
+        ("repository", Some(repo_value)),
+        ("tag", value(tree, site.tag)),
+        ("digest", value(tree, site.digest)),
+    ] {
+        if let Some(v) = v {
+            if raw.len() > 1 {
+                raw.push_str(", ");
+            }
+            raw.push_str(name);
+            raw.push_str(": ");
+            raw.push_str(v);
+        }
+    }
+    raw.push('}');
+    let own = registry_value.and_then(super::reference::parse_registry_prefix);
+    let prefix = if site.registry.is_some() {
+        global.cloned().or(own)
+    } else {
+        None
+    };
+    let mut reference = match prefix {
+        Some(p) => {
+            let name = name_part(repo_value);
+            let joined = if p.path.is_empty() {
+                name.to_string()
+            } else {
+                format!("{}/{name}", p.path)
+            };
+            ImageRef {
+                repository: normalise_path(p.host.as_deref(), &joined),
+                registry: p.host,
+                tag: site.repo.image.tag.clone(),
+                digest: site.repo.image.digest.clone(),
+            }
+        }
+        None => site.repo.image.clone(),
+    };
+    if let Some(tag) = value(tree, site.tag) {
+        reference.tag = Some(tag.to_string());
+    }
+    if let Some(d) = value(tree, site.digest) {
+        reference.digest = Some(d.to_string());
+    }
+    (reference, raw)
+}
+
+/// Matches each use against the bundle's images.
+///
+/// A use matches a bundle image with the same registry (any registry for the `REGISTRY`
+/// placeholder) and repository, and then the same digest if it names one, else the same tag if
+/// it names one. A use with neither is covered by any image of the repository (`exact: false`).
+pub fn check_coverage(uses: &[ImageUse], images: &[KnownImage]) -> Coverage {
+    let norm: Vec<(String, String)> = images.iter().map(|k| (k.host(), k.path())).collect();
+    let mut out = Coverage::default();
+    for u in uses {
+        let r = &u.reference;
+        let same_repo: Vec<&KnownImage> = images
+            .iter()
+            .zip(&norm)
+            .filter(|(_, (h, p))| {
+                *p == r.repository && r.registry.as_ref().is_none_or(|rh| rh == h)
+            })
+            .map(|(k, _)| k)
+            .collect();
+        let (hit, exact, reason) = if same_repo.is_empty() {
+            (None, false, MissingReason::NotInBundle)
+        } else if let Some(d) = &r.digest {
+            (
+                same_repo.iter().find(|k| k.digest == *d).copied(),
+                true,
+                MissingReason::DigestNotInBundle,
+            )
+        } else if let Some(t) = &r.tag {
+            let available = same_repo.iter().filter_map(|k| k.tag.clone()).collect();
+            (
+                same_repo
+                    .iter()
+                    .find(|k| k.tag.as_ref() == Some(t))
+                    .copied(),
+                true,
+                MissingReason::TagNotInBundle { available },
+            )
+        } else {
+            (
+                same_repo.first().copied(),
+                false,
+                MissingReason::NotInBundle,
+            )
+        };
+        match hit {
+            Some(k) => out.found.push(Covered {
+                image_use: u.clone(),
+                image: k.clone(),
+                exact,
+            }),
+            None => out.missing.push(Missing {
+                image_use: u.clone(),
+                reason,
+            }),
+        }
+    }
+    out
+}
+
+impl std::fmt::Display for Missing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let u = &self.image_use;
+        write!(
+            f,
+            "{}:{}:{}: {} ({}) ",
+            u.file.display(),
+            u.line,
+            u.column,
+            u.reference,
+            u.path
+        )?;
+        match &self.reason {
+            MissingReason::NotInBundle => f.write_str("is not in the bundle"),
+            MissingReason::TagNotInBundle { available } if available.is_empty() => {
+                f.write_str("is in the bundle only without a tag")
+            }
+            MissingReason::TagNotInBundle { available } => write!(
+                f,
+                "is not in the bundle with this tag; it has {}",
+                available.join(", ")
+            ),
+            MissingReason::DigestNotInBundle => {
+                f.write_str("is not in the bundle with this digest")
+            }
+        }
+    }
+}

@@ -1,0 +1,715 @@
+//! Values rewriting: redirects image references in Helm values files to the customer's registry
+//! by editing the text in place, and checks that every image the values name is in the bundle.
+//!
+//! The rules are specified in `bundle-spec/rewrite.md`. In short: a values file is parsed only to
+//! find where image references and registries are; each such scalar is then located byte for byte
+//! in the text and replaced in its own quoting style, so comments, key order, quoting,
+//! indentation, line endings and every other byte stay as they were. Whatever cannot be edited
+//! with certainty (an alias or anchor on an image, a block scalar, a multi-line scalar, a key to
+//! insert into a flow mapping) is refused with its line and column.
+
+mod coverage;
+mod reference;
+mod sites;
+mod target;
+mod yaml;
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use saphyr_parser::ScalarStyle;
+use serde::{Deserialize, Serialize};
+
+pub use coverage::{
+    check_coverage, find_images, Coverage, Covered, ImageUse, Missing, MissingReason,
+};
+pub use reference::ImageRef;
+pub use target::{Target, TargetError};
+
+use reference::{name_part, normalise_host, normalise_path, parse_registry_prefix};
+use sites::{Field, MapSite, RefSite, RegistrySite};
+use yaml::{encode, scalar_token, CharMap, Lines, NodeId, Token, TokenProblem, Tree};
+
+/// An image the bundle carries, as its manifest lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KnownImage {
+    /// The original full reference, e.g. `registry.permit.io/agent-security/gateway:1.4.0`.
+    pub reference: String,
+    /// The registry it came from, e.g. `registry.permit.io`.
+    pub registry: String,
+    /// The repository path at that registry, e.g. `agent-security/gateway`.
+    pub repository: String,
+    /// Its tag, if it has one.
+    pub tag: Option<String>,
+    /// Manifest or index digest, `sha256:…`.
+    pub digest: String,
+}
+
+impl KnownImage {
+    /// Normalised registry (lower case, Docker Hub aliases folded).
+    fn host(&self) -> String {
+        normalise_host(&self.registry)
+    }
+
+    /// Normalised repository (Docker Hub's implicit `library/` added).
+    fn path(&self) -> String {
+        normalise_path(Some(&self.host()), &self.repository)
+    }
+}
+
+/// What to rewrite to, and with which knowledge.
+#[derive(Clone, Debug)]
+pub struct RewriteOptions {
+    /// The customer's registry.
+    pub target: Target,
+    /// The bundle's images; empty when no bundle is given.
+    pub images: Vec<KnownImage>,
+    /// Add the bundle's digest to every image it knows.
+    pub pin_digests: bool,
+}
+
+/// One change made to a values file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Edit {
+    /// 1-based line in the input.
+    pub line: usize,
+    /// 1-based column (in characters) in the input.
+    pub column: usize,
+    /// Where in the document, e.g. `gateway.image.repository` or `images[2]`.
+    pub path: String,
+    /// The scalar's value before (empty for an inserted key).
+    pub before: String,
+    /// The scalar's value after (for an inserted key, the whole `digest: …` entry).
+    pub after: String,
+}
+
+/// The rewritten text and the changes made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rewritten {
+    /// The new file contents.
+    pub text: String,
+    /// Every change, in file order.
+    pub edits: Vec<Edit>,
+}
+
+/// Why a place in a values file cannot be edited with certainty.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ambiguity {
+    /// An alias (`*name`) where an image or registry is expected.
+    Alias,
+    /// An anchor (`&name`) on an image, image map or registry value.
+    Anchor,
+    /// A merge key (`<<: *name`) inside an image map.
+    Merge,
+    /// A block scalar (`|` or `>`) holding an image or registry.
+    BlockScalar,
+    /// A plain or quoted scalar that spans lines.
+    MultiLine,
+    /// A double-quoted scalar with backslash escapes.
+    Escapes,
+    /// A `digest:` key would have to be inserted into a flow mapping (`{…}`).
+    FlowInsert,
+    /// The indentation of an image map could not be determined for inserting a key.
+    Indentation,
+    /// The scalar could not be found in the text where the parser put it.
+    Unlocated,
+    /// Several bundle images with different digests match a reference whose registry is the
+    /// `REGISTRY` placeholder.
+    BundleConflict {
+        /// The reference as written.
+        reference: String,
+        /// The digests that match.
+        digests: Vec<String>,
+    },
+}
+
+impl fmt::Display for Ambiguity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Ambiguity::Alias => f.write_str(
+                "an alias (`*name`) stands where an image or registry is expected; write the value out here instead of aliasing it",
+            ),
+            Ambiguity::Anchor => f.write_str(
+                "an anchor (`&name`) is set on an image or registry value, so other places may share it; remove the anchor and write the value out where it is used",
+            ),
+            Ambiguity::Merge => f.write_str(
+                "a merge key (`<<`) inside an image map hides part of the image; write the registry, repository and tag out in the map",
+            ),
+            Ambiguity::BlockScalar => f.write_str(
+                "an image or registry is written as a block scalar (`|` or `>`); write it as a one-line plain or quoted scalar",
+            ),
+            Ambiguity::MultiLine => f.write_str("an image or registry scalar spans several lines; write it on one line"),
+            Ambiguity::Escapes => f.write_str(
+                "an image or registry is double-quoted with backslash escapes; write it without escapes",
+            ),
+            Ambiguity::FlowInsert => f.write_str(
+                "a `digest` key would have to be inserted into a flow mapping (`{…}`); add `digest: \"\"` to the map or write it in block style",
+            ),
+            Ambiguity::Indentation => f.write_str(
+                "the image map's indentation could not be determined to insert a `digest` key; add `digest: \"\"` to the map",
+            ),
+            Ambiguity::Unlocated => f.write_str("the scalar could not be located in the text; please report this file"),
+            Ambiguity::BundleConflict { reference, digests } => write!(
+                f,
+                "`{reference}` matches bundle images with different digests ({}); write the original registry instead of REGISTRY",
+                digests.join(", ")
+            ),
+        }
+    }
+}
+
+/// Why a values file was not rewritten.
+#[derive(Debug, thiserror::Error)]
+pub enum RewriteError {
+    /// The file is not valid YAML.
+    #[error("{}:{line}:{column}: not valid YAML: {message}", file.display())]
+    Parse {
+        /// The values file.
+        file: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// The parser's message.
+        message: String,
+    },
+    /// A place the rewriter cannot edit with certainty.
+    #[error("{}:{line}:{column}: refusing to rewrite: {reason}", file.display())]
+    Ambiguous {
+        /// The values file.
+        file: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What is ambiguous, and what to change.
+        reason: Ambiguity,
+    },
+    /// The values pin a digest that differs from the bundle's image.
+    #[error(
+        "{}:{line}:{column}: `{reference}` is pinned to {values_digest} but the bundle has {bundle_digest}; \
+         fix the digest in the values or use the bundle that has that image",
+        file.display()
+    )]
+    DigestConflict {
+        /// The values file.
+        file: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// The reference as written.
+        reference: String,
+        /// The digest in the values.
+        values_digest: String,
+        /// The digest in the bundle.
+        bundle_digest: String,
+    },
+}
+
+/// The text being worked on, with its position tables.
+pub(crate) struct Source<'a> {
+    pub text: &'a str,
+    pub file: &'a Path,
+    pub chars: CharMap,
+    pub lines: Lines,
+}
+
+impl<'a> Source<'a> {
+    pub fn new(text: &'a str, file: &'a Path) -> Self {
+        Source {
+            text,
+            file,
+            chars: CharMap::new(text),
+            lines: Lines::new(text),
+        }
+    }
+
+    pub fn parse(&self) -> Result<Tree<'a>, RewriteError> {
+        Tree::parse(self.text, &self.chars).map_err(|e| {
+            let (line, column) = self.lines.position(self.text, e.offset);
+            RewriteError::Parse {
+                file: self.file.to_path_buf(),
+                line,
+                column,
+                message: e.message,
+            }
+        })
+    }
+
+    pub fn ambiguous(&self, offset: usize, reason: Ambiguity) -> RewriteError {
+        let (line, column) = self.lines.position(self.text, offset);
+        RewriteError::Ambiguous {
+            file: self.file.to_path_buf(),
+            line,
+            column,
+            reason,
+        }
+    }
+}
+
+/// One planned change: replace `range` of the input by `with`.
+struct Planned {
+    start: usize,
+    end: usize,
+    with: String,
+    edit: Edit,
+}
+
+/// Whether and how a registry is redirected.
+enum Decision<'p> {
+    /// Not a registry to redirect (not the bundle's).
+    Leave,
+    /// Redirect to the target.
+    Rewrite,
+    /// Already points into the target; the path below the prefix.
+    AlreadyTarget(&'p str),
+}
+
+struct Plan<'s, 'a> {
+    src: &'s Source<'a>,
+    tree: &'s Tree<'a>,
+    opts: &'s RewriteOptions,
+    /// Normalised registries of the bundle's images.
+    hosts: BTreeSet<String>,
+    /// Normalised `(registry, repository)` of each bundle image, in `opts.images` order.
+    norm: Vec<(String, String)>,
+    planned: Vec<Planned>,
+}
+
+/// Rewrites the registry paths of one values file.
+///
+/// `file` is used only in error messages. See `bundle-spec/rewrite.md` for what is rewritten.
+///
+/// # Errors
+/// [`RewriteError::Parse`] for invalid YAML, [`RewriteError::Ambiguous`] where an edit would be a
+/// guess, [`RewriteError::DigestConflict`] when pinning finds a different digest already written.
+pub fn rewrite(text: &str, file: &Path, opts: &RewriteOptions) -> Result<Rewritten, RewriteError> {
+    let src = Source::new(text, file);
+    let tree = src.parse()?;
+    let sites = sites::find(text, &tree).map_err(|r| src.ambiguous(r.offset, r.reason))?;
+    let mut plan = Plan {
+        src: &src,
+        tree: &tree,
+        opts,
+        hosts: opts.images.iter().map(KnownImage::host).collect(),
+        norm: opts.images.iter().map(|k| (k.host(), k.path())).collect(),
+        planned: Vec::new(),
+    };
+    for site in &sites.refs {
+        plan.reference(site)?;
+    }
+    for site in &sites.registries {
+        plan.registry(site)?;
+    }
+    for site in &sites.maps {
+        plan.map(site)?;
+    }
+    Ok(plan.apply())
+}
+
+/// A unified diff (3 lines of context) between two versions of `path`, for `--diff`. Empty when
+/// they are equal.
+pub fn unified_diff(path: &Path, before: &str, after: &str) -> String {
+    if before == after {
+        return String::new();
+    }
+    let name = path.display().to_string();
+    similar::TextDiff::from_lines(before, after)
+        .unified_diff()
+        .context_radius(3)
+        .header(&name, &name)
+        .to_string()
+}
+
+impl Plan<'_, '_> {
+    fn decide<'p>(&self, host: Option<&str>, path: &'p str) -> Decision<'p> {
+        let Some(host) = host else {
+            return Decision::Rewrite;
+        };
+        if let Some(rest) = self.opts.target.strip(host, path) {
+            return Decision::AlreadyTarget(rest);
+        }
+        if self.opts.images.is_empty() || self.hosts.contains(host) {
+            Decision::Rewrite
+        } else {
+            Decision::Leave
+        }
+    }
+
+    /// The bundle image with this repository and tag; `host` `None` matches any registry.
+    fn known(
+        &self,
+        offset: usize,
+        host: Option<&str>,
+        path: &str,
+        tag: &str,
+    ) -> Result<Option<&KnownImage>, RewriteError> {
+        let mut found: Option<&KnownImage> = None;
+        let mut digests: Vec<String> = Vec::new();
+        for (k, (k_host, k_path)) in self.opts.images.iter().zip(&self.norm) {
+            if k.tag.as_deref() != Some(tag) || k_path != path || host.is_some_and(|h| k_host != h)
+            {
+                continue;
+            }
+            if !digests.contains(&k.digest) {
+                digests.push(k.digest.clone());
+            }
+            found.get_or_insert(k);
+        }
+        if digests.len() > 1 {
+            let reference = format!("{}/{path}:{tag}", host.unwrap_or(reference::PLACEHOLDER));
+            return Err(self
+                .src
+                .ambiguous(offset, Ambiguity::BundleConflict { reference, digests }));
+        }
+        Ok(found)
+    }
+
+    fn token(&self, id: NodeId) -> Result<Token, RewriteError> {
+        let node = &self.tree.nodes[id];
+        scalar_token(self.src.text, node).map_err(|p| {
+            let reason = match p {
+                TokenProblem::BlockScalar => Ambiguity::BlockScalar,
+                TokenProblem::MultiLine => Ambiguity::MultiLine,
+                TokenProblem::Escapes => Ambiguity::Escapes,
+                TokenProblem::NotFound => Ambiguity::Unlocated,
+            };
+            self.src.ambiguous(node.start, reason)
+        })
+    }
+
+    fn edit(&self, offset: usize, path: &str, before: &str, after: &str) -> Edit {
+        let (line, column) = self.src.lines.position(self.src.text, offset);
+        Edit {
+            line,
+            column,
+            path: path.to_string(),
+            before: before.to_string(),
+            after: after.to_string(),
+        }
+    }
+
+    /// Replaces a scalar's value, keeping its quoting style.
+    fn replace(&mut self, id: NodeId, path: &str, new: &str) -> Result<(), RewriteError> {
+        let (old, _) = self.tree.scalar(id).expect("sites are scalars");
+        if old == new {
+            return Ok(());
+        }
+        let token = self.token(id)?;
+        let in_flow = self.tree.nodes[id].in_flow;
+        let (with, requoted) = encode(new, token.style, in_flow);
+        let range = if requoted {
+            token.whole.clone()
+        } else {
+            token.content.clone()
+        };
+        let edit = self.edit(token.whole.start, path, old, new);
+        self.planned.push(Planned {
+            start: range.start,
+            end: range.end,
+            with,
+            edit,
+        });
+        Ok(())
+    }
+
+    fn conflict(
+        &self,
+        id: NodeId,
+        reference: String,
+        values_digest: &str,
+        bundle_digest: &str,
+    ) -> RewriteError {
+        let (line, column) = self
+            .src
+            .lines
+            .position(self.src.text, self.tree.nodes[id].start);
+        RewriteError::DigestConflict {
+            file: self.src.file.to_path_buf(),
+            line,
+            column,
+            reference,
+            values_digest: values_digest.to_string(),
+            bundle_digest: bundle_digest.to_string(),
+        }
+    }
+
+    fn reference(&mut self, site: &RefSite) -> Result<(), RewriteError> {
+        let img = &site.parsed.image;
+        let (value, _) = self.tree.scalar(site.node).expect("sites are scalars");
+        let (name, lookup_host, lookup_path) =
+            match self.decide(img.registry.as_deref(), &img.repository) {
+                Decision::Leave => return Ok(()),
+                Decision::Rewrite => (
+                    self.opts.target.join(&img.repository),
+                    img.registry.as_deref(),
+                    img.repository.as_str(),
+                ),
+                Decision::AlreadyTarget(rest) => (name_part(value).to_string(), None, rest),
+            };
+        let mut digest = img.digest.clone();
+        if self.opts.pin_digests {
+            if let Some(tag) = &img.tag {
+                if let Some(k) = self.known(
+                    self.tree.nodes[site.node].start,
+                    lookup_host,
+                    lookup_path,
+                    tag,
+                )? {
+                    match &digest {
+                        None => digest = Some(k.digest.clone()),
+                        Some(d) if *d != k.digest => {
+                            return Err(self.conflict(site.node, value.to_string(), d, &k.digest))
+                        }
+                        Some(_) => {}
+                    }
+                }
+            }
+        }
+        let mut new = name;
+        if let Some(tag) = &img.tag {
+            new.push(':');
+            new.push_str(tag);
+        }
+        if let Some(d) = &digest {
+            new.push('@');
+            new.push_str(d);
+        }
+        self.replace(site.node, &site.path, &new)
+    }
+
+    fn registry(&mut self, site: &RegistrySite) -> Result<(), RewriteError> {
+        match self.decide(site.prefix.host.as_deref(), &site.prefix.path) {
+            Decision::Rewrite => {
+                let new = self.opts.target.join(&site.prefix.path);
+                self.replace(site.node, &site.path, &new)
+            }
+            Decision::Leave | Decision::AlreadyTarget(_) => Ok(()),
+        }
+    }
+
+    /// The non-empty, non-null value of a map field.
+    fn field_value(&self, field: Option<Field>) -> Option<&str> {
+        let (v, style) = self.tree.scalar(field?.value)?;
+        if v.is_empty()
+            || (style == ScalarStyle::Plain && matches!(v, "~" | "null" | "Null" | "NULL"))
+        {
+            None
+        } else {
+            Some(v)
+        }
+    }
+
+    fn map(&mut self, site: &MapSite) -> Result<(), RewriteError> {
+        let repo_value = self
+            .tree
+            .scalar(site.repository.value)
+            .expect("sites are scalars")
+            .0;
+        let lookup_host: Option<String>;
+        let lookup_path: String;
+        if let Some(reg) = self.field_value(site.registry) {
+            let Some(prefix) = parse_registry_prefix(reg) else {
+                return Ok(());
+            };
+            let raw_name = name_part(repo_value);
+            let joined = if prefix.path.is_empty() {
+                raw_name.to_string()
+            } else {
+                format!("{}/{raw_name}", prefix.path)
+            };
+            let full = normalise_path(prefix.host.as_deref(), &joined);
+            match self.decide(prefix.host.as_deref(), &full) {
+                Decision::Leave => return Ok(()),
+                Decision::Rewrite => {
+                    lookup_host = prefix.host.clone();
+                    lookup_path = full.clone();
+                    let reg_path = &site.path_of("registry");
+                    self.replace(
+                        site.registry.expect("has registry").value,
+                        reg_path,
+                        &self.opts.target.join(&prefix.path),
+                    )?;
+                    if full != joined {
+                        // `registry: docker.io` with `repository: nginx` means `library/nginx`.
+                        let new_repo = format!("library/{repo_value}");
+                        self.replace(
+                            site.repository.value,
+                            &site.path_of("repository"),
+                            &new_repo,
+                        )?;
+                    }
+                }
+                Decision::AlreadyTarget(rest) => {
+                    lookup_host = None;
+                    lookup_path = rest.to_string();
+                }
+            }
+        } else {
+            let img = &site.repo.image;
+            match self.decide(img.registry.as_deref(), &img.repository) {
+                Decision::Leave => return Ok(()),
+                Decision::Rewrite => {
+                    lookup_host = img.registry.clone();
+                    lookup_path = img.repository.clone();
+                    let mut new = self.opts.target.join(&img.repository);
+                    new.push_str(&repo_value[name_part(repo_value).len()..]);
+                    self.replace(site.repository.value, &site.path_of("repository"), &new)?;
+                }
+                Decision::AlreadyTarget(rest) => {
+                    lookup_host = None;
+                    lookup_path = rest.to_string();
+                }
+            }
+        }
+        if !self.opts.pin_digests {
+            return Ok(());
+        }
+        let tag = self
+            .field_value(site.tag)
+            .map(str::to_string)
+            .or_else(|| site.repo.image.tag.clone());
+        let Some(tag) = tag else {
+            return Ok(());
+        };
+        let offset = self.tree.nodes[site.repository.value].start;
+        let Some(known) = self
+            .known(offset, lookup_host.as_deref(), &lookup_path, &tag)?
+            .cloned()
+        else {
+            return Ok(());
+        };
+        let reference = format!("{}:{tag}", name_part(repo_value));
+        if let Some(field) = site.digest {
+            match self.field_value(Some(field)) {
+                Some(d) if d == known.digest => Ok(()),
+                Some(d) => Err(self.conflict(field.value, reference, d, &known.digest)),
+                None => self.set_empty(field, &site.path_of("digest"), &known.digest),
+            }
+        } else if let Some(d) = &site.repo.image.digest {
+            if *d == known.digest {
+                Ok(())
+            } else {
+                Err(self.conflict(site.repository.value, reference, d, &known.digest))
+            }
+        } else {
+            self.insert_digest(site, &known.digest)
+        }
+    }
+
+    /// Sets an empty or null `digest:` value.
+    fn set_empty(&mut self, field: Field, path: &str, digest: &str) -> Result<(), RewriteError> {
+        let (value, style) = self.tree.scalar(field.value).expect("fields are scalars");
+        if !(value.is_empty() && style == ScalarStyle::Plain) {
+            return self.replace(field.value, path, digest);
+        }
+        // An empty plain value has no token: write the digest after the key's `:`.
+        let key = self.token(field.key)?;
+        let b = self.src.text.as_bytes();
+        let mut i = key.whole.end;
+        while i < b.len() && matches!(b[i], b' ' | b'\t') {
+            i += 1;
+        }
+        if b.get(i) != Some(&b':') {
+            return Err(self.src.ambiguous(key.whole.start, Ambiguity::Unlocated));
+        }
+        let in_flow = self.tree.nodes[field.value].in_flow;
+        let (with, _) = encode(digest, ScalarStyle::Plain, in_flow);
+        let edit = self.edit(key.whole.start, path, "", digest);
+        self.planned.push(Planned {
+            start: i + 1,
+            end: i + 1,
+            with: format!(" {with}"),
+            edit,
+        });
+        Ok(())
+    }
+
+    /// Inserts `digest: …` on a new line after the `tag` entry (or the `repository` entry).
+    fn insert_digest(&mut self, site: &MapSite, digest: &str) -> Result<(), RewriteError> {
+        let text = self.src.text;
+        let b = text.as_bytes();
+        let after = site.tag.unwrap_or(site.repository);
+        if self.tree.nodes[site.map].in_flow {
+            return Err(self
+                .src
+                .ambiguous(self.tree.nodes[after.key].start, Ambiguity::FlowInsert));
+        }
+        let key = self.token(after.key)?;
+        let value = self.token(after.value)?;
+        let line_start = text[..key.whole.start].rfind('\n').map_or(0, |i| i + 1);
+        let lead = &text[line_start..key.whole.start];
+        // The key is either indented or follows a sequence dash: `  - repository: x`.
+        if !lead.bytes().all(|c| matches!(c, b' ' | b'-')) {
+            return Err(self.src.ambiguous(key.whole.start, Ambiguity::Indentation));
+        }
+        let indent = " ".repeat(lead.len());
+        let (quoted, _) = encode(digest, value.style, false);
+        let entry = match value.style {
+            ScalarStyle::SingleQuoted => format!("digest: '{quoted}'"),
+            ScalarStyle::DoubleQuoted => format!("digest: \"{quoted}\""),
+            _ => format!("digest: {quoted}"),
+        };
+        let (at, with) = match text[value.whole.end..].find('\n') {
+            Some(i) => {
+                let nl = value.whole.end + i;
+                let eol = if nl > 0 && b[nl - 1] == b'\r' {
+                    "\r\n"
+                } else {
+                    "\n"
+                };
+                (nl + 1, format!("{indent}{entry}{eol}"))
+            }
+            None => {
+                let eol = if text.contains("\r\n") { "\r\n" } else { "\n" };
+                (text.len(), format!("{eol}{indent}{entry}"))
+            }
+        };
+        let (line, _) = self.src.lines.position(text, value.whole.start);
+        self.planned.push(Planned {
+            start: at,
+            end: at,
+            with,
+            edit: Edit {
+                line: line + 1,
+                column: indent.len() + 1,
+                path: site.path_of("digest"),
+                before: String::new(),
+                after: entry,
+            },
+        });
+        Ok(())
+    }
+
+    fn apply(mut self) -> Rewritten {
+        self.planned.sort_by_key(|p| (p.start, p.end));
+        let text = self.src.text;
+        let extra: usize = self.planned.iter().map(|p| p.with.len()).sum();
+        let mut out = String::with_capacity(text.len() + extra);
+        let mut pos = 0;
+        let mut edits = Vec::with_capacity(self.planned.len());
+        for p in self.planned {
+            // Sites are distinct scalars and insertions go between lines, so edits never overlap;
+            // a bug that made them overlap must not produce a corrupt file.
+            assert!(p.start >= pos, "overlapping edits at byte {}", p.start);
+            out.push_str(&text[pos..p.start]);
+            out.push_str(&p.with);
+            pos = p.end;
+            edits.push(p.edit);
+        }
+        out.push_str(&text[pos..]);
+        Rewritten { text: out, edits }
+    }
+}
+
+impl MapSite {
+    fn path_of(&self, field: &str) -> String {
+        if self.path.is_empty() {
+            field.to_string()
+        } else {
+            format!("{}.{field}", self.path)
+        }
+    }
+}

@@ -1,0 +1,416 @@
+//! Finds where a values file names images and registries: the sites that rewriting edits and
+//! the coverage check reads.
+
+use saphyr_parser::ScalarStyle;
+
+use super::reference::{
+    parse_reference, parse_registry_prefix, Parsed, RegistryPrefix, PLACEHOLDER,
+};
+use super::yaml::{plain_is_not_string, scalar_token, Kind, NodeId, TokenProblem, Tree};
+use super::Ambiguity;
+
+/// A scalar holding a whole image reference.
+pub(crate) struct RefSite {
+    pub node: NodeId,
+    pub parsed: Parsed,
+    pub path: String,
+}
+
+/// A scalar holding a registry (`host[:port][/path]`) or the `REGISTRY` placeholder.
+pub(crate) struct RegistrySite {
+    pub node: NodeId,
+    pub prefix: RegistryPrefix,
+    pub path: String,
+}
+
+/// A key and its scalar value inside an image map.
+#[derive(Clone, Copy)]
+pub(crate) struct Field {
+    pub key: NodeId,
+    pub value: NodeId,
+}
+
+/// A `{registry, repository, tag, digest}` mapping.
+pub(crate) struct MapSite {
+    pub map: NodeId,
+    pub registry: Option<Field>,
+    pub repository: Field,
+    pub tag: Option<Field>,
+    pub digest: Option<Field>,
+    /// The repository value parsed as a reference (a registry host in it is honoured only when
+    /// the map has no `registry`).
+    pub repo: Parsed,
+    pub path: String,
+}
+
+/// Everything found in one document.
+#[derive(Default)]
+pub(crate) struct Sites {
+    pub refs: Vec<RefSite>,
+    pub registries: Vec<RegistrySite>,
+    pub maps: Vec<MapSite>,
+    /// `global.imageRegistry` of each document, by the map sites it applies to.
+    pub global_registry: Vec<(usize, Option<RegistryPrefix>)>,
+}
+
+/// A refusal at a byte offset.
+pub(crate) struct Refusal {
+    pub offset: usize,
+    pub reason: Ambiguity,
+}
+
+#[derive(Clone, Copy, Default)]
+struct Ctx {
+    /// The node is where an image is expected (value of an `…image` key, item of `…images`).
+    image: bool,
+    /// The node is a registry value (`imageRegistry`, `global.registry`).
+    registry: bool,
+    /// The node's children are images (value of an `…images` key).
+    images: bool,
+    /// The node is the top-level `global` map.
+    global: bool,
+    /// The node is the value of a `repository`, `tag` or `digest` key, never a registry.
+    image_part: bool,
+}
+
+enum Seg<'t> {
+    Key(&'t str),
+    Index(usize),
+}
+
+struct Walker<'t, 'a> {
+    text: &'t str,
+    tree: &'t Tree<'a>,
+    path: Vec<Seg<'t>>,
+    sites: Sites,
+}
+
+/// Walks every document of the tree.
+pub(crate) fn find(text: &str, tree: &Tree<'_>) -> Result<Sites, Refusal> {
+    let mut w = Walker {
+        text,
+        tree,
+        path: Vec::new(),
+        sites: Sites::default(),
+    };
+    for &root in &tree.roots {
+        let first_map = w.sites.maps.len();
+        let global = global_registry(tree, root);
+        w.walk(root, Ctx::default(), true)?;
+        w.sites.global_registry.push((first_map, global));
+    }
+    Ok(w.sites)
+}
+
+/// `global.imageRegistry` of a document, when it is a non-empty registry value.
+fn global_registry(tree: &Tree<'_>, root: NodeId) -> Option<RegistryPrefix> {
+    let Kind::Map { entries } = &tree.nodes[root].kind else {
+        return None;
+    };
+    let global = entries
+        .iter()
+        .find(|(k, _)| tree.scalar(*k).is_some_and(|(v, _)| v == "global"))?
+        .1;
+    let Kind::Map { entries } = &tree.nodes[global].kind else {
+        return None;
+    };
+    let value = entries
+        .iter()
+        .find(|(k, _)| {
+            tree.scalar(*k)
+                .is_some_and(|(v, _)| v.eq_ignore_ascii_case("imageRegistry"))
+        })?
+        .1;
+    let (v, _) = tree.scalar(value)?;
+    parse_registry_prefix(v)
+}
+
+fn ends_with_ci(s: &str, suffix: &str) -> bool {
+    s.len() >= suffix.len()
+        && s.is_char_boundary(s.len() - suffix.len())
+        && s[s.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+}
+
+impl<'t> Walker<'t, '_> {
+    fn render_path(&self) -> String {
+        let mut out = String::new();
+        for seg in &self.path {
+            match seg {
+                Seg::Key(k) => {
+                    if !out.is_empty() {
+                        out.push('.');
+                    }
+                    out.push_str(k);
+                }
+                Seg::Index(i) => {
+                    out.push('[');
+                    out.push_str(&i.to_string());
+                    out.push(']');
+                }
+            }
+        }
+        out
+    }
+
+    fn refuse<T>(&self, id: NodeId, reason: Ambiguity) -> Result<T, Refusal> {
+        Err(Refusal {
+            offset: self.tree.nodes[id].start,
+            reason,
+        })
+    }
+
+    fn walk(&mut self, id: NodeId, ctx: Ctx, root: bool) -> Result<(), Refusal> {
+        let tree = self.tree;
+        let node = &tree.nodes[id];
+        match &node.kind {
+            Kind::Alias => {
+                if ctx.image || ctx.registry {
+                    return self.refuse(id, Ambiguity::Alias);
+                }
+                Ok(())
+            }
+            Kind::Scalar { value, style } => self.scalar(id, value, *style, ctx),
+            Kind::Seq { items } => {
+                if node.anchored && (ctx.image || ctx.images) {
+                    return self.refuse(id, Ambiguity::Anchor);
+                }
+                for (i, &item) in items.iter().enumerate() {
+                    self.path.push(Seg::Index(i));
+                    let child = Ctx {
+                        image: ctx.images,
+                        ..Ctx::default()
+                    };
+                    self.walk(item, child, false)?;
+                    self.path.pop();
+                }
+                Ok(())
+            }
+            Kind::Map { entries } => {
+                if node.anchored && (ctx.image || ctx.images) {
+                    return self.refuse(id, Ambiguity::Anchor);
+                }
+                let handled = self.image_map(id, entries, ctx)?;
+                for &(k, v) in entries {
+                    if handled.contains(&k) {
+                        continue;
+                    }
+                    let key = tree.scalar(k).map(|(s, _)| s);
+                    let mut child = Ctx {
+                        image: ctx.images,
+                        ..Ctx::default()
+                    };
+                    if let Some(key) = key {
+                        if key == "<<" && ctx.image {
+                            return self.refuse(v, Ambiguity::Merge);
+                        }
+                        child.image |= ends_with_ci(key, "image");
+                        child.images = ends_with_ci(key, "images");
+                        child.registry = key.eq_ignore_ascii_case("imageRegistry")
+                            || (ctx.global && key == "registry");
+                        child.global = root && key == "global";
+                        child.image_part = matches!(key, "repository" | "tag" | "digest");
+                    }
+                    self.path.push(Seg::Key(key.unwrap_or("?")));
+                    self.walk(v, child, false)?;
+                    self.path.pop();
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn scalar(
+        &mut self,
+        id: NodeId,
+        value: &str,
+        style: ScalarStyle,
+        ctx: Ctx,
+    ) -> Result<(), Refusal> {
+        let node = &self.tree.nodes[id];
+        let block = matches!(style, ScalarStyle::Literal | ScalarStyle::Folded);
+        let plain_non_string = style == ScalarStyle::Plain && plain_is_not_string(value);
+        if ctx.registry {
+            if value.is_empty() || plain_non_string {
+                return Ok(());
+            }
+            if let Some(prefix) = parse_registry_prefix(value) {
+                if node.anchored {
+                    return self.refuse(id, Ambiguity::Anchor);
+                }
+                if block {
+                    return self.refuse(id, Ambiguity::BlockScalar);
+                }
+                let path = self.render_path();
+                self.sites.registries.push(RegistrySite {
+                    node: id,
+                    prefix,
+                    path,
+                });
+            } else {
+                self.folded(id, value)?;
+            }
+            return Ok(());
+        }
+        if value == PLACEHOLDER && !block && !ctx.image_part {
+            if node.anchored {
+                return self.refuse(id, Ambiguity::Anchor);
+            }
+            let path = self.render_path();
+            self.sites.registries.push(RegistrySite {
+                node: id,
+                prefix: RegistryPrefix {
+                    host: None,
+                    path: String::new(),
+                },
+                path,
+            });
+            return Ok(());
+        }
+        if ctx.image {
+            if value.is_empty() || plain_non_string {
+                return Ok(());
+            }
+            if let Some(parsed) = parse_reference(value.trim_end_matches('\n'), true) {
+                if block {
+                    return self.refuse(id, Ambiguity::BlockScalar);
+                }
+                if node.anchored {
+                    return self.refuse(id, Ambiguity::Anchor);
+                }
+                let path = self.render_path();
+                self.sites.refs.push(RefSite {
+                    node: id,
+                    parsed,
+                    path,
+                });
+            } else {
+                self.folded(id, value)?;
+            }
+            return Ok(());
+        }
+        if block {
+            return Ok(());
+        }
+        // Elsewhere, only a reference that names its registry (or the placeholder) and carries a
+        // tag or digest counts: `registry.example.com/team/app:1.0`.
+        if let Some(parsed) = parse_reference(value, false) {
+            if parsed.image.registry.is_some()
+                && parsed.image.tag.is_none()
+                && parsed.image.digest.is_none()
+            {
+                return Ok(());
+            }
+            if node.anchored {
+                return self.refuse(id, Ambiguity::Anchor);
+            }
+            let path = self.render_path();
+            self.sites.refs.push(RefSite {
+                node: id,
+                parsed,
+                path,
+            });
+        }
+        Ok(())
+    }
+
+    /// Refuses a reference folded over several lines: YAML reads the line breaks as spaces, so
+    /// the value is no reference, but it was clearly meant as one.
+    fn folded(&self, id: NodeId, value: &str) -> Result<(), Refusal> {
+        if value.contains(' ')
+            && parse_reference(&value.replace(' ', ""), true).is_some()
+            && matches!(
+                scalar_token(self.text, &self.tree.nodes[id]),
+                Err(TokenProblem::MultiLine)
+            )
+        {
+            return self.refuse(id, Ambiguity::MultiLine);
+        }
+        Ok(())
+    }
+
+    /// Recognises an image map; returns the keys it consumed.
+    fn image_map(
+        &mut self,
+        id: NodeId,
+        entries: &[(NodeId, NodeId)],
+        ctx: Ctx,
+    ) -> Result<Vec<NodeId>, Refusal> {
+        let tree = self.tree;
+        let field = |name: &str| {
+            entries
+                .iter()
+                .find(|(k, _)| tree.scalar(*k).is_some_and(|(v, _)| v == name))
+                .map(|&(key, value)| Field { key, value })
+        };
+        let Some(repository) = field("repository") else {
+            return Ok(Vec::new());
+        };
+        let registry = field("registry");
+        let tag = field("tag");
+        let digest = field("digest");
+        if !(ctx.image || registry.is_some() || tag.is_some() || digest.is_some()) {
+            return Ok(Vec::new());
+        }
+        // `registry`, `tag` and `digest` hold scalars in an image map; with a nested collection
+        // this is some other kind of mapping.
+        if [registry, tag, digest].into_iter().flatten().any(|f| {
+            matches!(
+                tree.nodes[f.value].kind,
+                Kind::Map { .. } | Kind::Seq { .. }
+            )
+        }) {
+            return Ok(Vec::new());
+        }
+        let Some((repo_value, repo_style)) = tree.scalar(repository.value) else {
+            if matches!(tree.nodes[repository.value].kind, Kind::Alias) {
+                return self.refuse(repository.value, Ambiguity::Alias);
+            }
+            return Ok(Vec::new());
+        };
+        let Some(repo) = parse_reference(repo_value, true) else {
+            return Ok(Vec::new());
+        };
+        if matches!(repo_style, ScalarStyle::Literal | ScalarStyle::Folded) {
+            return self.refuse(repository.value, Ambiguity::BlockScalar);
+        }
+        if tree.nodes[id].anchored {
+            return self.refuse(id, Ambiguity::Anchor);
+        }
+        if let Some(&(merge, _)) = entries
+            .iter()
+            .find(|(k, _)| tree.scalar(*k).is_some_and(|(v, _)| v == "<<"))
+        {
+            return self.refuse(merge, Ambiguity::Merge);
+        }
+        for f in [Some(repository), registry, tag, digest]
+            .into_iter()
+            .flatten()
+        {
+            let n = &tree.nodes[f.value];
+            match &n.kind {
+                Kind::Alias => return self.refuse(f.value, Ambiguity::Alias),
+                _ if n.anchored => return self.refuse(f.value, Ambiguity::Anchor),
+                Kind::Scalar {
+                    style: ScalarStyle::Literal | ScalarStyle::Folded,
+                    ..
+                } => return self.refuse(f.value, Ambiguity::BlockScalar),
+                _ => {}
+            }
+        }
+        let path = self.render_path();
+        self.sites.maps.push(MapSite {
+            map: id,
+            registry,
+            repository,
+            tag,
+            digest,
+            repo,
+            path,
+        });
+        Ok([Some(repository), registry, tag, digest]
+            .into_iter()
+            .flatten()
+            .map(|f| f.key)
+            .collect())
+    }
+}
