@@ -54,7 +54,9 @@ pub fn run(opts: &Options) -> Result<ExitCode> {
         return Ok(ExitCode::from(2));
     }
     if !Path::new(GNU_TIME).exists() {
-        eprintln!("error: {GNU_TIME} (GNU time) is missing; install it with: apt-get install -y time");
+        eprintln!(
+            "error: {GNU_TIME} (GNU time) is missing; install it with: apt-get install -y time"
+        );
         return Ok(ExitCode::from(2));
     }
     for (tool, pkg) in [("tar", "tar"), ("gzip", "gzip"), ("openssl", "openssl")] {
@@ -164,7 +166,11 @@ impl Keystream {
 impl Read for Keystream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = (buf.len() as u64).min(self.left) as usize & !7;
-        let n = if n == 0 { (self.left as usize).min(buf.len()) } else { n };
+        let n = if n == 0 {
+            (self.left as usize).min(buf.len())
+        } else {
+            n
+        };
         let mut chunks = buf[..n].chunks_exact_mut(8);
         for c in &mut chunks {
             c.copy_from_slice(&self.next().to_le_bytes());
@@ -291,8 +297,22 @@ fn log_text(seed: u64, len: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(len + 128);
     let levels = ["INFO", "DEBUG", "WARN", "INFO", "ERROR"];
     let words = [
-        "request", "served", "upstream", "cache", "miss", "hit", "token", "refresh", "policy",
-        "decision", "allow", "deny", "latency_ms", "bytes", "route", "gateway",
+        "request",
+        "served",
+        "upstream",
+        "cache",
+        "miss",
+        "hit",
+        "token",
+        "refresh",
+        "policy",
+        "decision",
+        "allow",
+        "deny",
+        "latency_ms",
+        "bytes",
+        "route",
+        "gateway",
     ];
     let mut line = 0u64;
     while out.len() < len {
@@ -528,7 +548,10 @@ impl Case {
         median(self.samples.iter().map(|s| s.wall).collect())
     }
     fn min(&self) -> f64 {
-        self.samples.iter().map(|s| s.wall).fold(f64::INFINITY, f64::min)
+        self.samples
+            .iter()
+            .map(|s| s.wall)
+            .fold(f64::INFINITY, f64::min)
     }
     fn max(&self) -> f64 {
         self.samples.iter().map(|s| s.wall).fold(0.0, f64::max)
@@ -550,7 +573,14 @@ impl Case {
             .map(|a| {
                 let a = a.to_string_lossy();
                 let p = scratch.to_string_lossy();
-                a.replace(p.as_ref(), "$S")
+                let a = a.replace(p.as_ref(), "$S");
+                // Show the ferry binary relative to the workspace.
+                let root = workspace_root();
+                let root = root.to_string_lossy();
+                match a.strip_prefix(root.as_ref()) {
+                    Some(rest) => rest.trim_start_matches('/').to_string(),
+                    None => a,
+                }
             })
             .collect();
         s + &words.join(" ")
@@ -840,10 +870,24 @@ impl Environment {
                 first_line("tar", &["--version"]),
                 first_line("gzip", &["--version"]),
                 first_line("openssl", &["version"]),
-                first_line(GNU_TIME, &["--version"]),
+                gnu_time_version(),
                 first_line("rustc", &["--version"]),
             ],
         }
+    }
+}
+
+/// GNU time as Debian builds it says "UNKNOWN" for its version; ask dpkg then.
+fn gnu_time_version() -> String {
+    let v = first_line(GNU_TIME, &["--version"]);
+    if !v.contains("UNKNOWN") {
+        return v;
+    }
+    match first_line("dpkg-query", &["-W", "-f", "${Version}", "time"]) {
+        d if !d.is_empty() && !d.contains("not found") && !d.contains("no packages") => {
+            format!("GNU time {d} (Debian package)")
+        }
+        _ => v,
     }
 }
 
