@@ -19,6 +19,8 @@ use anyhow::{bail, Context, Result};
 use flate2::{Compression, GzBuilder};
 use sha2::{Digest, Sha256};
 
+/// Everything from this line on in `BENCHMARKS.md` is hand-written and kept on rewrite.
+const NOTES_MARKER: &str = "<!-- notes: kept when cargo xtask bench rewrites this file -->";
 /// Target: `tar -czf` wall time divided by `ferry build` wall time, at least this.
 const BUILD_SPEEDUP_TARGET: f64 = 30.0;
 /// Target: `ferry verify` wall time divided by `openssl dgst -sha256` wall time, at most this.
@@ -109,7 +111,9 @@ fn run_in(opts: &Options, root: &Path, ferry: &Path, scratch: &Path) -> Result<E
     let env = Environment::probe(ferry);
     let doc = render(opts, &env, &sets);
     let path = root.join("BENCHMARKS.md");
-    fs::write(&path, &doc).with_context(|| format!("writing {}", path.display()))?;
+    let old = fs::read_to_string(&path).ok();
+    let whole = keep_notes(&doc, old.as_deref());
+    fs::write(&path, whole).with_context(|| format!("writing {}", path.display()))?;
     println!("{doc}");
     eprintln!("bench: wrote {}", path.display());
     Ok(ExitCode::SUCCESS)
@@ -916,8 +920,8 @@ fn render(opts: &Options, env: &Environment, sets: &[SetResult]) -> String {
     let _ = writeln!(d, "# Benchmarks\n");
     let _ = writeln!(
         d,
-        "Written by `cargo xtask bench` (xtask/src/bench.rs); rerun it to refresh this file, do not \
-         edit it by hand.\n"
+        "Written by `cargo xtask bench` (xtask/src/bench.rs). Rerunning it rewrites everything \
+         above the notes marker at the end; hand-written notes go below that marker.\n"
     );
     let _ = writeln!(d, "- Command: `{cmd}`");
     let _ = writeln!(d, "- Date: {}", env.date);
@@ -1080,6 +1084,17 @@ fn render(opts: &Options, env: &Environment, sets: &[SetResult]) -> String {
     d
 }
 
+/// The new generated text followed by the hand-written notes of the old file, if any.
+fn keep_notes(generated: &str, old: Option<&str>) -> String {
+    let mut out = generated.trim_end().to_string();
+    out.push('\n');
+    if let Some(notes) = old.and_then(|o| o.find(NOTES_MARKER).map(|i| &o[i..])) {
+        out.push('\n');
+        out.push_str(notes);
+    }
+    out
+}
+
 /// The scratch folder that a set's commands name (the parent of `<size>m/`).
 fn set_scratch(set: &SetResult) -> PathBuf {
     set.cases
@@ -1141,6 +1156,18 @@ mod tests {
         }
         // The large layers are stored, not compressed: about the payload size.
         assert!(set.blob_bytes >= 4 * MIB);
+    }
+
+    #[test]
+    fn notes_below_the_marker_survive_a_rewrite() {
+        let old = format!("# Benchmarks\nold table\n\n{NOTES_MARKER}\n## Notes\nkept\n");
+        let new = keep_notes("# Benchmarks\nnew table\n", Some(&old));
+        assert_eq!(
+            new,
+            format!("# Benchmarks\nnew table\n\n{NOTES_MARKER}\n## Notes\nkept\n")
+        );
+        assert_eq!(keep_notes("a\n\n", Some("no marker")), "a\n");
+        assert_eq!(keep_notes("a", None), "a\n");
     }
 
     #[test]
