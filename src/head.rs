@@ -80,14 +80,15 @@ fn parse(head: &[u8], body_offset: u64) -> Result<Head, String> {
             ))
         }
     };
-    let signature =
-        match it.next() {
-            Some((name, data, _)) if name == format!("{root}/{SIGNATURE_NAME}") => Some(data),
-            Some((name, _, _)) => return Err(format!(
+    let signature = match it.next() {
+        Some((name, data, _)) if name == format!("{root}/{SIGNATURE_NAME}") => Some(data),
+        Some((name, _, _)) => {
+            return Err(format!(
                 "its head member holds `{name}`; only ferry.json and ferry.json.sig belong there"
-            )),
-            None => None,
-        };
+            ))
+        }
+        None => None,
+    };
     if let Some((name, _, _)) = it.next() {
         return Err(format!(
             "its head member holds `{name}`; only ferry.json and ferry.json.sig belong there"

@@ -1,5 +1,6 @@
 //! Developer chores for the ferry workspace: `cargo xtask <chore>`.
 
+mod bench;
 mod chores;
 mod testdata;
 
@@ -42,6 +43,21 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+    /// Time ferry against tar, gzip and openssl on a generated image set; writes BENCHMARKS.md.
+    Bench {
+        /// Total size of the large (incompressible) layers, in MiB.
+        #[arg(long, value_name = "N", default_value_t = 1024)]
+        size_mib: u64,
+        /// How many times each command runs (the median is reported).
+        #[arg(long, value_name = "N", default_value_t = 3)]
+        runs: u32,
+        /// Also run ferry on a 4 GiB set, to show that peak RSS does not grow with size.
+        #[arg(long)]
+        also_4g: bool,
+        /// Keep the scratch folder ($FERRY_BENCH_DIR, default /tmp/ferry-bench).
+        #[arg(long)]
+        keep: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -51,6 +67,17 @@ fn main() -> ExitCode {
         Command::Test => chores::test(),
         Command::Demo => chores::demo(),
         Command::Codegen { check } => chores::codegen(check),
+        Command::Bench {
+            size_mib,
+            runs,
+            also_4g,
+            keep,
+        } => bench::run(&bench::Options {
+            size_mib,
+            runs,
+            also_4g,
+            keep,
+        }),
     };
     match result {
         Ok(code) => code,
