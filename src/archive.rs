@@ -230,7 +230,7 @@ impl<W: Write> Write for Member<W> {
 }
 
 /// The largest stored deflate block.
-const STORED_BLOCK: usize = 65_535;
+pub const STORED_BLOCK: usize = 65_535;
 
 /// A gzip member of stored deflate blocks (RFC 1951 section 3.2.4): each block is a
 /// 5-byte frame and up to 65,535 bytes copied verbatim. Written directly because the
@@ -537,8 +537,23 @@ impl<R: Read> BufRead for PeekReader<R> {
     }
 }
 
+/// Where one gzip member starts, and whether it holds stored blocks only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemberInfo {
+    /// Byte offset of the member's gzip header in the file.
+    pub compressed_offset: u64,
+    /// Offset in the decompressed stream (the tar stream) where its data starts.
+    pub decompressed_offset: u64,
+    /// The member was written as stored blocks (its header is the stored one).
+    pub stored: bool,
+}
+
+/// The members seen so far, shared with whoever reads the tar stream on top.
+pub type MemberTable = std::sync::Arc<std::sync::Mutex<Vec<MemberInfo>>>;
+
 /// Reads a chain of canonical gzip members as one continuous stream.
 pub struct MemberReader<R: Read> {
+    table: MemberTable,
     state: Option<Decoder<R>>,
     idle: Option<PeekReader<R>>,
     headers: [[u8; 10]; 2],
@@ -553,6 +568,7 @@ impl<R: Read> MemberReader<R> {
         MemberReader {
             state: None,
             idle: Some(PeekReader::new(inner, COPY_BUF)),
+            table: MemberTable::default(),
             headers: [
                 canonical_header(Packing::Compress),
                 canonical_header(Packing::Store),
@@ -562,6 +578,11 @@ impl<R: Read> MemberReader<R> {
             decompressed: 0,
             limits,
         }
+    }
+
+    /// The member table, shared: it fills as members are read.
+    pub fn table(&self) -> MemberTable {
+        self.table.clone()
     }
 
     /// Compressed bytes consumed so far.
@@ -612,8 +633,14 @@ impl<R: Read> MemberReader<R> {
             }
             .into());
         }
+        let stored = head[..10] == self.headers[1][..];
         self.member += 1;
         self.member_offsets.push(offset);
+        self.table.lock().expect("member table").push(MemberInfo {
+            compressed_offset: offset,
+            decompressed_offset: self.decompressed,
+            stored,
+        });
         r.consume(10);
         self.state = Some(Decoder {
             inflate: flate2::bufread::DeflateDecoder::new(r),
@@ -714,7 +741,13 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            vec!["top/a.txt".to_string(), "top/b.gz".into(), long, longer]
+            vec![
+                accents,
+                "top/a.txt".to_string(),
+                "top/b.gz".into(),
+                long,
+                longer
+            ]
         );
     }
 

@@ -5,12 +5,14 @@ use crate::archive::Limits;
 use crate::build::{self, BuildOptions};
 use crate::extract::{self, ExtractOptions};
 use crate::inspect::{self, Summary};
+use crate::load;
 use crate::progress::Progress;
 use crate::signing::{self, PasswordSource, SigningError, SigningKey, VerifyingKey};
 use crate::verify::{self, VerifyOptions};
 use clap::{Args, Parser, Subcommand};
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Carry software across an air gap: build, verify, extract and load signed bundles.
 #[derive(Debug, Parser)]
@@ -73,6 +75,57 @@ pub enum Command {
         #[command(flatten)]
         limits: LimitArgs,
     },
+    /// Push every image of a bundle (or extracted bundle, OCI layout, oci-archive or
+    /// docker-archive) to a registry, digests unchanged; optionally rewrite values files.
+    Load {
+        input: PathBuf,
+        #[command(flatten)]
+        registry: RegistryArgs,
+        /// Show the plan; push nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Values files to check against the bundle and rewrite for the registry.
+        #[arg(long = "values", value_name = "FILE")]
+        values: Vec<PathBuf>,
+        /// Write the rewritten values here (one --values only); default: rewrite in place.
+        #[arg(short, long, requires = "values")]
+        output: Option<PathBuf>,
+        /// Add image digests to the rewritten values.
+        #[arg(long, requires = "values")]
+        pin_digests: bool,
+        #[command(flatten)]
+        trust: TrustArgs,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+    /// Rewrite registry paths in Helm values files, editing only the image references.
+    Rewrite {
+        #[arg(required = true)]
+        values: Vec<PathBuf>,
+        /// The target: HOST[:PORT][/PREFIX].
+        #[arg(long)]
+        registry: String,
+        /// The bundle whose images the values refer to (also checks they are all there).
+        #[arg(long)]
+        bundle: Option<PathBuf>,
+        /// Add the bundle's digests to image references.
+        #[arg(long, requires = "bundle")]
+        pin_digests: bool,
+        /// Write the result here (one values file only).
+        #[arg(short, long, conflicts_with_all = ["in_place", "diff"])]
+        output: Option<PathBuf>,
+        /// Rewrite the files in place.
+        #[arg(long)]
+        in_place: bool,
+        /// Print a unified diff instead of the result.
+        #[arg(long, conflicts_with = "in_place")]
+        diff: bool,
+    },
+    /// Checks on the images that values files refer to.
+    Images {
+        #[command(subcommand)]
+        command: ImagesCommand,
+    },
     /// Verify and extract a bundle; nothing is written unless everything checks out.
     Extract {
         bundle: PathBuf,
@@ -84,6 +137,57 @@ pub enum Command {
         #[command(flatten)]
         limits: LimitArgs,
     },
+}
+
+/// How to reach the target registry.
+#[derive(Debug, Args)]
+pub struct RegistryArgs {
+    /// The target: HOST[:PORT][/PREFIX]. ORIG/PATH:TAG is pushed to HOST/PREFIX/PATH:TAG.
+    #[arg(long)]
+    pub registry: String,
+    /// Blobs in flight at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// User name for basic auth or a token service; the password comes from --password-stdin.
+    #[arg(long, requires = "password_stdin")]
+    pub username: Option<String>,
+    /// Read the password from standard input.
+    #[arg(long, requires = "username")]
+    pub password_stdin: bool,
+    /// A Docker config.json or containers auth.json (default: $DOCKER_CONFIG, ~/.docker, $REGISTRY_AUTH_FILE).
+    #[arg(long)]
+    pub authfile: Option<PathBuf>,
+    /// A PEM file of extra CA certificates to trust.
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+    /// Speak plain HTTP (only for registries that have no TLS).
+    #[arg(long)]
+    pub plain_http: bool,
+}
+
+impl RegistryArgs {
+    fn options(&self) -> Result<(crate::push::PushOptions, String), Failure> {
+        let target = crate::push::Target::parse(&self.registry)?;
+        let mut r = crate::registry::RegistryOptions::new(target.registry.clone());
+        r.plain_http = self.plain_http;
+        r.ca_file = self.ca_file.clone();
+        r.credentials = match (&self.username, &self.authfile) {
+            (Some(user), _) => {
+                let mut password = String::new();
+                std::io::stdin().read_line(&mut password)?;
+                let password = password.trim_end_matches(['\r', '\n']).to_string();
+                crate::registry::CredentialSource::Explicit {
+                    username: user.clone(),
+                    password,
+                }
+            }
+            (None, Some(f)) => crate::registry::CredentialSource::AuthFile(f.clone()),
+            (None, None) => crate::registry::CredentialSource::Default,
+        };
+        let mut opts = crate::push::PushOptions::new(r);
+        opts.concurrency = self.concurrency.max(1);
+        Ok((opts, target.prefix))
+    }
 }
 
 /// Which keys are trusted.
@@ -104,6 +208,13 @@ impl TrustArgs {
             .iter()
             .map(|k| VerifyingKey::load(k).map_err(signing_failure))
             .collect()
+    }
+}
+
+fn values_failure(e: load::ValuesError) -> Failure {
+    Failure {
+        code: e.exit_code(),
+        error: e.into(),
     }
 }
 
@@ -143,6 +254,17 @@ fn signing_key(path: &std::path::Path) -> Result<SigningKey, Failure> {
         PasswordSource::from_environment().password_for_signing(path)
     })
     .map_err(signing_failure)
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImagesCommand {
+    /// List every image the values refer to; fail when one is not in the bundle.
+    Check {
+        #[arg(required = true)]
+        values: Vec<PathBuf>,
+        #[arg(long)]
+        bundle: PathBuf,
+    },
 }
 
 /// Limits against hostile archives.
@@ -381,6 +503,209 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
                     done.evidence.files_checked
                 );
                 println!("{}", authenticity_line(&done.evidence));
+            }
+        }
+        Command::Load {
+            input,
+            registry,
+            dry_run,
+            values,
+            output,
+            pin_digests,
+            trust,
+            limits,
+        } => {
+            if output.is_some() && values.len() != 1 {
+                return Err(Failure {
+                    code: 2,
+                    error: anyhow::anyhow!("-o/--output takes exactly one --values file"),
+                });
+            }
+            let (mut push_opts, prefix) = registry.options()?;
+            push_opts.dry_run = *dry_run;
+            let keys = trust.load()?;
+            let check = head_check(&keys, trust.require_signature);
+            let prepared = load::prepare(&load::LoadInput {
+                input: input.clone(),
+                prefix: prefix.clone(),
+                limits: limits.limits(),
+                progress,
+                check_head: Some(&check),
+            })
+            .map_err(|e| Failure {
+                code: e.exit_code(),
+                error: e.into(),
+            })?;
+            // Values are checked before anything is pushed: a missing image fails fast.
+            let rewritten = if values.is_empty() {
+                Vec::new()
+            } else {
+                let images = prepared
+                    .manifest
+                    .as_ref()
+                    .map(load::known_images)
+                    .unwrap_or_default();
+                if prepared.manifest.is_some() {
+                    load::check_images(values, &images).map_err(values_failure)?;
+                }
+                let target =
+                    crate::rewrite::Target::parse(&registry.registry).map_err(|e| Failure {
+                        code: 2,
+                        error: e.into(),
+                    })?;
+                load::rewrite_values(
+                    values,
+                    &crate::rewrite::RewriteOptions {
+                        target,
+                        images,
+                        pin_digests: *pin_digests,
+                    },
+                )
+                .map_err(values_failure)?
+            };
+            let bars = Arc::new(crate::progress::PushBars::new(progress));
+            let report = crate::push::push(
+                &push_opts,
+                prepared.source.clone(),
+                &prepared.images,
+                bars.clone(),
+            )
+            .map_err(|e| Failure {
+                code: e.exit_code(),
+                error: e.into(),
+            })?;
+            bars.finish();
+            if !dry_run {
+                for v in &rewritten {
+                    let dest = output.clone().unwrap_or_else(|| v.file.clone());
+                    load::write_atomically(&dest, &v.after)?;
+                }
+            }
+            if cli.json {
+                print_json(
+                    &serde_json::json!({ "ok": true, "dryRun": dry_run, "report": report, "values": rewritten, "evidence": prepared.evidence }),
+                )?;
+            } else if !cli.quiet {
+                if *dry_run {
+                    for img in &report.plan.images {
+                        println!(
+                            "would push {}",
+                            serde_json::to_string(img).unwrap_or_default()
+                        );
+                    }
+                } else {
+                    for p in &report.pushed {
+                        println!("pushed {}@{}", p.reference, p.digest);
+                    }
+                    println!(
+                        "{} blobs uploaded ({} bytes), {} already present, {} mounted, {} retries",
+                        report.blobs_uploaded,
+                        report.bytes_uploaded,
+                        report.blobs_skipped,
+                        report.blobs_mounted,
+                        report.retries
+                    );
+                    for v in &rewritten {
+                        let dest = output.clone().unwrap_or_else(|| v.file.clone());
+                        println!(
+                            "rewrote {} image references into {}",
+                            v.edits.len(),
+                            dest.display()
+                        );
+                    }
+                }
+            }
+        }
+        Command::Rewrite {
+            values,
+            registry,
+            bundle,
+            pin_digests,
+            output,
+            in_place,
+            diff,
+        } => {
+            if values.len() > 1 && !in_place && !diff {
+                return Err(Failure {
+                    code: 2,
+                    error: anyhow::anyhow!("several values files need --in-place or --diff"),
+                });
+            }
+            if output.is_some() && values.len() != 1 {
+                return Err(Failure {
+                    code: 2,
+                    error: anyhow::anyhow!("-o/--output takes exactly one values file"),
+                });
+            }
+            let target = crate::rewrite::Target::parse(registry).map_err(|e| Failure {
+                code: 2,
+                error: e.into(),
+            })?;
+            let images = match bundle {
+                Some(b) => {
+                    let (m, _) = inspect::read_manifest(b).map_err(finding)?;
+                    let images = load::known_images(&m);
+                    load::check_images(values, &images).map_err(values_failure)?;
+                    images
+                }
+                None => Vec::new(),
+            };
+            let outcomes = load::rewrite_values(
+                values,
+                &crate::rewrite::RewriteOptions {
+                    target,
+                    images,
+                    pin_digests: *pin_digests,
+                },
+            )
+            .map_err(values_failure)?;
+            for o in &outcomes {
+                if *diff {
+                    print!(
+                        "{}",
+                        crate::rewrite::unified_diff(&o.file, &o.before, &o.after)
+                    );
+                } else if *in_place {
+                    load::write_atomically(&o.file, &o.after)?;
+                } else if let Some(out) = output {
+                    load::write_atomically(out, &o.after)?;
+                } else if !cli.json {
+                    print!("{}", o.after);
+                }
+                if !cli.quiet && !cli.json && (*in_place || output.is_some()) {
+                    eprintln!(
+                        "{}: {} image references rewritten",
+                        o.file.display(),
+                        o.edits.len()
+                    );
+                }
+            }
+            if cli.json {
+                print_json(&serde_json::json!({ "ok": true, "files": outcomes }))?;
+            }
+        }
+        Command::Images {
+            command: ImagesCommand::Check { values, bundle },
+        } => {
+            let (m, _) = inspect::read_manifest(bundle).map_err(finding)?;
+            let coverage =
+                load::check_images(values, &load::known_images(&m)).map_err(values_failure)?;
+            if cli.json {
+                print_json(&serde_json::json!({ "ok": true, "coverage": coverage }))?;
+            } else if !cli.quiet {
+                for c in &coverage.found {
+                    println!(
+                        "ok  {}:{}  {}  ->  {}",
+                        c.image_use.file.display(),
+                        c.image_use.line,
+                        c.image_use.raw,
+                        c.image.reference
+                    );
+                }
+                println!(
+                    "{} image references, all in the bundle",
+                    coverage.found.len()
+                );
             }
         }
         Command::Keygen { output_key_prefix } => {

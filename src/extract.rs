@@ -4,7 +4,7 @@
 use crate::archive::Limits;
 use crate::manifest::{FileEntry, Manifest, MANIFEST_NAME, SIGNATURE_NAME};
 use crate::progress::Progress;
-use crate::verify::{self, Evidence, HeadCheck, Sink, VerifyError, VerifyOptions};
+use crate::verify::{self, EntryPlace, Evidence, HeadCheck, Sink, VerifyError, VerifyOptions};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -51,7 +51,7 @@ impl Sink for TempTree {
         Ok(())
     }
 
-    fn open(&mut self, entry: &FileEntry) -> io::Result<Box<dyn Write + '_>> {
+    fn open(&mut self, entry: &FileEntry, _place: EntryPlace) -> io::Result<Box<dyn Write + '_>> {
         // Paths are SafePaths listed in the manifest: relative, no `..`. Nothing but
         // regular files and folders is ever created here, so no link can redirect a write.
         let path = entry.path.under(self.root.as_ref().expect("started"));

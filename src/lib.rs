@@ -8,6 +8,7 @@ pub mod extract;
 pub mod head;
 pub mod inspect;
 pub mod layout;
+pub mod load;
 pub mod manifest;
 pub mod progress;
 pub mod push;

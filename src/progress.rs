@@ -31,3 +31,78 @@ impl Progress {
         bar
     }
 }
+
+/// Push progress: one overall bar in bytes plus a bar per blob in flight.
+pub struct PushBars {
+    multi: indicatif::MultiProgress,
+    overall: ProgressBar,
+    blobs: std::sync::Mutex<std::collections::HashMap<String, ProgressBar>>,
+    visible: bool,
+}
+
+impl PushBars {
+    pub fn new(progress: Progress) -> Self {
+        let visible = progress == Progress::Auto && std::io::stderr().is_terminal();
+        let multi = if visible {
+            indicatif::MultiProgress::with_draw_target(ProgressDrawTarget::stderr())
+        } else {
+            indicatif::MultiProgress::with_draw_target(ProgressDrawTarget::hidden())
+        };
+        let overall = multi.add(progress.bytes(0, "pushing"));
+        PushBars {
+            multi,
+            overall,
+            blobs: Default::default(),
+            visible,
+        }
+    }
+
+    /// Removes the bars from the terminal.
+    pub fn finish(&self) {
+        self.overall.finish_and_clear();
+    }
+}
+
+impl crate::push::PushProgress for PushBars {
+    fn planned(&self, total_bytes: u64, _blobs: usize) {
+        self.overall.set_length(total_bytes);
+    }
+    fn blob_started(&self, digest: &str, size: u64) {
+        if !self.visible {
+            return;
+        }
+        let bar = self.multi.add(ProgressBar::new(size));
+        bar.set_style(
+            ProgressStyle::with_template("  {msg:>19} [{bar:20}] {bytes}/{total_bytes}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_message(digest.chars().take(19).collect::<String>());
+        self.blobs
+            .lock()
+            .expect("bars")
+            .insert(digest.to_string(), bar);
+    }
+    fn blob_bytes(&self, digest: &str, n: u64) {
+        self.overall.inc(n);
+        if let Some(b) = self.blobs.lock().expect("bars").get(digest) {
+            b.inc(n);
+        }
+    }
+    fn blob_restarted(&self, digest: &str) {
+        if let Some(b) = self.blobs.lock().expect("bars").get(digest) {
+            self.overall
+                .set_position(self.overall.position().saturating_sub(b.position()));
+            b.set_position(0);
+        }
+    }
+    fn blob_done(&self, digest: &str, size: u64, action: crate::push::BlobAction) {
+        if !matches!(action, crate::push::BlobAction::Uploaded) {
+            self.overall.inc(size);
+        }
+        if let Some(b) = self.blobs.lock().expect("bars").remove(digest) {
+            b.finish_and_clear();
+            self.multi.remove(&b);
+        }
+    }
+}

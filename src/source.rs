@@ -344,6 +344,51 @@ fn read_small(store: &dyn Store, path: &str, what: &str) -> Result<Vec<u8>, Sour
     Ok(buf)
 }
 
+/// The names of every image a source holds: `org.opencontainers.image.ref.name` (or the
+/// containerd name) of a layout's `index.json`, or the `RepoTags` of a docker archive.
+pub fn image_names(spec: &SourceSpec) -> Result<Vec<String>, SourceError> {
+    let layout_names = |store: &dyn Store| -> Result<Vec<String>, SourceError> {
+        let bytes = read_small(store, "index.json", "index")?;
+        let index: Document = serde_json::from_slice(&bytes).map_err(|e| SourceError::Invalid {
+            path: store.origin().to_path_buf(),
+            message: format!("index.json: {e}"),
+        })?;
+        Ok(index
+            .manifests
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|d| {
+                d.annotations
+                    .get(CONTAINERD_NAME)
+                    .or_else(|| d.annotations.get(REF_NAME))
+                    .cloned()
+            })
+            .collect())
+    };
+    match spec.kind {
+        SourceKind::OciLayout => layout_names(&DirStore {
+            root: spec.path.clone(),
+        }),
+        SourceKind::OciArchive => layout_names(&ArchiveStore::open(&spec.path)?),
+        SourceKind::DockerArchive => {
+            let store = ArchiveStore::open(&spec.path)?;
+            if store.file("index.json").is_some() && store.file("oci-layout").is_some() {
+                return layout_names(&store);
+            }
+            let bytes = read_small(&store, "manifest.json", "docker manifest")?;
+            let entries: Vec<LegacyEntry> =
+                serde_json::from_slice(&bytes).map_err(|e| SourceError::Invalid {
+                    path: spec.path.clone(),
+                    message: format!("manifest.json: {e}"),
+                })?;
+            Ok(entries
+                .into_iter()
+                .flat_map(|e| e.repo_tags.unwrap_or_default())
+                .collect())
+        }
+    }
+}
+
 /// Resolves one image of a source.
 pub fn resolve(spec: &SourceSpec, wanted_ref: &str) -> Result<ResolvedImage, SourceError> {
     match spec.kind {

@@ -133,10 +133,19 @@ pub trait Sink {
         signature: Option<&[u8]>,
         head_mtime: u64,
     ) -> io::Result<()>;
-    /// Opens the destination of one listed file.
-    fn open(&mut self, entry: &FileEntry) -> io::Result<Box<dyn Write + '_>>;
+    /// Opens the destination of one listed file; `place` says where its bytes are.
+    fn open(&mut self, entry: &FileEntry, place: EntryPlace) -> io::Result<Box<dyn Write + '_>>;
     /// The file was written and its digest matched.
     fn close(&mut self, entry: &FileEntry, mtime: u64) -> io::Result<()>;
+}
+
+/// Where an entry's data sits in a `.tar.gz` bundle.
+#[derive(Debug, Clone, Copy)]
+pub struct EntryPlace {
+    /// Offset of the data in the decompressed tar stream.
+    pub data_offset: u64,
+    /// The gzip member its header was read from.
+    pub member: Option<crate::archive::MemberInfo>,
 }
 
 /// Verifies a bundle file or folder.
@@ -164,6 +173,7 @@ pub fn stream(
     let bar = opts.progress.bytes(total, "verifying");
     let limits = opts.limits;
     let reader = MemberReader::new(bar.wrap_read(file), limits);
+    let table = reader.table();
     let mut archive = tar::Archive::new(reader);
     let corrupt = |location: &str, e: io::Error| VerifyError::Corrupt {
         location: location.to_string(),
@@ -328,6 +338,10 @@ pub fn stream(
             });
         }
         let mtime = entry.header().mtime().unwrap_or(0);
+        let place = EntryPlace {
+            data_offset: entry.raw_file_position(),
+            member: table.lock().expect("member table").last().copied(),
+        };
         let keep_json =
             rel.as_str() == "images/index.json" || (blob_hex(&rel).is_some() && size <= MAX_JSON);
         let mut kept = Vec::new();
@@ -338,10 +352,13 @@ pub fn stream(
         let mut read_total = 0u64;
         {
             let mut out = match sink.as_deref_mut() {
-                Some(s) => Some(s.open(listed_entry).map_err(|source| VerifyError::Io {
-                    path: PathBuf::from(name.as_str()),
-                    source,
-                })?),
+                Some(s) => Some(
+                    s.open(listed_entry, place)
+                        .map_err(|source| VerifyError::Io {
+                            path: PathBuf::from(name.as_str()),
+                            source,
+                        })?,
+                ),
                 None => None,
             };
             loop {

@@ -398,7 +398,10 @@ fn exit_codes_and_json_errors() {
         .clone();
     let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(v["evidence"]["layout"]["images"], 7);
-    assert!(v["authenticity"].as_str().unwrap().contains("not checked"));
+    assert_eq!(
+        v["evidence"]["headCheck"]["authenticity"], "not_checked",
+        "{v}"
+    );
     let text = ferry()
         .arg("verify")
         .arg(&bundle)

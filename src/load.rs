@@ -1,0 +1,628 @@
+//! `ferry load`: pushes the images of a bundle (or of an extracted bundle, an OCI layout,
+//! an `oci-archive` or a `docker-archive`) to a registry, reading blobs in place.
+//!
+//! A `.tar.gz` bundle is verified in one streaming pass that also indexes it: layers kept
+//! in stored gzip blocks are later read straight from the bundle file at their offsets
+//! (skipping the 5-byte block frames), small blobs are kept in memory, and the few large
+//! blobs that were deflated (uncompressed layers from `docker save`) are spooled to a
+//! temporary folder. Nothing else is copied.
+
+use crate::archive::{Limits, MemberInfo, STORED_BLOCK};
+use crate::manifest::{blob_hex, FileEntry, Manifest};
+use crate::progress::Progress;
+use crate::push::{BlobSource, ImageToPush, SourceRef};
+use crate::source::{self, BlobLocation, SourceKind, SourceSpec, MAX_JSON};
+use crate::verify::{self, EntryPlace, Evidence, HeadCheck, Sink, VerifyError, VerifyOptions};
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Bytes of small blobs kept in memory while indexing a bundle.
+const MEMORY_BUDGET: u64 = 64 * 1024 * 1024;
+
+/// Where one blob's bytes are.
+#[derive(Debug, Clone)]
+enum Loc {
+    Located(BlobLocation),
+    /// Inside a stored gzip member of a bundle file.
+    Stored {
+        file: Arc<PathBuf>,
+        member: MemberInfo,
+        data_offset: u64,
+    },
+    Spooled(PathBuf),
+}
+
+/// A `BlobSource` over blobs found anywhere: a bundle, a folder or an archive.
+pub struct IndexedSource {
+    blobs: HashMap<String, (u64, Loc)>,
+    /// Keeps spooled blobs alive until the push is over.
+    _spool: Option<tempfile::TempDir>,
+}
+
+impl IndexedSource {
+    fn get(&self, digest: &str) -> io::Result<&(u64, Loc)> {
+        self.blobs.get(digest).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("blob {digest} is not in the source"),
+            )
+        })
+    }
+}
+
+impl BlobSource for IndexedSource {
+    fn open_blob(&self, digest: &str) -> io::Result<Box<dyn Read + Send>> {
+        let (size, loc) = self.get(digest)?;
+        Ok(match loc {
+            Loc::Located(l) => l.open(*size)?,
+            Loc::Spooled(p) => Box::new(File::open(p)?),
+            Loc::Stored {
+                file,
+                member,
+                data_offset,
+            } => Box::new(StoredReader::open(file, *member, *data_offset, *size)?),
+        })
+    }
+
+    fn blob_size(&self, digest: &str) -> Option<u64> {
+        self.blobs.get(digest).map(|(s, _)| *s)
+    }
+
+    fn read_manifest(&self, digest: &str) -> io::Result<Vec<u8>> {
+        let (size, _) = self.get(digest)?;
+        if *size > MAX_JSON {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("manifest {digest} is {size} bytes, over the {MAX_JSON}-byte limit"),
+            ));
+        }
+        let mut out = Vec::with_capacity(*size as usize);
+        self.open_blob(digest)?.take(*size).read_to_end(&mut out)?;
+        Ok(out)
+    }
+}
+
+/// Reads a range of the tar stream that lies inside one stored gzip member, straight from
+/// the file: stored blocks are 65,535 bytes of data after a 5-byte frame.
+struct StoredReader {
+    file: BufReader<File>,
+    /// Bytes left in the current block.
+    in_block: usize,
+    left: u64,
+}
+
+impl StoredReader {
+    fn open(
+        path: &Path,
+        member: MemberInfo,
+        data_offset: u64,
+        size: u64,
+    ) -> io::Result<StoredReader> {
+        let d = data_offset
+            .checked_sub(member.decompressed_offset)
+            .ok_or_else(|| io::Error::other("blob starts before its member"))?;
+        let block = d / STORED_BLOCK as u64;
+        let within = d % STORED_BLOCK as u64;
+        let pos = member.compressed_offset + 10 + block * (STORED_BLOCK as u64 + 5) + 5 + within;
+        let mut file = BufReader::with_capacity(1 << 20, File::open(path)?);
+        file.seek(SeekFrom::Start(pos))?;
+        Ok(StoredReader {
+            file,
+            in_block: STORED_BLOCK - within as usize,
+            left: size,
+        })
+    }
+}
+
+impl Read for StoredReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 || buf.is_empty() {
+            return Ok(0);
+        }
+        if self.in_block == 0 {
+            // The next block's frame: BFINAL/BTYPE byte, LEN, NLEN.
+            let mut frame = [0u8; 5];
+            self.file.read_exact(&mut frame)?;
+            let len = u16::from_le_bytes([frame[1], frame[2]]);
+            if frame[0] & 0b110 != 0 || len != !u16::from_le_bytes([frame[3], frame[4]]) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "not a stored deflate block where one was expected",
+                ));
+            }
+            self.in_block = len as usize;
+        }
+        let want = buf
+            .len()
+            .min(self.in_block)
+            .min(self.left.min(usize::MAX as u64) as usize);
+        let avail = self.file.fill_buf()?;
+        if avail.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the bundle ends inside a blob",
+            ));
+        }
+        let n = want.min(avail.len());
+        buf[..n].copy_from_slice(&avail[..n]);
+        self.file.consume(n);
+        self.in_block -= n;
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// Indexes a bundle's blobs while it is verified.
+struct IndexSink {
+    file: Arc<PathBuf>,
+    blobs: HashMap<String, (u64, Loc)>,
+    spool: Option<tempfile::TempDir>,
+    memory_left: u64,
+    current: Option<(String, Vec<u8>)>,
+}
+
+impl Sink for IndexSink {
+    fn start(&mut self, _: &Manifest, _: &[u8], _: Option<&[u8]>, _: u64) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn open(&mut self, entry: &FileEntry, place: EntryPlace) -> io::Result<Box<dyn Write + '_>> {
+        let Some(hex) = blob_hex(&entry.path) else {
+            return Ok(Box::new(io::sink()));
+        };
+        let digest = format!("sha256:{hex}");
+        if entry.size <= MAX_JSON && entry.size <= self.memory_left {
+            self.memory_left -= entry.size;
+            self.current = Some((digest, Vec::with_capacity(entry.size as usize)));
+            return Ok(Box::new(&mut self.current.as_mut().expect("just set").1));
+        }
+        if let Some(member) = place.member.filter(|m| m.stored) {
+            self.blobs.insert(
+                digest,
+                (
+                    entry.size,
+                    Loc::Stored {
+                        file: self.file.clone(),
+                        member,
+                        data_offset: place.data_offset,
+                    },
+                ),
+            );
+            return Ok(Box::new(io::sink()));
+        }
+        if self.spool.is_none() {
+            self.spool = Some(tempfile::Builder::new().prefix("ferry-load-").tempdir()?);
+        }
+        let path = self.spool.as_ref().expect("just made").path().join(hex);
+        self.blobs
+            .insert(digest, (entry.size, Loc::Spooled(path.clone())));
+        Ok(Box::new(io::BufWriter::new(File::create(path)?)))
+    }
+
+    fn close(&mut self, entry: &FileEntry, _: u64) -> io::Result<()> {
+        if let Some((digest, bytes)) = self.current.take() {
+            self.blobs.insert(
+                digest,
+                (entry.size, Loc::Located(BlobLocation::Memory(bytes.into()))),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// What to load, and from where.
+pub struct LoadInput<'a> {
+    pub input: PathBuf,
+    /// `PREFIX` of `--registry HOST/PREFIX`, empty for none.
+    pub prefix: String,
+    pub limits: Limits,
+    pub progress: Progress,
+    pub check_head: Option<&'a HeadCheck<'a>>,
+}
+
+/// The images of an input, ready to push.
+pub struct Prepared {
+    pub source: Arc<dyn BlobSource>,
+    pub images: Vec<ImageToPush>,
+    /// The verification evidence when the input was a bundle.
+    pub evidence: Option<Evidence>,
+    /// The bundle manifest, when the input was a bundle.
+    pub manifest: Option<Manifest>,
+}
+
+/// Why an input cannot be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+    #[error("{path}: {message}")]
+    Input { path: PathBuf, message: String },
+    #[error(transparent)]
+    Source(#[from] source::SourceError),
+}
+
+impl LoadError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            LoadError::Verify(v) => v.exit_code(),
+            _ => 2,
+        }
+    }
+}
+
+/// Verifies (bundles) and indexes an input, and lists the images to push.
+pub fn prepare(input: &LoadInput) -> Result<Prepared, LoadError> {
+    let path = &input.input;
+    let invalid = |message: String| LoadError::Input {
+        path: path.clone(),
+        message,
+    };
+    if path.is_dir() {
+        if let Ok(root) = verify::find_root(path) {
+            let evidence = verify::verify(&VerifyOptions {
+                input: path.clone(),
+                limits: input.limits,
+                progress: input.progress,
+                check_head: input.check_head,
+            })?;
+            let (manifest, _) = crate::inspect::read_manifest(&root)?;
+            let spec = SourceSpec {
+                kind: SourceKind::OciLayout,
+                path: root.join("images"),
+                name: None,
+            };
+            let (source, images) = from_manifest_images(&manifest, &input.prefix, |r| {
+                Ok(source::resolve(
+                    &SourceSpec {
+                        name: Some(r.to_string()),
+                        ..spec.clone()
+                    },
+                    r,
+                )?)
+            })?;
+            return Ok(Prepared {
+                source,
+                images,
+                evidence: Some(evidence),
+                manifest: Some(manifest),
+            });
+        }
+        if path.join("index.json").is_file() {
+            return from_layout_names(
+                &SourceSpec {
+                    kind: SourceKind::OciLayout,
+                    path: path.clone(),
+                    name: None,
+                },
+                &input.prefix,
+            );
+        }
+        return Err(invalid(
+            "neither a bundle folder nor an OCI image layout (no ferry.json, no index.json)".into(),
+        ));
+    }
+    let mut magic = [0u8; 2];
+    let n = File::open(path)
+        .and_then(|mut f| f.read(&mut magic))
+        .map_err(|e| invalid(e.to_string()))?;
+    let gz = n == 2 && magic == [0x1f, 0x8b];
+    if gz && crate::head::read(path).is_ok() {
+        return from_bundle(input);
+    }
+    // An image archive, possibly gzip-compressed (like a `docker save | gzip` file).
+    let (archive, spool) = if gz {
+        let dir = tempfile::Builder::new()
+            .prefix("ferry-load-")
+            .tempdir()
+            .map_err(|e| invalid(e.to_string()))?;
+        let out = dir.path().join("archive.tar");
+        let mut dec = flate2::read::MultiGzDecoder::new(
+            File::open(path).map_err(|e| invalid(e.to_string()))?,
+        );
+        let mut f = File::create(&out).map_err(|e| invalid(e.to_string()))?;
+        io::copy(&mut dec, &mut f).map_err(|e| {
+            invalid(format!(
+                "not a ferry bundle, and not a readable gzip-compressed image archive: {e}"
+            ))
+        })?;
+        (out, Some(dir))
+    } else {
+        (path.clone(), None)
+    };
+    let kind = if archive_has(&archive, "manifest.json") {
+        SourceKind::DockerArchive
+    } else {
+        SourceKind::OciArchive
+    };
+    let mut prepared = from_layout_names(
+        &SourceSpec {
+            kind,
+            path: archive,
+            name: None,
+        },
+        &input.prefix,
+    )?;
+    if let Some(dir) = spool {
+        // Keep the decompressed archive for as long as the source lives.
+        let source = prepared.source.clone();
+        prepared.source = Arc::new(Holding {
+            inner: source,
+            _dir: dir,
+        });
+    }
+    Ok(prepared)
+}
+
+struct Holding {
+    inner: Arc<dyn BlobSource>,
+    _dir: tempfile::TempDir,
+}
+
+impl BlobSource for Holding {
+    fn open_blob(&self, digest: &str) -> io::Result<Box<dyn Read + Send>> {
+        self.inner.open_blob(digest)
+    }
+    fn blob_size(&self, digest: &str) -> Option<u64> {
+        self.inner.blob_size(digest)
+    }
+    fn read_manifest(&self, digest: &str) -> io::Result<Vec<u8>> {
+        self.inner.read_manifest(digest)
+    }
+}
+
+fn archive_has(path: &Path, name: &str) -> bool {
+    let Ok(f) = File::open(path) else {
+        return false;
+    };
+    let mut ar = tar::Archive::new(f);
+    let Ok(entries) = ar.entries() else {
+        return false;
+    };
+    entries.filter_map(Result::ok).any(|e| {
+        e.path()
+            .map(|p| p.to_string_lossy().trim_start_matches("./") == name)
+            .unwrap_or(false)
+    })
+}
+
+/// The images named in a layout's `index.json` or a docker archive's `manifest.json`.
+fn from_layout_names(spec: &SourceSpec, prefix: &str) -> Result<Prepared, LoadError> {
+    let names = source::image_names(spec)?;
+    if names.is_empty() {
+        return Err(LoadError::Input {
+            path: spec.path.clone(),
+            message: "holds no named images".into(),
+        });
+    }
+    let mut blobs = HashMap::new();
+    let mut images = Vec::new();
+    for name in names {
+        let reference = SourceRef::parse(&name).ok_or_else(|| LoadError::Input {
+            path: spec.path.clone(),
+            message: format!("image name `{name}` is not a full reference like registry/path:tag, so its target path is unknown"),
+        })?;
+        let resolved = source::resolve(
+            &SourceSpec {
+                name: Some(name.clone()),
+                ..spec.clone()
+            },
+            &name,
+        )?;
+        for b in &resolved.blobs {
+            blobs.insert(
+                b.digest.to_string(),
+                (b.size, Loc::Located(b.location.clone())),
+            );
+        }
+        images.push(ImageToPush {
+            source_ref: name.clone(),
+            target_repo: reference.target_repo(prefix),
+            tag: reference.tag.clone().unwrap_or_default(),
+            digest: resolved.digest.to_string(),
+            media_type: resolved.media_type.clone(),
+        });
+    }
+    Ok(Prepared {
+        source: Arc::new(IndexedSource {
+            blobs,
+            _spool: None,
+        }),
+        images,
+        evidence: None,
+        manifest: None,
+    })
+}
+
+fn from_manifest_images(
+    manifest: &Manifest,
+    prefix: &str,
+    resolve: impl Fn(&str) -> Result<source::ResolvedImage, LoadError>,
+) -> Result<(Arc<dyn BlobSource>, Vec<ImageToPush>), LoadError> {
+    let mut blobs = HashMap::new();
+    let mut images = Vec::new();
+    for img in &manifest.images {
+        let resolved = resolve(&img.reference)?;
+        for b in &resolved.blobs {
+            blobs.insert(
+                b.digest.to_string(),
+                (b.size, Loc::Located(b.location.clone())),
+            );
+        }
+        images.push(to_push(img, prefix)?);
+    }
+    Ok((
+        Arc::new(IndexedSource {
+            blobs,
+            _spool: None,
+        }),
+        images,
+    ))
+}
+
+fn to_push(img: &crate::manifest::ImageEntry, prefix: &str) -> Result<ImageToPush, LoadError> {
+    let reference = SourceRef::parse(&img.reference).ok_or_else(|| LoadError::Input {
+        path: PathBuf::from("ferry.json"),
+        message: format!(
+            "image reference `{}` cannot be mapped to a target path",
+            img.reference
+        ),
+    })?;
+    Ok(ImageToPush {
+        source_ref: img.reference.clone(),
+        target_repo: reference.target_repo(prefix),
+        tag: img.tag.clone().unwrap_or_default(),
+        digest: img.digest.to_string(),
+        media_type: img.media_type.clone(),
+    })
+}
+
+fn from_bundle(input: &LoadInput) -> Result<Prepared, LoadError> {
+    let file = File::open(&input.input).map_err(|source| VerifyError::Open {
+        path: input.input.clone(),
+        source,
+    })?;
+    let mut sink = IndexSink {
+        file: Arc::new(input.input.clone()),
+        blobs: HashMap::new(),
+        spool: None,
+        memory_left: MEMORY_BUDGET,
+        current: None,
+    };
+    let opts = VerifyOptions {
+        input: input.input.clone(),
+        limits: input.limits,
+        progress: input.progress,
+        check_head: input.check_head,
+    };
+    let evidence = verify::stream(file, &opts, Some(&mut sink))?;
+    let (manifest, _) = crate::inspect::read_manifest(&input.input)?;
+    let images = manifest
+        .images
+        .iter()
+        .map(|i| to_push(i, &input.prefix))
+        .collect::<Result<Vec<_>, _>>()?;
+    let source = IndexedSource {
+        blobs: sink.blobs,
+        _spool: sink.spool,
+    };
+    Ok(Prepared {
+        source: Arc::new(source),
+        images,
+        evidence: Some(evidence),
+        manifest: Some(manifest),
+    })
+}
+
+/// The bundle's images as the values rewriter knows them.
+pub fn known_images(manifest: &Manifest) -> Vec<crate::rewrite::KnownImage> {
+    manifest
+        .images
+        .iter()
+        .map(|i| crate::rewrite::KnownImage {
+            reference: i.reference.clone(),
+            registry: i.registry.clone(),
+            repository: i.repository.clone(),
+            tag: i.tag.clone(),
+            digest: i.digest.to_string(),
+        })
+        .collect()
+}
+
+/// One values file after rewriting, with what the coverage check found.
+#[derive(Debug, serde::Serialize)]
+pub struct ValuesOutcome {
+    pub file: PathBuf,
+    #[serde(skip)]
+    pub before: String,
+    #[serde(skip)]
+    pub after: String,
+    pub edits: Vec<crate::rewrite::Edit>,
+}
+
+/// Why values files could not be handled.
+#[derive(Debug, thiserror::Error)]
+pub enum ValuesError {
+    #[error("{path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Rewrite(#[from] crate::rewrite::RewriteError),
+    #[error("{} image reference(s) in the values are not in the bundle (each would be an ImagePullBackOff after install):\n{}", .0.len(), .0.join("\n"))]
+    Missing(Vec<String>),
+}
+
+impl ValuesError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ValuesError::Missing(_) => 1,
+            _ => 2,
+        }
+    }
+}
+
+/// Checks that every image the values files refer to is in `images`.
+pub fn check_images(
+    files: &[PathBuf],
+    images: &[crate::rewrite::KnownImage],
+) -> Result<crate::rewrite::Coverage, ValuesError> {
+    let mut uses = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(f).map_err(|source| ValuesError::Read {
+            path: f.clone(),
+            source,
+        })?;
+        uses.extend(crate::rewrite::find_images(&text, f)?);
+    }
+    let coverage = crate::rewrite::check_coverage(&uses, images);
+    if !coverage.is_complete() {
+        return Err(ValuesError::Missing(
+            coverage.missing.iter().map(|m| m.to_string()).collect(),
+        ));
+    }
+    Ok(coverage)
+}
+
+/// Rewrites values files for a registry; nothing is written here.
+pub fn rewrite_values(
+    files: &[PathBuf],
+    opts: &crate::rewrite::RewriteOptions,
+) -> Result<Vec<ValuesOutcome>, ValuesError> {
+    files
+        .iter()
+        .map(|f| {
+            let before = std::fs::read_to_string(f).map_err(|source| ValuesError::Read {
+                path: f.clone(),
+                source,
+            })?;
+            let out = crate::rewrite::rewrite(&before, f, opts)?;
+            Ok(ValuesOutcome {
+                file: f.clone(),
+                before,
+                after: out.text,
+                edits: out.edits,
+            })
+        })
+        .collect()
+}
+
+/// Writes `text` to `path` atomically, keeping the permissions of a file it replaces.
+pub fn write_atomically(path: &Path, text: &str) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".ferry-values-")
+        .tempfile_in(dir)?;
+    tmp.write_all(text.as_bytes())?;
+    let mode = std::fs::metadata(path)
+        .map(|m| m.permissions().mode() & 0o7777)
+        .unwrap_or(0o644);
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(mode))?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
