@@ -4,6 +4,7 @@ mod bundle;
 mod harness;
 mod hostile;
 mod load;
+mod load_cli;
 mod rewrite;
 mod signing;
 mod tidy;

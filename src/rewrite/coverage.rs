@@ -210,12 +210,13 @@ fn map_reference(
 /// A use matches a bundle image with the same registry (any registry for the `REGISTRY`
 /// placeholder) and repository, and then the same digest if it names one, else the same tag if
 /// it names one. A use with neither is covered by any image of the repository (`exact: false`).
+/// Values already rewritten for a mirror (`HOST/PREFIX/PATH`) match the bundle image `PATH`.
 pub fn check_coverage(uses: &[ImageUse], images: &[KnownImage]) -> Coverage {
     let norm: Vec<(String, String)> = images.iter().map(|k| (k.host(), k.path())).collect();
     let mut out = Coverage::default();
     for u in uses {
         let r = &u.reference;
-        let same_repo: Vec<&KnownImage> = images
+        let mut same_repo: Vec<&KnownImage> = images
             .iter()
             .zip(&norm)
             .filter(|(_, (h, p))| {
@@ -223,6 +224,17 @@ pub fn check_coverage(uses: &[ImageUse], images: &[KnownImage]) -> Coverage {
             })
             .map(|(k, _)| k)
             .collect();
+        if same_repo.is_empty() {
+            // Values already rewritten for a mirror: HOST/PREFIX/PATH is the bundle's PATH.
+            same_repo = images
+                .iter()
+                .zip(&norm)
+                .filter(|(_, (_, p))| {
+                    r.repository == *p || r.repository.ends_with(&format!("/{p}"))
+                })
+                .map(|(k, _)| k)
+                .collect();
+        }
         let (hit, exact, reason) = if same_repo.is_empty() {
             (None, false, MissingReason::NotInBundle)
         } else if let Some(d) = &r.digest {

@@ -1,0 +1,470 @@
+//! `ferry load`, `ferry rewrite` and `ferry images check` through the command line, against
+//! a real registry, with skopeo as the independent client.
+
+use crate::harness::{build_fixture, build_spec, ferry, fixture, sha256_hex};
+use crate::util::faultproxy::{Fault, FaultProxy, Rule};
+use crate::util::registry::{Registry, Setup};
+use crate::util::skopeo::{inspect_raw, pull_all};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn load_json(args: &[&str]) -> serde_json::Value {
+    let out = ferry()
+        .arg("--json")
+        .arg("load")
+        .args(args)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    serde_json::from_slice(&out).unwrap()
+}
+
+#[test]
+fn fixture_bundle_round_trips_with_digests_and_values() {
+    let reg = Registry::start(Setup::Plain);
+    let tmp = tempfile::tempdir().unwrap();
+    let bundle = tmp.path().join("b.tar.gz");
+    let report = build_fixture(&bundle, 0);
+    let values = tmp.path().join("values.yaml");
+    std::fs::copy(fixture().join("values.yaml"), &values).unwrap();
+    let mine = tmp.path().join("my-values.yaml");
+    let target = format!("{}/mirror", reg.host());
+    let v = load_json(&[
+        bundle.to_str().unwrap(),
+        "--registry",
+        &target,
+        "--plain-http",
+        "--values",
+        values.to_str().unwrap(),
+        "-o",
+        mine.to_str().unwrap(),
+    ]);
+    let pushed = v["report"]["pushed"].as_array().unwrap();
+    assert_eq!(pushed.len(), report.manifest.images.len());
+
+    for img in &report.manifest.images {
+        let reference = format!(
+            "{target}/{}:{}",
+            img.repository,
+            img.tag.as_deref().unwrap()
+        );
+        let raw = inspect_raw(&reference);
+        assert_eq!(
+            format!("sha256:{}", sha256_hex(&raw)),
+            img.digest.to_string(),
+            "{reference}"
+        );
+        assert!(pushed.iter().any(|p| p["reference"] == reference.as_str()
+            && p["digest"] == img.digest.to_string().as_str()));
+    }
+    // Pull the multi-arch image back whole and compare every blob with the bundle's.
+    let extracted = tmp.path().join("x");
+    ferry()
+        .args(["extract", "-q"])
+        .arg(&bundle)
+        .arg("-C")
+        .arg(&extracted)
+        .assert()
+        .success();
+    let pulled = tmp.path().join("pulled");
+    pull_all(
+        &format!("{target}/agent-security/platform:1.4.0"),
+        &pulled,
+        "p",
+    );
+    let mut compared = 0;
+    for e in std::fs::read_dir(pulled.join("blobs/sha256")).unwrap() {
+        let e = e.unwrap();
+        let ours = extracted
+            .join("agent-security-1.4.0/images/blobs/sha256")
+            .join(e.file_name());
+        assert_eq!(
+            std::fs::read(e.path()).unwrap(),
+            std::fs::read(&ours).unwrap(),
+            "{:?}",
+            e.file_name()
+        );
+        compared += 1;
+    }
+    assert!(
+        compared >= 6,
+        "index, two manifests, configs and layers expected, got {compared}"
+    );
+
+    // The values now point at the mirror, and nothing else in them changed.
+    let text = std::fs::read_to_string(&mine).unwrap();
+    assert!(
+        text.contains(&format!("{target}/agent-security/gateway")),
+        "{text}"
+    );
+    assert!(!text.contains("REGISTRY/"), "{text}");
+    assert_eq!(
+        std::fs::read(&values).unwrap(),
+        std::fs::read(fixture().join("values.yaml")).unwrap(),
+        "-o must leave the input alone"
+    );
+
+    // A second load finds everything there and sends nothing.
+    let v = load_json(&[
+        bundle.to_str().unwrap(),
+        "--registry",
+        &target,
+        "--plain-http",
+    ]);
+    assert_eq!(v["report"]["bytes_uploaded"], 0, "{v}");
+}
+
+#[test]
+fn archives_and_folders_load_too() {
+    let reg = Registry::start(Setup::Plain);
+    let tmp = tempfile::tempdir().unwrap();
+    // The legacy docker-archive of the fixture, and the same gzip-compressed like the
+    // vendor's images/all-images.tar.gz: the digest is the one skopeo reports for it.
+    let docker = fixture().join("images/nginx.docker.tar");
+    let want = sha256_hex(&crate::util::skopeo::skopeo(&[
+        "inspect",
+        "--raw",
+        &format!("docker-archive:{}", docker.display()),
+    ]));
+    let gz = tmp.path().join("all-images.tar.gz");
+    let mut enc = flate2::write::GzEncoder::new(
+        std::fs::File::create(&gz).unwrap(),
+        flate2::Compression::fast(),
+    );
+    std::io::copy(&mut std::fs::File::open(&docker).unwrap(), &mut enc).unwrap();
+    enc.finish().unwrap();
+    for (input, prefix) in [(docker.clone(), "plain"), (gz, "gz")] {
+        let target = format!("{}/{prefix}", reg.host());
+        load_json(&[
+            input.to_str().unwrap(),
+            "--registry",
+            &target,
+            "--plain-http",
+        ]);
+        let raw = inspect_raw(&format!("{target}/agent-security/nginx:1.25.3"));
+        assert_eq!(sha256_hex(&raw), want);
+    }
+    // An extracted bundle folder and a plain OCI layout folder.
+    let bundle = tmp.path().join("b.tar.gz");
+    let report = build_fixture(&bundle, 0);
+    let x = tmp.path().join("x");
+    ferry()
+        .args(["extract", "-q"])
+        .arg(&bundle)
+        .arg("-C")
+        .arg(&x)
+        .assert()
+        .success();
+    let target = format!("{}/folder", reg.host());
+    let v = load_json(&[x.to_str().unwrap(), "--registry", &target, "--plain-http"]);
+    assert_eq!(
+        v["report"]["pushed"].as_array().unwrap().len(),
+        report.manifest.images.len()
+    );
+    let target = format!("{}/layout", reg.host());
+    let layout = x.join("agent-security-1.4.0/images");
+    load_json(&[
+        layout.to_str().unwrap(),
+        "--registry",
+        &target,
+        "--plain-http",
+    ]);
+    assert_eq!(
+        format!(
+            "sha256:{}",
+            sha256_hex(&inspect_raw(&format!(
+                "{target}/agent-security/gateway:1.4.0"
+            )))
+        ),
+        report.manifest.images[0].digest.to_string()
+    );
+}
+
+#[test]
+fn a_killed_load_resumes_and_sends_only_what_is_missing() {
+    let reg = Registry::start(Setup::Plain);
+    let tmp = tempfile::tempdir().unwrap();
+    // Six images of 2 MiB incompressible layers, so there is something to interrupt.
+    let layout = tmp.path().join("layout");
+    let images = crate::util::oci::write_layout(&layout, 7);
+    let mut spec = String::from("name: big\nversion: '1'\nimages:\n");
+    for img in &images.images {
+        spec.push_str(&format!(
+            "  - ref: example.com/big/{0}:1\n    from: oci:layout:{0}\n",
+            img.name
+        ));
+    }
+    std::fs::write(tmp.path().join("ferry.yaml"), spec).unwrap();
+    let bundle = tmp.path().join("big.tar.gz");
+    let report = build_spec(&tmp.path().join("ferry.yaml"), &bundle, 0);
+    let last = report.manifest.images.last().unwrap();
+    // Stall the upload of the last image's manifest: everything before it is in.
+    let proxy = FaultProxy::start(
+        reg.port,
+        vec![Rule::new(
+            "PUT",
+            &format!("manifests/{}", last.digest),
+            Fault::Stall(Duration::from_secs(60)),
+            1,
+        )],
+    );
+    let target = format!("{}/r", proxy.host());
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("ferry"))
+        .args(["load", "-q"])
+        .arg(&bundle)
+        .args(["--registry", &target, "--plain-http", "--concurrency", "1"])
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while proxy.faults() == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the load never reached the stalled request"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the load ended before it was interrupted"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let total: u64 = report
+        .manifest
+        .files
+        .iter()
+        .filter(|f| f.path.as_str().starts_with("images/blobs/"))
+        .map(|f| f.size)
+        .sum();
+    let v = load_json(&[
+        bundle.to_str().unwrap(),
+        "--registry",
+        &format!("{}/r", reg.host()),
+        "--plain-http",
+    ]);
+    let sent = v["report"]["bytes_uploaded"].as_u64().unwrap();
+    assert!(
+        sent < total / 4,
+        "the re-run sent {sent} of {total} bytes: it should send only what was missing"
+    );
+    assert!(v["report"]["blobs_skipped"].as_u64().unwrap() > 0);
+    for img in &report.manifest.images {
+        let raw = inspect_raw(&format!("{}/r/{}:1", reg.host(), img.repository));
+        assert_eq!(
+            format!("sha256:{}", sha256_hex(&raw)),
+            img.digest.to_string()
+        );
+    }
+}
+
+#[test]
+fn bad_input_fails_clearly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bundle = tmp.path().join("b.tar.gz");
+    build_fixture(&bundle, 0);
+    let b = bundle.to_str().unwrap();
+
+    // Wrong password: an auth error naming the registry, exit 2, quickly.
+    let reg = Registry::start(Setup::Basic {
+        user: "ferry".into(),
+        password: "s3cret".into(),
+    });
+    let start = Instant::now();
+    let out = ferry()
+        .args([
+            "load",
+            b,
+            "--registry",
+            &reg.host(),
+            "--plain-http",
+            "--username",
+            "ferry",
+            "--password-stdin",
+        ])
+        .write_stdin("wrong\n")
+        .assert()
+        .code(2)
+        .get_output()
+        .stderr
+        .clone();
+    let msg = String::from_utf8_lossy(&out);
+    assert!(msg.contains(&reg.host()), "{msg}");
+    assert!(!msg.contains("wrong"), "the password leaked: {msg}");
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "a wrong password must not be retried"
+    );
+    ferry()
+        .args([
+            "load",
+            "-q",
+            b,
+            "--registry",
+            &reg.host(),
+            "--plain-http",
+            "--username",
+            "ferry",
+            "--password-stdin",
+        ])
+        .write_stdin("s3cret\n")
+        .assert()
+        .success();
+
+    // Unknown CA: a TLS error that suggests --ca-file; with it, the load works.
+    let tls = Registry::start(Setup::Tls);
+    let out = ferry()
+        .args(["load", b, "--registry", &tls.host()])
+        .assert()
+        .code(2)
+        .get_output()
+        .stderr
+        .clone();
+    assert!(
+        String::from_utf8_lossy(&out).contains("--ca-file"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+    ferry()
+        .args(["load", "-q", b, "--registry", &tls.host(), "--ca-file"])
+        .arg(tls.ca_file.as_ref().unwrap())
+        .assert()
+        .success();
+
+    // Unreachable registry.
+    let port = crate::util::free_port();
+    let out = ferry()
+        .args([
+            "load",
+            b,
+            "--registry",
+            &format!("127.0.0.1:{port}"),
+            "--plain-http",
+        ])
+        .assert()
+        .code(2)
+        .get_output()
+        .stderr
+        .clone();
+    assert!(
+        String::from_utf8_lossy(&out).contains(&format!("127.0.0.1:{port}")),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+
+    // A values file with an alias on an image key is refused with its line, before any push.
+    let plain = Registry::start(Setup::Plain);
+    let values = tmp.path().join("alias.yaml");
+    std::fs::write(
+        &values,
+        "base: &img REGISTRY/agent-security/gateway:1.4.0\ngateway:\n  image: *img\n",
+    )
+    .unwrap();
+    let out = ferry()
+        .args([
+            "load",
+            b,
+            "--registry",
+            &plain.host(),
+            "--plain-http",
+            "--values",
+        ])
+        .arg(&values)
+        .assert()
+        .code(2)
+        .get_output()
+        .stderr
+        .clone();
+    let msg = String::from_utf8_lossy(&out);
+    assert!(
+        msg.contains("alias.yaml:1:7:") && msg.contains("anchor"),
+        "{msg}"
+    );
+    // A values file that needs an image the bundle lacks fails with exit 1.
+    std::fs::write(
+        &values,
+        "gateway:\n  image: REGISTRY/agent-security/not-shipped:9.9\n",
+    )
+    .unwrap();
+    let out = ferry()
+        .args(["images", "check"])
+        .arg(&values)
+        .arg("--bundle")
+        .arg(&bundle)
+        .assert()
+        .code(1)
+        .get_output()
+        .stderr
+        .clone();
+    assert!(
+        String::from_utf8_lossy(&out).contains("not-shipped"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+    ferry()
+        .args([
+            "load",
+            b,
+            "--registry",
+            &plain.host(),
+            "--plain-http",
+            "--values",
+        ])
+        .arg(&values)
+        .assert()
+        .code(1);
+    let catalog = Command::new("skopeo")
+        .args([
+            "inspect",
+            "--tls-verify=false",
+            &format!("docker://{}/agent-security/gateway:1.4.0", plain.host()),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !catalog.status.success(),
+        "nothing may be pushed when the values check fails"
+    );
+}
+
+#[test]
+fn rewrite_command_edits_in_place_and_diffs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bundle = tmp.path().join("b.tar.gz");
+    build_fixture(&bundle, 0);
+    let values = tmp.path().join("values.yaml");
+    std::fs::copy(fixture().join("values.yaml"), &values).unwrap();
+    let diff = ferry()
+        .args(["rewrite"])
+        .arg(&values)
+        .args(["--registry", "harbor.example.com/mcp", "--bundle"])
+        .arg(&bundle)
+        .arg("--diff")
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let diff = String::from_utf8_lossy(&diff);
+    assert!(
+        diff.contains("+    repository: harbor.example.com/mcp/agent-security/gateway"),
+        "{diff}"
+    );
+    ferry()
+        .args(["rewrite", "-q", "--in-place", "--pin-digests"])
+        .arg(&values)
+        .args(["--registry", "harbor.example.com/mcp", "--bundle"])
+        .arg(&bundle)
+        .assert()
+        .success();
+    let text = std::fs::read_to_string(&values).unwrap();
+    assert!(text.contains("sha256:"), "pinned digests expected: {text}");
+    ferry()
+        .args(["images", "check"])
+        .arg(&values)
+        .arg("--bundle")
+        .arg(&bundle)
+        .assert()
+        .success();
+}
