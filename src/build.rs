@@ -1,7 +1,7 @@
 //! `ferry build`: turns a `ferry.yaml` into a deterministic, verifiable bundle.
 
 use crate::archive::{Packing, TarGzWriter};
-use crate::digest::{hash_reader, Digest};
+use crate::digest::{hash_reader, BackgroundHasher, Digest};
 use crate::manifest::{
     self, ChartEntry, FileEntry, ImageEntry, Manifest, Mode, FORMAT_VERSION, MANIFEST_NAME,
     SIGNATURE_NAME,
@@ -304,7 +304,8 @@ pub fn build(opts: &BuildOptions, sign: Option<ManifestSigner>) -> Result<BuildR
         )?;
     }
 
-    // Pass 1: hash every input (blobs are checked against their digests).
+    // Pass 1: hash every input that is not content-addressed. Blobs are named by their
+    // digest; they are hashed while they are written (pass 2), on a second core.
     let entries: Vec<(SafePath, Planned)> = plan.files.into_iter().collect();
     let hashed = hash_all(&entries, opts.progress)?;
     let files: Vec<FileEntry> = entries
@@ -366,6 +367,7 @@ pub fn build(opts: &BuildOptions, sign: Option<ManifestSigner>) -> Result<BuildR
         );
         let write_err = io_err(&opts.output);
         write_head(&mut w, &root, &manifest_bytes, signature.as_deref()).map_err(&write_err)?;
+        let hasher = BackgroundHasher::new(4, 1 << 20);
         for ((path, planned), (_, size)) in entries.iter().zip(&hashed) {
             debug_assert_eq!(*size, planned.size);
             let mut reader = planned
@@ -378,14 +380,39 @@ pub fn build(opts: &BuildOptions, sign: Option<ManifestSigner>) -> Result<BuildR
             let packing = Packing::sniff(&head[..n]);
             let data = io::Cursor::new(head[..n].to_vec()).chain(reader);
             let data = bar.wrap_read(data);
-            w.append(
-                &format!("{root}/{path}"),
-                planned.mode.bits(),
-                *size,
-                packing,
-                data,
-            )
-            .map_err(&write_err)?;
+            match &planned.expected {
+                Some(expected) => {
+                    let tee = HashTee {
+                        inner: data,
+                        hasher: &hasher,
+                    };
+                    w.append(
+                        &format!("{root}/{path}"),
+                        planned.mode.bits(),
+                        *size,
+                        packing,
+                        tee,
+                    )
+                    .map_err(&write_err)?;
+                    let (found, _) = hasher.finish();
+                    if found != *expected {
+                        return Err(BuildError::CorruptBlob {
+                            source_desc: planned.origin.clone(),
+                            expected: expected.clone(),
+                            found,
+                        });
+                    }
+                }
+                None => w
+                    .append(
+                        &format!("{root}/{path}"),
+                        planned.mode.bits(),
+                        *size,
+                        packing,
+                        data,
+                    )
+                    .map_err(&write_err)?,
+            }
         }
         let mut out = w.finish().map_err(&write_err)?;
         out.flush().map_err(&write_err)?;
@@ -464,6 +491,28 @@ pub fn write_head<W: Write>(
     w.end_member()
 }
 
+/// Passes reads through and hashes a copy on the background hasher's thread.
+struct HashTee<'h, R> {
+    inner: R,
+    hasher: &'h BackgroundHasher,
+}
+
+impl<R: Read> Read for HashTee<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut done = 0;
+        while done < n {
+            let mut b = self.hasher.buffer();
+            let k = (n - done).min(b.len());
+            b[..k].copy_from_slice(&buf[done..done + k]);
+            b.truncate(k);
+            self.hasher.submit(b);
+            done += k;
+        }
+        Ok(n)
+    }
+}
+
 fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
@@ -497,6 +546,11 @@ fn hash_all(
                     return;
                 }
                 let (_, p) = &entries[i];
+                if let Some(expected) = &p.expected {
+                    // Content-addressed: checked while written.
+                    results.lock().expect("lock")[i] = Some((expected.clone(), p.size));
+                    continue;
+                }
                 let outcome = (|| {
                     let reader = p.location.open(p.size).map_err(|source| BuildError::Io {
                         path: PathBuf::from(&p.origin),

@@ -412,3 +412,44 @@ fn exit_codes_and_json_errors() {
         .clone();
     assert!(String::from_utf8_lossy(&text).contains("authenticity NOT checked"));
 }
+
+#[test]
+fn a_corrupt_source_blob_fails_the_build_and_leaves_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("layout");
+    crate::util::oci::write_layout(&layout, 3);
+    // Flip a byte in the largest blob (a layer, named by its digest).
+    let blobs = layout.join("blobs/sha256");
+    let biggest = std::fs::read_dir(&blobs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    let mut bytes = std::fs::read(&biggest).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 1;
+    std::fs::write(&biggest, bytes).unwrap();
+    std::fs::write(tmp.path().join("ferry.yaml"), "name: c\nversion: '1'\nimages:\n  - ref: example.com/c/app1:1\n    from: oci:layout:app1\n  - ref: example.com/c/app2:1\n    from: oci:layout:app2\n").unwrap();
+    let out = tmp.path().join("c.tar.gz");
+    let err = ferry()
+        .args(["build", "-f"])
+        .arg(tmp.path().join("ferry.yaml"))
+        .arg("-o")
+        .arg(&out)
+        .assert()
+        .code(2)
+        .get_output()
+        .stderr
+        .clone();
+    let err = String::from_utf8_lossy(&err);
+    assert!(err.contains("does not match its digest"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        left.len(),
+        2,
+        "only the layout and the spec may remain: {left:?}"
+    );
+}
