@@ -1,0 +1,794 @@
+//! `check`: walk an extracted bundle (or a chart folder), find destinations in values files,
+//! chart templates, scripts, configuration and documentation, and classify each.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Component, Path, PathBuf};
+
+use super::classify::{classify, ClusterNames};
+use super::finder::{self, find, key_value, split_comment, LineCtx, MARKER};
+use super::template::{self, assemble, Env, RenderedLine, TNode, Template};
+use super::values::{self, Node, Value, Values};
+use super::{CheckOptions, Diagnostic, EgressError, Finding, Kind, Report, Source, Verdict};
+
+/// Files larger than this are not read (reported as a diagnostic).
+const MAX_FILE: u64 = 32 << 20;
+/// Evidence text is cut to this many characters.
+const MAX_TEXT: usize = 240;
+
+/// A file to read: where it is, and how it is named in the report.
+#[derive(Debug, Clone)]
+struct FileRef {
+    abs: PathBuf,
+    rel: String,
+}
+
+/// A chart found in the folder.
+#[derive(Debug)]
+struct Chart {
+    /// Display path of the chart folder ("" for the root).
+    rel: String,
+    abs: PathBuf,
+    name: String,
+    /// Index of the parent chart, for subcharts.
+    parent: Option<usize>,
+    templates: Vec<FileRef>,
+    values: Option<FileRef>,
+}
+
+/// A destination before classification.
+#[derive(Debug, Clone)]
+struct Raw {
+    host: String,
+    port: Option<u16>,
+    kind: Kind,
+    source: Source,
+    file: String,
+    line: usize,
+    text: String,
+    value_path: Option<String>,
+    commented: bool,
+}
+
+#[derive(Default)]
+struct State {
+    raw: Vec<Raw>,
+    diags: Vec<Diagnostic>,
+    files: usize,
+    names: ClusterNames,
+    /// Lines of every values file read, by display path, for evidence text.
+    value_lines: HashMap<String, Vec<String>>,
+}
+
+/// Find and classify every destination under `opts.root`.
+pub fn check(opts: &CheckOptions) -> Result<Report, EgressError> {
+    let root = &opts.root;
+    if !root.is_dir() {
+        return Err(EgressError::NotAFolder { path: root.clone() });
+    }
+    let mut st = State::default();
+    // User overlays first: a broken one is a usage error, not a finding.
+    let mut user: Vec<(String, Node)> = Vec::new();
+    for p in &opts.values {
+        let text = std::fs::read_to_string(p).map_err(|source| EgressError::Read { path: p.clone(), source })?;
+        let rel = p.display().to_string();
+        let node = values::load(&text, 0).map_err(|e| EgressError::Values {
+            path: p.clone(),
+            line: e.line,
+            column: e.column,
+            message: e.message,
+        })?;
+        st.value_lines.insert(rel.clone(), text.lines().map(str::to_string).collect());
+        st.files += 1;
+        user.push((rel, node));
+    }
+
+    let mut temps = Vec::new();
+    let files = walk(root, "", &mut temps, &mut st)?;
+    let (mut charts, others) = layout(&files);
+    for c in &charts {
+        st.names.charts.insert(c.name.clone());
+    }
+
+    // Bundle-level values files (`values.yaml` beside `charts/`) overlay every chart.
+    let mut bundle_values: Vec<(String, Node)> = Vec::new();
+    let mut plain: Vec<(&FileRef, Source)> = Vec::new();
+    for (f, src) in &others {
+        if *src == Source::Values {
+            if let Some(n) = load_values(f, &mut st) {
+                bundle_values.push((f.rel.clone(), n));
+            }
+        } else {
+            plain.push((f, *src));
+        }
+    }
+
+    // Parse every template once; named templates are shared by a chart and its subcharts.
+    let mut parsed: Vec<Vec<(FileRef, Option<Template>)>> = Vec::new();
+    let mut defines: HashMap<String, Vec<TNode>> = HashMap::new();
+    for c in &charts {
+        let mut list = Vec::new();
+        for f in &c.templates {
+            st.files += 1;
+            let Some(src) = read_text(f, &mut st) else { continue };
+            match template::parse(&src) {
+                Ok(t) => {
+                    for (name, body) in &t.defines {
+                        defines.entry(name.clone()).or_insert_with(|| body.clone());
+                    }
+                    list.push((f.clone(), Some(t)));
+                }
+                Err(e) => {
+                    st.diags.push(Diagnostic {
+                        file: f.rel.clone(),
+                        line: e.line,
+                        message: format!("template does not parse: {}; its literal text was still scanned", e.message),
+                    });
+                    scan_plain_text(&src, f, Source::Template, LineCtx { yaml: true, ..Default::default() }, &mut st);
+                    list.push((f.clone(), None));
+                }
+            }
+        }
+        parsed.push(list);
+    }
+
+    // Merged values per chart: chart values, then the bundle's, then the user's.
+    let mut merged: Vec<Values> = Vec::new();
+    for i in 0..charts.len() {
+        let mut v = Values::empty();
+        if let Some(f) = charts[i].values.clone() {
+            if let Some(n) = load_values(&f, &mut st) {
+                v.layer(&f.rel, |idx| reindex(n, idx));
+            }
+        }
+        match charts[i].parent {
+            Some(p) => {
+                // A subchart sees its parent's `<name>:` section and `global:`.
+                let pv = &merged[p];
+                let mut sub = Node::synthetic(Value::Map(Vec::new()));
+                if let Some(n) = pv.root.get(&charts[i].name) {
+                    sub = n.clone();
+                }
+                if let (Some(g), Value::Map(m)) = (pv.root.get("global"), &mut sub.value) {
+                    m.retain(|(k, _)| k != "global");
+                    m.push(("global".into(), g.clone()));
+                }
+                // Parent file indices are re-based onto this chart's file list.
+                let base = v.files.len();
+                v.files.extend(pv.files.iter().cloned());
+                values::merge(&mut v.root, shift(sub, base));
+            }
+            None => {
+                for (rel, n) in bundle_values.iter().chain(user.iter()) {
+                    v.layer(rel, |idx| reindex(n.clone(), idx));
+                }
+            }
+        }
+        merged.push(v);
+    }
+    if charts.is_empty() && !(bundle_values.is_empty() && user.is_empty()) {
+        let mut v = Values::empty();
+        for (rel, n) in bundle_values.iter().chain(user.iter()) {
+            v.layer(rel, |idx| reindex(n.clone(), idx));
+        }
+        merged.push(v);
+    }
+
+    // Render templates.
+    for (i, c) in charts.iter_mut().enumerate() {
+        let env = Env { values: &merged[i], defines: &defines, chart_name: &c.name };
+        for (f, t) in &parsed[i] {
+            let Some(t) = t else { continue };
+            let source = if f.rel.ends_with("NOTES.txt") { Source::Doc } else { Source::Template };
+            let src_lines = st_lines(f, &mut st);
+            let mut lines = assemble(&env.render_scan(&t.nodes));
+            // Named templates are scanned where they are defined, too.
+            for (_, body) in &t.defines {
+                lines.extend(assemble(&env.render_scan(body)));
+            }
+            collect_services(&lines, &mut st.names);
+            scan_rendered(&lines, f, &src_lines, source, &mut st);
+        }
+    }
+    for v in &merged {
+        scan_values_tree(&v.root, ".Values", "", v, &mut st);
+    }
+    let mut seen_comments = std::collections::HashSet::new();
+    for v in &merged {
+        for rel in &v.files {
+            if seen_comments.insert(rel.clone()) {
+                scan_value_comments(rel, &mut st);
+            }
+        }
+    }
+
+    for (f, src) in plain {
+        scan_file(f, src, &mut st);
+    }
+    drop(temps);
+    Ok(finish(st, opts))
+}
+
+fn finish(st: State, opts: &CheckOptions) -> Report {
+    let allow = opts.allow.as_ref();
+    let mut best: BTreeMap<(String, usize, String, Option<u16>), Finding> = BTreeMap::new();
+    for r in st.raw {
+        let (verdict, rule) = classify(&r.host, r.port, allow, &st.names);
+        let f = Finding {
+            host: finder::shown(&r.host),
+            port: r.port,
+            verdict,
+            rule,
+            file: r.file,
+            line: r.line,
+            text: r.text,
+            value_path: r.value_path,
+            kind: r.kind,
+            source: r.source,
+            commented: r.commented,
+        };
+        let key = (f.file.clone(), f.line, f.host.clone(), f.port);
+        match best.get(&key) {
+            // Keep the most specific shape (registry beats a plain host) and a values path.
+            Some(old) if (old.kind == Kind::Registry || old.value_path.is_some()) && f.kind != Kind::Registry => {}
+            _ => {
+                best.insert(key, f);
+            }
+        }
+    }
+    let mut report = Report {
+        findings: best.into_values().collect(),
+        diagnostics: st.diags,
+        declared: opts.declared.clone(),
+        allow: opts.allow.clone(),
+        ..Default::default()
+    };
+    report.diagnostics.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+    report.summarize(&opts.fail_on, st.files);
+    report
+}
+
+/// Walk `dir`, returning files in name order; packaged charts are unpacked beside it.
+fn walk(dir: &Path, prefix: &str, temps: &mut Vec<tempfile::TempDir>, st: &mut State) -> Result<Vec<FileRef>, EgressError> {
+    let mut out = Vec::new();
+    let it = walkdir::WalkDir::new(dir).sort_by_file_name().into_iter().filter_entry(|e| {
+        let name = e.file_name().to_string_lossy();
+        !(e.depth() == 1 && prefix.is_empty() && name == "images") && name != ".git"
+    });
+    for entry in it {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                st.diags.push(Diagnostic { file: prefix.to_string(), line: 0, message: format!("cannot read: {e}") });
+                continue;
+            }
+        };
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let rel_inner = entry.path().strip_prefix(dir).unwrap_or(entry.path());
+        let rel_inner = rel_inner.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
+        let rel = if prefix.is_empty() { rel_inner } else { format!("{prefix}/{rel_inner}") };
+        let is_chart_pkg = rel.ends_with(".tgz") && (rel.starts_with("charts/") || rel.contains("/charts/"));
+        if is_chart_pkg {
+            let tmp = tempfile::tempdir().map_err(|source| EgressError::Unpack { path: entry.path().to_path_buf(), source })?;
+            match unpack(entry.path(), tmp.path()) {
+                Ok(()) => {
+                    let inner = walk(tmp.path(), &rel, temps, st)?;
+                    out.extend(inner);
+                    temps.push(tmp);
+                }
+                Err(e) => st.diags.push(Diagnostic {
+                    file: rel,
+                    line: 0,
+                    message: format!("packaged chart could not be unpacked ({e}); it was not checked"),
+                }),
+            }
+            continue;
+        }
+        out.push(FileRef { abs: entry.path().to_path_buf(), rel });
+    }
+    Ok(out)
+}
+
+/// Unpack a packaged chart: regular files only, no escaping paths, bounded size.
+fn unpack(tgz: &Path, to: &Path) -> std::io::Result<()> {
+    let f = File::open(tgz)?;
+    let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(BufReader::new(f)));
+    let mut total: u64 = 0;
+    for entry in ar.entries()? {
+        let mut entry = entry?;
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let path = entry.path()?.into_owned();
+        if path.components().any(|c| !matches!(c, Component::Normal(_))) {
+            return Err(std::io::Error::other(format!("unsafe path {} in archive", path.display())));
+        }
+        total += entry.size();
+        if entry.size() > MAX_FILE || total > 16 * MAX_FILE {
+            return Err(std::io::Error::other("archive too large"));
+        }
+        let dest = to.join(&path);
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let mut out = File::create(&dest)?;
+        std::io::copy(&mut (&mut entry).take(MAX_FILE), &mut out)?;
+    }
+    Ok(())
+}
+
+/// Sort files into charts and everything else.
+fn layout(files: &[FileRef]) -> (Vec<Chart>, Vec<(FileRef, Source)>) {
+    let mut charts: Vec<Chart> = Vec::new();
+    for f in files {
+        let (dir, name) = match f.rel.rsplit_once('/') {
+            Some((d, n)) => (d.to_string(), n),
+            None => (String::new(), f.rel.as_str()),
+        };
+        if name == "Chart.yaml" {
+            let text = std::fs::read_to_string(&f.abs).unwrap_or_default();
+            let chart_name = text
+                .lines()
+                .find_map(|l| l.strip_prefix("name:"))
+                .map(|n| n.trim().trim_matches(['"', '\'']).to_string())
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| dir.rsplit('/').next().unwrap_or("chart").to_string());
+            let abs = f.abs.parent().map(Path::to_path_buf).unwrap_or_default();
+            charts.push(Chart { rel: dir, abs, name: chart_name, parent: None, templates: Vec::new(), values: None });
+        }
+    }
+    // Parents before children: shorter paths first.
+    charts.sort_by_key(|c| (c.rel.matches('/').count() + usize::from(!c.rel.is_empty()), c.rel.clone()));
+    for i in 0..charts.len() {
+        charts[i].parent = (0..i).rev().find(|&j| within(&charts[i].rel, &charts[j].rel));
+    }
+    let mut others = Vec::new();
+    for f in files {
+        let owner = (0..charts.len()).rev().find(|&j| within(&f.rel, &charts[j].rel));
+        match owner {
+            Some(j) => {
+                let inner = if charts[j].rel.is_empty() { f.rel.as_str() } else { &f.rel[charts[j].rel.len() + 1..] };
+                if inner.starts_with("templates/") {
+                    charts[j].templates.push(f.clone());
+                } else if inner == "values.yaml" {
+                    charts[j].values = Some(f.clone());
+                } else if inner == "Chart.yaml" || inner.ends_with(".md") || inner == "values.schema.json" || inner.ends_with(".txt") {
+                    others.push((f.clone(), Source::Doc));
+                } else if inner == ".helmignore" || inner == "Chart.lock" {
+                } else {
+                    others.push((f.clone(), source_of(&f.rel)));
+                }
+            }
+            None => {
+                let top = !f.rel.contains('/');
+                if top && values::is_values_file(Path::new(&f.rel)) {
+                    others.push((f.clone(), Source::Values));
+                } else if f.rel == "ferry.json" || f.rel.ends_with(".sig") {
+                } else {
+                    others.push((f.clone(), source_of(&f.rel)));
+                }
+            }
+        }
+    }
+    let _ = charts.iter().map(|c| &c.abs).count();
+    (charts, others)
+}
+
+fn within(path: &str, dir: &str) -> bool {
+    dir.is_empty() || (path.len() > dir.len() && path.starts_with(dir) && path.as_bytes()[dir.len()] == b'/')
+}
+
+fn source_of(rel: &str) -> Source {
+    let lower = rel.to_ascii_lowercase();
+    let name = lower.rsplit('/').next().unwrap_or(&lower);
+    if lower.starts_with("scripts/")
+        || [".sh", ".bash", ".py", ".ps1", ".zsh"].iter().any(|e| name.ends_with(e))
+        || name == "dockerfile"
+        || name == "makefile"
+    {
+        Source::Script
+    } else if [".md", ".txt", ".rst", ".adoc", ".html"].iter().any(|e| name.ends_with(e))
+        || name.starts_with("license")
+        || name.starts_with("notice")
+        || name.starts_with("changelog")
+    {
+        Source::Doc
+    } else {
+        Source::Config
+    }
+}
+
+fn read_text(f: &FileRef, st: &mut State) -> Option<String> {
+    let meta = std::fs::metadata(&f.abs).ok()?;
+    if meta.len() > MAX_FILE {
+        st.diags.push(Diagnostic { file: f.rel.clone(), line: 0, message: format!("larger than {} MiB; not checked", MAX_FILE >> 20) });
+        return None;
+    }
+    match std::fs::read(&f.abs) {
+        Ok(bytes) if bytes.iter().take(8192).any(|&b| b == 0) => None,
+        Ok(bytes) => Some(String::from_utf8_lossy(&bytes).into_owned()),
+        Err(e) => {
+            st.diags.push(Diagnostic { file: f.rel.clone(), line: 0, message: format!("cannot read: {e}") });
+            None
+        }
+    }
+}
+
+fn st_lines(f: &FileRef, _st: &mut State) -> Vec<String> {
+    std::fs::read_to_string(&f.abs).map(|t| t.lines().map(str::to_string).collect()).unwrap_or_default()
+}
+
+fn load_values(f: &FileRef, st: &mut State) -> Option<Node> {
+    st.files += 1;
+    let text = read_text(f, st)?;
+    st.value_lines.insert(f.rel.clone(), text.lines().map(str::to_string).collect());
+    match values::load(&text, 0) {
+        Ok(n) => Some(n),
+        Err(e) => {
+            st.diags.push(Diagnostic {
+                file: f.rel.clone(),
+                line: e.line,
+                message: format!("values file is not valid YAML (column {}: {}); its text was scanned line by line instead", e.column, e.message),
+            });
+            scan_plain_text(&text, f, Source::Values, LineCtx { yaml: true, ..Default::default() }, st);
+            None
+        }
+    }
+}
+
+/// Point every node of a freshly loaded tree at file `idx`.
+fn reindex(mut n: Node, idx: usize) -> Node {
+    fn walk(n: &mut Node, idx: usize) {
+        n.file = idx;
+        match &mut n.value {
+            Value::Map(m) => m.iter_mut().for_each(|(_, v)| walk(v, idx)),
+            Value::Seq(s) => s.iter_mut().for_each(|v| walk(v, idx)),
+            _ => {}
+        }
+    }
+    walk(&mut n, idx);
+    n
+}
+
+fn shift(mut n: Node, base: usize) -> Node {
+    fn walk(n: &mut Node, base: usize) {
+        if n.file != usize::MAX {
+            n.file += base;
+        }
+        match &mut n.value {
+            Value::Map(m) => m.iter_mut().for_each(|(_, v)| walk(v, base)),
+            Value::Seq(s) => s.iter_mut().for_each(|v| walk(v, base)),
+            _ => {}
+        }
+    }
+    walk(&mut n, base);
+    n
+}
+
+/// Evidence text: trimmed, credentials redacted, cut to a readable length.
+fn evidence(line: &str) -> String {
+    let t = finder::redact(line.trim());
+    if t.chars().count() > MAX_TEXT {
+        let mut s: String = t.chars().take(MAX_TEXT).collect();
+        s.push('…');
+        s
+    } else {
+        t
+    }
+}
+
+fn env_name(line: &str) -> Option<&str> {
+    let t = line.trim_start().strip_prefix("- ")?.trim_start();
+    let v = t.strip_prefix("name:")?.trim();
+    Some(v.trim_matches(['"', '\'']))
+}
+
+fn scan_values_tree(node: &Node, path: &str, key: &str, v: &Values, st: &mut State) {
+    match &node.value {
+        Value::Map(m) => {
+            let get = |k: &str| m.iter().find(|(mk, _)| mk == k).map(|(_, n)| n);
+            // `{registry, repository, tag}` image maps.
+            if let (Some(reg), Some(_)) = (get("registry"), get("repository").or_else(|| get("image"))) {
+                if let Some(r) = reg.as_text().filter(|r| !r.is_empty()) {
+                    let (host, port) = finder::image_registry(&format!("{r}/x")).unwrap_or((finder::normalize_host(&r), None));
+                    push_value(reg, &format!("{path}.registry"), host, port, Kind::Registry, v, st);
+                }
+                for (k, child) in m {
+                    if k != "registry" && k != "repository" && k != "image" {
+                        scan_values_tree(child, &format!("{path}.{k}"), k, v, st);
+                    }
+                }
+                return;
+            }
+            // `{name: X, value: Y}` env entries: X names what Y is.
+            let env = get("name").and_then(Node::as_text);
+            for (k, child) in m {
+                let key = match (&env, k.as_str()) {
+                    (Some(n), "value") => n.as_str(),
+                    _ => k.as_str(),
+                };
+                scan_values_tree(child, &format!("{path}.{k}"), key, v, st);
+            }
+        }
+        Value::Seq(s) => {
+            for (i, child) in s.iter().enumerate() {
+                scan_values_tree(child, &format!("{path}[{i}]"), key, v, st);
+            }
+        }
+        Value::Str(s) => {
+            if s.contains('\n') {
+                for (i, l) in s.lines().enumerate() {
+                    let line = node.line + i + usize::from(node.block);
+                    let (code, comment) = split_comment(l);
+                    for (part, commented) in [(code, false), (comment.unwrap_or(""), true)] {
+                        let part = part.trim_start_matches('#');
+                        for h in find(part, LineCtx { yaml: true, shell: true, env_name: None }) {
+                            push_raw(st, v, node, line, Some(path), h.host, h.port, h.kind, commented);
+                        }
+                    }
+                }
+                return;
+            }
+            let synthetic = format!("{}: {s}", if key.is_empty() { "value" } else { key });
+            let klen = synthetic.len() - s.len();
+            for h in find(&synthetic, LineCtx { yaml: true, ..Default::default() }) {
+                if h.start >= klen {
+                    push_raw(st, v, node, node.line, Some(path), h.host, h.port, h.kind, false);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn push_value(node: &Node, path: &str, host: String, port: Option<u16>, kind: Kind, v: &Values, st: &mut State) {
+    push_raw(st, v, node, node.line, Some(path), host, port, kind, false);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn push_raw(st: &mut State, v: &Values, node: &Node, line: usize, path: Option<&str>, host: String, port: Option<u16>, kind: Kind, commented: bool) {
+    let Some(file) = v.files.get(node.file) else { return };
+    let text = st.value_lines.get(file).and_then(|ls| ls.get(line.wrapping_sub(1))).map(|l| evidence(l)).unwrap_or_default();
+    st.raw.push(Raw {
+        host,
+        port,
+        kind,
+        source: Source::Values,
+        file: file.clone(),
+        line,
+        text,
+        value_path: path.map(str::to_string),
+        commented,
+    });
+}
+
+fn scan_value_comments(rel: &str, st: &mut State) {
+    let Some(lines) = st.value_lines.get(rel) else { return };
+    let mut found = Vec::new();
+    for (i, l) in lines.iter().enumerate() {
+        let (_, Some(comment)) = split_comment(l) else { continue };
+        let body = comment.trim_start_matches('#').trim_start();
+        for h in find(body, LineCtx { yaml: true, ..Default::default() }) {
+            found.push(Raw {
+                host: h.host,
+                port: h.port,
+                kind: h.kind,
+                source: Source::Values,
+                file: rel.to_string(),
+                line: i + 1,
+                text: evidence(l),
+                value_path: None,
+                commented: true,
+            });
+        }
+    }
+    st.raw.extend(found);
+}
+
+/// Scan the rendered lines of one template.
+fn scan_rendered(lines: &[RenderedLine], f: &FileRef, src: &[String], source: Source, st: &mut State) {
+    let mut prev_env: Option<String> = None;
+    for rl in lines {
+        let ctx = LineCtx { yaml: true, shell: false, env_name: prev_env.as_deref() };
+        let code_len = split_comment(&rl.text).0.len();
+        let text = src.get(rl.line.wrapping_sub(1)).map(|l| evidence(l)).unwrap_or_default();
+        let mut covered = Vec::new();
+        for h in find(&rl.text, ctx) {
+            let segs: Vec<_> = rl.segs.iter().filter(|s| s.0 < h.end && h.start < s.1).collect();
+            let path = segs.iter().find_map(|s| s.2.clone());
+            let unresolved = segs.iter().any(|s| s.3);
+            let commented = h.start >= code_len || segs.iter().all(|s| s.4) && !segs.is_empty();
+            let mut host = h.host;
+            if unresolved && !host.contains(MARKER) {
+                host.push(MARKER);
+            }
+            covered.push((h.start, h.end));
+            st.raw.push(Raw {
+                host,
+                port: h.port,
+                kind: h.kind,
+                source,
+                file: f.rel.clone(),
+                line: rl.line,
+                text: text.clone(),
+                value_path: path,
+                commented,
+            });
+        }
+        // An unresolved action in a place that names a destination is reported, not skipped.
+        if let Some(pos) = rl.text[..code_len].find(MARKER) {
+            if !covered.iter().any(|(s, e)| *s <= pos && pos < *e) {
+                if let Some((key, value, _)) = key_value(&rl.text, ctx) {
+                    let hostish = finder::host_like_key(&key) || finder::image_key(&key) || (key == "value" && prev_env.as_deref().is_some_and(finder::host_like_key));
+                    if hostish && value.contains(MARKER) {
+                        let path = rl.segs.iter().find(|s| s.3).and_then(|s| s.2.clone());
+                        st.raw.push(Raw {
+                            host: value.chars().take(120).collect(),
+                            port: None,
+                            kind: if finder::image_key(&key) { Kind::Registry } else { Kind::Host },
+                            source,
+                            file: f.rel.clone(),
+                            line: rl.line,
+                            text: text.clone(),
+                            value_path: path,
+                            commented: false,
+                        });
+                    }
+                }
+            }
+        }
+        prev_env = env_name(&rl.text).map(str::to_string);
+    }
+}
+
+/// Remember the names of rendered `kind: Service` objects.
+fn collect_services(lines: &[RenderedLine], names: &mut ClusterNames) {
+    let mut is_service = false;
+    let mut in_meta = false;
+    let mut name: Option<String> = None;
+    let mut flush = |is_service: bool, name: &mut Option<String>| {
+        if let (true, Some(n)) = (is_service, name.take()) {
+            if !n.contains(MARKER) && !n.is_empty() {
+                names.services.insert(n.to_ascii_lowercase());
+            }
+        }
+        *name = None;
+    };
+    for rl in lines {
+        let t = rl.text.trim_end();
+        if t == "---" {
+            flush(is_service, &mut name);
+            is_service = false;
+            in_meta = false;
+            continue;
+        }
+        if t == "kind: Service" {
+            is_service = true;
+        } else if t == "metadata:" {
+            in_meta = true;
+        } else if !t.starts_with(' ') {
+            in_meta = false;
+        } else if in_meta && name.is_none() {
+            if let Some(n) = t.strip_prefix("  name:") {
+                name = Some(n.trim().trim_matches(['"', '\'']).to_string());
+            }
+        }
+    }
+    flush(is_service, &mut name);
+}
+
+fn comment_style(rel: &str) -> bool {
+    let lower = rel.to_ascii_lowercase();
+    ![".md", ".json", ".js", ".ts", ".html", ".xml", ".go", ".java", ".rs", ".c", ".h"].iter().any(|e| lower.ends_with(e))
+}
+
+fn ctx_for(rel: &str, source: Source) -> LineCtx<'static> {
+    let lower = rel.to_ascii_lowercase();
+    match source {
+        Source::Script => LineCtx { shell: true, ..Default::default() },
+        Source::Doc => LineCtx::default(),
+        _ if lower.ends_with(".yaml") || lower.ends_with(".yml") => LineCtx { yaml: true, ..Default::default() },
+        _ if lower.ends_with(".env") || lower.ends_with(".properties") || lower.ends_with(".ini") => {
+            LineCtx { shell: true, ..Default::default() }
+        }
+        _ => LineCtx::default(),
+    }
+}
+
+/// Scan a script, config or doc file line by line, without holding it whole.
+fn scan_file(f: &FileRef, source: Source, st: &mut State) {
+    st.files += 1;
+    let Ok(meta) = std::fs::metadata(&f.abs) else { return };
+    if meta.len() > MAX_FILE {
+        st.diags.push(Diagnostic { file: f.rel.clone(), line: 0, message: format!("larger than {} MiB; not checked", MAX_FILE >> 20) });
+        return;
+    }
+    let Ok(file) = File::open(&f.abs) else { return };
+    let mut r = BufReader::with_capacity(64 << 10, file);
+    if r.fill_buf().map(|b| b.iter().take(8192).any(|&c| c == 0)).unwrap_or(true) {
+        return;
+    }
+    let ctx = ctx_for(&f.rel, source);
+    let comments = comment_style(&f.rel);
+    let mut buf = Vec::new();
+    let mut n = 0;
+    let mut prev_env: Option<String> = None;
+    loop {
+        buf.clear();
+        match r.read_until(b'\n', &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        n += 1;
+        let line = String::from_utf8_lossy(&buf);
+        let line = line.trim_end_matches(['\n', '\r']);
+        let c = LineCtx { env_name: prev_env.as_deref(), ..ctx };
+        scan_line(line, n, f, source, c, comments, &mut st.raw);
+        if ctx.yaml {
+            prev_env = env_name(line).map(str::to_string);
+        }
+    }
+}
+
+fn scan_plain_text(text: &str, f: &FileRef, source: Source, ctx: LineCtx<'_>, st: &mut State) {
+    for (i, line) in text.lines().enumerate() {
+        // Without a parse, template actions are blanked out rather than guessed.
+        let cleaned;
+        let line = if line.contains("{{") {
+            cleaned = blank_actions(line);
+            cleaned.as_str()
+        } else {
+            line
+        };
+        scan_line(line, i + 1, f, source, ctx, true, &mut st.raw);
+    }
+}
+
+fn blank_actions(line: &str) -> String {
+    let mut out = String::new();
+    let mut rest = line;
+    while let Some(i) = rest.find("{{") {
+        out.push_str(&rest[..i]);
+        match rest[i..].find("}}") {
+            Some(j) => {
+                out.push(MARKER);
+                rest = &rest[i + j + 2..];
+            }
+            None => {
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn scan_line(line: &str, n: usize, f: &FileRef, source: Source, ctx: LineCtx<'_>, comments: bool, out: &mut Vec<Raw>) {
+    let hits = find(line, ctx);
+    if hits.is_empty() {
+        return;
+    }
+    let code_len = if comments { split_comment(line).0.len() } else { line.len() };
+    let text = evidence(line);
+    for h in hits {
+        out.push(Raw {
+            host: h.host,
+            port: h.port,
+            kind: h.kind,
+            source,
+            file: f.rel.clone(),
+            line: n,
+            text: text.clone(),
+            value_path: None,
+            commented: h.start >= code_len,
+        });
+    }
+}
+
+/// A verdict for tests and callers that classify a single host.
+pub fn classify_host(host: &str, port: Option<u16>, opts: &CheckOptions) -> Verdict {
+    classify(host, port, opts.allow.as_ref(), &ClusterNames::default()).0
+}
