@@ -88,11 +88,13 @@ impl HostPattern {
                 "`{s}` is not a host name; write the host only (ports go in `ports`)"
             ));
         }
-        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        // Exact names keep their spelling (`REGISTRY` stays a recognisable placeholder);
+        // matching ignores case either way.
+        let name = name.trim_end_matches('.');
         Ok(if suffix {
-            HostPattern::Suffix(name)
+            HostPattern::Suffix(name.to_ascii_lowercase())
         } else {
-            HostPattern::Exact(name)
+            HostPattern::Exact(name.to_string())
         })
     }
 
@@ -100,10 +102,10 @@ impl HostPattern {
     pub fn matches(&self, host: &str) -> bool {
         match self {
             HostPattern::Any => true,
-            HostPattern::Exact(n) => host == n,
+            HostPattern::Exact(n) => host.eq_ignore_ascii_case(n),
             HostPattern::Suffix(s) => {
                 host.len() > s.len() + 1
-                    && host.ends_with(s.as_str())
+                    && host.to_ascii_lowercase().ends_with(s.as_str())
                     && host.as_bytes()[host.len() - s.len() - 1] == b'.'
             }
             HostPattern::Ip(ip) => host.parse::<IpAddr>().is_ok_and(|h| h == *ip),
@@ -196,7 +198,12 @@ impl AllowList {
             let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
             // The rendered message repeats the position and a snippet; keep its first line.
             let msg = e.to_string();
-            let first = msg.lines().next().unwrap_or("").trim().to_string();
+            let first = msg.lines().next().unwrap_or("").trim();
+            // Drop the parser's own "error: line L column C:" prefix; the position is ours.
+            let first = match first.find(": ") {
+                Some(i) if first.starts_with("error: line ") => first[i + 2..].to_string(),
+                _ => first.to_string(),
+            };
             err(line, column, first)
         })?;
         if let Some(v) = raw.version {

@@ -287,6 +287,18 @@ pub fn looks_like_dns_name(h: &str) -> bool {
     tld.len() >= 2 && tld.bytes().all(|c| c.is_ascii_alphabetic()) && !is_file_extension(tld)
 }
 
+/// A whole value that is not under a host-like key must end in a well-known top-level domain
+/// to count as a host name: `info.debug` or `app.main` are not destinations.
+fn common_tld(h: &str) -> bool {
+    const TLD: &[&str] = &[
+        "com", "org", "net", "io", "dev", "app", "cloud", "ai", "co", "gov", "edu", "mil", "int",
+        "biz", "info", "tech", "xyz", "site", "online", "sh", "me", "local", "internal", "corp",
+        "lan", "home", "svc", "example", "test", "invalid", "localhost", "azure", "aws", "google",
+    ];
+    let tld = h.rsplit('.').next().unwrap_or("").to_ascii_lowercase();
+    tld.len() == 2 || TLD.contains(&tld.as_str())
+}
+
 fn is_file_extension(tld: &str) -> bool {
     const EXT: &[&str] = &[
         "yaml", "yml", "json", "txt", "md", "conf", "cfg", "ini", "sh", "py", "js", "ts", "tpl",
@@ -337,7 +349,7 @@ pub fn host_like_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
     const WORDS: &[&str] = &[
         "host", "url", "uri", "endpoint", "server", "addr", "domain", "proxy", "upstream", "dsn",
-        "issuer", "discovery", "broker", "webhook", "remote", "fqdn", "origin", "gateway",
+        "issuer", "discovery", "broker", "webhook", "remote", "fqdn", "origin", "gateway", "registry",
     ];
     const NOT: &[&str] = &["hostpath", "hostnetwork", "hostport", "hostpid", "hostipc", "hostaliases", "hostusers"];
     WORDS.iter().any(|w| k.contains(w)) && !NOT.iter().any(|w| k.contains(w))
@@ -404,11 +416,14 @@ fn find_whole_values(line: &str, ctx: LineCtx<'_>, hits: &mut Vec<Hit>) {
         && v.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
         && v.bytes().any(|c| c.is_ascii_lowercase())
         && !matches!(v.as_str(), "true" | "false" | "null" | "yes" | "no" | "on" | "off" | "none");
-    if looks_like_dns_name(&v) || (keyish && (single_label || v.contains(MARKER) && !v.contains(' '))) {
+    let placeholder = keyish && is_caps_placeholder(&v);
+    let dotted = looks_like_dns_name(&v) && (keyish || common_tld(&v));
+    if dotted || (keyish && (single_label || placeholder || v.contains(MARKER) && !v.contains(' '))) {
         if v.starts_with('-') || v.contains("..") {
             return;
         }
-        hits.push(Hit { start: voff, end, host: normalize_host(&v), port: None, kind: Kind::Host });
+        let kind = if key.to_ascii_lowercase().contains("registry") { Kind::Registry } else { Kind::Host };
+        hits.push(Hit { start: voff, end, host: normalize_host(&v), port: None, kind });
     }
 }
 
@@ -470,6 +485,32 @@ fn find_commands(line: &str, hits: &mut Vec<Hit>) {
                             hits.push(Hit { start, end, host: hostpart.to_ascii_lowercase(), port: None, kind: Kind::Host });
                         }
                     }
+                }
+            }
+            "docker" | "podman" | "skopeo" | "crane" | "nerdctl" => {
+                let Some((_, sub)) = words.get(i + 1) else { continue };
+                if !matches!(*sub, "pull" | "push" | "run" | "login" | "inspect" | "copy" | "create") {
+                    continue;
+                }
+                for (off, arg) in words.iter().skip(i + 2) {
+                    if arg.starts_with('-') || arg.contains("://") {
+                        continue;
+                    }
+                    let a = arg.trim_matches(['"', '\'']);
+                    let found = if *sub == "login" {
+                        split_host_port(a).and_then(|(h, p)| {
+                            (looks_like_dns_name(&h) || h.parse::<IpAddr>().is_ok() || h == "localhost")
+                                .then(|| (h, if let PortPart::Num(n) = p { Some(n) } else { Some(443) }))
+                        })
+                    } else {
+                        image_registry(a)
+                    };
+                    if let Some((host, port)) = found {
+                        let (start, end) = (*off, off + arg.len());
+                        hits.retain(|x| !(x.start >= start && x.end <= end));
+                        hits.push(Hit { start, end, host, port, kind: Kind::Registry });
+                    }
+                    break;
                 }
             }
             "nc" | "ncat" | "telnet" => {
@@ -534,6 +575,45 @@ pub fn redact(line: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// Hide the values of secrets that sit beside destinations: `curl -u user:pass`,
+/// `--password X`, and `KEY=value` / `key: value` where the key names a password or token.
+pub fn redact_secrets(line: &str) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut hide_next = false;
+    for w in line.split(' ') {
+        if hide_next && !w.is_empty() {
+            out.push("***".into());
+            hide_next = false;
+            continue;
+        }
+        let lw = w.to_ascii_lowercase();
+        if matches!(lw.as_str(), "-u" | "--user" | "--password" | "--pass" | "--token" | "--api-key" | "--apikey") {
+            hide_next = true;
+            out.push(w.to_string());
+            continue;
+        }
+        let secretish = ["password", "passwd", "secret", "token", "apikey", "api_key", "api-key"];
+        if let Some((k, _)) = w.split_once('=') {
+            let lk = k.to_ascii_lowercase();
+            if !k.is_empty() && secretish.iter().any(|s| lk.contains(s)) {
+                out.push(format!("{k}=***"));
+                continue;
+            }
+        }
+        out.push(w.to_string());
+    }
+    let joined = out.join(" ");
+    // YAML `password: value` (but not `passwordSecret: name`-style references).
+    if let Some(p) = joined.find(": ") {
+        let key = joined[..p].trim().trim_start_matches("- ").to_ascii_lowercase();
+        let reference = key.ends_with("secret") || key.ends_with("secretkey") || key.ends_with("secretname") || key.ends_with("ref");
+        if !reference && ["password", "passwd", "token", "apikey", "api_key"].iter().any(|s| key.ends_with(s)) {
+            return format!("{}: ***", &joined[..p]);
+        }
+    }
+    joined
 }
 
 /// Show a host for people: the unresolved marker becomes `{{?}}`.

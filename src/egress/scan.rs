@@ -470,7 +470,7 @@ fn shift(mut n: Node, base: usize) -> Node {
 
 /// Evidence text: trimmed, credentials redacted, cut to a readable length.
 fn evidence(line: &str) -> String {
-    let t = finder::redact(line.trim());
+    let t = finder::redact_secrets(&finder::redact(line.trim()));
     if t.chars().count() > MAX_TEXT {
         let mut s: String = t.chars().take(MAX_TEXT).collect();
         s.push('…');
@@ -532,6 +532,8 @@ fn scan_values_tree(node: &Node, path: &str, key: &str, v: &Values, st: &mut Sta
                 }
                 return;
             }
+            // Template text inside values (`tpl` strings) cannot be resolved here.
+            let s = if s.contains("{{") { blank_actions(s) } else { s.clone() };
             let synthetic = format!("{}: {s}", if key.is_empty() { "value" } else { key });
             let klen = synthetic.len() - s.len();
             for h in find(&synthetic, LineCtx { yaml: true, ..Default::default() }) {
