@@ -132,11 +132,19 @@ impl std::fmt::Display for HostPattern {
 pub fn cidr_contains(net: IpAddr, bits: u8, addr: IpAddr) -> bool {
     match (net, addr) {
         (IpAddr::V4(n), IpAddr::V4(a)) => {
-            let mask = if bits == 0 { 0 } else { u32::MAX << (32 - u32::from(bits)) };
+            let mask = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(bits))
+            };
             u32::from(n) & mask == u32::from(a) & mask
         }
         (IpAddr::V6(n), IpAddr::V6(a)) => {
-            let mask = if bits == 0 { 0 } else { u128::MAX << (128 - u32::from(bits)) };
+            let mask = if bits == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(bits))
+            };
             u128::from(n) & mask == u128::from(a) & mask
         }
         _ => false,
@@ -222,9 +230,8 @@ impl AllowList {
                         .hosts
                         .iter()
                         .map(|h| {
-                            HostPattern::parse(&h.value).map_err(|m| {
-                                err(h.referenced.line(), h.referenced.column(), m)
-                            })
+                            HostPattern::parse(&h.value)
+                                .map_err(|m| err(h.referenced.line(), h.referenced.column(), m))
                         })
                         .collect::<Result<_, _>>()?;
                     Ok(Rule {

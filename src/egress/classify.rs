@@ -49,13 +49,18 @@ pub fn classify(
         return (Verdict::InCluster, Some(class.into()));
     }
     if names.services.contains(host) {
-        return (Verdict::InCluster, Some("service defined by the chart".into()));
+        return (
+            Verdict::InCluster,
+            Some("service defined by the chart".into()),
+        );
     }
     if !host.contains('.')
-        && names
-            .charts
-            .iter()
-            .any(|c| host == c || host.strip_prefix(c.as_str()).is_some_and(|r| r.starts_with('-')))
+        && names.charts.iter().any(|c| {
+            host == c
+                || host
+                    .strip_prefix(c.as_str())
+                    .is_some_and(|r| r.starts_with('-'))
+        })
     {
         return (Verdict::InCluster, Some("chart service name".into()));
     }
@@ -111,7 +116,11 @@ fn placeholder(host: &str) -> Option<&'static str> {
     {
         return Some("placeholder domain");
     }
-    if host.contains('.') && host.split('.').any(|l| l.starts_with("your-") || l.starts_with("your_") || l.starts_with("my-")) {
+    if host.contains('.')
+        && host
+            .split('.')
+            .any(|l| l.starts_with("your-") || l.starts_with("your_") || l.starts_with("my-"))
+    {
         return Some("placeholder name");
     }
     None

@@ -103,7 +103,8 @@ fn find_urls(line: &str, hits: &mut Vec<Hit>) {
         let i = from + rel;
         from = i + 3;
         let mut s = i;
-        while s > 0 && (b[s - 1].is_ascii_alphanumeric() || matches!(b[s - 1], b'+' | b'.' | b'-')) {
+        while s > 0 && (b[s - 1].is_ascii_alphanumeric() || matches!(b[s - 1], b'+' | b'.' | b'-'))
+        {
             s -= 1;
         }
         let scheme = line[s..i].to_ascii_lowercase();
@@ -119,9 +120,17 @@ fn find_urls(line: &str, hits: &mut Vec<Hit>) {
         let end = i + 3 + auth_len;
         if scheme == "docker" {
             // `docker://IMAGE` (skopeo): the authority is an image reference.
-            let img_end = rest.find(|c: char| c.is_whitespace() || c == '"' || c == '\'').unwrap_or(rest.len());
+            let img_end = rest
+                .find(|c: char| c.is_whitespace() || c == '"' || c == '\'')
+                .unwrap_or(rest.len());
             if let Some((host, port)) = image_registry(&rest[..img_end]) {
-                hits.push(Hit { start: s, end: i + 3 + img_end, host, port, kind: Kind::Registry });
+                hits.push(Hit {
+                    start: s,
+                    end: i + 3 + img_end,
+                    host,
+                    port,
+                    kind: Kind::Registry,
+                });
             }
             continue;
         }
@@ -134,7 +143,13 @@ fn find_urls(line: &str, hits: &mut Vec<Hit>) {
             PortPart::None => default_port(&scheme),
             PortPart::Unresolved => None,
         };
-        hits.push(Hit { start: s, end, host, port, kind: Kind::Url });
+        hits.push(Hit {
+            start: s,
+            end,
+            host,
+            port,
+            kind: Kind::Url,
+        });
     }
 }
 
@@ -207,8 +222,7 @@ pub fn normalize_host(h: &str) -> String {
 pub fn is_caps_placeholder(h: &str) -> bool {
     h.len() >= 3
         && h.bytes().any(|c| c.is_ascii_uppercase())
-        && h
-            .bytes()
+        && h.bytes()
             .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_' || c == b'-')
 }
 
@@ -226,7 +240,9 @@ fn find_host_ports(line: &str, hits: &mut Vec<Hit>) {
         if e == colon + 1 || e - colon - 1 > 5 {
             continue;
         }
-        if e < b.len() && (b[e].is_ascii_alphanumeric() || matches!(b[e], b'.' | b':' | b'-' | b'_')) {
+        if e < b.len()
+            && (b[e].is_ascii_alphanumeric() || matches!(b[e], b'.' | b':' | b'-' | b'_'))
+        {
             continue;
         }
         let Ok(port) = line[colon + 1..e].parse::<u16>() else {
@@ -234,7 +250,9 @@ fn find_host_ports(line: &str, hits: &mut Vec<Hit>) {
         };
         // The host before the colon.
         let (start, host) = if colon > 0 && b[colon - 1] == b']' {
-            let Some(open) = line[..colon].rfind('[') else { continue };
+            let Some(open) = line[..colon].rfind('[') else {
+                continue;
+            };
             let inner = &line[open + 1..colon - 1];
             if inner.parse::<Ipv6Addr>().is_err() {
                 continue;
@@ -257,7 +275,11 @@ fn find_host_ports(line: &str, hits: &mut Vec<Hit>) {
             if s > 0 && matches!(b[s - 1], b'/' | b':' | b'$' | b'%' | b'{') {
                 continue;
             }
-            if !(looks_like_dns_name(host) || host.parse::<Ipv4Addr>().is_ok() || host == "localhost" || host.contains(MARKER)) {
+            if !(looks_like_dns_name(host)
+                || host.parse::<Ipv4Addr>().is_ok()
+                || host == "localhost"
+                || host.contains(MARKER))
+            {
                 continue;
             }
             (s, normalize_host(host))
@@ -265,7 +287,13 @@ fn find_host_ports(line: &str, hits: &mut Vec<Hit>) {
         if overlaps(hits, start, e) {
             continue;
         }
-        hits.push(Hit { start, end: e, host, port: Some(port), kind: Kind::HostPort });
+        hits.push(Hit {
+            start,
+            end: e,
+            host,
+            port: Some(port),
+            kind: Kind::HostPort,
+        });
     }
 }
 
@@ -274,7 +302,10 @@ pub fn looks_like_dns_name(h: &str) -> bool {
     if !h.contains('.') || h.starts_with('.') || h.starts_with('-') || h.len() > 253 {
         return false;
     }
-    if !h.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_' || c == MARKER) {
+    if !h
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_' || c == MARKER)
+    {
         return false;
     }
     if h.split('.').any(str::is_empty) {
@@ -291,9 +322,40 @@ pub fn looks_like_dns_name(h: &str) -> bool {
 /// to count as a host name: `info.debug` or `app.main` are not destinations.
 fn common_tld(h: &str) -> bool {
     const TLD: &[&str] = &[
-        "com", "org", "net", "io", "dev", "app", "cloud", "ai", "co", "gov", "edu", "mil", "int",
-        "biz", "info", "tech", "xyz", "site", "online", "sh", "me", "local", "internal", "corp",
-        "lan", "home", "svc", "example", "test", "invalid", "localhost", "azure", "aws", "google",
+        "com",
+        "org",
+        "net",
+        "io",
+        "dev",
+        "app",
+        "cloud",
+        "ai",
+        "co",
+        "gov",
+        "edu",
+        "mil",
+        "int",
+        "biz",
+        "info",
+        "tech",
+        "xyz",
+        "site",
+        "online",
+        "sh",
+        "me",
+        "local",
+        "internal",
+        "corp",
+        "lan",
+        "home",
+        "svc",
+        "example",
+        "test",
+        "invalid",
+        "localhost",
+        "azure",
+        "aws",
+        "google",
     ];
     let tld = h.rsplit('.').next().unwrap_or("").to_ascii_lowercase();
     tld.len() == 2 || TLD.contains(&tld.as_str())
@@ -301,13 +363,86 @@ fn common_tld(h: &str) -> bool {
 
 fn is_file_extension(tld: &str) -> bool {
     const EXT: &[&str] = &[
-        "yaml", "yml", "json", "txt", "md", "conf", "cfg", "ini", "sh", "py", "js", "ts", "tpl",
-        "tgz", "gz", "tar", "zip", "crt", "pem", "key", "cert", "csr", "log", "html", "htm",
-        "css", "xml", "toml", "env", "lock", "sql", "lua", "rb", "go", "rs", "java", "jar",
-        "war", "so", "properties", "svg", "png", "jpg", "jpeg", "gif", "ico", "bash", "exe",
-        "dll", "bin", "cnf", "der", "p12", "pfx", "jks", "csv", "tf", "tmpl", "j2", "out",
-        "err", "pid", "sock", "db", "bak", "tmp", "cjs", "mjs", "map", "wasm", "whl", "deb",
-        "rpm", "apk", "hcl", "rst", "adoc", "mod", "sum", "pub",
+        "yaml",
+        "yml",
+        "json",
+        "txt",
+        "md",
+        "conf",
+        "cfg",
+        "ini",
+        "sh",
+        "py",
+        "js",
+        "ts",
+        "tpl",
+        "tgz",
+        "gz",
+        "tar",
+        "zip",
+        "crt",
+        "pem",
+        "key",
+        "cert",
+        "csr",
+        "log",
+        "html",
+        "htm",
+        "css",
+        "xml",
+        "toml",
+        "env",
+        "lock",
+        "sql",
+        "lua",
+        "rb",
+        "go",
+        "rs",
+        "java",
+        "jar",
+        "war",
+        "so",
+        "properties",
+        "svg",
+        "png",
+        "jpg",
+        "jpeg",
+        "gif",
+        "ico",
+        "bash",
+        "exe",
+        "dll",
+        "bin",
+        "cnf",
+        "der",
+        "p12",
+        "pfx",
+        "jks",
+        "csv",
+        "tf",
+        "tmpl",
+        "j2",
+        "out",
+        "err",
+        "pid",
+        "sock",
+        "db",
+        "bak",
+        "tmp",
+        "cjs",
+        "mjs",
+        "map",
+        "wasm",
+        "whl",
+        "deb",
+        "rpm",
+        "apk",
+        "hcl",
+        "rst",
+        "adoc",
+        "mod",
+        "sum",
+        "pub",
     ];
     EXT.contains(&tld.to_ascii_lowercase().as_str())
 }
@@ -324,8 +459,11 @@ fn find_ips(line: &str, hits: &mut Vec<Hit>) {
         while i < b.len() && (b[i].is_ascii_hexdigit() || b[i] == b'.' || b[i] == b':') {
             i += 1;
         }
-        let prev_ok = start == 0 || !(b[start - 1].is_ascii_alphanumeric() || matches!(b[start - 1], b'.' | b'-' | b'_' | b'/' | b'[' | b'v' | b'$'));
-        let next_ok = i >= b.len() || !(b[i].is_ascii_alphanumeric() || matches!(b[i], b'_' | b'-' | b'/' | b']' | b'%'));
+        let prev_ok = start == 0
+            || !(b[start - 1].is_ascii_alphanumeric()
+                || matches!(b[start - 1], b'.' | b'-' | b'_' | b'/' | b'[' | b'v' | b'$'));
+        let next_ok = i >= b.len()
+            || !(b[i].is_ascii_alphanumeric() || matches!(b[i], b'_' | b'-' | b'/' | b']' | b'%'));
         if !prev_ok || !next_ok {
             continue;
         }
@@ -335,10 +473,24 @@ fn find_ips(line: &str, hits: &mut Vec<Hit>) {
             continue;
         }
         if let Ok(v4) = tok.parse::<Ipv4Addr>() {
-            hits.push(Hit { start, end, host: v4.to_string(), port: None, kind: Kind::Host });
-        } else if tok.matches(':').count() >= 2 && (tok.contains("::") || tok.matches(':').count() == 7) {
+            hits.push(Hit {
+                start,
+                end,
+                host: v4.to_string(),
+                port: None,
+                kind: Kind::Host,
+            });
+        } else if tok.matches(':').count() >= 2
+            && (tok.contains("::") || tok.matches(':').count() == 7)
+        {
             if let Ok(v6) = tok.parse::<Ipv6Addr>() {
-                hits.push(Hit { start, end, host: v6.to_string(), port: None, kind: Kind::Host });
+                hits.push(Hit {
+                    start,
+                    end,
+                    host: v6.to_string(),
+                    port: None,
+                    kind: Kind::Host,
+                });
             }
         }
     }
@@ -348,10 +500,35 @@ fn find_ips(line: &str, hits: &mut Vec<Hit>) {
 pub fn host_like_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
     const WORDS: &[&str] = &[
-        "host", "url", "uri", "endpoint", "server", "addr", "domain", "proxy", "upstream", "dsn",
-        "issuer", "discovery", "broker", "webhook", "remote", "fqdn", "origin", "gateway", "registry",
+        "host",
+        "url",
+        "uri",
+        "endpoint",
+        "server",
+        "addr",
+        "domain",
+        "proxy",
+        "upstream",
+        "dsn",
+        "issuer",
+        "discovery",
+        "broker",
+        "webhook",
+        "remote",
+        "fqdn",
+        "origin",
+        "gateway",
+        "registry",
     ];
-    const NOT: &[&str] = &["hostpath", "hostnetwork", "hostport", "hostpid", "hostipc", "hostaliases", "hostusers"];
+    const NOT: &[&str] = &[
+        "hostpath",
+        "hostnetwork",
+        "hostport",
+        "hostpid",
+        "hostipc",
+        "hostaliases",
+        "hostusers",
+    ];
     WORDS.iter().any(|w| k.contains(w)) && !NOT.iter().any(|w| k.contains(w))
 }
 
@@ -369,7 +546,11 @@ pub fn key_value(line: &str, ctx: LineCtx<'_>) -> Option<(String, String, usize)
     let off = lead + (t.len() - t2.len());
     let (key, val, voff) = if ctx.yaml {
         if let Some(p) = t2.find(": ") {
-            (t2[..p].trim().trim_matches(['"', '\'']).to_string(), &t2[p + 2..], off + p + 2)
+            (
+                t2[..p].trim().trim_matches(['"', '\'']).to_string(),
+                &t2[p + 2..],
+                off + p + 2,
+            )
         } else if t2.len() != t.len() {
             (String::new(), t2, off)
         } else {
@@ -380,7 +561,11 @@ pub fn key_value(line: &str, ctx: LineCtx<'_>) -> Option<(String, String, usize)
         let off = off + (t2.len() - t3.len());
         let p = t3.find('=')?;
         let key = t3[..p].trim_start_matches('-');
-        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        if key.is_empty()
+            || !key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
             return None;
         }
         (key.to_string(), &t3[p + 1..], off + p + 1)
@@ -394,7 +579,9 @@ pub fn key_value(line: &str, ctx: LineCtx<'_>) -> Option<(String, String, usize)
 }
 
 fn find_whole_values(line: &str, ctx: LineCtx<'_>, hits: &mut Vec<Hit>) {
-    let Some((key, v, voff)) = key_value(line, ctx) else { return };
+    let Some((key, v, voff)) = key_value(line, ctx) else {
+        return;
+    };
     if v.is_empty() {
         return;
     }
@@ -403,27 +590,47 @@ fn find_whole_values(line: &str, ctx: LineCtx<'_>, hits: &mut Vec<Hit>) {
         if let Some((host, port)) = image_registry(&v) {
             // The registry replaces a plain host:port hit on the same span.
             hits.retain(|h| !(h.start >= voff && h.end <= end));
-            hits.push(Hit { start: voff, end, host, port, kind: Kind::Registry });
+            hits.push(Hit {
+                start: voff,
+                end,
+                host,
+                port,
+                kind: Kind::Registry,
+            });
         }
         return;
     }
     if overlaps(hits, voff, end) {
         return;
     }
-    let keyish = host_like_key(&key)
-        || (key == "value" && ctx.env_name.is_some_and(host_like_key));
+    let keyish = host_like_key(&key) || (key == "value" && ctx.env_name.is_some_and(host_like_key));
     let single_label = v.len() <= 63
-        && v.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+        && v.bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
         && v.bytes().any(|c| c.is_ascii_lowercase())
-        && !matches!(v.as_str(), "true" | "false" | "null" | "yes" | "no" | "on" | "off" | "none");
+        && !matches!(
+            v.as_str(),
+            "true" | "false" | "null" | "yes" | "no" | "on" | "off" | "none"
+        );
     let placeholder = keyish && is_caps_placeholder(&v);
     let dotted = looks_like_dns_name(&v) && (keyish || common_tld(&v));
-    if dotted || (keyish && (single_label || placeholder || v.contains(MARKER) && !v.contains(' '))) {
+    if dotted || (keyish && (single_label || placeholder || v.contains(MARKER) && !v.contains(' ')))
+    {
         if v.starts_with('-') || v.contains("..") {
             return;
         }
-        let kind = if key.to_ascii_lowercase().contains("registry") { Kind::Registry } else { Kind::Host };
-        hits.push(Hit { start: voff, end, host: normalize_host(&v), port: None, kind });
+        let kind = if key.to_ascii_lowercase().contains("registry") {
+            Kind::Registry
+        } else {
+            Kind::Host
+        };
+        hits.push(Hit {
+            start: voff,
+            end,
+            host: normalize_host(&v),
+            port: None,
+            kind,
+        });
     }
 }
 
@@ -441,7 +648,11 @@ pub fn image_registry(image: &str) -> Option<(String, Option<u16>)> {
     let first = image.split('/').next()?;
     let has_path = image.contains('/');
     let (host, port) = if has_path
-        && (first.contains('.') || first.contains(':') || first == "localhost" || is_caps_placeholder(first) || first.contains(MARKER))
+        && (first.contains('.')
+            || first.contains(':')
+            || first == "localhost"
+            || is_caps_placeholder(first)
+            || first.contains(MARKER))
     {
         match first.split_once(':') {
             Some((h, p)) => (h, p.parse().ok()),
@@ -450,7 +661,13 @@ pub fn image_registry(image: &str) -> Option<(String, Option<u16>)> {
     } else {
         // Docker Hub: `postgres:16`, `bitnami/redis:7`.
         let name = image.split([':', '@']).next()?;
-        if name.is_empty() || !name.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'-' | b'/')) {
+        if name.is_empty()
+            || !name.bytes().all(|c| {
+                c.is_ascii_lowercase()
+                    || c.is_ascii_digit()
+                    || matches!(c, b'.' | b'_' | b'-' | b'/')
+            })
+        {
             return None;
         }
         ("docker.io", None)
@@ -479,17 +696,29 @@ fn find_commands(line: &str, hits: &mut Vec<Hit>) {
                     let a = a.rsplit_once('@').map_or(a, |(_, h)| h);
                     let hostpart = a.split(['/', ':']).next().unwrap_or("");
                     if looks_like_dns_name(hostpart) || hostpart.parse::<IpAddr>().is_ok() {
-                        let start = off + q + arg.trim_matches(['"', '\'']).find(hostpart).unwrap_or(0);
+                        let start =
+                            off + q + arg.trim_matches(['"', '\'']).find(hostpart).unwrap_or(0);
                         let end = start + hostpart.len();
                         if !overlaps(hits, start, end) {
-                            hits.push(Hit { start, end, host: hostpart.to_ascii_lowercase(), port: None, kind: Kind::Host });
+                            hits.push(Hit {
+                                start,
+                                end,
+                                host: hostpart.to_ascii_lowercase(),
+                                port: None,
+                                kind: Kind::Host,
+                            });
                         }
                     }
                 }
             }
             "docker" | "podman" | "skopeo" | "crane" | "nerdctl" => {
-                let Some((_, sub)) = words.get(i + 1) else { continue };
-                if !matches!(*sub, "pull" | "push" | "run" | "login" | "inspect" | "copy" | "create") {
+                let Some((_, sub)) = words.get(i + 1) else {
+                    continue;
+                };
+                if !matches!(
+                    *sub,
+                    "pull" | "push" | "run" | "login" | "inspect" | "copy" | "create"
+                ) {
                     continue;
                 }
                 for (off, arg) in words.iter().skip(i + 2) {
@@ -499,8 +728,19 @@ fn find_commands(line: &str, hits: &mut Vec<Hit>) {
                     let a = arg.trim_matches(['"', '\'']);
                     let found = if *sub == "login" {
                         split_host_port(a).and_then(|(h, p)| {
-                            (looks_like_dns_name(&h) || h.parse::<IpAddr>().is_ok() || h == "localhost")
-                                .then(|| (h, if let PortPart::Num(n) = p { Some(n) } else { Some(443) }))
+                            (looks_like_dns_name(&h)
+                                || h.parse::<IpAddr>().is_ok()
+                                || h == "localhost")
+                                .then(|| {
+                                    (
+                                        h,
+                                        if let PortPart::Num(n) = p {
+                                            Some(n)
+                                        } else {
+                                            Some(443)
+                                        },
+                                    )
+                                })
                         })
                     } else {
                         image_registry(a)
@@ -508,19 +748,37 @@ fn find_commands(line: &str, hits: &mut Vec<Hit>) {
                     if let Some((host, port)) = found {
                         let (start, end) = (*off, off + arg.len());
                         hits.retain(|x| !(x.start >= start && x.end <= end));
-                        hits.push(Hit { start, end, host, port, kind: Kind::Registry });
+                        hits.push(Hit {
+                            start,
+                            end,
+                            host,
+                            port,
+                            kind: Kind::Registry,
+                        });
                     }
                     break;
                 }
             }
             "nc" | "ncat" | "telnet" => {
-                let args: Vec<&(usize, &str)> = words[i + 1..].iter().filter(|(_, a)| !a.starts_with('-')).collect();
+                let args: Vec<&(usize, &str)> = words[i + 1..]
+                    .iter()
+                    .filter(|(_, a)| !a.starts_with('-'))
+                    .collect();
                 if let (Some((off, h)), Some((_, p))) = (args.first(), args.get(1)) {
                     if let Ok(port) = p.parse::<u16>() {
-                        if looks_like_dns_name(h) || h.parse::<IpAddr>().is_ok() || *h == "localhost" {
+                        if looks_like_dns_name(h)
+                            || h.parse::<IpAddr>().is_ok()
+                            || *h == "localhost"
+                        {
                             let (start, end) = (*off, off + h.len());
                             hits.retain(|x| !(x.start >= start && x.end <= end));
-                            hits.push(Hit { start, end, host: h.to_ascii_lowercase(), port: Some(port), kind: Kind::HostPort });
+                            hits.push(Hit {
+                                start,
+                                end,
+                                host: h.to_ascii_lowercase(),
+                                port: Some(port),
+                                kind: Kind::HostPort,
+                            });
                         }
                     }
                 }
@@ -589,12 +847,17 @@ pub fn redact_secrets(line: &str) -> String {
             continue;
         }
         let lw = w.to_ascii_lowercase();
-        if matches!(lw.as_str(), "-u" | "--user" | "--password" | "--pass" | "--token" | "--api-key" | "--apikey") {
+        if matches!(
+            lw.as_str(),
+            "-u" | "--user" | "--password" | "--pass" | "--token" | "--api-key" | "--apikey"
+        ) {
             hide_next = true;
             out.push(w.to_string());
             continue;
         }
-        let secretish = ["password", "passwd", "secret", "token", "apikey", "api_key", "api-key"];
+        let secretish = [
+            "password", "passwd", "secret", "token", "apikey", "api_key", "api-key",
+        ];
         if let Some((k, _)) = w.split_once('=') {
             let lk = k.to_ascii_lowercase();
             if !k.is_empty() && secretish.iter().any(|s| lk.contains(s)) {
@@ -607,9 +870,19 @@ pub fn redact_secrets(line: &str) -> String {
     let joined = out.join(" ");
     // YAML `password: value` (but not `passwordSecret: name`-style references).
     if let Some(p) = joined.find(": ") {
-        let key = joined[..p].trim().trim_start_matches("- ").to_ascii_lowercase();
-        let reference = key.ends_with("secret") || key.ends_with("secretkey") || key.ends_with("secretname") || key.ends_with("ref");
-        if !reference && ["password", "passwd", "token", "apikey", "api_key"].iter().any(|s| key.ends_with(s)) {
+        let key = joined[..p]
+            .trim()
+            .trim_start_matches("- ")
+            .to_ascii_lowercase();
+        let reference = key.ends_with("secret")
+            || key.ends_with("secretkey")
+            || key.ends_with("secretname")
+            || key.ends_with("ref");
+        if !reference
+            && ["password", "passwd", "token", "apikey", "api_key"]
+                .iter()
+                .any(|s| key.ends_with(s))
+        {
             return format!("{}: ***", &joined[..p]);
         }
     }

@@ -287,8 +287,10 @@ impl Report {
 
     /// Recompute the summary from the findings.
     pub fn summarize(&mut self, fail_on: &FailOn, files_scanned: usize) {
-        let mut verdicts: BTreeMap<String, usize> =
-            Verdict::ALL.iter().map(|v| (v.as_str().to_string(), 0)).collect();
+        let mut verdicts: BTreeMap<String, usize> = Verdict::ALL
+            .iter()
+            .map(|v| (v.as_str().to_string(), 0))
+            .collect();
         for f in &self.findings {
             *verdicts.entry(f.verdict.as_str().to_string()).or_default() += 1;
         }

@@ -16,20 +16,38 @@ use super::{CheckOptions, EgressError, FailOn, Finding, Kind, Report, Source, Ve
 /// `#` comments are skipped; lines that are neither are reported as diagnostics.
 pub fn observe(allow: &AllowList, logs: &[PathBuf]) -> Result<Report, EgressError> {
     let names = ClusterNames::default();
-    let mut report = Report { allow: Some(allow.clone()), ..Default::default() };
+    let mut report = Report {
+        allow: Some(allow.clone()),
+        ..Default::default()
+    };
     for path in logs {
-        let file = std::fs::File::open(path).map_err(|source| EgressError::Read { path: path.clone(), source })?;
+        let file = std::fs::File::open(path).map_err(|source| EgressError::Read {
+            path: path.clone(),
+            source,
+        })?;
         let rel = path.display().to_string();
         for (i, line) in BufReader::new(file).lines().enumerate() {
-            let line = line.map_err(|source| EgressError::Read { path: path.clone(), source })?;
+            let line = line.map_err(|source| EgressError::Read {
+                path: path.clone(),
+                source,
+            })?;
             let t = line.trim();
             if t.is_empty() || t.starts_with('#') {
                 continue;
             }
-            let parsed = if t.starts_with('{') { hubble(t) } else { plain(t) };
+            let parsed = if t.starts_with('{') {
+                hubble(t)
+            } else {
+                plain(t)
+            };
             match parsed {
                 Some(Conn::Skip) => {}
-                Some(Conn::Dest { host, port, in_cluster, text }) => {
+                Some(Conn::Dest {
+                    host,
+                    port,
+                    in_cluster,
+                    text,
+                }) => {
                     let (mut verdict, mut rule) = classify(&host, port, Some(allow), &names);
                     if in_cluster && matches!(verdict, Verdict::Unknown | Verdict::Placeholder) {
                         verdict = Verdict::InCluster;
@@ -65,7 +83,12 @@ pub fn observe(allow: &AllowList, logs: &[PathBuf]) -> Result<Report, EgressErro
 
 enum Conn {
     Skip,
-    Dest { host: String, port: Option<u16>, in_cluster: bool, text: String },
+    Dest {
+        host: String,
+        port: Option<u16>,
+        in_cluster: bool,
+        text: String,
+    },
 }
 
 fn hubble(t: &str) -> Option<Conn> {
@@ -74,8 +97,14 @@ fn hubble(t: &str) -> Option<Conn> {
     if !flow.is_object() {
         return None;
     }
-    let dir = flow.get("traffic_direction").and_then(Json::as_str).unwrap_or("EGRESS");
-    let reply = flow.get("is_reply").and_then(Json::as_bool).unwrap_or(false);
+    let dir = flow
+        .get("traffic_direction")
+        .and_then(Json::as_str)
+        .unwrap_or("EGRESS");
+    let reply = flow
+        .get("is_reply")
+        .and_then(Json::as_bool)
+        .unwrap_or(false);
     if dir == "INGRESS" || reply {
         return Some(Conn::Skip);
     }
@@ -88,7 +117,10 @@ fn hubble(t: &str) -> Option<Conn> {
         .map(|n| n.trim_end_matches('.').to_ascii_lowercase());
     let l4 = flow.get("l4");
     let port = l4
-        .and_then(|l| l.pointer("/TCP/destination_port").or_else(|| l.pointer("/UDP/destination_port")))
+        .and_then(|l| {
+            l.pointer("/TCP/destination_port")
+                .or_else(|| l.pointer("/UDP/destination_port"))
+        })
         .and_then(Json::as_u64)
         .and_then(|p| u16::try_from(p).ok());
     // DNS lookups themselves are not destinations; the connections that follow are.
@@ -96,18 +128,31 @@ fn hubble(t: &str) -> Option<Conn> {
         return Some(Conn::Skip);
     }
     let host = name.or_else(|| ip.map(str::to_string))?;
-    let dest_ns = flow.pointer("/destination/namespace").and_then(Json::as_str).unwrap_or("");
-    let src = match (flow.pointer("/source/namespace").and_then(Json::as_str), flow.pointer("/source/pod_name").and_then(Json::as_str)) {
+    let dest_ns = flow
+        .pointer("/destination/namespace")
+        .and_then(Json::as_str)
+        .unwrap_or("");
+    let src = match (
+        flow.pointer("/source/namespace").and_then(Json::as_str),
+        flow.pointer("/source/pod_name").and_then(Json::as_str),
+    ) {
         (Some(ns), Some(p)) => format!("{ns}/{p}"),
         _ => "?".into(),
     };
     let verdict = flow.get("verdict").and_then(Json::as_str).unwrap_or("");
     let text = format!(
         "{src} -> {host}{}{} {verdict}",
-        ip.filter(|i| *i != host).map(|i| format!(" ({i})")).unwrap_or_default(),
+        ip.filter(|i| *i != host)
+            .map(|i| format!(" ({i})"))
+            .unwrap_or_default(),
         port.map(|p| format!(":{p}")).unwrap_or_default()
     );
-    Some(Conn::Dest { host, port, in_cluster: !dest_ns.is_empty(), text: text.trim().to_string() })
+    Some(Conn::Dest {
+        host,
+        port,
+        in_cluster: !dest_ns.is_empty(),
+        text: text.trim().to_string(),
+    })
 }
 
 fn plain(t: &str) -> Option<Conn> {
@@ -128,11 +173,20 @@ fn plain(t: &str) -> Option<Conn> {
             }
         }
     };
-    let host = host.trim_start_matches('[').trim_end_matches(']').trim_end_matches('.').to_ascii_lowercase();
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
     if host.is_empty() {
         return None;
     }
-    Some(Conn::Dest { host, port, in_cluster: false, text: t.to_string() })
+    Some(Conn::Dest {
+        host,
+        port,
+        in_cluster: false,
+        text: t.to_string(),
+    })
 }
 
 /// `observe` with the options of a check (the allow-list is required).

@@ -26,7 +26,11 @@ pub fn render(report: &Report, format: Format, out: &mut dyn Write) -> io::Resul
 }
 
 fn destination(f: &Finding) -> String {
-    let host = if f.host.contains(':') { format!("[{}]", f.host) } else { f.host.clone() };
+    let host = if f.host.contains(':') {
+        format!("[{}]", f.host)
+    } else {
+        f.host.clone()
+    };
     match f.port {
         Some(p) => format!("{host}:{p}"),
         None => host,
@@ -44,7 +48,14 @@ fn verdict_cell(f: &Finding) -> String {
 }
 
 fn table(r: &Report, out: &mut dyn Write) -> io::Result<()> {
-    let head = ["VERDICT", "DESTINATION", "RULE", "LOCATION", "VALUE", "TEXT"];
+    let head = [
+        "VERDICT",
+        "DESTINATION",
+        "RULE",
+        "LOCATION",
+        "VALUE",
+        "TEXT",
+    ];
     let rows: Vec<[String; 6]> = r
         .findings
         .iter()
@@ -90,14 +101,23 @@ fn table(r: &Report, out: &mut dyn Write) -> io::Result<()> {
     let s = &r.summary;
     let counts: Vec<String> = Verdict::ALL
         .iter()
-        .filter_map(|v| s.verdicts.get(v.as_str()).filter(|n| **n > 0).map(|n| format!("{n} {v}")))
+        .filter_map(|v| {
+            s.verdicts
+                .get(v.as_str())
+                .filter(|n| **n > 0)
+                .map(|n| format!("{n} {v}"))
+        })
         .collect();
     writeln!(
         out,
         "\n{} finding(s) in {} file(s): {}; {} failing, {} file problem(s)",
         s.findings,
         s.files_scanned,
-        if counts.is_empty() { "none".to_string() } else { counts.join(", ") },
+        if counts.is_empty() {
+            "none".to_string()
+        } else {
+            counts.join(", ")
+        },
         s.failing,
         s.diagnostics
     )
@@ -105,7 +125,9 @@ fn table(r: &Report, out: &mut dyn Write) -> io::Result<()> {
 
 fn level(f: &Finding) -> (&'static str, &'static str) {
     match f.verdict {
-        Verdict::Denied | Verdict::Unknown | Verdict::Unresolved if f.commented || f.source == Source::Doc => {
+        Verdict::Denied | Verdict::Unknown | Verdict::Unresolved
+            if f.commented || f.source == Source::Doc =>
+        {
             ("informational", "note")
         }
         Verdict::Denied => ("fail", "error"),
@@ -160,7 +182,10 @@ fn sarif(r: &Report) -> Json {
         .findings
         .iter()
         .map(|f| {
-            let idx = Verdict::ALL.iter().position(|v| *v == f.verdict).unwrap_or(0);
+            let idx = Verdict::ALL
+                .iter()
+                .position(|v| *v == f.verdict)
+                .unwrap_or(0);
             let (kind, level) = level(f);
             let mut msg = format!("{} destination {}", f.verdict, destination(f));
             if let Some(rule) = &f.rule {
@@ -172,7 +197,13 @@ fn sarif(r: &Report) -> Json {
             if f.commented {
                 msg.push_str(" on a commented-out line");
             }
-            let fp = hex::encode(Sha256::digest(format!("{}|{}|{}|{}", f.verdict, destination(f), f.file, f.text)));
+            let fp = hex::encode(Sha256::digest(format!(
+                "{}|{}|{}|{}",
+                f.verdict,
+                destination(f),
+                f.file,
+                f.text
+            )));
             json!({
                 "ruleId": format!("egress/{}", f.verdict),
                 "ruleIndex": idx,
@@ -220,7 +251,11 @@ fn sarif(r: &Report) -> Json {
 }
 
 fn location(file: &str, line: usize, snippet: Option<&str>) -> Json {
-    let uri = if file.starts_with('/') { format!("file://{file}") } else { file.replace(' ', "%20") };
+    let uri = if file.starts_with('/') {
+        format!("file://{file}")
+    } else {
+        file.replace(' ', "%20")
+    };
     let mut region = json!({"startLine": line.max(1)});
     if let Some(s) = snippet {
         region["snippet"] = json!({"text": s});
@@ -261,21 +296,48 @@ fn verdicts_cell(fs: &[&Finding]) -> String {
     if set.is_empty() {
         return "not found in bundle".into();
     }
-    set.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ")
+    set.iter()
+        .map(|v| v.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn markdown(r: &Report, out: &mut dyn Write) -> io::Result<()> {
-    let active: Vec<&Finding> = r.findings.iter().filter(|f| !f.commented && f.source != Source::Doc).collect();
+    let active: Vec<&Finding> = r
+        .findings
+        .iter()
+        .filter(|f| !f.commented && f.source != Source::Doc)
+        .collect();
     let mut used = vec![false; active.len()];
     writeln!(out, "## Egress Requirements\n")?;
-    writeln!(out, "| Destination | Required? | Purpose | Verdict | Evidence |")?;
+    writeln!(
+        out,
+        "| Destination | Required? | Purpose | Verdict | Evidence |"
+    )?;
     writeln!(out, "|---|---|---|---|---|")?;
-    let row = |out: &mut dyn Write, dest: String, req: &str, purpose: &str, fs: &[&Finding]| -> io::Result<()> {
-        writeln!(out, "| {} | {} | {} | {} | {} |", cell(&dest), req, cell(purpose), verdicts_cell(fs), evidence_cell(fs))
+    let row = |out: &mut dyn Write,
+               dest: String,
+               req: &str,
+               purpose: &str,
+               fs: &[&Finding]|
+     -> io::Result<()> {
+        writeln!(
+            out,
+            "| {} | {} | {} | {} | {} |",
+            cell(&dest),
+            req,
+            cell(purpose),
+            verdicts_cell(fs),
+            evidence_cell(fs)
+        )
     };
     // 1. What the vendor declared.
     for d in &r.declared {
-        let pats: Vec<HostPattern> = d.hosts.iter().filter_map(|h| HostPattern::parse(h).ok()).collect();
+        let pats: Vec<HostPattern> = d
+            .hosts
+            .iter()
+            .filter_map(|h| HostPattern::parse(h).ok())
+            .collect();
         let mut fs = Vec::new();
         for (i, f) in active.iter().enumerate() {
             let port_ok = d.ports.is_empty() || f.port.is_none_or(|p| d.ports.contains(&p));
@@ -284,23 +346,46 @@ fn markdown(r: &Report, out: &mut dyn Write) -> io::Result<()> {
                 fs.push(*f);
             }
         }
-        let hosts = if d.hosts.is_empty() { String::new() } else { format!(" (`{}`)", d.hosts.join("`, `")) };
-        row(out, format!("{}{hosts}", d.name), if d.required { "Required" } else { "Optional" }, &d.purpose, &fs)?;
+        let hosts = if d.hosts.is_empty() {
+            String::new()
+        } else {
+            format!(" (`{}`)", d.hosts.join("`, `"))
+        };
+        row(
+            out,
+            format!("{}{hosts}", d.name),
+            if d.required { "Required" } else { "Optional" },
+            &d.purpose,
+            &fs,
+        )?;
     }
     // 2. Allow rules that matched something.
     if let Some(list) = &r.allow {
         for rule in &list.allow {
             let mut fs = Vec::new();
             for (i, f) in active.iter().enumerate() {
-                if !used[i] && f.verdict == Verdict::Allowed && f.rule.as_deref() == Some(rule.name.as_str()) {
+                if !used[i]
+                    && f.verdict == Verdict::Allowed
+                    && f.rule.as_deref() == Some(rule.name.as_str())
+                {
                     used[i] = true;
                     fs.push(*f);
                 }
             }
             if !fs.is_empty() {
                 let hosts: Vec<String> = rule.hosts.iter().map(|h| h.to_string()).collect();
-                let req = if rule.required { "Required" } else { "Optional" };
-                row(out, format!("{} (`{}`)", rule.name, hosts.join("`, `")), req, &rule.purpose, &fs)?;
+                let req = if rule.required {
+                    "Required"
+                } else {
+                    "Optional"
+                };
+                row(
+                    out,
+                    format!("{} (`{}`)", rule.name, hosts.join("`, `")),
+                    req,
+                    &rule.purpose,
+                    &fs,
+                )?;
             }
         }
     }
@@ -319,24 +404,51 @@ fn markdown(r: &Report, out: &mut dyn Write) -> io::Result<()> {
     groups.sort_by(|a, b| a.0.cmp(&b.0));
     for ((v, host), fs) in &groups {
         let (req, purpose) = match v {
-            Verdict::Denied => ("Must not be used", format!("Denied by rule: {}", fs[0].rule.as_deref().unwrap_or("-"))),
+            Verdict::Denied => (
+                "Must not be used",
+                format!("Denied by rule: {}", fs[0].rule.as_deref().unwrap_or("-")),
+            ),
             Verdict::Unknown => ("Unknown", "Not covered by the allow-list".to_string()),
             Verdict::Unresolved => ("Unknown", "Could not be resolved offline".to_string()),
             Verdict::InCluster => ("In-cluster", "Service inside the cluster".to_string()),
             Verdict::Loopback => ("Local", "Within the pod".to_string()),
-            Verdict::Placeholder => ("Customer-configured", "Placeholder the customer replaces".to_string()),
+            Verdict::Placeholder => (
+                "Customer-configured",
+                "Placeholder the customer replaces".to_string(),
+            ),
             Verdict::Allowed => ("—", fs[0].rule.clone().unwrap_or_default()),
         };
-        let ports: BTreeSet<String> = fs.iter().filter_map(|f| f.port).map(|p| p.to_string()).collect();
-        let dest = if ports.is_empty() { format!("`{host}`") } else { format!("`{host}` ({})", ports.into_iter().collect::<Vec<_>>().join(", ")) };
+        let ports: BTreeSet<String> = fs
+            .iter()
+            .filter_map(|f| f.port)
+            .map(|p| p.to_string())
+            .collect();
+        let dest = if ports.is_empty() {
+            format!("`{host}`")
+        } else {
+            format!(
+                "`{host}` ({})",
+                ports.into_iter().collect::<Vec<_>>().join(", ")
+            )
+        };
         row(out, dest, req, &purpose, fs)?;
     }
     // 4. Deny rules nothing matched: the promise that they are not needed, backed by a check.
     if let Some(list) = &r.allow {
         for rule in &list.deny {
-            if !r.findings.iter().any(|f| f.verdict == Verdict::Denied && f.rule.as_deref() == Some(rule.name.as_str()) && !f.commented) {
+            if !r.findings.iter().any(|f| {
+                f.verdict == Verdict::Denied
+                    && f.rule.as_deref() == Some(rule.name.as_str())
+                    && !f.commented
+            }) {
                 let hosts: Vec<String> = rule.hosts.iter().map(|h| h.to_string()).collect();
-                writeln!(out, "| {} (`{}`) | Not required | {} | not referenced | — |", cell(&rule.name), hosts.join("`, `"), cell(&rule.purpose))?;
+                writeln!(
+                    out,
+                    "| {} (`{}`) | Not required | {} | not referenced | — |",
+                    cell(&rule.name),
+                    hosts.join("`, `"),
+                    cell(&rule.purpose)
+                )?;
             }
         }
     }
@@ -345,7 +457,16 @@ fn markdown(r: &Report, out: &mut dyn Write) -> io::Result<()> {
         writeln!(out, "\n{skipped} reference(s) on commented-out lines or in documentation are not listed; see `--format json`.")?;
     }
     if !r.diagnostics.is_empty() {
-        writeln!(out, "\n{} file(s) could not be fully understood: {}.", r.diagnostics.len(), r.diagnostics.iter().map(|d| format!("`{}:{}`", d.file, d.line)).collect::<Vec<_>>().join(", "))?;
+        writeln!(
+            out,
+            "\n{} file(s) could not be fully understood: {}.",
+            r.diagnostics.len(),
+            r.diagnostics
+                .iter()
+                .map(|d| format!("`{}:{}`", d.file, d.line))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )?;
     }
     Ok(())
 }

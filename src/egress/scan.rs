@@ -71,7 +71,10 @@ pub fn check(opts: &CheckOptions) -> Result<Report, EgressError> {
     // User overlays first: a broken one is a usage error, not a finding.
     let mut user: Vec<(String, Node)> = Vec::new();
     for p in &opts.values {
-        let text = std::fs::read_to_string(p).map_err(|source| EgressError::Read { path: p.clone(), source })?;
+        let text = std::fs::read_to_string(p).map_err(|source| EgressError::Read {
+            path: p.clone(),
+            source,
+        })?;
         let rel = p.display().to_string();
         let node = values::load(&text, 0).map_err(|e| EgressError::Values {
             path: p.clone(),
@@ -79,7 +82,8 @@ pub fn check(opts: &CheckOptions) -> Result<Report, EgressError> {
             column: e.column,
             message: e.message,
         })?;
-        st.value_lines.insert(rel.clone(), text.lines().map(str::to_string).collect());
+        st.value_lines
+            .insert(rel.clone(), text.lines().map(str::to_string).collect());
         st.files += 1;
         user.push((rel, node));
     }
@@ -111,7 +115,9 @@ pub fn check(opts: &CheckOptions) -> Result<Report, EgressError> {
         let mut list = Vec::new();
         for f in &c.templates {
             st.files += 1;
-            let Some(src) = read_text(f, &mut st) else { continue };
+            let Some(src) = read_text(f, &mut st) else {
+                continue;
+            };
             match template::parse(&src) {
                 Ok(t) => {
                     for (name, body) in &t.defines {
@@ -123,9 +129,21 @@ pub fn check(opts: &CheckOptions) -> Result<Report, EgressError> {
                     st.diags.push(Diagnostic {
                         file: f.rel.clone(),
                         line: e.line,
-                        message: format!("template does not parse: {}; its literal text was still scanned", e.message),
+                        message: format!(
+                            "template does not parse: {}; its literal text was still scanned",
+                            e.message
+                        ),
                     });
-                    scan_plain_text(&src, f, Source::Template, LineCtx { yaml: true, ..Default::default() }, &mut st);
+                    scan_plain_text(
+                        &src,
+                        f,
+                        Source::Template,
+                        LineCtx {
+                            yaml: true,
+                            ..Default::default()
+                        },
+                        &mut st,
+                    );
                     list.push((f.clone(), None));
                 }
             }
@@ -177,10 +195,18 @@ pub fn check(opts: &CheckOptions) -> Result<Report, EgressError> {
 
     // Render templates.
     for (i, c) in charts.iter_mut().enumerate() {
-        let env = Env { values: &merged[i], defines: &defines, chart_name: &c.name };
+        let env = Env {
+            values: &merged[i],
+            defines: &defines,
+            chart_name: &c.name,
+        };
         for (f, t) in &parsed[i] {
             let Some(t) = t else { continue };
-            let source = if f.rel.ends_with("NOTES.txt") { Source::Doc } else { Source::Template };
+            let source = if f.rel.ends_with("NOTES.txt") {
+                Source::Doc
+            } else {
+                Source::Template
+            };
             let src_lines = st_lines(f, &mut st);
             let mut lines = assemble(&env.render_scan(&t.nodes));
             // Named templates are scanned where they are defined, too.
@@ -231,7 +257,9 @@ fn finish(st: State, opts: &CheckOptions) -> Report {
         let key = (f.file.clone(), f.line, f.host.clone(), f.port);
         match best.get(&key) {
             // Keep the most specific shape (registry beats a plain host) and a values path.
-            Some(old) if (old.kind == Kind::Registry || old.value_path.is_some()) && f.kind != Kind::Registry => {}
+            Some(old)
+                if (old.kind == Kind::Registry || old.value_path.is_some())
+                    && f.kind != Kind::Registry => {}
             _ => {
                 best.insert(key, f);
             }
@@ -244,23 +272,37 @@ fn finish(st: State, opts: &CheckOptions) -> Report {
         allow: opts.allow.clone(),
         ..Default::default()
     };
-    report.diagnostics.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+    report
+        .diagnostics
+        .sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
     report.summarize(&opts.fail_on, st.files);
     report
 }
 
 /// Walk `dir`, returning files in name order; packaged charts are unpacked beside it.
-fn walk(dir: &Path, prefix: &str, temps: &mut Vec<tempfile::TempDir>, st: &mut State) -> Result<Vec<FileRef>, EgressError> {
+fn walk(
+    dir: &Path,
+    prefix: &str,
+    temps: &mut Vec<tempfile::TempDir>,
+    st: &mut State,
+) -> Result<Vec<FileRef>, EgressError> {
     let mut out = Vec::new();
-    let it = walkdir::WalkDir::new(dir).sort_by_file_name().into_iter().filter_entry(|e| {
-        let name = e.file_name().to_string_lossy();
-        !(e.depth() == 1 && prefix.is_empty() && name == "images") && name != ".git"
-    });
+    let it = walkdir::WalkDir::new(dir)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| {
+            let name = e.file_name().to_string_lossy();
+            !(e.depth() == 1 && prefix.is_empty() && name == "images") && name != ".git"
+        });
     for entry in it {
         let entry = match entry {
             Ok(e) => e,
             Err(e) => {
-                st.diags.push(Diagnostic { file: prefix.to_string(), line: 0, message: format!("cannot read: {e}") });
+                st.diags.push(Diagnostic {
+                    file: prefix.to_string(),
+                    line: 0,
+                    message: format!("cannot read: {e}"),
+                });
                 continue;
             }
         };
@@ -268,11 +310,23 @@ fn walk(dir: &Path, prefix: &str, temps: &mut Vec<tempfile::TempDir>, st: &mut S
             continue;
         }
         let rel_inner = entry.path().strip_prefix(dir).unwrap_or(entry.path());
-        let rel_inner = rel_inner.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
-        let rel = if prefix.is_empty() { rel_inner } else { format!("{prefix}/{rel_inner}") };
-        let is_chart_pkg = rel.ends_with(".tgz") && (rel.starts_with("charts/") || rel.contains("/charts/"));
+        let rel_inner = rel_inner
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/");
+        let rel = if prefix.is_empty() {
+            rel_inner
+        } else {
+            format!("{prefix}/{rel_inner}")
+        };
+        let is_chart_pkg =
+            rel.ends_with(".tgz") && (rel.starts_with("charts/") || rel.contains("/charts/"));
         if is_chart_pkg {
-            let tmp = tempfile::tempdir().map_err(|source| EgressError::Unpack { path: entry.path().to_path_buf(), source })?;
+            let tmp = tempfile::tempdir().map_err(|source| EgressError::Unpack {
+                path: entry.path().to_path_buf(),
+                source,
+            })?;
             match unpack(entry.path(), tmp.path()) {
                 Ok(()) => {
                     let inner = walk(tmp.path(), &rel, temps, st)?;
@@ -282,12 +336,17 @@ fn walk(dir: &Path, prefix: &str, temps: &mut Vec<tempfile::TempDir>, st: &mut S
                 Err(e) => st.diags.push(Diagnostic {
                     file: rel,
                     line: 0,
-                    message: format!("packaged chart could not be unpacked ({e}); it was not checked"),
+                    message: format!(
+                        "packaged chart could not be unpacked ({e}); it was not checked"
+                    ),
                 }),
             }
             continue;
         }
-        out.push(FileRef { abs: entry.path().to_path_buf(), rel });
+        out.push(FileRef {
+            abs: entry.path().to_path_buf(),
+            rel,
+        });
     }
     Ok(out)
 }
@@ -303,8 +362,14 @@ fn unpack(tgz: &Path, to: &Path) -> std::io::Result<()> {
             continue;
         }
         let path = entry.path()?.into_owned();
-        if path.components().any(|c| !matches!(c, Component::Normal(_))) {
-            return Err(std::io::Error::other(format!("unsafe path {} in archive", path.display())));
+        if path
+            .components()
+            .any(|c| !matches!(c, Component::Normal(_)))
+        {
+            return Err(std::io::Error::other(format!(
+                "unsafe path {} in archive",
+                path.display()
+            )));
         }
         total += entry.size();
         if entry.size() > MAX_FILE || total > 16 * MAX_FILE {
@@ -337,25 +402,49 @@ fn layout(files: &[FileRef]) -> (Vec<Chart>, Vec<(FileRef, Source)>) {
                 .filter(|n| !n.is_empty())
                 .unwrap_or_else(|| dir.rsplit('/').next().unwrap_or("chart").to_string());
             let abs = f.abs.parent().map(Path::to_path_buf).unwrap_or_default();
-            charts.push(Chart { rel: dir, abs, name: chart_name, parent: None, templates: Vec::new(), values: None });
+            charts.push(Chart {
+                rel: dir,
+                abs,
+                name: chart_name,
+                parent: None,
+                templates: Vec::new(),
+                values: None,
+            });
         }
     }
     // Parents before children: shorter paths first.
-    charts.sort_by_key(|c| (c.rel.matches('/').count() + usize::from(!c.rel.is_empty()), c.rel.clone()));
+    charts.sort_by_key(|c| {
+        (
+            c.rel.matches('/').count() + usize::from(!c.rel.is_empty()),
+            c.rel.clone(),
+        )
+    });
     for i in 0..charts.len() {
-        charts[i].parent = (0..i).rev().find(|&j| within(&charts[i].rel, &charts[j].rel));
+        charts[i].parent = (0..i)
+            .rev()
+            .find(|&j| within(&charts[i].rel, &charts[j].rel));
     }
     let mut others = Vec::new();
     for f in files {
-        let owner = (0..charts.len()).rev().find(|&j| within(&f.rel, &charts[j].rel));
+        let owner = (0..charts.len())
+            .rev()
+            .find(|&j| within(&f.rel, &charts[j].rel));
         match owner {
             Some(j) => {
-                let inner = if charts[j].rel.is_empty() { f.rel.as_str() } else { &f.rel[charts[j].rel.len() + 1..] };
+                let inner = if charts[j].rel.is_empty() {
+                    f.rel.as_str()
+                } else {
+                    &f.rel[charts[j].rel.len() + 1..]
+                };
                 if inner.starts_with("templates/") {
                     charts[j].templates.push(f.clone());
                 } else if inner == "values.yaml" {
                     charts[j].values = Some(f.clone());
-                } else if inner == "Chart.yaml" || inner.ends_with(".md") || inner == "values.schema.json" || inner.ends_with(".txt") {
+                } else if inner == "Chart.yaml"
+                    || inner.ends_with(".md")
+                    || inner == "values.schema.json"
+                    || inner.ends_with(".txt")
+                {
                     others.push((f.clone(), Source::Doc));
                 } else if inner == ".helmignore" || inner == "Chart.lock" {
                 } else {
@@ -378,19 +467,24 @@ fn layout(files: &[FileRef]) -> (Vec<Chart>, Vec<(FileRef, Source)>) {
 }
 
 fn within(path: &str, dir: &str) -> bool {
-    dir.is_empty() || (path.len() > dir.len() && path.starts_with(dir) && path.as_bytes()[dir.len()] == b'/')
+    dir.is_empty()
+        || (path.len() > dir.len() && path.starts_with(dir) && path.as_bytes()[dir.len()] == b'/')
 }
 
 fn source_of(rel: &str) -> Source {
     let lower = rel.to_ascii_lowercase();
     let name = lower.rsplit('/').next().unwrap_or(&lower);
     if lower.starts_with("scripts/")
-        || [".sh", ".bash", ".py", ".ps1", ".zsh"].iter().any(|e| name.ends_with(e))
+        || [".sh", ".bash", ".py", ".ps1", ".zsh"]
+            .iter()
+            .any(|e| name.ends_with(e))
         || name == "dockerfile"
         || name == "makefile"
     {
         Source::Script
-    } else if [".md", ".txt", ".rst", ".adoc", ".html"].iter().any(|e| name.ends_with(e))
+    } else if [".md", ".txt", ".rst", ".adoc", ".html"]
+        .iter()
+        .any(|e| name.ends_with(e))
         || name.starts_with("license")
         || name.starts_with("notice")
         || name.starts_with("changelog")
@@ -404,27 +498,38 @@ fn source_of(rel: &str) -> Source {
 fn read_text(f: &FileRef, st: &mut State) -> Option<String> {
     let meta = std::fs::metadata(&f.abs).ok()?;
     if meta.len() > MAX_FILE {
-        st.diags.push(Diagnostic { file: f.rel.clone(), line: 0, message: format!("larger than {} MiB; not checked", MAX_FILE >> 20) });
+        st.diags.push(Diagnostic {
+            file: f.rel.clone(),
+            line: 0,
+            message: format!("larger than {} MiB; not checked", MAX_FILE >> 20),
+        });
         return None;
     }
     match std::fs::read(&f.abs) {
         Ok(bytes) if bytes.iter().take(8192).any(|&b| b == 0) => None,
         Ok(bytes) => Some(String::from_utf8_lossy(&bytes).into_owned()),
         Err(e) => {
-            st.diags.push(Diagnostic { file: f.rel.clone(), line: 0, message: format!("cannot read: {e}") });
+            st.diags.push(Diagnostic {
+                file: f.rel.clone(),
+                line: 0,
+                message: format!("cannot read: {e}"),
+            });
             None
         }
     }
 }
 
 fn st_lines(f: &FileRef, _st: &mut State) -> Vec<String> {
-    std::fs::read_to_string(&f.abs).map(|t| t.lines().map(str::to_string).collect()).unwrap_or_default()
+    std::fs::read_to_string(&f.abs)
+        .map(|t| t.lines().map(str::to_string).collect())
+        .unwrap_or_default()
 }
 
 fn load_values(f: &FileRef, st: &mut State) -> Option<Node> {
     st.files += 1;
     let text = read_text(f, st)?;
-    st.value_lines.insert(f.rel.clone(), text.lines().map(str::to_string).collect());
+    st.value_lines
+        .insert(f.rel.clone(), text.lines().map(str::to_string).collect());
     match values::load(&text, 0) {
         Ok(n) => Some(n),
         Err(e) => {
@@ -433,7 +538,16 @@ fn load_values(f: &FileRef, st: &mut State) -> Option<Node> {
                 line: e.line,
                 message: format!("values file is not valid YAML (column {}: {}); its text was scanned line by line instead", e.column, e.message),
             });
-            scan_plain_text(&text, f, Source::Values, LineCtx { yaml: true, ..Default::default() }, st);
+            scan_plain_text(
+                &text,
+                f,
+                Source::Values,
+                LineCtx {
+                    yaml: true,
+                    ..Default::default()
+                },
+                st,
+            );
             None
         }
     }
@@ -491,10 +605,21 @@ fn scan_values_tree(node: &Node, path: &str, key: &str, v: &Values, st: &mut Sta
         Value::Map(m) => {
             let get = |k: &str| m.iter().find(|(mk, _)| mk == k).map(|(_, n)| n);
             // `{registry, repository, tag}` image maps.
-            if let (Some(reg), Some(_)) = (get("registry"), get("repository").or_else(|| get("image"))) {
+            if let (Some(reg), Some(_)) =
+                (get("registry"), get("repository").or_else(|| get("image")))
+            {
                 if let Some(r) = reg.as_text().filter(|r| !r.is_empty()) {
-                    let (host, port) = finder::image_registry(&format!("{r}/x")).unwrap_or((finder::normalize_host(&r), None));
-                    push_value(reg, &format!("{path}.registry"), host, port, Kind::Registry, v, st);
+                    let (host, port) = finder::image_registry(&format!("{r}/x"))
+                        .unwrap_or((finder::normalize_host(&r), None));
+                    push_value(
+                        reg,
+                        &format!("{path}.registry"),
+                        host,
+                        port,
+                        Kind::Registry,
+                        v,
+                        st,
+                    );
                 }
                 for (k, child) in m {
                     if k != "registry" && k != "repository" && k != "image" {
@@ -525,20 +650,57 @@ fn scan_values_tree(node: &Node, path: &str, key: &str, v: &Values, st: &mut Sta
                     let (code, comment) = split_comment(l);
                     for (part, commented) in [(code, false), (comment.unwrap_or(""), true)] {
                         let part = part.trim_start_matches('#');
-                        for h in find(part, LineCtx { yaml: true, shell: true, env_name: None }) {
-                            push_raw(st, v, node, line, Some(path), h.host, h.port, h.kind, commented);
+                        for h in find(
+                            part,
+                            LineCtx {
+                                yaml: true,
+                                shell: true,
+                                env_name: None,
+                            },
+                        ) {
+                            push_raw(
+                                st,
+                                v,
+                                node,
+                                line,
+                                Some(path),
+                                h.host,
+                                h.port,
+                                h.kind,
+                                commented,
+                            );
                         }
                     }
                 }
                 return;
             }
             // Template text inside values (`tpl` strings) cannot be resolved here.
-            let s = if s.contains("{{") { blank_actions(s) } else { s.clone() };
+            let s = if s.contains("{{") {
+                blank_actions(s)
+            } else {
+                s.clone()
+            };
             let synthetic = format!("{}: {s}", if key.is_empty() { "value" } else { key });
             let klen = synthetic.len() - s.len();
-            for h in find(&synthetic, LineCtx { yaml: true, ..Default::default() }) {
+            for h in find(
+                &synthetic,
+                LineCtx {
+                    yaml: true,
+                    ..Default::default()
+                },
+            ) {
                 if h.start >= klen {
-                    push_raw(st, v, node, node.line, Some(path), h.host, h.port, h.kind, false);
+                    push_raw(
+                        st,
+                        v,
+                        node,
+                        node.line,
+                        Some(path),
+                        h.host,
+                        h.port,
+                        h.kind,
+                        false,
+                    );
                 }
             }
         }
@@ -546,14 +708,39 @@ fn scan_values_tree(node: &Node, path: &str, key: &str, v: &Values, st: &mut Sta
     }
 }
 
-fn push_value(node: &Node, path: &str, host: String, port: Option<u16>, kind: Kind, v: &Values, st: &mut State) {
+fn push_value(
+    node: &Node,
+    path: &str,
+    host: String,
+    port: Option<u16>,
+    kind: Kind,
+    v: &Values,
+    st: &mut State,
+) {
     push_raw(st, v, node, node.line, Some(path), host, port, kind, false);
 }
 
 #[allow(clippy::too_many_arguments)]
-fn push_raw(st: &mut State, v: &Values, node: &Node, line: usize, path: Option<&str>, host: String, port: Option<u16>, kind: Kind, commented: bool) {
-    let Some(file) = v.files.get(node.file) else { return };
-    let text = st.value_lines.get(file).and_then(|ls| ls.get(line.wrapping_sub(1))).map(|l| evidence(l)).unwrap_or_default();
+fn push_raw(
+    st: &mut State,
+    v: &Values,
+    node: &Node,
+    line: usize,
+    path: Option<&str>,
+    host: String,
+    port: Option<u16>,
+    kind: Kind,
+    commented: bool,
+) {
+    let Some(file) = v.files.get(node.file) else {
+        return;
+    };
+    let text = st
+        .value_lines
+        .get(file)
+        .and_then(|ls| ls.get(line.wrapping_sub(1)))
+        .map(|l| evidence(l))
+        .unwrap_or_default();
     st.raw.push(Raw {
         host,
         port,
@@ -568,12 +755,22 @@ fn push_raw(st: &mut State, v: &Values, node: &Node, line: usize, path: Option<&
 }
 
 fn scan_value_comments(rel: &str, st: &mut State) {
-    let Some(lines) = st.value_lines.get(rel) else { return };
+    let Some(lines) = st.value_lines.get(rel) else {
+        return;
+    };
     let mut found = Vec::new();
     for (i, l) in lines.iter().enumerate() {
-        let (_, Some(comment)) = split_comment(l) else { continue };
+        let (_, Some(comment)) = split_comment(l) else {
+            continue;
+        };
         let body = comment.trim_start_matches('#').trim_start();
-        for h in find(body, LineCtx { yaml: true, ..Default::default() }) {
+        for h in find(
+            body,
+            LineCtx {
+                yaml: true,
+                ..Default::default()
+            },
+        ) {
             found.push(Raw {
                 host: h.host,
                 port: h.port,
@@ -591,15 +788,32 @@ fn scan_value_comments(rel: &str, st: &mut State) {
 }
 
 /// Scan the rendered lines of one template.
-fn scan_rendered(lines: &[RenderedLine], f: &FileRef, src: &[String], source: Source, st: &mut State) {
+fn scan_rendered(
+    lines: &[RenderedLine],
+    f: &FileRef,
+    src: &[String],
+    source: Source,
+    st: &mut State,
+) {
     let mut prev_env: Option<String> = None;
     for rl in lines {
-        let ctx = LineCtx { yaml: true, shell: false, env_name: prev_env.as_deref() };
+        let ctx = LineCtx {
+            yaml: true,
+            shell: false,
+            env_name: prev_env.as_deref(),
+        };
         let code_len = split_comment(&rl.text).0.len();
-        let text = src.get(rl.line.wrapping_sub(1)).map(|l| evidence(l)).unwrap_or_default();
+        let text = src
+            .get(rl.line.wrapping_sub(1))
+            .map(|l| evidence(l))
+            .unwrap_or_default();
         let mut covered = Vec::new();
         for h in find(&rl.text, ctx) {
-            let segs: Vec<_> = rl.segs.iter().filter(|s| s.0 < h.end && h.start < s.1).collect();
+            let segs: Vec<_> = rl
+                .segs
+                .iter()
+                .filter(|s| s.0 < h.end && h.start < s.1)
+                .collect();
             let path = segs.iter().find_map(|s| s.2.clone());
             let unresolved = segs.iter().any(|s| s.3);
             let commented = h.start >= code_len || segs.iter().all(|s| s.4) && !segs.is_empty();
@@ -624,13 +838,20 @@ fn scan_rendered(lines: &[RenderedLine], f: &FileRef, src: &[String], source: So
         if let Some(pos) = rl.text[..code_len].find(MARKER) {
             if !covered.iter().any(|(s, e)| *s <= pos && pos < *e) {
                 if let Some((key, value, _)) = key_value(&rl.text, ctx) {
-                    let hostish = finder::host_like_key(&key) || finder::image_key(&key) || (key == "value" && prev_env.as_deref().is_some_and(finder::host_like_key));
+                    let hostish = finder::host_like_key(&key)
+                        || finder::image_key(&key)
+                        || (key == "value"
+                            && prev_env.as_deref().is_some_and(finder::host_like_key));
                     if hostish && value.contains(MARKER) {
                         let path = rl.segs.iter().find(|s| s.3).and_then(|s| s.2.clone());
                         st.raw.push(Raw {
                             host: value.chars().take(120).collect(),
                             port: None,
-                            kind: if finder::image_key(&key) { Kind::Registry } else { Kind::Host },
+                            kind: if finder::image_key(&key) {
+                                Kind::Registry
+                            } else {
+                                Kind::Host
+                            },
                             source,
                             file: f.rel.clone(),
                             line: rl.line,
@@ -684,17 +905,33 @@ fn collect_services(lines: &[RenderedLine], names: &mut ClusterNames) {
 
 fn comment_style(rel: &str) -> bool {
     let lower = rel.to_ascii_lowercase();
-    ![".md", ".json", ".js", ".ts", ".html", ".xml", ".go", ".java", ".rs", ".c", ".h"].iter().any(|e| lower.ends_with(e))
+    ![
+        ".md", ".json", ".js", ".ts", ".html", ".xml", ".go", ".java", ".rs", ".c", ".h",
+    ]
+    .iter()
+    .any(|e| lower.ends_with(e))
 }
 
 fn ctx_for(rel: &str, source: Source) -> LineCtx<'static> {
     let lower = rel.to_ascii_lowercase();
     match source {
-        Source::Script => LineCtx { shell: true, ..Default::default() },
+        Source::Script => LineCtx {
+            shell: true,
+            ..Default::default()
+        },
         Source::Doc => LineCtx::default(),
-        _ if lower.ends_with(".yaml") || lower.ends_with(".yml") => LineCtx { yaml: true, ..Default::default() },
-        _ if lower.ends_with(".env") || lower.ends_with(".properties") || lower.ends_with(".ini") => {
-            LineCtx { shell: true, ..Default::default() }
+        _ if lower.ends_with(".yaml") || lower.ends_with(".yml") => LineCtx {
+            yaml: true,
+            ..Default::default()
+        },
+        _ if lower.ends_with(".env")
+            || lower.ends_with(".properties")
+            || lower.ends_with(".ini") =>
+        {
+            LineCtx {
+                shell: true,
+                ..Default::default()
+            }
         }
         _ => LineCtx::default(),
     }
@@ -703,14 +940,23 @@ fn ctx_for(rel: &str, source: Source) -> LineCtx<'static> {
 /// Scan a script, config or doc file line by line, without holding it whole.
 fn scan_file(f: &FileRef, source: Source, st: &mut State) {
     st.files += 1;
-    let Ok(meta) = std::fs::metadata(&f.abs) else { return };
+    let Ok(meta) = std::fs::metadata(&f.abs) else {
+        return;
+    };
     if meta.len() > MAX_FILE {
-        st.diags.push(Diagnostic { file: f.rel.clone(), line: 0, message: format!("larger than {} MiB; not checked", MAX_FILE >> 20) });
+        st.diags.push(Diagnostic {
+            file: f.rel.clone(),
+            line: 0,
+            message: format!("larger than {} MiB; not checked", MAX_FILE >> 20),
+        });
         return;
     }
     let Ok(file) = File::open(&f.abs) else { return };
     let mut r = BufReader::with_capacity(64 << 10, file);
-    if r.fill_buf().map(|b| b.iter().take(8192).any(|&c| c == 0)).unwrap_or(true) {
+    if r.fill_buf()
+        .map(|b| b.iter().take(8192).any(|&c| c == 0))
+        .unwrap_or(true)
+    {
         return;
     }
     let ctx = ctx_for(&f.rel, source);
@@ -727,7 +973,10 @@ fn scan_file(f: &FileRef, source: Source, st: &mut State) {
         n += 1;
         let line = String::from_utf8_lossy(&buf);
         let line = line.trim_end_matches(['\n', '\r']);
-        let c = LineCtx { env_name: prev_env.as_deref(), ..ctx };
+        let c = LineCtx {
+            env_name: prev_env.as_deref(),
+            ..ctx
+        };
         scan_line(line, n, f, source, c, comments, &mut st.raw);
         if ctx.yaml {
             prev_env = env_name(line).map(str::to_string);
@@ -768,12 +1017,24 @@ fn blank_actions(line: &str) -> String {
     out
 }
 
-fn scan_line(line: &str, n: usize, f: &FileRef, source: Source, ctx: LineCtx<'_>, comments: bool, out: &mut Vec<Raw>) {
+fn scan_line(
+    line: &str,
+    n: usize,
+    f: &FileRef,
+    source: Source,
+    ctx: LineCtx<'_>,
+    comments: bool,
+    out: &mut Vec<Raw>,
+) {
     let hits = find(line, ctx);
     if hits.is_empty() {
         return;
     }
-    let code_len = if comments { split_comment(line).0.len() } else { line.len() };
+    let code_len = if comments {
+        split_comment(line).0.len()
+    } else {
+        line.len()
+    };
     let text = evidence(line);
     for h in hits {
         out.push(Raw {

@@ -183,7 +183,10 @@ pub fn parse(src: &str) -> Result<Template, ParseError> {
     let mut defines = Vec::new();
     let (nodes, end) = parse_block(&mut it, &mut defines, 0)?;
     if let Some((kw, line)) = end {
-        return Err(ParseError { line, message: format!("unexpected `{{{{ {kw} }}}}` with no open block") });
+        return Err(ParseError {
+            line,
+            message: format!("unexpected `{{{{ {kw} }}}}` with no open block"),
+        });
     }
     Ok(Template { nodes, defines })
 }
@@ -206,7 +209,11 @@ fn parse_block(
             Tok::Act(a, l) => (a, l),
         };
         if act.starts_with("/*") {
-            let text = act.trim_start_matches("/*").trim_end_matches("*/").trim().to_string();
+            let text = act
+                .trim_start_matches("/*")
+                .trim_end_matches("*/")
+                .trim()
+                .to_string();
             out.push(TNode::Comment { text, line });
             continue;
         }
@@ -234,7 +241,10 @@ fn parse_block(
                         cond = Some(c.trim().to_string());
                     } else if after.is_empty() {
                         if branches.last().is_some_and(|(c, _)| c.is_none()) {
-                            return Err(ParseError { line: eline, message: "second `else` in one `if`".into() });
+                            return Err(ParseError {
+                                line: eline,
+                                message: "second `else` in one `if`".into(),
+                            });
                         }
                     } else {
                         cond = Some(after.to_string());
@@ -257,31 +267,53 @@ fn parse_block(
                     o
                 };
                 if kw == "with" {
-                    out.push(TNode::With { expr: rest.to_string(), body, otherwise });
+                    out.push(TNode::With {
+                        expr: rest.to_string(),
+                        body,
+                        otherwise,
+                    });
                 } else {
                     let (vars, expr) = match rest.split_once(":=") {
                         Some((v, e)) => (
-                            v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
+                            v.split(',')
+                                .map(|s| s.trim().to_string())
+                                .filter(|s| !s.is_empty())
+                                .collect(),
                             e.trim().to_string(),
                         ),
                         None => (Vec::new(), rest.to_string()),
                     };
-                    out.push(TNode::Range { expr, vars, body, otherwise });
+                    out.push(TNode::Range {
+                        expr,
+                        vars,
+                        body,
+                        otherwise,
+                    });
                 }
             }
             "define" | "block" => {
-                let name = unquote(rest.split_whitespace().next().unwrap_or("")).unwrap_or_default();
+                let name =
+                    unquote(rest.split_whitespace().next().unwrap_or("")).unwrap_or_default();
                 let (body, end) = parse_block(it, defines, line)?;
                 if end.is_none() {
                     return Err(unclosed(kw, line));
                 }
                 if kw == "block" {
-                    out.push(TNode::Action { expr: format!("include {rest}"), line });
+                    out.push(TNode::Action {
+                        expr: format!("include {rest}"),
+                        line,
+                    });
                 }
                 defines.push((name, body));
             }
-            "template" => out.push(TNode::Action { expr: format!("include {rest}"), line }),
-            _ => out.push(TNode::Action { expr: act.clone(), line }),
+            "template" => out.push(TNode::Action {
+                expr: format!("include {rest}"),
+                line,
+            }),
+            _ => out.push(TNode::Action {
+                expr: act.clone(),
+                line,
+            }),
         }
     }
     let _ = open_line;
@@ -289,13 +321,21 @@ fn parse_block(
 }
 
 fn unclosed(kw: &str, line: usize) -> ParseError {
-    ParseError { line, message: format!("`{{{{ {kw} }}}}` is never closed with `{{{{ end }}}}`") }
+    ParseError {
+        line,
+        message: format!("`{{{{ {kw} }}}}` is never closed with `{{{{ end }}}}`"),
+    }
 }
 
 fn unquote(s: &str) -> Option<String> {
     let s = s.trim();
     if s.len() >= 2 && s.starts_with('"') && s.ends_with('"') {
-        Some(s[1..s.len() - 1].replace("\\\"", "\"").replace("\\n", "\n").replace("\\\\", "\\"))
+        Some(
+            s[1..s.len() - 1]
+                .replace("\\\"", "\"")
+                .replace("\\n", "\n")
+                .replace("\\\\", "\\"),
+        )
     } else if s.len() >= 2 && s.starts_with('`') && s.ends_with('`') {
         Some(s[1..s.len() - 1].to_string())
     } else {
@@ -436,7 +476,9 @@ impl<'a> Env<'a> {
                     if let Some((name, e)) = assignment(expr) {
                         let v = self.pipeline(e, dot, vars, depth);
                         match vars.iter_mut().rev().find(|(n, _)| *n == name) {
-                            Some(slot) if expr.contains(" = ") && !expr.contains(":=") => slot.1 = v,
+                            Some(slot) if expr.contains(" = ") && !expr.contains(":=") => {
+                                slot.1 = v
+                            }
                             _ => vars.push((name, v)),
                         }
                         continue;
@@ -473,7 +515,9 @@ impl<'a> Env<'a> {
                         for (cond, body) in branches {
                             let take = match cond {
                                 None => true,
-                                Some(c) => self.pipeline(c, dot, vars, depth).truthy().ok_or(Unres)?,
+                                Some(c) => {
+                                    self.pipeline(c, dot, vars, depth).truthy().ok_or(Unres)?
+                                }
                             };
                             if take {
                                 self.render(body, dot, vars, mode, out, depth + 1)?;
@@ -483,9 +527,14 @@ impl<'a> Env<'a> {
                         vars.truncate(mark);
                     }
                 }
-                TNode::With { expr, body, otherwise } => {
+                TNode::With {
+                    expr,
+                    body,
+                    otherwise,
+                } => {
                     let mark = vars.len();
-                    let (name, e) = assignment(expr).map_or((None, expr.as_str()), |(n, e)| (Some(n), e));
+                    let (name, e) =
+                        assignment(expr).map_or((None, expr.as_str()), |(n, e)| (Some(n), e));
                     let v = self.pipeline(e, dot, vars, depth);
                     if let Some(n) = name {
                         vars.push((n, v.clone()));
@@ -495,25 +544,40 @@ impl<'a> Env<'a> {
                             self.render(body, &v, vars, mode, out, depth + 1)?;
                             self.render(otherwise, dot, vars, mode, out, depth + 1)?;
                         }
-                        (Mode::Value, Some(true)) => self.render(body, &v, vars, mode, out, depth + 1)?,
-                        (Mode::Value, Some(false)) => self.render(otherwise, dot, vars, mode, out, depth + 1)?,
+                        (Mode::Value, Some(true)) => {
+                            self.render(body, &v, vars, mode, out, depth + 1)?
+                        }
+                        (Mode::Value, Some(false)) => {
+                            self.render(otherwise, dot, vars, mode, out, depth + 1)?
+                        }
                         (Mode::Value, None) => return Err(Unres),
                     }
                     vars.truncate(mark);
                 }
-                TNode::Range { expr, vars: names, body, otherwise } => {
+                TNode::Range {
+                    expr,
+                    vars: names,
+                    body,
+                    otherwise,
+                } => {
                     let v = self.pipeline(expr, dot, vars, depth);
                     let mut items: Vec<(V<'a>, V<'a>)> = Vec::new();
                     if let V::Tree(n, p) = &v {
                         match &n.value {
                             Value::Seq(s) => {
                                 for (i, item) in s.iter().enumerate().take(MAX_RANGE) {
-                                    items.push((V::Text(i.to_string(), None), V::Tree(item, format!("{p}[{i}]"))));
+                                    items.push((
+                                        V::Text(i.to_string(), None),
+                                        V::Tree(item, format!("{p}[{i}]")),
+                                    ));
                                 }
                             }
                             Value::Map(m) => {
                                 for (k, item) in m.iter().take(MAX_RANGE) {
-                                    items.push((V::Text(k.clone(), None), V::Tree(item, format!("{p}.{k}"))));
+                                    items.push((
+                                        V::Text(k.clone(), None),
+                                        V::Tree(item, format!("{p}.{k}")),
+                                    ));
                                 }
                             }
                             _ => {}
@@ -567,14 +631,24 @@ impl<'a> Env<'a> {
         acc.unwrap_or(V::Unknown(None))
     }
 
-    fn command(&self, words: &[String], piped: Option<V<'a>>, dot: &V<'a>, vars: &Vars<'a>, depth: usize) -> V<'a> {
+    fn command(
+        &self,
+        words: &[String],
+        piped: Option<V<'a>>,
+        dot: &V<'a>,
+        vars: &Vars<'a>,
+        depth: usize,
+    ) -> V<'a> {
         let head = &words[0];
         let is_func = head.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
             && !matches!(head.as_str(), "true" | "false" | "nil");
         if !is_func {
             return self.operand(head, dot, vars, depth);
         }
-        let mut args: Vec<V<'a>> = words[1..].iter().map(|w| self.operand(w, dot, vars, depth)).collect();
+        let mut args: Vec<V<'a>> = words[1..]
+            .iter()
+            .map(|w| self.operand(w, dot, vars, depth))
+            .collect();
         if let Some(p) = piped {
             args.push(p);
         }
@@ -611,7 +685,11 @@ impl<'a> Env<'a> {
                 .rev()
                 .find(|(n, _)| n == name)
                 .map_or(V::Unknown(None), |(_, v)| v.clone());
-            return if rest.is_empty() { base } else { self.fields(base, rest) };
+            return if rest.is_empty() {
+                base
+            } else {
+                self.fields(base, rest)
+            };
         }
         if w.chars().next().is_some_and(|c| c.is_ascii_alphabetic()) {
             // A function with no arguments inside a larger command.
@@ -656,7 +734,9 @@ impl<'a> Env<'a> {
                     let path = format!("{p}.{f}");
                     match n.get(f) {
                         Some(child) => V::Tree(child, path),
-                        None if matches!(n.value, Value::Map(_) | Value::Null) => V::Nil(Some(path)),
+                        None if matches!(n.value, Value::Map(_) | Value::Null) => {
+                            V::Nil(Some(path))
+                        }
                         None => V::Unknown(Some(path)),
                     }
                 }
@@ -730,21 +810,32 @@ impl<'a> Env<'a> {
                     _ => texts.concat(),
                 };
                 // The values path of a printf is that of its first values-backed argument.
-                let p = args.iter().skip(usize::from(name == "printf")).find_map(V::path);
+                let p = args
+                    .iter()
+                    .skip(usize::from(name == "printf"))
+                    .find_map(V::path);
                 V::Text(s, p)
             }
             "tpl" => {
-                let (Some(src), ctx) = (args.first().and_then(V::text), args.get(1).cloned().unwrap_or(V::Root)) else {
+                let (Some(src), ctx) = (
+                    args.first().and_then(V::text),
+                    args.get(1).cloned().unwrap_or(V::Root),
+                ) else {
                     return V::Unknown(path);
                 };
-                let Ok(t) = parse(&src) else { return V::Unknown(path) };
+                let Ok(t) = parse(&src) else {
+                    return V::Unknown(path);
+                };
                 match self.eval_value(&t.nodes, &ctx, depth) {
                     Some(s) => V::Text(s, args.first().and_then(V::path)),
                     None => V::Unknown(path),
                 }
             }
             "include" | "template" => {
-                let (Some(tname), ctx) = (args.first().and_then(V::text), args.get(1).cloned().unwrap_or(V::Nil(None))) else {
+                let (Some(tname), ctx) = (
+                    args.first().and_then(V::text),
+                    args.get(1).cloned().unwrap_or(V::Nil(None)),
+                ) else {
                     return V::Unknown(None);
                 };
                 match self.defines.get(&tname) {
@@ -755,40 +846,70 @@ impl<'a> Env<'a> {
                     None => V::Unknown(None),
                 }
             }
-            "toYaml" | "toJson" | "toPrettyJson" | "toRawJson" | "toString" | "b64enc" | "b64dec" | "int" | "int64"
-            | "atoi" | "float64" | "toStrings" | "urlquery" => match &last {
-                V::Tree(n, p) => V::Text(n.to_yaml(), Some(p.clone())),
-                other => match other.text() {
-                    Some(t) => V::Text(t, other.path()),
-                    None => V::Unknown(other.path()),
-                },
-            },
+            "toYaml" | "toJson" | "toPrettyJson" | "toRawJson" | "toString" | "b64enc"
+            | "b64dec" | "int" | "int64" | "atoi" | "float64" | "toStrings" | "urlquery" => {
+                match &last {
+                    V::Tree(n, p) => V::Text(n.to_yaml(), Some(p.clone())),
+                    other => match other.text() {
+                        Some(t) => V::Text(t, other.path()),
+                        None => V::Unknown(other.path()),
+                    },
+                }
+            }
             "indent" | "nindent" => {
-                let n: usize = args.first().and_then(V::text).and_then(|t| t.parse().ok()).unwrap_or(0);
+                let n: usize = args
+                    .first()
+                    .and_then(V::text)
+                    .and_then(|t| t.parse().ok())
+                    .unwrap_or(0);
                 let Some(t) = (match &last {
-                    V::Tree(node, _) if !matches!(node.value, Value::Str(_) | Value::Bool(_) | Value::Null) => Some(node.to_yaml()),
+                    V::Tree(node, _)
+                        if !matches!(node.value, Value::Str(_) | Value::Bool(_) | Value::Null) =>
+                    {
+                        Some(node.to_yaml())
+                    }
                     other => other.text(),
                 }) else {
                     return V::Unknown(last.path());
                 };
                 let pad = " ".repeat(n);
-                let body = t.lines().map(|l| format!("{pad}{l}")).collect::<Vec<_>>().join("\n");
-                V::Text(if name == "nindent" { format!("\n{body}") } else { body }, last.path())
+                let body = t
+                    .lines()
+                    .map(|l| format!("{pad}{l}"))
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                V::Text(
+                    if name == "nindent" {
+                        format!("\n{body}")
+                    } else {
+                        body
+                    },
+                    last.path(),
+                )
             }
-            "trim" | "lower" | "upper" | "title" | "trimSuffix" | "trimPrefix" | "trunc" | "replace" | "trimAll" => {
-                let Some(t) = last.text() else { return V::Unknown(last.path()) };
+            "trim" | "lower" | "upper" | "title" | "trimSuffix" | "trimPrefix" | "trunc"
+            | "replace" | "trimAll" => {
+                let Some(t) = last.text() else {
+                    return V::Unknown(last.path());
+                };
                 let arg = |i: usize| args.get(i).and_then(V::text).unwrap_or_default();
                 let s = match name {
                     "trim" => t.trim().to_string(),
                     "lower" => t.to_lowercase(),
                     "upper" => t.to_uppercase(),
                     "title" => t,
-                    "trimSuffix" => t.strip_suffix(arg(0).as_str()).map_or(t.clone(), str::to_string),
-                    "trimPrefix" => t.strip_prefix(arg(0).as_str()).map_or(t.clone(), str::to_string),
+                    "trimSuffix" => t
+                        .strip_suffix(arg(0).as_str())
+                        .map_or(t.clone(), str::to_string),
+                    "trimPrefix" => t
+                        .strip_prefix(arg(0).as_str())
+                        .map_or(t.clone(), str::to_string),
                     "trimAll" => t.trim_matches(|c| arg(0).contains(c)).to_string(),
                     "trunc" => {
                         let n: i64 = arg(0).parse().unwrap_or(i64::MAX);
-                        t.chars().take(usize::try_from(n).unwrap_or(usize::MAX)).collect()
+                        t.chars()
+                            .take(usize::try_from(n).unwrap_or(usize::MAX))
+                            .collect()
                     }
                     _ => t.replace(arg(0).as_str(), arg(1).as_str()),
                 };
@@ -811,7 +932,11 @@ impl<'a> Env<'a> {
             "and" | "or" => {
                 let bools: Option<Vec<bool>> = args.iter().map(V::truthy).collect();
                 match bools {
-                    Some(b) => V::Bool(if name == "and" { b.iter().all(|x| *x) } else { b.iter().any(|x| *x) }),
+                    Some(b) => V::Bool(if name == "and" {
+                        b.iter().all(|x| *x)
+                    } else {
+                        b.iter().any(|x| *x)
+                    }),
                     None => V::Unknown(None),
                 }
             }
@@ -819,7 +944,10 @@ impl<'a> Env<'a> {
                 Some(b) => V::Bool(!b),
                 None => V::Unknown(None),
             },
-            "contains" | "hasPrefix" | "hasSuffix" => match (args.first().and_then(V::text), args.get(1).and_then(V::text)) {
+            "contains" | "hasPrefix" | "hasSuffix" => match (
+                args.first().and_then(V::text),
+                args.get(1).and_then(V::text),
+            ) {
                 (Some(a), Some(b)) => V::Bool(match name {
                     "contains" => b.contains(&a),
                     "hasPrefix" => b.starts_with(&a),
@@ -834,7 +962,9 @@ impl<'a> Env<'a> {
             "get" | "index" => {
                 let mut cur = args.first().cloned().unwrap_or(V::Nil(None));
                 for k in args.iter().skip(1) {
-                    let Some(k) = k.text() else { return V::Unknown(None) };
+                    let Some(k) = k.text() else {
+                        return V::Unknown(None);
+                    };
                     cur = match cur {
                         V::Tree(n, p) => match &n.value {
                             Value::Seq(s) => match k.parse::<usize>().ok().and_then(|i| s.get(i)) {
@@ -853,9 +983,8 @@ impl<'a> Env<'a> {
                 cur
             }
             // Digests and random values hold no destination.
-            "sha256sum" | "sha1sum" | "randAlphaNum" | "randAlpha" | "randNumeric" | "uuidv4" | "now" | "date" => {
-                V::Text("x".into(), None)
-            }
+            "sha256sum" | "sha1sum" | "randAlphaNum" | "randAlpha" | "randNumeric" | "uuidv4"
+            | "now" | "date" => V::Text("x".into(), None),
             _ => V::Unknown(path),
         }
     }
@@ -863,7 +992,8 @@ impl<'a> Env<'a> {
     fn eval_value(&self, nodes: &[TNode], dot: &V<'a>, depth: usize) -> Option<String> {
         let mut out = Vec::new();
         let mut vars: Vars<'a> = vec![("$".into(), V::Root)];
-        self.render(nodes, dot, &mut vars, Mode::Value, &mut out, depth + 1).ok()?;
+        self.render(nodes, dot, &mut vars, Mode::Value, &mut out, depth + 1)
+            .ok()?;
         Some(out.into_iter().map(|p| p.text).collect())
     }
 }
@@ -956,7 +1086,10 @@ fn sprintf(fmt: &str, args: &[String]) -> String {
             continue;
         }
         // Skip flags and width.
-        while it.peek().is_some_and(|c| c.is_ascii_digit() || matches!(c, '-' | '+' | '.' | '#' | ' ')) {
+        while it
+            .peek()
+            .is_some_and(|c| c.is_ascii_digit() || matches!(c, '-' | '+' | '.' | '#' | ' '))
+        {
             it.next();
         }
         match it.next() {
@@ -1008,7 +1141,13 @@ pub fn assemble(pieces: &[Piece]) -> Vec<RenderedLine> {
             if !part.is_empty() {
                 let start = cur.text.len();
                 cur.text.push_str(part);
-                cur.segs.push((start, cur.text.len(), p.path.clone(), p.unresolved, p.commented));
+                cur.segs.push((
+                    start,
+                    cur.text.len(),
+                    p.path.clone(),
+                    p.unresolved,
+                    p.commented,
+                ));
             }
         }
     }
