@@ -1,14 +1,15 @@
 //! `check`: walk an extracted bundle (or a chart folder), find destinations in values files,
 //! chart templates, scripts, configuration and documentation, and classify each.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use super::classify::{classify, ClusterNames};
 use super::finder::{self, find, key_value, split_comment, LineCtx, MARKER};
-use super::template::{self, assemble, Env, RenderedLine, TNode, Template};
+use super::template::{self, assemble, Env, RenderedLine, TNode};
 use super::values::{self, Node, Value, Values};
 use super::{CheckOptions, Diagnostic, EgressError, Finding, Kind, Report, Source, Verdict};
 
@@ -21,7 +22,7 @@ const MAX_TEXT: usize = 240;
 #[derive(Debug, Clone)]
 struct FileRef {
     abs: PathBuf,
-    rel: String,
+    rel: Arc<str>,
 }
 
 /// A chart found in the folder.
@@ -44,11 +45,20 @@ struct Raw {
     port: Option<u16>,
     kind: Kind,
     source: Source,
-    file: String,
+    file: Arc<str>,
     line: usize,
-    text: String,
+    text: Arc<str>,
     value_path: Option<String>,
     commented: bool,
+}
+
+/// What one worker produced.
+#[derive(Default)]
+struct Out {
+    raw: Vec<Raw>,
+    diags: Vec<Diagnostic>,
+    services: std::collections::BTreeSet<String>,
+    files: usize,
 }
 
 #[derive(Default)]
@@ -59,6 +69,98 @@ struct State {
     names: ClusterNames,
     /// Lines of every values file read, by display path, for evidence text.
     value_lines: HashMap<String, Vec<String>>,
+}
+
+impl State {
+    fn absorb(&mut self, out: Out) {
+        self.raw.extend(out.raw);
+        self.diags.extend(out.diags);
+        self.names.services.extend(out.services);
+        self.files += out.files;
+    }
+}
+
+/// Map `f` over `items` on a few threads, keeping the order.
+fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let n = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8)
+        .min(items.len());
+    if n <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let chunk = items.len().div_ceil(n);
+    let f = &f;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|c| s.spawn(move || c.iter().map(f).collect::<Vec<R>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("egress worker panicked"))
+            .collect()
+    })
+}
+
+/// Collect the named templates of one file. Only files that mention `define` are parsed
+/// here; parse errors are reported when the file is rendered.
+fn parse_phase(f: &FileRef) -> (Vec<(String, Vec<TNode>)>, Out) {
+    let mut out = Out::default();
+    let Some(src) = read_text(f, &mut out.diags) else {
+        return (Vec::new(), out);
+    };
+    if !src.contains("define") && !src.contains("block") {
+        return (Vec::new(), out);
+    }
+    match template::parse(&src) {
+        Ok(t) => (t.defines, out),
+        Err(_) => (Vec::new(), out),
+    }
+}
+
+/// Render one template against its chart's values and scan the output.
+fn render_phase(f: &FileRef, env: &Env<'_>) -> Out {
+    let mut out = Out {
+        files: 1,
+        ..Default::default()
+    };
+    let Some(src) = read_text(f, &mut Vec::new()) else {
+        return out;
+    };
+    let t = match template::parse(&src) {
+        Ok(t) => t,
+        Err(e) => {
+            out.diags.push(Diagnostic {
+                file: f.rel.to_string(),
+                line: e.line,
+                message: format!(
+                    "template does not parse: {}; its literal text was still scanned",
+                    e.message
+                ),
+            });
+            let ctx = LineCtx {
+                yaml: true,
+                ..Default::default()
+            };
+            scan_plain_text(&src, f, Source::Template, ctx, &mut out.raw);
+            return out;
+        }
+    };
+    let source = if f.rel.ends_with("NOTES.txt") {
+        Source::Doc
+    } else {
+        Source::Template
+    };
+    let src_lines: Vec<&str> = src.lines().collect();
+    let mut lines = assemble(&env.render_scan(&t.nodes));
+    // Named templates are scanned where they are defined, too.
+    for (_, body) in &t.defines {
+        lines.extend(assemble(&env.render_scan(body)));
+    }
+    collect_services(&lines, &mut out.services);
+    scan_rendered(&lines, f, &src_lines, source, &mut out.raw);
+    out
 }
 
 /// Find and classify every destination under `opts.root`.
@@ -90,7 +192,7 @@ pub fn check(opts: &CheckOptions) -> Result<Report, EgressError> {
 
     let mut temps = Vec::new();
     let files = walk(root, "", &mut temps, &mut st)?;
-    let (mut charts, others) = layout(&files);
+    let (charts, others) = layout(&files);
     for c in &charts {
         st.names.charts.insert(c.name.clone());
     }
@@ -101,54 +203,27 @@ pub fn check(opts: &CheckOptions) -> Result<Report, EgressError> {
     for (f, src) in &others {
         if *src == Source::Values {
             if let Some(n) = load_values(f, &mut st) {
-                bundle_values.push((f.rel.clone(), n));
+                bundle_values.push((f.rel.to_string(), n));
             }
         } else {
             plain.push((f, *src));
         }
     }
 
-    // Parse every template once; named templates are shared by a chart and its subcharts.
-    let mut parsed: Vec<Vec<(FileRef, Option<Template>)>> = Vec::new();
+    // Parse every template (in parallel) to collect the named templates, which a chart shares
+    // with its subcharts. Templates are parsed again when rendered, so only one file per worker
+    // is held in memory at a time.
+    let work: Vec<(usize, FileRef)> = charts
+        .iter()
+        .enumerate()
+        .flat_map(|(i, c)| c.templates.iter().map(move |f| (i, f.clone())))
+        .collect();
     let mut defines: HashMap<String, Vec<TNode>> = HashMap::new();
-    for c in &charts {
-        let mut list = Vec::new();
-        for f in &c.templates {
-            st.files += 1;
-            let Some(src) = read_text(f, &mut st) else {
-                continue;
-            };
-            match template::parse(&src) {
-                Ok(t) => {
-                    for (name, body) in &t.defines {
-                        defines.entry(name.clone()).or_insert_with(|| body.clone());
-                    }
-                    list.push((f.clone(), Some(t)));
-                }
-                Err(e) => {
-                    st.diags.push(Diagnostic {
-                        file: f.rel.clone(),
-                        line: e.line,
-                        message: format!(
-                            "template does not parse: {}; its literal text was still scanned",
-                            e.message
-                        ),
-                    });
-                    scan_plain_text(
-                        &src,
-                        f,
-                        Source::Template,
-                        LineCtx {
-                            yaml: true,
-                            ..Default::default()
-                        },
-                        &mut st,
-                    );
-                    list.push((f.clone(), None));
-                }
-            }
+    for (defs, out) in par_map(&work, |(_, f)| parse_phase(f)) {
+        for (name, body) in defs {
+            defines.entry(name).or_insert(body);
         }
-        parsed.push(list);
+        st.absorb(out);
     }
 
     // Merged values per chart: chart values, then the bundle's, then the user's.
@@ -193,30 +268,20 @@ pub fn check(opts: &CheckOptions) -> Result<Report, EgressError> {
         merged.push(v);
     }
 
-    // Render templates.
-    for (i, c) in charts.iter_mut().enumerate() {
-        let env = Env {
+    // Render and scan templates (in parallel).
+    let envs: Vec<Env<'_>> = charts
+        .iter()
+        .enumerate()
+        .map(|(i, c)| Env {
             values: &merged[i],
             defines: &defines,
             chart_name: &c.name,
-        };
-        for (f, t) in &parsed[i] {
-            let Some(t) = t else { continue };
-            let source = if f.rel.ends_with("NOTES.txt") {
-                Source::Doc
-            } else {
-                Source::Template
-            };
-            let src_lines = st_lines(f, &mut st);
-            let mut lines = assemble(&env.render_scan(&t.nodes));
-            // Named templates are scanned where they are defined, too.
-            for (_, body) in &t.defines {
-                lines.extend(assemble(&env.render_scan(body)));
-            }
-            collect_services(&lines, &mut st.names);
-            scan_rendered(&lines, f, &src_lines, source, &mut st);
-        }
+        })
+        .collect();
+    for out in par_map(&work, |(i, f)| render_phase(f, &envs[*i])) {
+        st.absorb(out);
     }
+    drop(envs);
     for v in &merged {
         scan_values_tree(&v.root, ".Values", "", v, &mut st);
     }
@@ -236,37 +301,66 @@ pub fn check(opts: &CheckOptions) -> Result<Report, EgressError> {
     Ok(finish(st, opts))
 }
 
-fn finish(st: State, opts: &CheckOptions) -> Report {
+fn finish(mut st: State, opts: &CheckOptions) -> Report {
     let allow = opts.allow.as_ref();
-    let mut best: BTreeMap<(String, usize, String, Option<u16>), Finding> = BTreeMap::new();
-    for r in st.raw {
-        let (verdict, rule) = classify(&r.host, r.port, allow, &st.names);
-        let f = Finding {
-            host: finder::shown(&r.host),
+    let mut raw = std::mem::take(&mut st.raw);
+    // One finding per (file, line, host, port); the most specific shape wins (a registry over
+    // a plain host, then one that knows its values path). Workers emit in file order, so this
+    // sort sees long sorted runs.
+    let rank = |r: &Raw| u8::from(r.kind == Kind::Registry) * 2 + u8::from(r.value_path.is_some());
+    let same_file = |a: &Raw, b: &Raw| Arc::ptr_eq(&a.file, &b.file) || a.file == b.file;
+    raw.sort_by(|a, b| {
+        let files = if Arc::ptr_eq(&a.file, &b.file) {
+            std::cmp::Ordering::Equal
+        } else {
+            a.file.cmp(&b.file)
+        };
+        files
+            .then_with(|| (a.line, &a.host, a.port).cmp(&(b.line, &b.host, b.port)))
+            .then_with(|| rank(b).cmp(&rank(a)))
+    });
+    raw.dedup_by(|b, a| {
+        a.line == b.line && a.port == b.port && a.host == b.host && same_file(a, b)
+    });
+    // Classify each distinct destination once.
+    let mut memo: HashMap<String, Vec<(Option<u16>, Verdict, Option<String>)>> = HashMap::new();
+    let mut findings = Vec::with_capacity(raw.len());
+    for r in raw {
+        let known = memo
+            .get(r.host.as_str())
+            .and_then(|v| v.iter().find(|(p, _, _)| *p == r.port))
+            .map(|(_, v, rule)| (*v, rule.clone()));
+        let (verdict, rule) = match known {
+            Some(k) => k,
+            None => {
+                let k = classify(&r.host, r.port, allow, &st.names);
+                memo.entry(r.host.clone())
+                    .or_default()
+                    .push((r.port, k.0, k.1.clone()));
+                k
+            }
+        };
+        let host = if r.host.contains(MARKER) {
+            finder::shown(&r.host)
+        } else {
+            r.host
+        };
+        findings.push(Finding {
+            host,
             port: r.port,
             verdict,
             rule,
-            file: r.file,
+            file: r.file.to_string(),
             line: r.line,
-            text: r.text,
+            text: r.text.to_string(),
             value_path: r.value_path,
             kind: r.kind,
             source: r.source,
             commented: r.commented,
-        };
-        let key = (f.file.clone(), f.line, f.host.clone(), f.port);
-        match best.get(&key) {
-            // Keep the most specific shape (registry beats a plain host) and a values path.
-            Some(old)
-                if (old.kind == Kind::Registry || old.value_path.is_some())
-                    && f.kind != Kind::Registry => {}
-            _ => {
-                best.insert(key, f);
-            }
-        }
+        });
     }
     let mut report = Report {
-        findings: best.into_values().collect(),
+        findings,
         diagnostics: st.diags,
         declared: opts.declared.clone(),
         allow: opts.allow.clone(),
@@ -345,7 +439,7 @@ fn walk(
         }
         out.push(FileRef {
             abs: entry.path().to_path_buf(),
-            rel,
+            rel: rel.into(),
         });
     }
     Ok(out)
@@ -391,7 +485,7 @@ fn layout(files: &[FileRef]) -> (Vec<Chart>, Vec<(FileRef, Source)>) {
     for f in files {
         let (dir, name) = match f.rel.rsplit_once('/') {
             Some((d, n)) => (d.to_string(), n),
-            None => (String::new(), f.rel.as_str()),
+            None => (String::new(), &*f.rel),
         };
         if name == "Chart.yaml" {
             let text = std::fs::read_to_string(&f.abs).unwrap_or_default();
@@ -432,7 +526,7 @@ fn layout(files: &[FileRef]) -> (Vec<Chart>, Vec<(FileRef, Source)>) {
         match owner {
             Some(j) => {
                 let inner = if charts[j].rel.is_empty() {
-                    f.rel.as_str()
+                    &*f.rel
                 } else {
                     &f.rel[charts[j].rel.len() + 1..]
                 };
@@ -453,9 +547,9 @@ fn layout(files: &[FileRef]) -> (Vec<Chart>, Vec<(FileRef, Source)>) {
             }
             None => {
                 let top = !f.rel.contains('/');
-                if top && values::is_values_file(Path::new(&f.rel)) {
+                if top && values::is_values_file(Path::new(&*f.rel)) {
                     others.push((f.clone(), Source::Values));
-                } else if f.rel == "ferry.json" || f.rel.ends_with(".sig") {
+                } else if &*f.rel == "ferry.json" || f.rel.ends_with(".sig") {
                 } else {
                     others.push((f.clone(), source_of(&f.rel)));
                 }
@@ -495,11 +589,11 @@ fn source_of(rel: &str) -> Source {
     }
 }
 
-fn read_text(f: &FileRef, st: &mut State) -> Option<String> {
+fn read_text(f: &FileRef, diags: &mut Vec<Diagnostic>) -> Option<String> {
     let meta = std::fs::metadata(&f.abs).ok()?;
     if meta.len() > MAX_FILE {
-        st.diags.push(Diagnostic {
-            file: f.rel.clone(),
+        diags.push(Diagnostic {
+            file: f.rel.to_string(),
             line: 0,
             message: format!("larger than {} MiB; not checked", MAX_FILE >> 20),
         });
@@ -507,10 +601,13 @@ fn read_text(f: &FileRef, st: &mut State) -> Option<String> {
     }
     match std::fs::read(&f.abs) {
         Ok(bytes) if bytes.iter().take(8192).any(|&b| b == 0) => None,
-        Ok(bytes) => Some(String::from_utf8_lossy(&bytes).into_owned()),
+        Ok(bytes) => Some(
+            String::from_utf8(bytes)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        ),
         Err(e) => {
-            st.diags.push(Diagnostic {
-                file: f.rel.clone(),
+            diags.push(Diagnostic {
+                file: f.rel.to_string(),
                 line: 0,
                 message: format!("cannot read: {e}"),
             });
@@ -519,22 +616,18 @@ fn read_text(f: &FileRef, st: &mut State) -> Option<String> {
     }
 }
 
-fn st_lines(f: &FileRef, _st: &mut State) -> Vec<String> {
-    std::fs::read_to_string(&f.abs)
-        .map(|t| t.lines().map(str::to_string).collect())
-        .unwrap_or_default()
-}
-
 fn load_values(f: &FileRef, st: &mut State) -> Option<Node> {
     st.files += 1;
-    let text = read_text(f, st)?;
-    st.value_lines
-        .insert(f.rel.clone(), text.lines().map(str::to_string).collect());
+    let text = read_text(f, &mut st.diags)?;
+    st.value_lines.insert(
+        f.rel.to_string(),
+        text.lines().map(str::to_string).collect(),
+    );
     match values::load(&text, 0) {
         Ok(n) => Some(n),
         Err(e) => {
             st.diags.push(Diagnostic {
-                file: f.rel.clone(),
+                file: f.rel.to_string(),
                 line: e.line,
                 message: format!("values file is not valid YAML (column {}: {}); its text was scanned line by line instead", e.column, e.message),
             });
@@ -546,7 +639,7 @@ fn load_values(f: &FileRef, st: &mut State) -> Option<Node> {
                     yaml: true,
                     ..Default::default()
                 },
-                st,
+                &mut st.raw,
             );
             None
         }
@@ -746,9 +839,9 @@ fn push_raw(
         port,
         kind,
         source: Source::Values,
-        file: file.clone(),
+        file: file.as_str().into(),
         line,
-        text,
+        text: text.into(),
         value_path: path.map(str::to_string),
         commented,
     });
@@ -776,9 +869,9 @@ fn scan_value_comments(rel: &str, st: &mut State) {
                 port: h.port,
                 kind: h.kind,
                 source: Source::Values,
-                file: rel.to_string(),
+                file: rel.into(),
                 line: i + 1,
-                text: evidence(l),
+                text: evidence(l).into(),
                 value_path: None,
                 commented: true,
             });
@@ -791,9 +884,9 @@ fn scan_value_comments(rel: &str, st: &mut State) {
 fn scan_rendered(
     lines: &[RenderedLine],
     f: &FileRef,
-    src: &[String],
+    src: &[&str],
     source: Source,
-    st: &mut State,
+    out: &mut Vec<Raw>,
 ) {
     let mut prev_env: Option<String> = None;
     for rl in lines {
@@ -803,26 +896,30 @@ fn scan_rendered(
             env_name: prev_env.as_deref(),
         };
         let code_len = split_comment(&rl.text).0.len();
-        let text = src
+        let hits = find(&rl.text, ctx);
+        let marker = rl.text[..code_len].find(MARKER);
+        if hits.is_empty() && marker.is_none() {
+            prev_env = env_name(&rl.text).map(str::to_string);
+            continue;
+        }
+        // Evidence is the template's own line, shared by every finding on it.
+        let text: Arc<str> = src
             .get(rl.line.wrapping_sub(1))
             .map(|l| evidence(l))
-            .unwrap_or_default();
+            .unwrap_or_default()
+            .into();
         let mut covered = Vec::new();
-        for h in find(&rl.text, ctx) {
-            let segs: Vec<_> = rl
-                .segs
-                .iter()
-                .filter(|s| s.0 < h.end && h.start < s.1)
-                .collect();
-            let path = segs.iter().find_map(|s| s.2.clone());
-            let unresolved = segs.iter().any(|s| s.3);
-            let commented = h.start >= code_len || segs.iter().all(|s| s.4) && !segs.is_empty();
+        for h in hits {
+            let segs = || rl.segs.iter().filter(|s| s.0 < h.end && h.start < s.1);
+            let path = segs().find_map(|s| s.2.clone());
+            let unresolved = segs().any(|s| s.3);
+            let commented = h.start >= code_len || segs().all(|s| s.4) && segs().next().is_some();
             let mut host = h.host;
             if unresolved && !host.contains(MARKER) {
                 host.push(MARKER);
             }
             covered.push((h.start, h.end));
-            st.raw.push(Raw {
+            out.push(Raw {
                 host,
                 port: h.port,
                 kind: h.kind,
@@ -835,7 +932,7 @@ fn scan_rendered(
             });
         }
         // An unresolved action in a place that names a destination is reported, not skipped.
-        if let Some(pos) = rl.text[..code_len].find(MARKER) {
+        if let Some(pos) = marker {
             if !covered.iter().any(|(s, e)| *s <= pos && pos < *e) {
                 if let Some((key, value, _)) = key_value(&rl.text, ctx) {
                     let hostish = finder::host_like_key(&key)
@@ -844,7 +941,7 @@ fn scan_rendered(
                             && prev_env.as_deref().is_some_and(finder::host_like_key));
                     if hostish && value.contains(MARKER) {
                         let path = rl.segs.iter().find(|s| s.3).and_then(|s| s.2.clone());
-                        st.raw.push(Raw {
+                        out.push(Raw {
                             host: value.chars().take(120).collect(),
                             port: None,
                             kind: if finder::image_key(&key) {
@@ -868,14 +965,14 @@ fn scan_rendered(
 }
 
 /// Remember the names of rendered `kind: Service` objects.
-fn collect_services(lines: &[RenderedLine], names: &mut ClusterNames) {
+fn collect_services(lines: &[RenderedLine], services: &mut std::collections::BTreeSet<String>) {
     let mut is_service = false;
     let mut in_meta = false;
     let mut name: Option<String> = None;
     let mut flush = |is_service: bool, name: &mut Option<String>| {
         if let (true, Some(n)) = (is_service, name.take()) {
             if !n.contains(MARKER) && !n.is_empty() {
-                names.services.insert(n.to_ascii_lowercase());
+                services.insert(n.to_ascii_lowercase());
             }
         }
         *name = None;
@@ -945,7 +1042,7 @@ fn scan_file(f: &FileRef, source: Source, st: &mut State) {
     };
     if meta.len() > MAX_FILE {
         st.diags.push(Diagnostic {
-            file: f.rel.clone(),
+            file: f.rel.to_string(),
             line: 0,
             message: format!("larger than {} MiB; not checked", MAX_FILE >> 20),
         });
@@ -984,7 +1081,7 @@ fn scan_file(f: &FileRef, source: Source, st: &mut State) {
     }
 }
 
-fn scan_plain_text(text: &str, f: &FileRef, source: Source, ctx: LineCtx<'_>, st: &mut State) {
+fn scan_plain_text(text: &str, f: &FileRef, source: Source, ctx: LineCtx<'_>, out: &mut Vec<Raw>) {
     for (i, line) in text.lines().enumerate() {
         // Without a parse, template actions are blanked out rather than guessed.
         let cleaned;
@@ -994,7 +1091,7 @@ fn scan_plain_text(text: &str, f: &FileRef, source: Source, ctx: LineCtx<'_>, st
         } else {
             line
         };
-        scan_line(line, i + 1, f, source, ctx, true, &mut st.raw);
+        scan_line(line, i + 1, f, source, ctx, true, out);
     }
 }
 
@@ -1035,7 +1132,7 @@ fn scan_line(
     } else {
         line.len()
     };
-    let text = evidence(line);
+    let text: Arc<str> = evidence(line).into();
     for h in hits {
         out.push(Raw {
             host: h.host,

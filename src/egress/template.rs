@@ -345,9 +345,9 @@ fn unquote(s: &str) -> Option<String> {
 
 /// One piece of rendered output and where it came from.
 #[derive(Debug, Clone)]
-pub struct Piece {
-    /// Rendered text.
-    pub text: String,
+pub struct Piece<'t> {
+    /// Rendered text (borrowed from the template when literal).
+    pub text: std::borrow::Cow<'t, str>,
     /// 1-based template line that produced it (its first line, for literal text).
     pub line: usize,
     /// The `.Values` path it came from.
@@ -431,20 +431,20 @@ const MAX_RANGE: usize = 64;
 
 impl<'a> Env<'a> {
     /// Render top-level nodes for a scan: every branch of every `if`.
-    pub fn render_scan(&self, nodes: &[TNode]) -> Vec<Piece> {
+    pub fn render_scan<'t>(&self, nodes: &'t [TNode]) -> Vec<Piece<'t>> {
         let mut out = Vec::new();
         let mut vars: Vars<'a> = vec![("$".into(), V::Root)];
         let _ = self.render(nodes, &V::Root, &mut vars, Mode::Scan, &mut out, 0);
         out
     }
 
-    fn render(
+    fn render<'t>(
         &self,
-        nodes: &[TNode],
+        nodes: &'t [TNode],
         dot: &V<'a>,
         vars: &mut Vars<'a>,
         mode: Mode,
-        out: &mut Vec<Piece>,
+        out: &mut Vec<Piece<'t>>,
         depth: usize,
     ) -> Result<(), Unres> {
         if depth > MAX_DEPTH {
@@ -453,7 +453,7 @@ impl<'a> Env<'a> {
         for node in nodes {
             match node {
                 TNode::Text { text, line } => out.push(Piece {
-                    text: text.clone(),
+                    text: text.as_str().into(),
                     line: *line,
                     path: None,
                     unresolved: false,
@@ -463,7 +463,7 @@ impl<'a> Env<'a> {
                 TNode::Comment { text, line } => {
                     if mode == Mode::Scan {
                         out.push(Piece {
-                            text: text.clone(),
+                            text: text.as_str().into(),
                             line: *line,
                             path: None,
                             unresolved: false,
@@ -486,7 +486,7 @@ impl<'a> Env<'a> {
                     let v = self.pipeline(expr, dot, vars, depth);
                     match v.text() {
                         Some(text) => out.push(Piece {
-                            text,
+                            text: text.into(),
                             line: *line,
                             path: v.path(),
                             unresolved: false,
@@ -495,7 +495,7 @@ impl<'a> Env<'a> {
                         }),
                         None if mode == Mode::Value => return Err(Unres),
                         None => out.push(Piece {
-                            text: MARKER.to_string(),
+                            text: MARKER.to_string().into(),
                             line: *line,
                             path: v.path(),
                             unresolved: true,
@@ -994,7 +994,7 @@ impl<'a> Env<'a> {
         let mut vars: Vars<'a> = vec![("$".into(), V::Root)];
         self.render(nodes, dot, &mut vars, Mode::Value, &mut out, depth + 1)
             .ok()?;
-        Some(out.into_iter().map(|p| p.text).collect())
+        Some(out.into_iter().map(|p| p.text).collect::<String>())
     }
 }
 
@@ -1123,7 +1123,7 @@ pub struct RenderedLine {
 
 /// Cut rendered pieces into lines, remembering which template line and values path each part
 /// of each line came from.
-pub fn assemble(pieces: &[Piece]) -> Vec<RenderedLine> {
+pub fn assemble(pieces: &[Piece<'_>]) -> Vec<RenderedLine> {
     let mut lines = Vec::new();
     let mut cur = RenderedLine::default();
     let mut have_line = false;
