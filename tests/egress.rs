@@ -611,7 +611,8 @@ fn finder_table() {
         ..Default::default()
     };
     let plain = LineCtx::default();
-    let table: &[(&str, LineCtx<'_>, &[(&str, Option<u16>)])] = &[
+    type Row<'a> = (&'a str, LineCtx<'a>, &'a [(&'a str, Option<u16>)]);
+    let table: &[Row<'_>] = &[
         (
             "url: https://a.example.io/x",
             yaml,

@@ -603,8 +603,8 @@ fn find_whole_values(line: &str, ctx: LineCtx<'_>, hits: &mut Vec<Hit>) {
         return;
     }
     let end = voff + v.len();
-    if image_key(&key) {
-        if let Some((host, port)) = image_registry(&v) {
+    if image_key(key) {
+        if let Some((host, port)) = image_registry(v) {
             // The registry replaces a plain host:port hit on the same span.
             hits.retain(|h| !(h.start >= voff && h.end <= end));
             hits.push(Hit {
@@ -632,8 +632,8 @@ fn find_whole_values(line: &str, ctx: LineCtx<'_>, hits: &mut Vec<Hit>) {
             v,
             "true" | "false" | "null" | "yes" | "no" | "on" | "off" | "none"
         );
-    let placeholder = keyish && is_caps_placeholder(&v);
-    let dotted = looks_like_dns_name(&v) && (keyish || common_tld(&v));
+    let placeholder = keyish && is_caps_placeholder(v);
+    let dotted = looks_like_dns_name(v) && (keyish || common_tld(v));
     if dotted || (keyish && (single_label || placeholder || v.contains(MARKER) && !v.contains(' ')))
     {
         if v.starts_with('-') || v.contains("..") {
@@ -647,7 +647,7 @@ fn find_whole_values(line: &str, ctx: LineCtx<'_>, hits: &mut Vec<Hit>) {
         hits.push(Hit {
             start: voff,
             end,
-            host: normalize_host(&v),
+            host: normalize_host(v),
             port: None,
             kind,
         });
@@ -751,7 +751,7 @@ fn find_commands(line: &str, hits: &mut Vec<Hit>) {
                             (looks_like_dns_name(&h)
                                 || h.parse::<IpAddr>().is_ok()
                                 || h == "localhost")
-                                .then(|| {
+                                .then_some({
                                     (
                                         h,
                                         if let PortPart::Num(n) = p {

@@ -30,7 +30,6 @@ struct FileRef {
 struct Chart {
     /// Display path of the chart folder ("" for the root).
     rel: String,
-    abs: PathBuf,
     name: String,
     /// Index of the parent chart, for subcharts.
     parent: Option<usize>,
@@ -228,19 +227,19 @@ pub fn check(opts: &CheckOptions) -> Result<Report, EgressError> {
 
     // Merged values per chart: chart values, then the bundle's, then the user's.
     let mut merged: Vec<Values> = Vec::new();
-    for i in 0..charts.len() {
+    for chart in &charts {
         let mut v = Values::empty();
-        if let Some(f) = charts[i].values.clone() {
+        if let Some(f) = chart.values.clone() {
             if let Some(n) = load_values(&f, &mut st) {
                 v.layer(&f.rel, |idx| reindex(n, idx));
             }
         }
-        match charts[i].parent {
+        match chart.parent {
             Some(p) => {
                 // A subchart sees its parent's `<name>:` section and `global:`.
                 let pv = &merged[p];
                 let mut sub = Node::synthetic(Value::Map(Vec::new()));
-                if let Some(n) = pv.root.get(&charts[i].name) {
+                if let Some(n) = pv.root.get(&chart.name) {
                     sub = n.clone();
                 }
                 if let (Some(g), Value::Map(m)) = (pv.root.get("global"), &mut sub.value) {
@@ -323,7 +322,8 @@ fn finish(mut st: State, opts: &CheckOptions) -> Report {
         a.line == b.line && a.port == b.port && a.host == b.host && same_file(a, b)
     });
     // Classify each distinct destination once.
-    let mut memo: HashMap<String, Vec<(Option<u16>, Verdict, Option<String>)>> = HashMap::new();
+    type Judged = (Option<u16>, Verdict, Option<String>);
+    let mut memo: HashMap<String, Vec<Judged>> = HashMap::new();
     let mut findings = Vec::with_capacity(raw.len());
     for r in raw {
         let known = memo
@@ -495,10 +495,8 @@ fn layout(files: &[FileRef]) -> (Vec<Chart>, Vec<(FileRef, Source)>) {
                 .map(|n| n.trim().trim_matches(['"', '\'']).to_string())
                 .filter(|n| !n.is_empty())
                 .unwrap_or_else(|| dir.rsplit('/').next().unwrap_or("chart").to_string());
-            let abs = f.abs.parent().map(Path::to_path_buf).unwrap_or_default();
             charts.push(Chart {
                 rel: dir,
-                abs,
                 name: chart_name,
                 parent: None,
                 templates: Vec::new(),
@@ -556,7 +554,6 @@ fn layout(files: &[FileRef]) -> (Vec<Chart>, Vec<(FileRef, Source)>) {
             }
         }
     }
-    let _ = charts.iter().map(|c| &c.abs).count();
     (charts, others)
 }
 
@@ -935,8 +932,8 @@ fn scan_rendered(
         if let Some(pos) = marker {
             if !covered.iter().any(|(s, e)| *s <= pos && pos < *e) {
                 if let Some((key, value, _)) = key_value(&rl.text, ctx) {
-                    let hostish = finder::host_like_key(&key)
-                        || finder::image_key(&key)
+                    let hostish = finder::host_like_key(key)
+                        || finder::image_key(key)
                         || (key == "value"
                             && prev_env.as_deref().is_some_and(finder::host_like_key));
                     if hostish && value.contains(MARKER) {
@@ -944,7 +941,7 @@ fn scan_rendered(
                         out.push(Raw {
                             host: value.chars().take(120).collect(),
                             port: None,
-                            kind: if finder::image_key(&key) {
+                            kind: if finder::image_key(key) {
                                 Kind::Registry
                             } else {
                                 Kind::Host

@@ -193,12 +193,15 @@ pub fn parse(src: &str) -> Result<Template, ParseError> {
 
 type Toks = std::iter::Peekable<std::vec::IntoIter<Tok>>;
 
+/// The keyword that closed a block (`end`, `else …`) and its line.
+type BlockEnd = (String, usize);
+
 /// Parse until `end`/`else` (returned with its line) or the end of input.
 fn parse_block(
     it: &mut Toks,
     defines: &mut Vec<(String, Vec<TNode>)>,
     open_line: usize,
-) -> Result<(Vec<TNode>, Option<(String, usize)>), ParseError> {
+) -> Result<(Vec<TNode>, Option<BlockEnd>), ParseError> {
     let mut out = Vec::new();
     while let Some(tok) = it.next() {
         let (act, line) = match tok {
