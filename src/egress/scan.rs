@@ -275,14 +275,21 @@ pub fn check(opts: &CheckOptions) -> Result<Report, EgressError> {
             values: &merged[i],
             defines: &defines,
             chart_name: &c.name,
+            cache: Default::default(),
         })
         .collect();
     for out in par_map(&work, |(i, f)| render_phase(f, &envs[*i])) {
         st.absorb(out);
     }
     drop(envs);
-    for v in &merged {
-        scan_values_tree(&v.root, ".Values", "", v, &mut st);
+    for (i, v) in merged.iter().enumerate() {
+        let env = Env {
+            values: v,
+            defines: &defines,
+            chart_name: charts.get(i).map_or("", |c| c.name.as_str()),
+            cache: Default::default(),
+        };
+        scan_values_tree(&v.root, ".Values", "", &env, &mut st);
     }
     let mut seen_comments = std::collections::HashSet::new();
     for v in &merged {
@@ -690,7 +697,8 @@ fn env_name(line: &str) -> Option<&str> {
     Some(v.trim_matches(['"', '\'']))
 }
 
-fn scan_values_tree(node: &Node, path: &str, key: &str, v: &Values, st: &mut State) {
+fn scan_values_tree(node: &Node, path: &str, key: &str, env: &Env<'_>, st: &mut State) {
+    let v = env.values;
     match &node.value {
         Value::Map(m) => {
             let get = |k: &str| m.iter().find(|(mk, _)| mk == k).map(|(_, n)| n);
@@ -713,24 +721,24 @@ fn scan_values_tree(node: &Node, path: &str, key: &str, v: &Values, st: &mut Sta
                 }
                 for (k, child) in m {
                     if k != "registry" && k != "repository" && k != "image" {
-                        scan_values_tree(child, &format!("{path}.{k}"), k, v, st);
+                        scan_values_tree(child, &format!("{path}.{k}"), k, env, st);
                     }
                 }
                 return;
             }
             // `{name: X, value: Y}` env entries: X names what Y is.
-            let env = get("name").and_then(Node::as_text);
+            let env_name = get("name").and_then(Node::as_text);
             for (k, child) in m {
-                let key = match (&env, k.as_str()) {
+                let key = match (&env_name, k.as_str()) {
                     (Some(n), "value") => n.as_str(),
                     _ => k.as_str(),
                 };
-                scan_values_tree(child, &format!("{path}.{k}"), key, v, st);
+                scan_values_tree(child, &format!("{path}.{k}"), key, env, st);
             }
         }
         Value::Seq(s) => {
             for (i, child) in s.iter().enumerate() {
-                scan_values_tree(child, &format!("{path}[{i}]"), key, v, st);
+                scan_values_tree(child, &format!("{path}[{i}]"), key, env, st);
             }
         }
         Value::Str(s) => {
@@ -765,8 +773,10 @@ fn scan_values_tree(node: &Node, path: &str, key: &str, v: &Values, st: &mut Sta
                 return;
             }
             // Template text inside values (`tpl` strings) cannot be resolved here.
+            // Template text inside values (`tpl` strings) is evaluated against the values;
+            // what cannot be computed becomes the unresolved marker.
             let s = if s.contains("{{") {
-                blank_actions(s)
+                env.render_text(s).unwrap_or_else(|| blank_actions(s))
             } else {
                 s.clone()
             };

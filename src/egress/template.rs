@@ -419,6 +419,8 @@ pub struct Env<'a> {
     pub defines: &'a HashMap<String, Vec<TNode>>,
     /// The chart's name; also used as the release name.
     pub chart_name: &'a str,
+    /// Results of `include "name" .` (top-level context), shared by the workers.
+    pub cache: std::sync::Mutex<HashMap<String, Option<String>>>,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -799,13 +801,12 @@ impl<'a> Env<'a> {
                 None => V::Unknown(path),
             },
             "printf" | "print" | "println" | "cat" => {
-                let mut texts = Vec::new();
-                for a in &args {
-                    match text_of(a) {
-                        Some(t) => texts.push(t),
-                        None => return V::Unknown(path),
-                    }
-                }
+                // An argument that cannot be computed becomes the marker in place, so the
+                // rest of the text (a host beside an unknown password) is still judged.
+                let texts: Vec<String> = args
+                    .iter()
+                    .map(|a| text_of(a).unwrap_or_else(|| MARKER.to_string()))
+                    .collect();
                 let s = match name {
                     "printf" if !texts.is_empty() => sprintf(&texts[0], &texts[1..]),
                     "cat" => texts.join(" "),
@@ -841,13 +842,24 @@ impl<'a> Env<'a> {
                 ) else {
                     return V::Unknown(None);
                 };
-                match self.defines.get(&tname) {
-                    Some(body) => match self.eval_value(body, &ctx, depth) {
-                        Some(s) => V::Text(s, None),
-                        None => V::Unknown(None),
-                    },
-                    None => V::Unknown(None),
+                // With the top-level object as context the result depends on the values only,
+                // which do not change during a check: compute it once per chart.
+                let root = matches!(ctx, V::Root);
+                if root {
+                    if let Some(hit) = self.cache.lock().ok().and_then(|c| c.get(&tname).cloned()) {
+                        return hit.map_or(V::Unknown(None), |s| V::Text(s, None));
+                    }
                 }
+                let result = self
+                    .defines
+                    .get(&tname)
+                    .and_then(|body| self.eval_value(body, &ctx, depth));
+                if root {
+                    if let Ok(mut c) = self.cache.lock() {
+                        c.insert(tname, result.clone());
+                    }
+                }
+                result.map_or(V::Unknown(None), |s| V::Text(s, None))
             }
             "toYaml" | "toJson" | "toPrettyJson" | "toRawJson" | "toString" | "b64enc"
             | "b64dec" | "int" | "int64" | "atoi" | "float64" | "toStrings" | "urlquery" => {
@@ -990,6 +1002,13 @@ impl<'a> Env<'a> {
             | "now" | "date" => V::Text("x".into(), None),
             _ => V::Unknown(path),
         }
+    }
+
+    /// Evaluate template text found inside a values string (for `tpl`), with the top-level
+    /// object as context; `None` when it cannot be computed.
+    pub fn render_text(&self, src: &str) -> Option<String> {
+        let t = parse(src).ok()?;
+        self.eval_value(&t.nodes, &V::Root, 0)
     }
 
     fn eval_value(&self, nodes: &[TNode], dot: &V<'a>, depth: usize) -> Option<String> {
