@@ -540,7 +540,19 @@ pub fn host_like_key(key: &str) -> bool {
         "hostaliases",
         "hostusers",
     ];
-    WORDS.iter().any(|w| contains_ci(key, w)) && !NOT.iter().any(|w| contains_ci(key, w))
+    // Lower-case once into a small buffer; most keys are short.
+    let mut buf = [0u8; 64];
+    let Some(k) = buf.get_mut(..key.len()) else {
+        return WORDS.iter().any(|w| contains_ci(key, w))
+            && !NOT.iter().any(|w| contains_ci(key, w));
+    };
+    k.copy_from_slice(key.as_bytes());
+    k.make_ascii_lowercase();
+    let has = |w: &str| {
+        let w = w.as_bytes();
+        k.len() >= w.len() && k.windows(w.len()).any(|x| x == w)
+    };
+    WORDS.iter().any(|w| has(w)) && !NOT.iter().any(|w| has(w))
 }
 
 /// Keys whose value is a container image reference.

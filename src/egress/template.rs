@@ -1143,16 +1143,26 @@ pub struct RenderedLine {
     pub segs: Vec<(usize, usize, Option<String>, bool, bool)>,
 }
 
+impl RenderedLine {
+    fn with_capacity() -> RenderedLine {
+        RenderedLine {
+            text: String::with_capacity(96),
+            line: 0,
+            segs: Vec::with_capacity(2),
+        }
+    }
+}
+
 /// Cut rendered pieces into lines, remembering which template line and values path each part
 /// of each line came from.
 pub fn assemble(pieces: &[Piece<'_>]) -> Vec<RenderedLine> {
-    let mut lines = Vec::new();
-    let mut cur = RenderedLine::default();
+    let mut lines = Vec::with_capacity(pieces.len() / 2 + 1);
+    let mut cur = RenderedLine::with_capacity();
     let mut have_line = false;
     for p in pieces {
         for (k, part) in p.text.split('\n').enumerate() {
             if k > 0 {
-                lines.push(std::mem::take(&mut cur));
+                lines.push(std::mem::replace(&mut cur, RenderedLine::with_capacity()));
                 have_line = false;
             }
             let src_line = if p.literal { p.line + k } else { p.line };
