@@ -834,3 +834,40 @@ fn table_output_is_aligned() {
     }
     assert!(t.contains("finding(s) in"));
 }
+
+#[test]
+fn extracted_bundle_folder_is_entered() {
+    // `tar -xzf bundle.tar.gz -C out` leaves `out/NAME-VERSION/`.
+    let tmp = tempfile::tempdir().unwrap();
+    let inner = tmp.path().join("agent-security-1.4.0");
+    copy_dir(Path::new(&format!("{SEEDLIKE}/bundle")), &inner);
+    let allow = AllowList::from_path(Path::new(&format!("{SEEDLIKE}/allow.yaml"))).unwrap();
+    let r = check(&CheckOptions {
+        root: tmp.path().into(),
+        allow: Some(allow),
+        ..Default::default()
+    })
+    .unwrap();
+    let f = find(
+        &r,
+        "api.segment.io",
+        "charts/agent-security/templates/gateway.yaml",
+        21,
+    );
+    assert_eq!(
+        f.file, "charts/agent-security/templates/gateway.yaml",
+        "paths are relative to the bundle folder"
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for e in walkdir::WalkDir::new(from) {
+        let e = e.unwrap();
+        let dest = to.join(e.path().strip_prefix(from).unwrap());
+        if e.file_type().is_dir() {
+            std::fs::create_dir_all(&dest).unwrap();
+        } else {
+            std::fs::copy(e.path(), &dest).unwrap();
+        }
+    }
+}

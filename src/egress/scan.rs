@@ -164,10 +164,12 @@ fn render_phase(f: &FileRef, env: &Env<'_>) -> Out {
 
 /// Find and classify every destination under `opts.root`.
 pub fn check(opts: &CheckOptions) -> Result<Report, EgressError> {
-    let root = &opts.root;
-    if !root.is_dir() {
-        return Err(EgressError::NotAFolder { path: root.clone() });
+    if !opts.root.is_dir() {
+        return Err(EgressError::NotAFolder {
+            path: opts.root.clone(),
+        });
     }
+    let root = &bundle_root(&opts.root);
     let mut st = State::default();
     // User overlays first: a broken one is a usage error, not a finding.
     let mut user: Vec<(String, Node)> = Vec::new();
@@ -378,6 +380,27 @@ fn finish(mut st: State, opts: &CheckOptions) -> Report {
         .sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
     report.summarize(&opts.fail_on, st.files);
     report
+}
+
+/// `tar -xzf` of a bundle gives one folder `NAME-VERSION/`: when `dir` holds only that
+/// folder, check inside it.
+fn bundle_root(dir: &Path) -> PathBuf {
+    let looks_like_bundle = |d: &Path| d.join("Chart.yaml").exists() || d.join("charts").is_dir();
+    if looks_like_bundle(dir) {
+        return dir.to_path_buf();
+    }
+    let entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    match entries.as_slice() {
+        [only]
+            if only.is_dir()
+                && (only.join("ferry.json").exists() || only.join("charts").is_dir()) =>
+        {
+            only.clone()
+        }
+        _ => dir.to_path_buf(),
+    }
 }
 
 /// Walk `dir`, returning files in name order; packaged charts are unpacked beside it.
