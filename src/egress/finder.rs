@@ -508,51 +508,66 @@ fn contains_ci(hay: &str, needle: &str) -> bool {
         .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
 }
 
-/// Key names that suggest the value is a destination (compared ignoring case).
+/// Key names that suggest the value is a destination (compared ignoring case): they contain
+/// host, url, uri, endpoint, server, addr, domain, proxy, upstream, dsn, issuer, discovery,
+/// broker, webhook, remote, fqdn, origin, gateway or registry — but not hostPath,
+/// hostNetwork, hostPort, hostPID, hostIPC, hostAliases, hostUsers.
 pub fn host_like_key(key: &str) -> bool {
-    const WORDS: &[&str] = &[
-        "host",
-        "url",
-        "uri",
-        "endpoint",
-        "server",
-        "addr",
-        "domain",
-        "proxy",
-        "upstream",
-        "dsn",
-        "issuer",
-        "discovery",
-        "broker",
-        "webhook",
-        "remote",
-        "fqdn",
-        "origin",
-        "gateway",
-        "registry",
-    ];
-    const NOT: &[&str] = &[
-        "hostpath",
-        "hostnetwork",
-        "hostport",
-        "hostpid",
-        "hostipc",
-        "hostaliases",
-        "hostusers",
-    ];
-    // Lower-case once into a small buffer; most keys are short.
+    // Lower-case once into a small buffer; one pass with a dispatch on the first letter.
     let mut buf = [0u8; 64];
-    let Some(k) = buf.get_mut(..key.len()) else {
-        return WORDS.iter().any(|w| contains_ci(key, w))
-            && !NOT.iter().any(|w| contains_ci(key, w));
+    let long;
+    let k: &[u8] = match buf.get_mut(..key.len()) {
+        Some(k) => {
+            k.copy_from_slice(key.as_bytes());
+            k.make_ascii_lowercase();
+            k
+        }
+        None => {
+            long = key.to_ascii_lowercase();
+            long.as_bytes()
+        }
     };
-    k.copy_from_slice(key.as_bytes());
-    k.make_ascii_lowercase();
-    let has = |w: &str| {
-        let w = w.as_bytes();
-        k.len() >= w.len() && k.windows(w.len()).any(|x| x == w)
-    };
-    WORDS.iter().any(|w| has(w)) && !NOT.iter().any(|w| has(w))
+    let mut found = false;
+    for i in 0..k.len() {
+        let r = &k[i..];
+        let hit = match r[0] {
+            b'h' => {
+                r.starts_with(b"host")
+                    && ![
+                        &b"path"[..],
+                        b"network",
+                        b"port",
+                        b"pid",
+                        b"ipc",
+                        b"aliases",
+                        b"users",
+                    ]
+                    .iter()
+                    .any(|n| r[4..].starts_with(n))
+            }
+            b'u' => r.starts_with(b"url") || r.starts_with(b"uri") || r.starts_with(b"upstream"),
+            b'e' => r.starts_with(b"endpoint"),
+            b's' => r.starts_with(b"server"),
+            b'a' => r.starts_with(b"addr"),
+            b'd' => {
+                r.starts_with(b"domain") || r.starts_with(b"dsn") || r.starts_with(b"discovery")
+            }
+            b'p' => r.starts_with(b"proxy"),
+            b'i' => r.starts_with(b"issuer"),
+            b'b' => r.starts_with(b"broker"),
+            b'w' => r.starts_with(b"webhook"),
+            b'r' => r.starts_with(b"remote") || r.starts_with(b"registry"),
+            b'f' => r.starts_with(b"fqdn"),
+            b'o' => r.starts_with(b"origin"),
+            b'g' => r.starts_with(b"gateway"),
+            _ => false,
+        };
+        if hit {
+            found = true;
+            break;
+        }
+    }
+    found
 }
 
 /// Keys whose value is a container image reference.
