@@ -126,6 +126,11 @@ pub enum Command {
         #[command(subcommand)]
         command: ImagesCommand,
     },
+    /// Audit where a bundle's software can connect, against an allow-list.
+    Egress {
+        #[command(subcommand)]
+        command: EgressCommand,
+    },
     /// Verify and extract a bundle; nothing is written unless everything checks out.
     Extract {
         bundle: PathBuf,
@@ -211,6 +216,61 @@ impl TrustArgs {
     }
 }
 
+fn egress_failure(e: crate::egress::EgressError) -> Failure {
+    Failure { code: 2, error: e.into() }
+}
+
+fn usage(message: String) -> Failure {
+    Failure { code: 2, error: anyhow::Error::msg(message) }
+}
+
+fn egress_command(command: &EgressCommand, json: bool, progress: Progress) -> Result<(), Failure> {
+    use crate::egress::{self, AllowList, FailOn, Format};
+    let format_of = |f: &str| -> Result<Format, Failure> { if json { Ok(Format::Json) } else { f.parse().map_err(usage) } };
+    let mut out = std::io::stdout().lock();
+    let code = match command {
+        EgressCommand::Check { input, allow, values, format, fail_on, trust, limits } => {
+            let format = format_of(format)?;
+            let fail_on: FailOn = fail_on.parse().map_err(usage)?;
+            let allow = allow.as_deref().map(AllowList::from_path).transpose().map_err(egress_failure)?;
+            // A bundle file is verified and extracted to a private temporary folder first.
+            let (_tmp, root, declared) = if input.is_file() {
+                let keys = trust.load()?;
+                let check = head_check(&keys, trust.require_signature);
+                let tmp = tempfile::Builder::new().prefix("ferry-egress-").tempdir()?;
+                let dir = tmp.path().join("x");
+                let done = extract::extract(&ExtractOptions { bundle: input.clone(), dir, limits: limits.limits(), progress, check_head: Some(&check) }).map_err(finding)?;
+                let (m, _) = inspect::read_manifest(&done.path).map_err(finding)?;
+                (Some(tmp), done.path, m.egress)
+            } else {
+                let declared = inspect::read_manifest(input).map(|(m, _)| m.egress).unwrap_or_default();
+                (None, input.clone(), declared)
+            };
+            let report = egress::check(&egress::CheckOptions { root, allow, values: values.clone(), fail_on: fail_on.clone(), declared }).map_err(egress_failure)?;
+            egress::render(&report, format, &mut out)?;
+            report.exit_code(&fail_on)
+        }
+        EgressCommand::Policy { allow, namespace } => {
+            let allow = AllowList::from_path(allow).map_err(egress_failure)?;
+            write!(out, "{}", egress::policy(&allow, namespace))?;
+            0
+        }
+        EgressCommand::Observe { allow, logs, format, fail_on } => {
+            let format = format_of(format)?;
+            let fail_on: FailOn = fail_on.parse().map_err(usage)?;
+            let allow = AllowList::from_path(allow).map_err(egress_failure)?;
+            let report = egress::observe(&allow, logs).map_err(egress_failure)?;
+            egress::render(&report, format, &mut out)?;
+            report.exit_code(&fail_on)
+        }
+    };
+    out.flush()?;
+    if code != 0 {
+        return Err(Failure { code, error: anyhow::anyhow!("egress findings fail the check (see above; --fail-on tunes which verdicts fail)") });
+    }
+    Ok(())
+}
+
 fn values_failure(e: load::ValuesError) -> Failure {
     Failure {
         code: e.exit_code(),
@@ -254,6 +314,49 @@ fn signing_key(path: &std::path::Path) -> Result<SigningKey, Failure> {
         PasswordSource::from_environment().password_for_signing(path)
     })
     .map_err(signing_failure)
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EgressCommand {
+    /// Find every outbound destination in a bundle's values, templates, scripts and config.
+    Check {
+        /// A bundle file, an extracted bundle folder or a chart folder.
+        input: PathBuf,
+        /// The allow-list (YAML); without one nothing is allowed or denied.
+        #[arg(long)]
+        allow: Option<PathBuf>,
+        /// User values files, overlaid in order the way Helm merges them.
+        #[arg(long = "values", value_name = "FILE")]
+        values: Vec<PathBuf>,
+        /// table, json, sarif or markdown.
+        #[arg(long, default_value = "table")]
+        format: String,
+        /// Which verdicts fail the check: e.g. `denied,unknown,unresolved` (the default), `none`.
+        #[arg(long, default_value = "default")]
+        fail_on: String,
+        #[command(flatten)]
+        trust: TrustArgs,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+    /// Write a Kubernetes NetworkPolicy and a CiliumNetworkPolicy for an allow-list.
+    Policy {
+        #[arg(long)]
+        allow: PathBuf,
+        #[arg(long, default_value = "default")]
+        namespace: String,
+    },
+    /// Check connections that really happened (Hubble flow JSON, `host port` lines).
+    Observe {
+        #[arg(long)]
+        allow: PathBuf,
+        #[arg(required = true)]
+        logs: Vec<PathBuf>,
+        #[arg(long, default_value = "table")]
+        format: String,
+        #[arg(long, default_value = "default")]
+        fail_on: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -708,6 +811,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
                 );
             }
         }
+        Command::Egress { command } => return egress_command(command, cli.json, progress),
         Command::Keygen { output_key_prefix } => {
             let (key_path, _) =
                 signing::keygen_paths(output_key_prefix).map_err(signing_failure)?;

@@ -4,6 +4,7 @@ pub mod archive;
 pub mod build;
 pub mod cli;
 pub mod digest;
+pub mod egress;
 pub mod extract;
 pub mod head;
 pub mod inspect;

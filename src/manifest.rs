@@ -122,7 +122,7 @@ pub struct ChartEntry {
 }
 
 /// An outbound destination, as the vendor declares it (also the shape of an allow rule).
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Destination {
     /// A short name, e.g. `Permit Platform`.

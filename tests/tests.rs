@@ -1,6 +1,7 @@
 //! The one integration-test binary: each module is an area of ferry.
 
 mod bundle;
+mod egress;
 mod harness;
 mod hostile;
 mod load;

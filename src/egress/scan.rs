@@ -1,0 +1,1184 @@
+//! `check`: walk an extracted bundle (or a chart folder), find destinations in values files,
+//! chart templates, scripts, configuration and documentation, and classify each.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use super::classify::{classify, ClusterNames};
+use super::finder::{self, find, key_value, split_comment, LineCtx, MARKER};
+use super::template::{self, assemble, Env, RenderedLine, TNode};
+use super::values::{self, Node, Value, Values};
+use super::{CheckOptions, Diagnostic, EgressError, Finding, Kind, Report, Source, Verdict};
+
+/// Files larger than this are not read (reported as a diagnostic).
+const MAX_FILE: u64 = 32 << 20;
+/// Evidence text is cut to this many characters.
+const MAX_TEXT: usize = 240;
+
+/// A file to read: where it is, and how it is named in the report.
+#[derive(Debug, Clone)]
+struct FileRef {
+    abs: PathBuf,
+    rel: Arc<str>,
+}
+
+/// A chart found in the folder.
+#[derive(Debug)]
+struct Chart {
+    /// Display path of the chart folder ("" for the root).
+    rel: String,
+    name: String,
+    /// Index of the parent chart, for subcharts.
+    parent: Option<usize>,
+    templates: Vec<FileRef>,
+    values: Option<FileRef>,
+}
+
+/// A destination before classification.
+#[derive(Debug, Clone)]
+struct Raw {
+    host: String,
+    port: Option<u16>,
+    kind: Kind,
+    source: Source,
+    file: Arc<str>,
+    line: usize,
+    text: Arc<str>,
+    value_path: Option<String>,
+    commented: bool,
+}
+
+/// What one worker produced.
+#[derive(Default)]
+struct Out {
+    raw: Vec<Raw>,
+    diags: Vec<Diagnostic>,
+    services: std::collections::BTreeSet<String>,
+    files: usize,
+}
+
+#[derive(Default)]
+struct State {
+    raw: Vec<Raw>,
+    diags: Vec<Diagnostic>,
+    files: usize,
+    names: ClusterNames,
+    /// Lines of every values file read, by display path, for evidence text.
+    value_lines: HashMap<String, Vec<String>>,
+}
+
+impl State {
+    fn absorb(&mut self, out: Out) {
+        self.raw.extend(out.raw);
+        self.diags.extend(out.diags);
+        self.names.services.extend(out.services);
+        self.files += out.files;
+    }
+}
+
+/// Map `f` over `items` on a few threads, keeping the order.
+fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let n = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8)
+        .min(items.len());
+    if n <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let chunk = items.len().div_ceil(n);
+    let f = &f;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|c| s.spawn(move || c.iter().map(f).collect::<Vec<R>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("egress worker panicked"))
+            .collect()
+    })
+}
+
+/// Collect the named templates of one file. Only files that mention `define` are parsed
+/// here; parse errors are reported when the file is rendered.
+fn parse_phase(f: &FileRef) -> (Vec<(String, Vec<TNode>)>, Out) {
+    let mut out = Out::default();
+    let Some(src) = read_text(f, &mut out.diags) else {
+        return (Vec::new(), out);
+    };
+    if !src.contains("define") && !src.contains("block") {
+        return (Vec::new(), out);
+    }
+    match template::parse(&src) {
+        Ok(t) => (t.defines, out),
+        Err(_) => (Vec::new(), out),
+    }
+}
+
+/// Render one template against its chart's values and scan the output.
+fn render_phase(f: &FileRef, env: &Env<'_>) -> Out {
+    let mut out = Out {
+        files: 1,
+        ..Default::default()
+    };
+    let Some(src) = read_text(f, &mut Vec::new()) else {
+        return out;
+    };
+    let t = match template::parse(&src) {
+        Ok(t) => t,
+        Err(e) => {
+            out.diags.push(Diagnostic {
+                file: f.rel.to_string(),
+                line: e.line,
+                message: format!(
+                    "template does not parse: {}; its literal text was still scanned",
+                    e.message
+                ),
+            });
+            let ctx = LineCtx {
+                yaml: true,
+                ..Default::default()
+            };
+            scan_plain_text(&src, f, Source::Template, ctx, &mut out.raw);
+            return out;
+        }
+    };
+    let source = if f.rel.ends_with("NOTES.txt") {
+        Source::Doc
+    } else {
+        Source::Template
+    };
+    let src_lines: Vec<&str> = src.lines().collect();
+    let mut lines = assemble(&env.render_scan(&t.nodes));
+    // Named templates are scanned where they are defined, too.
+    for (_, body) in &t.defines {
+        lines.extend(assemble(&env.render_scan(body)));
+    }
+    collect_services(&lines, &mut out.services);
+    scan_rendered(&lines, f, &src_lines, source, &mut out.raw);
+    out
+}
+
+/// Find and classify every destination under `opts.root`.
+pub fn check(opts: &CheckOptions) -> Result<Report, EgressError> {
+    if !opts.root.is_dir() {
+        return Err(EgressError::NotAFolder {
+            path: opts.root.clone(),
+        });
+    }
+    let root = &bundle_root(&opts.root);
+    let mut st = State::default();
+    // User overlays first: a broken one is a usage error, not a finding.
+    let mut user: Vec<(String, Node)> = Vec::new();
+    for p in &opts.values {
+        let text = std::fs::read_to_string(p).map_err(|source| EgressError::Read {
+            path: p.clone(),
+            source,
+        })?;
+        let rel = p.display().to_string();
+        let node = values::load(&text, 0).map_err(|e| EgressError::Values {
+            path: p.clone(),
+            line: e.line,
+            column: e.column,
+            message: e.message,
+        })?;
+        st.value_lines
+            .insert(rel.clone(), text.lines().map(str::to_string).collect());
+        st.files += 1;
+        user.push((rel, node));
+    }
+
+    let mut temps = Vec::new();
+    let files = walk(root, "", &mut temps, &mut st)?;
+    let (charts, others) = layout(&files);
+    for c in &charts {
+        st.names.charts.insert(c.name.clone());
+    }
+
+    // Bundle-level values files (`values.yaml` beside `charts/`) overlay every chart.
+    let mut bundle_values: Vec<(String, Node)> = Vec::new();
+    let mut plain: Vec<(&FileRef, Source)> = Vec::new();
+    for (f, src) in &others {
+        if *src == Source::Values {
+            if let Some(n) = load_values(f, &mut st) {
+                bundle_values.push((f.rel.to_string(), n));
+            }
+        } else {
+            plain.push((f, *src));
+        }
+    }
+
+    // Parse every template (in parallel) to collect the named templates, which a chart shares
+    // with its subcharts. Templates are parsed again when rendered, so only one file per worker
+    // is held in memory at a time.
+    let work: Vec<(usize, FileRef)> = charts
+        .iter()
+        .enumerate()
+        .flat_map(|(i, c)| c.templates.iter().map(move |f| (i, f.clone())))
+        .collect();
+    let mut defines: HashMap<String, Vec<TNode>> = HashMap::new();
+    for (defs, out) in par_map(&work, |(_, f)| parse_phase(f)) {
+        for (name, body) in defs {
+            defines.entry(name).or_insert(body);
+        }
+        st.absorb(out);
+    }
+
+    // Merged values per chart: chart values, then the bundle's, then the user's.
+    let mut merged: Vec<Values> = Vec::new();
+    for chart in &charts {
+        let mut v = Values::empty();
+        if let Some(f) = chart.values.clone() {
+            if let Some(n) = load_values(&f, &mut st) {
+                v.layer(&f.rel, |idx| reindex(n, idx));
+            }
+        }
+        match chart.parent {
+            Some(p) => {
+                // A subchart sees its parent's `<name>:` section and `global:`.
+                let pv = &merged[p];
+                let mut sub = Node::synthetic(Value::Map(Vec::new()));
+                if let Some(n) = pv.root.get(&chart.name) {
+                    sub = n.clone();
+                }
+                if let (Some(g), Value::Map(m)) = (pv.root.get("global"), &mut sub.value) {
+                    m.retain(|(k, _)| k != "global");
+                    m.push(("global".into(), g.clone()));
+                }
+                // Parent file indices are re-based onto this chart's file list.
+                let base = v.files.len();
+                v.files.extend(pv.files.iter().cloned());
+                values::merge(&mut v.root, shift(sub, base));
+            }
+            None => {
+                for (rel, n) in bundle_values.iter().chain(user.iter()) {
+                    v.layer(rel, |idx| reindex(n.clone(), idx));
+                }
+            }
+        }
+        merged.push(v);
+    }
+    if charts.is_empty() && !(bundle_values.is_empty() && user.is_empty()) {
+        let mut v = Values::empty();
+        for (rel, n) in bundle_values.iter().chain(user.iter()) {
+            v.layer(rel, |idx| reindex(n.clone(), idx));
+        }
+        merged.push(v);
+    }
+
+    // Render and scan templates (in parallel).
+    let envs: Vec<Env<'_>> = charts
+        .iter()
+        .enumerate()
+        .map(|(i, c)| Env {
+            values: &merged[i],
+            defines: &defines,
+            chart_name: &c.name,
+            cache: Default::default(),
+        })
+        .collect();
+    for out in par_map(&work, |(i, f)| render_phase(f, &envs[*i])) {
+        st.absorb(out);
+    }
+    drop(envs);
+    for (i, v) in merged.iter().enumerate() {
+        let env = Env {
+            values: v,
+            defines: &defines,
+            chart_name: charts.get(i).map_or("", |c| c.name.as_str()),
+            cache: Default::default(),
+        };
+        scan_values_tree(&v.root, ".Values", "", &env, &mut st);
+    }
+    let mut seen_comments = std::collections::HashSet::new();
+    for v in &merged {
+        for rel in &v.files {
+            if seen_comments.insert(rel.clone()) {
+                scan_value_comments(rel, &mut st);
+            }
+        }
+    }
+
+    for (f, src) in plain {
+        scan_file(f, src, &mut st);
+    }
+    drop(temps);
+    Ok(finish(st, opts))
+}
+
+fn finish(mut st: State, opts: &CheckOptions) -> Report {
+    let allow = opts.allow.as_ref();
+    let mut raw = std::mem::take(&mut st.raw);
+    // One finding per (file, line, host, port); the most specific shape wins (a registry over
+    // a plain host, then one that knows its values path). Workers emit in file order, so this
+    // sort sees long sorted runs.
+    let rank = |r: &Raw| u8::from(r.kind == Kind::Registry) * 2 + u8::from(r.value_path.is_some());
+    let same_file = |a: &Raw, b: &Raw| Arc::ptr_eq(&a.file, &b.file) || a.file == b.file;
+    raw.sort_by(|a, b| {
+        let files = if Arc::ptr_eq(&a.file, &b.file) {
+            std::cmp::Ordering::Equal
+        } else {
+            a.file.cmp(&b.file)
+        };
+        files
+            .then_with(|| (a.line, &a.host, a.port).cmp(&(b.line, &b.host, b.port)))
+            .then_with(|| rank(b).cmp(&rank(a)))
+    });
+    raw.dedup_by(|b, a| {
+        a.line == b.line && a.port == b.port && a.host == b.host && same_file(a, b)
+    });
+    // Classify each distinct destination once.
+    type Judged = (Option<u16>, Verdict, Option<String>);
+    let mut memo: HashMap<String, Vec<Judged>> = HashMap::new();
+    let mut findings = Vec::with_capacity(raw.len());
+    for r in raw {
+        let known = memo
+            .get(r.host.as_str())
+            .and_then(|v| v.iter().find(|(p, _, _)| *p == r.port))
+            .map(|(_, v, rule)| (*v, rule.clone()));
+        let (verdict, rule) = match known {
+            Some(k) => k,
+            None => {
+                let k = classify(&r.host, r.port, allow, &st.names);
+                memo.entry(r.host.clone())
+                    .or_default()
+                    .push((r.port, k.0, k.1.clone()));
+                k
+            }
+        };
+        let host = if r.host.contains(MARKER) {
+            finder::shown(&r.host)
+        } else {
+            r.host
+        };
+        findings.push(Finding {
+            host,
+            port: r.port,
+            verdict,
+            rule,
+            file: r.file.to_string(),
+            line: r.line,
+            text: r.text.to_string(),
+            value_path: r.value_path,
+            kind: r.kind,
+            source: r.source,
+            commented: r.commented,
+        });
+    }
+    let mut report = Report {
+        findings,
+        diagnostics: st.diags,
+        declared: opts.declared.clone(),
+        allow: opts.allow.clone(),
+        ..Default::default()
+    };
+    report
+        .diagnostics
+        .sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+    report.summarize(&opts.fail_on, st.files);
+    report
+}
+
+/// `tar -xzf` of a bundle gives one folder `NAME-VERSION/`: when `dir` holds only that
+/// folder, check inside it.
+fn bundle_root(dir: &Path) -> PathBuf {
+    let looks_like_bundle = |d: &Path| d.join("Chart.yaml").exists() || d.join("charts").is_dir();
+    if looks_like_bundle(dir) {
+        return dir.to_path_buf();
+    }
+    let entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    match entries.as_slice() {
+        [only]
+            if only.is_dir()
+                && (only.join("ferry.json").exists() || only.join("charts").is_dir()) =>
+        {
+            only.clone()
+        }
+        _ => dir.to_path_buf(),
+    }
+}
+
+/// Walk `dir`, returning files in name order; packaged charts are unpacked beside it.
+fn walk(
+    dir: &Path,
+    prefix: &str,
+    temps: &mut Vec<tempfile::TempDir>,
+    st: &mut State,
+) -> Result<Vec<FileRef>, EgressError> {
+    let mut out = Vec::new();
+    let it = walkdir::WalkDir::new(dir)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| {
+            let name = e.file_name().to_string_lossy();
+            !(e.depth() == 1 && prefix.is_empty() && name == "images") && name != ".git"
+        });
+    for entry in it {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                st.diags.push(Diagnostic {
+                    file: prefix.to_string(),
+                    line: 0,
+                    message: format!("cannot read: {e}"),
+                });
+                continue;
+            }
+        };
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let rel_inner = entry.path().strip_prefix(dir).unwrap_or(entry.path());
+        let rel_inner = rel_inner
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/");
+        let rel = if prefix.is_empty() {
+            rel_inner
+        } else {
+            format!("{prefix}/{rel_inner}")
+        };
+        let is_chart_pkg =
+            rel.ends_with(".tgz") && (rel.starts_with("charts/") || rel.contains("/charts/"));
+        if is_chart_pkg {
+            let tmp = tempfile::tempdir().map_err(|source| EgressError::Unpack {
+                path: entry.path().to_path_buf(),
+                source,
+            })?;
+            match unpack(entry.path(), tmp.path()) {
+                Ok(()) => {
+                    let inner = walk(tmp.path(), &rel, temps, st)?;
+                    out.extend(inner);
+                    temps.push(tmp);
+                }
+                Err(e) => st.diags.push(Diagnostic {
+                    file: rel,
+                    line: 0,
+                    message: format!(
+                        "packaged chart could not be unpacked ({e}); it was not checked"
+                    ),
+                }),
+            }
+            continue;
+        }
+        out.push(FileRef {
+            abs: entry.path().to_path_buf(),
+            rel: rel.into(),
+        });
+    }
+    Ok(out)
+}
+
+/// Unpack a packaged chart: regular files only, no escaping paths, bounded size.
+fn unpack(tgz: &Path, to: &Path) -> std::io::Result<()> {
+    let f = File::open(tgz)?;
+    let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(BufReader::new(f)));
+    let mut total: u64 = 0;
+    for entry in ar.entries()? {
+        let mut entry = entry?;
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let path = entry.path()?.into_owned();
+        if path
+            .components()
+            .any(|c| !matches!(c, Component::Normal(_)))
+        {
+            return Err(std::io::Error::other(format!(
+                "unsafe path {} in archive",
+                path.display()
+            )));
+        }
+        total += entry.size();
+        if entry.size() > MAX_FILE || total > 16 * MAX_FILE {
+            return Err(std::io::Error::other("archive too large"));
+        }
+        let dest = to.join(&path);
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let mut out = File::create(&dest)?;
+        std::io::copy(&mut (&mut entry).take(MAX_FILE), &mut out)?;
+    }
+    Ok(())
+}
+
+/// Sort files into charts and everything else.
+fn layout(files: &[FileRef]) -> (Vec<Chart>, Vec<(FileRef, Source)>) {
+    let mut charts: Vec<Chart> = Vec::new();
+    for f in files {
+        let (dir, name) = match f.rel.rsplit_once('/') {
+            Some((d, n)) => (d.to_string(), n),
+            None => (String::new(), &*f.rel),
+        };
+        if name == "Chart.yaml" {
+            let text = std::fs::read_to_string(&f.abs).unwrap_or_default();
+            let chart_name = text
+                .lines()
+                .find_map(|l| l.strip_prefix("name:"))
+                .map(|n| n.trim().trim_matches(['"', '\'']).to_string())
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| dir.rsplit('/').next().unwrap_or("chart").to_string());
+            charts.push(Chart {
+                rel: dir,
+                name: chart_name,
+                parent: None,
+                templates: Vec::new(),
+                values: None,
+            });
+        }
+    }
+    // Parents before children: shorter paths first.
+    charts.sort_by_key(|c| {
+        (
+            c.rel.matches('/').count() + usize::from(!c.rel.is_empty()),
+            c.rel.clone(),
+        )
+    });
+    for i in 0..charts.len() {
+        charts[i].parent = (0..i)
+            .rev()
+            .find(|&j| within(&charts[i].rel, &charts[j].rel));
+    }
+    let mut others = Vec::new();
+    for f in files {
+        let owner = (0..charts.len())
+            .rev()
+            .find(|&j| within(&f.rel, &charts[j].rel));
+        match owner {
+            Some(j) => {
+                let inner = if charts[j].rel.is_empty() {
+                    &*f.rel
+                } else {
+                    &f.rel[charts[j].rel.len() + 1..]
+                };
+                if inner.starts_with("templates/") {
+                    charts[j].templates.push(f.clone());
+                } else if inner == "values.yaml" {
+                    charts[j].values = Some(f.clone());
+                } else if inner == "Chart.yaml"
+                    || inner.ends_with(".md")
+                    || inner == "values.schema.json"
+                    || inner.ends_with(".txt")
+                {
+                    others.push((f.clone(), Source::Doc));
+                } else if inner == ".helmignore" || inner == "Chart.lock" {
+                } else {
+                    others.push((f.clone(), source_of(&f.rel)));
+                }
+            }
+            None => {
+                let top = !f.rel.contains('/');
+                if top && values::is_values_file(Path::new(&*f.rel)) {
+                    others.push((f.clone(), Source::Values));
+                } else if &*f.rel == "ferry.json" || f.rel.ends_with(".sig") {
+                } else {
+                    others.push((f.clone(), source_of(&f.rel)));
+                }
+            }
+        }
+    }
+    (charts, others)
+}
+
+fn within(path: &str, dir: &str) -> bool {
+    dir.is_empty()
+        || (path.len() > dir.len() && path.starts_with(dir) && path.as_bytes()[dir.len()] == b'/')
+}
+
+fn source_of(rel: &str) -> Source {
+    let lower = rel.to_ascii_lowercase();
+    let name = lower.rsplit('/').next().unwrap_or(&lower);
+    if lower.starts_with("scripts/")
+        || [".sh", ".bash", ".py", ".ps1", ".zsh"]
+            .iter()
+            .any(|e| name.ends_with(e))
+        || name == "dockerfile"
+        || name == "makefile"
+    {
+        Source::Script
+    } else if [".md", ".txt", ".rst", ".adoc", ".html"]
+        .iter()
+        .any(|e| name.ends_with(e))
+        || name.starts_with("license")
+        || name.starts_with("notice")
+        || name.starts_with("changelog")
+    {
+        Source::Doc
+    } else {
+        Source::Config
+    }
+}
+
+fn read_text(f: &FileRef, diags: &mut Vec<Diagnostic>) -> Option<String> {
+    let meta = std::fs::metadata(&f.abs).ok()?;
+    if meta.len() > MAX_FILE {
+        diags.push(Diagnostic {
+            file: f.rel.to_string(),
+            line: 0,
+            message: format!("larger than {} MiB; not checked", MAX_FILE >> 20),
+        });
+        return None;
+    }
+    match std::fs::read(&f.abs) {
+        Ok(bytes) if bytes.iter().take(8192).any(|&b| b == 0) => None,
+        Ok(bytes) => Some(
+            String::from_utf8(bytes)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        ),
+        Err(e) => {
+            diags.push(Diagnostic {
+                file: f.rel.to_string(),
+                line: 0,
+                message: format!("cannot read: {e}"),
+            });
+            None
+        }
+    }
+}
+
+fn load_values(f: &FileRef, st: &mut State) -> Option<Node> {
+    st.files += 1;
+    let text = read_text(f, &mut st.diags)?;
+    st.value_lines.insert(
+        f.rel.to_string(),
+        text.lines().map(str::to_string).collect(),
+    );
+    match values::load(&text, 0) {
+        Ok(n) => Some(n),
+        Err(e) => {
+            st.diags.push(Diagnostic {
+                file: f.rel.to_string(),
+                line: e.line,
+                message: format!("values file is not valid YAML (column {}: {}); its text was scanned line by line instead", e.column, e.message),
+            });
+            scan_plain_text(
+                &text,
+                f,
+                Source::Values,
+                LineCtx {
+                    yaml: true,
+                    ..Default::default()
+                },
+                &mut st.raw,
+            );
+            None
+        }
+    }
+}
+
+/// Point every node of a freshly loaded tree at file `idx`.
+fn reindex(mut n: Node, idx: usize) -> Node {
+    fn walk(n: &mut Node, idx: usize) {
+        n.file = idx;
+        match &mut n.value {
+            Value::Map(m) => m.iter_mut().for_each(|(_, v)| walk(v, idx)),
+            Value::Seq(s) => s.iter_mut().for_each(|v| walk(v, idx)),
+            _ => {}
+        }
+    }
+    walk(&mut n, idx);
+    n
+}
+
+fn shift(mut n: Node, base: usize) -> Node {
+    fn walk(n: &mut Node, base: usize) {
+        if n.file != usize::MAX {
+            n.file += base;
+        }
+        match &mut n.value {
+            Value::Map(m) => m.iter_mut().for_each(|(_, v)| walk(v, base)),
+            Value::Seq(s) => s.iter_mut().for_each(|v| walk(v, base)),
+            _ => {}
+        }
+    }
+    walk(&mut n, base);
+    n
+}
+
+/// Evidence text: trimmed, credentials redacted, cut to a readable length.
+fn evidence(line: &str) -> String {
+    let t = finder::redact_secrets(&finder::redact(line.trim()));
+    if t.chars().count() > MAX_TEXT {
+        let mut s: String = t.chars().take(MAX_TEXT).collect();
+        s.push('…');
+        s
+    } else {
+        t
+    }
+}
+
+fn env_name(line: &str) -> Option<&str> {
+    let t = line.trim_start().strip_prefix("- ")?.trim_start();
+    let v = t.strip_prefix("name:")?.trim();
+    Some(v.trim_matches(['"', '\'']))
+}
+
+fn scan_values_tree(node: &Node, path: &str, key: &str, env: &Env<'_>, st: &mut State) {
+    let v = env.values;
+    match &node.value {
+        Value::Map(m) => {
+            let get = |k: &str| m.iter().find(|(mk, _)| mk == k).map(|(_, n)| n);
+            // `{registry, repository, tag}` image maps.
+            if let (Some(reg), Some(_)) =
+                (get("registry"), get("repository").or_else(|| get("image")))
+            {
+                if let Some(r) = reg.as_text().filter(|r| !r.is_empty()) {
+                    let (host, port) = finder::image_registry(&format!("{r}/x"))
+                        .unwrap_or((finder::normalize_host(&r), None));
+                    push_value(
+                        reg,
+                        &format!("{path}.registry"),
+                        host,
+                        port,
+                        Kind::Registry,
+                        v,
+                        st,
+                    );
+                }
+                for (k, child) in m {
+                    if k != "registry" && k != "repository" && k != "image" {
+                        scan_values_tree(child, &format!("{path}.{k}"), k, env, st);
+                    }
+                }
+                return;
+            }
+            // `{name: X, value: Y}` env entries: X names what Y is.
+            let env_name = get("name").and_then(Node::as_text);
+            for (k, child) in m {
+                let key = match (&env_name, k.as_str()) {
+                    (Some(n), "value") => n.as_str(),
+                    _ => k.as_str(),
+                };
+                scan_values_tree(child, &format!("{path}.{k}"), key, env, st);
+            }
+        }
+        Value::Seq(s) => {
+            for (i, child) in s.iter().enumerate() {
+                scan_values_tree(child, &format!("{path}[{i}]"), key, env, st);
+            }
+        }
+        Value::Str(s) => {
+            if s.contains('\n') {
+                for (i, l) in s.lines().enumerate() {
+                    let line = node.line + i + usize::from(node.block);
+                    let (code, comment) = split_comment(l);
+                    for (part, commented) in [(code, false), (comment.unwrap_or(""), true)] {
+                        let part = part.trim_start_matches('#');
+                        for h in find(
+                            part,
+                            LineCtx {
+                                yaml: true,
+                                shell: true,
+                                env_name: None,
+                            },
+                        ) {
+                            push_raw(
+                                st,
+                                v,
+                                node,
+                                line,
+                                Some(path),
+                                h.host,
+                                h.port,
+                                h.kind,
+                                commented,
+                            );
+                        }
+                    }
+                }
+                return;
+            }
+            // Template text inside values (`tpl` strings) cannot be resolved here.
+            // Template text inside values (`tpl` strings) is evaluated against the values;
+            // what cannot be computed becomes the unresolved marker.
+            let s = if s.contains("{{") {
+                env.render_text(s).unwrap_or_else(|| blank_actions(s))
+            } else {
+                s.clone()
+            };
+            let synthetic = format!("{}: {s}", if key.is_empty() { "value" } else { key });
+            let klen = synthetic.len() - s.len();
+            for h in find(
+                &synthetic,
+                LineCtx {
+                    yaml: true,
+                    ..Default::default()
+                },
+            ) {
+                if h.start >= klen {
+                    push_raw(
+                        st,
+                        v,
+                        node,
+                        node.line,
+                        Some(path),
+                        h.host,
+                        h.port,
+                        h.kind,
+                        false,
+                    );
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn push_value(
+    node: &Node,
+    path: &str,
+    host: String,
+    port: Option<u16>,
+    kind: Kind,
+    v: &Values,
+    st: &mut State,
+) {
+    push_raw(st, v, node, node.line, Some(path), host, port, kind, false);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn push_raw(
+    st: &mut State,
+    v: &Values,
+    node: &Node,
+    line: usize,
+    path: Option<&str>,
+    host: String,
+    port: Option<u16>,
+    kind: Kind,
+    commented: bool,
+) {
+    let Some(file) = v.files.get(node.file) else {
+        return;
+    };
+    let text = st
+        .value_lines
+        .get(file)
+        .and_then(|ls| ls.get(line.wrapping_sub(1)))
+        .map(|l| evidence(l))
+        .unwrap_or_default();
+    st.raw.push(Raw {
+        host,
+        port,
+        kind,
+        source: Source::Values,
+        file: file.as_str().into(),
+        line,
+        text: text.into(),
+        value_path: path.map(str::to_string),
+        commented,
+    });
+}
+
+fn scan_value_comments(rel: &str, st: &mut State) {
+    let Some(lines) = st.value_lines.get(rel) else {
+        return;
+    };
+    let mut found = Vec::new();
+    for (i, l) in lines.iter().enumerate() {
+        let (_, Some(comment)) = split_comment(l) else {
+            continue;
+        };
+        let body = comment.trim_start_matches('#').trim_start();
+        for h in find(
+            body,
+            LineCtx {
+                yaml: true,
+                ..Default::default()
+            },
+        ) {
+            found.push(Raw {
+                host: h.host,
+                port: h.port,
+                kind: h.kind,
+                source: Source::Values,
+                file: rel.into(),
+                line: i + 1,
+                text: evidence(l).into(),
+                value_path: None,
+                commented: true,
+            });
+        }
+    }
+    st.raw.extend(found);
+}
+
+/// Scan the rendered lines of one template.
+fn scan_rendered(
+    lines: &[RenderedLine],
+    f: &FileRef,
+    src: &[&str],
+    source: Source,
+    out: &mut Vec<Raw>,
+) {
+    let mut prev_env: Option<String> = None;
+    for rl in lines {
+        let ctx = LineCtx {
+            yaml: true,
+            shell: false,
+            env_name: prev_env.as_deref(),
+        };
+        let code_len = split_comment(&rl.text).0.len();
+        let hits = find(&rl.text, ctx);
+        let marker = rl.text[..code_len].find(MARKER);
+        if hits.is_empty() && marker.is_none() {
+            prev_env = env_name(&rl.text).map(str::to_string);
+            continue;
+        }
+        // Evidence is the template's own line, shared by every finding on it.
+        let text: Arc<str> = src
+            .get(rl.line.wrapping_sub(1))
+            .map(|l| evidence(l))
+            .unwrap_or_default()
+            .into();
+        let mut covered = Vec::new();
+        for h in hits {
+            let segs = || rl.segs.iter().filter(|s| s.0 < h.end && h.start < s.1);
+            let path = segs().find_map(|s| s.2.clone());
+            let unresolved = segs().any(|s| s.3);
+            let commented = h.start >= code_len || segs().all(|s| s.4) && segs().next().is_some();
+            let mut host = h.host;
+            if unresolved && !host.contains(MARKER) {
+                host.push(MARKER);
+            }
+            covered.push((h.start, h.end));
+            out.push(Raw {
+                host,
+                port: h.port,
+                kind: h.kind,
+                source,
+                file: f.rel.clone(),
+                line: rl.line,
+                text: text.clone(),
+                value_path: path,
+                commented,
+            });
+        }
+        // An unresolved action in a place that names a destination is reported, not skipped.
+        if let Some(pos) = marker {
+            if !covered.iter().any(|(s, e)| *s <= pos && pos < *e) {
+                if let Some((key, value, _)) = key_value(&rl.text, ctx) {
+                    let hostish = finder::host_like_key(key)
+                        || finder::image_key(key)
+                        || (key == "value"
+                            && prev_env.as_deref().is_some_and(finder::host_like_key));
+                    if hostish && value.contains(MARKER) {
+                        let path = rl.segs.iter().find(|s| s.3).and_then(|s| s.2.clone());
+                        out.push(Raw {
+                            host: value.chars().take(120).collect(),
+                            port: None,
+                            kind: if finder::image_key(key) {
+                                Kind::Registry
+                            } else {
+                                Kind::Host
+                            },
+                            source,
+                            file: f.rel.clone(),
+                            line: rl.line,
+                            text: text.clone(),
+                            value_path: path,
+                            commented: false,
+                        });
+                    }
+                }
+            }
+        }
+        prev_env = env_name(&rl.text).map(str::to_string);
+    }
+}
+
+/// Remember the names of rendered `kind: Service` objects.
+fn collect_services(lines: &[RenderedLine], services: &mut std::collections::BTreeSet<String>) {
+    let mut is_service = false;
+    let mut in_meta = false;
+    let mut name: Option<String> = None;
+    let mut flush = |is_service: bool, name: &mut Option<String>| {
+        if let (true, Some(n)) = (is_service, name.take()) {
+            if !n.contains(MARKER) && !n.is_empty() {
+                services.insert(n.to_ascii_lowercase());
+            }
+        }
+        *name = None;
+    };
+    for rl in lines {
+        let t = rl.text.trim_end();
+        if t == "---" {
+            flush(is_service, &mut name);
+            is_service = false;
+            in_meta = false;
+            continue;
+        }
+        if t == "kind: Service" {
+            is_service = true;
+        } else if t == "metadata:" {
+            in_meta = true;
+        } else if !t.starts_with(' ') {
+            in_meta = false;
+        } else if in_meta && name.is_none() {
+            if let Some(n) = t.strip_prefix("  name:") {
+                name = Some(n.trim().trim_matches(['"', '\'']).to_string());
+            }
+        }
+    }
+    flush(is_service, &mut name);
+}
+
+fn comment_style(rel: &str) -> bool {
+    let lower = rel.to_ascii_lowercase();
+    ![
+        ".md", ".json", ".js", ".ts", ".html", ".xml", ".go", ".java", ".rs", ".c", ".h",
+    ]
+    .iter()
+    .any(|e| lower.ends_with(e))
+}
+
+fn ctx_for(rel: &str, source: Source) -> LineCtx<'static> {
+    let lower = rel.to_ascii_lowercase();
+    match source {
+        Source::Script => LineCtx {
+            shell: true,
+            ..Default::default()
+        },
+        Source::Doc => LineCtx::default(),
+        _ if lower.ends_with(".yaml") || lower.ends_with(".yml") => LineCtx {
+            yaml: true,
+            ..Default::default()
+        },
+        _ if lower.ends_with(".env")
+            || lower.ends_with(".properties")
+            || lower.ends_with(".ini") =>
+        {
+            LineCtx {
+                shell: true,
+                ..Default::default()
+            }
+        }
+        _ => LineCtx::default(),
+    }
+}
+
+/// Scan a script, config or doc file line by line, without holding it whole.
+fn scan_file(f: &FileRef, source: Source, st: &mut State) {
+    st.files += 1;
+    let Ok(meta) = std::fs::metadata(&f.abs) else {
+        return;
+    };
+    if meta.len() > MAX_FILE {
+        st.diags.push(Diagnostic {
+            file: f.rel.to_string(),
+            line: 0,
+            message: format!("larger than {} MiB; not checked", MAX_FILE >> 20),
+        });
+        return;
+    }
+    let Ok(file) = File::open(&f.abs) else { return };
+    let mut r = BufReader::with_capacity(64 << 10, file);
+    if r.fill_buf()
+        .map(|b| b.iter().take(8192).any(|&c| c == 0))
+        .unwrap_or(true)
+    {
+        return;
+    }
+    let ctx = ctx_for(&f.rel, source);
+    let comments = comment_style(&f.rel);
+    let mut buf = Vec::new();
+    let mut n = 0;
+    let mut prev_env: Option<String> = None;
+    loop {
+        buf.clear();
+        match r.read_until(b'\n', &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        n += 1;
+        let line = String::from_utf8_lossy(&buf);
+        let line = line.trim_end_matches(['\n', '\r']);
+        let c = LineCtx {
+            env_name: prev_env.as_deref(),
+            ..ctx
+        };
+        scan_line(line, n, f, source, c, comments, &mut st.raw);
+        if ctx.yaml {
+            prev_env = env_name(line).map(str::to_string);
+        }
+    }
+}
+
+fn scan_plain_text(text: &str, f: &FileRef, source: Source, ctx: LineCtx<'_>, out: &mut Vec<Raw>) {
+    for (i, line) in text.lines().enumerate() {
+        // Without a parse, template actions are blanked out rather than guessed.
+        let cleaned;
+        let line = if line.contains("{{") {
+            cleaned = blank_actions(line);
+            cleaned.as_str()
+        } else {
+            line
+        };
+        scan_line(line, i + 1, f, source, ctx, true, out);
+    }
+}
+
+fn blank_actions(line: &str) -> String {
+    let mut out = String::new();
+    let mut rest = line;
+    while let Some(i) = rest.find("{{") {
+        out.push_str(&rest[..i]);
+        match rest[i..].find("}}") {
+            Some(j) => {
+                out.push(MARKER);
+                rest = &rest[i + j + 2..];
+            }
+            None => {
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn scan_line(
+    line: &str,
+    n: usize,
+    f: &FileRef,
+    source: Source,
+    ctx: LineCtx<'_>,
+    comments: bool,
+    out: &mut Vec<Raw>,
+) {
+    let hits = find(line, ctx);
+    if hits.is_empty() {
+        return;
+    }
+    let code_len = if comments {
+        split_comment(line).0.len()
+    } else {
+        line.len()
+    };
+    let text: Arc<str> = evidence(line).into();
+    for h in hits {
+        out.push(Raw {
+            host: h.host,
+            port: h.port,
+            kind: h.kind,
+            source,
+            file: f.rel.clone(),
+            line: n,
+            text: text.clone(),
+            value_path: None,
+            commented: h.start >= code_len,
+        });
+    }
+}
+
+/// A verdict for tests and callers that classify a single host.
+pub fn classify_host(host: &str, port: Option<u16>, opts: &CheckOptions) -> Verdict {
+    classify(host, port, opts.allow.as_ref(), &ClusterNames::default()).0
+}

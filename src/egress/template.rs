@@ -1,0 +1,1189 @@
+//! A small reader for Helm (Go `text/template`) templates: enough to find destinations.
+//!
+//! Templates are text, not YAML: this tokenizes `{{ ... }}` actions, builds a tree of
+//! `if`/`with`/`range`/`define` blocks, and renders it against the merged values. Rendering for
+//! a scan takes every branch of every `if` (what the chart *could* produce), while `include`
+//! and `tpl` are evaluated like Helm does (taking only the branch the values select). An
+//! action that cannot be computed renders as [`MARKER`], so a destination built from it is
+//! reported as unresolved instead of being skipped.
+
+use std::collections::HashMap;
+
+use super::finder::MARKER;
+use super::values::{Node, Value, Values};
+
+/// A node of a parsed template.
+#[derive(Debug, Clone)]
+pub enum TNode {
+    /// Literal text starting at `line`.
+    Text {
+        /// The text.
+        text: String,
+        /// 1-based line where it starts.
+        line: usize,
+    },
+    /// An action that outputs (or assigns) a pipeline.
+    Action {
+        /// The pipeline source.
+        expr: String,
+        /// 1-based line of `{{`.
+        line: usize,
+    },
+    /// `if` / `else if` / `else` chains.
+    If {
+        /// (condition, body); `None` for the final `else`.
+        branches: Vec<(Option<String>, Vec<TNode>)>,
+    },
+    /// `with X` ... `else` ... `end`.
+    With {
+        /// The pipeline that becomes the dot.
+        expr: String,
+        /// Body.
+        body: Vec<TNode>,
+        /// Else branch.
+        otherwise: Vec<TNode>,
+    },
+    /// `range [$i, $v :=] X` ... `else` ... `end`.
+    Range {
+        /// The pipeline ranged over.
+        expr: String,
+        /// Declared variables (index/key, value).
+        vars: Vec<String>,
+        /// Body.
+        body: Vec<TNode>,
+        /// Else branch.
+        otherwise: Vec<TNode>,
+    },
+    /// A `{{/* comment */}}`.
+    Comment {
+        /// The comment text.
+        text: String,
+        /// 1-based line.
+        line: usize,
+    },
+}
+
+/// A template that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    /// 1-based line of the offending action.
+    pub line: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+enum Tok {
+    Text(String, usize),
+    Act(String, usize),
+}
+
+fn tokenize(src: &str) -> Result<Vec<Tok>, ParseError> {
+    let mut toks = Vec::new();
+    let mut line = 1;
+    let mut rest = src;
+    let mut trim_next = false;
+    loop {
+        let Some(open) = rest.find("{{") else {
+            push_text(&mut toks, rest, line, trim_next, false);
+            break;
+        };
+        let inner_start = open + 2;
+        let trim_left = rest[inner_start..].starts_with("- ")
+            || rest[inner_start..].starts_with("-\n")
+            || rest[inner_start..].starts_with("-\t");
+        push_text(&mut toks, &rest[..open], line, trim_next, trim_left);
+        line += rest[..open].matches('\n').count();
+        let act_line = line;
+        let body = &rest[inner_start..];
+        let close = find_close(body).ok_or_else(|| ParseError {
+            line: act_line,
+            message: "unclosed action: `{{` without a matching `}}`".into(),
+        })?;
+        let mut inner = &body[..close];
+        if trim_left {
+            inner = &inner[1..];
+        }
+        trim_next = inner.ends_with(" -") || inner.ends_with("\n-") || inner.ends_with("\t-");
+        if trim_next {
+            inner = &inner[..inner.len() - 1];
+        }
+        toks.push(Tok::Act(inner.trim().to_string(), act_line));
+        line += body[..close].matches('\n').count();
+        rest = &body[close + 2..];
+    }
+    Ok(toks)
+}
+
+fn push_text(toks: &mut Vec<Tok>, text: &str, line: usize, trim_start: bool, trim_end: bool) {
+    let mut t = text;
+    let mut line = line;
+    if trim_start {
+        let trimmed = t.trim_start();
+        line += t[..t.len() - trimmed.len()].matches('\n').count();
+        t = trimmed;
+    }
+    if trim_end {
+        t = t.trim_end();
+    }
+    if !t.is_empty() {
+        toks.push(Tok::Text(t.to_string(), line));
+    }
+}
+
+/// Index of the `}}` closing an action, skipping strings and comments.
+fn find_close(s: &str) -> Option<usize> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'"' => {
+                i += 1;
+                while i < b.len() && b[i] != b'"' {
+                    if b[i] == b'\\' {
+                        i += 1;
+                    }
+                    if b[i.min(b.len() - 1)] == b'\n' {
+                        return None;
+                    }
+                    i += 1;
+                }
+            }
+            b'`' => {
+                i += 1;
+                while i < b.len() && b[i] != b'`' {
+                    i += 1;
+                }
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                let end = s[i + 2..].find("*/")?;
+                i += 2 + end + 1;
+            }
+            b'}' if b.get(i + 1) == Some(&b'}') => return Some(i),
+            b'{' if b.get(i + 1) == Some(&b'{') => return None,
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// A parsed template file: its top-level nodes and its `define` blocks.
+#[derive(Debug, Clone, Default)]
+pub struct Template {
+    /// Top-level nodes (without the `define` blocks).
+    pub nodes: Vec<TNode>,
+    /// Named templates defined in the file.
+    pub defines: Vec<(String, Vec<TNode>)>,
+}
+
+/// Parse a template file.
+pub fn parse(src: &str) -> Result<Template, ParseError> {
+    let toks = tokenize(src)?;
+    let mut it = toks.into_iter().peekable();
+    let mut defines = Vec::new();
+    let (nodes, end) = parse_block(&mut it, &mut defines, 0)?;
+    if let Some((kw, line)) = end {
+        return Err(ParseError {
+            line,
+            message: format!("unexpected `{{{{ {kw} }}}}` with no open block"),
+        });
+    }
+    Ok(Template { nodes, defines })
+}
+
+type Toks = std::iter::Peekable<std::vec::IntoIter<Tok>>;
+
+/// The keyword that closed a block (`end`, `else …`) and its line.
+type BlockEnd = (String, usize);
+
+/// Parse until `end`/`else` (returned with its line) or the end of input.
+fn parse_block(
+    it: &mut Toks,
+    defines: &mut Vec<(String, Vec<TNode>)>,
+    open_line: usize,
+) -> Result<(Vec<TNode>, Option<BlockEnd>), ParseError> {
+    let mut out = Vec::new();
+    while let Some(tok) = it.next() {
+        let (act, line) = match tok {
+            Tok::Text(text, line) => {
+                out.push(TNode::Text { text, line });
+                continue;
+            }
+            Tok::Act(a, l) => (a, l),
+        };
+        if act.starts_with("/*") {
+            let text = act
+                .trim_start_matches("/*")
+                .trim_end_matches("*/")
+                .trim()
+                .to_string();
+            out.push(TNode::Comment { text, line });
+            continue;
+        }
+        let (kw, rest) = match act.split_once(char::is_whitespace) {
+            Some((k, r)) => (k, r.trim()),
+            None => (act.as_str(), ""),
+        };
+        match kw {
+            "end" => return Ok((out, Some(("end".into(), line)))),
+            "else" => return Ok((out, Some((format!("else {rest}").trim().to_string(), line)))),
+            "if" => {
+                let mut branches = Vec::new();
+                let mut cond = Some(rest.to_string());
+                loop {
+                    let (body, end) = parse_block(it, defines, line)?;
+                    let Some((kw, eline)) = end else {
+                        return Err(unclosed("if", line));
+                    };
+                    branches.push((cond.take(), body));
+                    if kw == "end" {
+                        break;
+                    }
+                    let after = kw.trim_start_matches("else").trim();
+                    if let Some(c) = after.strip_prefix("if ") {
+                        cond = Some(c.trim().to_string());
+                    } else if after.is_empty() {
+                        if branches.last().is_some_and(|(c, _)| c.is_none()) {
+                            return Err(ParseError {
+                                line: eline,
+                                message: "second `else` in one `if`".into(),
+                            });
+                        }
+                    } else {
+                        cond = Some(after.to_string());
+                    }
+                }
+                out.push(TNode::If { branches });
+            }
+            "with" | "range" => {
+                let (body, end) = parse_block(it, defines, line)?;
+                let Some((k, _)) = end else {
+                    return Err(unclosed(kw, line));
+                };
+                let otherwise = if k == "end" {
+                    Vec::new()
+                } else {
+                    let (o, end2) = parse_block(it, defines, line)?;
+                    if end2.is_none() {
+                        return Err(unclosed(kw, line));
+                    }
+                    o
+                };
+                if kw == "with" {
+                    out.push(TNode::With {
+                        expr: rest.to_string(),
+                        body,
+                        otherwise,
+                    });
+                } else {
+                    let (vars, expr) = match rest.split_once(":=") {
+                        Some((v, e)) => (
+                            v.split(',')
+                                .map(|s| s.trim().to_string())
+                                .filter(|s| !s.is_empty())
+                                .collect(),
+                            e.trim().to_string(),
+                        ),
+                        None => (Vec::new(), rest.to_string()),
+                    };
+                    out.push(TNode::Range {
+                        expr,
+                        vars,
+                        body,
+                        otherwise,
+                    });
+                }
+            }
+            "define" | "block" => {
+                let name =
+                    unquote(rest.split_whitespace().next().unwrap_or("")).unwrap_or_default();
+                let (body, end) = parse_block(it, defines, line)?;
+                if end.is_none() {
+                    return Err(unclosed(kw, line));
+                }
+                if kw == "block" {
+                    out.push(TNode::Action {
+                        expr: format!("include {rest}"),
+                        line,
+                    });
+                }
+                defines.push((name, body));
+            }
+            "template" => out.push(TNode::Action {
+                expr: format!("include {rest}"),
+                line,
+            }),
+            _ => out.push(TNode::Action {
+                expr: act.clone(),
+                line,
+            }),
+        }
+    }
+    let _ = open_line;
+    Ok((out, None))
+}
+
+fn unclosed(kw: &str, line: usize) -> ParseError {
+    ParseError {
+        line,
+        message: format!("`{{{{ {kw} }}}}` is never closed with `{{{{ end }}}}`"),
+    }
+}
+
+fn unquote(s: &str) -> Option<String> {
+    let s = s.trim();
+    if s.len() >= 2 && s.starts_with('"') && s.ends_with('"') {
+        Some(
+            s[1..s.len() - 1]
+                .replace("\\\"", "\"")
+                .replace("\\n", "\n")
+                .replace("\\\\", "\\"),
+        )
+    } else if s.len() >= 2 && s.starts_with('`') && s.ends_with('`') {
+        Some(s[1..s.len() - 1].to_string())
+    } else {
+        None
+    }
+}
+
+/// One piece of rendered output and where it came from.
+#[derive(Debug, Clone)]
+pub struct Piece<'t> {
+    /// Rendered text (borrowed from the template when literal).
+    pub text: std::borrow::Cow<'t, str>,
+    /// 1-based template line that produced it (its first line, for literal text).
+    pub line: usize,
+    /// The `.Values` path it came from.
+    pub path: Option<String>,
+    /// True when it is [`MARKER`]: an action that could not be computed.
+    pub unresolved: bool,
+    /// True for template comments.
+    pub commented: bool,
+    /// True for literal text (its lines advance); false for action output.
+    pub literal: bool,
+}
+
+/// A value during evaluation.
+#[derive(Debug, Clone)]
+enum V<'a> {
+    /// The top-level object (`$`): `.Values`, `.Release`, `.Chart`, ...
+    Root,
+    /// A values node and its path.
+    Tree(&'a Node, String),
+    /// Text (possibly from a values path).
+    Text(String, Option<String>),
+    Bool(bool),
+    /// A missing value (renders empty, like Helm).
+    Nil(Option<String>),
+    /// Cannot be computed.
+    Unknown(Option<String>),
+}
+
+impl V<'_> {
+    fn path(&self) -> Option<String> {
+        match self {
+            V::Tree(_, p) => Some(p.clone()),
+            V::Text(_, p) | V::Nil(p) | V::Unknown(p) => p.clone(),
+            _ => None,
+        }
+    }
+    fn text(&self) -> Option<String> {
+        match self {
+            V::Tree(n, _) => n.as_text(),
+            V::Text(s, _) => Some(s.clone()),
+            V::Bool(b) => Some(b.to_string()),
+            V::Nil(_) => Some(String::new()),
+            V::Unknown(_) | V::Root => None,
+        }
+    }
+    fn truthy(&self) -> Option<bool> {
+        match self {
+            V::Tree(n, _) => Some(n.truthy()),
+            V::Text(s, _) => Some(!s.is_empty()),
+            V::Bool(b) => Some(*b),
+            V::Nil(_) => Some(false),
+            V::Root => Some(true),
+            V::Unknown(_) => None,
+        }
+    }
+}
+
+/// Something could not be computed while evaluating for a value (`include`, `tpl`).
+struct Unres;
+
+/// Everything a rendering needs.
+pub struct Env<'a> {
+    /// Merged values of the chart.
+    pub values: &'a Values,
+    /// Every named template of the chart (and its parents' helpers).
+    pub defines: &'a HashMap<String, Vec<TNode>>,
+    /// The chart's name; also used as the release name.
+    pub chart_name: &'a str,
+    /// Results of `include "name" .` (top-level context), shared by the workers.
+    pub cache: std::sync::Mutex<HashMap<String, Option<String>>>,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Scan,
+    Value,
+}
+
+type Vars<'a> = Vec<(String, V<'a>)>;
+
+const MAX_DEPTH: usize = 24;
+const MAX_RANGE: usize = 64;
+
+impl<'a> Env<'a> {
+    /// Render top-level nodes for a scan: every branch of every `if`.
+    pub fn render_scan<'t>(&self, nodes: &'t [TNode]) -> Vec<Piece<'t>> {
+        let mut out = Vec::new();
+        let mut vars: Vars<'a> = vec![("$".into(), V::Root)];
+        let _ = self.render(nodes, &V::Root, &mut vars, Mode::Scan, &mut out, 0);
+        out
+    }
+
+    fn render<'t>(
+        &self,
+        nodes: &'t [TNode],
+        dot: &V<'a>,
+        vars: &mut Vars<'a>,
+        mode: Mode,
+        out: &mut Vec<Piece<'t>>,
+        depth: usize,
+    ) -> Result<(), Unres> {
+        if depth > MAX_DEPTH {
+            return Err(Unres);
+        }
+        for node in nodes {
+            match node {
+                TNode::Text { text, line } => out.push(Piece {
+                    text: text.as_str().into(),
+                    line: *line,
+                    path: None,
+                    unresolved: false,
+                    commented: false,
+                    literal: true,
+                }),
+                TNode::Comment { text, line } => {
+                    if mode == Mode::Scan {
+                        out.push(Piece {
+                            text: text.as_str().into(),
+                            line: *line,
+                            path: None,
+                            unresolved: false,
+                            commented: true,
+                            literal: true,
+                        });
+                    }
+                }
+                TNode::Action { expr, line } => {
+                    if let Some((name, e)) = assignment(expr) {
+                        let v = self.pipeline(e, dot, vars, depth);
+                        match vars.iter_mut().rev().find(|(n, _)| *n == name) {
+                            Some(slot) if expr.contains(" = ") && !expr.contains(":=") => {
+                                slot.1 = v
+                            }
+                            _ => vars.push((name, v)),
+                        }
+                        continue;
+                    }
+                    let v = self.pipeline(expr, dot, vars, depth);
+                    match v.text() {
+                        Some(text) => out.push(Piece {
+                            text: text.into(),
+                            line: *line,
+                            path: v.path(),
+                            unresolved: false,
+                            commented: false,
+                            literal: false,
+                        }),
+                        None if mode == Mode::Value => return Err(Unres),
+                        None => out.push(Piece {
+                            text: MARKER.to_string().into(),
+                            line: *line,
+                            path: v.path(),
+                            unresolved: true,
+                            commented: false,
+                            literal: false,
+                        }),
+                    }
+                }
+                TNode::If { branches } => {
+                    let mark = vars.len();
+                    if mode == Mode::Scan {
+                        for (_, body) in branches {
+                            self.render(body, dot, vars, mode, out, depth + 1)?;
+                            vars.truncate(mark);
+                        }
+                    } else {
+                        for (cond, body) in branches {
+                            let take = match cond {
+                                None => true,
+                                Some(c) => {
+                                    self.pipeline(c, dot, vars, depth).truthy().ok_or(Unres)?
+                                }
+                            };
+                            if take {
+                                self.render(body, dot, vars, mode, out, depth + 1)?;
+                                break;
+                            }
+                        }
+                        vars.truncate(mark);
+                    }
+                }
+                TNode::With {
+                    expr,
+                    body,
+                    otherwise,
+                } => {
+                    let mark = vars.len();
+                    let (name, e) =
+                        assignment(expr).map_or((None, expr.as_str()), |(n, e)| (Some(n), e));
+                    let v = self.pipeline(e, dot, vars, depth);
+                    if let Some(n) = name {
+                        vars.push((n, v.clone()));
+                    }
+                    match (mode, v.truthy()) {
+                        (Mode::Scan, _) => {
+                            self.render(body, &v, vars, mode, out, depth + 1)?;
+                            self.render(otherwise, dot, vars, mode, out, depth + 1)?;
+                        }
+                        (Mode::Value, Some(true)) => {
+                            self.render(body, &v, vars, mode, out, depth + 1)?
+                        }
+                        (Mode::Value, Some(false)) => {
+                            self.render(otherwise, dot, vars, mode, out, depth + 1)?
+                        }
+                        (Mode::Value, None) => return Err(Unres),
+                    }
+                    vars.truncate(mark);
+                }
+                TNode::Range {
+                    expr,
+                    vars: names,
+                    body,
+                    otherwise,
+                } => {
+                    let v = self.pipeline(expr, dot, vars, depth);
+                    let mut items: Vec<(V<'a>, V<'a>)> = Vec::new();
+                    if let V::Tree(n, p) = &v {
+                        match &n.value {
+                            Value::Seq(s) => {
+                                for (i, item) in s.iter().enumerate().take(MAX_RANGE) {
+                                    items.push((
+                                        V::Text(i.to_string(), None),
+                                        V::Tree(item, format!("{p}[{i}]")),
+                                    ));
+                                }
+                            }
+                            Value::Map(m) => {
+                                for (k, item) in m.iter().take(MAX_RANGE) {
+                                    items.push((
+                                        V::Text(k.clone(), None),
+                                        V::Tree(item, format!("{p}.{k}")),
+                                    ));
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                    if mode == Mode::Value && matches!(v, V::Unknown(_)) {
+                        return Err(Unres);
+                    }
+                    if items.is_empty() && mode == Mode::Scan {
+                        // Nothing to range over: still read the body's literal text once.
+                        let none = match &v {
+                            V::Unknown(p) => V::Unknown(p.clone()),
+                            other => V::Nil(other.path()),
+                        };
+                        items.push((none.clone(), none));
+                    }
+                    let empty = items.is_empty();
+                    for (k, item) in items {
+                        let mark = vars.len();
+                        match names.as_slice() {
+                            [one] => vars.push((one.clone(), item.clone())),
+                            [a, b, ..] => {
+                                vars.push((a.clone(), k));
+                                vars.push((b.clone(), item.clone()));
+                            }
+                            [] => {}
+                        }
+                        self.render(body, &item, vars, mode, out, depth + 1)?;
+                        vars.truncate(mark);
+                    }
+                    if mode == Mode::Scan || empty {
+                        self.render(otherwise, dot, vars, mode, out, depth + 1)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn pipeline(&self, expr: &str, dot: &V<'a>, vars: &Vars<'a>, depth: usize) -> V<'a> {
+        let cmds = split_top(expr, '|');
+        let mut acc: Option<V<'a>> = None;
+        for cmd in cmds {
+            let words = words(cmd.trim());
+            if words.is_empty() {
+                return V::Unknown(None);
+            }
+            let v = self.command(&words, acc.take(), dot, vars, depth);
+            acc = Some(v);
+        }
+        acc.unwrap_or(V::Unknown(None))
+    }
+
+    fn command(
+        &self,
+        words: &[String],
+        piped: Option<V<'a>>,
+        dot: &V<'a>,
+        vars: &Vars<'a>,
+        depth: usize,
+    ) -> V<'a> {
+        let head = &words[0];
+        let is_func = head.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            && !matches!(head.as_str(), "true" | "false" | "nil");
+        if !is_func {
+            return self.operand(head, dot, vars, depth);
+        }
+        let mut args: Vec<V<'a>> = words[1..]
+            .iter()
+            .map(|w| self.operand(w, dot, vars, depth))
+            .collect();
+        if let Some(p) = piped {
+            args.push(p);
+        }
+        self.call(head, args, depth)
+    }
+
+    fn operand(&self, w: &str, dot: &V<'a>, vars: &Vars<'a>, depth: usize) -> V<'a> {
+        if let Some(s) = unquote(w) {
+            return V::Text(s, None);
+        }
+        if w.starts_with('(') && w.ends_with(')') {
+            return self.pipeline(&w[1..w.len() - 1], dot, vars, depth);
+        }
+        match w {
+            "true" => return V::Bool(true),
+            "false" => return V::Bool(false),
+            "nil" => return V::Nil(None),
+            "." => return dot.clone(),
+            _ => {}
+        }
+        if w.starts_with(|c: char| c.is_ascii_digit() || c == '-') {
+            return V::Text(w.to_string(), None);
+        }
+        if let Some(rest) = w.strip_prefix('.') {
+            return self.fields(dot.clone(), rest);
+        }
+        if w.starts_with('$') {
+            let (name, rest) = match w.find('.') {
+                Some(i) => (&w[..i], &w[i + 1..]),
+                None => (w, ""),
+            };
+            let base = vars
+                .iter()
+                .rev()
+                .find(|(n, _)| n == name)
+                .map_or(V::Unknown(None), |(_, v)| v.clone());
+            return if rest.is_empty() {
+                base
+            } else {
+                self.fields(base, rest)
+            };
+        }
+        if w.chars().next().is_some_and(|c| c.is_ascii_alphabetic()) {
+            // A function with no arguments inside a larger command.
+            return self.call(w, Vec::new(), depth);
+        }
+        V::Unknown(None)
+    }
+
+    fn fields(&self, base: V<'a>, chain: &str) -> V<'a> {
+        let mut cur = base;
+        let parts: Vec<&str> = chain.split('.').filter(|s| !s.is_empty()).collect();
+        let mut i = 0;
+        while i < parts.len() {
+            let f = parts[i];
+            cur = match cur {
+                V::Root => match f {
+                    "Values" => V::Tree(&self.values.root, ".Values".into()),
+                    "Release" => {
+                        let v = match parts.get(i + 1).copied() {
+                            Some("Name") => V::Text(self.chart_name.to_string(), None),
+                            Some("Namespace") => V::Text("release-namespace".into(), None),
+                            Some("Service") => V::Text("Helm".into(), None),
+                            Some("IsInstall") | Some("IsUpgrade") => V::Bool(true),
+                            _ => V::Unknown(None),
+                        };
+                        i += 2;
+                        cur = v;
+                        continue;
+                    }
+                    "Chart" => {
+                        let v = match parts.get(i + 1).copied() {
+                            Some("Name") => V::Text(self.chart_name.to_string(), None),
+                            _ => V::Unknown(None),
+                        };
+                        i += 2;
+                        cur = v;
+                        continue;
+                    }
+                    _ => V::Unknown(Some(format!(".{f}"))),
+                },
+                V::Tree(n, p) => {
+                    let path = format!("{p}.{f}");
+                    match n.get(f) {
+                        Some(child) => V::Tree(child, path),
+                        None if matches!(n.value, Value::Map(_) | Value::Null) => {
+                            V::Nil(Some(path))
+                        }
+                        None => V::Unknown(Some(path)),
+                    }
+                }
+                V::Nil(p) => V::Nil(p.map(|p| format!("{p}.{f}"))),
+                V::Unknown(p) => V::Unknown(p.map(|p| format!("{p}.{f}"))),
+                _ => V::Unknown(None),
+            };
+            i += 1;
+        }
+        cur
+    }
+
+    fn call(&self, name: &str, args: Vec<V<'a>>, depth: usize) -> V<'a> {
+        let path = args.iter().find_map(V::path);
+        let last = args.last().cloned().unwrap_or(V::Nil(None));
+        let text_of = |v: &V<'a>| v.text();
+        match name {
+            "quote" | "squote" => {
+                let q = if name == "quote" { '"' } else { '\'' };
+                let mut parts = Vec::new();
+                for a in &args {
+                    match a.text() {
+                        Some(t) => parts.push(format!("{q}{t}{q}")),
+                        None => return V::Unknown(a.path()),
+                    }
+                }
+                V::Text(parts.join(" "), path)
+            }
+            "default" => {
+                let d = args.first().cloned().unwrap_or(V::Nil(None));
+                if args.len() < 2 {
+                    return d;
+                }
+                match last.truthy() {
+                    Some(true) => last,
+                    Some(false) => d,
+                    None => V::Unknown(last.path()),
+                }
+            }
+            "required" => match last.truthy() {
+                Some(true) => last,
+                _ => V::Unknown(last.path()),
+            },
+            "coalesce" => {
+                for a in &args {
+                    match a.truthy() {
+                        Some(true) => return a.clone(),
+                        Some(false) => {}
+                        None => return V::Unknown(a.path()),
+                    }
+                }
+                V::Nil(path)
+            }
+            "ternary" => match args.get(2).and_then(V::truthy) {
+                Some(true) => args[0].clone(),
+                Some(false) => args[1].clone(),
+                None => V::Unknown(path),
+            },
+            "printf" | "print" | "println" | "cat" => {
+                // An argument that cannot be computed becomes the marker in place, so the
+                // rest of the text (a host beside an unknown password) is still judged.
+                let texts: Vec<String> = args
+                    .iter()
+                    .map(|a| text_of(a).unwrap_or_else(|| MARKER.to_string()))
+                    .collect();
+                let s = match name {
+                    "printf" if !texts.is_empty() => sprintf(&texts[0], &texts[1..]),
+                    "cat" => texts.join(" "),
+                    "println" => texts.concat() + "\n",
+                    _ => texts.concat(),
+                };
+                // The values path of a printf is that of its first values-backed argument.
+                let p = args
+                    .iter()
+                    .skip(usize::from(name == "printf"))
+                    .find_map(V::path);
+                V::Text(s, p)
+            }
+            "tpl" => {
+                let (Some(src), ctx) = (
+                    args.first().and_then(V::text),
+                    args.get(1).cloned().unwrap_or(V::Root),
+                ) else {
+                    return V::Unknown(path);
+                };
+                let Ok(t) = parse(&src) else {
+                    return V::Unknown(path);
+                };
+                match self.eval_value(&t.nodes, &ctx, depth) {
+                    Some(s) => V::Text(s, args.first().and_then(V::path)),
+                    None => V::Unknown(path),
+                }
+            }
+            "include" | "template" => {
+                let (Some(tname), ctx) = (
+                    args.first().and_then(V::text),
+                    args.get(1).cloned().unwrap_or(V::Nil(None)),
+                ) else {
+                    return V::Unknown(None);
+                };
+                // With the top-level object as context the result depends on the values only,
+                // which do not change during a check: compute it once per chart.
+                let root = matches!(ctx, V::Root);
+                if root {
+                    if let Some(hit) = self.cache.lock().ok().and_then(|c| c.get(&tname).cloned()) {
+                        return hit.map_or(V::Unknown(None), |s| V::Text(s, None));
+                    }
+                }
+                let result = self
+                    .defines
+                    .get(&tname)
+                    .and_then(|body| self.eval_value(body, &ctx, depth));
+                if root {
+                    if let Ok(mut c) = self.cache.lock() {
+                        c.insert(tname, result.clone());
+                    }
+                }
+                result.map_or(V::Unknown(None), |s| V::Text(s, None))
+            }
+            "toYaml" | "toJson" | "toPrettyJson" | "toRawJson" | "toString" | "b64enc"
+            | "b64dec" | "int" | "int64" | "atoi" | "float64" | "toStrings" | "urlquery" => {
+                match &last {
+                    V::Tree(n, p) => V::Text(n.to_yaml(), Some(p.clone())),
+                    other => match other.text() {
+                        Some(t) => V::Text(t, other.path()),
+                        None => V::Unknown(other.path()),
+                    },
+                }
+            }
+            "indent" | "nindent" => {
+                let n: usize = args
+                    .first()
+                    .and_then(V::text)
+                    .and_then(|t| t.parse().ok())
+                    .unwrap_or(0);
+                let Some(t) = (match &last {
+                    V::Tree(node, _)
+                        if !matches!(node.value, Value::Str(_) | Value::Bool(_) | Value::Null) =>
+                    {
+                        Some(node.to_yaml())
+                    }
+                    other => other.text(),
+                }) else {
+                    return V::Unknown(last.path());
+                };
+                let pad = " ".repeat(n);
+                let body = t
+                    .lines()
+                    .map(|l| format!("{pad}{l}"))
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                V::Text(
+                    if name == "nindent" {
+                        format!("\n{body}")
+                    } else {
+                        body
+                    },
+                    last.path(),
+                )
+            }
+            "trim" | "lower" | "upper" | "title" | "trimSuffix" | "trimPrefix" | "trunc"
+            | "replace" | "trimAll" => {
+                let Some(t) = last.text() else {
+                    return V::Unknown(last.path());
+                };
+                let arg = |i: usize| args.get(i).and_then(V::text).unwrap_or_default();
+                let s = match name {
+                    "trim" => t.trim().to_string(),
+                    "lower" => t.to_lowercase(),
+                    "upper" => t.to_uppercase(),
+                    "title" => t,
+                    "trimSuffix" => t
+                        .strip_suffix(arg(0).as_str())
+                        .map_or(t.clone(), str::to_string),
+                    "trimPrefix" => t
+                        .strip_prefix(arg(0).as_str())
+                        .map_or(t.clone(), str::to_string),
+                    "trimAll" => t.trim_matches(|c| arg(0).contains(c)).to_string(),
+                    "trunc" => {
+                        let n: i64 = arg(0).parse().unwrap_or(i64::MAX);
+                        t.chars()
+                            .take(usize::try_from(n).unwrap_or(usize::MAX))
+                            .collect()
+                    }
+                    _ => t.replace(arg(0).as_str(), arg(1).as_str()),
+                };
+                V::Text(s, last.path())
+            }
+            "eq" | "ne" => {
+                let texts: Option<Vec<String>> = args.iter().map(V::text).collect();
+                match texts {
+                    Some(t) if t.len() >= 2 => {
+                        let eq = t[1..].iter().any(|x| *x == t[0]);
+                        V::Bool(if name == "eq" { eq } else { !eq })
+                    }
+                    _ => V::Unknown(None),
+                }
+            }
+            "not" => match last.truthy() {
+                Some(b) => V::Bool(!b),
+                None => V::Unknown(None),
+            },
+            "and" | "or" => {
+                let bools: Option<Vec<bool>> = args.iter().map(V::truthy).collect();
+                match bools {
+                    Some(b) => V::Bool(if name == "and" {
+                        b.iter().all(|x| *x)
+                    } else {
+                        b.iter().any(|x| *x)
+                    }),
+                    None => V::Unknown(None),
+                }
+            }
+            "empty" => match last.truthy() {
+                Some(b) => V::Bool(!b),
+                None => V::Unknown(None),
+            },
+            "contains" | "hasPrefix" | "hasSuffix" => match (
+                args.first().and_then(V::text),
+                args.get(1).and_then(V::text),
+            ) {
+                (Some(a), Some(b)) => V::Bool(match name {
+                    "contains" => b.contains(&a),
+                    "hasPrefix" => b.starts_with(&a),
+                    _ => b.ends_with(&a),
+                }),
+                _ => V::Unknown(None),
+            },
+            "hasKey" => match (args.first(), args.get(1).and_then(V::text)) {
+                (Some(V::Tree(n, _)), Some(k)) => V::Bool(n.get(&k).is_some()),
+                _ => V::Unknown(None),
+            },
+            "get" | "index" => {
+                let mut cur = args.first().cloned().unwrap_or(V::Nil(None));
+                for k in args.iter().skip(1) {
+                    let Some(k) = k.text() else {
+                        return V::Unknown(None);
+                    };
+                    cur = match cur {
+                        V::Tree(n, p) => match &n.value {
+                            Value::Seq(s) => match k.parse::<usize>().ok().and_then(|i| s.get(i)) {
+                                Some(item) => V::Tree(item, format!("{p}[{k}]")),
+                                None => V::Nil(Some(format!("{p}[{k}]"))),
+                            },
+                            _ => match n.get(&k) {
+                                Some(item) => V::Tree(item, format!("{p}.{k}")),
+                                None => V::Nil(Some(format!("{p}.{k}"))),
+                            },
+                        },
+                        V::Nil(p) => V::Nil(p),
+                        _ => V::Unknown(None),
+                    };
+                }
+                cur
+            }
+            // Digests and random values hold no destination.
+            "sha256sum" | "sha1sum" | "randAlphaNum" | "randAlpha" | "randNumeric" | "uuidv4"
+            | "now" | "date" => V::Text("x".into(), None),
+            _ => V::Unknown(path),
+        }
+    }
+
+    /// Evaluate template text found inside a values string (for `tpl`), with the top-level
+    /// object as context; `None` when it cannot be computed.
+    pub fn render_text(&self, src: &str) -> Option<String> {
+        let t = parse(src).ok()?;
+        self.eval_value(&t.nodes, &V::Root, 0)
+    }
+
+    fn eval_value(&self, nodes: &[TNode], dot: &V<'a>, depth: usize) -> Option<String> {
+        let mut out = Vec::new();
+        let mut vars: Vars<'a> = vec![("$".into(), V::Root)];
+        self.render(nodes, dot, &mut vars, Mode::Value, &mut out, depth + 1)
+            .ok()?;
+        Some(out.into_iter().map(|p| p.text).collect::<String>())
+    }
+}
+
+/// `$x := pipeline` or `$x = pipeline` → (`$x`, pipeline).
+fn assignment(expr: &str) -> Option<(String, &str)> {
+    if !expr.starts_with('$') {
+        return None;
+    }
+    let (lhs, rhs) = expr.split_once(":=").or_else(|| expr.split_once(" = "))?;
+    let name = lhs.trim();
+    if name.contains(char::is_whitespace) || name.contains('.') {
+        return None;
+    }
+    Some((name.to_string(), rhs.trim()))
+}
+
+/// Split on `sep` outside quotes and parentheses.
+fn split_top(s: &str, sep: char) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut depth, mut q, mut start) = (0i32, None::<char>, 0);
+    let mut prev = ' ';
+    for (i, c) in s.char_indices() {
+        match (q, c) {
+            (Some(qc), c) if c == qc && (prev != '\\' || qc == '`') => q = None,
+            (Some(_), _) => {}
+            (None, '"' | '`') => q = Some(c),
+            (None, '(') => depth += 1,
+            (None, ')') => depth -= 1,
+            (None, c) if c == sep && depth == 0 => {
+                out.push(&s[start..i]);
+                start = i + c.len_utf8();
+            }
+            _ => {}
+        }
+        prev = c;
+    }
+    out.push(&s[start..]);
+    out
+}
+
+/// Split a command into words, keeping quoted strings and parenthesised groups whole.
+fn words(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let (mut depth, mut q) = (0i32, None::<char>);
+    let mut prev = ' ';
+    for c in s.chars() {
+        match (q, c) {
+            (Some(qc), c) if c == qc && (prev != '\\' || qc == '`') => {
+                q = None;
+                cur.push(c);
+            }
+            (Some(_), c) => cur.push(c),
+            (None, '"' | '`') => {
+                q = Some(c);
+                cur.push(c);
+            }
+            (None, '(') => {
+                depth += 1;
+                cur.push(c);
+            }
+            (None, ')') => {
+                depth -= 1;
+                cur.push(c);
+            }
+            (None, c) if c.is_whitespace() && depth == 0 => {
+                if !cur.is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                }
+            }
+            (None, c) => cur.push(c),
+        }
+        prev = c;
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// Go's `printf` for the verbs charts use (`%s`, `%d`, `%v`, `%q`, `%%`).
+fn sprintf(fmt: &str, args: &[String]) -> String {
+    let mut out = String::new();
+    let mut it = fmt.chars().peekable();
+    let mut i = 0;
+    while let Some(c) = it.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        // Skip flags and width.
+        while it
+            .peek()
+            .is_some_and(|c| c.is_ascii_digit() || matches!(c, '-' | '+' | '.' | '#' | ' '))
+        {
+            it.next();
+        }
+        match it.next() {
+            Some('%') => out.push('%'),
+            Some('q') => {
+                out.push('"');
+                out.push_str(args.get(i).map_or("", String::as_str));
+                out.push('"');
+                i += 1;
+            }
+            Some(_) => {
+                out.push_str(args.get(i).map_or("", String::as_str));
+                i += 1;
+            }
+            None => out.push('%'),
+        }
+    }
+    out
+}
+
+/// A line of rendered output, mapped back to the template.
+#[derive(Debug, Clone, Default)]
+pub struct RenderedLine {
+    /// The rendered text.
+    pub text: String,
+    /// 1-based template line of its first non-blank piece.
+    pub line: usize,
+    /// (start, end, values path, unresolved, commented) for each piece on the line.
+    pub segs: Vec<(usize, usize, Option<String>, bool, bool)>,
+}
+
+impl RenderedLine {
+    fn with_capacity() -> RenderedLine {
+        RenderedLine {
+            text: String::with_capacity(96),
+            line: 0,
+            segs: Vec::with_capacity(2),
+        }
+    }
+}
+
+/// Cut rendered pieces into lines, remembering which template line and values path each part
+/// of each line came from.
+pub fn assemble(pieces: &[Piece<'_>]) -> Vec<RenderedLine> {
+    let mut lines = Vec::with_capacity(pieces.len() / 2 + 1);
+    let mut cur = RenderedLine::with_capacity();
+    let mut have_line = false;
+    for p in pieces {
+        for (k, part) in p.text.split('\n').enumerate() {
+            if k > 0 {
+                lines.push(std::mem::replace(&mut cur, RenderedLine::with_capacity()));
+                have_line = false;
+            }
+            let src_line = if p.literal { p.line + k } else { p.line };
+            if !have_line && !part.trim().is_empty() {
+                cur.line = src_line;
+                have_line = true;
+            }
+            if !part.is_empty() {
+                let start = cur.text.len();
+                cur.text.push_str(part);
+                cur.segs.push((
+                    start,
+                    cur.text.len(),
+                    p.path.clone(),
+                    p.unresolved,
+                    p.commented,
+                ));
+            }
+        }
+    }
+    lines.push(cur);
+    lines.retain(|l| !l.text.trim().is_empty());
+    lines
+}

@@ -1,0 +1,3 @@
+{{- define "ctl.dbUrl" -}}
+postgres://{{ .Values.db.host }}:{{ .Values.db.port }}/app
+{{- end }}
