@@ -5,6 +5,7 @@ mod harness;
 mod hostile;
 mod load;
 mod rewrite;
+mod sign_cli;
 mod signing;
 mod tidy;
 mod util;
