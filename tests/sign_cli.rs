@@ -391,12 +391,25 @@ fn built_signature_verifies_with_openssl_and_with_ferry_in_both_forms() {
             "{form}: --json names the key that verified (the second of two)"
         );
         assert_eq!(ev["headCheck"]["key"]["fingerprint"], fingerprint.as_str());
+        let verdict = doc["authenticity"].as_str().unwrap();
+        assert!(
+            verdict.starts_with("verified: ") && verdict.contains(&fingerprint),
+            "{verdict}"
+        );
     }
 
     // Without a key the output says in plain words that authenticity was not checked.
     let out = verify(signed(), &[], &[]);
     assert_ok(&out, "verify without --key");
     assert!(String::from_utf8_lossy(&out.stdout).contains("authenticity NOT checked"));
+    let out = verify(signed(), &[], &["--json"]);
+    assert_ok(&out, "verify --json without --key");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(doc["authenticity"]
+        .as_str()
+        .unwrap()
+        .starts_with("not checked"));
+    assert_eq!(doc["evidence"]["headCheck"]["authenticity"], "not_checked");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -412,6 +425,12 @@ fn detached_signature_of_the_whole_file_verifies_with_openssl_and_ferry() {
         Some(PASSWORD),
     );
     assert_ok(&out, "sign --detached");
+    let fingerprint = openssl_fingerprint(&k.public);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&fingerprint),
+        "sign names the key as verify does: {}",
+        text(&out)
+    );
     let sig = PathBuf::from(format!("{}.sig", bundle.display()));
     assert!(sig.is_file(), "--detached writes BUNDLE.sig");
     assert!(
@@ -428,7 +447,7 @@ fn detached_signature_of_the_whole_file_verifies_with_openssl_and_ferry() {
     assert_eq!(doc["detachedSignature"]["signature"], s(&sig));
     assert_eq!(
         doc["detachedSignature"]["key"]["fingerprint"],
-        openssl_fingerprint(&k.public).as_str()
+        fingerprint.as_str()
     );
 
     // The detached signature of this file does not fit another one.
@@ -853,6 +872,85 @@ fn extract_with_the_wrong_key_writes_nothing() {
     );
     assert_ok(&out, "extract --key RIGHT");
     assert!(target.join("agent-security-1.4.0/ferry.json.sig").is_file());
+}
+
+/// The whole tar record (header and padded data) of the entry ending in `suffix`.
+fn record(tar_bytes: &[u8], suffix: &str) -> Vec<u8> {
+    let (at, len) = entry_at(tar_bytes, suffix);
+    tar_bytes[at - 512..at + len.div_ceil(512) * 512].to_vec()
+}
+
+#[test]
+fn signature_or_manifest_outside_the_head_is_refused() {
+    let k = keys();
+    let dir = TempDir::new().unwrap();
+    let original = fs::read(signed()).unwrap();
+    let (head, _) = split_head(&original);
+    let sig_record = record(&head, "/ferry.json.sig");
+    let mut manifest_record = record(&head, "/ferry.json");
+    let (at, len) = entry_at(&manifest_record, "/ferry.json");
+    let i = at + created_digit(&manifest_record[at..at + len]);
+    manifest_record[i] ^= 0x01;
+
+    // The signature moved behind the last file: only the entry right after ferry.json is the
+    // signature, so the bundle reads as unsigned (and the moved entry as a duplicate).
+    // (Moving it to the start of the next member is fine: readers do not check where
+    // members are cut, bundle-format.md section 4, and it is still the second entry.)
+    let moved = copy_to(signed(), dir.path());
+    edit_head(&moved, |head| {
+        let (at, len) = entry_at(head, "/ferry.json");
+        head.truncate(at + len.div_ceil(512) * 512);
+    });
+    edit_body(&moved, |body| {
+        let (_, at, len) = data_offsets(body).pop().expect("entries in the body");
+        let end = at + len.div_ceil(512) * 512;
+        body.splice(end..end, sig_record.iter().copied());
+    });
+    assert_refused(
+        &verify(&moved, &[&k.public], &[]),
+        "signature moved behind the last file",
+        &["not signed"],
+    );
+    assert_refused(
+        &verify(&moved, &[], &[]),
+        "signature moved behind the last file, no key",
+        &["ferry.json.sig", "twice"],
+    );
+
+    // A second, different ferry.json in the body (`tar -xzf` would let it win).
+    fs::create_dir(dir.path().join("d")).unwrap();
+    let doubled = copy_to(signed(), &dir.path().join("d"));
+    edit_body(&doubled, |body| {
+        body.splice(0..0, manifest_record.iter().copied());
+    });
+    let out = verify(&doubled, &[&k.public], &[]);
+    assert_refused(&out, "a second ferry.json in the body", &["ferry.json"]);
+}
+
+#[test]
+fn folders_are_refused_where_a_bundle_file_is_needed() {
+    let k = keys();
+    let dir = TempDir::new().unwrap();
+    let root = untar(signed(), dir.path(), "x");
+    let before = crate::harness::tree(&root);
+    let out = ferry_out(&["sign", s(&root), "--key", s(&k.key)], Some(PASSWORD));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "sign FOLDER is a usage error\n{}",
+        text(&out)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is a folder"));
+    assert!(
+        crate::harness::tree(&root) == before,
+        "the folder is untouched"
+    );
+
+    let sig = dir.path().join("b.sig");
+    fs::write(&sig, fs::read(root.join("ferry.json.sig")).unwrap()).unwrap();
+    let out = verify(&root, &[&k.public], &["--signature", s(&sig)]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is a folder"));
 }
 
 // ---------------------------------------------------------------------------------------------
