@@ -308,6 +308,18 @@ fn authenticity_line(evidence: &verify::Evidence) -> String {
     }
 }
 
+/// The `authenticity` field of `--json` reports: the same verdict in plain words.
+fn authenticity_json(evidence: &verify::Evidence) -> String {
+    match evidence.head_check.as_ref().and_then(|v| v.get("key")) {
+        Some(_) => format!(
+            "verified: {}",
+            authenticity_line(evidence).trim_start_matches("AUTHENTIC: ")
+        ),
+        None => "not checked: no --key given; this proves integrity only, not who built the bundle"
+            .into(),
+    }
+}
+
 /// Loads a private key, asking for its password only when it is encrypted.
 fn signing_key(path: &std::path::Path) -> Result<SigningKey, Failure> {
     SigningKey::load(path, || {
@@ -545,6 +557,13 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
             let check = head_check(&keys, trust.require_signature);
             let detached = match signature {
                 Some(sig) => {
+                    if bundle.is_dir() {
+                        return Err(anyhow::anyhow!(
+                            "--signature checks a whole bundle file, but {} is a folder; pass the .tar.gz",
+                            bundle.display()
+                        )
+                        .into());
+                    }
                     let text = std::fs::read(sig).map_err(|e| {
                         anyhow::anyhow!("cannot read the detached signature {}: {e}", sig.display())
                     })?;
@@ -563,7 +582,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
             let evidence = verify::verify(&opts).map_err(finding)?;
             if cli.json {
                 print_json(
-                    &serde_json::json!({ "ok": true, "evidence": evidence, "detachedSignature": detached }),
+                    &serde_json::json!({ "ok": true, "evidence": evidence, "authenticity": authenticity_json(&evidence), "detachedSignature": detached }),
                 )?;
             } else if !cli.quiet {
                 println!(
@@ -597,7 +616,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
             let done = extract::extract(&opts).map_err(finding)?;
             if cli.json {
                 print_json(
-                    &serde_json::json!({ "ok": true, "path": done.path, "evidence": done.evidence }),
+                    &serde_json::json!({ "ok": true, "path": done.path, "evidence": done.evidence, "authenticity": authenticity_json(&done.evidence) }),
                 )?;
             } else if !cli.quiet {
                 println!(
@@ -834,6 +853,13 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
             key,
             detached,
         } => {
+            if bundle.is_dir() {
+                return Err(anyhow::anyhow!(
+                    "{} is a folder; `ferry sign` signs a bundle file: sign the .tar.gz, then extract it again",
+                    bundle.display()
+                )
+                .into());
+            }
             let key = signing_key(key)?;
             let head = crate::head::resign(bundle, &|m| key.sign(m).map_err(|e| e.to_string()))
                 .map_err(|e| match e {
@@ -859,7 +885,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
                 )?;
             } else if !cli.quiet {
                 println!(
-                    "signed {} {} in {} with key {}",
+                    "signed {} {} in {} with key sha256:{}",
                     head.manifest.name,
                     head.manifest.version,
                     bundle.display(),

@@ -7,6 +7,7 @@ mod hostile;
 mod load;
 mod load_cli;
 mod rewrite;
+mod sign_cli;
 mod signing;
 mod tidy;
 mod util;
