@@ -217,36 +217,76 @@ impl TrustArgs {
 }
 
 fn egress_failure(e: crate::egress::EgressError) -> Failure {
-    Failure { code: 2, error: e.into() }
+    Failure {
+        code: 2,
+        error: e.into(),
+    }
 }
 
 fn usage(message: String) -> Failure {
-    Failure { code: 2, error: anyhow::Error::msg(message) }
+    Failure {
+        code: 2,
+        error: anyhow::Error::msg(message),
+    }
 }
 
 fn egress_command(command: &EgressCommand, json: bool, progress: Progress) -> Result<(), Failure> {
     use crate::egress::{self, AllowList, FailOn, Format};
-    let format_of = |f: &str| -> Result<Format, Failure> { if json { Ok(Format::Json) } else { f.parse().map_err(usage) } };
+    let format_of = |f: &str| -> Result<Format, Failure> {
+        if json {
+            Ok(Format::Json)
+        } else {
+            f.parse().map_err(usage)
+        }
+    };
     let mut out = std::io::stdout().lock();
     let code = match command {
-        EgressCommand::Check { input, allow, values, format, fail_on, trust, limits } => {
+        EgressCommand::Check {
+            input,
+            allow,
+            values,
+            format,
+            fail_on,
+            trust,
+            limits,
+        } => {
             let format = format_of(format)?;
             let fail_on: FailOn = fail_on.parse().map_err(usage)?;
-            let allow = allow.as_deref().map(AllowList::from_path).transpose().map_err(egress_failure)?;
+            let allow = allow
+                .as_deref()
+                .map(AllowList::from_path)
+                .transpose()
+                .map_err(egress_failure)?;
             // A bundle file is verified and extracted to a private temporary folder first.
             let (_tmp, root, declared) = if input.is_file() {
                 let keys = trust.load()?;
                 let check = head_check(&keys, trust.require_signature);
                 let tmp = tempfile::Builder::new().prefix("ferry-egress-").tempdir()?;
                 let dir = tmp.path().join("x");
-                let done = extract::extract(&ExtractOptions { bundle: input.clone(), dir, limits: limits.limits(), progress, check_head: Some(&check) }).map_err(finding)?;
+                let done = extract::extract(&ExtractOptions {
+                    bundle: input.clone(),
+                    dir,
+                    limits: limits.limits(),
+                    progress,
+                    check_head: Some(&check),
+                })
+                .map_err(finding)?;
                 let (m, _) = inspect::read_manifest(&done.path).map_err(finding)?;
                 (Some(tmp), done.path, m.egress)
             } else {
-                let declared = inspect::read_manifest(input).map(|(m, _)| m.egress).unwrap_or_default();
+                let declared = inspect::read_manifest(input)
+                    .map(|(m, _)| m.egress)
+                    .unwrap_or_default();
                 (None, input.clone(), declared)
             };
-            let report = egress::check(&egress::CheckOptions { root, allow, values: values.clone(), fail_on: fail_on.clone(), declared }).map_err(egress_failure)?;
+            let report = egress::check(&egress::CheckOptions {
+                root,
+                allow,
+                values: values.clone(),
+                fail_on: fail_on.clone(),
+                declared,
+            })
+            .map_err(egress_failure)?;
             egress::render(&report, format, &mut out)?;
             report.exit_code(&fail_on)
         }
@@ -255,7 +295,12 @@ fn egress_command(command: &EgressCommand, json: bool, progress: Progress) -> Re
             write!(out, "{}", egress::policy(&allow, namespace))?;
             0
         }
-        EgressCommand::Observe { allow, logs, format, fail_on } => {
+        EgressCommand::Observe {
+            allow,
+            logs,
+            format,
+            fail_on,
+        } => {
             let format = format_of(format)?;
             let fail_on: FailOn = fail_on.parse().map_err(usage)?;
             let allow = AllowList::from_path(allow).map_err(egress_failure)?;
@@ -266,7 +311,12 @@ fn egress_command(command: &EgressCommand, json: bool, progress: Progress) -> Re
     };
     out.flush()?;
     if code != 0 {
-        return Err(Failure { code, error: anyhow::anyhow!("egress findings fail the check (see above; --fail-on tunes which verdicts fail)") });
+        return Err(Failure {
+            code,
+            error: anyhow::anyhow!(
+                "egress findings fail the check (see above; --fail-on tunes which verdicts fail)"
+            ),
+        });
     }
     Ok(())
 }

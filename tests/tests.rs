@@ -2,6 +2,7 @@
 
 mod bundle;
 mod egress;
+mod egress_cli;
 mod harness;
 mod hostile;
 mod load;
