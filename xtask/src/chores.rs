@@ -174,6 +174,7 @@ pub fn demo() -> Result<ExitCode> {
         let status = Command::new(&ferry)
             .args(args)
             .env("SOURCE_DATE_EPOCH", "1700000000")
+            .env("COSIGN_PASSWORD", "demo-only-password")
             .status()?;
         if !status.success() {
             bail!("ferry {title} failed ({status})");
@@ -195,9 +196,49 @@ pub fn demo() -> Result<ExitCode> {
         "what is inside (reads only the first entry)",
         &["inspect".as_ref(), bundle.as_os_str()],
     )?;
+    let key = out.join("vendor");
     show(
-        "check every byte against the manifest, offline",
-        &["verify".as_ref(), bundle.as_os_str()],
+        "make a cosign-compatible key pair (password from COSIGN_PASSWORD)",
+        &[
+            "keygen".as_ref(),
+            "--output-key-prefix".as_ref(),
+            key.as_os_str(),
+        ],
+    )?;
+    let private = out.join("vendor.key");
+    let public = out.join("vendor.pub");
+    show(
+        "sign the bundle: only its head is rewritten",
+        &[
+            "sign".as_ref(),
+            bundle.as_os_str(),
+            "--key".as_ref(),
+            private.as_os_str(),
+        ],
+    )?;
+    show(
+        "check the signature, then every byte, offline",
+        &[
+            "verify".as_ref(),
+            bundle.as_os_str(),
+            "--key".as_ref(),
+            public.as_os_str(),
+        ],
+    )?;
+    let allow = fixture.join("egress-allow.yaml");
+    show(
+        "where could it connect? (the fixture plants two endpoints the allow-list denies)",
+        &[
+            "egress".as_ref(),
+            "check".as_ref(),
+            bundle.as_os_str(),
+            "--allow".as_ref(),
+            allow.as_os_str(),
+            "--format".as_ref(),
+            "markdown".as_ref(),
+            "--fail-on".as_ref(),
+            "none".as_ref(),
+        ],
     )?;
     let dest = out.join("extracted");
     show(
@@ -207,9 +248,15 @@ pub fn demo() -> Result<ExitCode> {
             bundle.as_os_str(),
             "-C".as_ref(),
             dest.as_os_str(),
+            "--key".as_ref(),
+            public.as_os_str(),
         ],
     )?;
-    println!("\nbundle:    {}", bundle.display());
-    println!("extracted: {}", dest.join("agent-security-1.4.0").display());
+    println!("\nbundle:     {}", bundle.display());
+    println!("public key: {}", public.display());
+    println!(
+        "extracted:  {}",
+        dest.join("agent-security-1.4.0").display()
+    );
     Ok(ExitCode::SUCCESS)
 }
