@@ -368,7 +368,7 @@ pub fn build(opts: &BuildOptions, sign: Option<ManifestSigner>) -> Result<BuildR
         let write_err = io_err(&opts.output);
         write_head(&mut w, &root, &manifest_bytes, signature.as_deref()).map_err(&write_err)?;
         let hasher = BackgroundHasher::new(4, 1 << 20);
-        for ((path, planned), (_, size)) in entries.iter().zip(&hashed) {
+        for ((path, planned), (digest, size)) in entries.iter().zip(&hashed) {
             debug_assert_eq!(*size, planned.size);
             let mut reader = planned
                 .location
@@ -403,15 +403,27 @@ pub fn build(opts: &BuildOptions, sign: Option<ManifestSigner>) -> Result<BuildR
                         });
                     }
                 }
-                None => w
-                    .append(
+                None => {
+                    // Small files are hashed again while written: one that changed since
+                    // pass 1 fails the build instead of producing a bundle that fails verify.
+                    let mut tee = crate::digest::HashingReader::new(data);
+                    w.append(
                         &format!("{root}/{path}"),
                         planned.mode.bits(),
                         *size,
                         packing,
-                        data,
+                        &mut tee,
                     )
-                    .map_err(&write_err)?,
+                    .map_err(&write_err)?;
+                    let (found, _) = tee.finish();
+                    if found != *digest {
+                        return Err(BuildError::Input {
+                            path: PathBuf::from(&planned.origin),
+                            message: "changed while the bundle was being written; build again"
+                                .into(),
+                        });
+                    }
+                }
             }
         }
         let mut out = w.finish().map_err(&write_err)?;

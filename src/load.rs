@@ -158,6 +158,8 @@ impl Read for StoredReader {
 /// Indexes a bundle's blobs while it is verified.
 struct IndexSink {
     file: Arc<PathBuf>,
+    /// The manifest as verified in this pass.
+    manifest: Option<Manifest>,
     blobs: HashMap<String, (u64, Loc)>,
     spool: Option<tempfile::TempDir>,
     memory_left: u64,
@@ -165,7 +167,8 @@ struct IndexSink {
 }
 
 impl Sink for IndexSink {
-    fn start(&mut self, _: &Manifest, _: &[u8], _: Option<&[u8]>, _: u64) -> io::Result<()> {
+    fn start(&mut self, manifest: &Manifest, _: &[u8], _: Option<&[u8]>, _: u64) -> io::Result<()> {
+        self.manifest = Some(manifest.clone());
         Ok(())
     }
 
@@ -309,9 +312,22 @@ pub fn prepare(input: &LoadInput) -> Result<Prepared, LoadError> {
         .and_then(|mut f| f.read(&mut magic))
         .map_err(|e| invalid(e.to_string()))?;
     let gz = n == 2 && magic == [0x1f, 0x8b];
-    if gz && crate::head::read(path).is_ok() {
+    let head = if gz {
+        Some(crate::head::read(path))
+    } else {
+        None
+    };
+    if let Some(Ok(_)) = head {
         return from_bundle(input);
     }
+    let not_bundle = match head {
+        Some(Err(e)) => format!(" (as a ferry bundle: {e})"),
+        _ => String::new(),
+    };
+    let invalid = |message: String| LoadError::Input {
+        path: path.clone(),
+        message: format!("{message}{not_bundle}"),
+    };
     // An image archive, possibly gzip-compressed (like a `docker save | gzip` file).
     let (archive, spool) = if gz {
         let dir = tempfile::Builder::new()
@@ -486,6 +502,7 @@ fn from_bundle(input: &LoadInput) -> Result<Prepared, LoadError> {
     })?;
     let mut sink = IndexSink {
         file: Arc::new(input.input.clone()),
+        manifest: None,
         blobs: HashMap::new(),
         spool: None,
         memory_left: MEMORY_BUDGET,
@@ -498,7 +515,10 @@ fn from_bundle(input: &LoadInput) -> Result<Prepared, LoadError> {
         check_head: input.check_head,
     };
     let evidence = verify::stream(file, &opts, Some(&mut sink))?;
-    let (manifest, _) = crate::inspect::read_manifest(&input.input)?;
+    let manifest = sink
+        .manifest
+        .take()
+        .expect("a verified bundle has a manifest");
     let images = manifest
         .images
         .iter()

@@ -158,6 +158,8 @@ pub enum ManifestError {
     BlobNameMismatch { path: SafePath, digest: Digest },
     #[error("ferry.json lists `{path}` as a file and also files inside it, e.g. `{inside}`")]
     FileIsFolder { path: SafePath, inside: SafePath },
+    #[error("ferry.json: image `{reference}` pins a digest but its digest is {digest}")]
+    PinMismatch { reference: String, digest: Digest },
     #[error("ferry.json lists files out of order: `{path}` comes after `{previous}`")]
     Unsorted { path: SafePath, previous: SafePath },
 }
