@@ -229,6 +229,16 @@ impl Manifest {
                 }
             }
         }
+        for img in &self.images {
+            if let Some((_, pinned)) = img.reference.split_once('@') {
+                if pinned != img.digest.to_string() {
+                    return Err(ManifestError::PinMismatch {
+                        reference: img.reference.clone(),
+                        digest: img.digest.clone(),
+                    });
+                }
+            }
+        }
         if let Some(f) = self
             .files
             .iter()
