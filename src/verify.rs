@@ -76,7 +76,7 @@ pub enum VerifyError {
     Missing { count: usize, first: String },
     #[error("{location}: the archive is damaged: {detail}")]
     Corrupt { location: String, detail: String },
-    #[error("{what} exceeds the limit of {limit} ({found}); raise it with {flag} if the bundle is trusted")]
+    #[error("{what} exceeds the limit of {limit} ({found}){}", limit_hint(flag))]
     Limit {
         what: String,
         limit: u64,
@@ -218,7 +218,7 @@ pub fn stream(
     };
     require_regular(&first, &first_name)?;
     let head_mtime = first.header().mtime().unwrap_or(0);
-    let manifest_bytes = read_small(first, &first_name, MAX_MANIFEST_BYTES, "(manifest limit)")?;
+    let manifest_bytes = read_small(first, &first_name, MAX_MANIFEST_BYTES, "")?;
     let manifest = Manifest::parse(&manifest_bytes)?;
     if manifest.root() != root {
         return Err(VerifyError::WrongRoot {
@@ -248,7 +248,7 @@ pub fn stream(
             let name = entry_path(&e)?;
             if name.as_str() == format!("{root}/{SIGNATURE_NAME}") {
                 require_regular(&e, &name)?;
-                signature = Some(read_small(e, &name, 64 * 1024, "(signature limit)")?);
+                signature = Some(read_small(e, &name, 64 * 1024, "")?);
                 last = name.to_string();
             } else {
                 pending = Some(e);
@@ -443,7 +443,7 @@ pub fn stream(
                         what: "total size of image manifests".into(),
                         limit: 64 * 1024 * 1024,
                         found: 64 * 1024 * 1024 + 1,
-                        flag: "(no flag)",
+                        flag: "",
                     }
                 })?;
                 json_blobs.insert(hex.to_string(), kept);
@@ -525,6 +525,15 @@ const CHECKS: [&str; 7] = [
     "every image in images/index.json resolves to manifests, configs and layers inside the bundle, and every blob is referenced",
     "gzip framing is canonical, CRCs match, nothing follows the archive",
 ];
+
+/// How to raise a limit, for messages: fixed limits have no flag.
+fn limit_hint(flag: &str) -> String {
+    if flag.starts_with("--") {
+        format!("; raise it with {flag} if the bundle is trusted")
+    } else {
+        "; this limit is fixed".to_string()
+    }
+}
 
 fn flatten(e: &io::Error) -> String {
     let mut s = e.to_string();
@@ -677,6 +686,21 @@ fn verify_dir(opts: &VerifyOptions) -> Result<Evidence, VerifyError> {
         }
     };
     let manifest_path = root.join(MANIFEST_NAME);
+    for (path, limit) in [
+        (&manifest_path, MAX_MANIFEST_BYTES),
+        (&root.join(SIGNATURE_NAME), 64 * 1024),
+    ] {
+        if let Ok(meta) = std::fs::metadata(path) {
+            if meta.len() > limit {
+                return Err(VerifyError::Limit {
+                    what: format!("size of `{}`", path.display()),
+                    limit,
+                    found: meta.len(),
+                    flag: "",
+                });
+            }
+        }
+    }
     let manifest_bytes = std::fs::read(&manifest_path).map_err(io(&manifest_path))?;
     let manifest = Manifest::parse(&manifest_bytes)?;
     let dir_name = root
