@@ -453,3 +453,70 @@ fn a_corrupt_source_blob_fails_the_build_and_leaves_nothing() {
         "only the layout and the spec may remain: {left:?}"
     );
 }
+
+#[test]
+fn packaged_charts_are_checked_and_stored_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tgz = |name: &str, files: &[(&str, &str)]| {
+        let path = tmp.path().join(name);
+        let enc = flate2::write::GzEncoder::new(
+            std::fs::File::create(&path).unwrap(),
+            flate2::Compression::default(),
+        );
+        let mut b = tar::Builder::new(enc);
+        for (p, text) in files {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(text.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append_data(&mut h, p, text.as_bytes()).unwrap();
+        }
+        b.into_inner().unwrap().finish().unwrap();
+    };
+    tgz(
+        "web-0.1.0.tgz",
+        &[
+            (
+                "web/Chart.yaml",
+                "apiVersion: v2\nname: web\nversion: 0.1.0\nappVersion: '2'\n",
+            ),
+            ("web/templates/a.yaml", "kind: ConfigMap\n"),
+        ],
+    );
+    tgz("broken-0.1.0.tgz", &[("broken/values.yaml", "a: 1\n")]);
+    std::fs::write(
+        tmp.path().join("ok.yaml"),
+        "name: c\nversion: '1'\ncharts: [web-0.1.0.tgz]\n",
+    )
+    .unwrap();
+    let out = tmp.path().join("c.tar.gz");
+    let report = build_spec(&tmp.path().join("ok.yaml"), &out, 0);
+    assert_eq!(report.manifest.charts[0].name, "web");
+    assert_eq!(report.manifest.charts[0].app_version.as_deref(), Some("2"));
+    assert_eq!(
+        report.manifest.charts[0].path.as_str(),
+        "charts/web-0.1.0.tgz"
+    );
+    verify(&out).unwrap();
+    std::fs::write(
+        tmp.path().join("bad.yaml"),
+        "name: c\nversion: '1'\ncharts:\n  - broken-0.1.0.tgz\n",
+    )
+    .unwrap();
+    let err = ferry()
+        .arg("build")
+        .arg("-f")
+        .arg(tmp.path().join("bad.yaml"))
+        .arg("-o")
+        .arg(tmp.path().join("bad.tar.gz"))
+        .assert()
+        .code(2)
+        .get_output()
+        .stderr
+        .clone();
+    let err = String::from_utf8_lossy(&err);
+    assert!(
+        err.contains("bad.yaml:4") && err.contains("Chart.yaml"),
+        "{err}"
+    );
+}
