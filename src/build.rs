@@ -477,7 +477,9 @@ struct IndexAnnotations {
     ref_name: String,
 }
 
-/// Writes the head member: the manifest and, when given, its signature.
+/// Writes the head member: the manifest and, when given, its signature. It is stored, not
+/// deflated, so its size depends only on the lengths of what it holds: re-signing with a
+/// signature of the same padded length can then replace it in place.
 pub fn write_head<W: Write>(
     w: &mut TarGzWriter<W>,
     root: &str,
@@ -488,7 +490,7 @@ pub fn write_head<W: Write>(
         &format!("{root}/{MANIFEST_NAME}"),
         0o644,
         manifest.len() as u64,
-        Packing::Compress,
+        Packing::Store,
         manifest,
     )?;
     if let Some(sig) = signature {
@@ -496,7 +498,7 @@ pub fn write_head<W: Write>(
             &format!("{root}/{SIGNATURE_NAME}"),
             0o644,
             sig.len() as u64,
-            Packing::Compress,
+            Packing::Store,
             sig.as_bytes(),
         )?;
     }

@@ -137,6 +137,25 @@ pub fn resign(
             source,
         }
     };
+    // The new head, in memory (it is a few KiB).
+    let mut w = TarGzWriter::new(Vec::new(), head.mtime);
+    write_head(&mut w, &head.root, &head.manifest_bytes, Some(&signature))
+        .map_err(io_err(bundle))?;
+    let new_head = w.into_output().map_err(io_err(bundle))?;
+    if new_head.len() as u64 == head.body_offset && head.signature.is_some() {
+        // Same size (a stored head, the same manifest, a signature of the same padded
+        // length): overwrite the head in place with one write; the body is not touched.
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(bundle)
+            .map_err(io_err(bundle))?;
+        f.write_all_at(&new_head, 0).map_err(io_err(bundle))?;
+        return Ok(Head {
+            signature: Some(signature.into_bytes()),
+            ..head
+        });
+    }
     let dir = bundle
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -146,19 +165,11 @@ pub fn resign(
         .tempfile_in(dir)
         .map_err(io_err(dir))?;
     {
-        let out = tmp.as_file().try_clone().map_err(io_err(tmp.path()))?;
-        let mut w = TarGzWriter::new(io::BufWriter::new(out), head.mtime);
-        write_head(&mut w, &head.root, &head.manifest_bytes, Some(&signature))
-            .map_err(io_err(bundle))?;
-        let mut out = w.into_output().map_err(io_err(bundle))?;
-        out.flush().map_err(io_err(bundle))?;
+        let mut dst = tmp.as_file().try_clone().map_err(io_err(tmp.path()))?;
+        dst.write_all(&new_head).map_err(io_err(tmp.path()))?;
         let mut src = File::open(bundle).map_err(io_err(bundle))?;
         src.seek(SeekFrom::Start(head.body_offset))
             .map_err(io_err(bundle))?;
-        let mut dst = out.into_inner().map_err(|e| ResignError::Io {
-            path: bundle.to_path_buf(),
-            source: e.into_error(),
-        })?;
         // std::io::copy uses copy_file_range between files, so the body never passes
         // through user space.
         io::copy(&mut src, &mut dst).map_err(io_err(bundle))?;
