@@ -1308,7 +1308,7 @@ struct Load {
 }
 
 /// Double quotes, so that `$S` in the report still expands when pasted (the paths hold no
-/// `"`, `$`, `` ` `` or `\\`).
+/// `"`, `$`, `` ` `` or a backslash).
 fn shell_quote(s: &str) -> String {
     format!("\"{s}\"")
 }
