@@ -47,6 +47,46 @@ pub struct Options {
     pub also_4g: bool,
     /// Keep the scratch folder.
     pub keep: bool,
+    /// Which parts run.
+    pub parts: Parts,
+}
+
+/// The parts of the benchmark; all of them run by default, side by side in one run.
+#[derive(Debug, Clone, Copy)]
+pub struct Parts {
+    /// build, verify and extract against tar, gzip and openssl.
+    pub core: bool,
+    /// `ferry sign` (re-sign) against `cp` of the same bundle.
+    pub sign: bool,
+    /// `ferry load` against `tar -xzf` + `skopeo copy` into loopback registries.
+    pub load: bool,
+    /// `ferry egress check` of a synthetic 2,000-file chart.
+    pub egress: bool,
+}
+
+impl Parts {
+    /// Every part when `part` is `None`, else only the named one (`core`, `sign`, `load`,
+    /// `egress`).
+    pub fn only(part: Option<&str>) -> Parts {
+        match part {
+            None => Parts {
+                core: true,
+                sign: true,
+                load: true,
+                egress: true,
+            },
+            Some(p) => Parts {
+                core: p == "core",
+                sign: p == "sign",
+                load: p == "load",
+                egress: p == "egress",
+            },
+        }
+    }
+
+    fn all(&self) -> bool {
+        self.core && self.sign && self.load && self.egress
+    }
 }
 
 /// Runs the benchmark, writes `BENCHMARKS.md` and prints the table.
@@ -61,7 +101,12 @@ pub fn run(opts: &Options) -> Result<ExitCode> {
         );
         return Ok(ExitCode::from(2));
     }
-    for (tool, pkg) in [("tar", "tar"), ("gzip", "gzip"), ("openssl", "openssl")] {
+    let mut tools = vec![("tar", "tar"), ("gzip", "gzip"), ("openssl", "openssl")];
+    if opts.parts.load {
+        tools.push(("skopeo", "skopeo"));
+        tools.push(("docker-registry", "docker-registry"));
+    }
+    for (tool, pkg) in tools {
         if Command::new(tool).arg("--version").output().is_err() {
             eprintln!("error: `{tool}` is missing; install it with: apt-get install -y {pkg}");
             return Ok(ExitCode::from(2));
@@ -101,14 +146,17 @@ pub fn run(opts: &Options) -> Result<ExitCode> {
 }
 
 fn run_in(opts: &Options, root: &Path, ferry: &Path, scratch: &Path) -> Result<ExitCode> {
+    let load_before = loadavg();
     let mut sets = vec![run_set(opts, ferry, scratch, opts.size_mib, true)?];
-    if opts.also_4g {
+    if opts.also_4g && opts.parts.core {
         if !opts.keep {
             let _ = fs::remove_dir_all(scratch.join(format!("{}m", opts.size_mib)));
         }
         sets.push(run_set(opts, ferry, scratch, 4096, false)?);
     }
-    let env = Environment::probe(ferry);
+    let mut env = Environment::probe(ferry);
+    env.load_before = load_before;
+    env.load_after = loadavg();
     let doc = render(opts, &env, &sets);
     let path = root.join("BENCHMARKS.md");
     let old = fs::read_to_string(&path).ok();
@@ -531,6 +579,14 @@ struct Case {
     output: Option<PathBuf>,
     samples: Vec<Sample>,
     output_bytes: Option<u64>,
+    /// Exit codes other than 0 that count as success (`egress check` exits 1 on findings).
+    ok_codes: Vec<i32>,
+    /// Send stdout to /dev/null instead of reading it.
+    stdout_null: bool,
+    /// Shown in the report instead of `argv` (e.g. with `PORT` for a fresh port per run).
+    display: Option<String>,
+    /// Which table it belongs to: `core`, `sign`, `load` or `egress`.
+    group: &'static str,
 }
 
 impl Case {
@@ -545,7 +601,16 @@ impl Case {
             output: None,
             samples: Vec::new(),
             output_bytes: None,
+            ok_codes: Vec::new(),
+            stdout_null: false,
+            display: None,
+            group: "core",
         }
+    }
+
+    fn in_group(mut self, group: &'static str) -> Case {
+        self.group = group;
+        self
     }
 
     fn median(&self) -> f64 {
@@ -567,6 +632,12 @@ impl Case {
         self.samples.iter().map(|s| s.rss_kib).max().unwrap_or(0) as f64 / 1024.0
     }
     fn command_line(&self, scratch: &Path) -> String {
+        if let Some(d) = &self.display {
+            let root = format!("{}/", workspace_root().to_string_lossy());
+            return d
+                .replace(scratch.to_string_lossy().as_ref(), "$S")
+                .replace(&root, "");
+        }
         let mut s = String::new();
         for (k, v) in &self.env {
             let _ = write!(s, "{k}={v} ");
@@ -612,15 +683,24 @@ fn time_once(case: &Case, time_out: &Path) -> Result<Sample> {
         fs::create_dir_all(p)?;
     }
     Command::new("sync").status().context("running sync")?;
-    let out = Command::new(GNU_TIME)
-        .args(["-f", "%e %M %U %S", "-o"])
+    let mut cmd = Command::new(GNU_TIME);
+    cmd.args(["-f", "%e %M %U %S", "-o"])
         .arg(time_out)
         .args(&case.argv)
         .envs(case.env.iter().copied())
-        .stdin(Stdio::null())
+        .stdin(Stdio::null());
+    if case.stdout_null {
+        cmd.stdout(Stdio::null());
+    }
+    let out = cmd
         .output()
         .with_context(|| format!("running {GNU_TIME}"))?;
-    if !out.status.success() {
+    let accepted = out.status.success()
+        || out
+            .status
+            .code()
+            .is_some_and(|c| case.ok_codes.contains(&c));
+    if !accepted {
         bail!(
             "`{}` failed ({}):\n{}{}",
             case.command_line(Path::new("/nonexistent")),
@@ -661,11 +741,17 @@ struct SetResult {
     bundle_bytes: u64,
     refs: Vec<String>,
     cases: Vec<Case>,
+    /// The synthetic chart of the egress part, when it ran.
+    chart: Option<ChartStats>,
+    scratch: PathBuf,
 }
 
 impl SetResult {
     fn case(&self, name: &str) -> Option<&Case> {
         self.cases.iter().find(|c| c.name == name)
+    }
+    fn group(&self, group: &str) -> Vec<&Case> {
+        self.cases.iter().filter(|c| c.group == group).collect()
     }
 }
 
@@ -714,8 +800,12 @@ fn run_set(
     time_once(&build, &time_out)?;
     let bundle_bytes = fs::metadata(&bundle)?.len();
 
-    let mut cases = vec![build];
-    if full {
+    let core = opts.parts.core;
+    let mut cases = Vec::new();
+    if core {
+        cases.push(build);
+    }
+    if full && core {
         let tgz = out.join("tree.tar.gz");
         let mut c = Case::new(
             TAR_CZF,
@@ -735,26 +825,28 @@ fn run_set(
         c.output = Some(tf);
         cases.push(c);
     }
-    cases.push(Case::new(
-        FERRY_VERIFY,
-        bundle_bytes,
-        &[&ferry, &"--quiet", &"verify", &bundle],
-    ));
-    cases.push(Case::new(
-        OPENSSL,
-        bundle_bytes,
-        &[&"openssl", &"dgst", &"-sha256", &bundle],
-    ));
-    let x = out.join("x-ferry");
-    let mut c = Case::new(
-        "ferry extract",
-        bundle_bytes,
-        &[&ferry, &"--quiet", &"extract", &bundle, &"-C", &x],
-    );
-    c.clean = Some(x.clone());
-    c.output = Some(x);
-    cases.push(c);
-    if full {
+    if core {
+        cases.push(Case::new(
+            FERRY_VERIFY,
+            bundle_bytes,
+            &[&ferry, &"--quiet", &"verify", &bundle],
+        ));
+        cases.push(Case::new(
+            OPENSSL,
+            bundle_bytes,
+            &[&"openssl", &"dgst", &"-sha256", &bundle],
+        ));
+        let x = out.join("x-ferry");
+        let mut c = Case::new(
+            "ferry extract",
+            bundle_bytes,
+            &[&ferry, &"--quiet", &"extract", &bundle, &"-C", &x],
+        );
+        c.clean = Some(x.clone());
+        c.output = Some(x);
+        cases.push(c);
+    }
+    if full && core {
         let x = out.join("x-tar");
         let mut c = Case::new(
             "tar -xzf BUNDLE",
@@ -767,7 +859,40 @@ fn run_set(
         cases.push(c);
     }
 
+    if full && opts.parts.sign {
+        cases.extend(sign_cases(ferry, scratch, &out, &bundle)?);
+    }
+    let mut chart = None;
+    if full && opts.parts.egress {
+        let dir = scratch.join("egress").join("chart");
+        eprintln!("bench: generating the egress chart in {}", dir.display());
+        let stats = generate_chart(&dir, CHART_FILES, CHART_BYTES)?;
+        let mut c = Case::new(
+            FERRY_EGRESS,
+            stats.bytes,
+            &[&ferry, &"egress", &"check", &dir, &"--format", &"json"],
+        )
+        .in_group("egress");
+        c.ok_codes = vec![1];
+        c.stdout_null = true;
+        c.display = Some(format!(
+            "{} egress check {} --format json > /dev/null",
+            ferry.display(),
+            dir.display()
+        ));
+        cases.push(c);
+        chart = Some(stats);
+    }
+    let mut load = if full && opts.parts.load {
+        Some(Load::new(ferry, &base, &bundle, bundle_bytes))
+    } else {
+        None
+    };
+
     for round in 1..=opts.runs {
+        if let Some(l) = &mut load {
+            l.round(round, opts.runs, &time_out)?;
+        }
         for c in &mut cases {
             eprint!(
                 "bench: {size_mib} MiB, run {round}/{}: {:<28}",
@@ -782,6 +907,9 @@ fn run_set(
             );
             c.samples.push(s);
         }
+    }
+    if let Some(l) = load {
+        cases.extend(l.into_cases());
     }
     for c in &mut cases {
         if let Some(p) = &c.output {
@@ -801,7 +929,538 @@ fn run_set(
         bundle_bytes,
         refs: set.refs,
         cases,
+        chart,
+        scratch: scratch.to_path_buf(),
     })
+}
+
+// --------------------------------------------------------------------- sign ---
+
+const FERRY_SIGN: &str = "ferry sign (re-sign)";
+const CP: &str = "cp BUNDLE";
+const CP_MV: &str = "cp BUNDLE tmp && mv tmp over an existing file (control)";
+/// Target: `ferry sign` wall time divided by `cp` of the same file, at most this.
+const SIGN_RATIO_TARGET: f64 = 2.0;
+
+/// Makes an unencrypted PKCS#8 P-256 key with openssl and a signed copy of the bundle, then
+/// returns the re-sign case and the `cp` case it is compared with.
+fn sign_cases(ferry: &Path, scratch: &Path, out: &Path, bundle: &Path) -> Result<Vec<Case>> {
+    let key = scratch.join("sign.key");
+    let status = Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+        ])
+        .arg(&key)
+        .stdout(Stdio::null())
+        .status()
+        .context("running openssl genpkey")?;
+    if !status.success() {
+        bail!("openssl genpkey failed ({status})");
+    }
+    let signed = out.join("signed.tar.gz");
+    fs::copy(bundle, &signed).with_context(|| format!("copying to {}", signed.display()))?;
+    let first = Command::new(ferry)
+        .arg("--quiet")
+        .arg("sign")
+        .arg(&signed)
+        .arg("--key")
+        .arg(&key)
+        .output()
+        .context("running ferry sign")?;
+    if !first.status.success() {
+        bail!(
+            "ferry sign {} failed ({}): {}",
+            signed.display(),
+            first.status,
+            String::from_utf8_lossy(&first.stderr)
+        );
+    }
+    let bytes = fs::metadata(&signed)?.len();
+    let mut s = Case::new(
+        FERRY_SIGN,
+        bytes,
+        &[&ferry, &"--quiet", &"sign", &signed, &"--key", &key],
+    )
+    .in_group("sign");
+    s.output = Some(signed.clone());
+    let copy = out.join("copy.tar.gz");
+    let mut c = Case::new(CP, bytes, &[&"cp", &signed, &copy]).in_group("sign");
+    c.clean = Some(copy.clone());
+    c.output = Some(copy);
+    // Control: the same atomic replace that `ferry sign` does (a new file renamed over an
+    // existing one). On ext4 (auto_da_alloc) that rename starts writeback of the new file.
+    let replaced = out.join("replaced.tar.gz");
+    fs::copy(&signed, &replaced)?;
+    let script = format!(
+        "cp {a} {b}.tmp && mv {b}.tmp {b}",
+        a = shell_quote(&signed.to_string_lossy()),
+        b = shell_quote(&replaced.to_string_lossy())
+    );
+    let mut r = Case::new(CP_MV, bytes, &[&"sh", &"-c", &script]).in_group("sign");
+    r.display = Some(script);
+    r.output = Some(replaced);
+    Ok(vec![s, c, r])
+}
+
+// ------------------------------------------------------------------- egress ---
+
+const FERRY_EGRESS: &str = "ferry egress check --format json";
+/// The synthetic chart: this many files ...
+const CHART_FILES: usize = 2000;
+/// ... of about this many bytes in all.
+const CHART_BYTES: u64 = 50_000_000;
+/// Target: `ferry egress check` of that chart, in seconds, below this.
+const EGRESS_TARGET_S: f64 = 2.0;
+
+/// What `generate_chart` wrote.
+struct ChartStats {
+    files: usize,
+    bytes: u64,
+    lines: usize,
+    destinations: usize,
+}
+
+/// A Deployment document: 56 lines, 3 destinations (image registry, a `.Values` URL, a
+/// literal `host:port`).
+fn deployment_doc(f: usize, n: usize, k: usize) -> String {
+    format!(
+        r#"---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{{{ .Release.Name }}}}-w{f}-{n}
+  labels:
+    app.kubernetes.io/name: w{f}-{n}
+    app.kubernetes.io/instance: {{{{ .Release.Name }}}}
+    app.kubernetes.io/managed-by: Helm
+spec:
+  replicas: 2
+  selector:
+    matchLabels:
+      app.kubernetes.io/name: w{f}-{n}
+  template:
+    metadata:
+      labels:
+        app.kubernetes.io/name: w{f}-{n}
+    spec:
+      containers:
+        - name: worker
+          image: "{{{{ .Values.image.registry }}}}/bench/worker:{{{{ .Values.image.tag }}}}"
+          imagePullPolicy: IfNotPresent
+          ports:
+            - name: http
+              containerPort: 8080
+              protocol: TCP
+          env:
+            - name: LOG_LEVEL
+              value: info
+            - name: UPSTREAM_URL
+              value: {{{{ .Values.services.svc{k}.url | quote }}}}
+            - name: WORKERS
+              value: "4"
+            - name: DB_ADDR
+              value: "db{k}.partner{m}.internal:5432"
+            - name: CACHE_TTL
+              value: "300"
+          resources:
+            limits:
+              cpu: 500m
+              memory: 256Mi
+            requests:
+              cpu: 100m
+              memory: 128Mi
+          readinessProbe:
+            httpGet:
+              path: /healthz
+              port: http
+            initialDelaySeconds: 5
+            periodSeconds: 10
+          livenessProbe:
+            httpGet:
+              path: /livez
+              port: http
+            initialDelaySeconds: 15
+          volumeMounts:
+            - name: config
+              mountPath: /etc/worker
+"#,
+        m = k % 7
+    )
+}
+
+/// A ConfigMap document: 60 lines, 3 destinations (an OIDC discovery URL built from values,
+/// an nginx `proxy_pass` to an in-cluster service, a telemetry endpoint).
+fn configmap_doc(f: usize, n: usize, k: usize) -> String {
+    format!(
+        r#"---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{{{ .Release.Name }}}}-cm{f}-{n}
+  labels:
+    app.kubernetes.io/name: cm{f}-{n}
+    app.kubernetes.io/instance: {{{{ .Release.Name }}}}
+data:
+  LOG_FORMAT: json
+  FEATURE_FLAGS: "audit,cache,metrics"
+  OIDC_DISCOVERY: "https://{{{{ .Values.global.domain }}}}/realms/r{k}/.well-known/openid-configuration"
+  RETRY_LIMIT: "5"
+  nginx.conf: |
+    worker_processes 1;
+    events {{
+      worker_connections 1024;
+    }}
+    http {{
+      sendfile on;
+      keepalive_timeout 65;
+      client_max_body_size 10m;
+      server {{
+        listen 8080;
+        location /healthz {{
+          return 200;
+        }}
+        location /api/ {{
+          proxy_pass http://backend{k}.ns{m}.svc.cluster.local:8080;
+          proxy_set_header Host $host;
+          proxy_set_header X-Real-IP $remote_addr;
+          proxy_read_timeout 30s;
+        }}
+        location /static/ {{
+          root /usr/share/nginx/html;
+          expires 1h;
+        }}
+      }}
+    }}
+  worker.yaml: |
+    queue:
+      name: jobs-{k}
+      prefetch: 10
+      ackTimeout: 30s
+    pool:
+      min: 2
+      max: 16
+    retry:
+      initial: 1s
+      max: 60s
+      factor: 2
+    telemetry:
+      enabled: true
+      interval: 60s
+      batch: 100
+      endpoint: https://collector{k}.metrics-vendor{m}.com:4318/v1/metrics
+    tracing:
+      sampler: parentbased_traceidratio
+      ratio: 0.1
+    logging:
+      level: info
+      format: json
+"#,
+        m = k % 5
+    )
+}
+
+/// Writes a chart of `files` files and about `bytes` bytes under `dir`: `Chart.yaml`, a
+/// `values.yaml` of 200 services, and templates of Deployments (three in four files) and
+/// ConfigMaps with a destination about every 20 lines.
+fn generate_chart(dir: &Path, files: usize, bytes: u64) -> Result<ChartStats> {
+    const SERVICES: usize = 200;
+    let templates = dir.join("templates");
+    fs::create_dir_all(&templates)?;
+    let mut stats = ChartStats {
+        files: 0,
+        bytes: 0,
+        lines: 0,
+        destinations: 0,
+    };
+    let mut put = |path: PathBuf, text: String, dests: usize| -> Result<()> {
+        stats.files += 1;
+        stats.bytes += text.len() as u64;
+        stats.lines += text.lines().count();
+        stats.destinations += dests;
+        fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
+    };
+    put(
+        dir.join("Chart.yaml"),
+        "apiVersion: v2\nname: egress-bench\ndescription: Synthetic chart for the egress benchmark\ntype: application\nversion: 1.0.0\nappVersion: \"1.0.0\"\n".into(),
+        0,
+    )?;
+    let mut values = String::from(
+        "# Synthetic values for the egress benchmark.\nglobal:\n  domain: permit.yourcompany.com\nimage:\n  registry: registry.yourcompany.com\n  tag: \"1.0.0\"\nservices:\n",
+    );
+    for k in 0..SERVICES {
+        let _ = write!(
+            values,
+            "  svc{k}:\n    url: https://api{k}.vendor{v}.com/v1\n    timeout: 30s\n    retries: 3\n",
+            v = k % 17
+        );
+    }
+    put(dir.join("values.yaml"), values, SERVICES + 2)?;
+    let per_file = (bytes / files as u64) as usize;
+    let mut k = 0usize;
+    for f in 0..files - 2 {
+        let configmaps = f % 4 == 3;
+        let mut text = String::with_capacity(per_file + 4096);
+        let mut n = 0;
+        let mut dests = 0;
+        while text.len() < per_file {
+            k = (k + 1) % SERVICES;
+            if configmaps {
+                text.push_str(&configmap_doc(f, n, k));
+            } else {
+                text.push_str(&deployment_doc(f, n, k));
+            }
+            dests += 3;
+            n += 1;
+        }
+        let kind = if configmaps { "configmaps" } else { "workers" };
+        put(templates.join(format!("{f:04}-{kind}.yaml")), text, dests)?;
+    }
+    Ok(stats)
+}
+
+// --------------------------------------------------------------------- load ---
+
+const FERRY_LOAD_COLD: &str = "ferry load (cold)";
+const FERRY_LOAD_WARM: &str = "ferry load (warm re-load)";
+const TAR_XZF_LOAD: &str = "tar -xzf BUNDLE (pair, step 1)";
+const SKOPEO_COLD: &str = "skopeo copy --all, every image (pair, step 2, cold)";
+const PAIR_COLD: &str = "tar -xzf + skopeo copy (cold pair)";
+const SKOPEO_WARM: &str = "skopeo copy --all, every image (warm)";
+/// Target: `ferry load` wall time divided by the compared wall time, at most this.
+const LOAD_RATIO_TARGET: f64 = 0.5;
+/// Target: peak RSS of `ferry load`, at most this many MiB.
+const LOAD_RSS_TARGET_MIB: f64 = 128.0;
+
+/// A throwaway CNCF distribution registry on a free loopback port, killed (and its storage
+/// removed) on drop.
+struct Registry {
+    child: std::process::Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Registry {
+    fn start(dir: &Path) -> Result<Registry> {
+        if dir.exists() {
+            fs::remove_dir_all(dir)?;
+        }
+        let storage = dir.join("storage");
+        fs::create_dir_all(&storage)?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let config = dir.join("config.yml");
+        fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: x\n",
+                storage.display()
+            ),
+        )?;
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting docker-registry serve (apt-get install -y docker-registry)")?;
+        let mut reg = Registry {
+            child,
+            port,
+            dir: dir.to_path_buf(),
+        };
+        let start = std::time::Instant::now();
+        loop {
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+                let _ = s.write_all(
+                    b"GET /v2/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+                );
+                let mut head = [0u8; 12];
+                if s.read_exact(&mut head).is_ok() && &head[8..] == b" 200" {
+                    return Ok(reg);
+                }
+            }
+            if let Ok(Some(st)) = reg.child.try_wait() {
+                bail!("docker-registry on 127.0.0.1:{port} exited at start ({st})");
+            }
+            if start.elapsed().as_secs() > 20 {
+                bail!("docker-registry on 127.0.0.1:{port} did not answer /v2/ within 20 s");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The load part: per round, a fresh registry for ferry (cold, then warm) and a fresh one for
+/// the tar + skopeo pair (cold, then warm).
+struct Load {
+    ferry: PathBuf,
+    base: PathBuf,
+    bundle: PathBuf,
+    ferry_cold: Case,
+    ferry_warm: Case,
+    tar: Case,
+    skopeo_cold: Case,
+    pair: Case,
+    skopeo_warm: Case,
+}
+
+/// Double quotes, so that `$S` in the report still expands when pasted (the paths hold no
+/// `"`, `$`, `` ` `` or a backslash).
+fn shell_quote(s: &str) -> String {
+    format!("\"{s}\"")
+}
+
+impl Load {
+    fn new(ferry: &Path, base: &Path, bundle: &Path, bundle_bytes: u64) -> Load {
+        let case = |name: &str| Case::new(name, bundle_bytes, &[]).in_group("load");
+        Load {
+            ferry: ferry.to_path_buf(),
+            base: base.to_path_buf(),
+            bundle: bundle.to_path_buf(),
+            ferry_cold: case(FERRY_LOAD_COLD),
+            ferry_warm: case(FERRY_LOAD_WARM),
+            tar: case(TAR_XZF_LOAD),
+            skopeo_cold: case(SKOPEO_COLD),
+            pair: case(PAIR_COLD),
+            skopeo_warm: case(SKOPEO_WARM),
+        }
+    }
+
+    /// The skopeo script copying every image of the extracted bundle in `x` to `port`.
+    fn skopeo_script(x: &Path, port: &str) -> Result<String> {
+        let layout = fs::read_dir(x)?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path().join("images"))
+            .find(|p| p.join("index.json").is_file())
+            .with_context(|| format!("no NAME-VERSION/images/index.json under {}", x.display()))?;
+        let index: serde_json::Value =
+            serde_json::from_slice(&fs::read(layout.join("index.json"))?)?;
+        let mut script = String::from("set -e\n");
+        for m in index["manifests"].as_array().into_iter().flatten() {
+            let Some(r) = m["annotations"]["org.opencontainers.image.ref.name"].as_str() else {
+                continue;
+            };
+            // registry.example.com/bench/img1:1.0 -> bench/img1:1.0
+            let path = r.split_once('/').map(|(_, p)| p).unwrap_or(r);
+            let _ = writeln!(
+                script,
+                "skopeo --insecure-policy copy --quiet --all --dest-tls-verify=false {} {}",
+                shell_quote(&format!("oci:{}:{r}", layout.display())),
+                shell_quote(&format!("docker://127.0.0.1:{port}/s/{path}"))
+            );
+        }
+        Ok(script)
+    }
+
+    fn time(case: &mut Case, round: u32, runs: u32, time_out: &Path) -> Result<Sample> {
+        eprint!("bench: load, run {round}/{runs}: {:<52}", case.name);
+        let s = time_once(case, time_out)?;
+        eprintln!(
+            " {:>7.2}s  {:>6.1} MiB RSS  {:>7.2}s cpu",
+            s.wall,
+            s.rss_kib as f64 / 1024.0,
+            s.cpu
+        );
+        case.samples.push(s);
+        Ok(s)
+    }
+
+    fn round(&mut self, round: u32, runs: u32, time_out: &Path) -> Result<()> {
+        {
+            let reg = Registry::start(&self.base.join("registry-ferry"))?;
+            let target = format!("127.0.0.1:{}/b", reg.port);
+            let argv: Vec<OsString> = vec![
+                self.ferry.clone().into(),
+                "--quiet".into(),
+                "load".into(),
+                self.bundle.clone().into(),
+                "--registry".into(),
+                target.into(),
+                "--plain-http".into(),
+            ];
+            let display = format!(
+                "{} --quiet load {} --registry 127.0.0.1:PORT/b --plain-http",
+                self.ferry.display(),
+                self.bundle.display()
+            );
+            for c in [&mut self.ferry_cold, &mut self.ferry_warm] {
+                c.argv = argv.clone();
+                c.display = Some(display.clone());
+                Self::time(c, round, runs, time_out)?;
+            }
+        }
+        let reg = Registry::start(&self.base.join("registry-skopeo"))?;
+        let x = self.base.join("out").join("x-load");
+        self.tar.argv = vec![
+            "tar".into(),
+            "-C".into(),
+            x.clone().into(),
+            "-xzf".into(),
+            self.bundle.clone().into(),
+        ];
+        self.tar.clean = Some(x.clone());
+        self.tar.mkdir = Some(x.clone());
+        let t = Self::time(&mut self.tar, round, runs, time_out)?;
+        let script = Self::skopeo_script(&x, &reg.port.to_string())?;
+        let display = Self::skopeo_script(&x, "PORT")?
+            .trim_start_matches("set -e\n")
+            .trim_end()
+            .to_string();
+        let script_path = self.base.join("skopeo.sh");
+        fs::write(&script_path, &script)?;
+        for c in [&mut self.skopeo_cold, &mut self.skopeo_warm] {
+            c.argv = vec!["sh".into(), script_path.clone().into()];
+            c.display = Some(display.clone());
+        }
+        let s = Self::time(&mut self.skopeo_cold, round, runs, time_out)?;
+        self.pair.samples.push(Sample {
+            wall: t.wall + s.wall,
+            rss_kib: t.rss_kib.max(s.rss_kib),
+            cpu: t.cpu + s.cpu,
+        });
+        Self::time(&mut self.skopeo_warm, round, runs, time_out)?;
+        drop(reg);
+        let _ = fs::remove_dir_all(&x);
+        Ok(())
+    }
+
+    fn into_cases(self) -> Vec<Case> {
+        let mut pair = self.pair;
+        pair.display = Some(
+            "(the two commands above, one after the other; wall and cpu are their sums)".into(),
+        );
+        vec![
+            self.ferry_cold,
+            self.tar,
+            self.skopeo_cold,
+            pair,
+            self.ferry_warm,
+            self.skopeo_warm,
+        ]
+    }
+}
+
+/// `/proc/loadavg`'s first three fields.
+fn loadavg() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 // ------------------------------------------------------------------- report ---
@@ -814,6 +1473,9 @@ struct Environment {
     mem: String,
     kernel: String,
     tools: Vec<String>,
+    /// `/proc/loadavg` (1, 5, 15 min) before the first and after the last timed command.
+    load_before: String,
+    load_after: String,
 }
 
 fn first_line(cmd: &str, args: &[&str]) -> String {
@@ -876,7 +1538,14 @@ impl Environment {
                 first_line("openssl", &["version"]),
                 gnu_time_version(),
                 first_line("rustc", &["--version"]),
+                first_line("skopeo", &["--version"]),
+                format!(
+                    "docker-registry {}",
+                    first_line("dpkg-query", &["-W", "-f", "${Version}", "docker-registry"])
+                ),
             ],
+            load_before: String::new(),
+            load_after: String::new(),
         }
     }
 }
@@ -910,6 +1579,18 @@ fn verdict(ok: bool) -> &'static str {
 fn render(opts: &Options, env: &Environment, sets: &[SetResult]) -> String {
     let mut d = String::new();
     let mut cmd = String::from("cargo xtask bench");
+    if !opts.parts.all() {
+        for (on, name) in [
+            (opts.parts.core, "core"),
+            (opts.parts.sign, "sign"),
+            (opts.parts.load, "load"),
+            (opts.parts.egress, "egress"),
+        ] {
+            if on {
+                let _ = write!(cmd, " {name}");
+            }
+        }
+    }
     if opts.size_mib != 1024 {
         let _ = write!(cmd, " --size-mib {}", opts.size_mib);
     }
@@ -931,6 +1612,12 @@ fn render(opts: &Options, env: &Environment, sets: &[SetResult]) -> String {
         env.nproc, env.cpu, env.mem, env.kernel
     );
     let _ = writeln!(d, "- Tools: {}", env.tools.join("; "));
+    let _ = writeln!(
+        d,
+        "- Load average (`/proc/loadavg`, 1/5/15 min): {} before the first timed command, {} \
+         after the last",
+        env.load_before, env.load_after
+    );
     let _ = writeln!(d);
 
     let _ = writeln!(d, "## Method\n");
@@ -977,74 +1664,169 @@ fn render(opts: &Options, env: &Environment, sets: &[SetResult]) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        let _ = writeln!(
-            d,
-            "| command | wall s median (min–max) | MB/s | peak RSS MiB | cpu s | output |"
-        );
-        let _ = writeln!(d, "|---|---|---|---|---|---|");
-        for c in &set.cases {
-            let med = c.median();
+        table(&mut d, &set.group("core"), &set.scratch);
+        if !set.group("sign").is_empty() {
+            let _ = writeln!(d, "### Re-sign ({})\n", set.label);
             let _ = writeln!(
                 d,
-                "| {} | {:.2} ({:.2}–{:.2}) | {} | {:.1} | {:.2} | {} |",
-                c.name,
-                med,
-                c.min(),
-                c.max(),
-                if med > 0.0 {
-                    format!("{:.0}", c.bytes as f64 / 1e6 / med)
-                } else {
-                    "—".into()
-                },
-                c.rss_mib(),
-                c.cpu(),
-                c.output_bytes.map(mib).unwrap_or_default()
+                "`ferry sign` re-signs a signed copy of the bundle in place (the key is an \
+                 unencrypted PKCS#8 P-256 key made by `openssl genpkey`); `cp` copies the same \
+                 file to a new one (removed before each run); the control row copies it and \
+                 renames the copy over an existing file, the atomic replace that `ferry sign` \
+                 does. MB/s is of the bundle file.\n"
             );
+            table(&mut d, &set.group("sign"), &set.scratch);
         }
-        let _ = writeln!(d, "\nExact commands:\n\n```sh");
-        let scratch = set_scratch(set);
-        for c in &set.cases {
-            let _ = writeln!(d, "{}", c.command_line(&scratch));
+        if !set.group("load").is_empty() {
+            let _ = writeln!(d, "### Load into a loopback registry ({})\n", set.label);
+            let _ = writeln!(
+                d,
+                "Every run starts a new `docker-registry serve` (CNCF distribution) on a new free \
+                 127.0.0.1 port with empty temporary storage, once for ferry and once for the \
+                 tar + skopeo pair, so each cold push goes to an empty registry and skopeo's \
+                 blob-info cache (keyed by registry host and port) cannot short-cut it. The warm \
+                 rows push the same images again to the same registry, everything present. Both \
+                 registries log only errors and no access log. Peak RSS and cpu are of the \
+                 client side only; the registry process is not counted for either tool. MB/s is \
+                 of the bundle file. The pair's row is per run the sum of its two steps; its \
+                 RSS the larger.\n"
+            );
+            table(&mut d, &set.group("load"), &set.scratch);
         }
-        let _ = writeln!(d, "```\n");
+        if let Some(chart) = &set.chart {
+            let _ = writeln!(d, "### Egress check of a synthetic chart\n");
+            let _ = writeln!(
+                d,
+                "A generated chart folder of {} files, {:.1} MB, {} lines: `Chart.yaml`, a \
+                 `values.yaml` of 200 services, and templates — three in four files hold \
+                 Deployments (registry from `.Values`, an upstream URL `.Values...url | quote`, a \
+                 literal `host:port` env var), the others ConfigMaps (an OIDC discovery URL built \
+                 from `.Values.global.domain`, an nginx `proxy_pass` to a `*.svc.cluster.local` \
+                 service, a telemetry endpoint in an embedded YAML file). About {} destinations, \
+                 one every {:.0} lines; the rest is plain YAML. No allow-list, so the check exits 1 \
+                 (unknown destinations), which counts as success here. MB/s is of the chart.\n",
+                chart.files,
+                chart.bytes as f64 / 1e6,
+                chart.lines,
+                chart.destinations,
+                chart.lines as f64 / chart.destinations.max(1) as f64
+            );
+            table(&mut d, &set.group("egress"), &set.scratch);
+        }
     }
 
     let _ = writeln!(d, "## Targets\n");
-    let _ = writeln!(d, "| target | measured | verdict |");
-    let _ = writeln!(d, "|---|---|---|");
+    let _ = writeln!(
+        d,
+        "Verdicts are by wall-time medians, as the targets are stated. The CPU column gives the \
+         same ratio from the median user+sys times, which vary less with the machine's load \
+         (load average {} before the run, {} after).\n",
+        env.load_before, env.load_after
+    );
+    let _ = writeln!(d, "| target | measured (wall) | by CPU time | verdict |");
+    let _ = writeln!(d, "|---|---|---|---|");
     let first = &sets[0];
     if let (Some(b), Some(t)) = (first.case(FERRY_BUILD), first.case(TAR_CZF)) {
         let r = t.median() / b.median();
         let _ = writeln!(
             d,
-            "| build ≥ {BUILD_SPEEDUP_TARGET:.0}× faster than `tar -czf` ({}) | {:.1}× ({:.2} s vs {:.2} s) | {} |",
+            "| build ≥ {BUILD_SPEEDUP_TARGET:.0}× faster than `tar -czf` ({}) | {:.1}× ({:.2} s vs {:.2} s) | {:.1}× ({:.2} / {:.2} cpu-s) | {} |",
             first.label,
             r,
             t.median(),
             b.median(),
+            t.cpu() / b.cpu(),
+            t.cpu(),
+            b.cpu(),
             verdict(r >= BUILD_SPEEDUP_TARGET)
         );
     }
+    let ratio_row = |d: &mut String, what: &str, a: &Case, b: &Case, target: f64| {
+        let r = a.median() / b.median();
+        let _ = writeln!(
+            d,
+            "| {what} | {r:.2}× ({:.2} s vs {:.2} s) | {} ({:.2} / {:.2} cpu-s) | {} |",
+            a.median(),
+            b.median(),
+            if b.cpu() > 0.0 {
+                format!("{:.2}×", a.cpu() / b.cpu())
+            } else {
+                "—".into()
+            },
+            a.cpu(),
+            b.cpu(),
+            verdict(r <= target)
+        );
+    };
     for set in sets {
         if let (Some(v), Some(o)) = (set.case(FERRY_VERIFY), set.case(OPENSSL)) {
-            let r = v.median() / o.median();
-            let _ = writeln!(
-                d,
-                "| verify ≤ {VERIFY_RATIO_TARGET}× `openssl dgst -sha256` of the bundle ({}) | {:.2}× ({:.2} s vs {:.2} s) | {} |",
-                set.label,
-                r,
-                v.median(),
-                o.median(),
-                verdict(r <= VERIFY_RATIO_TARGET)
+            ratio_row(
+                &mut d,
+                &format!(
+                    "verify ≤ {VERIFY_RATIO_TARGET}× `openssl dgst -sha256` of the bundle ({})",
+                    set.label
+                ),
+                v,
+                o,
+                VERIFY_RATIO_TARGET,
             );
         }
+    }
+    if let (Some(s), Some(c)) = (first.case(FERRY_SIGN), first.case(CP)) {
+        ratio_row(
+            &mut d,
+            &format!(
+                "re-sign ≤ {SIGN_RATIO_TARGET:.0}× `cp` of the bundle ({})",
+                first.label
+            ),
+            s,
+            c,
+            SIGN_RATIO_TARGET,
+        );
+        if let Some(m) = first.case(CP_MV) {
+            let _ = writeln!(
+                d,
+                "| (control, no target) re-sign vs `cp` + `mv` over an existing file ({}) | {:.2}× ({:.2} s vs {:.2} s) | {:.2}× ({:.2} / {:.2} cpu-s) | — |",
+                first.label,
+                s.median() / m.median(),
+                s.median(),
+                m.median(),
+                s.cpu() / m.cpu(),
+                s.cpu(),
+                m.cpu()
+            );
+        }
+    }
+    if let (Some(f), Some(p)) = (first.case(FERRY_LOAD_COLD), first.case(PAIR_COLD)) {
+        ratio_row(
+            &mut d,
+            &format!(
+                "`ferry load` cold ≤ {LOAD_RATIO_TARGET}× `tar -xzf` + `skopeo copy --all` ({})",
+                first.label
+            ),
+            f,
+            p,
+            LOAD_RATIO_TARGET,
+        );
+    }
+    if let (Some(f), Some(p)) = (first.case(FERRY_LOAD_WARM), first.case(SKOPEO_WARM)) {
+        ratio_row(
+            &mut d,
+            &format!(
+                "`ferry load` warm re-load ≤ {LOAD_RATIO_TARGET}× `skopeo copy --all` warm ({})",
+                first.label
+            ),
+            f,
+            p,
+            LOAD_RATIO_TARGET,
+        );
     }
     for set in sets {
         for name in [FERRY_BUILD, FERRY_VERIFY] {
             if let Some(c) = set.case(name) {
                 let _ = writeln!(
                     d,
-                    "| `{name}` peak RSS ≤ {RSS_TARGET_MIB:.0} MiB ({}) | {:.1} MiB | {} |",
+                    "| `{name}` peak RSS ≤ {RSS_TARGET_MIB:.0} MiB ({}) | {:.1} MiB | — | {} |",
                     set.label,
                     c.rss_mib(),
                     verdict(c.rss_mib() <= RSS_TARGET_MIB)
@@ -1052,13 +1834,37 @@ fn render(opts: &Options, env: &Environment, sets: &[SetResult]) -> String {
             }
         }
     }
+    for name in [FERRY_LOAD_COLD, FERRY_LOAD_WARM] {
+        if let Some(c) = first.case(name) {
+            let _ = writeln!(
+                d,
+                "| `{name}` peak RSS ≤ {LOAD_RSS_TARGET_MIB:.0} MiB ({}) | {:.1} MiB | — | {} |",
+                first.label,
+                c.rss_mib(),
+                verdict(c.rss_mib() <= LOAD_RSS_TARGET_MIB)
+            );
+        }
+    }
+    if let (Some(c), Some(chart)) = (first.case(FERRY_EGRESS), &first.chart) {
+        let _ = writeln!(
+            d,
+            "| `ferry egress check` of {} files / {:.0} MB < {EGRESS_TARGET_S:.0} s | {:.2} s ({:.2}–{:.2}) | {:.2} cpu-s | {} |",
+            chart.files,
+            chart.bytes as f64 / 1e6,
+            c.median(),
+            c.min(),
+            c.max(),
+            c.cpu(),
+            verdict(c.median() < EGRESS_TARGET_S)
+        );
+    }
     if sets.len() > 1 {
         let (a, b) = (&sets[0], &sets[sets.len() - 1]);
         for name in [FERRY_BUILD, FERRY_VERIFY] {
             if let (Some(x), Some(y)) = (a.case(name), b.case(name)) {
                 let _ = writeln!(
                     d,
-                    "| `{name}` peak RSS does not grow ({} → {}, ≤ {:.0} % more) | {:.1} → {:.1} MiB | {} |",
+                    "| `{name}` peak RSS does not grow ({} → {}, ≤ {:.0} % more) | {:.1} → {:.1} MiB | — | {} |",
                     a.label,
                     b.label,
                     (RSS_GROWTH_SLACK - 1.0) * 100.0,
@@ -1068,10 +1874,10 @@ fn render(opts: &Options, env: &Environment, sets: &[SetResult]) -> String {
                 );
             }
         }
-    } else {
+    } else if opts.parts.core {
         let _ = writeln!(
             d,
-            "| peak RSS does not grow with size (needs `--also-4g`) | not measured | — |"
+            "| peak RSS does not grow with size (needs `--also-4g`) | not measured | — | — |"
         );
     }
     if sets.len() > 1 {
@@ -1095,18 +1901,40 @@ fn keep_notes(generated: &str, old: Option<&str>) -> String {
     out
 }
 
-/// The scratch folder that a set's commands name (the parent of `<size>m/`).
-fn set_scratch(set: &SetResult) -> PathBuf {
-    set.cases
-        .iter()
-        .find_map(|c| c.clean.clone())
-        .and_then(|p| {
-            p.ancestors()
-                .find(|a| a.ends_with(format!("{}m", set.size_mib)))
-                .and_then(Path::parent)
-                .map(Path::to_path_buf)
-        })
-        .unwrap_or_default()
+/// A table of timed commands followed by their exact command lines.
+fn table(d: &mut String, cases: &[&Case], scratch: &Path) {
+    if cases.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        d,
+        "| command | wall s median (min–max) | MB/s | peak RSS MiB | cpu s | output |"
+    );
+    let _ = writeln!(d, "|---|---|---|---|---|---|");
+    for c in cases {
+        let med = c.median();
+        let _ = writeln!(
+            d,
+            "| {} | {:.2} ({:.2}–{:.2}) | {} | {:.1} | {:.2} | {} |",
+            c.name,
+            med,
+            c.min(),
+            c.max(),
+            if med > 0.0 {
+                format!("{:.0}", c.bytes as f64 / 1e6 / med)
+            } else {
+                "—".into()
+            },
+            c.rss_mib(),
+            c.cpu(),
+            c.output_bytes.map(mib).unwrap_or_default()
+        );
+    }
+    let _ = writeln!(d, "\nExact commands:\n\n```sh");
+    for c in cases {
+        let _ = writeln!(d, "{}", c.command_line(scratch));
+    }
+    let _ = writeln!(d, "```\n");
 }
 
 fn workspace_root() -> PathBuf {

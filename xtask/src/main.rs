@@ -45,6 +45,10 @@ enum Command {
     },
     /// Time ferry against tar, gzip and openssl on a generated image set; writes BENCHMARKS.md.
     Bench {
+        /// Run only one part: `core` (build/verify/extract), `sign`, `load` or `egress`
+        /// (default: all of them, side by side in one run).
+        #[arg(value_name = "PART", value_parser = ["core", "sign", "load", "egress"])]
+        part: Option<String>,
         /// Total size of the large (incompressible) layers, in MiB.
         #[arg(long, value_name = "N", default_value_t = 1024)]
         size_mib: u64,
@@ -68,6 +72,7 @@ fn main() -> ExitCode {
         Command::Demo => chores::demo(),
         Command::Codegen { check } => chores::codegen(check),
         Command::Bench {
+            part,
             size_mib,
             runs,
             also_4g,
@@ -77,6 +82,7 @@ fn main() -> ExitCode {
             runs,
             also_4g,
             keep,
+            parts: bench::Parts::only(part.as_deref()),
         }),
     };
     match result {
