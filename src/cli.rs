@@ -239,7 +239,7 @@ fn egress_command(command: &EgressCommand, json: bool, progress: Progress) -> Re
             f.parse().map_err(usage)
         }
     };
-    let mut out = std::io::stdout().lock();
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
     let code = match command {
         EgressCommand::Check {
             input,
@@ -697,27 +697,91 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
             push_opts.dry_run = *dry_run;
             let keys = trust.load()?;
             let check = head_check(&keys, trust.require_signature);
-            let prepared = load::prepare(&load::LoadInput {
+            let input_spec = load::LoadInput {
                 input: input.clone(),
                 prefix: prefix.clone(),
                 limits: limits.limits(),
                 progress,
                 check_head: Some(&check),
-            })
-            .map_err(|e| Failure {
-                code: e.exit_code(),
-                error: e.into(),
-            })?;
-            // Values are checked before anything is pushed: a missing image fails fast.
+            };
+            // A re-run against a registry that already has everything reads only the head.
+            let warm = if *dry_run {
+                None
+            } else {
+                load::already_loaded(&input_spec, &push_opts).map_err(|e| Failure {
+                    code: e.exit_code(),
+                    error: e.into(),
+                })?
+            };
+            let (manifest, evidence, report) = match warm {
+                Some(done) => {
+                    let pushed = done
+                        .images
+                        .iter()
+                        .map(|i| crate::push::Pushed {
+                            reference: if i.tag.is_empty() {
+                                format!(
+                                    "{}/{}@{}",
+                                    push_opts.registry.registry, i.target_repo, i.digest
+                                )
+                            } else {
+                                format!(
+                                    "{}/{}:{}",
+                                    push_opts.registry.registry, i.target_repo, i.tag
+                                )
+                            },
+                            digest: i.digest.clone(),
+                        })
+                        .collect();
+                    let report = crate::push::PushReport {
+                        pushed,
+                        ..Default::default()
+                    };
+                    (
+                        Some(done.manifest),
+                        serde_json::json!({ "alreadyLoaded": true, "headCheck": done.head_check }),
+                        report,
+                    )
+                }
+                None => {
+                    let prepared = load::prepare(&input_spec).map_err(|e| Failure {
+                        code: e.exit_code(),
+                        error: e.into(),
+                    })?;
+                    // Values are checked before anything is pushed: a missing image fails fast.
+                    if !values.is_empty() {
+                        if let Some(m) = &prepared.manifest {
+                            load::check_images(values, &load::known_images(m))
+                                .map_err(values_failure)?;
+                        }
+                    }
+                    let bars = Arc::new(crate::progress::PushBars::new(progress));
+                    let report = crate::push::push(
+                        &push_opts,
+                        prepared.source.clone(),
+                        &prepared.images,
+                        bars.clone(),
+                    )
+                    .map_err(|e| Failure {
+                        code: e.exit_code(),
+                        error: e.into(),
+                    })?;
+                    bars.finish();
+                    (
+                        prepared.manifest,
+                        serde_json::to_value(&prepared.evidence).unwrap_or_default(),
+                        report,
+                    )
+                }
+            };
             let rewritten = if values.is_empty() {
                 Vec::new()
             } else {
-                let images = prepared
-                    .manifest
+                let images = manifest
                     .as_ref()
                     .map(load::known_images)
                     .unwrap_or_default();
-                if prepared.manifest.is_some() {
+                if manifest.is_some() {
                     load::check_images(values, &images).map_err(values_failure)?;
                 }
                 let target =
@@ -735,18 +799,6 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
                 )
                 .map_err(values_failure)?
             };
-            let bars = Arc::new(crate::progress::PushBars::new(progress));
-            let report = crate::push::push(
-                &push_opts,
-                prepared.source.clone(),
-                &prepared.images,
-                bars.clone(),
-            )
-            .map_err(|e| Failure {
-                code: e.exit_code(),
-                error: e.into(),
-            })?;
-            bars.finish();
             if !dry_run {
                 for v in &rewritten {
                     let dest = output.clone().unwrap_or_else(|| v.file.clone());
@@ -755,7 +807,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
             }
             if cli.json {
                 print_json(
-                    &serde_json::json!({ "ok": true, "dryRun": dry_run, "report": report, "values": rewritten, "evidence": prepared.evidence }),
+                    &serde_json::json!({ "ok": true, "dryRun": dry_run, "report": report, "values": rewritten, "evidence": evidence }),
                 )?;
             } else if !cli.quiet {
                 if *dry_run {
@@ -766,10 +818,19 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
                         );
                     }
                 } else {
+                    let warm = evidence.get("alreadyLoaded").is_some();
                     for p in &report.pushed {
-                        println!("pushed {}@{}", p.reference, p.digest);
+                        println!(
+                            "{} {}@{}",
+                            if warm { "present" } else { "pushed" },
+                            p.reference,
+                            p.digest
+                        );
                     }
-                    println!(
+                    if warm {
+                        println!("every image is already in the registry with the bundle's digests: nothing sent, only the bundle's head was read");
+                    } else {
+                        println!(
                         "{} blobs uploaded ({} bytes), {} already present, {} mounted, {} retries",
                         report.blobs_uploaded,
                         report.bytes_uploaded,
@@ -777,6 +838,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
                         report.blobs_mounted,
                         report.retries
                     );
+                    }
                     for v in &rewritten {
                         let dest = output.clone().unwrap_or_else(|| v.file.clone());
                         println!(

@@ -256,6 +256,49 @@ impl LoadError {
     }
 }
 
+/// A bundle file whose every image the registry already serves: nothing needs reading
+/// beyond the head, whose manifest (and signature, through `check_head`) is checked.
+pub struct AlreadyLoaded {
+    pub manifest: Manifest,
+    pub images: Vec<ImageToPush>,
+    pub head_check: Option<serde_json::Value>,
+}
+
+/// For a bundle file, asks the registry whether every image is already there under its tag
+/// with the bundle's digest. `None` means a push (and so a full verification) is needed.
+pub fn already_loaded(
+    input: &LoadInput,
+    push: &crate::push::PushOptions,
+) -> Result<Option<AlreadyLoaded>, LoadError> {
+    if input.input.is_dir() {
+        return Ok(None);
+    }
+    let Ok(head) = crate::head::read(&input.input) else {
+        return Ok(None);
+    };
+    let head_check = match input.check_head {
+        Some(check) => Some(
+            check(&head.manifest_bytes, head.signature.as_deref()).map_err(VerifyError::Head)?,
+        ),
+        None => None,
+    };
+    let images = head
+        .manifest
+        .images
+        .iter()
+        .map(|i| to_push(i, &input.prefix))
+        .collect::<Result<Vec<_>, _>>()?;
+    match crate::push::all_present(push, &images) {
+        Ok(true) => Ok(Some(AlreadyLoaded {
+            manifest: head.manifest,
+            images,
+            head_check,
+        })),
+        // Anything else (absent, or an error the full push will report properly).
+        _ => Ok(None),
+    }
+}
+
 /// Verifies (bundles) and indexes an input, and lists the images to push.
 pub fn prepare(input: &LoadInput) -> Result<Prepared, LoadError> {
     let path = &input.input;
@@ -478,7 +521,8 @@ fn from_manifest_images(
     ))
 }
 
-fn to_push(img: &crate::manifest::ImageEntry, prefix: &str) -> Result<ImageToPush, LoadError> {
+/// The push target of one bundle image.
+pub fn to_push(img: &crate::manifest::ImageEntry, prefix: &str) -> Result<ImageToPush, LoadError> {
     let reference = SourceRef::parse(&img.reference).ok_or_else(|| LoadError::Input {
         path: PathBuf::from("ferry.json"),
         message: format!(

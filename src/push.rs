@@ -555,6 +555,31 @@ fn read_manifest_checked(
 
 // ---- execution -----------------------------------------------------------------------------
 
+/// Whether the registry already serves every image under its tag (or digest) with the
+/// expected digest: then a push would send nothing, and the source need not be read.
+pub fn all_present(opts: &PushOptions, images: &[ImageToPush]) -> Result<bool, PushError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(PushError::Runtime)?;
+    rt.block_on(async {
+        let client = RegistryClient::new(opts.registry.clone())?;
+        client.ping().await?;
+        for img in images {
+            let reference = if img.tag.is_empty() {
+                &img.digest
+            } else {
+                &img.tag
+            };
+            match client.manifest_digest(&img.target_repo, reference).await? {
+                Some(d) if d == img.digest => {}
+                _ => return Ok(false),
+            }
+        }
+        Ok(true)
+    })
+}
+
 /// Pushes `images` from `source`, blocking the calling thread on an internal runtime.
 pub fn push(
     opts: &PushOptions,

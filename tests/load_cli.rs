@@ -114,6 +114,14 @@ fn fixture_bundle_round_trips_with_digests_and_values() {
         "--plain-http",
     ]);
     assert_eq!(v["report"]["bytes_uploaded"], 0, "{v}");
+    assert_eq!(
+        v["evidence"]["alreadyLoaded"], true,
+        "a warm re-load reads only the head: {v}"
+    );
+    assert_eq!(
+        v["report"]["pushed"].as_array().unwrap().len(),
+        report.manifest.images.len()
+    );
 }
 
 #[test]

@@ -254,6 +254,35 @@ impl RegistryClient {
         .await
     }
 
+    /// `HEAD /v2/REPO/manifests/REFERENCE`: the digest the registry serves for a tag or
+    /// digest, if it has it.
+    pub async fn manifest_digest(
+        &self,
+        repo: &str,
+        reference: &str,
+    ) -> Result<Option<String>, RegistryError> {
+        let url = self.url(&format!("v2/{repo}/manifests/{reference}"));
+        const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
+        self.with_retry("HEAD", &url, |_| async {
+            let r = self
+                .send(Method::HEAD, &url, repo, |b| {
+                    b.header(reqwest::header::ACCEPT, ACCEPT)
+                })
+                .await;
+            match r {
+                Ok(r) if r.status().is_success() => Ok(r
+                    .headers()
+                    .get("Docker-Content-Digest")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)),
+                Ok(_) => Ok(None),
+                Err(Failure::Fatal(RegistryError::Status { status: 404, .. })) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+    }
+
     /// `POST /v2/REPO/blobs/uploads/?mount=DIGEST&from=FROM`. A 202 (not mounted) is not an
     /// error: the registry hands back an upload session to use instead.
     pub async fn mount_blob(
