@@ -15,8 +15,6 @@ use serde_saphyr::Spanned;
 use std::collections::BTreeMap;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 
 /// Output buffer: large writes keep the page-cache copy cheap.
 const WRITE_BUFFER: usize = 1024 * 1024;
@@ -545,76 +543,28 @@ fn hash_all(
     entries: &[(SafePath, Planned)],
     progress: Progress,
 ) -> Result<Vec<(Digest, u64)>, BuildError> {
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<(Digest, u64)>>> = Mutex::new(vec![None; entries.len()]);
-    let failure: Mutex<Option<BuildError>> = Mutex::new(None);
-    let bar = Arc::new(progress.bytes(0, "hashing"));
-    let workers = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .min(8);
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= entries.len() || failure.lock().expect("lock").is_some() {
-                    return;
-                }
-                let (_, p) = &entries[i];
-                if let Some(expected) = &p.expected {
-                    // Content-addressed: checked while written.
-                    results.lock().expect("lock")[i] = Some((expected.clone(), p.size));
-                    continue;
-                }
-                let outcome = (|| {
-                    let reader = p.location.open(p.size).map_err(|source| BuildError::Io {
-                        path: PathBuf::from(&p.origin),
-                        source,
-                    })?;
-                    let (digest, size) =
-                        hash_reader(bar.wrap_read(reader)).map_err(|source| BuildError::Io {
-                            path: PathBuf::from(&p.origin),
-                            source,
-                        })?;
-                    if size != p.size {
-                        return Err(BuildError::Input {
-                            path: PathBuf::from(&p.origin),
-                            message: format!(
-                                "changed size while read ({} then {size} bytes)",
-                                p.size
-                            ),
-                        });
-                    }
-                    if let Some(expected) = &p.expected {
-                        if *expected != digest {
-                            return Err(BuildError::CorruptBlob {
-                                source_desc: p.origin.clone(),
-                                expected: expected.clone(),
-                                found: digest,
-                            });
-                        }
-                    }
-                    Ok((digest, size))
-                })();
-                match outcome {
-                    Ok(r) => results.lock().expect("lock")[i] = Some(r),
-                    Err(e) => {
-                        failure.lock().expect("lock").get_or_insert(e);
-                        return;
-                    }
-                }
+    let bar = progress.bytes(0, "hashing");
+    let hashed = crate::parallel::par_map(entries, |(_, p)| {
+        if let Some(expected) = &p.expected {
+            // Content-addressed: checked while written (pass 2).
+            return Ok((expected.clone(), p.size));
+        }
+        let io_err = |source| BuildError::Io {
+            path: PathBuf::from(&p.origin),
+            source,
+        };
+        let reader = p.location.open(p.size).map_err(io_err)?;
+        let (digest, size) = hash_reader(bar.wrap_read(reader)).map_err(io_err)?;
+        if size != p.size {
+            return Err(BuildError::Input {
+                path: PathBuf::from(&p.origin),
+                message: format!("changed size while read ({} then {size} bytes)", p.size),
             });
         }
+        Ok((digest, size))
     });
     bar.finish_and_clear();
-    if let Some(e) = failure.into_inner().expect("lock") {
-        return Err(e);
-    }
-    Ok(results
-        .into_inner()
-        .expect("lock")
-        .into_iter()
-        .map(|r| r.expect("every entry hashed"))
-        .collect())
+    hashed.into_iter().collect()
 }
 
 fn file_size(path: &Path) -> Result<u64, BuildError> {

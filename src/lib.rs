@@ -11,6 +11,7 @@ pub mod inspect;
 pub mod layout;
 pub mod load;
 pub mod manifest;
+pub mod parallel;
 pub mod progress;
 pub mod push;
 pub mod reference;

@@ -802,41 +802,22 @@ fn verify_dir(opts: &VerifyOptions) -> Result<Evidence, VerifyError> {
         });
     }
     let bar = opts.progress.bytes(manifest.total_size(), "verifying");
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let failure = std::sync::Mutex::new(None);
-    std::thread::scope(|s| {
-        for _ in 0..std::thread::available_parallelism()
-            .map_or(2, |n| n.get())
-            .min(8)
-        {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if i >= found.len() || failure.lock().expect("lock").is_some() {
-                    return;
-                }
-                let (path, entry, name) = &found[i];
-                let result =
-                    File::open(path).and_then(|f| crate::digest::hash_reader(bar.wrap_read(f)));
-                let err = match result {
-                    Ok((digest, _)) if digest == entry.digest => continue,
-                    Ok((digest, _)) => VerifyError::DigestMismatch {
-                        entry: name.clone(),
-                        expected: entry.digest.clone(),
-                        found: digest,
-                    },
-                    Err(source) => VerifyError::Io {
-                        path: path.clone(),
-                        source,
-                    },
-                };
-                failure.lock().expect("lock").get_or_insert(err);
-            });
+    let checked = crate::parallel::par_map(&found, |(path, entry, name)| {
+        match File::open(path).and_then(|f| crate::digest::hash_reader(bar.wrap_read(f))) {
+            Ok((digest, _)) if digest == entry.digest => Ok(()),
+            Ok((digest, _)) => Err(VerifyError::DigestMismatch {
+                entry: name.clone(),
+                expected: entry.digest.clone(),
+                found: digest,
+            }),
+            Err(source) => Err(VerifyError::Io {
+                path: path.clone(),
+                source,
+            }),
         }
     });
     bar.finish_and_clear();
-    if let Some(e) = failure.into_inner().expect("lock") {
-        return Err(e);
-    }
+    checked.into_iter().collect::<Result<(), _>>()?;
     let json = |hex: &str| -> Option<Vec<u8>> {
         let p = root.join("images/blobs/sha256").join(hex);
         let len = std::fs::metadata(&p).ok()?.len();

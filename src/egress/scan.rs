@@ -79,29 +79,6 @@ impl State {
     }
 }
 
-/// Map `f` over `items` on a few threads, keeping the order.
-fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let n = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(8)
-        .min(items.len());
-    if n <= 1 {
-        return items.iter().map(f).collect();
-    }
-    let chunk = items.len().div_ceil(n);
-    let f = &f;
-    std::thread::scope(|s| {
-        let handles: Vec<_> = items
-            .chunks(chunk)
-            .map(|c| s.spawn(move || c.iter().map(f).collect::<Vec<R>>()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("egress worker panicked"))
-            .collect()
-    })
-}
-
 /// Collect the named templates of one file. Only files that mention `define` are parsed
 /// here; parse errors are reported when the file is rendered.
 fn parse_phase(f: &FileRef) -> (Vec<(String, Vec<TNode>)>, Out) {
@@ -220,7 +197,7 @@ pub fn check(opts: &CheckOptions) -> Result<Report, EgressError> {
         .flat_map(|(i, c)| c.templates.iter().map(move |f| (i, f.clone())))
         .collect();
     let mut defines: HashMap<String, Vec<TNode>> = HashMap::new();
-    for (defs, out) in par_map(&work, |(_, f)| parse_phase(f)) {
+    for (defs, out) in crate::parallel::par_map(&work, |(_, f)| parse_phase(f)) {
         for (name, body) in defs {
             defines.entry(name).or_insert(body);
         }
@@ -280,7 +257,7 @@ pub fn check(opts: &CheckOptions) -> Result<Report, EgressError> {
             cache: Default::default(),
         })
         .collect();
-    for out in par_map(&work, |(i, f)| render_phase(f, &envs[*i])) {
+    for out in crate::parallel::par_map(&work, |(i, f)| render_phase(f, &envs[*i])) {
         st.absorb(out);
     }
     drop(envs);
