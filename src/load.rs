@@ -10,7 +10,8 @@
 use crate::archive::{Limits, MemberInfo, STORED_BLOCK};
 use crate::manifest::{blob_hex, FileEntry, Manifest};
 use crate::progress::Progress;
-use crate::push::{BlobSource, ImageToPush, SourceRef};
+use crate::push::{BlobSource, ImageToPush};
+use crate::reference::ImageRef;
 use crate::source::{self, BlobLocation, SourceKind, SourceSpec, MAX_JSON};
 use crate::verify::{self, EntryPlace, Evidence, HeadCheck, Sink, VerifyError, VerifyOptions};
 use std::collections::HashMap;
@@ -459,7 +460,7 @@ fn from_layout_names(spec: &SourceSpec, prefix: &str) -> Result<Prepared, LoadEr
     let mut blobs = HashMap::new();
     let mut images = Vec::new();
     for name in names {
-        let reference = SourceRef::parse(&name).ok_or_else(|| LoadError::Input {
+        let reference = ImageRef::parse(&name).map_err(|_| LoadError::Input {
             path: spec.path.clone(),
             message: format!("image name `{name}` is not a full reference like registry/path:tag, so its target path is unknown"),
         })?;
@@ -523,7 +524,7 @@ fn from_manifest_images(
 
 /// The push target of one bundle image.
 pub fn to_push(img: &crate::manifest::ImageEntry, prefix: &str) -> Result<ImageToPush, LoadError> {
-    let reference = SourceRef::parse(&img.reference).ok_or_else(|| LoadError::Input {
+    let reference = ImageRef::parse(&img.reference).map_err(|_| LoadError::Input {
         path: PathBuf::from("ferry.json"),
         message: format!(
             "image reference `{}` cannot be mapped to a target path",

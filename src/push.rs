@@ -109,65 +109,6 @@ impl Target {
     }
 }
 
-/// An image reference split into its parts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourceRef {
-    /// Registry host (`docker.io` when the reference has none).
-    pub registry: String,
-    /// Repository path, e.g. `agent-security/gateway` (`library/nginx` for `nginx`).
-    pub path: String,
-    /// Tag, if any.
-    pub tag: Option<String>,
-    /// Digest, if any.
-    pub digest: Option<String>,
-}
-
-impl SourceRef {
-    /// Parses `[REGISTRY/]PATH[:TAG][@DIGEST]` the way Docker does.
-    pub fn parse(s: &str) -> Option<SourceRef> {
-        let (rest, digest) = match s.split_once('@') {
-            Some((r, d)) => (r, Some(d.to_string())),
-            None => (s, None),
-        };
-        let last_slash = rest.rfind('/').map(|i| i + 1).unwrap_or(0);
-        let (name, tag) = match rest[last_slash..].rfind(':') {
-            Some(i) => (
-                &rest[..last_slash + i],
-                Some(rest[last_slash + i + 1..].to_string()),
-            ),
-            None => (rest, None),
-        };
-        let (registry, path) = match name.split_once('/') {
-            Some((first, p))
-                if first.contains('.') || first.contains(':') || first == "localhost" =>
-            {
-                (first.to_string(), p.to_string())
-            }
-            _ => ("docker.io".to_string(), name.to_string()),
-        };
-        let path = if registry == "docker.io" && !path.contains('/') {
-            format!("library/{path}")
-        } else {
-            path
-        };
-        (valid_path(&path) && tag.as_deref().is_none_or(|t| !t.is_empty())).then_some(SourceRef {
-            registry,
-            path,
-            tag,
-            digest,
-        })
-    }
-
-    /// The repository in the target: `PREFIX/PATH`, or `PATH` without a prefix.
-    pub fn target_repo(&self, prefix: &str) -> String {
-        if prefix.is_empty() {
-            self.path.clone()
-        } else {
-            format!("{prefix}/{}", self.path)
-        }
-    }
-}
-
 fn valid_path(p: &str) -> bool {
     p.split('/').all(|c| {
         !c.is_empty()
@@ -921,41 +862,6 @@ impl BlobSource for LayoutSource {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn source_refs_map_to_target_repos() {
-        let cases = [
-            (
-                "registry.permit.io/agent-security/gateway:1.4.0",
-                "registry.permit.io",
-                "agent-security/gateway",
-                Some("1.4.0"),
-            ),
-            ("nginx:1.25", "docker.io", "library/nginx", Some("1.25")),
-            (
-                "docker.io/bitnami/redis",
-                "docker.io",
-                "bitnami/redis",
-                None,
-            ),
-            ("localhost:5000/a/b:v1", "localhost:5000", "a/b", Some("v1")),
-            ("quay.io/x/y@sha256:abc", "quay.io", "x/y", None),
-            ("ghcr.io/o/r:v2@sha256:abc", "ghcr.io", "o/r", Some("v2")),
-        ];
-        for (input, reg, path, tag) in cases {
-            let r = SourceRef::parse(input).unwrap_or_else(|| panic!("{input}"));
-            assert_eq!(
-                (r.registry.as_str(), r.path.as_str(), r.tag.as_deref()),
-                (reg, path, tag),
-                "{input}"
-            );
-        }
-        let r = SourceRef::parse("registry.permit.io/agent-security/gateway:1.4.0").unwrap();
-        assert_eq!(r.target_repo("mirror/x"), "mirror/x/agent-security/gateway");
-        assert_eq!(r.target_repo(""), "agent-security/gateway");
-        assert!(SourceRef::parse("Upper/Case:1").is_none());
-        assert!(SourceRef::parse("a/b:").is_none());
-    }
 
     #[test]
     fn targets() {

@@ -111,6 +111,16 @@ impl ImageRef {
     pub fn name(&self) -> String {
         format!("{}/{}", self.registry, self.repository)
     }
+
+    /// The repository it is pushed to under a registry prefix: `PREFIX/REPOSITORY`, or
+    /// `REPOSITORY` without one (`ORIG/PATH:TAG` → `HOST/PREFIX/PATH:TAG`).
+    pub fn target_repo(&self, prefix: &str) -> String {
+        if prefix.is_empty() {
+            self.repository.clone()
+        } else {
+            format!("{prefix}/{}", self.repository)
+        }
+    }
 }
 
 fn valid_host(h: &str) -> bool {
@@ -159,7 +169,17 @@ mod tests {
                 "{input}"
             );
         }
-        for bad in ["", "UPPER/case:1", "a:b:c:d/e", "x@sha256:12", "a b"] {
+        let r = ImageRef::parse("registry.permit.io/agent-security/gateway:1.4.0").unwrap();
+        assert_eq!(r.target_repo("mirror/x"), "mirror/x/agent-security/gateway");
+        assert_eq!(r.target_repo(""), "agent-security/gateway");
+        for bad in [
+            "",
+            "UPPER/case:1",
+            "a:b:c:d/e",
+            "x@sha256:12",
+            "a b",
+            "a/b:",
+        ] {
             assert!(ImageRef::parse(bad).is_err(), "{bad}");
         }
     }
