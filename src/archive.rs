@@ -57,57 +57,26 @@ pub fn canonical_header(packing: Packing) -> [u8; 10] {
     bytes[..10].try_into().expect("gzip header is 10 bytes")
 }
 
-/// Counts bytes written through it.
-pub struct CountingWriter<W> {
-    inner: W,
-    count: u64,
-}
-
-impl<W: Write> CountingWriter<W> {
-    pub fn new(inner: W) -> Self {
-        CountingWriter { inner, count: 0 }
-    }
-    pub fn count(&self) -> u64 {
-        self.count
-    }
-    pub fn into_inner(self) -> W {
-        self.inner
-    }
-}
-
-impl<W: Write> Write for CountingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.count += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 /// Writes tar entries into a chain of gzip members, one member per run of equal packing.
 pub struct TarGzWriter<W: Write> {
-    out: Option<CountingWriter<W>>,
-    member: Option<(Packing, Member<CountingWriter<W>>)>,
+    out: Option<W>,
+    member: Option<(Packing, Member<W>)>,
     mtime: u64,
     buf: Vec<u8>,
-    members: u32,
 }
 
 impl<W: Write> TarGzWriter<W> {
     /// Entries get `mtime` as their modification time.
     pub fn new(out: W, mtime: u64) -> Self {
         TarGzWriter {
-            out: Some(CountingWriter::new(out)),
+            out: Some(out),
             member: None,
             mtime,
             buf: vec![0; COPY_BUF],
-            members: 0,
         }
     }
 
-    fn writer(&mut self, packing: Packing) -> io::Result<&mut Member<CountingWriter<W>>> {
+    fn writer(&mut self, packing: Packing) -> io::Result<&mut Member<W>> {
         if self.member.as_ref().is_some_and(|(p, _)| *p != packing) {
             self.end_member()?;
         }
@@ -123,7 +92,6 @@ impl<W: Write> TarGzWriter<W> {
                 Packing::Store => Member::Stored(StoredMember::new(out)?),
             };
             self.member = Some((packing, member));
-            self.members += 1;
         }
         Ok(&mut self.member.as_mut().expect("member just opened").1)
     }
@@ -134,16 +102,6 @@ impl<W: Write> TarGzWriter<W> {
             self.out = Some(enc.finish()?);
         }
         Ok(())
-    }
-
-    /// Compressed bytes written so far (complete members only).
-    pub fn bytes_written(&self) -> u64 {
-        self.out.as_ref().map_or(0, |o| o.count())
-    }
-
-    /// Number of gzip members started.
-    pub fn members(&self) -> u32 {
-        self.members
     }
 
     /// Appends one regular file. `data` must yield exactly `size` bytes.
@@ -187,7 +145,7 @@ impl<W: Write> TarGzWriter<W> {
     /// for writing a head member in front of an existing body.
     pub fn into_output(mut self) -> io::Result<W> {
         self.end_member()?;
-        Ok(self.out.take().expect("writer present").into_inner())
+        Ok(self.out.take().expect("writer present"))
     }
 
     /// Writes the end-of-archive blocks, closes the last member and returns the output.
@@ -195,7 +153,7 @@ impl<W: Write> TarGzWriter<W> {
         let w = self.writer(Packing::Compress)?;
         w.write_all(&[0u8; 2 * BLOCK as usize])?;
         self.end_member()?;
-        Ok(self.out.take().expect("writer present").into_inner())
+        Ok(self.out.take().expect("writer present"))
     }
 }
 

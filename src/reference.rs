@@ -107,11 +107,6 @@ impl ImageRef {
         })
     }
 
-    /// `registry/repository`.
-    pub fn name(&self) -> String {
-        format!("{}/{}", self.registry, self.repository)
-    }
-
     /// The repository it is pushed to under a registry prefix: `PREFIX/REPOSITORY`, or
     /// `REPOSITORY` without one (`ORIG/PATH:TAG` → `HOST/PREFIX/PATH:TAG`).
     pub fn target_repo(&self, prefix: &str) -> String {

@@ -85,11 +85,6 @@ impl SafePath {
         SafePath(format!("{}/{}", self.0, other.0))
     }
 
-    /// The path as a relative `PathBuf` for joining onto a folder.
-    pub fn to_path(&self) -> PathBuf {
-        PathBuf::from(&self.0)
-    }
-
     /// Joins onto `dir`; the result is always inside `dir`.
     pub fn under(&self, dir: &Path) -> PathBuf {
         dir.join(&self.0)
