@@ -7,13 +7,15 @@
 //! blobs that were deflated (uncompressed layers from `docker save`) are spooled to a
 //! temporary folder. Nothing else is copied.
 
-use crate::archive::{Limits, MemberInfo, STORED_BLOCK};
-use crate::manifest::{blob_hex, FileEntry, Manifest};
+use crate::bundle::archive::{Limits, MemberInfo, STORED_BLOCK};
+use crate::bundle::manifest::{blob_hex, FileEntry, Manifest};
+use crate::bundle::verify::{
+    self, EntryPlace, Evidence, HeadCheck, Sink, VerifyError, VerifyOptions,
+};
+use crate::oci::reference::ImageRef;
+use crate::oci::source::{self, BlobLocation, SourceKind, SourceSpec, MAX_JSON};
 use crate::progress::Progress;
-use crate::push::{BlobSource, ImageToPush};
-use crate::reference::ImageRef;
-use crate::source::{self, BlobLocation, SourceKind, SourceSpec, MAX_JSON};
-use crate::verify::{self, EntryPlace, Evidence, HeadCheck, Sink, VerifyError, VerifyOptions};
+use crate::registry::push::{BlobSource, ImageToPush};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
@@ -269,12 +271,12 @@ pub struct AlreadyLoaded {
 /// with the bundle's digest. `None` means a push (and so a full verification) is needed.
 pub fn already_loaded(
     input: &LoadInput,
-    push: &crate::push::PushOptions,
+    push: &crate::registry::push::PushOptions,
 ) -> Result<Option<AlreadyLoaded>, LoadError> {
     if input.input.is_dir() {
         return Ok(None);
     }
-    let Ok(head) = crate::head::read(&input.input) else {
+    let Ok(head) = crate::bundle::head::read(&input.input) else {
         return Ok(None);
     };
     let head_check = match input.check_head {
@@ -289,7 +291,7 @@ pub fn already_loaded(
         .iter()
         .map(|i| to_push(i, &input.prefix))
         .collect::<Result<Vec<_>, _>>()?;
-    match crate::push::all_present(push, &images) {
+    match crate::registry::push::all_present(push, &images) {
         Ok(true) => Ok(Some(AlreadyLoaded {
             manifest: head.manifest,
             images,
@@ -315,7 +317,7 @@ pub fn prepare(input: &LoadInput) -> Result<Prepared, LoadError> {
                 progress: input.progress,
                 check_head: input.check_head,
             })?;
-            let (manifest, _) = crate::inspect::read_manifest(&root)?;
+            let (manifest, _) = crate::bundle::inspect::read_manifest(&root)?;
             let spec = SourceSpec {
                 kind: SourceKind::OciLayout,
                 path: root.join("images"),
@@ -357,7 +359,7 @@ pub fn prepare(input: &LoadInput) -> Result<Prepared, LoadError> {
         .map_err(|e| invalid(e.to_string()))?;
     let gz = n == 2 && magic == [0x1f, 0x8b];
     let head = if gz {
-        Some(crate::head::read(path))
+        Some(crate::bundle::head::read(path))
     } else {
         None
     };
@@ -523,7 +525,10 @@ fn from_manifest_images(
 }
 
 /// The push target of one bundle image.
-pub fn to_push(img: &crate::manifest::ImageEntry, prefix: &str) -> Result<ImageToPush, LoadError> {
+pub fn to_push(
+    img: &crate::bundle::manifest::ImageEntry,
+    prefix: &str,
+) -> Result<ImageToPush, LoadError> {
     let reference = ImageRef::parse(&img.reference).map_err(|_| LoadError::Input {
         path: PathBuf::from("ferry.json"),
         message: format!(
@@ -582,11 +587,11 @@ fn from_bundle(input: &LoadInput) -> Result<Prepared, LoadError> {
 }
 
 /// The bundle's images as the values rewriter knows them.
-pub fn known_images(manifest: &Manifest) -> Vec<crate::rewrite::KnownImage> {
+pub fn known_images(manifest: &Manifest) -> Vec<crate::values::KnownImage> {
     manifest
         .images
         .iter()
-        .map(|i| crate::rewrite::KnownImage {
+        .map(|i| crate::values::KnownImage {
             reference: i.reference.clone(),
             registry: i.registry.clone(),
             repository: i.repository.clone(),
@@ -604,7 +609,7 @@ pub struct ValuesOutcome {
     pub before: String,
     #[serde(skip)]
     pub after: String,
-    pub edits: Vec<crate::rewrite::Edit>,
+    pub edits: Vec<crate::values::Edit>,
 }
 
 /// Why values files could not be handled.
@@ -613,7 +618,7 @@ pub enum ValuesError {
     #[error("{path}: {source}")]
     Read { path: PathBuf, source: io::Error },
     #[error(transparent)]
-    Rewrite(#[from] crate::rewrite::RewriteError),
+    Rewrite(#[from] crate::values::RewriteError),
     #[error("{} image reference(s) in the values are not in the bundle (each would be an ImagePullBackOff after install):\n{}", .0.len(), .0.join("\n"))]
     Missing(Vec<String>),
 }
@@ -630,17 +635,17 @@ impl ValuesError {
 /// Checks that every image the values files refer to is in `images`.
 pub fn check_images(
     files: &[PathBuf],
-    images: &[crate::rewrite::KnownImage],
-) -> Result<crate::rewrite::Coverage, ValuesError> {
+    images: &[crate::values::KnownImage],
+) -> Result<crate::values::Coverage, ValuesError> {
     let mut uses = Vec::new();
     for f in files {
         let text = std::fs::read_to_string(f).map_err(|source| ValuesError::Read {
             path: f.clone(),
             source,
         })?;
-        uses.extend(crate::rewrite::find_images(&text, f)?);
+        uses.extend(crate::values::find_images(&text, f)?);
     }
-    let coverage = crate::rewrite::check_coverage(&uses, images);
+    let coverage = crate::values::check_coverage(&uses, images);
     if !coverage.is_complete() {
         return Err(ValuesError::Missing(
             coverage.missing.iter().map(|m| m.to_string()).collect(),
@@ -652,7 +657,7 @@ pub fn check_images(
 /// Rewrites values files for a registry; nothing is written here.
 pub fn rewrite_values(
     files: &[PathBuf],
-    opts: &crate::rewrite::RewriteOptions,
+    opts: &crate::values::RewriteOptions,
 ) -> Result<Vec<ValuesOutcome>, ValuesError> {
     files
         .iter()
@@ -661,7 +666,7 @@ pub fn rewrite_values(
                 path: f.clone(),
                 source,
             })?;
-            let out = crate::rewrite::rewrite(&before, f, opts)?;
+            let out = crate::values::rewrite(&before, f, opts)?;
             Ok(ValuesOutcome {
                 file: f.clone(),
                 before,

@@ -63,7 +63,7 @@ impl PushBars {
     }
 }
 
-impl crate::push::PushProgress for PushBars {
+impl crate::registry::push::PushProgress for PushBars {
     fn planned(&self, total_bytes: u64, _blobs: usize) {
         self.overall.set_length(total_bytes);
     }
@@ -96,8 +96,8 @@ impl crate::push::PushProgress for PushBars {
             b.set_position(0);
         }
     }
-    fn blob_done(&self, digest: &str, size: u64, action: crate::push::BlobAction) {
-        if !matches!(action, crate::push::BlobAction::Uploaded) {
+    fn blob_done(&self, digest: &str, size: u64, action: crate::registry::push::BlobAction) {
+        if !matches!(action, crate::registry::push::BlobAction::Uploaded) {
             self.overall.inc(size);
         }
         if let Some(b) = self.blobs.lock().expect("bars").remove(digest) {

@@ -25,24 +25,26 @@ pub fn require(tool: &str, package: &str) {
 }
 
 /// Builds the fixture into `out` with a given SOURCE_DATE_EPOCH, through the library.
-pub fn build_fixture(out: &Path, epoch: u64) -> ferry::build::BuildReport {
+pub fn build_fixture(out: &Path, epoch: u64) -> ferry::bundle::build::BuildReport {
     build_spec(&fixture().join("ferry.yaml"), out, epoch)
 }
 
-pub fn build_spec(spec: &Path, out: &Path, epoch: u64) -> ferry::build::BuildReport {
-    let opts = ferry::build::BuildOptions {
+pub fn build_spec(spec: &Path, out: &Path, epoch: u64) -> ferry::bundle::build::BuildReport {
+    let opts = ferry::bundle::build::BuildOptions {
         spec: spec.to_path_buf(),
         output: out.to_path_buf(),
         source_date_epoch: epoch,
         progress: ferry::progress::Progress::Hidden,
     };
-    ferry::build::build(&opts, None)
+    ferry::bundle::build::build(&opts, None)
         .unwrap_or_else(|e| panic!("build of {} failed: {e}", spec.display()))
 }
 
 /// Verifies through the library with default limits.
-pub fn verify(path: &Path) -> Result<ferry::verify::Evidence, ferry::verify::VerifyError> {
-    ferry::verify::verify(&ferry::verify::VerifyOptions {
+pub fn verify(
+    path: &Path,
+) -> Result<ferry::bundle::verify::Evidence, ferry::bundle::verify::VerifyError> {
+    ferry::bundle::verify::verify(&ferry::bundle::verify::VerifyOptions {
         input: path.to_path_buf(),
         limits: Default::default(),
         progress: ferry::progress::Progress::Hidden,

@@ -2,9 +2,9 @@
 //! nothing is written outside the target, and nothing is left behind.
 
 use crate::harness::{build_fixture, ferry};
-use ferry::digest::Digest;
-use ferry::manifest::{FileEntry, Manifest, Mode, FORMAT_VERSION};
-use ferry::safepath::SafePath;
+use ferry::bundle::manifest::{FileEntry, Manifest, Mode, FORMAT_VERSION};
+use ferry::bundle::safepath::SafePath;
+use ferry::oci::digest::Digest;
 use std::io::Write;
 
 const ROOT: &str = "evil-1";

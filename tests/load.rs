@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ferry::push::{
+use ferry::registry::push::{
     push, push_async, BlobAction, BlobSource, ImageToPush, LayoutSource, NoProgress, PushError,
     PushOptions, PushProgress, PushReport,
 };

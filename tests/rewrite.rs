@@ -6,7 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use ferry::rewrite::{
+use ferry::values::{
     check_coverage, find_images, rewrite, unified_diff, Ambiguity, KnownImage, MissingReason,
     RewriteError, RewriteOptions, Target,
 };

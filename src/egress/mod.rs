@@ -225,7 +225,7 @@ pub struct Diagnostic {
 }
 
 /// A destination the vendor declared in `ferry.yaml` (recorded in the bundle manifest).
-pub use crate::manifest::Destination;
+pub use crate::bundle::manifest::Destination;
 
 /// Counts per verdict and totals.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,6 +10,7 @@ mod auth;
 mod body;
 mod client;
 mod error;
+pub mod push;
 mod retry;
 
 pub use auth::{resolve_credentials, Credential, CredentialSource};

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use ferry::push::ImageToPush;
+use ferry::registry::push::ImageToPush;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 

@@ -131,7 +131,7 @@ pub fn test() -> Result<ExitCode> {
 
 pub fn codegen(check: bool) -> Result<ExitCode> {
     let path = root().join("bundle-spec/manifest.schema.json");
-    let want = ferry::manifest::json_schema();
+    let want = ferry::bundle::manifest::json_schema();
     if check {
         let have = std::fs::read_to_string(&path).unwrap_or_default();
         if have != want {

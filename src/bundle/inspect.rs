@@ -1,8 +1,8 @@
 //! `ferry inspect`: the manifest of a bundle, read from its first entry only.
 
-use crate::archive::{Limits, MemberReader};
-use crate::manifest::{Manifest, MANIFEST_NAME, MAX_MANIFEST_BYTES};
-use crate::verify::{find_root, VerifyError};
+use crate::bundle::archive::{Limits, MemberReader};
+use crate::bundle::manifest::{Manifest, MANIFEST_NAME, MAX_MANIFEST_BYTES};
+use crate::bundle::verify::{find_root, VerifyError};
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
@@ -59,9 +59,9 @@ pub struct Summary<'a> {
     pub version: &'a str,
     pub created: &'a str,
     pub ferry_version: &'a str,
-    pub images: &'a [crate::manifest::ImageEntry],
-    pub charts: &'a [crate::manifest::ChartEntry],
-    pub egress: &'a [crate::manifest::Destination],
+    pub images: &'a [crate::bundle::manifest::ImageEntry],
+    pub charts: &'a [crate::bundle::manifest::ChartEntry],
+    pub egress: &'a [crate::bundle::manifest::Destination],
     pub file_count: usize,
     pub total_size: u64,
 }

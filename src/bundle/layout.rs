@@ -1,8 +1,10 @@
 //! Checks the OCI image layout inside a bundle: every reference resolves, nothing dangles.
 
-use crate::digest::Digest;
-use crate::manifest::{blob_hex, Manifest};
-use crate::source::{DOCKER_LIST, DOCKER_MANIFEST, MAX_JSON, OCI_INDEX, OCI_MANIFEST, REF_NAME};
+use crate::bundle::manifest::{blob_hex, Manifest};
+use crate::oci::digest::Digest;
+use crate::oci::source::{
+    DOCKER_LIST, DOCKER_MANIFEST, MAX_JSON, OCI_INDEX, OCI_MANIFEST, REF_NAME,
+};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 

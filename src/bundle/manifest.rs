@@ -1,7 +1,7 @@
 //! The bundle manifest `ferry.json`: its types, canonical serialisation and checks.
 
-use crate::digest::Digest;
-use crate::safepath::SafePath;
+use crate::bundle::safepath::SafePath;
+use crate::oci::digest::Digest;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;

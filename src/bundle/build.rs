@@ -1,16 +1,16 @@
 //! `ferry build`: turns a `ferry.yaml` into a deterministic, verifiable bundle.
 
-use crate::archive::{Packing, TarGzWriter};
-use crate::digest::{hash_reader, BackgroundHasher, Digest};
-use crate::manifest::{
+use crate::bundle::archive::{Packing, TarGzWriter};
+use crate::bundle::manifest::{
     self, ChartEntry, FileEntry, ImageEntry, Manifest, Mode, FORMAT_VERSION, MANIFEST_NAME,
     SIGNATURE_NAME,
 };
+use crate::bundle::safepath::SafePath;
+use crate::bundle::spec::{field_error, Spec, SpecError};
+use crate::oci::digest::{hash_reader, BackgroundHasher, Digest};
+use crate::oci::reference::ImageRef;
+use crate::oci::source::{self, BlobLocation, SourceSpec, OCI_INDEX};
 use crate::progress::Progress;
-use crate::reference::ImageRef;
-use crate::safepath::SafePath;
-use crate::source::{self, BlobLocation, SourceSpec, OCI_INDEX};
-use crate::spec::{field_error, Spec, SpecError};
 use serde_saphyr::Spanned;
 use std::collections::BTreeMap;
 use std::io::{self, BufWriter, Read, Write};
@@ -404,7 +404,7 @@ pub fn build(opts: &BuildOptions, sign: Option<ManifestSigner>) -> Result<BuildR
                 None => {
                     // Small files are hashed again while written: one that changed since
                     // pass 1 fails the build instead of producing a bundle that fails verify.
-                    let mut tee = crate::digest::HashingReader::new(data);
+                    let mut tee = crate::oci::digest::HashingReader::new(data);
                     w.append(
                         &format!("{root}/{path}"),
                         planned.mode.bits(),

@@ -1,16 +1,16 @@
 //! `ferry verify`: one streaming pass that checks every byte of a bundle against its
 //! manifest, for a `.tar.gz` or a folder extracted with plain `tar -xzf`.
 
-use crate::archive::{Limits, MemberReader};
-use crate::digest::{BackgroundHasher, Digest, Hasher};
-use crate::layout::{self, LayoutError, LayoutSummary};
-use crate::manifest::{
+use crate::bundle::archive::{Limits, MemberReader};
+use crate::bundle::layout::{self, LayoutError, LayoutSummary};
+use crate::bundle::manifest::{
     blob_hex, FileEntry, Manifest, ManifestError, Mode, MANIFEST_NAME, MAX_MANIFEST_BYTES,
     SIGNATURE_NAME,
 };
+use crate::bundle::safepath::{SafePath, UnsafePath};
+use crate::oci::digest::{BackgroundHasher, Digest, Hasher};
+use crate::oci::source::MAX_JSON;
 use crate::progress::Progress;
-use crate::safepath::{SafePath, UnsafePath};
-use crate::source::MAX_JSON;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -145,7 +145,7 @@ pub struct EntryPlace {
     /// Offset of the data in the decompressed tar stream.
     pub data_offset: u64,
     /// The gzip member its header was read from.
-    pub member: Option<crate::archive::MemberInfo>,
+    pub member: Option<crate::bundle::archive::MemberInfo>,
 }
 
 /// Verifies a bundle file or folder.
@@ -803,7 +803,7 @@ fn verify_dir(opts: &VerifyOptions) -> Result<Evidence, VerifyError> {
     }
     let bar = opts.progress.bytes(manifest.total_size(), "verifying");
     let checked = crate::parallel::par_map(&found, |(path, entry, name)| {
-        match File::open(path).and_then(|f| crate::digest::hash_reader(bar.wrap_read(f))) {
+        match File::open(path).and_then(|f| crate::oci::digest::hash_reader(bar.wrap_read(f))) {
             Ok((digest, _)) if digest == entry.digest => Ok(()),
             Ok((digest, _)) => Err(VerifyError::DigestMismatch {
                 entry: name.clone(),

@@ -1,6 +1,6 @@
 //! The bundle spec `ferry.yaml`: what a release engineer declares, parsed with line numbers.
 
-use crate::manifest::Destination;
+use crate::bundle::manifest::Destination;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! Image sources for `ferry build`: OCI image layouts, `oci-archive` and `docker-archive`
 //! tarballs, resolved to the exact blobs an image consists of.
 
-use crate::digest::{hash_reader, Digest};
+use crate::oci::digest::{hash_reader, Digest};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::fs::File;
@@ -675,7 +675,7 @@ fn resolve_docker_legacy(
     let entries: Vec<LegacyEntry> =
         serde_json::from_slice(&bytes).map_err(|e| invalid(format!("manifest.json: {e}")))?;
     let norm = |r: &str| {
-        crate::reference::ImageRef::parse(r)
+        crate::oci::reference::ImageRef::parse(r)
             .map(|r| r.to_string())
             .unwrap_or_else(|_| r.to_string())
     };

@@ -1,5 +1,7 @@
 //! The `ferry` command-line entry point: parse, dispatch, exit with the documented code.
 
+mod cli;
+
 use clap::Parser;
 
 fn main() {
@@ -11,7 +13,7 @@ fn main() {
         }
         eprintln!("{msg}");
     }));
-    let cli = match ferry::cli::Cli::try_parse() {
+    let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
             let code = if e.use_stderr() { 2 } else { 0 };
@@ -19,5 +21,5 @@ fn main() {
             std::process::exit(code);
         }
     };
-    std::process::exit(ferry::cli::run(cli));
+    std::process::exit(cli::run(cli));
 }

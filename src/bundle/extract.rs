@@ -1,10 +1,12 @@
 //! `ferry extract`: verifies while writing into a temporary folder inside the target, and
 //! renames the bundle folder into place only when every check passed.
 
-use crate::archive::Limits;
-use crate::manifest::{FileEntry, Manifest, MANIFEST_NAME, SIGNATURE_NAME};
+use crate::bundle::archive::Limits;
+use crate::bundle::manifest::{FileEntry, Manifest, MANIFEST_NAME, SIGNATURE_NAME};
+use crate::bundle::verify::{
+    self, EntryPlace, Evidence, HeadCheck, Sink, VerifyError, VerifyOptions,
+};
 use crate::progress::Progress;
-use crate::verify::{self, EntryPlace, Evidence, HeadCheck, Sink, VerifyError, VerifyOptions};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};

@@ -1,15 +1,15 @@
 //! The command line: clap definitions, turned into library options, and the output policy.
 //! Only this module knows clap and how results are printed.
 
-use crate::archive::Limits;
-use crate::build::{self, BuildOptions};
-use crate::extract::{self, ExtractOptions};
-use crate::inspect::{self, Summary};
-use crate::load;
-use crate::progress::Progress;
-use crate::signing::{self, PasswordSource, SigningError, SigningKey, VerifyingKey};
-use crate::verify::{self, VerifyOptions};
 use clap::{Args, Parser, Subcommand};
+use ferry::bundle::archive::Limits;
+use ferry::bundle::build::{self, BuildOptions};
+use ferry::bundle::extract::{self, ExtractOptions};
+use ferry::bundle::inspect::{self, Summary};
+use ferry::bundle::verify::{self, VerifyOptions};
+use ferry::load;
+use ferry::progress::Progress;
+use ferry::signing::{self, PasswordSource, SigningError, SigningKey, VerifyingKey};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -171,9 +171,9 @@ pub struct RegistryArgs {
 }
 
 impl RegistryArgs {
-    fn options(&self) -> Result<(crate::push::PushOptions, String), Failure> {
-        let target = crate::push::Target::parse(&self.registry)?;
-        let mut r = crate::registry::RegistryOptions::new(target.registry.clone());
+    fn options(&self) -> Result<(ferry::registry::push::PushOptions, String), Failure> {
+        let target = ferry::registry::push::Target::parse(&self.registry)?;
+        let mut r = ferry::registry::RegistryOptions::new(target.registry.clone());
         r.plain_http = self.plain_http;
         r.ca_file = self.ca_file.clone();
         r.credentials = match (&self.username, &self.authfile) {
@@ -181,15 +181,15 @@ impl RegistryArgs {
                 let mut password = String::new();
                 std::io::stdin().read_line(&mut password)?;
                 let password = password.trim_end_matches(['\r', '\n']).to_string();
-                crate::registry::CredentialSource::Explicit {
+                ferry::registry::CredentialSource::Explicit {
                     username: user.clone(),
                     password,
                 }
             }
-            (None, Some(f)) => crate::registry::CredentialSource::AuthFile(f.clone()),
-            (None, None) => crate::registry::CredentialSource::Default,
+            (None, Some(f)) => ferry::registry::CredentialSource::AuthFile(f.clone()),
+            (None, None) => ferry::registry::CredentialSource::Default,
         };
-        let mut opts = crate::push::PushOptions::new(r);
+        let mut opts = ferry::registry::push::PushOptions::new(r);
         opts.concurrency = self.concurrency.max(1);
         Ok((opts, target.prefix))
     }
@@ -216,7 +216,7 @@ impl TrustArgs {
     }
 }
 
-fn egress_failure(e: crate::egress::EgressError) -> Failure {
+fn egress_failure(e: ferry::egress::EgressError) -> Failure {
     Failure {
         code: 2,
         error: e.into(),
@@ -231,7 +231,7 @@ fn usage(message: String) -> Failure {
 }
 
 fn egress_command(command: &EgressCommand, json: bool, progress: Progress) -> Result<(), Failure> {
-    use crate::egress::{self, AllowList, FailOn, Format};
+    use ferry::egress::{self, AllowList, FailOn, Format};
     let format_of = |f: &str| -> Result<Format, Failure> {
         if json {
             Ok(Format::Json)
@@ -538,7 +538,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
             let output = match output {
                 Some(o) => o.clone(),
                 None => {
-                    let s = crate::spec::Spec::load(spec)?;
+                    let s = ferry::bundle::spec::Spec::load(spec)?;
                     PathBuf::from(format!("{}-{}.tar.gz", s.name.value, s.version.value))
                 }
             };
@@ -718,7 +718,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
                     let pushed = done
                         .images
                         .iter()
-                        .map(|i| crate::push::Pushed {
+                        .map(|i| ferry::registry::push::Pushed {
                             reference: if i.tag.is_empty() {
                                 format!(
                                     "{}/{}@{}",
@@ -733,7 +733,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
                             digest: i.digest.clone(),
                         })
                         .collect();
-                    let report = crate::push::PushReport {
+                    let report = ferry::registry::push::PushReport {
                         pushed,
                         ..Default::default()
                     };
@@ -755,8 +755,8 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
                                 .map_err(values_failure)?;
                         }
                     }
-                    let bars = Arc::new(crate::progress::PushBars::new(progress));
-                    let report = crate::push::push(
+                    let bars = Arc::new(ferry::progress::PushBars::new(progress));
+                    let report = ferry::registry::push::push(
                         &push_opts,
                         prepared.source.clone(),
                         &prepared.images,
@@ -785,13 +785,13 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
                     load::check_images(values, &images).map_err(values_failure)?;
                 }
                 let target =
-                    crate::rewrite::Target::parse(&registry.registry).map_err(|e| Failure {
+                    ferry::values::Target::parse(&registry.registry).map_err(|e| Failure {
                         code: 2,
                         error: e.into(),
                     })?;
                 load::rewrite_values(
                     values,
-                    &crate::rewrite::RewriteOptions {
+                    &ferry::values::RewriteOptions {
                         target,
                         images,
                         pin_digests: *pin_digests,
@@ -871,7 +871,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
                     error: anyhow::anyhow!("-o/--output takes exactly one values file"),
                 });
             }
-            let target = crate::rewrite::Target::parse(registry).map_err(|e| Failure {
+            let target = ferry::values::Target::parse(registry).map_err(|e| Failure {
                 code: 2,
                 error: e.into(),
             })?;
@@ -886,7 +886,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
             };
             let outcomes = load::rewrite_values(
                 values,
-                &crate::rewrite::RewriteOptions {
+                &ferry::values::RewriteOptions {
                     target,
                     images,
                     pin_digests: *pin_digests,
@@ -897,7 +897,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
                 if *diff {
                     print!(
                         "{}",
-                        crate::rewrite::unified_diff(&o.file, &o.before, &o.after)
+                        ferry::values::unified_diff(&o.file, &o.before, &o.after)
                     );
                 } else if *in_place {
                     load::write_atomically(&o.file, &o.after)?;
@@ -973,14 +973,15 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
                 .into());
             }
             let key = signing_key(key)?;
-            let head = crate::head::resign(bundle, &|m| key.sign(m).map_err(|e| e.to_string()))
-                .map_err(|e| match e {
-                    crate::head::ResignError::Head(v) => finding(v),
-                    other => Failure {
-                        code: 2,
-                        error: other.into(),
-                    },
-                })?;
+            let head =
+                ferry::bundle::head::resign(bundle, &|m| key.sign(m).map_err(|e| e.to_string()))
+                    .map_err(|e| match e {
+                        ferry::bundle::head::ResignError::Head(v) => finding(v),
+                        other => Failure {
+                            code: 2,
+                            error: other.into(),
+                        },
+                    })?;
             let sig_path = if *detached {
                 let mut p = bundle.as_os_str().to_owned();
                 p.push(".sig");

@@ -1,11 +1,11 @@
 //! The head of a bundle: its first gzip member, holding `ferry.json` and `ferry.json.sig`.
 //! Re-signing replaces the head and copies every later byte unchanged.
 
-use crate::archive::{Limits, MemberReader, TarGzWriter};
-use crate::build::write_head;
-use crate::manifest::{Manifest, MANIFEST_NAME, MAX_MANIFEST_BYTES, SIGNATURE_NAME};
-use crate::safepath::SafePath;
-use crate::verify::VerifyError;
+use crate::bundle::archive::{Limits, MemberReader, TarGzWriter};
+use crate::bundle::build::write_head;
+use crate::bundle::manifest::{Manifest, MANIFEST_NAME, MAX_MANIFEST_BYTES, SIGNATURE_NAME};
+use crate::bundle::safepath::SafePath;
+use crate::bundle::verify::VerifyError;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,13 @@
+//! The bundle file: its container format, manifest and spec, and the commands that make,
+//! check, open and read it (build, verify, extract, inspect, re-sign).
+
+pub mod archive;
+pub mod build;
+pub mod extract;
+pub mod head;
+pub mod inspect;
+pub mod layout;
+pub mod manifest;
+pub mod safepath;
+pub mod spec;
+pub mod verify;
