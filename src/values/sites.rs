@@ -3,16 +3,14 @@
 
 use saphyr_parser::ScalarStyle;
 
-use super::reference::{
-    parse_reference, parse_registry_prefix, Parsed, RegistryPrefix, PLACEHOLDER,
-};
 use super::yaml::{plain_is_not_string, scalar_token, Kind, NodeId, TokenProblem, Tree};
 use super::Ambiguity;
+use crate::oci::reference::{parse_reference, ImageRef, RegistryPrefix, PLACEHOLDER};
 
 /// A scalar holding a whole image reference.
 pub(crate) struct RefSite {
     pub node: NodeId,
-    pub parsed: Parsed,
+    pub image: ImageRef,
     pub path: String,
 }
 
@@ -39,7 +37,7 @@ pub(crate) struct MapSite {
     pub digest: Option<Field>,
     /// The repository value parsed as a reference (a registry host in it is honoured only when
     /// the map has no `registry`).
-    pub repo: Parsed,
+    pub repo: ImageRef,
     pub path: String,
 }
 
@@ -122,7 +120,7 @@ fn global_registry(tree: &Tree<'_>, root: NodeId) -> Option<RegistryPrefix> {
         })?
         .1;
     let (v, _) = tree.scalar(value)?;
-    parse_registry_prefix(v)
+    RegistryPrefix::parse(v)
 }
 
 fn ends_with_ci(s: &str, suffix: &str) -> bool {
@@ -233,7 +231,7 @@ impl<'t> Walker<'t, '_> {
             if value.is_empty() || plain_non_string {
                 return Ok(());
             }
-            if let Some(prefix) = parse_registry_prefix(value) {
+            if let Some(prefix) = RegistryPrefix::parse(value) {
                 if node.anchored {
                     return self.refuse(id, Ambiguity::Anchor);
                 }
@@ -270,7 +268,7 @@ impl<'t> Walker<'t, '_> {
             if value.is_empty() || plain_non_string {
                 return Ok(());
             }
-            if let Some(parsed) = parse_reference(value.trim_end_matches('\n'), true) {
+            if let Some(image) = parse_reference(value.trim_end_matches('\n'), true) {
                 if block {
                     return self.refuse(id, Ambiguity::BlockScalar);
                 }
@@ -280,7 +278,7 @@ impl<'t> Walker<'t, '_> {
                 let path = self.render_path();
                 self.sites.refs.push(RefSite {
                     node: id,
-                    parsed,
+                    image,
                     path,
                 });
             } else {
@@ -293,11 +291,8 @@ impl<'t> Walker<'t, '_> {
         }
         // Elsewhere, only a reference that names its registry (or the placeholder) and carries a
         // tag or digest counts: `registry.example.com/team/app:1.0`.
-        if let Some(parsed) = parse_reference(value, false) {
-            if parsed.image.registry.is_some()
-                && parsed.image.tag.is_none()
-                && parsed.image.digest.is_none()
-            {
+        if let Some(image) = parse_reference(value, false) {
+            if image.registry.is_some() && image.tag.is_none() && image.digest.is_none() {
                 return Ok(());
             }
             if node.anchored {
@@ -306,7 +301,7 @@ impl<'t> Walker<'t, '_> {
             let path = self.render_path();
             self.sites.refs.push(RefSite {
                 node: id,
-                parsed,
+                image,
                 path,
             });
         }
