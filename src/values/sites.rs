@@ -71,6 +71,12 @@ struct Ctx {
     image_part: bool,
 }
 
+/// What a registry or image value was recognised as.
+enum Found {
+    Registry(RegistryPrefix),
+    Image(ImageRef),
+}
+
 enum Seg<'t> {
     Key(&'t str),
     Index(usize),
@@ -150,6 +156,17 @@ impl<'t> Walker<'t, '_> {
         out
     }
 
+    /// The path of a scalar to edit; refused when it is a block scalar or carries an anchor.
+    fn editable(&self, id: NodeId, block: bool) -> Result<String, Refusal> {
+        if block {
+            return self.refuse(id, Ambiguity::BlockScalar);
+        }
+        if self.tree.nodes[id].anchored {
+            return self.refuse(id, Ambiguity::Anchor);
+        }
+        Ok(self.render_path())
+    }
+
     fn refuse<T>(&self, id: NodeId, reason: Ambiguity) -> Result<T, Refusal> {
         Err(Refusal {
             offset: self.tree.nodes[id].start,
@@ -227,33 +244,8 @@ impl<'t> Walker<'t, '_> {
         let node = &self.tree.nodes[id];
         let block = matches!(style, ScalarStyle::Literal | ScalarStyle::Folded);
         let plain_non_string = style == ScalarStyle::Plain && plain_is_not_string(value);
-        if ctx.registry {
-            if value.is_empty() || plain_non_string {
-                return Ok(());
-            }
-            if let Some(prefix) = RegistryPrefix::parse(value) {
-                if node.anchored {
-                    return self.refuse(id, Ambiguity::Anchor);
-                }
-                if block {
-                    return self.refuse(id, Ambiguity::BlockScalar);
-                }
-                let path = self.render_path();
-                self.sites.registries.push(RegistrySite {
-                    node: id,
-                    prefix,
-                    path,
-                });
-            } else {
-                self.folded(id, value)?;
-            }
-            return Ok(());
-        }
-        if value == PLACEHOLDER && !block && !ctx.image_part {
-            if node.anchored {
-                return self.refuse(id, Ambiguity::Anchor);
-            }
-            let path = self.render_path();
+        if value == PLACEHOLDER && !ctx.registry && !block && !ctx.image_part {
+            let path = self.editable(id, false)?;
             self.sites.registries.push(RegistrySite {
                 node: id,
                 prefix: RegistryPrefix {
@@ -264,25 +256,30 @@ impl<'t> Walker<'t, '_> {
             });
             return Ok(());
         }
-        if ctx.image {
+        if ctx.registry || ctx.image {
             if value.is_empty() || plain_non_string {
                 return Ok(());
             }
-            if let Some(image) = parse_reference(value.trim_end_matches('\n'), true) {
-                if block {
-                    return self.refuse(id, Ambiguity::BlockScalar);
-                }
-                if node.anchored {
-                    return self.refuse(id, Ambiguity::Anchor);
-                }
-                let path = self.render_path();
-                self.sites.refs.push(RefSite {
+            let found = if ctx.registry {
+                RegistryPrefix::parse(value).map(Found::Registry)
+            } else {
+                parse_reference(value.trim_end_matches('\n'), true).map(Found::Image)
+            };
+            let Some(found) = found else {
+                return self.folded(id, value);
+            };
+            let path = self.editable(id, block)?;
+            match found {
+                Found::Registry(prefix) => self.sites.registries.push(RegistrySite {
+                    node: id,
+                    prefix,
+                    path,
+                }),
+                Found::Image(image) => self.sites.refs.push(RefSite {
                     node: id,
                     image,
                     path,
-                });
-            } else {
-                self.folded(id, value)?;
+                }),
             }
             return Ok(());
         }
