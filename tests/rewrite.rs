@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use ferry::bundle::manifest::ImageEntry;
-use ferry::oci::reference::Target;
+use ferry::oci::reference::{ImageRef, Target};
 use ferry::values::{
     check_coverage, find_images, rewrite, unified_diff, Ambiguity, MissingReason, RewriteError,
     RewriteOptions,
@@ -21,20 +21,12 @@ fn digest(c: char) -> String {
 /// `registry/repository[:tag]@digest` → a bundle image.
 fn known(s: &str) -> ImageEntry {
     let (name_tag, digest) = s.split_once('@').expect("bundle images carry a digest");
-    let (name, tag) = match name_tag.rfind(':') {
-        Some(i) if !name_tag[i..].contains('/') => {
-            (&name_tag[..i], Some(name_tag[i + 1..].to_string()))
-        }
-        _ => (name_tag, None),
-    };
-    let (registry, repository) = name
-        .split_once('/')
-        .expect("bundle images name their registry");
+    let r = ImageRef::parse(name_tag).expect("bundle images are references");
     ImageEntry {
         reference: name_tag.to_string(),
-        registry: registry.to_string(),
-        repository: repository.to_string(),
-        tag,
+        registry: r.host().to_string(),
+        repository: r.repository,
+        tag: r.tag,
         digest: digest.parse().expect("a sha256 digest"),
         media_type: "application/vnd.oci.image.manifest.v1+json".to_string(),
         platforms: vec!["linux/amd64".to_string()],
