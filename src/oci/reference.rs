@@ -83,11 +83,6 @@ impl ImageRef {
     pub fn host(&self) -> &str {
         self.registry.as_deref().unwrap_or(PLACEHOLDER)
     }
-
-    /// The digest as a checked sha256 [`Digest`], when the reference pins one.
-    pub fn sha256(&self) -> Option<Digest> {
-        self.digest.as_deref().and_then(|d| d.parse().ok())
-    }
 }
 
 impl fmt::Display for ImageRef {
@@ -117,7 +112,9 @@ fn parse(s: &str, allow_implicit: bool) -> Result<ImageRef, &'static str> {
     let (name_tag, digest) = match s.split_once('@') {
         Some((n, d)) => {
             if !valid_digest(d) {
-                return Err("the digest is not `sha256:` and 64 lower-case hex digits");
+                return Err(
+                    "the digest is not `sha256:` and 64 lower-case hex digits (or another algorithm and hex digits)",
+                );
             }
             (n, Some(d))
         }
@@ -168,7 +165,7 @@ pub(crate) fn name_part(s: &str) -> &str {
 }
 
 /// Lower-cases a host and maps Docker Hub's aliases to `docker.io`.
-pub fn normalise_host(host: &str) -> String {
+fn normalise_host(host: &str) -> String {
     let lower = host.to_ascii_lowercase();
     match lower.as_str() {
         "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB.to_string(),
@@ -177,7 +174,7 @@ pub fn normalise_host(host: &str) -> String {
 }
 
 /// Adds Docker Hub's implicit `library/` to a one-component repository.
-pub fn normalise_path(registry: Option<&str>, path: &str) -> String {
+pub(crate) fn normalise_path(registry: Option<&str>, path: &str) -> String {
     if registry == Some(DOCKER_HUB) && !path.contains('/') {
         format!("library/{path}")
     } else {
@@ -509,7 +506,6 @@ mod tests {
         let good = format!("sha256:{}", "a".repeat(64));
         let r = ImageRef::parse(&format!("quay.io/a/b:1@{good}")).unwrap();
         assert_eq!(r.digest.as_deref(), Some(good.as_str()));
-        assert_eq!(r.sha256().map(|d| d.to_string()), Some(good.clone()));
         let sha512 = format!("sha512:{}", "0".repeat(128));
         assert!(ImageRef::parse(&format!("quay.io/a/b@{sha512}")).is_ok());
         for bad in [
