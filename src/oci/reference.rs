@@ -356,6 +356,16 @@ impl RegistryPrefix {
             path: path.unwrap_or_default().to_string(),
         })
     }
+
+    /// `PATH/NAME`: the repository a `repository:` value of `name` means below this prefix, as
+    /// written (Docker Hub's implicit `library/` is [`normalise_path`]'s to add).
+    pub(crate) fn join(&self, name: &str) -> String {
+        if self.path.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}/{name}", self.path)
+        }
+    }
 }
 
 /// The customer's registry that images are pushed to and values are redirected to:

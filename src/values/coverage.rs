@@ -182,12 +182,7 @@ fn map_reference(
     };
     let mut reference = match prefix {
         Some(p) => {
-            let name = name_part(repo_value);
-            let joined = if p.path.is_empty() {
-                name.to_string()
-            } else {
-                format!("{}/{name}", p.path)
-            };
+            let joined = p.join(name_part(repo_value));
             ImageRef {
                 repository: normalise_path(p.host.as_deref(), &joined),
                 registry: p.host,

@@ -503,11 +503,7 @@ impl Plan<'_, '_> {
                 return Ok(());
             };
             let raw_name = name_part(repo_value);
-            let joined = if prefix.path.is_empty() {
-                raw_name.to_string()
-            } else {
-                format!("{}/{raw_name}", prefix.path)
-            };
+            let joined = prefix.join(raw_name);
             let full = normalise_path(prefix.host.as_deref(), &joined);
             match self.decide(prefix.host.as_deref(), &full) {
                 Decision::Leave => return Ok(()),
