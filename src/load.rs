@@ -8,11 +8,12 @@
 //! temporary folder. Nothing else is copied.
 
 use crate::bundle::archive::{Limits, MemberInfo, STORED_BLOCK};
-use crate::bundle::manifest::{blob_hex, FileEntry, Manifest};
+use crate::bundle::manifest::{blob_hex, FileEntry, ImageEntry, Manifest};
 use crate::bundle::verify::{
     self, EntryPlace, Evidence, HeadCheck, Sink, VerifyError, VerifyOptions,
 };
-use crate::oci::reference::ImageRef;
+use crate::oci::digest::Digest;
+use crate::oci::reference::{ImageRef, Target};
 use crate::oci::source::{self, BlobLocation, SourceKind, SourceSpec, MAX_JSON};
 use crate::progress::Progress;
 use crate::registry::push::{BlobSource, ImageToPush};
@@ -40,13 +41,13 @@ enum Loc {
 
 /// A `BlobSource` over blobs found anywhere: a bundle, a folder or an archive.
 pub struct IndexedSource {
-    blobs: HashMap<String, (u64, Loc)>,
+    blobs: HashMap<Digest, (u64, Loc)>,
     /// Keeps spooled blobs alive until the push is over.
     _spool: Option<tempfile::TempDir>,
 }
 
 impl IndexedSource {
-    fn get(&self, digest: &str) -> io::Result<&(u64, Loc)> {
+    fn get(&self, digest: &Digest) -> io::Result<&(u64, Loc)> {
         self.blobs.get(digest).ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::NotFound,
@@ -57,7 +58,7 @@ impl IndexedSource {
 }
 
 impl BlobSource for IndexedSource {
-    fn open_blob(&self, digest: &str) -> io::Result<Box<dyn Read + Send>> {
+    fn open_blob(&self, digest: &Digest) -> io::Result<Box<dyn Read + Send>> {
         let (size, loc) = self.get(digest)?;
         Ok(match loc {
             Loc::Located(l) => l.open(*size)?,
@@ -70,11 +71,11 @@ impl BlobSource for IndexedSource {
         })
     }
 
-    fn blob_size(&self, digest: &str) -> Option<u64> {
+    fn blob_size(&self, digest: &Digest) -> Option<u64> {
         self.blobs.get(digest).map(|(s, _)| *s)
     }
 
-    fn read_manifest(&self, digest: &str) -> io::Result<Vec<u8>> {
+    fn read_manifest(&self, digest: &Digest) -> io::Result<Vec<u8>> {
         let (size, _) = self.get(digest)?;
         if *size > MAX_JSON {
             return Err(io::Error::new(
@@ -163,10 +164,10 @@ struct IndexSink {
     file: Arc<PathBuf>,
     /// The manifest as verified in this pass.
     manifest: Option<Manifest>,
-    blobs: HashMap<String, (u64, Loc)>,
+    blobs: HashMap<Digest, (u64, Loc)>,
     spool: Option<tempfile::TempDir>,
     memory_left: u64,
-    current: Option<(String, Vec<u8>)>,
+    current: Option<(Digest, Vec<u8>)>,
 }
 
 impl Sink for IndexSink {
@@ -176,10 +177,11 @@ impl Sink for IndexSink {
     }
 
     fn open(&mut self, entry: &FileEntry, place: EntryPlace) -> io::Result<Box<dyn Write + '_>> {
-        let Some(hex) = blob_hex(&entry.path) else {
+        let Some((hex, digest)) =
+            blob_hex(&entry.path).and_then(|h| Some((h, Digest::from_hex(h).ok()?)))
+        else {
             return Ok(Box::new(io::sink()));
         };
-        let digest = format!("sha256:{hex}");
         if entry.size <= MAX_JSON && entry.size <= self.memory_left {
             self.memory_left -= entry.size;
             self.current = Some((digest, Vec::with_capacity(entry.size as usize)));
@@ -222,8 +224,8 @@ impl Sink for IndexSink {
 /// What to load, and from where.
 pub struct LoadInput<'a> {
     pub input: PathBuf,
-    /// `PREFIX` of `--registry HOST/PREFIX`, empty for none.
-    pub prefix: String,
+    /// The registry the images go to (`--registry HOST[:PORT][/PREFIX]`).
+    pub target: Target,
     pub limits: Limits,
     pub progress: Progress,
     pub check_head: Option<&'a HeadCheck<'a>>,
@@ -289,7 +291,7 @@ pub fn already_loaded(
         .manifest
         .images
         .iter()
-        .map(|i| to_push(i, &input.prefix))
+        .map(|i| to_push(i, &input.target))
         .collect::<Result<Vec<_>, _>>()?;
     match crate::registry::push::all_present(push, &images) {
         Ok(true) => Ok(Some(AlreadyLoaded {
@@ -323,7 +325,7 @@ pub fn prepare(input: &LoadInput) -> Result<Prepared, LoadError> {
                 path: root.join("images"),
                 name: None,
             };
-            let (source, images) = from_manifest_images(&manifest, &input.prefix, |r| {
+            let (source, images) = from_manifest_images(&manifest, &input.target, |r| {
                 Ok(source::resolve(
                     &SourceSpec {
                         name: Some(r.to_string()),
@@ -346,7 +348,7 @@ pub fn prepare(input: &LoadInput) -> Result<Prepared, LoadError> {
                     path: path.clone(),
                     name: None,
                 },
-                &input.prefix,
+                &input.target,
             );
         }
         return Err(invalid(
@@ -405,7 +407,7 @@ pub fn prepare(input: &LoadInput) -> Result<Prepared, LoadError> {
             path: archive,
             name: None,
         },
-        &input.prefix,
+        &input.target,
     )?;
     if let Some(dir) = spool {
         // Keep the decompressed archive for as long as the source lives.
@@ -424,13 +426,13 @@ struct Holding {
 }
 
 impl BlobSource for Holding {
-    fn open_blob(&self, digest: &str) -> io::Result<Box<dyn Read + Send>> {
+    fn open_blob(&self, digest: &Digest) -> io::Result<Box<dyn Read + Send>> {
         self.inner.open_blob(digest)
     }
-    fn blob_size(&self, digest: &str) -> Option<u64> {
+    fn blob_size(&self, digest: &Digest) -> Option<u64> {
         self.inner.blob_size(digest)
     }
-    fn read_manifest(&self, digest: &str) -> io::Result<Vec<u8>> {
+    fn read_manifest(&self, digest: &Digest) -> io::Result<Vec<u8>> {
         self.inner.read_manifest(digest)
     }
 }
@@ -451,7 +453,7 @@ fn archive_has(path: &Path, name: &str) -> bool {
 }
 
 /// The images named in a layout's `index.json` or a docker archive's `manifest.json`.
-fn from_layout_names(spec: &SourceSpec, prefix: &str) -> Result<Prepared, LoadError> {
+fn from_layout_names(spec: &SourceSpec, target: &Target) -> Result<Prepared, LoadError> {
     let names = source::image_names(spec)?;
     if names.is_empty() {
         return Err(LoadError::Input {
@@ -474,16 +476,13 @@ fn from_layout_names(spec: &SourceSpec, prefix: &str) -> Result<Prepared, LoadEr
             &name,
         )?;
         for b in &resolved.blobs {
-            blobs.insert(
-                b.digest.to_string(),
-                (b.size, Loc::Located(b.location.clone())),
-            );
+            blobs.insert(b.digest.clone(), (b.size, Loc::Located(b.location.clone())));
         }
         images.push(ImageToPush {
             source_ref: name.clone(),
-            target_repo: reference.target_repo(prefix),
+            target_repo: target.repository(&reference.repository),
             tag: reference.tag.clone().unwrap_or_default(),
-            digest: resolved.digest.to_string(),
+            digest: resolved.digest.clone(),
             media_type: resolved.media_type.clone(),
         });
     }
@@ -500,7 +499,7 @@ fn from_layout_names(spec: &SourceSpec, prefix: &str) -> Result<Prepared, LoadEr
 
 fn from_manifest_images(
     manifest: &Manifest,
-    prefix: &str,
+    target: &Target,
     resolve: impl Fn(&str) -> Result<source::ResolvedImage, LoadError>,
 ) -> Result<(Arc<dyn BlobSource>, Vec<ImageToPush>), LoadError> {
     let mut blobs = HashMap::new();
@@ -508,12 +507,9 @@ fn from_manifest_images(
     for img in &manifest.images {
         let resolved = resolve(&img.reference)?;
         for b in &resolved.blobs {
-            blobs.insert(
-                b.digest.to_string(),
-                (b.size, Loc::Located(b.location.clone())),
-            );
+            blobs.insert(b.digest.clone(), (b.size, Loc::Located(b.location.clone())));
         }
-        images.push(to_push(img, prefix)?);
+        images.push(to_push(img, target)?);
     }
     Ok((
         Arc::new(IndexedSource {
@@ -524,12 +520,10 @@ fn from_manifest_images(
     ))
 }
 
-/// The push target of one bundle image.
-pub fn to_push(
-    img: &crate::bundle::manifest::ImageEntry,
-    prefix: &str,
-) -> Result<ImageToPush, LoadError> {
-    let reference = ImageRef::parse(&img.reference).map_err(|_| LoadError::Input {
+/// The push target of one bundle image: `PREFIX/REPOSITORY` of its normalised reference, the
+/// same repository values files are rewritten to.
+pub fn to_push(img: &ImageEntry, target: &Target) -> Result<ImageToPush, LoadError> {
+    let reference = img.image_ref().map_err(|_| LoadError::Input {
         path: PathBuf::from("ferry.json"),
         message: format!(
             "image reference `{}` cannot be mapped to a target path",
@@ -538,9 +532,9 @@ pub fn to_push(
     })?;
     Ok(ImageToPush {
         source_ref: img.reference.clone(),
-        target_repo: reference.target_repo(prefix),
+        target_repo: target.repository(&reference.repository),
         tag: img.tag.clone().unwrap_or_default(),
-        digest: img.digest.to_string(),
+        digest: img.digest.clone(),
         media_type: img.media_type.clone(),
     })
 }
@@ -572,7 +566,7 @@ fn from_bundle(input: &LoadInput) -> Result<Prepared, LoadError> {
     let images = manifest
         .images
         .iter()
-        .map(|i| to_push(i, &input.prefix))
+        .map(|i| to_push(i, &input.target))
         .collect::<Result<Vec<_>, _>>()?;
     let source = IndexedSource {
         blobs: sink.blobs,
@@ -584,21 +578,6 @@ fn from_bundle(input: &LoadInput) -> Result<Prepared, LoadError> {
         evidence: Some(evidence),
         manifest: Some(manifest),
     })
-}
-
-/// The bundle's images as the values rewriter knows them.
-pub fn known_images(manifest: &Manifest) -> Vec<crate::values::KnownImage> {
-    manifest
-        .images
-        .iter()
-        .map(|i| crate::values::KnownImage {
-            reference: i.reference.clone(),
-            registry: i.registry.clone(),
-            repository: i.repository.clone(),
-            tag: i.tag.clone(),
-            digest: i.digest.to_string(),
-        })
-        .collect()
 }
 
 /// One values file after rewriting, with what the coverage check found.
@@ -635,7 +614,7 @@ impl ValuesError {
 /// Checks that every image the values files refer to is in `images`.
 pub fn check_images(
     files: &[PathBuf],
-    images: &[crate::values::KnownImage],
+    images: &[ImageEntry],
 ) -> Result<crate::values::Coverage, ValuesError> {
     let mut uses = Vec::new();
     for f in files {

@@ -1,6 +1,8 @@
 //! Progress reporting: indicatif bars on stderr when it is a terminal, nothing otherwise.
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::oci::digest::Digest;
 use std::io::IsTerminal;
 
 /// Whether progress bars are drawn. Library functions take this instead of a printer.
@@ -36,7 +38,7 @@ impl Progress {
 pub struct PushBars {
     multi: indicatif::MultiProgress,
     overall: ProgressBar,
-    blobs: std::sync::Mutex<std::collections::HashMap<String, ProgressBar>>,
+    blobs: std::sync::Mutex<std::collections::HashMap<Digest, ProgressBar>>,
     visible: bool,
 }
 
@@ -67,7 +69,7 @@ impl crate::registry::push::PushProgress for PushBars {
     fn planned(&self, total_bytes: u64, _blobs: usize) {
         self.overall.set_length(total_bytes);
     }
-    fn blob_started(&self, digest: &str, size: u64) {
+    fn blob_started(&self, digest: &Digest, size: u64) {
         if !self.visible {
             return;
         }
@@ -77,26 +79,23 @@ impl crate::registry::push::PushProgress for PushBars {
                 .expect("valid template")
                 .progress_chars("=> "),
         );
-        bar.set_message(digest.chars().take(19).collect::<String>());
-        self.blobs
-            .lock()
-            .expect("bars")
-            .insert(digest.to_string(), bar);
+        bar.set_message(digest.to_string().chars().take(19).collect::<String>());
+        self.blobs.lock().expect("bars").insert(digest.clone(), bar);
     }
-    fn blob_bytes(&self, digest: &str, n: u64) {
+    fn blob_bytes(&self, digest: &Digest, n: u64) {
         self.overall.inc(n);
         if let Some(b) = self.blobs.lock().expect("bars").get(digest) {
             b.inc(n);
         }
     }
-    fn blob_restarted(&self, digest: &str) {
+    fn blob_restarted(&self, digest: &Digest) {
         if let Some(b) = self.blobs.lock().expect("bars").get(digest) {
             self.overall
                 .set_position(self.overall.position().saturating_sub(b.position()));
             b.set_position(0);
         }
     }
-    fn blob_done(&self, digest: &str, size: u64, action: crate::registry::push::BlobAction) {
+    fn blob_done(&self, digest: &Digest, size: u64, action: crate::registry::push::BlobAction) {
         if !matches!(action, crate::registry::push::BlobAction::Uploaded) {
             self.overall.inc(size);
         }

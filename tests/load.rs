@@ -7,12 +7,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use ferry::oci::digest::Digest;
 use ferry::registry::push::{
     push, push_async, BlobAction, BlobSource, ImageToPush, LayoutSource, NoProgress, PushError,
     PushOptions, PushProgress, PushReport,
 };
 use ferry::registry::{CredentialSource, RegistryError, RegistryOptions, RetryPolicy};
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 
 use crate::util::faultproxy::{BearerGate, Fault, FaultProxy, Rule};
 use crate::util::oci::{write_layout, TestLayout};
@@ -84,13 +85,13 @@ impl PushProgress for Recorder {
     fn planned(&self, total: u64, _blobs: usize) {
         self.planned.store(total, Ordering::SeqCst);
     }
-    fn blob_bytes(&self, _d: &str, n: u64) {
+    fn blob_bytes(&self, _d: &Digest, n: u64) {
         self.sent.fetch_add(n, Ordering::SeqCst);
     }
-    fn blob_done(&self, d: &str, _size: u64, a: BlobAction) {
+    fn blob_done(&self, d: &Digest, _size: u64, a: BlobAction) {
         self.done.lock().unwrap().push((d.to_string(), a));
     }
-    fn manifest_pushed(&self, r: &str, _d: &str) {
+    fn manifest_pushed(&self, r: &str, _d: &Digest) {
         self.manifests.lock().unwrap().push(r.to_string());
     }
 }
@@ -106,7 +107,7 @@ fn round_trip_multi_arch_and_shared_layer_then_idempotent() {
 
     assert_eq!(report.pushed.len(), 3);
     for (p, img) in report.pushed.iter().zip(&layout.images) {
-        assert_eq!(p.digest, img.digest);
+        assert_eq!(p.digest.to_string(), img.digest);
         assert!(p
             .reference
             .starts_with(&format!("{}/mirror/team/", reg.host())));
@@ -163,7 +164,7 @@ fn dry_run_plans_without_network() {
     let multi = &plan.images[2];
     assert_eq!(multi.manifests.len(), 3, "two children and the index");
     assert_eq!(
-        multi.manifests.last().unwrap().digest,
+        multi.manifests.last().unwrap().digest.to_string(),
         layout.images[2].digest
     );
     assert_eq!(multi.blobs.len(), 4);
@@ -438,16 +439,16 @@ struct Dying {
 }
 
 impl BlobSource for Dying {
-    fn open_blob(&self, digest: &str) -> std::io::Result<Box<dyn std::io::Read + Send>> {
+    fn open_blob(&self, digest: &Digest) -> std::io::Result<Box<dyn std::io::Read + Send>> {
         if self.opens.fetch_add(1, Ordering::SeqCst) >= self.limit {
             return Err(std::io::Error::other("simulated crash"));
         }
         self.inner.open_blob(digest)
     }
-    fn blob_size(&self, digest: &str) -> Option<u64> {
+    fn blob_size(&self, digest: &Digest) -> Option<u64> {
         self.inner.blob_size(digest)
     }
-    fn read_manifest(&self, digest: &str) -> std::io::Result<Vec<u8>> {
+    fn read_manifest(&self, digest: &Digest) -> std::io::Result<Vec<u8>> {
         self.inner.read_manifest(digest)
     }
 }
@@ -501,7 +502,7 @@ fn aborted_push_resumes() {
         notify: tokio::sync::Notify,
     }
     impl PushProgress for Abort {
-        fn blob_done(&self, _d: &str, size: u64, a: BlobAction) {
+        fn blob_done(&self, _d: &Digest, size: u64, a: BlobAction) {
             if a == BlobAction::Uploaded {
                 self.uploaded.fetch_add(size, Ordering::SeqCst);
                 self.notify.notify_one();
@@ -539,16 +540,16 @@ fn aborted_push_resumes() {
 struct Corrupt(Arc<LayoutSource>);
 
 impl BlobSource for Corrupt {
-    fn open_blob(&self, digest: &str) -> std::io::Result<Box<dyn std::io::Read + Send>> {
+    fn open_blob(&self, digest: &Digest) -> std::io::Result<Box<dyn std::io::Read + Send>> {
         let mut bytes = Vec::new();
         self.0.open_blob(digest)?.read_to_end(&mut bytes)?;
         bytes[0] ^= 1;
         Ok(Box::new(std::io::Cursor::new(bytes)))
     }
-    fn blob_size(&self, digest: &str) -> Option<u64> {
+    fn blob_size(&self, digest: &Digest) -> Option<u64> {
         self.0.blob_size(digest)
     }
-    fn read_manifest(&self, digest: &str) -> std::io::Result<Vec<u8>> {
+    fn read_manifest(&self, digest: &Digest) -> std::io::Result<Vec<u8>> {
         self.0.read_manifest(digest)
     }
 }

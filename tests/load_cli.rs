@@ -476,3 +476,153 @@ fn rewrite_command_edits_in_place_and_diffs() {
         .assert()
         .success();
 }
+
+/// `index.docker.io/nginx:1` is Docker Hub's `library/nginx`: the push and the values rewrite
+/// send it to the same repository, from a bundle and from an OCI layout alike.
+#[test]
+fn a_docker_hub_alias_goes_to_one_repository_for_push_and_values() {
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("layout");
+    crate::util::oci::write_layout(&layout, 21);
+    std::fs::write(
+        tmp.path().join("ferry.yaml"),
+        "name: hub\nversion: '1'\nimages:\n  - ref: index.docker.io/nginx:1\n    from: oci:layout:app1\n",
+    )
+    .unwrap();
+    let bundle = tmp.path().join("hub.tar.gz");
+    ferry()
+        .args(["build", "-q", "-f"])
+        .arg(tmp.path().join("ferry.yaml"))
+        .arg("-o")
+        .arg(&bundle)
+        .assert()
+        .success();
+    // The same image as the only named one of a plain OCI layout.
+    let index_path = layout.join("index.json");
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    let mut first = index["manifests"][0].clone();
+    first["annotations"]["org.opencontainers.image.ref.name"] = "index.docker.io/nginx:1".into();
+    index["manifests"] = serde_json::json!([first]);
+    std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+
+    for input in [&bundle, &layout] {
+        let values = tmp.path().join("values.yaml");
+        std::fs::write(&values, "image: index.docker.io/nginx:1\n").unwrap();
+        let v = load_json(&[
+            input.to_str().unwrap(),
+            "--registry",
+            "harbor.example.com/mirror",
+            "--dry-run",
+            "--values",
+            values.to_str().unwrap(),
+        ]);
+        let pushed_to = &v["report"]["plan"]["images"][0]["target"];
+        let rewritten_to = &v["values"][0]["edits"][0]["after"];
+        assert_eq!(pushed_to, rewritten_to, "{}: {v:#}", input.display());
+        assert_eq!(
+            pushed_to.as_str(),
+            Some("harbor.example.com/mirror/library/nginx:1"),
+            "{}",
+            input.display()
+        );
+    }
+}
+
+/// A `--registry` value that is no registry target fails before anything is pushed, even when
+/// only the values rewrite at the end would have used the prefix.
+#[test]
+fn a_bad_registry_value_fails_before_any_push() {
+    let reg = Registry::start(Setup::Plain);
+    let tmp = tempfile::tempdir().unwrap();
+    let bundle = tmp.path().join("b.tar.gz");
+    build_fixture(&bundle, 0);
+    let values = tmp.path().join("values.yaml");
+    std::fs::copy(fixture().join("values.yaml"), &values).unwrap();
+    let before = std::fs::read(&values).unwrap();
+    let repositories = reg.storage().join("data/docker/registry/v2/repositories");
+    // `PREFIX//` has an empty path component after the one trailing `/` that is allowed;
+    // `mirror-` ends in a separator.
+    for target in [
+        format!("{}/mirror//", reg.host()),
+        format!("{}/mirror-", reg.host()),
+    ] {
+        let out = ferry()
+            .arg("load")
+            .arg(&bundle)
+            .args(["--registry", &target, "--plain-http", "--values"])
+            .arg(&values)
+            .assert()
+            .get_output()
+            .clone();
+        let msg = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !repositories.exists(),
+            "{target}: images were pushed before the registry value was refused: {msg}"
+        );
+        assert_eq!(out.status.code(), Some(2), "{target}: {msg}");
+        assert!(msg.contains("invalid registry"), "{target}: {msg}");
+    }
+    assert_eq!(std::fs::read(&values).unwrap(), before);
+}
+
+/// A reference whose digest is not hex is no image reference: `build` refuses it, `load`
+/// refuses it as an image name, and the values rewrite leaves it alone.
+#[test]
+fn a_non_hex_digest_is_refused_everywhere() {
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("layout");
+    crate::util::oci::write_layout(&layout, 22);
+    let bad = format!("registry.example.com/team/app@sha256:{}", "g".repeat(64));
+
+    std::fs::write(
+        tmp.path().join("ferry.yaml"),
+        format!("name: bad\nversion: '1'\nimages:\n  - ref: {bad}\n    from: oci:layout:app1\n"),
+    )
+    .unwrap();
+    let out = ferry()
+        .args(["build", "-q", "-f"])
+        .arg(tmp.path().join("ferry.yaml"))
+        .arg("-o")
+        .arg(tmp.path().join("bad.tar.gz"))
+        .assert()
+        .code(2)
+        .get_output()
+        .stderr
+        .clone();
+    let msg = String::from_utf8_lossy(&out);
+    assert!(msg.contains("is not an image reference"), "{msg}");
+
+    let index_path = layout.join("index.json");
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    let mut first = index["manifests"][0].clone();
+    first["annotations"]["org.opencontainers.image.ref.name"] = bad.clone().into();
+    index["manifests"] = serde_json::json!([first]);
+    std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+    let out = ferry()
+        .arg("load")
+        .arg(&layout)
+        .args(["--registry", "harbor.example.com/mirror", "--dry-run"])
+        .assert()
+        .code(2)
+        .get_output()
+        .stderr
+        .clone();
+    let msg = String::from_utf8_lossy(&out);
+    assert!(msg.contains("is not a full reference"), "{msg}");
+
+    let values = tmp.path().join("values.yaml");
+    let text = format!("image: {bad}\nother: {bad}\n");
+    std::fs::write(&values, &text).unwrap();
+    let out = ferry()
+        .arg("rewrite")
+        .arg(&values)
+        .args(["--registry", "harbor.example.com/mirror"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert_eq!(String::from_utf8_lossy(&out), text);
+}

@@ -6,9 +6,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use ferry::bundle::manifest::ImageEntry;
+use ferry::oci::reference::{ImageRef, Target};
 use ferry::values::{
-    check_coverage, find_images, rewrite, unified_diff, Ambiguity, KnownImage, MissingReason,
-    RewriteError, RewriteOptions, Target,
+    check_coverage, find_images, rewrite, unified_diff, Ambiguity, MissingReason, RewriteError,
+    RewriteOptions,
 };
 use proptest::prelude::*;
 
@@ -17,27 +19,22 @@ fn digest(c: char) -> String {
 }
 
 /// `registry/repository[:tag]@digest` → a bundle image.
-fn known(s: &str) -> KnownImage {
+fn known(s: &str) -> ImageEntry {
     let (name_tag, digest) = s.split_once('@').expect("bundle images carry a digest");
-    let (name, tag) = match name_tag.rfind(':') {
-        Some(i) if !name_tag[i..].contains('/') => {
-            (&name_tag[..i], Some(name_tag[i + 1..].to_string()))
-        }
-        _ => (name_tag, None),
-    };
-    let (registry, repository) = name
-        .split_once('/')
-        .expect("bundle images name their registry");
-    KnownImage {
+    let r = ImageRef::parse(name_tag).expect("bundle images are references");
+    ImageEntry {
         reference: name_tag.to_string(),
-        registry: registry.to_string(),
-        repository: repository.to_string(),
-        tag,
-        digest: digest.to_string(),
+        registry: r.host().to_string(),
+        repository: r.repository,
+        tag: r.tag,
+        digest: digest.parse().expect("a sha256 digest"),
+        media_type: "application/vnd.oci.image.manifest.v1+json".to_string(),
+        platforms: vec!["linux/amd64".to_string()],
+        size: 1,
     }
 }
 
-fn permit() -> Vec<KnownImage> {
+fn permit() -> Vec<ImageEntry> {
     [("gateway", '1'), ("platform", '2'), ("worker", '3')]
         .iter()
         .map(|(name, d)| {
@@ -49,7 +46,7 @@ fn permit() -> Vec<KnownImage> {
         .collect()
 }
 
-fn options(registry: &str, images: Vec<KnownImage>, pin_digests: bool) -> RewriteOptions {
+fn options(registry: &str, images: Vec<ImageEntry>, pin_digests: bool) -> RewriteOptions {
     RewriteOptions {
         target: Target::parse(registry).unwrap(),
         images,
@@ -711,7 +708,7 @@ fn coverage_of_goldens() {
     for (case, want) in cases {
         let dir = case_dir().join(case);
         let args: Args = serde_json::from_slice(&fs::read(dir.join("args.json")).unwrap()).unwrap();
-        let images: Vec<KnownImage> = args.images.iter().map(|s| known(s)).collect();
+        let images: Vec<ImageEntry> = args.images.iter().map(|s| known(s)).collect();
         let text = fs::read_to_string(dir.join("input.yaml")).unwrap();
         let uses = find_images(&text, Path::new("values.yaml")).unwrap();
         assert!(!uses.is_empty(), "{case}");

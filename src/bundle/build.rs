@@ -268,7 +268,7 @@ pub fn build(opts: &BuildOptions, sign: Option<ManifestSigner>) -> Result<BuildR
         });
         images.push(ImageEntry {
             reference: full,
-            registry: reference.registry,
+            registry: reference.host().to_string(),
             repository: reference.repository,
             tag: reference.tag,
             digest: resolved.digest,

@@ -2,6 +2,7 @@
 
 use crate::bundle::safepath::SafePath;
 use crate::oci::digest::Digest;
+use crate::oci::reference::{BadReference, ImageRef};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -85,7 +86,7 @@ impl Mode {
 }
 
 /// One image of the bundle's OCI layout.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct ImageEntry {
     /// The original reference, e.g. `registry.example.com/team/app:1.0`.
@@ -104,6 +105,14 @@ pub struct ImageEntry {
     pub platforms: Vec<String>,
     /// Total bytes of every distinct blob of the image, manifests included.
     pub size: u64,
+}
+
+impl ImageEntry {
+    /// The original reference, parsed and normalised: what pushing maps to the target registry
+    /// and what values files are matched against.
+    pub fn image_ref(&self) -> Result<ImageRef, BadReference> {
+        ImageRef::parse(&self.reference)
+    }
 }
 
 /// One Helm chart of the bundle.

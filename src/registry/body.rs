@@ -10,8 +10,9 @@ use std::io::Read;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
+
+use crate::oci::digest::{Digest, Hasher};
 
 /// Size of one piece handed to the HTTP stack.
 pub(crate) const PIECE: usize = 256 * 1024;
@@ -29,16 +30,16 @@ pub(crate) struct Pieces {
 /// Shared handle so that several chunk bodies can take turns on one blob.
 pub(crate) type SharedPieces = Arc<tokio::sync::Mutex<Pieces>>;
 
-/// Starts reading `reader` on a blocking thread; `expected` is `sha256:<hex>`.
+/// Starts reading `reader` on a blocking thread; its content must hash to `expected`.
 pub(crate) fn spawn_reader(
     mut reader: Box<dyn Read + Send>,
-    expected: String,
+    expected: Digest,
 ) -> (SharedPieces, ErrorSlot) {
     let (tx, rx) = mpsc::channel(2);
     let slot: ErrorSlot = Arc::new(Mutex::new(None));
     let slot2 = slot.clone();
     tokio::task::spawn_blocking(move || {
-        let mut hasher = Sha256::new();
+        let mut hasher = Hasher::new();
         let fail = |e: std::io::Error| {
             let copy = std::io::Error::new(e.kind(), e.to_string());
             *slot2.lock().unwrap() = Some(e);
@@ -56,8 +57,8 @@ pub(crate) fn spawn_reader(
                 }
             }
             if filled == 0 {
-                let found = format!("sha256:{}", hex::encode(hasher.finalize()));
-                if expected.starts_with("sha256:") && found != expected {
+                let found = hasher.finish();
+                if found != expected {
                     fail(std::io::Error::new(
                         std::io::ErrorKind::InvalidData,
                         format!("content hashes to {found}, expected {expected}"),

@@ -14,6 +14,7 @@ use super::auth::{parse_challenge, Challenge, TokenResponse};
 use super::body::{body_stream, spawn_reader, PIECE};
 use super::retry::{parse_retry_after, retryable_status};
 use super::{resolve_credentials, Credential, CredentialSource, RegistryError, RetryPolicy};
+use crate::oci::digest::Digest;
 
 /// How to reach and authenticate to one registry.
 #[derive(Debug, Clone)]
@@ -241,7 +242,7 @@ impl RegistryClient {
     }
 
     /// `HEAD /v2/REPO/blobs/DIGEST`: whether the repository already holds the blob.
-    pub async fn blob_exists(&self, repo: &str, digest: &str) -> Result<bool, RegistryError> {
+    pub async fn blob_exists(&self, repo: &str, digest: &Digest) -> Result<bool, RegistryError> {
         let url = self.url(&format!("v2/{repo}/blobs/{digest}"));
         self.with_retry("HEAD", &url, |_| async {
             let r = self.send(Method::HEAD, &url, repo, |b| b).await;
@@ -255,12 +256,12 @@ impl RegistryClient {
     }
 
     /// `HEAD /v2/REPO/manifests/REFERENCE`: the digest the registry serves for a tag or
-    /// digest, if it has it.
+    /// digest, if it has it (and answers it as a sha256 digest).
     pub async fn manifest_digest(
         &self,
         repo: &str,
         reference: &str,
-    ) -> Result<Option<String>, RegistryError> {
+    ) -> Result<Option<Digest>, RegistryError> {
         let url = self.url(&format!("v2/{repo}/manifests/{reference}"));
         const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
         self.with_retry("HEAD", &url, |_| async {
@@ -274,7 +275,7 @@ impl RegistryClient {
                     .headers()
                     .get("Docker-Content-Digest")
                     .and_then(|v| v.to_str().ok())
-                    .map(str::to_string)),
+                    .and_then(|v| v.parse().ok())),
                 Ok(_) => Ok(None),
                 Err(Failure::Fatal(RegistryError::Status { status: 404, .. })) => Ok(None),
                 Err(e) => Err(e),
@@ -288,12 +289,12 @@ impl RegistryClient {
     pub async fn mount_blob(
         &self,
         repo: &str,
-        digest: &str,
+        digest: &Digest,
         from: &str,
     ) -> Result<MountOutcome, RegistryError> {
         let mut url = self.url(&format!("v2/{repo}/blobs/uploads/"));
         url.query_pairs_mut()
-            .append_pair("mount", digest)
+            .append_pair("mount", &digest.to_string())
             .append_pair("from", from);
         self.with_retry("POST", &url, |_| async {
             let r = self
@@ -337,7 +338,7 @@ impl RegistryClient {
     pub async fn upload_blob(
         &self,
         repo: &str,
-        digest: &str,
+        digest: &Digest,
         size: Option<u64>,
         open: BlobOpener<'_>,
         session: Option<Url>,
@@ -359,11 +360,11 @@ impl RegistryClient {
                 };
                 let reader = open().map_err(|source| {
                     Failure::Fatal(RegistryError::Source {
-                        digest: digest.to_string(),
+                        digest: digest.clone(),
                         source,
                     })
                 })?;
-                let (pieces, slot) = spawn_reader(reader, digest.to_string());
+                let (pieces, slot) = spawn_reader(reader, digest.clone());
                 let stats = self.stats.clone();
                 let sink = progress.clone();
                 let on_bytes: Arc<dyn Fn(u64) + Send + Sync> = Arc::new(move |n: u64| {
@@ -377,7 +378,7 @@ impl RegistryClient {
                 match (result, source_err) {
                     (Ok(n), _) => Ok(n),
                     (Err(_), Some(source)) => Err(Failure::Fatal(RegistryError::Source {
-                        digest: digest.to_string(),
+                        digest: digest.clone(),
                         source,
                     })),
                     (Err(e), None) => Err(e),
@@ -390,7 +391,7 @@ impl RegistryClient {
     async fn upload_attempt(
         &self,
         repo: &str,
-        digest: &str,
+        digest: &Digest,
         size: Option<u64>,
         location: Url,
         pieces: super::body::SharedPieces,
@@ -432,13 +433,15 @@ impl RegistryClient {
                 offset = counted.load(Ordering::Relaxed);
             }
             let mut url = location;
-            url.query_pairs_mut().append_pair("digest", digest);
+            url.query_pairs_mut()
+                .append_pair("digest", &digest.to_string());
             let req = self.http.put(url.clone()).header(CONTENT_LENGTH, 0);
             let r = self.send_once(Method::PUT, &url, repo, req).await?;
             self.expect(&Method::PUT, &url, r, &[201]).await?;
         } else {
             let mut url = location;
-            url.query_pairs_mut().append_pair("digest", digest);
+            url.query_pairs_mut()
+                .append_pair("digest", &digest.to_string());
             let body = body_stream(pieces, None, on_bytes);
             let mut req = self
                 .http
@@ -463,7 +466,7 @@ impl RegistryClient {
         reference: &str,
         media_type: &str,
         bytes: &[u8],
-        expected_digest: &str,
+        expected_digest: &Digest,
     ) -> Result<(), RegistryError> {
         let url = self.url(&format!("v2/{repo}/manifests/{reference}"));
         let body = bytes::Bytes::copy_from_slice(bytes);
@@ -488,7 +491,7 @@ impl RegistryClient {
             .get("Docker-Content-Digest")
             .and_then(|v| v.to_str().ok())
         {
-            if found != expected_digest {
+            if found != expected_digest.to_string() {
                 return Err(RegistryError::DigestMismatch {
                     registry: self.registry().to_string(),
                     reference: format!("{repo}:{reference}"),

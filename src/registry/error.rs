@@ -94,7 +94,7 @@ pub enum RegistryError {
     #[error("reading blob {digest} from the source failed: {source}")]
     Source {
         /// The blob's digest.
-        digest: String,
+        digest: crate::oci::digest::Digest,
         /// The I/O error.
         #[source]
         source: std::io::Error,

@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 
 use futures_util::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
+use crate::oci::digest::Digest;
 use crate::registry::{BlobProgress, MountOutcome, RegistryClient, RegistryError, RegistryOptions};
 
 /// One image to push: where it came from and where it goes.
@@ -28,8 +28,8 @@ pub struct ImageToPush {
     pub target_repo: String,
     /// Tag to set; empty pushes by digest only.
     pub tag: String,
-    /// Digest of the manifest or index (`sha256:…`).
-    pub digest: String,
+    /// Digest of the manifest or index.
+    pub digest: Digest,
     /// Media type of that manifest or index.
     pub media_type: String,
 }
@@ -37,11 +37,11 @@ pub struct ImageToPush {
 /// Where blobs and manifests are read from (a bundle, an extracted folder, an OCI layout …).
 pub trait BlobSource: Send + Sync {
     /// Opens a blob for streaming; called again for every upload attempt.
-    fn open_blob(&self, digest: &str) -> io::Result<Box<dyn Read + Send>>;
+    fn open_blob(&self, digest: &Digest) -> io::Result<Box<dyn Read + Send>>;
     /// The blob's size if known without reading it.
-    fn blob_size(&self, digest: &str) -> Option<u64>;
+    fn blob_size(&self, digest: &Digest) -> Option<u64>;
     /// The bytes of a manifest or index (small; read whole).
-    fn read_manifest(&self, digest: &str) -> io::Result<Vec<u8>>;
+    fn read_manifest(&self, digest: &Digest) -> io::Result<Vec<u8>>;
 }
 
 /// What `push` does, apart from the images.
@@ -66,59 +66,6 @@ impl PushOptions {
     }
 }
 
-/// A registry target as given on the command line: `HOST[:PORT][/PREFIX]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    /// `HOST[:PORT]`.
-    pub registry: String,
-    /// Repository prefix without leading or trailing `/`; may be empty.
-    pub prefix: String,
-}
-
-impl Target {
-    /// Parses `HOST[:PORT][/PREFIX]`.
-    pub fn parse(s: &str) -> Result<Target, RegistryError> {
-        let bad = |reason: &str| RegistryError::InvalidRegistry {
-            input: s.to_string(),
-            reason: reason.to_string(),
-        };
-        if s.contains("://") {
-            return Err(bad(
-                "leave out the scheme; use --plain-http for a plain-HTTP registry",
-            ));
-        }
-        let s2 = s.trim_end_matches('/');
-        let (registry, prefix) = s2.split_once('/').unwrap_or((s2, ""));
-        if registry.is_empty() || registry.contains(char::is_whitespace) {
-            return Err(bad("empty or malformed host"));
-        }
-        if let Some((_, port)) = registry.rsplit_once(':') {
-            if port.parse::<u16>().is_err() {
-                return Err(bad("the port is not a number"));
-            }
-        }
-        if !prefix.is_empty() && !valid_path(prefix) {
-            return Err(bad(
-                "the prefix must be lower-case path components ([a-z0-9] with . _ - separators)",
-            ));
-        }
-        Ok(Target {
-            registry: registry.to_string(),
-            prefix: prefix.to_string(),
-        })
-    }
-}
-
-fn valid_path(p: &str) -> bool {
-    p.split('/').all(|c| {
-        !c.is_empty()
-            && c.bytes().all(|b| {
-                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
-            })
-            && c.as_bytes()[0].is_ascii_alphanumeric()
-    })
-}
-
 /// How a blob ended up in the target repository.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -137,15 +84,15 @@ pub trait PushProgress: Send + Sync {
     /// The plan is known: `total_bytes` over `blobs` distinct (repository, blob) pairs.
     fn planned(&self, _total_bytes: u64, _blobs: usize) {}
     /// Work on a blob begins (HEAD first).
-    fn blob_started(&self, _digest: &str, _size: u64) {}
+    fn blob_started(&self, _digest: &Digest, _size: u64) {}
     /// `n` more bytes of the blob went out.
-    fn blob_bytes(&self, _digest: &str, _n: u64) {}
+    fn blob_bytes(&self, _digest: &Digest, _n: u64) {}
     /// The blob's upload starts over after a retryable failure.
-    fn blob_restarted(&self, _digest: &str) {}
+    fn blob_restarted(&self, _digest: &Digest) {}
     /// The blob is in the repository.
-    fn blob_done(&self, _digest: &str, _size: u64, _action: BlobAction) {}
+    fn blob_done(&self, _digest: &Digest, _size: u64, _action: BlobAction) {}
     /// A manifest was pushed under `reference` (`host/repo:tag` or `host/repo@digest`).
-    fn manifest_pushed(&self, _reference: &str, _digest: &str) {}
+    fn manifest_pushed(&self, _reference: &str, _digest: &Digest) {}
 }
 
 /// A progress sink that ignores everything.
@@ -158,7 +105,7 @@ pub struct Pushed {
     /// `HOST/REPO:TAG` (or `HOST/REPO@DIGEST` for an untagged image).
     pub reference: String,
     /// The manifest or index digest it resolves to.
-    pub digest: String,
+    pub digest: Digest,
 }
 
 /// The plan: every image with its manifests (in push order) and blobs.
@@ -186,7 +133,7 @@ pub struct PlannedImage {
     /// Tag (may be empty).
     pub tag: String,
     /// Manifest or index digest.
-    pub digest: String,
+    pub digest: Digest,
     /// Manifests in push order: children before the index that lists them.
     pub manifests: Vec<PlannedManifest>,
     /// Distinct blobs (configs and layers) of all those manifests.
@@ -197,7 +144,7 @@ pub struct PlannedImage {
 #[derive(Debug, Clone, Serialize)]
 pub struct PlannedManifest {
     /// Digest.
-    pub digest: String,
+    pub digest: Digest,
     /// Content-Type to push it with.
     pub media_type: String,
     /// Size in bytes.
@@ -208,7 +155,7 @@ pub struct PlannedManifest {
 #[derive(Debug, Clone, Serialize)]
 pub struct PlannedBlob {
     /// Digest.
-    pub digest: String,
+    pub digest: Digest,
     /// Size in bytes (from the descriptor).
     pub size: u64,
     /// Media type from the descriptor.
@@ -254,7 +201,7 @@ pub enum PushError {
         /// The image being pushed.
         image: String,
         /// The manifest digest.
-        digest: String,
+        digest: Digest,
         /// The I/O error.
         #[source]
         source: io::Error,
@@ -265,7 +212,7 @@ pub enum PushError {
         /// The image being pushed.
         image: String,
         /// The manifest digest.
-        digest: String,
+        digest: Digest,
         /// What is wrong.
         detail: String,
     },
@@ -275,9 +222,9 @@ pub enum PushError {
         /// The image being pushed.
         image: String,
         /// The expected digest.
-        digest: String,
+        digest: Digest,
         /// The digest of the bytes read.
-        found: String,
+        found: Digest,
     },
     /// The async runtime could not start.
     #[error("cannot start the async runtime: {0}")]
@@ -317,15 +264,6 @@ struct RawDescriptor {
     size: u64,
     #[serde(default)]
     urls: Vec<String>,
-}
-
-/// Checks `sha256:<64 lower-case hex>`.
-pub fn valid_digest(d: &str) -> bool {
-    d.strip_prefix("sha256:").is_some_and(|h| {
-        h.len() == 64
-            && h.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    })
 }
 
 /// Computes the plan: reads every manifest (checking its digest), lists blobs and the push
@@ -382,23 +320,20 @@ pub fn plan(
 fn walk(
     source: &dyn BlobSource,
     img: &ImageToPush,
-    digest: &str,
+    digest: &Digest,
     media_type: &str,
     depth: usize,
     manifests: &mut Vec<PlannedManifest>,
     blobs: &mut Vec<PlannedBlob>,
-    seen: &mut HashSet<String>,
+    seen: &mut HashSet<Digest>,
 ) -> Result<(), PushError> {
     let bad = |detail: String| PushError::BadManifest {
         image: img.source_ref.clone(),
-        digest: digest.to_string(),
+        digest: digest.clone(),
         detail,
     };
-    if !seen.insert(digest.to_string()) {
+    if !seen.insert(digest.clone()) {
         return Ok(());
-    }
-    if !valid_digest(digest) {
-        return Err(bad("not a sha256 digest".into()));
     }
     if depth > 4 {
         return Err(bad("indexes nested too deeply".into()));
@@ -417,10 +352,14 @@ fn walk(
     };
     if INDEX_TYPES.contains(&media_type.as_str()) || raw.manifests.is_some() {
         for child in raw.manifests.iter().flatten() {
+            let child_digest: Digest = child
+                .digest
+                .parse()
+                .map_err(|e| bad(format!("child manifest: {e}")))?;
             walk(
                 source,
                 img,
-                &child.digest,
+                &child_digest,
                 &child.media_type,
                 depth + 1,
                 manifests,
@@ -441,12 +380,13 @@ fn walk(
             {
                 continue;
             }
-            if !valid_digest(&d.digest) {
-                return Err(bad(format!("blob digest {:?} is not sha256", d.digest)));
-            }
-            if seen.insert(d.digest.clone()) {
+            let blob: Digest = d
+                .digest
+                .parse()
+                .map_err(|e| bad(format!("blob digest: {e}")))?;
+            if seen.insert(blob.clone()) {
                 blobs.push(PlannedBlob {
-                    digest: d.digest.clone(),
+                    digest: blob,
                     size: d.size,
                     media_type: d.media_type.clone(),
                 });
@@ -454,7 +394,7 @@ fn walk(
         }
     }
     manifests.push(PlannedManifest {
-        digest: digest.to_string(),
+        digest: digest.clone(),
         media_type,
         size: bytes.len() as u64,
     });
@@ -464,30 +404,30 @@ fn walk(
 fn read_manifest_checked(
     source: &dyn BlobSource,
     img: &ImageToPush,
-    digest: &str,
+    digest: &Digest,
 ) -> Result<Vec<u8>, PushError> {
     let bytes = source
         .read_manifest(digest)
         .map_err(|e| PushError::Source {
             image: img.source_ref.clone(),
-            digest: digest.to_string(),
+            digest: digest.clone(),
             source: e,
         })?;
     if bytes.len() > MAX_MANIFEST {
         return Err(PushError::BadManifest {
             image: img.source_ref.clone(),
-            digest: digest.to_string(),
+            digest: digest.clone(),
             detail: format!(
                 "{} bytes is larger than the 4 MiB registries accept",
                 bytes.len()
             ),
         });
     }
-    let found = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
-    if found != digest {
+    let found = Digest::of(&bytes);
+    if found != *digest {
         return Err(PushError::ManifestDigest {
             image: img.source_ref.clone(),
-            digest: digest.to_string(),
+            digest: digest.clone(),
             found,
         });
     }
@@ -508,11 +448,11 @@ pub fn all_present(opts: &PushOptions, images: &[ImageToPush]) -> Result<bool, P
         client.ping().await?;
         for img in images {
             let reference = if img.tag.is_empty() {
-                &img.digest
+                img.digest.to_string()
             } else {
-                &img.tag
+                img.tag.clone()
             };
-            match client.manifest_digest(&img.target_repo, reference).await? {
+            match client.manifest_digest(&img.target_repo, &reference).await? {
                 Some(d) if d == img.digest => {}
                 _ => return Ok(false),
             }
@@ -610,9 +550,9 @@ struct Exec {
     slots: tokio::sync::Semaphore,
     /// One lock per digest, so that a blob shared by two repositories is uploaded once and
     /// mounted into the other.
-    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    locks: Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
     /// Repositories of this push known to hold each blob.
-    present: Mutex<HashMap<String, Vec<String>>>,
+    present: Mutex<HashMap<Digest, Vec<String>>>,
     c: Counters,
 }
 
@@ -642,7 +582,13 @@ impl Exec {
                 .map_err(|e| PushError::Runtime(io::Error::other(e)))??
             };
             self.client
-                .put_manifest(&img.repo, &m.digest, &m.media_type, &bytes, &m.digest)
+                .put_manifest(
+                    &img.repo,
+                    &m.digest.to_string(),
+                    &m.media_type,
+                    &bytes,
+                    &m.digest,
+                )
                 .await?;
             self.c.manifests.fetch_add(1, Ordering::Relaxed);
             self.progress
@@ -744,7 +690,7 @@ impl Exec {
 
 struct BlobSink {
     progress: Arc<dyn PushProgress>,
-    digest: String,
+    digest: Digest,
 }
 
 impl BlobProgress for BlobSink {
@@ -771,7 +717,7 @@ pub struct LayoutRef {
     /// `org.opencontainers.image.ref.name`, if set.
     pub name: Option<String>,
     /// Digest of the manifest or index.
-    pub digest: String,
+    pub digest: Digest,
     /// Its media type.
     pub media_type: String,
 }
@@ -802,7 +748,7 @@ impl LayoutSource {
         struct Entry {
             #[serde(rename = "mediaType", default)]
             media_type: String,
-            digest: String,
+            digest: Digest,
             #[serde(default)]
             annotations: HashMap<String, String>,
         }
@@ -827,64 +773,28 @@ impl LayoutSource {
             .collect())
     }
 
-    fn blob_path(&self, digest: &str) -> io::Result<PathBuf> {
-        if !valid_digest(digest) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{digest:?} is not a sha256 digest"),
-            ));
-        }
-        Ok(self.root.join("blobs/sha256").join(&digest[7..]))
+    fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.root.join("blobs/sha256").join(digest.hex())
     }
 }
 
 impl BlobSource for LayoutSource {
-    fn open_blob(&self, digest: &str) -> io::Result<Box<dyn Read + Send>> {
-        let path = self.blob_path(digest)?;
+    fn open_blob(&self, digest: &Digest) -> io::Result<Box<dyn Read + Send>> {
+        let path = self.blob_path(digest);
         let f = std::fs::File::open(&path)
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
         Ok(Box::new(f))
     }
 
-    fn blob_size(&self, digest: &str) -> Option<u64> {
-        std::fs::metadata(self.blob_path(digest).ok()?)
+    fn blob_size(&self, digest: &Digest) -> Option<u64> {
+        std::fs::metadata(self.blob_path(digest))
             .ok()
             .map(|m| m.len())
     }
 
-    fn read_manifest(&self, digest: &str) -> io::Result<Vec<u8>> {
-        let path = self.blob_path(digest)?;
+    fn read_manifest(&self, digest: &Digest) -> io::Result<Vec<u8>> {
+        let path = self.blob_path(digest);
         std::fs::read(&path)
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn targets() {
-        let ok = [
-            ("harbor.local", "harbor.local", ""),
-            ("127.0.0.1:5000", "127.0.0.1:5000", ""),
-            (
-                "harbor.local:8443/team/mirror/",
-                "harbor.local:8443",
-                "team/mirror",
-            ),
-        ];
-        for (input, reg, prefix) in ok {
-            assert_eq!(
-                Target::parse(input).unwrap(),
-                Target {
-                    registry: reg.into(),
-                    prefix: prefix.into()
-                }
-            );
-        }
-        for bad in ["https://x", "", "h:port", "h/UPPER"] {
-            assert!(Target::parse(bad).is_err(), "{bad}");
-        }
     }
 }

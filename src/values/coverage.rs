@@ -5,10 +5,11 @@ use std::path::{Path, PathBuf};
 use saphyr_parser::ScalarStyle;
 use serde::{Deserialize, Serialize};
 
-use super::reference::{name_part, normalise_path, RegistryPrefix};
 use super::sites::{self, Field, MapSite};
 use super::yaml::Tree;
-use super::{ImageRef, KnownImage, RewriteError, Source};
+use super::{normalised, RewriteError, Source};
+use crate::bundle::manifest::ImageEntry;
+use crate::oci::reference::{name_part, normalise_path, ImageRef, RegistryPrefix};
 
 /// One place a values file refers to an image.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,8 +33,8 @@ pub struct ImageUse {
 pub struct Covered {
     /// The use.
     pub image_use: ImageUse,
-    /// The bundle image it resolves to.
-    pub image: KnownImage,
+    /// The bundle image it resolves to, as the bundle manifest lists it.
+    pub image: ImageEntry,
     /// `false` when the use names no tag or digest (the chart picks one, usually its
     /// appVersion), so only the repository could be matched.
     pub exact: bool,
@@ -95,7 +96,7 @@ pub fn find_images(text: &str, file: &Path) -> Result<Vec<ImageUse>, RewriteErro
             &src,
             tree.nodes[site.node].start,
             &site.path,
-            site.parsed.image.clone(),
+            site.image.clone(),
             raw,
         ));
     }
@@ -173,7 +174,7 @@ fn map_reference(
         }
     }
     raw.push('}');
-    let own = registry_value.and_then(super::reference::parse_registry_prefix);
+    let own = registry_value.and_then(RegistryPrefix::parse);
     let prefix = if site.registry.is_some() {
         global.cloned().or(own)
     } else {
@@ -181,20 +182,15 @@ fn map_reference(
     };
     let mut reference = match prefix {
         Some(p) => {
-            let name = name_part(repo_value);
-            let joined = if p.path.is_empty() {
-                name.to_string()
-            } else {
-                format!("{}/{name}", p.path)
-            };
+            let joined = p.join(name_part(repo_value));
             ImageRef {
                 repository: normalise_path(p.host.as_deref(), &joined),
                 registry: p.host,
-                tag: site.repo.image.tag.clone(),
-                digest: site.repo.image.digest.clone(),
+                tag: site.repo.tag.clone(),
+                digest: site.repo.digest.clone(),
             }
         }
-        None => site.repo.image.clone(),
+        None => site.repo.clone(),
     };
     if let Some(tag) = value(tree, site.tag) {
         reference.tag = Some(tag.to_string());
@@ -211,35 +207,40 @@ fn map_reference(
 /// placeholder) and repository, and then the same digest if it names one, else the same tag if
 /// it names one. A use with neither is covered by any image of the repository (`exact: false`).
 /// Values already rewritten for a mirror (`HOST/PREFIX/PATH`) match the bundle image `PATH`.
-pub fn check_coverage(uses: &[ImageUse], images: &[KnownImage]) -> Coverage {
-    let norm: Vec<(String, String)> = images.iter().map(|k| (k.host(), k.path())).collect();
+pub fn check_coverage(uses: &[ImageUse], images: &[ImageEntry]) -> Coverage {
+    let norm: Vec<(&ImageEntry, (String, String))> = images
+        .iter()
+        .zip(normalised(images))
+        .filter_map(|(k, n)| Some((k, n?)))
+        .collect();
     let mut out = Coverage::default();
     for u in uses {
         let r = &u.reference;
-        let mut same_repo: Vec<&KnownImage> = images
+        let mut same_repo: Vec<&ImageEntry> = norm
             .iter()
-            .zip(&norm)
             .filter(|(_, (h, p))| {
                 *p == r.repository && r.registry.as_ref().is_none_or(|rh| rh == h)
             })
-            .map(|(k, _)| k)
+            .map(|(k, _)| *k)
             .collect();
         if same_repo.is_empty() {
             // Values already rewritten for a mirror: HOST/PREFIX/PATH is the bundle's PATH.
-            same_repo = images
+            same_repo = norm
                 .iter()
-                .zip(&norm)
                 .filter(|(_, (_, p))| {
                     r.repository == *p || r.repository.ends_with(&format!("/{p}"))
                 })
-                .map(|(k, _)| k)
+                .map(|(k, _)| *k)
                 .collect();
         }
         let (hit, exact, reason) = if same_repo.is_empty() {
             (None, false, MissingReason::NotInBundle)
         } else if let Some(d) = &r.digest {
             (
-                same_repo.iter().find(|k| k.digest == *d).copied(),
+                same_repo
+                    .iter()
+                    .find(|k| k.digest.to_string() == *d)
+                    .copied(),
                 true,
                 MissingReason::DigestNotInBundle,
             )

@@ -9,9 +9,7 @@
 //! insert into a flow mapping) is refused with its line and column.
 
 mod coverage;
-mod reference;
 mod sites;
-mod target;
 mod yaml;
 
 use std::collections::BTreeSet;
@@ -24,38 +22,22 @@ use serde::{Deserialize, Serialize};
 pub use coverage::{
     check_coverage, find_images, Coverage, Covered, ImageUse, Missing, MissingReason,
 };
-pub use reference::ImageRef;
-pub use target::{Target, TargetError};
 
-use reference::{name_part, normalise_host, normalise_path, parse_registry_prefix};
+use crate::bundle::manifest::ImageEntry;
+use crate::oci::reference::{name_part, normalise_path, RegistryPrefix, Target, PLACEHOLDER};
 use sites::{Field, MapSite, RefSite, RegistrySite};
 use yaml::{encode, scalar_token, CharMap, Lines, NodeId, Token, TokenProblem, Tree};
 
-/// An image the bundle carries, as its manifest lists it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KnownImage {
-    /// The original full reference, e.g. `registry.permit.io/agent-security/gateway:1.4.0`.
-    pub reference: String,
-    /// The registry it came from, e.g. `registry.permit.io`.
-    pub registry: String,
-    /// The repository path at that registry, e.g. `agent-security/gateway`.
-    pub repository: String,
-    /// Its tag, if it has one.
-    pub tag: Option<String>,
-    /// Manifest or index digest, `sha256:…`.
-    pub digest: String,
-}
-
-impl KnownImage {
-    /// Normalised registry (lower case, Docker Hub aliases folded).
-    fn host(&self) -> String {
-        normalise_host(&self.registry)
-    }
-
-    /// Normalised repository (Docker Hub's implicit `library/` added).
-    fn path(&self) -> String {
-        normalise_path(Some(&self.host()), &self.repository)
-    }
+/// The normalised `(registry, repository)` of each bundle image, in order; `None` for an image
+/// whose reference does not parse (loading refuses such a bundle, and nothing matches it).
+pub(crate) fn normalised(images: &[ImageEntry]) -> Vec<Option<(String, String)>> {
+    images
+        .iter()
+        .map(|e| {
+            let r = e.image_ref().ok()?;
+            Some((r.host().to_string(), r.repository))
+        })
+        .collect()
 }
 
 /// What to rewrite to, and with which knowledge.
@@ -63,8 +45,8 @@ impl KnownImage {
 pub struct RewriteOptions {
     /// The customer's registry.
     pub target: Target,
-    /// The bundle's images; empty when no bundle is given.
-    pub images: Vec<KnownImage>,
+    /// The bundle's images (as its manifest lists them); empty when no bundle is given.
+    pub images: Vec<ImageEntry>,
     /// Add the bundle's digest to every image it knows.
     pub pin_digests: bool,
 }
@@ -274,7 +256,7 @@ struct Plan<'s, 'a> {
     /// Normalised registries of the bundle's images.
     hosts: BTreeSet<String>,
     /// Normalised `(registry, repository)` of each bundle image, in `opts.images` order.
-    norm: Vec<(String, String)>,
+    norm: Vec<Option<(String, String)>>,
     planned: Vec<Planned>,
 }
 
@@ -289,12 +271,13 @@ pub fn rewrite(text: &str, file: &Path, opts: &RewriteOptions) -> Result<Rewritt
     let src = Source::new(text, file);
     let tree = src.parse()?;
     let sites = sites::find(text, &tree).map_err(|r| src.ambiguous(r.offset, r.reason))?;
+    let norm = normalised(&opts.images);
     let mut plan = Plan {
         src: &src,
         tree: &tree,
         opts,
-        hosts: opts.images.iter().map(KnownImage::host).collect(),
-        norm: opts.images.iter().map(|k| (k.host(), k.path())).collect(),
+        hosts: norm.iter().flatten().map(|(h, _)| h.clone()).collect(),
+        norm,
         planned: Vec::new(),
     };
     for site in &sites.refs {
@@ -345,21 +328,25 @@ impl Plan<'_, '_> {
         host: Option<&str>,
         path: &str,
         tag: &str,
-    ) -> Result<Option<&KnownImage>, RewriteError> {
-        let mut found: Option<&KnownImage> = None;
+    ) -> Result<Option<&ImageEntry>, RewriteError> {
+        let mut found: Option<&ImageEntry> = None;
         let mut digests: Vec<String> = Vec::new();
-        for (k, (k_host, k_path)) in self.opts.images.iter().zip(&self.norm) {
+        for (k, norm) in self.opts.images.iter().zip(&self.norm) {
+            let Some((k_host, k_path)) = norm else {
+                continue;
+            };
             if k.tag.as_deref() != Some(tag) || k_path != path || host.is_some_and(|h| k_host != h)
             {
                 continue;
             }
-            if !digests.contains(&k.digest) {
-                digests.push(k.digest.clone());
+            let digest = k.digest.to_string();
+            if !digests.contains(&digest) {
+                digests.push(digest);
             }
             found.get_or_insert(k);
         }
         if digests.len() > 1 {
-            let reference = format!("{}/{path}:{tag}", host.unwrap_or(reference::PLACEHOLDER));
+            let reference = format!("{}/{path}:{tag}", host.unwrap_or(PLACEHOLDER));
             return Err(self
                 .src
                 .ambiguous(offset, Ambiguity::BundleConflict { reference, digests }));
@@ -437,7 +424,7 @@ impl Plan<'_, '_> {
     }
 
     fn reference(&mut self, site: &RefSite) -> Result<(), RewriteError> {
-        let img = &site.parsed.image;
+        let img = &site.image;
         let (value, _) = self.tree.scalar(site.node).expect("sites are scalars");
         let (name, lookup_host, lookup_path) =
             match self.decide(img.registry.as_deref(), &img.repository) {
@@ -458,10 +445,11 @@ impl Plan<'_, '_> {
                     lookup_path,
                     tag,
                 )? {
+                    let known = k.digest.to_string();
                     match &digest {
-                        None => digest = Some(k.digest.clone()),
-                        Some(d) if *d != k.digest => {
-                            return Err(self.conflict(site.node, value.to_string(), d, &k.digest))
+                        None => digest = Some(known),
+                        Some(d) if *d != known => {
+                            return Err(self.conflict(site.node, value.to_string(), d, &known))
                         }
                         Some(_) => {}
                     }
@@ -511,15 +499,11 @@ impl Plan<'_, '_> {
         let lookup_host: Option<String>;
         let lookup_path: String;
         if let Some(reg) = self.field_value(site.registry) {
-            let Some(prefix) = parse_registry_prefix(reg) else {
+            let Some(prefix) = RegistryPrefix::parse(reg) else {
                 return Ok(());
             };
             let raw_name = name_part(repo_value);
-            let joined = if prefix.path.is_empty() {
-                raw_name.to_string()
-            } else {
-                format!("{}/{raw_name}", prefix.path)
-            };
+            let joined = prefix.join(raw_name);
             let full = normalise_path(prefix.host.as_deref(), &joined);
             match self.decide(prefix.host.as_deref(), &full) {
                 Decision::Leave => return Ok(()),
@@ -548,7 +532,7 @@ impl Plan<'_, '_> {
                 }
             }
         } else {
-            let img = &site.repo.image;
+            let img = &site.repo;
             match self.decide(img.registry.as_deref(), &img.repository) {
                 Decision::Leave => return Ok(()),
                 Decision::Rewrite => {
@@ -570,32 +554,32 @@ impl Plan<'_, '_> {
         let tag = self
             .field_value(site.tag)
             .map(str::to_string)
-            .or_else(|| site.repo.image.tag.clone());
+            .or_else(|| site.repo.tag.clone());
         let Some(tag) = tag else {
             return Ok(());
         };
         let offset = self.tree.nodes[site.repository.value].start;
         let Some(known) = self
             .known(offset, lookup_host.as_deref(), &lookup_path, &tag)?
-            .cloned()
+            .map(|k| k.digest.to_string())
         else {
             return Ok(());
         };
         let reference = format!("{}:{tag}", name_part(repo_value));
         if let Some(field) = site.digest {
             match self.field_value(Some(field)) {
-                Some(d) if d == known.digest => Ok(()),
-                Some(d) => Err(self.conflict(field.value, reference, d, &known.digest)),
-                None => self.set_empty(field, &site.path_of("digest"), &known.digest),
+                Some(d) if d == known => Ok(()),
+                Some(d) => Err(self.conflict(field.value, reference, d, &known)),
+                None => self.set_empty(field, &site.path_of("digest"), &known),
             }
-        } else if let Some(d) = &site.repo.image.digest {
-            if *d == known.digest {
+        } else if let Some(d) = &site.repo.digest {
+            if *d == known {
                 Ok(())
             } else {
-                Err(self.conflict(site.repository.value, reference, d, &known.digest))
+                Err(self.conflict(site.repository.value, reference, d, &known))
             }
         } else {
-            self.insert_digest(site, &known.digest)
+            self.insert_digest(site, &known)
         }
     }
 

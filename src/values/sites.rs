@@ -3,16 +3,14 @@
 
 use saphyr_parser::ScalarStyle;
 
-use super::reference::{
-    parse_reference, parse_registry_prefix, Parsed, RegistryPrefix, PLACEHOLDER,
-};
 use super::yaml::{plain_is_not_string, scalar_token, Kind, NodeId, TokenProblem, Tree};
 use super::Ambiguity;
+use crate::oci::reference::{parse_reference, ImageRef, RegistryPrefix, PLACEHOLDER};
 
 /// A scalar holding a whole image reference.
 pub(crate) struct RefSite {
     pub node: NodeId,
-    pub parsed: Parsed,
+    pub image: ImageRef,
     pub path: String,
 }
 
@@ -39,7 +37,7 @@ pub(crate) struct MapSite {
     pub digest: Option<Field>,
     /// The repository value parsed as a reference (a registry host in it is honoured only when
     /// the map has no `registry`).
-    pub repo: Parsed,
+    pub repo: ImageRef,
     pub path: String,
 }
 
@@ -71,6 +69,12 @@ struct Ctx {
     global: bool,
     /// The node is the value of a `repository`, `tag` or `digest` key, never a registry.
     image_part: bool,
+}
+
+/// What a registry or image value was recognised as.
+enum Found {
+    Registry(RegistryPrefix),
+    Image(ImageRef),
 }
 
 enum Seg<'t> {
@@ -122,7 +126,7 @@ fn global_registry(tree: &Tree<'_>, root: NodeId) -> Option<RegistryPrefix> {
         })?
         .1;
     let (v, _) = tree.scalar(value)?;
-    parse_registry_prefix(v)
+    RegistryPrefix::parse(v)
 }
 
 fn ends_with_ci(s: &str, suffix: &str) -> bool {
@@ -150,6 +154,17 @@ impl<'t> Walker<'t, '_> {
             }
         }
         out
+    }
+
+    /// The path of a scalar to edit; refused when it is a block scalar or carries an anchor.
+    fn editable(&self, id: NodeId, block: bool) -> Result<String, Refusal> {
+        if block {
+            return self.refuse(id, Ambiguity::BlockScalar);
+        }
+        if self.tree.nodes[id].anchored {
+            return self.refuse(id, Ambiguity::Anchor);
+        }
+        Ok(self.render_path())
     }
 
     fn refuse<T>(&self, id: NodeId, reason: Ambiguity) -> Result<T, Refusal> {
@@ -229,33 +244,8 @@ impl<'t> Walker<'t, '_> {
         let node = &self.tree.nodes[id];
         let block = matches!(style, ScalarStyle::Literal | ScalarStyle::Folded);
         let plain_non_string = style == ScalarStyle::Plain && plain_is_not_string(value);
-        if ctx.registry {
-            if value.is_empty() || plain_non_string {
-                return Ok(());
-            }
-            if let Some(prefix) = parse_registry_prefix(value) {
-                if node.anchored {
-                    return self.refuse(id, Ambiguity::Anchor);
-                }
-                if block {
-                    return self.refuse(id, Ambiguity::BlockScalar);
-                }
-                let path = self.render_path();
-                self.sites.registries.push(RegistrySite {
-                    node: id,
-                    prefix,
-                    path,
-                });
-            } else {
-                self.folded(id, value)?;
-            }
-            return Ok(());
-        }
-        if value == PLACEHOLDER && !block && !ctx.image_part {
-            if node.anchored {
-                return self.refuse(id, Ambiguity::Anchor);
-            }
-            let path = self.render_path();
+        if value == PLACEHOLDER && !ctx.registry && !block && !ctx.image_part {
+            let path = self.editable(id, false)?;
             self.sites.registries.push(RegistrySite {
                 node: id,
                 prefix: RegistryPrefix {
@@ -266,25 +256,30 @@ impl<'t> Walker<'t, '_> {
             });
             return Ok(());
         }
-        if ctx.image {
+        if ctx.registry || ctx.image {
             if value.is_empty() || plain_non_string {
                 return Ok(());
             }
-            if let Some(parsed) = parse_reference(value.trim_end_matches('\n'), true) {
-                if block {
-                    return self.refuse(id, Ambiguity::BlockScalar);
-                }
-                if node.anchored {
-                    return self.refuse(id, Ambiguity::Anchor);
-                }
-                let path = self.render_path();
-                self.sites.refs.push(RefSite {
-                    node: id,
-                    parsed,
-                    path,
-                });
+            let found = if ctx.registry {
+                RegistryPrefix::parse(value).map(Found::Registry)
             } else {
-                self.folded(id, value)?;
+                parse_reference(value.trim_end_matches('\n'), true).map(Found::Image)
+            };
+            let Some(found) = found else {
+                return self.folded(id, value);
+            };
+            let path = self.editable(id, block)?;
+            match found {
+                Found::Registry(prefix) => self.sites.registries.push(RegistrySite {
+                    node: id,
+                    prefix,
+                    path,
+                }),
+                Found::Image(image) => self.sites.refs.push(RefSite {
+                    node: id,
+                    image,
+                    path,
+                }),
             }
             return Ok(());
         }
@@ -293,11 +288,8 @@ impl<'t> Walker<'t, '_> {
         }
         // Elsewhere, only a reference that names its registry (or the placeholder) and carries a
         // tag or digest counts: `registry.example.com/team/app:1.0`.
-        if let Some(parsed) = parse_reference(value, false) {
-            if parsed.image.registry.is_some()
-                && parsed.image.tag.is_none()
-                && parsed.image.digest.is_none()
-            {
+        if let Some(image) = parse_reference(value, false) {
+            if image.registry.is_some() && image.tag.is_none() && image.digest.is_none() {
                 return Ok(());
             }
             if node.anchored {
@@ -306,7 +298,7 @@ impl<'t> Walker<'t, '_> {
             let path = self.render_path();
             self.sites.refs.push(RefSite {
                 node: id,
-                parsed,
+                image,
                 path,
             });
         }

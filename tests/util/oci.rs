@@ -38,7 +38,7 @@ impl TestLayout {
                     format!("{prefix}/team/{}", i.name)
                 },
                 tag: "1.0".to_string(),
-                digest: i.digest.clone(),
+                digest: i.digest.parse().expect("a sha256 digest"),
                 media_type: i.media_type.clone(),
             })
             .collect()

@@ -8,6 +8,7 @@ use ferry::bundle::extract::{self, ExtractOptions};
 use ferry::bundle::inspect::{self, Summary};
 use ferry::bundle::verify::{self, VerifyOptions};
 use ferry::load;
+use ferry::oci::reference::Target;
 use ferry::progress::Progress;
 use ferry::signing::{self, PasswordSource, SigningError, SigningKey, VerifyingKey};
 use std::io::Write;
@@ -171,9 +172,11 @@ pub struct RegistryArgs {
 }
 
 impl RegistryArgs {
-    fn options(&self) -> Result<(ferry::registry::push::PushOptions, String), Failure> {
-        let target = ferry::registry::push::Target::parse(&self.registry)?;
-        let mut r = ferry::registry::RegistryOptions::new(target.registry.clone());
+    /// The push options and the target, parsed once: the same target is used for pushing and
+    /// for rewriting values, so a value it refuses fails before anything is sent.
+    fn options(&self) -> Result<(ferry::registry::push::PushOptions, Target), Failure> {
+        let target = parse_target(&self.registry)?;
+        let mut r = ferry::registry::RegistryOptions::new(target.host.clone());
         r.plain_http = self.plain_http;
         r.ca_file = self.ca_file.clone();
         r.credentials = match (&self.username, &self.authfile) {
@@ -191,8 +194,15 @@ impl RegistryArgs {
         };
         let mut opts = ferry::registry::push::PushOptions::new(r);
         opts.concurrency = self.concurrency.max(1);
-        Ok((opts, target.prefix))
+        Ok((opts, target))
     }
+}
+
+fn parse_target(value: &str) -> Result<Target, Failure> {
+    Target::parse(value).map_err(|e| Failure {
+        code: 2,
+        error: e.into(),
+    })
 }
 
 /// Which keys are trusted.
@@ -693,13 +703,13 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
                     error: anyhow::anyhow!("-o/--output takes exactly one --values file"),
                 });
             }
-            let (mut push_opts, prefix) = registry.options()?;
+            let (mut push_opts, target) = registry.options()?;
             push_opts.dry_run = *dry_run;
             let keys = trust.load()?;
             let check = head_check(&keys, trust.require_signature);
             let input_spec = load::LoadInput {
                 input: input.clone(),
-                prefix: prefix.clone(),
+                target: target.clone(),
                 limits: limits.limits(),
                 progress,
                 check_head: Some(&check),
@@ -751,8 +761,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
                     // Values are checked before anything is pushed: a missing image fails fast.
                     if !values.is_empty() {
                         if let Some(m) = &prepared.manifest {
-                            load::check_images(values, &load::known_images(m))
-                                .map_err(values_failure)?;
+                            load::check_images(values, &m.images).map_err(values_failure)?;
                         }
                     }
                     let bars = Arc::new(ferry::progress::PushBars::new(progress));
@@ -779,16 +788,11 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
             } else {
                 let images = manifest
                     .as_ref()
-                    .map(load::known_images)
+                    .map(|m| m.images.clone())
                     .unwrap_or_default();
                 if manifest.is_some() {
                     load::check_images(values, &images).map_err(values_failure)?;
                 }
-                let target =
-                    ferry::values::Target::parse(&registry.registry).map_err(|e| Failure {
-                        code: 2,
-                        error: e.into(),
-                    })?;
                 load::rewrite_values(
                     values,
                     &ferry::values::RewriteOptions {
@@ -871,16 +875,12 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
                     error: anyhow::anyhow!("-o/--output takes exactly one values file"),
                 });
             }
-            let target = ferry::values::Target::parse(registry).map_err(|e| Failure {
-                code: 2,
-                error: e.into(),
-            })?;
+            let target = parse_target(registry)?;
             let images = match bundle {
                 Some(b) => {
                     let (m, _) = inspect::read_manifest(b).map_err(finding)?;
-                    let images = load::known_images(&m);
-                    load::check_images(values, &images).map_err(values_failure)?;
-                    images
+                    load::check_images(values, &m.images).map_err(values_failure)?;
+                    m.images
                 }
                 None => Vec::new(),
             };
@@ -922,8 +922,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
             command: ImagesCommand::Check { values, bundle },
         } => {
             let (m, _) = inspect::read_manifest(bundle).map_err(finding)?;
-            let coverage =
-                load::check_images(values, &load::known_images(&m)).map_err(values_failure)?;
+            let coverage = load::check_images(values, &m.images).map_err(values_failure)?;
             if cli.json {
                 print_json(&serde_json::json!({ "ok": true, "coverage": coverage }))?;
             } else if !cli.quiet {
