@@ -699,13 +699,9 @@ fn policy_yaml_has_cidr_and_fqdn_rules() {
     )
     .unwrap();
     let text = policy(&allow, "agent-security");
-    use saphyr::{LoadableYamlNode, Yaml};
-    let docs = Yaml::load_from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let docs: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert_eq!(docs.len(), 2, "{text}");
-    let docs: Vec<serde_json::Value> = text
-        .split("\n---\n")
-        .map(|d| serde_saphyr::from_str(d).unwrap_or_else(|e| panic!("{e}\n{d}")))
-        .collect();
     let np = &docs[0];
     assert_eq!(np["kind"], "NetworkPolicy");
     assert_eq!(np["metadata"]["namespace"], "agent-security");

@@ -369,7 +369,7 @@ enum V<'a> {
     /// The top-level object (`$`): `.Values`, `.Release`, `.Chart`, ...
     Root,
     /// A values node and its path.
-    Tree(&'a Node, String),
+    Tree(Node<'a>, String),
     /// Text (possibly from a values path).
     Text(String, Option<String>),
     Bool(bool),
@@ -568,9 +568,9 @@ impl<'a> Env<'a> {
                     let v = self.pipeline(expr, dot, vars, depth);
                     let mut items: Vec<(V<'a>, V<'a>)> = Vec::new();
                     if let V::Tree(n, p) = &v {
-                        match &n.value {
+                        match n.value() {
                             Value::Seq(s) => {
-                                for (i, item) in s.iter().enumerate().take(MAX_RANGE) {
+                                for (i, item) in s.into_iter().enumerate().take(MAX_RANGE) {
                                     items.push((
                                         V::Text(i.to_string(), None),
                                         V::Tree(item, format!("{p}[{i}]")),
@@ -578,9 +578,9 @@ impl<'a> Env<'a> {
                                 }
                             }
                             Value::Map(m) => {
-                                for (k, item) in m.iter().take(MAX_RANGE) {
+                                for (k, item) in m.into_iter().take(MAX_RANGE) {
                                     items.push((
-                                        V::Text(k.clone(), None),
+                                        V::Text(k.to_string(), None),
                                         V::Tree(item, format!("{p}.{k}")),
                                     ));
                                 }
@@ -711,7 +711,7 @@ impl<'a> Env<'a> {
             let f = parts[i];
             cur = match cur {
                 V::Root => match f {
-                    "Values" => V::Tree(&self.values.root, ".Values".into()),
+                    "Values" => V::Tree(self.values.root(), ".Values".into()),
                     "Release" => {
                         let v = match parts.get(i + 1).copied() {
                             Some("Name") => V::Text(self.chart_name.to_string(), None),
@@ -739,9 +739,7 @@ impl<'a> Env<'a> {
                     let path = format!("{p}.{f}");
                     match n.get(f) {
                         Some(child) => V::Tree(child, path),
-                        None if matches!(n.value, Value::Map(_) | Value::Null) => {
-                            V::Nil(Some(path))
-                        }
+                        None if n.is_map_or_null() => V::Nil(Some(path)),
                         None => V::Unknown(Some(path)),
                     }
                 }
@@ -878,11 +876,7 @@ impl<'a> Env<'a> {
                     .and_then(|t| t.parse().ok())
                     .unwrap_or(0);
                 let Some(t) = (match &last {
-                    V::Tree(node, _)
-                        if !matches!(node.value, Value::Str(_) | Value::Bool(_) | Value::Null) =>
-                    {
-                        Some(node.to_yaml())
-                    }
+                    V::Tree(node, _) if !node.is_scalar() => Some(node.to_yaml()),
                     other => other.text(),
                 }) else {
                     return V::Unknown(last.path());
@@ -981,15 +975,15 @@ impl<'a> Env<'a> {
                         return V::Unknown(None);
                     };
                     cur = match cur {
-                        V::Tree(n, p) => match &n.value {
-                            Value::Seq(s) => match k.parse::<usize>().ok().and_then(|i| s.get(i)) {
+                        V::Tree(n, p) if n.is_seq() => {
+                            match k.parse::<usize>().ok().and_then(|i| n.item(i)) {
                                 Some(item) => V::Tree(item, format!("{p}[{k}]")),
                                 None => V::Nil(Some(format!("{p}[{k}]"))),
-                            },
-                            _ => match n.get(&k) {
-                                Some(item) => V::Tree(item, format!("{p}.{k}")),
-                                None => V::Nil(Some(format!("{p}.{k}"))),
-                            },
+                            }
+                        }
+                        V::Tree(n, p) => match n.get(&k) {
+                            Some(item) => V::Tree(item, format!("{p}.{k}")),
+                            None => V::Nil(Some(format!("{p}.{k}"))),
                         },
                         V::Nil(p) => V::Nil(p),
                         _ => V::Unknown(None),

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::reference::{name_part, normalise_path, RegistryPrefix};
 use super::sites::{self, Field, MapSite};
-use super::yaml::Tree;
+use super::tree::Tree;
 use super::{ImageRef, KnownImage, RewriteError, Source};
 
 /// One place a values file refers to an image.

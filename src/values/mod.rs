@@ -12,6 +12,7 @@ mod coverage;
 mod reference;
 mod sites;
 mod target;
+pub mod tree;
 mod yaml;
 
 use std::collections::BTreeSet;
@@ -29,7 +30,8 @@ pub use target::{Target, TargetError};
 
 use reference::{name_part, normalise_host, normalise_path, parse_registry_prefix};
 use sites::{Field, MapSite, RefSite, RegistrySite};
-use yaml::{encode, scalar_token, CharMap, Lines, NodeId, Token, TokenProblem, Tree};
+use tree::{Lines, NodeId, Tree};
+use yaml::{encode, scalar_token, Token, TokenProblem};
 
 /// An image the bundle carries, as its manifest lists it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -212,7 +214,6 @@ pub enum RewriteError {
 pub(crate) struct Source<'a> {
     pub text: &'a str,
     pub file: &'a Path,
-    pub chars: CharMap,
     pub lines: Lines,
 }
 
@@ -221,13 +222,12 @@ impl<'a> Source<'a> {
         Source {
             text,
             file,
-            chars: CharMap::new(text),
             lines: Lines::new(text),
         }
     }
 
     pub fn parse(&self) -> Result<Tree<'a>, RewriteError> {
-        Tree::parse(self.text, &self.chars).map_err(|e| {
+        Tree::parse(self.text).map_err(|e| {
             let (line, column) = self.lines.position(self.text, e.offset);
             RewriteError::Parse {
                 file: self.file.to_path_buf(),

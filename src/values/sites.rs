@@ -6,7 +6,8 @@ use saphyr_parser::ScalarStyle;
 use super::reference::{
     parse_reference, parse_registry_prefix, Parsed, RegistryPrefix, PLACEHOLDER,
 };
-use super::yaml::{plain_is_not_string, scalar_token, Kind, NodeId, TokenProblem, Tree};
+use super::tree::{Kind, NodeId, Tree};
+use super::yaml::{plain_is_not_string, scalar_token, TokenProblem};
 use super::Ambiguity;
 
 /// A scalar holding a whole image reference.
