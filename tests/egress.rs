@@ -815,6 +815,47 @@ fn bad_user_values_file_names_line_and_column() {
     }
 }
 
+/// Helm accepts a flow collection whose closing bracket sits at its parent's indentation, with
+/// comments inside; so does the audit, which reads the values file as values (with lines and
+/// paths, aliases followed) instead of falling back to its text.
+#[test]
+fn values_with_flow_closed_at_parent_indentation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let chart = tmp.path().join("charts/demo");
+    std::fs::create_dir_all(chart.join("templates")).unwrap();
+    std::fs::write(
+        chart.join("Chart.yaml"),
+        "apiVersion: v2\nname: demo\nversion: 0.1.0\n",
+    )
+    .unwrap();
+    std::fs::write(
+        chart.join("values.yaml"),
+        "extraEnv: {\n  # \"CUSTOM_ENV_VAR\": \"VALUE\"\n}\napi:\n  url: https://api.vendor-cloud.io/v1\ntolerations: [\n]\nmetrics:\n  base: &base\n    endpoint: metrics.vendor-cloud.io:9090\n  copy: *base\n",
+    )
+    .unwrap();
+    std::fs::write(
+        chart.join("templates/cm.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\ndata:\n  url: {{ .Values.api.url }}\n  metrics: {{ .Values.metrics.copy.endpoint }}\n",
+    )
+    .unwrap();
+    let r = check(&CheckOptions {
+        root: tmp.path().into(),
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(r.diagnostics.is_empty(), "{:?}", r.diagnostics);
+    let f = find(&r, "api.vendor-cloud.io", "charts/demo/values.yaml", 5);
+    assert_eq!(f.value_path.as_deref(), Some(".Values.api.url"));
+    let f = find(&r, "api.vendor-cloud.io", "templates/cm.yaml", 4);
+    assert_eq!(f.value_path.as_deref(), Some(".Values.api.url"));
+    let f = find(&r, "metrics.vendor-cloud.io", "templates/cm.yaml", 5);
+    assert_eq!(
+        f.value_path.as_deref(),
+        Some(".Values.metrics.copy.endpoint")
+    );
+    find(&r, "metrics.vendor-cloud.io", "charts/demo/values.yaml", 10);
+}
+
 #[test]
 fn table_output_is_aligned() {
     let r = seedlike();

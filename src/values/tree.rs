@@ -156,24 +156,24 @@ const MAX_FIXES: usize = 64;
 
 impl<'a> Tree<'a> {
     /// Parses every document of `text`, accepting what Helm's go-yaml accepts beyond YAML 1.2
-    /// (see the module documentation). The error is that of the text as written.
+    /// (see the module documentation). An error is the first one that is not such a bracket;
+    /// its offset is that of the text as written.
     pub fn parse(text: &'a str) -> Result<Self, ParseFailure> {
-        let first = match Tree::parse_strict(text) {
+        let mut error = match Tree::parse_strict(text) {
             Ok(tree) => return Ok(tree),
             Err(e) => e,
         };
         let mut fixed = text.to_string();
-        let mut error = first.clone();
         for _ in 0..MAX_FIXES {
             if !close_bracket_earlier(&mut fixed, &error) {
-                return Err(first);
+                break;
             }
             match Tree::parse_strict(&fixed) {
                 Ok(tree) => return Ok(tree.into_owned()),
                 Err(e) => error = e,
             }
         }
-        Err(first)
+        Err(error)
     }
 
     /// Parses every document of `text` as YAML 1.2.
@@ -567,9 +567,11 @@ mod tests {
 
     #[test]
     fn other_errors_are_those_of_the_text() {
-        let e = Tree::parse("a: [\n").unwrap_err();
-        assert!(!e.message.is_empty());
-        let e = Tree::parse("a:\n  b: 1\n c: 2\n").unwrap_err();
-        assert!(e.offset > 0);
+        let text = "a: {\n}\nb: x: y\n";
+        let e = Tree::parse(text).unwrap_err();
+        assert_eq!(e.offset, text.find("x:").unwrap() + 1, "{}", e.message);
+        let text = "a:\n  b: 1\n c: 2\n";
+        let e = Tree::parse(text).unwrap_err();
+        assert_eq!(e.offset, Tree::parse_strict(text).unwrap_err().offset);
     }
 }
