@@ -181,6 +181,14 @@ impl Values {
         self.tree.nodes.len() - 1
     }
 
+    /// Adds an empty plain scalar: null.
+    fn null(&mut self) -> NodeId {
+        self.push(Kind::Scalar {
+            value: Cow::Borrowed(""),
+            style: ScalarStyle::Plain,
+        })
+    }
+
     /// The root of the merged values.
     pub fn root(&self) -> Node<'_> {
         Node {
@@ -203,24 +211,20 @@ impl Values {
     pub fn layer_parent(&mut self, parent: &Values, name: &str) {
         let base = self.files.len();
         self.files.extend(parent.files.iter().cloned());
-        let section = parent.root().get(name);
-        let global = parent.root().get("global");
         let src = Source::Merged(parent, base);
-        match section {
-            Some(s) if s.is_map() => {
-                let entries = parent.entries(s.id);
-                self.merge_entries(self.root, &src, &entries, global.is_some());
-                if let Some(g) = global {
-                    self.merge_entries(self.root, &src, &[("global".into(), g.id)], false);
-                }
+        let mut entries = match parent.root().get(name) {
+            Some(section) if !section.is_map() => {
+                self.merge(self.root, &src, section.id, 0);
+                return;
             }
-            Some(s) => self.merge(self.root, &src, s.id, 0),
-            None => {
-                if let Some(g) = global {
-                    self.merge_entries(self.root, &src, &[("global".into(), g.id)], false);
-                }
-            }
+            Some(section) => parent.entries(section.id),
+            None => Vec::new(),
+        };
+        if let Some(global) = parent.root().get("global") {
+            entries.retain(|(k, _)| k != "global");
+            entries.push(("global".into(), global.id));
         }
+        self.merge_entries(self.root, &src, &entries, 0);
     }
 
     /// The `(key, value)` pairs of a merged map.
@@ -248,10 +252,7 @@ impl Values {
     fn merge(&mut self, at: NodeId, src: &Source<'_>, from: NodeId, file: usize) {
         let tree = src.tree();
         let Some(from) = tree.resolve(from) else {
-            let new = self.push(Kind::Scalar {
-                value: Cow::Borrowed(""),
-                style: ScalarStyle::Plain,
-            });
+            let new = self.null();
             self.replace(at, new);
             return;
         };
@@ -276,25 +277,11 @@ impl Values {
             .filter(|(i, (k, _))| !keyed[i + 1..].iter().any(|(later, _)| later == k))
             .map(|(_, e)| e.clone())
             .collect();
-        self.merge_entries_from(at, src, &last, file);
+        self.merge_entries(at, src, &last, file);
     }
 
+    /// Merges `(key, value)` pairs of `src` into the map `at`.
     fn merge_entries(
-        &mut self,
-        at: NodeId,
-        src: &Source<'_>,
-        entries: &[(Cow<'static, str>, NodeId)],
-        skip_global: bool,
-    ) {
-        let entries: Vec<_> = entries
-            .iter()
-            .filter(|(k, _)| !(skip_global && k == "global"))
-            .cloned()
-            .collect();
-        self.merge_entries_from(at, src, &entries, 0);
-    }
-
-    fn merge_entries_from(
         &mut self,
         at: NodeId,
         src: &Source<'_>,
@@ -347,10 +334,7 @@ impl Values {
     fn copy(&mut self, src: &Source<'_>, id: NodeId, file: usize) -> NodeId {
         let tree = src.tree();
         let Some(target) = tree.resolve(id) else {
-            let new = self.push(Kind::Scalar {
-                value: Cow::Borrowed(""),
-                style: ScalarStyle::Plain,
-            });
+            let new = self.null();
             self.place(new, src, id, file);
             return new;
         };

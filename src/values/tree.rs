@@ -486,14 +486,18 @@ fn core_float(s: &str) -> Option<f64> {
 mod tests {
     use super::*;
 
-    fn map_keys(tree: &Tree<'_>, id: NodeId) -> Vec<String> {
+    fn entries<'t>(tree: &'t Tree<'_>, id: NodeId) -> &'t [(NodeId, NodeId)] {
         match &tree.nodes[id].kind {
-            Kind::Map { entries } => entries
-                .iter()
-                .map(|&(k, _)| tree.scalar(k).unwrap().0.to_string())
-                .collect(),
-            _ => Vec::new(),
+            Kind::Map { entries } => entries,
+            other => panic!("not a map: {other:?}"),
         }
+    }
+
+    fn map_keys(tree: &Tree<'_>, id: NodeId) -> Vec<String> {
+        entries(tree, id)
+            .iter()
+            .map(|&(k, _)| tree.scalar(k).unwrap().0.to_string())
+            .collect()
     }
 
     #[test]
@@ -502,19 +506,13 @@ mod tests {
         let tree = Tree::parse(text).unwrap();
         let root = tree.roots[0];
         assert_eq!(map_keys(&tree, root), ["b", "a", "d"]);
-        let Kind::Map { entries } = &tree.nodes[root].kind else {
-            panic!("a map")
-        };
-        let (_, a) = entries[1];
+        let (_, a) = entries(&tree, root)[1];
         assert!(tree.nodes[a].anchored);
-        let (_, d) = entries[2];
+        let (_, d) = entries(&tree, root)[2];
         assert!(matches!(tree.nodes[d].kind, Kind::Alias));
         assert_eq!(tree.resolve(d), Some(a));
         assert_eq!(tree.nodes[d].line, 4);
-        let Kind::Map { entries } = &tree.nodes[a].kind else {
-            panic!("a map")
-        };
-        let (_, q) = entries[0];
+        let (_, q) = entries(&tree, a)[0];
         assert_eq!(tree.scalar(q), Some(("q", ScalarStyle::SingleQuoted)));
         assert_eq!(tree.nodes[q].start, text.find("'q'").unwrap());
         assert_eq!(tree.nodes[q].line, 3);
@@ -551,16 +549,13 @@ mod tests {
         let tree = Tree::parse(text).unwrap();
         let root = tree.roots[0];
         assert_eq!(map_keys(&tree, root), ["extraEnv", "next", "last"]);
-        let Kind::Map { entries } = &tree.nodes[root].kind else {
-            panic!("a map")
-        };
-        let (_, next) = entries[1];
+        let (_, next) = entries(&tree, root)[1];
         let Kind::Seq { items } = &tree.nodes[next].kind else {
             panic!("a sequence")
         };
         assert_eq!(tree.nodes[items[0]].start, text.find("a,").unwrap());
         assert_eq!(tree.nodes[items[0]].line, 5);
-        let (last, _) = entries[2];
+        let (last, _) = entries(&tree, root)[2];
         assert_eq!(tree.nodes[last].start, text.find("last").unwrap());
         assert_eq!(tree.nodes[last].line, 8);
     }
