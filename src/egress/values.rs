@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::path::Path;
 
-use saphyr_parser::ScalarStyle;
+use granit_parser::ScalarStyle;
 
 use crate::values::tree::{skip_properties, Core, Kind, Lines, NodeId, Tree};
 

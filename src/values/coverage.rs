@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use saphyr_parser::ScalarStyle;
+use granit_parser::ScalarStyle;
 use serde::{Deserialize, Serialize};
 
 use super::reference::{name_part, normalise_path, RegistryPrefix};

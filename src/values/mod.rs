@@ -19,7 +19,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use saphyr_parser::ScalarStyle;
+use granit_parser::ScalarStyle;
 use serde::{Deserialize, Serialize};
 
 pub use coverage::{

@@ -1,7 +1,7 @@
 //! Finds where a values file names images and registries: the sites that rewriting edits and
 //! the coverage check reads.
 
-use saphyr_parser::ScalarStyle;
+use granit_parser::ScalarStyle;
 
 use super::reference::{
     parse_reference, parse_registry_prefix, Parsed, RegistryPrefix, PLACEHOLDER,

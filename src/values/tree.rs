@@ -1,21 +1,22 @@
 //! The YAML document model of values files, shared by values rewriting and the egress audit.
 //!
-//! A [`Tree`] is built from `saphyr-parser` events. Every node keeps where it starts (byte
-//! offset and 1-based line), its scalar style, tag and anchor, and whether it sits inside a flow
-//! collection; mappings keep their keys in document order and aliases stay aliases (with the
-//! node their anchor names in [`Tree::aliases`]). Rewriting edits the text at those offsets;
-//! the egress audit reads the values through [`Tree::resolve`] and [`core_scalar`].
+//! A [`Tree`] is built from `granit-parser` events (the parser serde-saphyr reads `ferry.yaml`
+//! and allow-lists with). Every node keeps where it starts (byte offset and 1-based line, its
+//! anchor and tag included), its scalar style, tag and anchor, and whether it sits inside a
+//! flow collection; mappings keep their keys in document order and aliases stay aliases (with
+//! the node their anchor names in [`Tree::aliases`]). Rewriting edits the text at those
+//! offsets; the egress audit reads the values through [`Tree::resolve`] and [`core_scalar`].
 //!
-//! Helm reads values with go-yaml, which is laxer than YAML 1.2 in one way charts rely on: a
-//! flow collection whose closing bracket sits at the indentation of its parent
-//! (`extraEnv: {` … `}` on a line of its own). [`Tree::parse`] accepts that by moving such a
-//! bracket back to the end of the last line with content before parsing again; only white
-//! space, comments and brackets move, so every scalar keeps its byte offset and line.
+//! Helm reads values with go-yaml, which is laxer than YAML 1.2 about indentation inside flow
+//! collections; charts rely on it, e.g. a flow mapping whose closing brace sits at the
+//! indentation of its parent (`extraEnv: {` … `}` on a line of its own). [`Tree::parse`] reads
+//! with the parser's default indentation rules, which accept that; [`Tree::parse_strict`]
+//! applies the specification's.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use saphyr_parser::{Event, Parser, ScalarStyle, Tag};
+use granit_parser::{Event, Parser, ScalarStyle, StructureStyle, Tag};
 
 /// Index of a node in [`Tree::nodes`].
 pub type NodeId = usize;
@@ -151,33 +152,27 @@ impl Lines {
     }
 }
 
-/// How many closing brackets [`Tree::parse`] moves before it gives up.
-const MAX_FIXES: usize = 64;
+/// The byte offset of a parser position.
+fn byte(map: &CharMap, mark: &granit_parser::Marker) -> usize {
+    mark.byte_offset().unwrap_or_else(|| map.byte(mark.index()))
+}
 
 impl<'a> Tree<'a> {
     /// Parses every document of `text`, accepting what Helm's go-yaml accepts beyond YAML 1.2
-    /// (see the module documentation). An error is the first one that is not such a bracket;
-    /// its offset is that of the text as written.
+    /// (see the module documentation).
     pub fn parse(text: &'a str) -> Result<Self, ParseFailure> {
-        let mut error = match Tree::parse_strict(text) {
-            Ok(tree) => return Ok(tree),
-            Err(e) => e,
-        };
-        let mut fixed = text.to_string();
-        for _ in 0..MAX_FIXES {
-            if !close_bracket_earlier(&mut fixed, &error) {
-                break;
-            }
-            match Tree::parse_strict(&fixed) {
-                Ok(tree) => return Ok(tree.into_owned()),
-                Err(e) => error = e,
-            }
-        }
-        Err(error)
+        Tree::parse_with(text, granit_parser::options! { emit_anchor_events: true })
     }
 
-    /// Parses every document of `text` as YAML 1.2.
+    /// Parses every document of `text` with YAML 1.2's indentation rules.
     pub fn parse_strict(text: &'a str) -> Result<Self, ParseFailure> {
+        Tree::parse_with(
+            text,
+            granit_parser::options! { emit_anchor_events: true, strict_indentation: true },
+        )
+    }
+
+    fn parse_with(text: &'a str, options: granit_parser::Options) -> Result<Self, ParseFailure> {
         let map = CharMap::new(text);
         let lines = Lines::new(text);
         let mut tree = Tree::default();
@@ -185,35 +180,55 @@ impl<'a> Tree<'a> {
         let mut anchors: HashMap<usize, NodeId> = HashMap::new();
         // Open collections, each with the key waiting for its value and its anchor id.
         let mut stack: Vec<(NodeId, Option<NodeId>, usize)> = Vec::new();
-        let mut parser = Parser::new_from_str(text);
+        let mut parser = Parser::new_from_str_with_options(text, options);
         while let Some(next) = parser.next_event() {
             let (event, span) = next.map_err(|e| ParseFailure {
-                offset: map.byte(e.marker().index()),
-                message: e.info().to_string(),
+                offset: byte(&map, e.marker()),
+                message: e.info(),
             })?;
-            let start = map.byte(span.start.index());
+            // A node starts at its first property: its anchor (an event of its own, right after
+            // the node's) or its tag.
+            let mut start = byte(&map, &span.start);
+            if let Some(tag) = span.tag_start() {
+                start = start.min(byte(&map, &tag));
+            }
             let parent_flow = stack.last().is_some_and(|&(p, _, _)| tree.nodes[p].in_flow);
-            let (kind, anchor, tag, opens) = match event {
+            let (kind, anchor, tag, flow) = match event {
                 Event::Alias(id) => {
                     let node = tree.nodes.len();
                     if let Some(&target) = anchors.get(&id) {
                         tree.aliases.insert(node, target);
                     }
-                    (Kind::Alias, 0, None, false)
+                    (Kind::Alias, 0, None, None)
+                }
+                Event::Anchor(..) => {
+                    if let Some(node) = tree.nodes.last_mut() {
+                        if start < node.start {
+                            node.start = start;
+                            node.line = lines.line(start);
+                        }
+                    }
+                    continue;
                 }
                 Event::Scalar(value, style, anchor, tag) => {
-                    (Kind::Scalar { value, style }, anchor, tag, false)
+                    // An empty plain scalar is null; the parser spells its value `~`.
+                    let value = if style == ScalarStyle::Plain && span.start == span.end {
+                        Cow::Borrowed("")
+                    } else {
+                        value
+                    };
+                    (Kind::Scalar { value, style }, anchor, tag, None)
                 }
-                Event::SequenceStart(anchor, tag) => {
-                    (Kind::Seq { items: Vec::new() }, anchor, tag, true)
+                Event::SequenceStart(style, anchor, tag) => {
+                    (Kind::Seq { items: Vec::new() }, anchor, tag, Some(style))
                 }
-                Event::MappingStart(anchor, tag) => (
+                Event::MappingStart(style, anchor, tag) => (
                     Kind::Map {
                         entries: Vec::new(),
                     },
                     anchor,
                     tag,
-                    true,
+                    Some(style),
                 ),
                 Event::SequenceEnd | Event::MappingEnd => {
                     if let Some((id, _, anchor)) = stack.pop() {
@@ -225,12 +240,8 @@ impl<'a> Tree<'a> {
                 }
                 _ => continue,
             };
-            let in_flow = parent_flow
-                || (opens
-                    && matches!(
-                        text.as_bytes().get(skip_properties(text, start)),
-                        Some(b'{' | b'[')
-                    ));
+            let opens = flow.is_some();
+            let in_flow = parent_flow || flow == Some(StructureStyle::Flow);
             let id = tree.nodes.len();
             tree.nodes.push(Node {
                 kind,
@@ -312,75 +323,6 @@ impl<'a> Tree<'a> {
     }
 }
 
-/// Moves a closing bracket that the parser refused for its indentation to just after the last
-/// content before it, leaving the text the same length and every other byte where it was
-/// (only the white space and comments between the content and the bracket shift by one).
-fn close_bracket_earlier(text: &mut String, error: &ParseFailure) -> bool {
-    let b = text.as_bytes();
-    let at = error.offset;
-    if error.message != "invalid indentation" || !matches!(b.get(at), Some(b'}' | b']')) {
-        return false;
-    }
-    let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
-    if !b[line_start..at].iter().all(|&c| c == b' ') {
-        return false;
-    }
-    // Walk back over blank lines, comment lines and trailing comments to the last content.
-    let mut end = line_start;
-    loop {
-        if end == 0 {
-            return false;
-        }
-        let prev_start = text[..end - 1].rfind('\n').map_or(0, |i| i + 1);
-        let line = &text[prev_start..end - 1];
-        let code = &line[..comment_start(line).unwrap_or(line.len())];
-        let trimmed = code.trim_end_matches([' ', '\t', '\r']);
-        if trimmed.trim_start().is_empty() {
-            end = prev_start;
-            continue;
-        }
-        end = prev_start + trimmed.len();
-        break;
-    }
-    // `end` is a character boundary and the bracket is one byte: rotating moves every
-    // character between them one byte on, whole.
-    let mut bytes = std::mem::take(text).into_bytes();
-    bytes[end..=at].rotate_right(1);
-    *text = String::from_utf8(bytes)
-        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-    true
-}
-
-/// Where a comment starts on one line: a `#` at the start or after white space, outside quotes.
-fn comment_start(line: &str) -> Option<usize> {
-    let b = line.as_bytes();
-    let mut quote: Option<u8> = None;
-    let mut i = 0;
-    while i < b.len() {
-        let c = b[i];
-        match quote {
-            Some(q) if c == q => {
-                if q == b'\'' && b.get(i + 1) == Some(&b'\'') {
-                    i += 1;
-                } else {
-                    quote = None;
-                }
-            }
-            Some(b'"') if c == b'\\' => i += 1,
-            Some(_) => {}
-            None if c == b'#' && (i == 0 || matches!(b[i - 1], b' ' | b'\t')) => return Some(i),
-            None if matches!(c, b'"' | b'\'')
-                && (i == 0 || matches!(b[i - 1], b' ' | b'\t' | b'{' | b'[' | b',' | b':')) =>
-            {
-                quote = Some(c);
-            }
-            None => {}
-        }
-        i += 1;
-    }
-    None
-}
-
 /// Skips an anchor (`&a`) and tag (`!t`, `!!str`) and the white space after them.
 pub fn skip_properties(text: &str, mut pos: usize) -> usize {
     let b = text.as_bytes();
@@ -426,7 +368,7 @@ pub fn core_scalar(value: &str, style: ScalarStyle, tag: Option<&Tag>) -> Core {
     }
     match tag {
         Some(tag) if tag.is_yaml_core_schema() => {
-            let parsed = match tag.suffix.as_str() {
+            let parsed = match tag.suffix() {
                 "str" => Some(Core::Str),
                 "null" => matches!(value, "~" | "null").then_some(Core::Null),
                 "bool" => value.parse().ok().map(Core::Bool),
@@ -519,6 +461,26 @@ mod tests {
     }
 
     #[test]
+    fn nodes_start_at_their_properties_and_empty_is_empty() {
+        let text = "k: &a v\nt: !!str 5\nboth: !!str &b\n  w\ne:\nf: [x, &c y]\n";
+        let tree = Tree::parse(text).unwrap();
+        let root = tree.roots[0];
+        let value = |i: usize| entries(&tree, root)[i].1;
+        assert_eq!(tree.nodes[value(0)].start, text.find("&a").unwrap());
+        assert_eq!(tree.nodes[value(1)].start, text.find("!!str 5").unwrap());
+        assert_eq!(tree.nodes[value(2)].start, text.find("!!str &b").unwrap());
+        assert_eq!(tree.nodes[value(2)].line, 3);
+        assert_eq!(tree.scalar(value(3)), Some(("", ScalarStyle::Plain)));
+        assert_eq!(tree.core(value(3)), Some(Core::Null));
+        assert_eq!(tree.core(value(1)), Some(Core::Str));
+        let Kind::Seq { items } = &tree.nodes[value(4)].kind else {
+            panic!("a sequence")
+        };
+        assert!(tree.nodes[items[1]].in_flow && tree.nodes[items[1]].anchored);
+        assert_eq!(tree.nodes[items[1]].start, text.find("&c").unwrap());
+    }
+
+    #[test]
     fn core_schema_types() {
         let p = ScalarStyle::Plain;
         assert_eq!(core_scalar("", p, None), Core::Null);
@@ -534,10 +496,7 @@ mod tests {
             core_scalar("8080", ScalarStyle::DoubleQuoted, None),
             Core::Str
         );
-        let int = Tag {
-            handle: "tag:yaml.org,2002:".into(),
-            suffix: "int".into(),
-        };
+        let int = Tag::new("tag:yaml.org,2002:", "int");
         assert_eq!(core_scalar("abc", p, Some(&int)), Core::Invalid);
         assert_eq!(core_scalar("12", p, Some(&int)), Core::Int(12));
     }

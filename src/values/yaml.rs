@@ -1,14 +1,13 @@
 //! Exact scanning of scalar tokens in the original text of a values file, and writing values
 //! back in a scalar's own style.
 //!
-//! saphyr's spans count characters, start at an anchor or tag rather than at the scalar, and for
-//! a quoted scalar followed by a comment run over the comment. So the [`Tree`](super::tree::Tree)
-//! keeps only where each node starts (as a byte offset), and [`scalar_token`] re-scans the token
-//! from there and checks that what it found decodes to the value the parser produced.
+//! The [`Tree`](super::tree::Tree) keeps where each node starts (its anchor or tag included);
+//! [`scalar_token`] re-scans the token from there and checks that what it found decodes to the
+//! value the parser produced, so an edit never lands on bytes that are not that scalar.
 
 use std::ops::Range;
 
-use saphyr_parser::ScalarStyle;
+use granit_parser::ScalarStyle;
 
 use super::tree::{skip_properties, Kind, Node};
 
