@@ -84,7 +84,7 @@ pub struct ParseFailure {
 }
 
 /// Maps the parser's character indices to byte offsets.
-pub struct CharMap {
+struct CharMap {
     /// Byte offset of every character, plus the length; empty when the text is ASCII.
     offsets: Vec<usize>,
     len: usize,
@@ -92,7 +92,7 @@ pub struct CharMap {
 
 impl CharMap {
     /// The table for `text`.
-    pub fn new(text: &str) -> Self {
+    fn new(text: &str) -> Self {
         let offsets = if text.is_ascii() {
             Vec::new()
         } else {
@@ -108,7 +108,7 @@ impl CharMap {
     }
 
     /// The byte offset of a character index.
-    pub fn byte(&self, char_index: usize) -> usize {
+    fn byte(&self, char_index: usize) -> usize {
         if self.offsets.is_empty() {
             char_index.min(self.len)
         } else {
