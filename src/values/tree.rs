@@ -435,6 +435,18 @@ mod tests {
         }
     }
 
+    fn items<'t>(tree: &'t Tree<'_>, id: NodeId) -> &'t [NodeId] {
+        match &tree.nodes[id].kind {
+            Kind::Seq { items } => items,
+            other => panic!("not a sequence: {other:?}"),
+        }
+    }
+
+    /// Where a node starts: byte offset and line.
+    fn at(tree: &Tree<'_>, id: NodeId) -> (usize, usize) {
+        (tree.nodes[id].start, tree.nodes[id].line)
+    }
+
     fn map_keys(tree: &Tree<'_>, id: NodeId) -> Vec<String> {
         entries(tree, id)
             .iter()
@@ -456,8 +468,7 @@ mod tests {
         assert_eq!(tree.nodes[d].line, 4);
         let (_, q) = entries(&tree, a)[0];
         assert_eq!(tree.scalar(q), Some(("q", ScalarStyle::SingleQuoted)));
-        assert_eq!(tree.nodes[q].start, text.find("'q'").unwrap());
-        assert_eq!(tree.nodes[q].line, 3);
+        assert_eq!(at(&tree, q), (text.find("'q'").unwrap(), 3));
     }
 
     #[test]
@@ -468,16 +479,13 @@ mod tests {
         let value = |i: usize| entries(&tree, root)[i].1;
         assert_eq!(tree.nodes[value(0)].start, text.find("&a").unwrap());
         assert_eq!(tree.nodes[value(1)].start, text.find("!!str 5").unwrap());
-        assert_eq!(tree.nodes[value(2)].start, text.find("!!str &b").unwrap());
-        assert_eq!(tree.nodes[value(2)].line, 3);
+        assert_eq!(at(&tree, value(2)), (text.find("!!str &b").unwrap(), 3));
         assert_eq!(tree.scalar(value(3)), Some(("", ScalarStyle::Plain)));
         assert_eq!(tree.core(value(3)), Some(Core::Null));
         assert_eq!(tree.core(value(1)), Some(Core::Str));
-        let Kind::Seq { items } = &tree.nodes[value(4)].kind else {
-            panic!("a sequence")
-        };
-        assert!(tree.nodes[items[1]].in_flow && tree.nodes[items[1]].anchored);
-        assert_eq!(tree.nodes[items[1]].start, text.find("&c").unwrap());
+        let y = items(&tree, value(4))[1];
+        assert!(tree.nodes[y].in_flow && tree.nodes[y].anchored);
+        assert_eq!(tree.nodes[y].start, text.find("&c").unwrap());
     }
 
     #[test]
@@ -509,14 +517,10 @@ mod tests {
         let root = tree.roots[0];
         assert_eq!(map_keys(&tree, root), ["extraEnv", "next", "last"]);
         let (_, next) = entries(&tree, root)[1];
-        let Kind::Seq { items } = &tree.nodes[next].kind else {
-            panic!("a sequence")
-        };
-        assert_eq!(tree.nodes[items[0]].start, text.find("a,").unwrap());
-        assert_eq!(tree.nodes[items[0]].line, 5);
+        let a = items(&tree, next)[0];
+        assert_eq!(at(&tree, a), (text.find("a,").unwrap(), 5));
         let (last, _) = entries(&tree, root)[2];
-        assert_eq!(tree.nodes[last].start, text.find("last").unwrap());
-        assert_eq!(tree.nodes[last].line, 8);
+        assert_eq!(at(&tree, last), (text.find("last").unwrap(), 8));
     }
 
     #[test]
