@@ -238,15 +238,6 @@ impl Values {
         }
     }
 
-    /// Look a path up (`["global", "permit", "apiUrl"]`).
-    pub fn lookup(&self, path: &[&str]) -> Option<Node<'_>> {
-        let mut n = self.root();
-        for k in path {
-            n = n.get(k)?;
-        }
-        Some(n)
-    }
-
     /// Helm's merge of `from` (in `src`) onto `at`: maps merge key by key, recursively; any other
     /// value replaces; a `null` deletes the key.
     fn merge(&mut self, at: NodeId, src: &Source<'_>, from: NodeId, file: usize) {
@@ -290,13 +281,10 @@ impl Values {
     ) {
         let tree = src.tree();
         for (key, v) in entries {
-            let pos = match &self.tree.nodes[at].kind {
-                Kind::Map { entries } => entries
-                    .iter()
-                    .position(|&(k, _)| self.tree.scalar(k).is_some_and(|(s, _)| s == key)),
-                _ => return,
-            };
-            match (pos, is_null(tree, *v)) {
+            if !matches!(self.tree.nodes[at].kind, Kind::Map { .. }) {
+                return;
+            }
+            match (self.tree.entry(at, key), is_null(tree, *v)) {
                 (Some(i), true) => {
                     if let Kind::Map { entries } = &mut self.tree.nodes[at].kind {
                         entries.remove(i);
@@ -525,22 +513,12 @@ impl<'v> Node<'v> {
 
     /// Look up a key of a mapping.
     pub fn get(&self, key: &str) -> Option<Node<'v>> {
-        let tree = self.tree();
-        match &tree.nodes[self.id].kind {
-            Kind::Map { entries } => entries
-                .iter()
-                .find(|&&(k, _)| tree.scalar(k).is_some_and(|(s, _)| s == key))
-                .map(|&(_, v)| self.at(v)),
-            _ => None,
-        }
+        self.tree().get(self.id, key).map(|v| self.at(v))
     }
 
     /// Item `i` of a sequence.
     pub fn item(&self, i: usize) -> Option<Node<'v>> {
-        match &self.tree().nodes[self.id].kind {
-            Kind::Seq { items } => items.get(i).map(|&v| self.at(v)),
-            _ => None,
-        }
+        self.tree().item(self.id, i).map(|v| self.at(v))
     }
 
     /// Whether the node is a sequence.

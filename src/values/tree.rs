@@ -307,6 +307,33 @@ impl<'a> Tree<'a> {
         }
     }
 
+    /// The index of the first entry of mapping `map` whose key is the scalar `key`.
+    pub fn entry(&self, map: NodeId, key: &str) -> Option<usize> {
+        match &self.nodes[map].kind {
+            Kind::Map { entries } => entries
+                .iter()
+                .position(|&(k, _)| self.scalar(k).is_some_and(|(s, _)| s == key)),
+            _ => None,
+        }
+    }
+
+    /// The value of the first entry of mapping `map` whose key is the scalar `key`.
+    pub fn get(&self, map: NodeId, key: &str) -> Option<NodeId> {
+        let i = self.entry(map, key)?;
+        match &self.nodes[map].kind {
+            Kind::Map { entries } => Some(entries[i].1),
+            _ => None,
+        }
+    }
+
+    /// Item `i` of sequence `seq`.
+    pub fn item(&self, seq: NodeId, i: usize) -> Option<NodeId> {
+        match &self.nodes[seq].kind {
+            Kind::Seq { items } => items.get(i).copied(),
+            _ => None,
+        }
+    }
+
     /// The node an alias stands for (the node itself when it is no alias); `None` for an alias
     /// whose anchor has no value yet.
     pub fn resolve(&self, id: NodeId) -> Option<NodeId> {
