@@ -699,13 +699,9 @@ fn policy_yaml_has_cidr_and_fqdn_rules() {
     )
     .unwrap();
     let text = policy(&allow, "agent-security");
-    use saphyr::{LoadableYamlNode, Yaml};
-    let docs = Yaml::load_from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let docs: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert_eq!(docs.len(), 2, "{text}");
-    let docs: Vec<serde_json::Value> = text
-        .split("\n---\n")
-        .map(|d| serde_saphyr::from_str(d).unwrap_or_else(|e| panic!("{e}\n{d}")))
-        .collect();
     let np = &docs[0];
     assert_eq!(np["kind"], "NetworkPolicy");
     assert_eq!(np["metadata"]["namespace"], "agent-security");
@@ -817,6 +813,47 @@ fn bad_user_values_file_names_line_and_column() {
         EgressError::Values { line, .. } => assert!(line >= 2),
         other => panic!("{other}"),
     }
+}
+
+/// Helm accepts a flow collection whose closing bracket sits at its parent's indentation, with
+/// comments inside; so does the audit, which reads the values file as values (with lines and
+/// paths, aliases followed) instead of falling back to its text.
+#[test]
+fn values_with_flow_closed_at_parent_indentation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let chart = tmp.path().join("charts/demo");
+    std::fs::create_dir_all(chart.join("templates")).unwrap();
+    std::fs::write(
+        chart.join("Chart.yaml"),
+        "apiVersion: v2\nname: demo\nversion: 0.1.0\n",
+    )
+    .unwrap();
+    std::fs::write(
+        chart.join("values.yaml"),
+        "extraEnv: {\n  # \"CUSTOM_ENV_VAR\": \"VALUE\"\n}\napi:\n  url: https://api.vendor-cloud.io/v1\ntolerations: [\n]\nmetrics:\n  base: &base\n    endpoint: metrics.vendor-cloud.io:9090\n  copy: *base\n",
+    )
+    .unwrap();
+    std::fs::write(
+        chart.join("templates/cm.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\ndata:\n  url: {{ .Values.api.url }}\n  metrics: {{ .Values.metrics.copy.endpoint }}\n",
+    )
+    .unwrap();
+    let r = check(&CheckOptions {
+        root: tmp.path().into(),
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(r.diagnostics.is_empty(), "{:?}", r.diagnostics);
+    let f = find(&r, "api.vendor-cloud.io", "charts/demo/values.yaml", 5);
+    assert_eq!(f.value_path.as_deref(), Some(".Values.api.url"));
+    let f = find(&r, "api.vendor-cloud.io", "templates/cm.yaml", 4);
+    assert_eq!(f.value_path.as_deref(), Some(".Values.api.url"));
+    let f = find(&r, "metrics.vendor-cloud.io", "templates/cm.yaml", 5);
+    assert_eq!(
+        f.value_path.as_deref(),
+        Some(".Values.metrics.copy.endpoint")
+    );
+    find(&r, "metrics.vendor-cloud.io", "charts/demo/values.yaml", 10);
 }
 
 #[test]

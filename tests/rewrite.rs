@@ -272,6 +272,28 @@ fn invalid_yaml_names_the_line() {
     assert!(err.to_string().starts_with("v.yaml:"), "{err}");
 }
 
+/// Helm accepts a flow collection whose closing bracket sits at its parent's indentation, with
+/// comments inside; rewriting does too, changes only the image scalars and reports their lines.
+#[test]
+fn flow_closed_at_parent_indentation() {
+    let text = "extraEnv: {\n  # \"CUSTOM_ENV_VAR\": \"VALUE\"\n}\nimage: quay.io/app/api:1.0\nlist: [\n  'quay.io/app/web:2.0', # web\n\n]\nlast: {\n}\n";
+    let out = rewrite(text, Path::new("v.yaml"), &options("h.io/m", vec![], false)).unwrap();
+    assert_eq!(out.text, text.replace("quay.io/app/", "h.io/m/app/"));
+    let at: Vec<(usize, usize)> = out.edits.iter().map(|e| (e.line, e.column)).collect();
+    assert_eq!(at, [(4, 8), (6, 3)]);
+    // An error elsewhere is still reported where it is.
+    let err = rewrite(
+        "a: {\n}\nb: [unclosed\n",
+        Path::new("v.yaml"),
+        &options("h.io", vec![], false),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, RewriteError::Parse { line, .. } if line > 2),
+        "{err}"
+    );
+}
+
 /// Coverage lists each image with its line, and reports what the bundle lacks.
 #[test]
 fn coverage() {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::classify::{classify, ClusterNames};
 use super::finder::{self, find, key_value, split_comment, LineCtx, MARKER};
 use super::template::{self, assemble, Env, RenderedLine, TNode};
-use super::values::{self, Node, Value, Values};
+use super::values::{self, Document, Node, Value, Values};
 use super::{CheckOptions, Diagnostic, EgressError, Finding, Kind, Report, Source, Verdict};
 
 /// Files larger than this are not read (reported as a diagnostic).
@@ -149,14 +149,14 @@ pub fn check(opts: &CheckOptions) -> Result<Report, EgressError> {
     let root = &bundle_root(&opts.root);
     let mut st = State::default();
     // User overlays first: a broken one is a usage error, not a finding.
-    let mut user: Vec<(String, Node)> = Vec::new();
+    let mut user: Vec<(String, Document)> = Vec::new();
     for p in &opts.values {
         let text = std::fs::read_to_string(p).map_err(|source| EgressError::Read {
             path: p.clone(),
             source,
         })?;
         let rel = p.display().to_string();
-        let node = values::load(&text, 0).map_err(|e| EgressError::Values {
+        let node = values::load(&text).map_err(|e| EgressError::Values {
             path: p.clone(),
             line: e.line,
             column: e.column,
@@ -176,7 +176,7 @@ pub fn check(opts: &CheckOptions) -> Result<Report, EgressError> {
     }
 
     // Bundle-level values files (`values.yaml` beside `charts/`) overlay every chart.
-    let mut bundle_values: Vec<(String, Node)> = Vec::new();
+    let mut bundle_values: Vec<(String, Document)> = Vec::new();
     let mut plain: Vec<(&FileRef, Source)> = Vec::new();
     for (f, src) in &others {
         if *src == Source::Values {
@@ -209,30 +209,16 @@ pub fn check(opts: &CheckOptions) -> Result<Report, EgressError> {
     for chart in &charts {
         let mut v = Values::empty();
         if let Some(f) = chart.values.clone() {
-            if let Some(n) = load_values(&f, &mut st) {
-                v.layer(&f.rel, |idx| reindex(n, idx));
+            if let Some(doc) = load_values(&f, &mut st) {
+                v.layer(&f.rel, &doc);
             }
         }
         match chart.parent {
-            Some(p) => {
-                // A subchart sees its parent's `<name>:` section and `global:`.
-                let pv = &merged[p];
-                let mut sub = Node::synthetic(Value::Map(Vec::new()));
-                if let Some(n) = pv.root.get(&chart.name) {
-                    sub = n.clone();
-                }
-                if let (Some(g), Value::Map(m)) = (pv.root.get("global"), &mut sub.value) {
-                    m.retain(|(k, _)| k != "global");
-                    m.push(("global".into(), g.clone()));
-                }
-                // Parent file indices are re-based onto this chart's file list.
-                let base = v.files.len();
-                v.files.extend(pv.files.iter().cloned());
-                values::merge(&mut v.root, shift(sub, base));
-            }
+            // A subchart sees its parent's `<name>:` section and `global:`.
+            Some(p) => v.layer_parent(&merged[p], &chart.name),
             None => {
-                for (rel, n) in bundle_values.iter().chain(user.iter()) {
-                    v.layer(rel, |idx| reindex(n.clone(), idx));
+                for (rel, doc) in bundle_values.iter().chain(user.iter()) {
+                    v.layer(rel, doc);
                 }
             }
         }
@@ -240,8 +226,8 @@ pub fn check(opts: &CheckOptions) -> Result<Report, EgressError> {
     }
     if charts.is_empty() && !(bundle_values.is_empty() && user.is_empty()) {
         let mut v = Values::empty();
-        for (rel, n) in bundle_values.iter().chain(user.iter()) {
-            v.layer(rel, |idx| reindex(n.clone(), idx));
+        for (rel, doc) in bundle_values.iter().chain(user.iter()) {
+            v.layer(rel, doc);
         }
         merged.push(v);
     }
@@ -268,7 +254,7 @@ pub fn check(opts: &CheckOptions) -> Result<Report, EgressError> {
             chart_name: charts.get(i).map_or("", |c| c.name.as_str()),
             cache: Default::default(),
         };
-        scan_values_tree(&v.root, ".Values", "", &env, &mut st);
+        scan_values_tree(v.root(), ".Values", "", &env, &mut st);
     }
     let mut seen_comments = std::collections::HashSet::new();
     for v in &merged {
@@ -620,14 +606,14 @@ fn read_text(f: &FileRef, diags: &mut Vec<Diagnostic>) -> Option<String> {
     }
 }
 
-fn load_values(f: &FileRef, st: &mut State) -> Option<Node> {
+fn load_values(f: &FileRef, st: &mut State) -> Option<Document> {
     st.files += 1;
     let text = read_text(f, &mut st.diags)?;
     st.value_lines.insert(
         f.rel.to_string(),
         text.lines().map(str::to_string).collect(),
     );
-    match values::load(&text, 0) {
+    match values::load(&text) {
         Ok(n) => Some(n),
         Err(e) => {
             st.diags.push(Diagnostic {
@@ -650,35 +636,6 @@ fn load_values(f: &FileRef, st: &mut State) -> Option<Node> {
     }
 }
 
-/// Point every node of a freshly loaded tree at file `idx`.
-fn reindex(mut n: Node, idx: usize) -> Node {
-    fn walk(n: &mut Node, idx: usize) {
-        n.file = idx;
-        match &mut n.value {
-            Value::Map(m) => m.iter_mut().for_each(|(_, v)| walk(v, idx)),
-            Value::Seq(s) => s.iter_mut().for_each(|v| walk(v, idx)),
-            _ => {}
-        }
-    }
-    walk(&mut n, idx);
-    n
-}
-
-fn shift(mut n: Node, base: usize) -> Node {
-    fn walk(n: &mut Node, base: usize) {
-        if n.file != usize::MAX {
-            n.file += base;
-        }
-        match &mut n.value {
-            Value::Map(m) => m.iter_mut().for_each(|(_, v)| walk(v, base)),
-            Value::Seq(s) => s.iter_mut().for_each(|v| walk(v, base)),
-            _ => {}
-        }
-    }
-    walk(&mut n, base);
-    n
-}
-
 /// Evidence text: trimmed, credentials redacted, cut to a readable length.
 fn evidence(line: &str) -> String {
     let t = finder::redact_secrets(&finder::redact(line.trim()));
@@ -697,11 +654,11 @@ fn env_name(line: &str) -> Option<&str> {
     Some(v.trim_matches(['"', '\'']))
 }
 
-fn scan_values_tree(node: &Node, path: &str, key: &str, env: &Env<'_>, st: &mut State) {
+fn scan_values_tree(node: Node<'_>, path: &str, key: &str, env: &Env<'_>, st: &mut State) {
     let v = env.values;
-    match &node.value {
+    match node.value() {
         Value::Map(m) => {
-            let get = |k: &str| m.iter().find(|(mk, _)| mk == k).map(|(_, n)| n);
+            let get = |k: &str| m.iter().find(|(mk, _)| mk == k).map(|&(_, n)| n);
             // `{registry, repository, tag}` image maps.
             if let (Some(reg), Some(_)) =
                 (get("registry"), get("repository").or_else(|| get("image")))
@@ -710,7 +667,7 @@ fn scan_values_tree(node: &Node, path: &str, key: &str, env: &Env<'_>, st: &mut 
                     let (host, port) = finder::image_registry(&format!("{r}/x"))
                         .unwrap_or((finder::normalize_host(&r), None));
                     push_value(
-                        reg,
+                        &reg,
                         &format!("{path}.registry"),
                         host,
                         port,
@@ -719,32 +676,32 @@ fn scan_values_tree(node: &Node, path: &str, key: &str, env: &Env<'_>, st: &mut 
                         st,
                     );
                 }
-                for (k, child) in m {
+                for (k, child) in &m {
                     if k != "registry" && k != "repository" && k != "image" {
-                        scan_values_tree(child, &format!("{path}.{k}"), k, env, st);
+                        scan_values_tree(*child, &format!("{path}.{k}"), k, env, st);
                     }
                 }
                 return;
             }
             // `{name: X, value: Y}` env entries: X names what Y is.
-            let env_name = get("name").and_then(Node::as_text);
-            for (k, child) in m {
-                let key = match (&env_name, k.as_str()) {
+            let env_name = get("name").and_then(|n| n.as_text());
+            for (k, child) in &m {
+                let key = match (&env_name, k.as_ref()) {
                     (Some(n), "value") => n.as_str(),
-                    _ => k.as_str(),
+                    _ => k.as_ref(),
                 };
-                scan_values_tree(child, &format!("{path}.{k}"), key, env, st);
+                scan_values_tree(*child, &format!("{path}.{k}"), key, env, st);
             }
         }
         Value::Seq(s) => {
-            for (i, child) in s.iter().enumerate() {
+            for (i, child) in s.into_iter().enumerate() {
                 scan_values_tree(child, &format!("{path}[{i}]"), key, env, st);
             }
         }
         Value::Str(s) => {
             if s.contains('\n') {
                 for (i, l) in s.lines().enumerate() {
-                    let line = node.line + i + usize::from(node.block);
+                    let line = node.line() + i + usize::from(node.block());
                     let (code, comment) = split_comment(l);
                     for (part, commented) in [(code, false), (comment.unwrap_or(""), true)] {
                         let part = part.trim_start_matches('#');
@@ -759,7 +716,7 @@ fn scan_values_tree(node: &Node, path: &str, key: &str, env: &Env<'_>, st: &mut 
                             push_raw(
                                 st,
                                 v,
-                                node,
+                                &node,
                                 line,
                                 Some(path),
                                 h.host,
@@ -776,9 +733,9 @@ fn scan_values_tree(node: &Node, path: &str, key: &str, env: &Env<'_>, st: &mut 
             // Template text inside values (`tpl` strings) is evaluated against the values;
             // what cannot be computed becomes the unresolved marker.
             let s = if s.contains("{{") {
-                env.render_text(s).unwrap_or_else(|| blank_actions(s))
+                env.render_text(&s).unwrap_or_else(|| blank_actions(&s))
             } else {
-                s.clone()
+                s.to_string()
             };
             let synthetic = format!("{}: {s}", if key.is_empty() { "value" } else { key });
             let klen = synthetic.len() - s.len();
@@ -793,8 +750,8 @@ fn scan_values_tree(node: &Node, path: &str, key: &str, env: &Env<'_>, st: &mut 
                     push_raw(
                         st,
                         v,
-                        node,
-                        node.line,
+                        &node,
+                        node.line(),
                         Some(path),
                         h.host,
                         h.port,
@@ -809,7 +766,7 @@ fn scan_values_tree(node: &Node, path: &str, key: &str, env: &Env<'_>, st: &mut 
 }
 
 fn push_value(
-    node: &Node,
+    node: &Node<'_>,
     path: &str,
     host: String,
     port: Option<u16>,
@@ -817,14 +774,24 @@ fn push_value(
     v: &Values,
     st: &mut State,
 ) {
-    push_raw(st, v, node, node.line, Some(path), host, port, kind, false);
+    push_raw(
+        st,
+        v,
+        node,
+        node.line(),
+        Some(path),
+        host,
+        port,
+        kind,
+        false,
+    );
 }
 
 #[allow(clippy::too_many_arguments)]
 fn push_raw(
     st: &mut State,
     v: &Values,
-    node: &Node,
+    node: &Node<'_>,
     line: usize,
     path: Option<&str>,
     host: String,
@@ -832,7 +799,7 @@ fn push_raw(
     kind: Kind,
     commented: bool,
 ) {
-    let Some(file) = v.files.get(node.file) else {
+    let Some(file) = v.files.get(node.file()) else {
         return;
     };
     let text = st

@@ -369,7 +369,7 @@ enum V<'a> {
     /// The top-level object (`$`): `.Values`, `.Release`, `.Chart`, ...
     Root,
     /// A values node and its path.
-    Tree(&'a Node, String),
+    Tree(Node<'a>, String),
     /// Text (possibly from a values path).
     Text(String, Option<String>),
     Bool(bool),
@@ -568,9 +568,9 @@ impl<'a> Env<'a> {
                     let v = self.pipeline(expr, dot, vars, depth);
                     let mut items: Vec<(V<'a>, V<'a>)> = Vec::new();
                     if let V::Tree(n, p) = &v {
-                        match &n.value {
+                        match n.value() {
                             Value::Seq(s) => {
-                                for (i, item) in s.iter().enumerate().take(MAX_RANGE) {
+                                for (i, item) in s.into_iter().enumerate().take(MAX_RANGE) {
                                     items.push((
                                         V::Text(i.to_string(), None),
                                         V::Tree(item, format!("{p}[{i}]")),
@@ -578,9 +578,9 @@ impl<'a> Env<'a> {
                                 }
                             }
                             Value::Map(m) => {
-                                for (k, item) in m.iter().take(MAX_RANGE) {
+                                for (k, item) in m.into_iter().take(MAX_RANGE) {
                                     items.push((
-                                        V::Text(k.clone(), None),
+                                        V::Text(k.to_string(), None),
                                         V::Tree(item, format!("{p}.{k}")),
                                     ));
                                 }
@@ -711,7 +711,7 @@ impl<'a> Env<'a> {
             let f = parts[i];
             cur = match cur {
                 V::Root => match f {
-                    "Values" => V::Tree(&self.values.root, ".Values".into()),
+                    "Values" => V::Tree(self.values.root(), ".Values".into()),
                     "Release" => {
                         let v = match parts.get(i + 1).copied() {
                             Some("Name") => V::Text(self.chart_name.to_string(), None),
@@ -739,9 +739,7 @@ impl<'a> Env<'a> {
                     let path = format!("{p}.{f}");
                     match n.get(f) {
                         Some(child) => V::Tree(child, path),
-                        None if matches!(n.value, Value::Map(_) | Value::Null) => {
-                            V::Nil(Some(path))
-                        }
+                        None if n.is_map_or_null() => V::Nil(Some(path)),
                         None => V::Unknown(Some(path)),
                     }
                 }
@@ -754,85 +752,41 @@ impl<'a> Env<'a> {
         cur
     }
 
+    /// Calls a template function. Each group of functions answers `None` for a name it does not
+    /// have; a function no group has cannot be computed.
     fn call(&self, name: &str, args: Vec<V<'a>>, depth: usize) -> V<'a> {
         let path = args.iter().find_map(V::path);
-        let last = args.last().cloned().unwrap_or(V::Nil(None));
-        let text_of = |v: &V<'a>| v.text();
-        match name {
-            "quote" | "squote" => {
-                let q = if name == "quote" { '"' } else { '\'' };
-                let mut parts = Vec::new();
-                for a in &args {
-                    match a.text() {
-                        Some(t) => parts.push(format!("{q}{t}{q}")),
-                        None => return V::Unknown(a.path()),
-                    }
-                }
-                V::Text(parts.join(" "), path)
-            }
-            "default" => {
-                let d = args.first().cloned().unwrap_or(V::Nil(None));
-                if args.len() < 2 {
-                    return d;
-                }
-                match last.truthy() {
-                    Some(true) => last,
-                    Some(false) => d,
-                    None => V::Unknown(last.path()),
-                }
-            }
-            "required" => match last.truthy() {
-                Some(true) => last,
-                _ => V::Unknown(last.path()),
-            },
-            "coalesce" => {
-                for a in &args {
-                    match a.truthy() {
-                        Some(true) => return a.clone(),
-                        Some(false) => {}
-                        None => return V::Unknown(a.path()),
-                    }
-                }
-                V::Nil(path)
-            }
-            "ternary" => match args.get(2).and_then(V::truthy) {
-                Some(true) => args[0].clone(),
-                Some(false) => args[1].clone(),
-                None => V::Unknown(path),
-            },
-            "printf" | "print" | "println" | "cat" => {
-                // An argument that cannot be computed becomes the marker in place, so the
-                // rest of the text (a host beside an unknown password) is still judged.
-                let texts: Vec<String> = args
-                    .iter()
-                    .map(|a| text_of(a).unwrap_or_else(|| MARKER.to_string()))
-                    .collect();
-                let s = match name {
-                    "printf" if !texts.is_empty() => sprintf(&texts[0], &texts[1..]),
-                    "cat" => texts.join(" "),
-                    "println" => texts.concat() + "\n",
-                    _ => texts.concat(),
-                };
-                // The values path of a printf is that of its first values-backed argument.
-                let p = args
-                    .iter()
-                    .skip(usize::from(name == "printf"))
-                    .find_map(V::path);
-                V::Text(s, p)
-            }
+        defaults(name, &args, &path)
+            .or_else(|| strings(name, &args, &path))
+            .or_else(|| self.templates(name, &args, &path, depth))
+            .or_else(|| encoding(name, &args))
+            .or_else(|| logic(name, &args))
+            .or_else(|| collections(name, &args))
+            .unwrap_or(V::Unknown(path))
+    }
+
+    /// `tpl`, `include` and `template`: text evaluated against the values.
+    fn templates(
+        &self,
+        name: &str,
+        args: &[V<'a>],
+        path: &Option<String>,
+        depth: usize,
+    ) -> Option<V<'a>> {
+        Some(match name {
             "tpl" => {
                 let (Some(src), ctx) = (
                     args.first().and_then(V::text),
                     args.get(1).cloned().unwrap_or(V::Root),
                 ) else {
-                    return V::Unknown(path);
+                    return Some(V::Unknown(path.clone()));
                 };
                 let Ok(t) = parse(&src) else {
-                    return V::Unknown(path);
+                    return Some(V::Unknown(path.clone()));
                 };
                 match self.eval_value(&t.nodes, &ctx, depth) {
                     Some(s) => V::Text(s, args.first().and_then(V::path)),
-                    None => V::Unknown(path),
+                    None => V::Unknown(path.clone()),
                 }
             }
             "include" | "template" => {
@@ -840,14 +794,14 @@ impl<'a> Env<'a> {
                     args.first().and_then(V::text),
                     args.get(1).cloned().unwrap_or(V::Nil(None)),
                 ) else {
-                    return V::Unknown(None);
+                    return Some(V::Unknown(None));
                 };
                 // With the top-level object as context the result depends on the values only,
                 // which do not change during a check: compute it once per chart.
                 let root = matches!(ctx, V::Root);
                 if root {
                     if let Some(hit) = self.cache.lock().ok().and_then(|c| c.get(&tname).cloned()) {
-                        return hit.map_or(V::Unknown(None), |s| V::Text(s, None));
+                        return Some(hit.map_or(V::Unknown(None), |s| V::Text(s, None)));
                     }
                 }
                 let result = self
@@ -861,147 +815,8 @@ impl<'a> Env<'a> {
                 }
                 result.map_or(V::Unknown(None), |s| V::Text(s, None))
             }
-            "toYaml" | "toJson" | "toPrettyJson" | "toRawJson" | "toString" | "b64enc"
-            | "b64dec" | "int" | "int64" | "atoi" | "float64" | "toStrings" | "urlquery" => {
-                match &last {
-                    V::Tree(n, p) => V::Text(n.to_yaml(), Some(p.clone())),
-                    other => match other.text() {
-                        Some(t) => V::Text(t, other.path()),
-                        None => V::Unknown(other.path()),
-                    },
-                }
-            }
-            "indent" | "nindent" => {
-                let n: usize = args
-                    .first()
-                    .and_then(V::text)
-                    .and_then(|t| t.parse().ok())
-                    .unwrap_or(0);
-                let Some(t) = (match &last {
-                    V::Tree(node, _)
-                        if !matches!(node.value, Value::Str(_) | Value::Bool(_) | Value::Null) =>
-                    {
-                        Some(node.to_yaml())
-                    }
-                    other => other.text(),
-                }) else {
-                    return V::Unknown(last.path());
-                };
-                let pad = " ".repeat(n);
-                let body = t
-                    .lines()
-                    .map(|l| format!("{pad}{l}"))
-                    .collect::<Vec<_>>()
-                    .join("\n");
-                V::Text(
-                    if name == "nindent" {
-                        format!("\n{body}")
-                    } else {
-                        body
-                    },
-                    last.path(),
-                )
-            }
-            "trim" | "lower" | "upper" | "title" | "trimSuffix" | "trimPrefix" | "trunc"
-            | "replace" | "trimAll" => {
-                let Some(t) = last.text() else {
-                    return V::Unknown(last.path());
-                };
-                let arg = |i: usize| args.get(i).and_then(V::text).unwrap_or_default();
-                let s = match name {
-                    "trim" => t.trim().to_string(),
-                    "lower" => t.to_lowercase(),
-                    "upper" => t.to_uppercase(),
-                    "title" => t,
-                    "trimSuffix" => t
-                        .strip_suffix(arg(0).as_str())
-                        .map_or(t.clone(), str::to_string),
-                    "trimPrefix" => t
-                        .strip_prefix(arg(0).as_str())
-                        .map_or(t.clone(), str::to_string),
-                    "trimAll" => t.trim_matches(|c| arg(0).contains(c)).to_string(),
-                    "trunc" => {
-                        let n: i64 = arg(0).parse().unwrap_or(i64::MAX);
-                        t.chars()
-                            .take(usize::try_from(n).unwrap_or(usize::MAX))
-                            .collect()
-                    }
-                    _ => t.replace(arg(0).as_str(), arg(1).as_str()),
-                };
-                V::Text(s, last.path())
-            }
-            "eq" | "ne" => {
-                let texts: Option<Vec<String>> = args.iter().map(V::text).collect();
-                match texts {
-                    Some(t) if t.len() >= 2 => {
-                        let eq = t[1..].iter().any(|x| *x == t[0]);
-                        V::Bool(if name == "eq" { eq } else { !eq })
-                    }
-                    _ => V::Unknown(None),
-                }
-            }
-            "not" => match last.truthy() {
-                Some(b) => V::Bool(!b),
-                None => V::Unknown(None),
-            },
-            "and" | "or" => {
-                let bools: Option<Vec<bool>> = args.iter().map(V::truthy).collect();
-                match bools {
-                    Some(b) => V::Bool(if name == "and" {
-                        b.iter().all(|x| *x)
-                    } else {
-                        b.iter().any(|x| *x)
-                    }),
-                    None => V::Unknown(None),
-                }
-            }
-            "empty" => match last.truthy() {
-                Some(b) => V::Bool(!b),
-                None => V::Unknown(None),
-            },
-            "contains" | "hasPrefix" | "hasSuffix" => match (
-                args.first().and_then(V::text),
-                args.get(1).and_then(V::text),
-            ) {
-                (Some(a), Some(b)) => V::Bool(match name {
-                    "contains" => b.contains(&a),
-                    "hasPrefix" => b.starts_with(&a),
-                    _ => b.ends_with(&a),
-                }),
-                _ => V::Unknown(None),
-            },
-            "hasKey" => match (args.first(), args.get(1).and_then(V::text)) {
-                (Some(V::Tree(n, _)), Some(k)) => V::Bool(n.get(&k).is_some()),
-                _ => V::Unknown(None),
-            },
-            "get" | "index" => {
-                let mut cur = args.first().cloned().unwrap_or(V::Nil(None));
-                for k in args.iter().skip(1) {
-                    let Some(k) = k.text() else {
-                        return V::Unknown(None);
-                    };
-                    cur = match cur {
-                        V::Tree(n, p) => match &n.value {
-                            Value::Seq(s) => match k.parse::<usize>().ok().and_then(|i| s.get(i)) {
-                                Some(item) => V::Tree(item, format!("{p}[{k}]")),
-                                None => V::Nil(Some(format!("{p}[{k}]"))),
-                            },
-                            _ => match n.get(&k) {
-                                Some(item) => V::Tree(item, format!("{p}.{k}")),
-                                None => V::Nil(Some(format!("{p}.{k}"))),
-                            },
-                        },
-                        V::Nil(p) => V::Nil(p),
-                        _ => V::Unknown(None),
-                    };
-                }
-                cur
-            }
-            // Digests and random values hold no destination.
-            "sha256sum" | "sha1sum" | "randAlphaNum" | "randAlpha" | "randNumeric" | "uuidv4"
-            | "now" | "date" => V::Text("x".into(), None),
-            _ => V::Unknown(path),
-        }
+            _ => return None,
+        })
     }
 
     /// Evaluate template text found inside a values string (for `tpl`), with the top-level
@@ -1018,6 +833,240 @@ impl<'a> Env<'a> {
             .ok()?;
         Some(out.into_iter().map(|p| p.text).collect::<String>())
     }
+}
+
+/// The last argument (the piped value), nil when there is none.
+fn last<'a>(args: &[V<'a>]) -> V<'a> {
+    args.last().cloned().unwrap_or(V::Nil(None))
+}
+
+/// `default`, `required`, `coalesce` and `ternary`: choosing between values.
+fn defaults<'a>(name: &str, args: &[V<'a>], path: &Option<String>) -> Option<V<'a>> {
+    let last = last(args);
+    Some(match name {
+        "default" => {
+            let d = args.first().cloned().unwrap_or(V::Nil(None));
+            if args.len() < 2 {
+                return Some(d);
+            }
+            match last.truthy() {
+                Some(true) => last,
+                Some(false) => d,
+                None => V::Unknown(last.path()),
+            }
+        }
+        "required" => match last.truthy() {
+            Some(true) => last,
+            _ => V::Unknown(last.path()),
+        },
+        "coalesce" => {
+            for a in args {
+                match a.truthy() {
+                    Some(true) => return Some(a.clone()),
+                    Some(false) => {}
+                    None => return Some(V::Unknown(a.path())),
+                }
+            }
+            V::Nil(path.clone())
+        }
+        "ternary" => match args.get(2).and_then(V::truthy) {
+            Some(true) => args[0].clone(),
+            Some(false) => args[1].clone(),
+            None => V::Unknown(path.clone()),
+        },
+        _ => return None,
+    })
+}
+
+/// Functions that build or change text: quoting, `printf` and its kin, indentation, trimming and
+/// case.
+fn strings<'a>(name: &str, args: &[V<'a>], path: &Option<String>) -> Option<V<'a>> {
+    let last = last(args);
+    Some(match name {
+        "quote" | "squote" => {
+            let q = if name == "quote" { '"' } else { '\'' };
+            let mut parts = Vec::new();
+            for a in args {
+                match a.text() {
+                    Some(t) => parts.push(format!("{q}{t}{q}")),
+                    None => return Some(V::Unknown(a.path())),
+                }
+            }
+            V::Text(parts.join(" "), path.clone())
+        }
+        "printf" | "print" | "println" | "cat" => {
+            // An argument that cannot be computed becomes the marker in place, so the
+            // rest of the text (a host beside an unknown password) is still judged.
+            let texts: Vec<String> = args
+                .iter()
+                .map(|a| a.text().unwrap_or_else(|| MARKER.to_string()))
+                .collect();
+            let s = match name {
+                "printf" if !texts.is_empty() => sprintf(&texts[0], &texts[1..]),
+                "cat" => texts.join(" "),
+                "println" => texts.concat() + "\n",
+                _ => texts.concat(),
+            };
+            // The values path of a printf is that of its first values-backed argument.
+            let p = args
+                .iter()
+                .skip(usize::from(name == "printf"))
+                .find_map(V::path);
+            V::Text(s, p)
+        }
+        "indent" | "nindent" => {
+            let n: usize = args
+                .first()
+                .and_then(V::text)
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(0);
+            let Some(t) = (match &last {
+                V::Tree(node, _) if !node.is_scalar() => Some(node.to_yaml()),
+                other => other.text(),
+            }) else {
+                return Some(V::Unknown(last.path()));
+            };
+            let pad = " ".repeat(n);
+            let body = t
+                .lines()
+                .map(|l| format!("{pad}{l}"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            V::Text(
+                if name == "nindent" {
+                    format!("\n{body}")
+                } else {
+                    body
+                },
+                last.path(),
+            )
+        }
+        "trim" | "lower" | "upper" | "title" | "trimSuffix" | "trimPrefix" | "trunc"
+        | "replace" | "trimAll" => {
+            let Some(t) = last.text() else {
+                return Some(V::Unknown(last.path()));
+            };
+            let arg = |i: usize| args.get(i).and_then(V::text).unwrap_or_default();
+            let s = match name {
+                "trim" => t.trim().to_string(),
+                "lower" => t.to_lowercase(),
+                "upper" => t.to_uppercase(),
+                "title" => t,
+                "trimSuffix" => t
+                    .strip_suffix(arg(0).as_str())
+                    .map_or(t.clone(), str::to_string),
+                "trimPrefix" => t
+                    .strip_prefix(arg(0).as_str())
+                    .map_or(t.clone(), str::to_string),
+                "trimAll" => t.trim_matches(|c| arg(0).contains(c)).to_string(),
+                "trunc" => {
+                    let n: i64 = arg(0).parse().unwrap_or(i64::MAX);
+                    t.chars()
+                        .take(usize::try_from(n).unwrap_or(usize::MAX))
+                        .collect()
+                }
+                _ => t.replace(arg(0).as_str(), arg(1).as_str()),
+            };
+            V::Text(s, last.path())
+        }
+        _ => return None,
+    })
+}
+
+/// Encoders and conversions (`toYaml`, `b64enc`, `int`…): a values subtree becomes its YAML,
+/// anything else keeps its text (what matters is the destinations it holds); digests and random
+/// values hold none.
+fn encoding<'a>(name: &str, args: &[V<'a>]) -> Option<V<'a>> {
+    Some(match name {
+        "toYaml" | "toJson" | "toPrettyJson" | "toRawJson" | "toString" | "b64enc" | "b64dec"
+        | "int" | "int64" | "atoi" | "float64" | "toStrings" | "urlquery" => match &last(args) {
+            V::Tree(n, p) => V::Text(n.to_yaml(), Some(p.clone())),
+            other => match other.text() {
+                Some(t) => V::Text(t, other.path()),
+                None => V::Unknown(other.path()),
+            },
+        },
+        "sha256sum" | "sha1sum" | "randAlphaNum" | "randAlpha" | "randNumeric" | "uuidv4"
+        | "now" | "date" => V::Text("x".into(), None),
+        _ => return None,
+    })
+}
+
+/// Comparisons, boolean operators and string tests.
+fn logic<'a>(name: &str, args: &[V<'a>]) -> Option<V<'a>> {
+    Some(match name {
+        "eq" | "ne" => {
+            let texts: Option<Vec<String>> = args.iter().map(V::text).collect();
+            match texts {
+                Some(t) if t.len() >= 2 => {
+                    let eq = t[1..].iter().any(|x| *x == t[0]);
+                    V::Bool(if name == "eq" { eq } else { !eq })
+                }
+                _ => V::Unknown(None),
+            }
+        }
+        "not" | "empty" => match last(args).truthy() {
+            Some(b) => V::Bool(!b),
+            None => V::Unknown(None),
+        },
+        "and" | "or" => {
+            let bools: Option<Vec<bool>> = args.iter().map(V::truthy).collect();
+            match bools {
+                Some(b) => V::Bool(if name == "and" {
+                    b.iter().all(|x| *x)
+                } else {
+                    b.iter().any(|x| *x)
+                }),
+                None => V::Unknown(None),
+            }
+        }
+        "contains" | "hasPrefix" | "hasSuffix" => match (
+            args.first().and_then(V::text),
+            args.get(1).and_then(V::text),
+        ) {
+            (Some(a), Some(b)) => V::Bool(match name {
+                "contains" => b.contains(&a),
+                "hasPrefix" => b.starts_with(&a),
+                _ => b.ends_with(&a),
+            }),
+            _ => V::Unknown(None),
+        },
+        _ => return None,
+    })
+}
+
+/// Lookups in maps and lists: `hasKey`, `get` and `index`.
+fn collections<'a>(name: &str, args: &[V<'a>]) -> Option<V<'a>> {
+    Some(match name {
+        "hasKey" => match (args.first(), args.get(1).and_then(V::text)) {
+            (Some(V::Tree(n, _)), Some(k)) => V::Bool(n.get(&k).is_some()),
+            _ => V::Unknown(None),
+        },
+        "get" | "index" => {
+            let mut cur = args.first().cloned().unwrap_or(V::Nil(None));
+            for k in args.iter().skip(1) {
+                let Some(k) = k.text() else {
+                    return Some(V::Unknown(None));
+                };
+                cur = match cur {
+                    V::Tree(n, p) if n.is_seq() => {
+                        match k.parse::<usize>().ok().and_then(|i| n.item(i)) {
+                            Some(item) => V::Tree(item, format!("{p}[{k}]")),
+                            None => V::Nil(Some(format!("{p}[{k}]"))),
+                        }
+                    }
+                    V::Tree(n, p) => match n.get(&k) {
+                        Some(item) => V::Tree(item, format!("{p}.{k}")),
+                        None => V::Nil(Some(format!("{p}.{k}"))),
+                    },
+                    V::Nil(p) => V::Nil(p),
+                    _ => V::Unknown(None),
+                };
+            }
+            cur
+        }
+        _ => return None,
+    })
 }
 
 /// `$x := pipeline` or `$x = pipeline` → (`$x`, pipeline).

@@ -1,72 +1,546 @@
-//! Helm values: a YAML tree that remembers, for every node, the file and line it came from,
-//! and the merge Helm applies when values files are layered (`-f a.yaml -f b.yaml`).
+//! Helm values for the egress audit: values files read into the values tree
+//! ([`crate::values::tree`]), layered the way Helm merges them (`-f a.yaml -f b.yaml`), with the
+//! file and line every node came from for evidence.
 
+use std::borrow::Cow;
+use std::fmt;
 use std::path::Path;
 
-use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, YamlData};
+use granit_parser::ScalarStyle;
 
-/// A values node and where it was defined.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Node {
-    /// The content.
-    pub value: Value,
-    /// Index into the list of source files of the [`Values`] it belongs to.
-    pub file: usize,
-    /// 1-based line of the node.
+use crate::values::tree::{skip_properties, Core, Kind, Lines, NodeId, Tree};
+
+/// A YAML load error with its position (1-based line and column).
+#[derive(Debug, Clone)]
+pub struct LoadError {
+    /// 1-based line.
     pub line: usize,
-    /// True for a block scalar (`|` or `>`): its text starts on the next line.
-    pub block: bool,
+    /// 1-based column.
+    pub column: usize,
+    /// The parser's message.
+    pub message: String,
 }
 
-/// The content of a values node.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Value {
+/// Most nodes that aliases may expand to in one values file.
+const ALIAS_BUDGET: usize = 100_000;
+
+/// One parsed values file: its first document.
+#[derive(Debug, Clone)]
+pub struct Document {
+    tree: Tree<'static>,
+    /// The first document's root; `None` for a file with no document.
+    root: Option<NodeId>,
+    /// Block scalars (`|`, `>`) whose text starts on the line after the node's line.
+    block: Vec<bool>,
+}
+
+/// Parse one values file. An empty file is an empty map.
+pub fn load(text: &str) -> Result<Document, LoadError> {
+    let lines = Lines::new(text);
+    let at = |offset: usize, message: String| {
+        let (line, column) = lines.position(text, offset);
+        LoadError {
+            line,
+            column,
+            message,
+        }
+    };
+    let tree = Tree::parse(text).map_err(|e| at(e.offset, e.message))?;
+    let root = tree.roots.first().copied();
+    if let Some(root) = root {
+        let mut sizes = vec![None; tree.nodes.len()];
+        if expanded(&tree, root, &mut sizes) > ALIAS_BUDGET {
+            return Err(at(
+                tree.nodes[root].start,
+                "alias expansion exceeded the maximum node budget".into(),
+            ));
+        }
+    }
+    let block = tree
+        .nodes
+        .iter()
+        .map(|n| {
+            matches!(
+                n.kind,
+                Kind::Scalar {
+                    style: ScalarStyle::Literal | ScalarStyle::Folded,
+                    ..
+                }
+            ) && matches!(
+                text.as_bytes().get(skip_properties(text, n.start)),
+                Some(b'|' | b'>')
+            )
+        })
+        .collect();
+    Ok(Document {
+        tree: tree.into_owned(),
+        root,
+        block,
+    })
+}
+
+/// How many nodes `id` stands for once its aliases are expanded (saturating).
+fn expanded(tree: &Tree<'_>, id: NodeId, sizes: &mut Vec<Option<usize>>) -> usize {
+    if let Some(n) = sizes[id] {
+        return n;
+    }
+    // An alias cannot name a node that contains it, so this recursion ends.
+    sizes[id] = Some(ALIAS_BUDGET + 1);
+    let n = match &tree.nodes[id].kind {
+        Kind::Alias => tree.resolve(id).map_or(1, |t| expanded(tree, t, sizes)),
+        Kind::Scalar { .. } => 1,
+        Kind::Map { entries } => entries.iter().fold(1usize, |acc, &(k, v)| {
+            acc.saturating_add(expanded(tree, k, sizes))
+                .saturating_add(expanded(tree, v, sizes))
+        }),
+        Kind::Seq { items } => items.iter().fold(1usize, |acc, &v| {
+            acc.saturating_add(expanded(tree, v, sizes))
+        }),
+    };
+    sizes[id] = Some(n);
+    n
+}
+
+/// The key as Helm sees it: a string.
+fn key_text(tree: &Tree<'_>, id: NodeId) -> Cow<'static, str> {
+    let Some(id) = tree.resolve(id) else {
+        return "?".into();
+    };
+    let Some(core) = tree.core(id) else {
+        return "?".into();
+    };
+    match core {
+        Core::Str => tree
+            .scalar(id)
+            .map_or("?".into(), |(v, _)| v.to_string().into()),
+        Core::Null => "null".into(),
+        Core::Bool(b) => b.to_string().into(),
+        Core::Int(i) => i.to_string().into(),
+        Core::Float(f) => f.to_string().into(),
+        Core::Invalid => "?".into(),
+    }
+}
+
+/// Whether a node reads as null (an alias to nothing and an invalid tagged scalar included).
+fn is_null(tree: &Tree<'_>, id: NodeId) -> bool {
+    tree.resolve(id)
+        .is_none_or(|id| matches!(tree.core(id), Some(Core::Null | Core::Invalid)))
+}
+
+/// Where a node of the merged values came from.
+#[derive(Debug, Clone, Copy)]
+struct Origin {
+    /// Index into [`Values::files`]; `usize::MAX` for a node with no file.
+    file: usize,
+    /// See [`Document::block`].
+    block: bool,
+}
+
+/// Merged values plus the files they came from.
+///
+/// The merged tree has no aliases: each is replaced by a copy of what it names. Its mapping keys
+/// are the strings Helm sees (`80:` is the key `"80"`).
+#[derive(Debug, Clone)]
+pub struct Values {
+    tree: Tree<'static>,
+    origin: Vec<Origin>,
+    root: NodeId,
+    /// Source files, relative to the checked folder, indexed by [`Node::file`].
+    pub files: Vec<String>,
+}
+
+impl Values {
+    /// An empty map.
+    pub fn empty() -> Values {
+        let mut v = Values {
+            tree: Tree::default(),
+            origin: Vec::new(),
+            root: 0,
+            files: Vec::new(),
+        };
+        v.root = v.push(Kind::Map {
+            entries: Vec::new(),
+        });
+        v
+    }
+
+    /// Adds a node with no file and no line.
+    fn push(&mut self, kind: Kind<'static>) -> NodeId {
+        self.tree.nodes.push(crate::values::tree::Node {
+            kind,
+            start: 0,
+            line: 0,
+            anchored: false,
+            tag: None,
+            in_flow: false,
+        });
+        self.origin.push(Origin {
+            file: usize::MAX,
+            block: false,
+        });
+        self.tree.nodes.len() - 1
+    }
+
+    /// Adds an empty plain scalar: null.
+    fn null(&mut self) -> NodeId {
+        self.push(Kind::Scalar {
+            value: Cow::Borrowed(""),
+            style: ScalarStyle::Plain,
+        })
+    }
+
+    /// The root of the merged values.
+    pub fn root(&self) -> Node<'_> {
+        Node {
+            values: self,
+            id: self.root,
+        }
+    }
+
+    /// Layer one more values file on top.
+    pub fn layer(&mut self, rel: &str, doc: &Document) {
+        let file = self.files.len();
+        self.files.push(rel.to_string());
+        if let Some(root) = doc.root {
+            self.merge(self.root, &Source::Doc(doc), root, file);
+        }
+    }
+
+    /// The values a subchart sees: its parent's `<name>:` section with the parent's `global:`,
+    /// on top of the subchart's own values; the parent's files are listed after this one's.
+    pub fn layer_parent(&mut self, parent: &Values, name: &str) {
+        let base = self.files.len();
+        self.files.extend(parent.files.iter().cloned());
+        let src = Source::Merged(parent, base);
+        let mut entries = match parent.root().get(name) {
+            Some(section) if !section.is_map() => {
+                self.merge(self.root, &src, section.id, 0);
+                return;
+            }
+            Some(section) => parent.entries(section.id),
+            None => Vec::new(),
+        };
+        if let Some(global) = parent.root().get("global") {
+            entries.retain(|(k, _)| k != "global");
+            entries.push(("global".into(), global.id));
+        }
+        self.merge_entries(self.root, &src, &entries, 0);
+    }
+
+    /// The `(key, value)` pairs of a merged map.
+    fn entries(&self, id: NodeId) -> Vec<(Cow<'static, str>, NodeId)> {
+        match &self.tree.nodes[id].kind {
+            Kind::Map { entries } => entries
+                .iter()
+                .map(|&(k, v)| (key_text(&self.tree, k), v))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Helm's merge of `from` (in `src`) onto `at`: maps merge key by key, recursively; any other
+    /// value replaces; a `null` deletes the key.
+    fn merge(&mut self, at: NodeId, src: &Source<'_>, from: NodeId, file: usize) {
+        let tree = src.tree();
+        let Some(from) = tree.resolve(from) else {
+            let new = self.null();
+            self.replace(at, new);
+            return;
+        };
+        let both_maps = matches!(self.tree.nodes[at].kind, Kind::Map { .. })
+            && matches!(tree.nodes[from].kind, Kind::Map { .. });
+        if !both_maps {
+            let new = self.copy(src, from, file);
+            self.replace(at, new);
+            return;
+        }
+        let Kind::Map { entries } = &tree.nodes[from].kind else {
+            return;
+        };
+        // go-yaml keeps the last of repeated keys.
+        let keyed: Vec<(Cow<'static, str>, NodeId)> = entries
+            .iter()
+            .map(|&(k, v)| (key_text(tree, k), v))
+            .collect();
+        let last: Vec<(Cow<'static, str>, NodeId)> = keyed
+            .iter()
+            .enumerate()
+            .filter(|(i, (k, _))| !keyed[i + 1..].iter().any(|(later, _)| later == k))
+            .map(|(_, e)| e.clone())
+            .collect();
+        self.merge_entries(at, src, &last, file);
+    }
+
+    /// Merges `(key, value)` pairs of `src` into the map `at`.
+    fn merge_entries(
+        &mut self,
+        at: NodeId,
+        src: &Source<'_>,
+        entries: &[(Cow<'static, str>, NodeId)],
+        file: usize,
+    ) {
+        let tree = src.tree();
+        for (key, v) in entries {
+            if !matches!(self.tree.nodes[at].kind, Kind::Map { .. }) {
+                return;
+            }
+            match (self.tree.entry(at, key), is_null(tree, *v)) {
+                (Some(i), true) => {
+                    if let Kind::Map { entries } = &mut self.tree.nodes[at].kind {
+                        entries.remove(i);
+                    }
+                }
+                (Some(i), false) => {
+                    let existing = match &self.tree.nodes[at].kind {
+                        Kind::Map { entries } => entries[i].1,
+                        _ => return,
+                    };
+                    self.merge(existing, src, *v, file);
+                }
+                (None, true) => {}
+                (None, false) => {
+                    let k = self.push(Kind::Scalar {
+                        value: key.clone(),
+                        style: ScalarStyle::DoubleQuoted,
+                    });
+                    let value = self.copy(src, *v, file);
+                    if let Kind::Map { entries } = &mut self.tree.nodes[at].kind {
+                        entries.push((k, value));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Puts the node `new` in the place of `at` (whose old content becomes unreachable).
+    fn replace(&mut self, at: NodeId, new: NodeId) {
+        self.tree.nodes.swap(at, new);
+        self.origin.swap(at, new);
+    }
+
+    /// Copies a subtree of `src`, aliases expanded, as coming from `file`.
+    fn copy(&mut self, src: &Source<'_>, id: NodeId, file: usize) -> NodeId {
+        let tree = src.tree();
+        let Some(target) = tree.resolve(id) else {
+            let new = self.null();
+            self.place(new, src, id, file);
+            return new;
+        };
+        let kind = match &tree.nodes[target].kind {
+            Kind::Scalar { value, style } => Kind::Scalar {
+                value: value.clone(),
+                style: *style,
+            },
+            Kind::Map { entries } => {
+                let mut out = Vec::with_capacity(entries.len());
+                for &(k, v) in entries {
+                    let key = key_text(tree, k);
+                    let kid = self.push(Kind::Scalar {
+                        value: key.clone(),
+                        style: ScalarStyle::DoubleQuoted,
+                    });
+                    self.place(kid, src, k, file);
+                    let vid = self.copy(src, v, file);
+                    // go-yaml keeps the last of repeated keys.
+                    match out
+                        .iter()
+                        .position(|&(ok, _)| self.tree.scalar(ok).is_some_and(|(s, _)| s == key))
+                    {
+                        Some(i) => out[i] = (kid, vid),
+                        None => out.push((kid, vid)),
+                    }
+                }
+                Kind::Map { entries: out }
+            }
+            Kind::Seq { items } => Kind::Seq {
+                items: items.iter().map(|&v| self.copy(src, v, file)).collect(),
+            },
+            Kind::Alias => Kind::Scalar {
+                value: Cow::Borrowed(""),
+                style: ScalarStyle::Plain,
+            },
+        };
+        let new = self.push(kind);
+        self.tree.nodes[new].tag = tree.nodes[target].tag.clone();
+        self.place(new, src, target, file);
+        if id != target {
+            // An alias reads as the node it names, found where the alias is.
+            self.tree.nodes[new].start = tree.nodes[id].start;
+            self.tree.nodes[new].line = tree.nodes[id].line;
+        }
+        new
+    }
+
+    /// Gives node `new` the position and origin of node `id` of `src`.
+    fn place(&mut self, new: NodeId, src: &Source<'_>, id: NodeId, file: usize) {
+        let from = &src.tree().nodes[id];
+        self.tree.nodes[new].start = from.start;
+        self.tree.nodes[new].line = from.line;
+        self.origin[new] = src.origin(id, file);
+    }
+}
+
+/// Where nodes are copied from: a parsed file, or merged values whose files are listed from
+/// `base` on.
+enum Source<'s> {
+    Doc(&'s Document),
+    Merged(&'s Values, usize),
+}
+
+impl Source<'_> {
+    fn tree(&self) -> &Tree<'static> {
+        match self {
+            Source::Doc(d) => &d.tree,
+            Source::Merged(v, _) => &v.tree,
+        }
+    }
+
+    fn origin(&self, id: NodeId, file: usize) -> Origin {
+        match self {
+            Source::Doc(d) => Origin {
+                file,
+                block: d.block[id],
+            },
+            Source::Merged(v, base) => {
+                let o = v.origin[id];
+                Origin {
+                    file: if o.file == usize::MAX {
+                        o.file
+                    } else {
+                        o.file + base
+                    },
+                    block: o.block,
+                }
+            }
+        }
+    }
+}
+
+/// A node of merged [`Values`].
+#[derive(Clone, Copy)]
+pub struct Node<'v> {
+    values: &'v Values,
+    id: NodeId,
+}
+
+impl fmt::Debug for Node<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Node({}:{})", self.file(), self.line())
+    }
+}
+
+/// What a values node holds, as Helm reads it.
+#[derive(Debug, Clone)]
+pub enum Value<'v> {
     /// A mapping, in file order.
-    Map(Vec<(String, Node)>),
+    Map(Vec<(Cow<'v, str>, Node<'v>)>),
     /// A sequence.
-    Seq(Vec<Node>),
-    /// A string (also numbers and booleans, as written).
-    Str(String),
+    Seq(Vec<Node<'v>>),
+    /// A string (also numbers, as Helm prints them).
+    Str(Cow<'v, str>),
     /// A boolean.
     Bool(bool),
     /// `null` or `~` or nothing.
     Null,
 }
 
-impl Node {
-    /// A node with no known origin.
-    pub fn synthetic(value: Value) -> Node {
+impl<'v> Node<'v> {
+    fn at(&self, id: NodeId) -> Node<'v> {
         Node {
-            value,
-            file: usize::MAX,
-            line: 0,
-            block: false,
+            values: self.values,
+            id,
         }
     }
 
-    /// Look up a key of a mapping.
-    pub fn get(&self, key: &str) -> Option<&Node> {
-        match &self.value {
-            Value::Map(m) => m.iter().find(|(k, _)| k == key).map(|(_, v)| v),
-            _ => None,
+    fn tree(&self) -> &'v Tree<'static> {
+        &self.values.tree
+    }
+
+    /// The content.
+    pub fn value(&self) -> Value<'v> {
+        let tree = self.tree();
+        match &tree.nodes[self.id].kind {
+            Kind::Map { entries } => Value::Map(
+                entries
+                    .iter()
+                    .map(|&(k, v)| {
+                        let key = tree.scalar(k).map_or("?", |(s, _)| s);
+                        (Cow::Borrowed(key), self.at(v))
+                    })
+                    .collect(),
+            ),
+            Kind::Seq { items } => Value::Seq(items.iter().map(|&i| self.at(i)).collect()),
+            Kind::Scalar { value, .. } => match tree.core(self.id) {
+                Some(Core::Str) => Value::Str(Cow::Borrowed(value)),
+                Some(Core::Bool(b)) => Value::Bool(b),
+                Some(Core::Int(i)) => Value::Str(i.to_string().into()),
+                Some(Core::Float(f)) => Value::Str(f.to_string().into()),
+                _ => Value::Null,
+            },
+            Kind::Alias => Value::Null,
         }
+    }
+
+    /// Index into [`Values::files`] (`usize::MAX` for a node with no file).
+    pub fn file(&self) -> usize {
+        self.values.origin[self.id].file
+    }
+
+    /// 1-based line of the node.
+    pub fn line(&self) -> usize {
+        self.tree().nodes[self.id].line
+    }
+
+    /// True for a block scalar (`|` or `>`) whose text starts on the next line.
+    pub fn block(&self) -> bool {
+        self.values.origin[self.id].block
+    }
+
+    /// Whether the node is a mapping.
+    pub fn is_map(&self) -> bool {
+        matches!(self.tree().nodes[self.id].kind, Kind::Map { .. })
+    }
+
+    /// Whether the node is a string, boolean or null (not a collection).
+    pub fn is_scalar(&self) -> bool {
+        matches!(self.tree().nodes[self.id].kind, Kind::Scalar { .. })
+    }
+
+    /// Whether the node is a mapping or null (so a missing key reads as nil).
+    pub fn is_map_or_null(&self) -> bool {
+        self.is_map() || matches!(self.value(), Value::Null)
+    }
+
+    /// Look up a key of a mapping.
+    pub fn get(&self, key: &str) -> Option<Node<'v>> {
+        self.tree().get(self.id, key).map(|v| self.at(v))
+    }
+
+    /// Item `i` of a sequence.
+    pub fn item(&self, i: usize) -> Option<Node<'v>> {
+        self.tree().item(self.id, i).map(|v| self.at(v))
+    }
+
+    /// Whether the node is a sequence.
+    pub fn is_seq(&self) -> bool {
+        matches!(self.tree().nodes[self.id].kind, Kind::Seq { .. })
     }
 
     /// Helm's truthiness: empty strings, `false`, null, empty collections are false.
     pub fn truthy(&self) -> bool {
-        match &self.value {
+        match self.value() {
             Value::Map(m) => !m.is_empty(),
             Value::Seq(s) => !s.is_empty(),
             Value::Str(s) => !s.is_empty(),
-            Value::Bool(b) => *b,
+            Value::Bool(b) => b,
             Value::Null => false,
         }
     }
 
     /// The scalar as text, if it is one (null renders as empty, like Helm).
     pub fn as_text(&self) -> Option<String> {
-        match &self.value {
-            Value::Str(s) => Some(s.clone()),
+        match self.value() {
+            Value::Str(s) => Some(s.into_owned()),
             Value::Bool(b) => Some(b.to_string()),
             Value::Null => Some(String::new()),
             _ => None,
@@ -76,17 +550,17 @@ impl Node {
     /// Serialise as block YAML (what `toYaml` gives), for scanning only.
     pub fn to_yaml(&self) -> String {
         let mut out = String::new();
-        emit(self, 0, &mut out);
+        emit(*self, 0, &mut out);
         out.trim_end().to_string()
     }
 }
 
-fn emit(node: &Node, indent: usize, out: &mut String) {
+fn emit(node: Node<'_>, indent: usize, out: &mut String) {
     let pad = " ".repeat(indent);
-    match &node.value {
+    match node.value() {
         Value::Map(m) => {
             for (k, v) in m {
-                match &v.value {
+                match v.value() {
                     Value::Map(x) if !x.is_empty() => {
                         out.push_str(&format!("{pad}{k}:\n"));
                         emit(v, indent + 2, out);
@@ -101,12 +575,11 @@ fn emit(node: &Node, indent: usize, out: &mut String) {
         }
         Value::Seq(s) => {
             for v in s {
-                match &v.value {
-                    Value::Map(_) | Value::Seq(_) => {
-                        out.push_str(&format!("{pad}-\n"));
-                        emit(v, indent + 2, out);
-                    }
-                    _ => out.push_str(&format!("{pad}- {}\n", scalar_text(v))),
+                if v.is_scalar() {
+                    out.push_str(&format!("{pad}- {}\n", scalar_text(v)));
+                } else {
+                    out.push_str(&format!("{pad}-\n"));
+                    emit(v, indent + 2, out);
                 }
             }
         }
@@ -114,158 +587,13 @@ fn emit(node: &Node, indent: usize, out: &mut String) {
     }
 }
 
-fn scalar_text(n: &Node) -> String {
-    match &n.value {
+fn scalar_text(n: Node<'_>) -> String {
+    match n.value() {
         Value::Str(s) => s.replace('\n', " "),
         Value::Bool(b) => b.to_string(),
         Value::Null => "null".into(),
         Value::Map(_) => "{}".into(),
         Value::Seq(_) => "[]".into(),
-    }
-}
-
-/// A YAML load error with its position (1-based line and column).
-#[derive(Debug, Clone)]
-pub struct LoadError {
-    /// 1-based line.
-    pub line: usize,
-    /// 1-based column.
-    pub column: usize,
-    /// The parser's message.
-    pub message: String,
-}
-
-/// Parse one values file into a node tree; an empty file is an empty map.
-pub fn load(text: &str, file: usize) -> Result<Node, LoadError> {
-    let docs = MarkedYaml::load_from_str(text).map_err(|e| LoadError {
-        line: e.marker().line(),
-        column: e.marker().col() + 1,
-        message: e.info().to_string(),
-    })?;
-    let lines: Vec<&str> = text.lines().collect();
-    Ok(match docs.first() {
-        Some(doc) => convert(doc, file, &lines),
-        None => Node {
-            value: Value::Map(Vec::new()),
-            file,
-            line: 1,
-            block: false,
-        },
-    })
-}
-
-fn convert(y: &MarkedYaml<'_>, file: usize, lines: &[&str]) -> Node {
-    let line = y.span.start.line();
-    let value = match &y.data {
-        YamlData::Mapping(m) => Value::Map(
-            m.iter()
-                .map(|(k, v)| (key_text(k), convert(v, file, lines)))
-                .collect(),
-        ),
-        YamlData::Sequence(s) => Value::Seq(s.iter().map(|v| convert(v, file, lines)).collect()),
-        YamlData::Value(s) => scalar(s),
-        YamlData::Representation(s, _, _) => Value::Str(s.to_string()),
-        YamlData::Tagged(_, inner) => return convert(inner, file, lines),
-        _ => Value::Null,
-    };
-    // A block scalar's indicator (`|`, `>`) sits on the node's first line.
-    let block = matches!(value, Value::Str(ref s) if s.contains('\n'))
-        && lines.get(line.wrapping_sub(1)).is_some_and(|l| {
-            let t = l.trim_end();
-            let t = t.split(" #").next().unwrap_or(t).trim_end();
-            t.ends_with(['|', '>', '-', '+'])
-        });
-    Node {
-        value,
-        file,
-        line,
-        block,
-    }
-}
-
-fn scalar(s: &Scalar<'_>) -> Value {
-    match s {
-        Scalar::Null => Value::Null,
-        Scalar::Boolean(b) => Value::Bool(*b),
-        Scalar::Integer(i) => Value::Str(i.to_string()),
-        Scalar::FloatingPoint(f) => Value::Str(f.to_string()),
-        Scalar::String(s) => Value::Str(s.to_string()),
-    }
-}
-
-fn key_text(k: &MarkedYaml<'_>) -> String {
-    match &k.data {
-        YamlData::Value(s) => match scalar(s) {
-            Value::Str(s) => s,
-            Value::Bool(b) => b.to_string(),
-            _ => "null".into(),
-        },
-        YamlData::Representation(s, _, _) => s.to_string(),
-        _ => "?".into(),
-    }
-}
-
-/// Layer `overlay` onto `base` the way Helm merges values files: maps merge key by key,
-/// recursively; any other value replaces; a `null` in the overlay deletes the key.
-pub fn merge(base: &mut Node, overlay: Node) {
-    match (&mut base.value, overlay.value) {
-        (Value::Map(b), Value::Map(o)) => {
-            for (k, v) in o {
-                let pos = b.iter().position(|(bk, _)| *bk == k);
-                match (pos, &v.value) {
-                    (Some(i), Value::Null) => {
-                        b.remove(i);
-                    }
-                    (Some(i), _) => merge(&mut b[i].1, v),
-                    (None, Value::Null) => {}
-                    (None, _) => b.push((k, v)),
-                }
-            }
-        }
-        (_, value) => {
-            *base = Node {
-                value,
-                file: overlay.file,
-                line: overlay.line,
-                block: overlay.block,
-            }
-        }
-    }
-}
-
-/// Merged values plus the files they came from.
-#[derive(Debug, Clone)]
-pub struct Values {
-    /// The merged tree.
-    pub root: Node,
-    /// Source files, relative to the checked folder, indexed by [`Node::file`].
-    pub files: Vec<String>,
-}
-
-impl Values {
-    /// An empty tree.
-    pub fn empty() -> Values {
-        Values {
-            root: Node::synthetic(Value::Map(Vec::new())),
-            files: Vec::new(),
-        }
-    }
-
-    /// Layer one more parsed file on top.
-    pub fn layer(&mut self, rel: &str, node_of: impl FnOnce(usize) -> Node) {
-        let idx = self.files.len();
-        self.files.push(rel.to_string());
-        let node = node_of(idx);
-        merge(&mut self.root, node);
-    }
-
-    /// Look a dotted path up (`global.permit.apiUrl`).
-    pub fn lookup(&self, path: &[&str]) -> Option<&Node> {
-        let mut n = &self.root;
-        for k in path {
-            n = n.get(k)?;
-        }
-        Some(n)
     }
 }
 

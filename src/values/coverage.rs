@@ -2,11 +2,11 @@
 
 use std::path::{Path, PathBuf};
 
-use saphyr_parser::ScalarStyle;
+use granit_parser::ScalarStyle;
 use serde::{Deserialize, Serialize};
 
 use super::sites::{self, Field, MapSite};
-use super::yaml::Tree;
+use super::tree::Tree;
 use super::{normalised, RewriteError, Source};
 use crate::bundle::manifest::ImageEntry;
 use crate::oci::reference::{name_part, normalise_path, ImageRef, RegistryPrefix};

@@ -10,13 +10,14 @@
 
 mod coverage;
 mod sites;
+pub mod tree;
 mod yaml;
 
 use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use saphyr_parser::ScalarStyle;
+use granit_parser::ScalarStyle;
 use serde::{Deserialize, Serialize};
 
 pub use coverage::{
@@ -26,7 +27,8 @@ pub use coverage::{
 use crate::bundle::manifest::ImageEntry;
 use crate::oci::reference::{name_part, normalise_path, RegistryPrefix, Target, PLACEHOLDER};
 use sites::{Field, MapSite, RefSite, RegistrySite};
-use yaml::{encode, scalar_token, CharMap, Lines, NodeId, Token, TokenProblem, Tree};
+use tree::{Lines, NodeId, Tree};
+use yaml::{encode, scalar_token, Token, TokenProblem};
 
 /// The normalised `(registry, repository)` of each bundle image, in order; `None` for an image
 /// whose reference does not parse (loading refuses such a bundle, and nothing matches it).
@@ -194,7 +196,6 @@ pub enum RewriteError {
 pub(crate) struct Source<'a> {
     pub text: &'a str,
     pub file: &'a Path,
-    pub chars: CharMap,
     pub lines: Lines,
 }
 
@@ -203,13 +204,12 @@ impl<'a> Source<'a> {
         Source {
             text,
             file,
-            chars: CharMap::new(text),
             lines: Lines::new(text),
         }
     }
 
     pub fn parse(&self) -> Result<Tree<'a>, RewriteError> {
-        Tree::parse(self.text, &self.chars).map_err(|e| {
+        Tree::parse(self.text).map_err(|e| {
             let (line, column) = self.lines.position(self.text, e.offset);
             RewriteError::Parse {
                 file: self.file.to_path_buf(),

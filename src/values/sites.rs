@@ -1,9 +1,10 @@
 //! Finds where a values file names images and registries: the sites that rewriting edits and
 //! the coverage check reads.
 
-use saphyr_parser::ScalarStyle;
+use granit_parser::ScalarStyle;
 
-use super::yaml::{plain_is_not_string, scalar_token, Kind, NodeId, TokenProblem, Tree};
+use super::tree::{Kind, NodeId, Tree};
+use super::yaml::{plain_is_not_string, scalar_token, TokenProblem};
 use super::Ambiguity;
 use crate::oci::reference::{parse_reference, ImageRef, RegistryPrefix, PLACEHOLDER};
 
