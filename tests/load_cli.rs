@@ -476,3 +476,28 @@ fn rewrite_command_edits_in_place_and_diffs() {
         .assert()
         .success();
 }
+
+/// `rewrite --diff --json` prints one JSON document that carries the diff.
+#[test]
+fn rewrite_diff_with_json_prints_one_document() {
+    let out = ferry()
+        .args(["rewrite", "--diff", "--json"])
+        .arg(fixture().join("values.yaml"))
+        .args(["--registry", "harbor.example.com/mcp"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)));
+    assert_eq!(v["ok"], true);
+    let files = v["files"].as_array().unwrap();
+    assert_eq!(files.len(), 1);
+    let diff = files[0]["diff"].as_str().unwrap();
+    assert!(
+        diff.contains("+    repository: harbor.example.com/mcp/agent-security/gateway"),
+        "{diff}"
+    );
+    assert!(!files[0]["edits"].as_array().unwrap().is_empty());
+}
