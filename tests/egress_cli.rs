@@ -163,7 +163,10 @@ fn failing_check_with_json_prints_one_document() {
         "more than one JSON document: {}",
         String::from_utf8_lossy(&out)
     );
-    assert!(report["summary"]["failing"].as_u64().unwrap() > 0, "{report}");
+    assert!(
+        report["summary"]["failing"].as_u64().unwrap() > 0,
+        "{report}"
+    );
     assert!(report["findings"]
         .as_array()
         .unwrap()
