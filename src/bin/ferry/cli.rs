@@ -1,13 +1,17 @@
 //! The command line as clap sees it: every command, argument and default, and nothing else.
 //! The commands themselves live in `commands/`; what they print goes through `printer`.
+//!
+//! `cargo xtask man` compiles this file into xtask as well (through `#[path]`) to write the man
+//! pages, so it names only clap, clap_complete and the `ferry` library, never `crate::`.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ferry::bundle::archive::Limits;
 use std::path::PathBuf;
 
-/// Carry software across an air gap: build, verify, extract and load signed bundles.
+/// Carry software across an air gap: build, sign, verify, extract and load bundles, and audit
+/// where their software connects.
 #[derive(Debug, Parser)]
-#[command(name = "ferry", version, about, max_term_width = 100)]
+#[command(name = "ferry", version = ferry::VERSION, max_term_width = 100)]
 pub struct Cli {
     /// Print results (and errors) as one JSON document on stdout.
     #[arg(long, global = true)]
@@ -127,12 +131,6 @@ pub enum Command {
         /// The shell the script is for.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
-    },
-    /// Write a man page for ferry and for each of its commands into a folder.
-    #[command(name = "__man", hide = true)]
-    Man {
-        /// The folder that receives the `.1` pages (created when missing).
-        dir: PathBuf,
     },
     /// Verify and extract a bundle; nothing is written unless everything checks out.
     Extract {
@@ -298,4 +296,13 @@ pub enum FailOn {
     None,
     /// `denied,unknown,unresolved`.
     Default,
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

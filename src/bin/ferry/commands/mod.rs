@@ -2,7 +2,7 @@
 //! found to the printer. Errors carry their kind to `exit`, which picks the code.
 
 mod bundle;
-mod docs;
+mod completions;
 mod egress;
 mod load;
 mod sign;
@@ -87,8 +87,7 @@ pub fn run(cli: &Cli, p: &mut Printer) -> anyhow::Result<Outcome> {
             command: crate::cli::ImagesCommand::Check { values, bundle },
         } => values::images_check(values, bundle, p),
         Command::Egress { command } => egress::run(command, p),
-        Command::Completions { shell } => docs::completions(*shell, p),
-        Command::Man { dir } => docs::man(dir, p),
+        Command::Completions { shell } => completions::completions(*shell, p),
     }
 }
 
