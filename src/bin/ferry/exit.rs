@@ -66,3 +66,45 @@ pub fn parse_error_code(e: &clap::Error) -> u8 {
         0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn unlisted() -> VerifyError {
+        VerifyError::Unlisted { entry: "x".into() }
+    }
+
+    #[test]
+    fn findings_exit_1_and_everything_else_2() {
+        let open = VerifyError::Open {
+            path: PathBuf::from("b.tar.gz"),
+            source: std::io::ErrorKind::NotFound.into(),
+        };
+        assert_eq!(error_code(&unlisted().into()), 1);
+        assert_eq!(error_code(&open.into()), 2);
+        assert_eq!(error_code(&ResignError::Head(unlisted()).into()), 1);
+        assert_eq!(error_code(&ResignError::Sign("no".into()).into()), 2);
+        let missing = SigningError::MissingSignature {
+            which: "ferry.json".into(),
+            why: "--key given",
+        };
+        assert_eq!(error_code(&missing.into()), 1);
+        assert_eq!(error_code(&Usage("bad".into()).into()), 2);
+        let io: anyhow::Error = std::io::Error::other("disk full").into();
+        assert_eq!(error_code(&io), 2);
+        // Context keeps the kind of the error it wraps.
+        assert_eq!(
+            error_code(&anyhow::Error::from(unlisted()).context("while x")),
+            1
+        );
+    }
+
+    #[test]
+    fn outcomes() {
+        assert_eq!(code(&Ok(Outcome::Ok)), 0);
+        assert_eq!(code(&Ok(Outcome::Finding("denied".into()))), 1);
+        assert_eq!(code(&Err(Usage("bad".into()).into())), 2);
+    }
+}
