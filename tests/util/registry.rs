@@ -53,7 +53,7 @@ impl Registry {
     pub fn start(setup: Setup) -> Registry {
         let bin = super::require_tool("docker-registry", "docker-registry skopeo");
         for _ in 0..20 {
-            match Self::try_start(&setup, &bin) {
+            match Self::try_start(&setup, &bin, super::free_port()) {
                 Ok(reg) => return reg,
                 Err(NotStarted::PortTaken) => continue,
             }
@@ -61,9 +61,8 @@ impl Registry {
         panic!("docker-registry found no free port in 20 attempts");
     }
 
-    fn try_start(setup: &Setup, bin: &Path) -> Result<Registry, NotStarted> {
+    fn try_start(setup: &Setup, bin: &Path, port: u16) -> Result<Registry, NotStarted> {
         let dir = tempfile::tempdir().unwrap();
-        let port = super::free_port();
         let root = dir.path();
         std::fs::create_dir_all(root.join("data")).unwrap();
         let mut cfg = format!(
@@ -137,7 +136,7 @@ impl Registry {
     /// that could not bind its port exits, and the caller tries another port.
     fn wait_ready(&mut self) -> Result<(), NotStarted> {
         let listening = format!("listening on 127.0.0.1:{}", self.port);
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().unwrap() {
                 let log = self.log();
@@ -192,6 +191,19 @@ impl Drop for Registry {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+#[test]
+fn a_taken_port_is_noticed_and_another_one_used() {
+    let bin = super::require_tool("docker-registry", "docker-registry skopeo");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    assert!(matches!(
+        Registry::try_start(&Setup::Plain, &bin, port),
+        Err(NotStarted::PortTaken)
+    ));
+    let reg = Registry::start(Setup::Plain);
+    assert_ne!(reg.port, port);
 }
 
 /// A CA and a server certificate for 127.0.0.1/localhost: (ca pem, cert pem, key pem).
