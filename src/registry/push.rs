@@ -17,6 +17,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::oci::document::{self, Document, REF_NAME};
 use crate::registry::{BlobProgress, MountOutcome, RegistryClient, RegistryError, RegistryOptions};
 
 /// One image to push: where it came from and where it goes.
@@ -293,31 +294,7 @@ impl PushError {
 
 // ---- planning ------------------------------------------------------------------------------
 
-const INDEX_TYPES: [&str; 2] = [
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-];
 const MAX_MANIFEST: usize = 4 * 1024 * 1024;
-
-#[derive(Deserialize)]
-struct RawManifest {
-    #[serde(rename = "mediaType")]
-    media_type: Option<String>,
-    config: Option<RawDescriptor>,
-    #[serde(default)]
-    layers: Vec<RawDescriptor>,
-    manifests: Option<Vec<RawDescriptor>>,
-}
-
-#[derive(Deserialize)]
-struct RawDescriptor {
-    #[serde(rename = "mediaType", default)]
-    media_type: String,
-    digest: String,
-    size: u64,
-    #[serde(default)]
-    urls: Vec<String>,
-}
 
 /// Checks `sha256:<64 lower-case hex>`.
 pub fn valid_digest(d: &str) -> bool {
@@ -404,52 +381,45 @@ fn walk(
         return Err(bad("indexes nested too deeply".into()));
     }
     let bytes = read_manifest_checked(source, img, digest)?;
-    let raw: RawManifest =
-        serde_json::from_slice(&bytes).map_err(|e| bad(format!("not a manifest: {e}")))?;
-    let media_type = if !media_type.is_empty() {
-        media_type.to_string()
-    } else if let Some(m) = &raw.media_type {
-        m.clone()
-    } else if raw.manifests.is_some() {
-        INDEX_TYPES[0].to_string()
-    } else {
-        "application/vnd.oci.image.manifest.v1+json".to_string()
-    };
-    if INDEX_TYPES.contains(&media_type.as_str()) || raw.manifests.is_some() {
-        for child in raw.manifests.iter().flatten() {
-            walk(
-                source,
-                img,
-                &child.digest,
-                &child.media_type,
-                depth + 1,
-                manifests,
-                blobs,
-                seen,
-            )?;
+    let (media_type, doc) =
+        Document::parse(&bytes, Some(media_type)).map_err(|e| bad(e.to_string()))?;
+    match doc {
+        Document::Index(index) => {
+            for child in index.manifests() {
+                walk(
+                    source,
+                    img,
+                    child.digest().as_ref(),
+                    child.media_type().as_ref(),
+                    depth + 1,
+                    manifests,
+                    blobs,
+                    seen,
+                )?;
+            }
         }
-    } else {
-        let config = raw
-            .config
-            .as_ref()
-            .ok_or_else(|| bad("an image manifest without a config".into()))?;
-        for d in std::iter::once(config).chain(raw.layers.iter()) {
-            // Foreign (non-distributable) layers are fetched from their URLs by the runtime
-            // and are not ours to push.
-            if (!d.urls.is_empty() && d.media_type.contains("foreign"))
-                || d.media_type.contains("nondistributable")
-            {
-                continue;
-            }
-            if !valid_digest(&d.digest) {
-                return Err(bad(format!("blob digest {:?} is not sha256", d.digest)));
-            }
-            if seen.insert(d.digest.clone()) {
-                blobs.push(PlannedBlob {
-                    digest: d.digest.clone(),
-                    size: d.size,
-                    media_type: d.media_type.clone(),
-                });
+        Document::Manifest(manifest) => {
+            for d in std::iter::once(manifest.config()).chain(manifest.layers()) {
+                let blob_type = d.media_type().as_ref();
+                // Foreign (non-distributable) layers are fetched from their URLs by the
+                // runtime and are not ours to push.
+                if (d.urls().as_ref().is_some_and(|u| !u.is_empty())
+                    && blob_type.contains("foreign"))
+                    || blob_type.contains("nondistributable")
+                {
+                    continue;
+                }
+                let blob_digest = d.digest().as_ref();
+                if !valid_digest(blob_digest) {
+                    return Err(bad(format!("blob digest {blob_digest:?} is not sha256")));
+                }
+                if seen.insert(blob_digest.to_string()) {
+                    blobs.push(PlannedBlob {
+                        digest: blob_digest.to_string(),
+                        size: d.size(),
+                        media_type: blob_type.to_string(),
+                    });
+                }
             }
         }
     }
@@ -794,35 +764,20 @@ impl LayoutSource {
 
     /// The entries of `index.json`.
     pub fn refs(&self) -> io::Result<Vec<LayoutRef>> {
-        #[derive(Deserialize)]
-        struct Index {
-            manifests: Vec<Entry>,
-        }
-        #[derive(Deserialize)]
-        struct Entry {
-            #[serde(rename = "mediaType", default)]
-            media_type: String,
-            digest: String,
-            #[serde(default)]
-            annotations: HashMap<String, String>,
-        }
         let path = self.root.join("index.json");
-        let idx: Index = serde_json::from_slice(&std::fs::read(&path)?).map_err(|e| {
+        let index = document::read_layout_index(&std::fs::read(&path)?).map_err(|e| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("{}: {e}", path.display()),
             )
         })?;
-        Ok(idx
-            .manifests
-            .into_iter()
-            .map(|e| LayoutRef {
-                name: e
-                    .annotations
-                    .get("org.opencontainers.image.ref.name")
-                    .cloned(),
-                digest: e.digest,
-                media_type: e.media_type,
+        Ok(index
+            .manifests()
+            .iter()
+            .map(|d| LayoutRef {
+                name: document::annotation(d, REF_NAME).map(str::to_string),
+                digest: d.digest().to_string(),
+                media_type: d.media_type().to_string(),
             })
             .collect())
     }
