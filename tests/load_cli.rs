@@ -479,3 +479,78 @@ fn rewrite_command_edits_in_place_and_diffs() {
         .assert()
         .success();
 }
+
+#[test]
+fn an_image_made_by_umoci_builds_verifies_and_loads() {
+    crate::harness::require("umoci", "umoci");
+    let reg = Registry::start(Setup::Plain);
+    let tmp = tempfile::tempdir().unwrap();
+    // umoci writes manifests (and its index.json) without a top-level mediaType.
+    let layout = tmp.path().join("umoci");
+    let file = tmp.path().join("hello.txt");
+    std::fs::write(&file, "hello from umoci\n").unwrap();
+    let umoci = |args: &[&str]| {
+        crate::harness::run(Command::new("umoci").args(args));
+    };
+    let image = format!("{}:hello", layout.display());
+    umoci(&["init", "--layout", layout.to_str().unwrap()]);
+    umoci(&["new", "--image", &image]);
+    umoci(&[
+        "insert",
+        "--rootless",
+        "--image",
+        &image,
+        file.to_str().unwrap(),
+        "/hello.txt",
+    ]);
+    umoci(&[
+        "config",
+        "--image",
+        &image,
+        "--architecture",
+        "amd64",
+        "--os",
+        "linux",
+        "--config.cmd",
+        "/bin/true",
+    ]);
+    umoci(&["gc", "--layout", layout.to_str().unwrap()]);
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let digest = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(layout.join("blobs/sha256").join(&digest[7..])).unwrap(),
+    )
+    .unwrap();
+    assert!(manifest.get("mediaType").is_none(), "{manifest}");
+    assert!(index.get("mediaType").is_none(), "{index}");
+
+    let spec = tmp.path().join("ferry.yaml");
+    std::fs::write(
+        &spec,
+        "name: umoci\nversion: '1'\nimages:\n  - ref: example.com/u/hello:1\n    from: oci:umoci:hello\n",
+    )
+    .unwrap();
+    let bundle = tmp.path().join("umoci-1.tar.gz");
+    let report = build_spec(&spec, &bundle, 0);
+    assert_eq!(report.manifest.images[0].digest.to_string(), digest);
+    assert_eq!(
+        report.manifest.images[0].media_type,
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    assert_eq!(report.manifest.images[0].platforms, ["linux/amd64"]);
+    ferry().arg("verify").arg(&bundle).assert().success();
+
+    let target = format!("{}/u", reg.host());
+    load_json(&[
+        bundle.to_str().unwrap(),
+        "--registry",
+        &target,
+        "--plain-http",
+    ]);
+    let raw = inspect_raw(&format!("{target}/u/hello:1"));
+    assert_eq!(format!("sha256:{}", sha256_hex(&raw)), digest);
+}
