@@ -130,12 +130,13 @@ pub fn source_date_epoch_from_env() -> Result<u64, String> {
 }
 
 /// Builds a bundle. `sign`, when given, signs the manifest into `ferry.json.sig`.
+///
+/// The steps: `plan` every file, `hash_all` that are not content-addressed (pass 1),
+/// `make_manifest`, sign it, and `write_bundle` (pass 2).
 pub fn build(opts: &BuildOptions, sign: Option<ManifestSigner>) -> Result<BuildReport, BuildError> {
     let spec = Spec::load(&opts.spec)?;
     let contents = plan(opts, &spec)?;
-    // Pass 1: hash every input that is not content-addressed. Blobs are named by their
-    // digest; they are hashed while they are written (pass 2), on a second core.
-    let entries: Vec<(SafePath, Planned)> = contents.files.files.into_iter().collect();
+    let entries: Vec<(SafePath, Planned)> = contents.plan.files.into_iter().collect();
     let hashed = hash_all(&entries, opts.progress)?;
     let manifest = make_manifest(
         opts,
@@ -150,7 +151,6 @@ pub fn build(opts: &BuildOptions, sign: Option<ManifestSigner>) -> Result<BuildR
         Some(f) => Some(f(&manifest_bytes).map_err(|e| BuildError::Sign(e.to_string()))?),
         None => None,
     };
-    // Pass 2.
     let bundle_bytes = write_bundle(
         opts,
         &manifest,
@@ -170,7 +170,7 @@ pub fn build(opts: &BuildOptions, sign: Option<ManifestSigner>) -> Result<BuildR
 
 /// Everything a bundle will hold, before anything is hashed.
 struct Contents {
-    files: Plan,
+    plan: Plan,
     images: Vec<ImageEntry>,
     charts: Vec<ChartEntry>,
 }
@@ -188,7 +188,7 @@ fn at(spec: &Path, field: &str, span: &Spanned<String>, msg: String) -> BuildErr
     BuildError::Spec(field_error(spec, field, span, msg))
 }
 
-/// Step 1: checks the spec's name and version and plans every file the bundle will hold
+/// Checks the spec's name and version and plans every file the bundle will hold
 /// (every input once; two inputs for one path are refused).
 fn plan(opts: &BuildOptions, spec: &Spec) -> Result<Contents, BuildError> {
     let base = spec_base(&opts.spec);
@@ -205,7 +205,7 @@ fn plan(opts: &BuildOptions, spec: &Spec) -> Result<Contents, BuildError> {
     }
     let images = plan_images(&mut plan, spec, &base, &opts.spec)?;
     Ok(Contents {
-        files: plan,
+        plan,
         images,
         charts,
     })
@@ -352,7 +352,7 @@ fn plan_images(
     Ok(images)
 }
 
-/// Step 3: the manifest, from the plan and the digests of pass 1, checked.
+/// The manifest, from the plan and the digests of pass 1, checked.
 fn make_manifest(
     opts: &BuildOptions,
     spec: &Spec,
@@ -397,7 +397,7 @@ fn io_err(path: &Path) -> impl Fn(io::Error) -> BuildError {
     }
 }
 
-/// Step 4 (pass 2): writes the bundle into a temporary file beside its destination, then
+/// Pass 2: writes the bundle into a temporary file beside its destination, then
 /// renames it into place. Returns the bundle's size.
 fn write_bundle(
     opts: &BuildOptions,
@@ -569,7 +569,8 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
-/// Hashes every planned file on all cores; checks blobs against their digests.
+/// Pass 1: hashes every planned file that is not content-addressed, on all cores. Blobs are
+/// named by their digest; they are hashed while they are written (pass 2), on a second core.
 fn hash_all(
     entries: &[(SafePath, Planned)],
     progress: Progress,
