@@ -554,3 +554,70 @@ fn an_image_made_by_umoci_builds_verifies_and_loads() {
     let raw = inspect_raw(&format!("{target}/u/hello:1"));
     assert_eq!(format!("sha256:{}", sha256_hex(&raw)), digest);
 }
+
+#[test]
+fn an_image_under_a_docker_schema2_manifest_builds_verifies_and_loads_unchanged() {
+    // An OCI layout holding the Docker schema 2 manifest containers/image synthesises for
+    // the fixture's legacy docker-archive, under its Docker media type: the shape of the
+    // `nginx` image in bundles built before ferry wrote OCI manifests for such archives.
+    let reg = Registry::start(Setup::Plain);
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = fixture().join("images/nginx.docker.tar");
+    let layout = tmp.path().join("docker-typed");
+    let blobs = layout.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |bytes: &[u8]| {
+        let hex = sha256_hex(bytes);
+        std::fs::write(blobs.join(&hex), bytes).unwrap();
+        (format!("sha256:{hex}"), bytes.len())
+    };
+    let mut ar = tar::Archive::new(std::fs::File::open(&archive).unwrap());
+    for entry in ar.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        if entry.header().entry_type().is_file() {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
+            put(&bytes);
+        }
+    }
+    let docker_manifest = crate::util::skopeo::skopeo(&[
+        "inspect",
+        "--raw",
+        &format!("docker-archive:{}", archive.display()),
+    ]);
+    let (digest, size) = put(&docker_manifest);
+    let media_type = "application/vnd.docker.distribution.manifest.v2+json";
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": media_type, "digest": digest, "size": size,
+        "annotations": {"org.opencontainers.image.ref.name": "nginx"}}]});
+    std::fs::write(layout.join("index.json"), index.to_string()).unwrap();
+    std::fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+
+    let spec = tmp.path().join("ferry.yaml");
+    std::fs::write(
+        &spec,
+        "name: docker\nversion: '1'\nimages:\n  - ref: example.com/d/nginx:1\n    from: oci:docker-typed:nginx\n",
+    )
+    .unwrap();
+    let bundle = tmp.path().join("docker-1.tar.gz");
+    let report = build_spec(&spec, &bundle, 0);
+    let image = &report.manifest.images[0];
+    assert_eq!(image.digest.to_string(), digest);
+    assert_eq!(image.media_type, media_type);
+    assert_eq!(image.platforms, ["linux/amd64"]);
+    ferry().arg("verify").arg(&bundle).assert().success();
+
+    let target = format!("{}/d", reg.host());
+    load_json(&[
+        bundle.to_str().unwrap(),
+        "--registry",
+        &target,
+        "--plain-http",
+    ]);
+    let raw = inspect_raw(&format!("{target}/d/nginx:1"));
+    assert_eq!(raw, docker_manifest);
+}
