@@ -294,8 +294,6 @@ impl PushError {
 
 // ---- planning ------------------------------------------------------------------------------
 
-const MAX_MANIFEST: usize = 4 * 1024 * 1024;
-
 /// Checks `sha256:<64 lower-case hex>`.
 pub fn valid_digest(d: &str) -> bool {
     d.strip_prefix("sha256:").is_some_and(|h| {
@@ -443,7 +441,7 @@ fn read_manifest_checked(
             digest: digest.to_string(),
             source: e,
         })?;
-    if bytes.len() > MAX_MANIFEST {
+    if bytes.len() as u64 > document::MAX_JSON {
         return Err(PushError::BadManifest {
             image: img.source_ref.clone(),
             digest: digest.to_string(),
