@@ -263,7 +263,7 @@ impl RegistryClient {
         reference: &str,
     ) -> Result<Option<Digest>, RegistryError> {
         let url = self.url(&format!("v2/{repo}/manifests/{reference}"));
-        const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
+        const ACCEPT: &str = crate::oci::document::MANIFEST_ACCEPT;
         self.with_retry("HEAD", &url, |_| async {
             let r = self
                 .send(Method::HEAD, &url, repo, |b| {

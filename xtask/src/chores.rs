@@ -13,8 +13,9 @@ pub fn root() -> PathBuf {
 }
 
 /// The system tools the tests run, and the Debian packages that provide them.
-const TOOLS: [(&str, &str); 4] = [
+const TOOLS: [(&str, &str); 5] = [
     ("skopeo", "skopeo"),
+    ("umoci", "umoci"),
     ("docker-registry", "docker-registry"),
     ("openssl", "openssl"),
     ("htpasswd", "apache2-utils"),
