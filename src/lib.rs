@@ -1,8 +1,5 @@
 //! ferry: carries software across an air gap as one verifiable bundle.
 
-// Allowed for now: some library modules still call unwrap(); the workspace denies it elsewhere.
-#![allow(clippy::unwrap_used)]
-
 /// The version of ferry.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 

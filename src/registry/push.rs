@@ -581,7 +581,7 @@ impl Exec {
         let lock = self
             .locks
             .lock()
-            .unwrap()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .entry(b.digest.clone())
             .or_default()
             .clone();
@@ -589,7 +589,7 @@ impl Exec {
         let holders = self
             .present
             .lock()
-            .unwrap()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(&b.digest)
             .cloned()
             .unwrap_or_default();
@@ -617,7 +617,7 @@ impl Exec {
         }
         self.present
             .lock()
-            .unwrap()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .entry(b.digest.clone())
             .or_default()
             .push(repo.to_string());
