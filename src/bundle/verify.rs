@@ -4,7 +4,7 @@
 use crate::bundle::archive::{
     limit_hint, EntryError, Limits, MemberReader, TarEntries, TarEntry, TarPolicy,
 };
-use crate::bundle::head::{self, HeadEntries, ManifestEntry};
+use crate::bundle::head::{self, ManifestEntry};
 use crate::bundle::layout::{self, LayoutError, LayoutSummary};
 use crate::bundle::manifest::{
     blob_hex, FileEntry, Manifest, ManifestError, Mode, MANIFEST_NAME, MAX_MANIFEST_BYTES,
@@ -181,20 +181,16 @@ pub fn stream(
     let mut entries = TarEntries::new(&mut archive, TarPolicy::bundle(limits))
         .map_err(|e| entry_error(e, "start of the bundle"))?;
 
-    // The head: ferry.json first, then optionally its signature; both checked before any
-    // other byte is read.
-    let head = head::read_entries(&opts.input, &mut entries)?;
-    let HeadEntries {
-        manifest:
-            ManifestEntry {
-                root,
-                manifest,
-                bytes: manifest_bytes,
-                mtime: head_mtime,
-            },
-        signature,
-    } = &head;
+    // The head: ferry.json first, checked against the limits before anything else is
+    // read, then optionally its signature.
+    let ManifestEntry {
+        root,
+        manifest,
+        bytes: manifest_bytes,
+        mtime: head_mtime,
+    } = &head::read_manifest_entry(&opts.input, &mut entries)?;
     check_limits(manifest, &limits)?;
+    let signature = &head::read_signature_entry(root, &mut entries)?;
     let head_check = run_head_check(opts.check_head, manifest_bytes, signature.as_deref())?;
     if let Some(s) = sink.as_deref_mut() {
         s.start(manifest, manifest_bytes, signature.as_deref(), *head_mtime)
