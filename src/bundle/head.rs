@@ -4,7 +4,9 @@
 //! member alone). Re-signing replaces the head member and copies every later byte
 //! unchanged.
 
-use crate::bundle::archive::{Limits, MemberReader, TarEntries, TarGzWriter, TarPolicy};
+use crate::bundle::archive::{
+    EntryError, Limits, MemberReader, TarEntries, TarGzWriter, TarPolicy,
+};
 use crate::bundle::build::write_head;
 use crate::bundle::manifest::{Manifest, MANIFEST_NAME, MAX_MANIFEST_BYTES, SIGNATURE_NAME};
 use crate::bundle::verify::{entry_error, flatten, VerifyError};
@@ -47,7 +49,7 @@ pub fn read_manifest_entry<R: Read>(
     let first = match entries.next_entry() {
         Ok(Some(e)) => e,
         Ok(None) => return Err(not_bundle("it holds no entries".into())),
-        Err(crate::bundle::archive::EntryError::Read(e)) => {
+        Err(EntryError::Read(e)) => {
             return Err(match e.kind() {
                 io::ErrorKind::InvalidData
                 | io::ErrorKind::UnexpectedEof
@@ -61,17 +63,29 @@ pub fn read_manifest_entry<R: Read>(
                 },
             })
         }
+        // Anything but a regular file named `ROOT/ferry.json` is not a bundle's first entry.
+        Err(e @ EntryError::UnsafePath { .. }) => {
+            return Err(not_bundle(format!(
+                "its first entry is not `NAME-VERSION/{MANIFEST_NAME}`: {e}"
+            )))
+        }
+        Err(EntryError::NotRegular { entry, kind }) if !is_manifest_name(&entry) => {
+            return Err(not_bundle(format!(
+                "the first entry is `{entry}` ({kind}), not `NAME-VERSION/{MANIFEST_NAME}`"
+            )))
+        }
         Err(e) => return Err(entry_error(e, "the first entry (ferry.json)")),
     };
     let name = first.name.to_string();
-    let root = match name.split_once('/') {
-        Some((root, MANIFEST_NAME)) => root.to_string(),
-        _ => {
-            return Err(not_bundle(format!(
-                "the first entry is `{name}`, not `NAME-VERSION/{MANIFEST_NAME}`"
-            )))
-        }
-    };
+    if !is_manifest_name(&name) {
+        return Err(not_bundle(format!(
+            "the first entry is `{name}`, not `NAME-VERSION/{MANIFEST_NAME}`"
+        )));
+    }
+    let root = name
+        .split_once('/')
+        .map_or("", |(root, _)| root)
+        .to_string();
     let mtime = first.entry.header().mtime().unwrap_or(0);
     let bytes = read_small(first.entry, &name, MAX_MANIFEST_BYTES)?;
     let manifest = Manifest::parse(&bytes)?;
@@ -87,6 +101,11 @@ pub fn read_manifest_entry<R: Read>(
         bytes,
         mtime,
     })
+}
+
+/// Whether an entry name is `ROOT/ferry.json`: two components, the second `ferry.json`.
+fn is_manifest_name(name: &str) -> bool {
+    matches!(name.split_once('/'), Some((root, MANIFEST_NAME)) if !root.is_empty())
 }
 
 /// Reads the entry after the manifest when it is `NAME-VERSION/ferry.json.sig` (at most
