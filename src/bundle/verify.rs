@@ -2,7 +2,7 @@
 //! manifest, for a `.tar.gz` or a folder extracted with plain `tar -xzf`.
 
 use crate::bundle::archive::{
-    limit_hint, EntryError, Limits, MemberReader, TarEntries, TarEntry, TarPolicy,
+    limit_hint, EntryError, Limits, MemberInfo, MemberReader, TarEntries, TarEntry, TarPolicy,
 };
 use crate::bundle::head::{self, ManifestEntry};
 use crate::bundle::layout::{self, LayoutError, LayoutSummary};
@@ -148,7 +148,7 @@ pub struct EntryPlace {
     /// Offset of the data in the decompressed tar stream.
     pub data_offset: u64,
     /// The gzip member its header was read from.
-    pub member: Option<crate::bundle::archive::MemberInfo>,
+    pub member: Option<MemberInfo>,
 }
 
 /// Verifies a bundle file or folder.
@@ -211,36 +211,15 @@ pub fn stream(
         .next_entry()
         .map_err(|e| entry_error(e, &format!("after `{last}`")))?
     {
-        let (listed, rel) = body.admit(&name, &entry)?;
-        let mtime = entry.header().mtime().unwrap_or(0);
-        let place = EntryPlace {
-            data_offset: entry.raw_file_position(),
-            member: table.lock().expect("member table").last().copied(),
-        };
-        let keep_json = rel.as_str() == "images/index.json"
-            || (blob_hex(&rel).is_some() && listed.size <= MAX_JSON);
-        let out = match sink.as_deref_mut() {
-            Some(s) => Some(s.open(listed, place).map_err(|source| VerifyError::Io {
-                path: PathBuf::from(name.as_str()),
-                source,
-            })?),
-            None => None,
-        };
-        let (digest, kept) = copier.copy(entry, &name, out, keep_json)?;
-        if digest != listed.digest {
-            return Err(VerifyError::DigestMismatch {
-                entry: name.to_string(),
-                expected: listed.digest.clone(),
-                found: digest,
-            });
-        }
-        if let Some(s) = sink.as_deref_mut() {
-            s.close(listed, mtime).map_err(|source| VerifyError::Io {
-                path: PathBuf::from(name.as_str()),
-                source,
-            })?;
-        }
-        body.record(listed, &rel, kept)?;
+        let member = table.lock().expect("member table").last().copied();
+        check_entry(
+            &mut body,
+            &mut copier,
+            sink.as_deref_mut(),
+            &name,
+            entry,
+            member,
+        )?;
         last = name.to_string();
     }
     drop(entries);
@@ -269,6 +248,46 @@ pub fn stream(
         head_check,
         checks: CHECKS.to_vec(),
     })
+}
+
+/// Checks one entry after the head against the manifest, streaming its data into the
+/// sink (if any) while hashing it; `member` is the gzip member its header was read from.
+fn check_entry<'s, R: Read>(
+    body: &mut Body<'_>,
+    copier: &mut Copier,
+    mut sink: Option<&mut (dyn Sink + 's)>,
+    name: &SafePath,
+    entry: tar::Entry<'_, R>,
+    member: Option<MemberInfo>,
+) -> Result<(), VerifyError> {
+    let (listed, rel) = body.admit(name, &entry)?;
+    let mtime = entry.header().mtime().unwrap_or(0);
+    let place = EntryPlace {
+        data_offset: entry.raw_file_position(),
+        member,
+    };
+    let keep_json = rel.as_str() == "images/index.json"
+        || (blob_hex(&rel).is_some() && listed.size <= MAX_JSON);
+    let io_error = |source| VerifyError::Io {
+        path: PathBuf::from(name.as_str()),
+        source,
+    };
+    let out = match sink.as_deref_mut() {
+        Some(s) => Some(s.open(listed, place).map_err(io_error)?),
+        None => None,
+    };
+    let (digest, kept) = copier.copy(entry, name, out, keep_json)?;
+    if digest != listed.digest {
+        return Err(VerifyError::DigestMismatch {
+            entry: name.to_string(),
+            expected: listed.digest.clone(),
+            found: digest,
+        });
+    }
+    if let Some(s) = sink {
+        s.close(listed, mtime).map_err(io_error)?;
+    }
+    body.record(listed, &rel, kept)
 }
 
 /// Runs the head check (signature verification), if there is one.

@@ -490,6 +490,16 @@ fn walk(
 /// Unpack a packaged chart through the archive reader: regular files with safe names only,
 /// within what is left of `UNPACK_LIMITS` for the whole check.
 fn unpack(tgz: &Path, to: &Path, used: &mut Unpacked) -> Result<(), String> {
+    if used.entries >= UNPACK_LIMITS.max_entries || used.bytes >= UNPACK_LIMITS.max_total_size {
+        return Err(format!(
+            "packaged charts have already unpacked {} files and {} bytes in this check, the \
+             most one check unpacks is {} files or {} MiB",
+            used.entries,
+            used.bytes,
+            UNPACK_LIMITS.max_entries,
+            UNPACK_LIMITS.max_total_size >> 20
+        ));
+    }
     let f = File::open(tgz).map_err(|e| e.to_string())?;
     let limits = Limits {
         max_entries: UNPACK_LIMITS.max_entries.saturating_sub(used.entries),
