@@ -7,7 +7,7 @@
 //! deflated (uncompressed layers from `docker save`) are spooled to a temporary folder.
 //! Nothing else is copied.
 
-use crate::bundle::archive::{Limits, MemberReader};
+use crate::bundle::archive::{Limits, MemberReader, TarEntries, TarPolicy};
 use crate::bundle::manifest::Manifest;
 use crate::bundle::verify::{self, Evidence, HeadCheck, VerifyError, VerifyOptions};
 use crate::oci::reference::ImageRef;
@@ -197,7 +197,7 @@ pub fn prepare(input: &LoadInput) -> Result<Prepared, LoadError> {
     } else {
         (path.clone(), None)
     };
-    let kind = if archive_has(&archive, "manifest.json") {
+    let kind = if archive_has(&archive, "manifest.json", input.limits) {
         SourceKind::DockerArchive
     } else {
         SourceKind::OciArchive
@@ -238,19 +238,21 @@ impl BlobSource for Holding {
     }
 }
 
-fn archive_has(path: &Path, name: &str) -> bool {
+/// Whether an uncompressed image archive holds a regular file `name` (a leading `./` aside).
+fn archive_has(path: &Path, name: &str, limits: Limits) -> bool {
     let Ok(f) = File::open(path) else {
         return false;
     };
     let mut ar = tar::Archive::new(f);
-    let Ok(entries) = ar.entries() else {
+    let Ok(mut entries) = TarEntries::new(&mut ar, TarPolicy::foreign(limits)) else {
         return false;
     };
-    entries.filter_map(Result::ok).any(|e| {
-        e.path()
-            .map(|p| p.to_string_lossy().trim_start_matches("./") == name)
-            .unwrap_or(false)
-    })
+    while let Ok(Some(e)) = entries.next_entry() {
+        if e.name.as_str() == name {
+            return true;
+        }
+    }
+    false
 }
 
 /// The images named in a layout's `index.json` or a docker archive's `manifest.json`.
