@@ -468,7 +468,7 @@ impl<R: Read> PeekReader<R> {
     pub fn new(inner: R, capacity: usize) -> Self {
         PeekReader {
             inner,
-            buf: vec![0; capacity.max(64 * 1024)],
+            buf: vec![0; capacity.max(64)],
             pos: 0,
             end: 0,
             consumed: 0,
