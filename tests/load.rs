@@ -593,3 +593,77 @@ fn corrupt_source_blob_fails_without_retries() {
     // ping, HEAD, POST, PUT: one attempt, no retry.
     assert!(proxy.requests() <= 4, "{:#?}", proxy.log());
 }
+
+/// Indexes a bundle file as `load` does, keeping at most `memory_budget` bytes of blobs in
+/// memory, and reads every blob back through the source in odd-sized chunks. Returns how
+/// many were read in place from stored members.
+fn read_every_blob(bundle: &Path, memory_budget: u64) -> usize {
+    use ferry::bundle::manifest::blob_hex;
+    use ferry::registry::bundle_source::index_bundle;
+    let indexed = index_bundle(
+        &ferry::bundle::verify::VerifyOptions {
+            input: bundle.to_path_buf(),
+            limits: Default::default(),
+            progress: ferry::progress::Progress::Hidden,
+            check_head: None,
+        },
+        memory_budget,
+    )
+    .unwrap_or_else(|e| panic!("{}: {e}", bundle.display()));
+    let mut in_place = 0;
+    let mut blobs = 0;
+    for file in &indexed.manifest.files {
+        let Some(hex) = blob_hex(&file.path) else {
+            continue;
+        };
+        blobs += 1;
+        let digest = ferry::oci::digest::Digest::from_hex(hex).unwrap();
+        assert_eq!(indexed.source.blob_size(&digest), Some(file.size));
+        in_place += usize::from(indexed.source.is_in_place(&digest));
+        let mut r = indexed.source.open_blob(&digest).unwrap();
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 7_777];
+        loop {
+            let n = r.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(got.len() as u64, file.size, "{digest}");
+        assert_eq!(sha256(&got), file.digest.to_string(), "{digest}");
+    }
+    assert_eq!(indexed.source.digests().count(), blobs);
+    in_place
+}
+
+#[test]
+fn bundle_blobs_are_read_back_in_place_with_their_digests() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The fixture: every stored member is one block.
+    let fixture = tmp.path().join("fixture.tar.gz");
+    crate::harness::build_fixture(&fixture, 0);
+    assert_eq!(read_every_blob(&fixture, u64::MAX), 0, "all in memory");
+    assert!(read_every_blob(&fixture, 0) > 0);
+    // Layers of 256 KiB to 1 MiB: each starts 512 bytes into its stored member, so reads
+    // start mid-block and cross many block frames.
+    let layout = tmp.path().join("layout");
+    let images = write_layout(&layout, 11);
+    let mut spec = String::from("name: big\nversion: '1'\nimages:\n");
+    for img in &images.images {
+        spec.push_str(&format!(
+            "  - ref: example.com/big/{0}:1\n    from: oci:layout:{0}\n",
+            img.name
+        ));
+    }
+    std::fs::write(tmp.path().join("ferry.yaml"), spec).unwrap();
+    let bundle = tmp.path().join("big.tar.gz");
+    crate::harness::build_spec(&tmp.path().join("ferry.yaml"), &bundle, 0);
+    let layers = images
+        .unique_blobs()
+        .iter()
+        .filter(|b| b.1 > 65_535)
+        .count();
+    assert!(layers >= 5);
+    assert!(read_every_blob(&bundle, 0) >= layers);
+}

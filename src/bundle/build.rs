@@ -1,6 +1,8 @@
 //! `ferry build`: turns a `ferry.yaml` into a deterministic, verifiable bundle.
 
-use crate::bundle::archive::{Packing, TarGzWriter};
+use crate::bundle::archive::{
+    EntryError, Limits, MemberReader, Packing, TarEntries, TarEntry, TarGzWriter, TarPolicy,
+};
 use crate::bundle::manifest::{
     self, ChartEntry, FileEntry, ImageEntry, Manifest, Mode, FORMAT_VERSION, MANIFEST_NAME,
     SIGNATURE_NAME,
@@ -770,16 +772,13 @@ fn add_chart(
 fn chart_yaml_from_tgz(path: &Path) -> Result<String, String> {
     let f =
         std::fs::File::open(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-    let mut ar = tar::Archive::new(flate2::read::MultiGzDecoder::new(f));
-    let entries = ar
-        .entries()
-        .map_err(|e| format!("`{}` is not a packaged chart (.tgz): {e}", path.display()))?;
-    for entry in entries {
-        let mut entry = entry
-            .map_err(|e| format!("`{}` is not a packaged chart (.tgz): {e}", path.display()))?;
-        let p = entry.path_bytes().into_owned();
-        let p = String::from_utf8_lossy(&p);
-        let parts: Vec<&str> = p.trim_start_matches("./").split('/').collect();
+    let limits = Limits::default();
+    let mut ar = tar::Archive::new(MemberReader::foreign(f, limits));
+    let not_chart =
+        |e: EntryError| format!("`{}` is not a packaged chart (.tgz): {e}", path.display());
+    let mut entries = TarEntries::new(&mut ar, TarPolicy::foreign(limits)).map_err(not_chart)?;
+    while let Some(TarEntry { name, mut entry }) = entries.next_entry().map_err(not_chart)? {
+        let parts: Vec<&str> = name.as_str().split('/').collect();
         if parts.len() == 2 && parts[1] == "Chart.yaml" {
             let mut s = String::new();
             entry
