@@ -7,7 +7,7 @@
 //! deflated (uncompressed layers from `docker save`) are spooled to a temporary folder.
 //! Nothing else is copied.
 
-use crate::bundle::archive::{Limits, MemberReader, TarEntries, TarPolicy};
+use crate::bundle::archive::{Limits, MemberReader, TarPolicy};
 use crate::bundle::manifest::{ImageEntry, Manifest};
 use crate::bundle::verify::{self, Evidence, HeadCheck, VerifyError, VerifyOptions};
 use crate::oci::digest::Digest;
@@ -132,6 +132,7 @@ pub fn prepare(input: &LoadInput) -> Result<Prepared, LoadError> {
                         ..spec.clone()
                     },
                     r,
+                    image_archive_policy(input.limits),
                 )?)
             })?;
             return Ok(Prepared {
@@ -149,6 +150,7 @@ pub fn prepare(input: &LoadInput) -> Result<Prepared, LoadError> {
                     name: None,
                 },
                 &input.target,
+                image_archive_policy(input.limits),
             );
         }
         return Err(invalid(
@@ -198,11 +200,8 @@ pub fn prepare(input: &LoadInput) -> Result<Prepared, LoadError> {
     } else {
         (path.clone(), None)
     };
-    let kind = if archive_has(&archive, "manifest.json", input.limits) {
-        SourceKind::DockerArchive
-    } else {
-        SourceKind::OciArchive
-    };
+    let policy = image_archive_policy(input.limits);
+    let kind = source::archive_kind(&archive, policy)?;
     let mut prepared = from_layout_names(
         &SourceSpec {
             kind,
@@ -210,6 +209,7 @@ pub fn prepare(input: &LoadInput) -> Result<Prepared, LoadError> {
             name: None,
         },
         &input.target,
+        policy,
     )?;
     if let Some(dir) = spool {
         // Keep the decompressed archive for as long as the source lives.
@@ -239,26 +239,22 @@ impl BlobSource for Holding {
     }
 }
 
-/// Whether an uncompressed image archive holds a regular file `name` (a leading `./` aside).
-fn archive_has(path: &Path, name: &str, limits: Limits) -> bool {
-    let Ok(f) = File::open(path) else {
-        return false;
-    };
-    let mut ar = tar::Archive::new(f);
-    let Ok(mut entries) = TarEntries::new(&mut ar, TarPolicy::foreign(limits)) else {
-        return false;
-    };
-    while let Ok(Some(e)) = entries.next_entry() {
-        if e.name.as_str() == name {
-            return true;
-        }
+/// How load reads image archives: within the limits of its command line, which limit
+/// messages name.
+fn image_archive_policy(limits: Limits) -> TarPolicy {
+    TarPolicy {
+        flags: true,
+        ..TarPolicy::image_archive(limits)
     }
-    false
 }
 
 /// The images named in a layout's `index.json` or a docker archive's `manifest.json`.
-fn from_layout_names(spec: &SourceSpec, target: &Target) -> Result<Prepared, LoadError> {
-    let names = source::image_names(spec)?;
+fn from_layout_names(
+    spec: &SourceSpec,
+    target: &Target,
+    policy: TarPolicy,
+) -> Result<Prepared, LoadError> {
+    let names = source::image_names(spec, policy)?;
     if names.is_empty() {
         return Err(LoadError::Input {
             path: spec.path.clone(),
@@ -278,6 +274,7 @@ fn from_layout_names(spec: &SourceSpec, target: &Target) -> Result<Prepared, Loa
                 ..spec.clone()
             },
             &name,
+            policy,
         )?;
         for b in &resolved.blobs {
             blobs.insert(b.digest.clone(), b.size, b.location.clone());

@@ -807,6 +807,9 @@ pub struct TarPolicy {
     pub skip_non_regular: bool,
     /// A leading `./` is dropped from names (archives made with `tar -C DIR .`).
     pub strip_dot_slash: bool,
+    /// Symbolic and hard links are returned (named by safe paths, like regular files)
+    /// instead of being skipped or refused: `docker save` shares layers through them.
+    pub links: bool,
     /// Limit messages name the command-line flags that raise them.
     pub flags: bool,
 }
@@ -818,6 +821,7 @@ impl TarPolicy {
             limits,
             skip_non_regular: false,
             strip_dot_slash: false,
+            links: false,
             flags: true,
         }
     }
@@ -828,7 +832,17 @@ impl TarPolicy {
             limits,
             skip_non_regular: true,
             strip_dot_slash: true,
+            links: false,
             flags: false,
+        }
+    }
+
+    /// An image archive (`docker save`, `oci-archive`): a foreign archive whose links are
+    /// returned too, for the reader to resolve inside the archive.
+    pub fn image_archive(limits: Limits) -> Self {
+        TarPolicy {
+            links: true,
+            ..TarPolicy::foreign(limits)
         }
     }
 }
@@ -855,7 +869,7 @@ pub enum EntryError {
 /// How to raise a limit, for messages: fixed limits have no flag.
 pub fn limit_hint(flag: &str) -> String {
     if flag.starts_with("--") {
-        format!("; raise it with {flag} if the bundle is trusted")
+        format!("; raise it with {flag} if the archive is trusted")
     } else {
         "; this limit is fixed".to_string()
     }
@@ -868,8 +882,8 @@ pub struct TarEntry<'a, R: Read> {
 }
 
 /// The entries of a tar stream, checked: every name a `SafePath`, every entry a regular
-/// file (others refused or skipped, as the policy says), their number and sizes within
-/// the limits.
+/// file (others refused or skipped, as the policy says; links returned if it asks), their
+/// number and sizes within the limits.
 pub struct TarEntries<'a, R: Read> {
     entries: tar::Entries<'a, R>,
     policy: TarPolicy,
@@ -910,8 +924,11 @@ impl<'a, R: Read> TarEntries<'a, R> {
                     flag: flag("--max-entries"),
                 });
             }
-            let regular = entry.header().entry_type() == tar::EntryType::Regular;
-            if !regular && self.policy.skip_non_regular {
+            let kind = entry.header().entry_type();
+            let regular = kind == tar::EntryType::Regular;
+            let link =
+                self.policy.links && matches!(kind, tar::EntryType::Symlink | tar::EntryType::Link);
+            if !regular && !link && self.policy.skip_non_regular {
                 continue;
             }
             let raw = entry.path_bytes();
@@ -926,7 +943,7 @@ impl<'a, R: Read> TarEntries<'a, R> {
                 reason,
             })?;
             drop(raw);
-            if !regular {
+            if !regular && !link {
                 return Err(EntryError::NotRegular {
                     kind: kind_of(&entry),
                     entry: name.to_string(),

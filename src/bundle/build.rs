@@ -10,7 +10,7 @@ use crate::bundle::manifest::{
 use crate::bundle::safepath::SafePath;
 use crate::bundle::spec::{field_error, Spec, SpecError};
 use crate::oci::digest::{hash_reader, BackgroundHasher, Digest};
-use crate::oci::document::{self, LayoutEntry};
+use crate::oci::document::{self, LayoutEntry, MAX_JSON};
 use crate::oci::reference::ImageRef;
 use crate::oci::source::{self, BlobLocation, SourceSpec};
 use crate::progress::Progress;
@@ -283,11 +283,12 @@ fn plan_images(
         }
         let src = SourceSpec::parse(&img.from.value, base)
             .map_err(|m| at(spec_path, "images.from", &img.from, m))?;
-        let resolved = source::resolve(&src, &full).map_err(|source| BuildError::Image {
-            spec: spec_path.to_path_buf(),
-            reference: full.clone(),
-            source,
-        })?;
+        let resolved = source::resolve(&src, &full, TarPolicy::image_archive(Limits::default()))
+            .map_err(|source| BuildError::Image {
+                spec: spec_path.to_path_buf(),
+                reference: full.clone(),
+                source,
+            })?;
         let mut total = 0;
         for blob in &resolved.blobs {
             total += blob.size;
@@ -783,7 +784,7 @@ fn chart_yaml_from_tgz(path: &Path) -> Result<String, String> {
             let mut s = String::new();
             entry
                 .by_ref()
-                .take(source::MAX_JSON)
+                .take(MAX_JSON)
                 .read_to_string(&mut s)
                 .map_err(|e| format!("`{}`: Chart.yaml: {e}", path.display()))?;
             return Ok(s);

@@ -12,7 +12,7 @@ use crate::bundle::manifest::{
 };
 use crate::bundle::safepath::{SafePath, UnsafePath};
 use crate::oci::digest::{BackgroundHasher, Digest, Hasher};
-use crate::oci::source::MAX_JSON;
+use crate::oci::document::MAX_JSON;
 use crate::progress::Progress;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
