@@ -11,7 +11,6 @@ const MAX_FN_LINES: usize = 120;
 /// may only shrink: an entry fails the test when its function grows, and when it is no longer
 /// too long (then the entry goes).
 const LONG_FNS: &[(&str, &str, usize)] = &[
-    ("src/bundle/verify.rs", "verify_dir", 167),
     ("src/egress/report.rs", "markdown", 168),
     ("src/egress/scan.rs", "check", 145),
     ("src/egress/template.rs", "parse_block", 125),

@@ -663,21 +663,65 @@ pub fn find_root(dir: &Path) -> Result<PathBuf, VerifyError> {
     }
 }
 
-/// Verifies a folder extracted with `tar -xzf` (or `ferry extract`).
+/// Verifies a folder extracted with `tar -xzf` (or `ferry extract`): its head, then the
+/// files against the manifest (names, sizes, modes), then their digests, then the layout.
 fn verify_dir(opts: &VerifyOptions) -> Result<Evidence, VerifyError> {
-    use std::os::unix::fs::PermissionsExt;
     let root = find_root(&opts.input)?;
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| VerifyError::Io {
-            path: path.clone(),
-            source,
-        }
+    let head = read_dir_head(opts, &root)?;
+    let manifest = &head.manifest;
+    let found = walk_dir(&root, manifest)?;
+    hash_dir_files(
+        &found,
+        opts.progress.bytes(manifest.total_size(), "verifying"),
+    )?;
+    let json = |hex: &str| -> Option<Vec<u8>> {
+        let p = root.join("images/blobs/sha256").join(hex);
+        let len = std::fs::metadata(&p).ok()?.len();
+        (len <= MAX_JSON).then(|| std::fs::read(&p).ok()).flatten()
     };
+    let index = std::fs::read(root.join("images/index.json")).ok();
+    let layout = layout::check(manifest, index.as_deref(), &json)?;
+    Ok(Evidence {
+        bundle: opts.input.clone(),
+        form: "directory",
+        name: manifest.name.clone(),
+        version: manifest.version.clone(),
+        created: manifest.created.clone(),
+        manifest_digest: Digest::of(&head.manifest_bytes),
+        files_checked: manifest.files.len(),
+        bytes_checked: manifest.total_size(),
+        blobs_checked: layout.blobs,
+        layout,
+        gzip_members: 0,
+        signature_present: head.signature.is_some(),
+        head_check: head.head_check,
+        checks: CHECKS[..6].to_vec(),
+    })
+}
+
+/// The head of a bundle folder, read and checked.
+struct DirHead {
+    manifest_bytes: Vec<u8>,
+    manifest: Manifest,
+    signature: Option<Vec<u8>>,
+    head_check: Option<serde_json::Value>,
+}
+
+fn io_error(path: &Path) -> impl Fn(io::Error) -> VerifyError + '_ {
+    move |source| VerifyError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Reads `ferry.json` and `ferry.json.sig` (each within its size limit), checks that the
+/// folder is named after the bundle, and runs the head check.
+fn read_dir_head(opts: &VerifyOptions, root: &Path) -> Result<DirHead, VerifyError> {
     let manifest_path = root.join(MANIFEST_NAME);
+    let sig_path = root.join(SIGNATURE_NAME);
     for (path, limit) in [
         (&manifest_path, MAX_MANIFEST_BYTES),
-        (&root.join(SIGNATURE_NAME), head::MAX_SIGNATURE_BYTES),
+        (&sig_path, head::MAX_SIGNATURE_BYTES),
     ] {
         if let Ok(meta) = std::fs::metadata(path) {
             if meta.len() > limit {
@@ -690,7 +734,7 @@ fn verify_dir(opts: &VerifyOptions) -> Result<Evidence, VerifyError> {
             }
         }
     }
-    let manifest_bytes = std::fs::read(&manifest_path).map_err(io(&manifest_path))?;
+    let manifest_bytes = std::fs::read(&manifest_path).map_err(io_error(&manifest_path))?;
     let manifest = Manifest::parse(&manifest_bytes)?;
     let dir_name = root
         .file_name()
@@ -702,9 +746,8 @@ fn verify_dir(opts: &VerifyOptions) -> Result<Evidence, VerifyError> {
             root: manifest.root(),
         });
     }
-    let sig_path = root.join(SIGNATURE_NAME);
     let signature = if sig_path.is_file() {
-        Some(std::fs::read(&sig_path).map_err(io(&sig_path))?)
+        Some(std::fs::read(&sig_path).map_err(io_error(&sig_path))?)
     } else {
         None
     };
@@ -714,71 +757,40 @@ fn verify_dir(opts: &VerifyOptions) -> Result<Evidence, VerifyError> {
         }
         None => None,
     };
+    Ok(DirHead {
+        manifest_bytes,
+        manifest,
+        signature,
+        head_check,
+    })
+}
+
+/// A listed file found in a bundle folder: its path on disk, its entry, its name in messages.
+type FoundFile<'m> = (PathBuf, &'m FileEntry, String);
+
+/// Walks a bundle folder: every file is a regular file the manifest lists, with its size and
+/// mode, and every listed file is there.
+fn walk_dir<'m>(root: &Path, manifest: &'m Manifest) -> Result<Vec<FoundFile<'m>>, VerifyError> {
     let listed: BTreeMap<&str, &FileEntry> = manifest
         .files
         .iter()
         .map(|f| (f.path.as_str(), f))
         .collect();
     let mut found = Vec::new();
-    for e in walkdir::WalkDir::new(&root)
+    for e in walkdir::WalkDir::new(root)
         .follow_links(false)
         .sort_by_file_name()
     {
         let e = e.map_err(|err| VerifyError::Io {
-            path: root.clone(),
+            path: root.to_path_buf(),
             source: err.into(),
         })?;
-        let rel = e.path().strip_prefix(&root).expect("under root");
-        if rel.as_os_str().is_empty() || e.file_type().is_dir() {
-            continue;
+        if let Some(file) = check_dir_entry(root, &e, manifest, &listed)? {
+            found.push(file);
         }
-        let rel_str = rel.to_str().ok_or_else(|| VerifyError::UnsafePath {
-            entry: rel.display().to_string(),
-            reason: UnsafePath::NotUtf8(rel.display().to_string()),
-        })?;
-        let name = format!("{}/{rel_str}", manifest.root());
-        if !e.file_type().is_file() {
-            let kind = if e.file_type().is_symlink() {
-                "symbolic link"
-            } else {
-                "special file"
-            };
-            return Err(VerifyError::NotRegular {
-                entry: name,
-                kind: kind.into(),
-            });
-        }
-        if rel_str == MANIFEST_NAME || rel_str == SIGNATURE_NAME {
-            continue;
-        }
-        let entry = *listed.get(rel_str).ok_or(VerifyError::Unlisted {
-            entry: name.clone(),
-        })?;
-        let meta = e.metadata().map_err(|err| VerifyError::Io {
-            path: e.path().to_path_buf(),
-            source: err.into(),
-        })?;
-        if meta.len() != entry.size {
-            return Err(VerifyError::SizeMismatch {
-                entry: name,
-                expected: entry.size,
-                found: meta.len(),
-            });
-        }
-        // Extraction applies the umask, so only the owner's execute bit is compared.
-        let exec = meta.permissions().mode() & 0o100 != 0;
-        if exec != (entry.mode == Mode::Executable) {
-            return Err(VerifyError::ModeMismatch {
-                entry: name,
-                expected: entry.mode.bits(),
-                found: meta.permissions().mode() & 0o7777,
-            });
-        }
-        found.push((e.path().to_path_buf(), entry, name));
     }
     if found.len() != listed.len() {
-        let have: std::collections::HashSet<&str> =
-            found.iter().map(|(_, e, _)| e.path.as_str()).collect();
+        let have: HashSet<&str> = found.iter().map(|(_, e, _)| e.path.as_str()).collect();
         let missing: Vec<&str> = manifest
             .files
             .iter()
@@ -790,8 +802,70 @@ fn verify_dir(opts: &VerifyOptions) -> Result<Evidence, VerifyError> {
             first: format!("{}/{}", manifest.root(), missing[0]),
         });
     }
-    let bar = opts.progress.bytes(manifest.total_size(), "verifying");
-    let checked = crate::parallel::par_map(&found, |(path, entry, name)| {
+    Ok(found)
+}
+
+/// Checks one walked path: folders and the head are passed over (`None`); anything else
+/// must be a regular file the manifest lists, with its size and execute bit.
+fn check_dir_entry<'m>(
+    root: &Path,
+    e: &walkdir::DirEntry,
+    manifest: &Manifest,
+    listed: &BTreeMap<&str, &'m FileEntry>,
+) -> Result<Option<FoundFile<'m>>, VerifyError> {
+    use std::os::unix::fs::PermissionsExt;
+    let rel = e.path().strip_prefix(root).expect("under root");
+    if rel.as_os_str().is_empty() || e.file_type().is_dir() {
+        return Ok(None);
+    }
+    let rel_str = rel.to_str().ok_or_else(|| VerifyError::UnsafePath {
+        entry: rel.display().to_string(),
+        reason: UnsafePath::NotUtf8(rel.display().to_string()),
+    })?;
+    let name = format!("{}/{rel_str}", manifest.root());
+    if !e.file_type().is_file() {
+        let kind = if e.file_type().is_symlink() {
+            "symbolic link"
+        } else {
+            "special file"
+        };
+        return Err(VerifyError::NotRegular {
+            entry: name,
+            kind: kind.into(),
+        });
+    }
+    if rel_str == MANIFEST_NAME || rel_str == SIGNATURE_NAME {
+        return Ok(None);
+    }
+    let entry = *listed.get(rel_str).ok_or(VerifyError::Unlisted {
+        entry: name.clone(),
+    })?;
+    let meta = e.metadata().map_err(|err| VerifyError::Io {
+        path: e.path().to_path_buf(),
+        source: err.into(),
+    })?;
+    if meta.len() != entry.size {
+        return Err(VerifyError::SizeMismatch {
+            entry: name,
+            expected: entry.size,
+            found: meta.len(),
+        });
+    }
+    // Extraction applies the umask, so only the owner's execute bit is compared.
+    let exec = meta.permissions().mode() & 0o100 != 0;
+    if exec != (entry.mode == Mode::Executable) {
+        return Err(VerifyError::ModeMismatch {
+            entry: name,
+            expected: entry.mode.bits(),
+            found: meta.permissions().mode() & 0o7777,
+        });
+    }
+    Ok(Some((e.path().to_path_buf(), entry, name)))
+}
+
+/// Hashes the found files in parallel, each against its listed digest.
+fn hash_dir_files(found: &[FoundFile<'_>], bar: indicatif::ProgressBar) -> Result<(), VerifyError> {
+    let checked = crate::parallel::par_map(found, |(path, entry, name)| {
         match File::open(path).and_then(|f| crate::oci::digest::hash_reader(bar.wrap_read(f))) {
             Ok((digest, _)) if digest == entry.digest => Ok(()),
             Ok((digest, _)) => Err(VerifyError::DigestMismatch {
@@ -806,28 +880,5 @@ fn verify_dir(opts: &VerifyOptions) -> Result<Evidence, VerifyError> {
         }
     });
     bar.finish_and_clear();
-    checked.into_iter().collect::<Result<(), _>>()?;
-    let json = |hex: &str| -> Option<Vec<u8>> {
-        let p = root.join("images/blobs/sha256").join(hex);
-        let len = std::fs::metadata(&p).ok()?.len();
-        (len <= MAX_JSON).then(|| std::fs::read(&p).ok()).flatten()
-    };
-    let index = std::fs::read(root.join("images/index.json")).ok();
-    let layout = layout::check(&manifest, index.as_deref(), &json)?;
-    Ok(Evidence {
-        bundle: opts.input.clone(),
-        form: "directory",
-        name: manifest.name.clone(),
-        version: manifest.version.clone(),
-        created: manifest.created.clone(),
-        manifest_digest: Digest::of(&manifest_bytes),
-        files_checked: manifest.files.len(),
-        bytes_checked: manifest.total_size(),
-        blobs_checked: layout.blobs,
-        layout,
-        gzip_members: 0,
-        signature_present: signature.is_some(),
-        head_check,
-        checks: CHECKS[..6].to_vec(),
-    })
+    checked.into_iter().collect()
 }
