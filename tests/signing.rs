@@ -1,4 +1,4 @@
-//! Keys and signatures (issue 3): cosign/openssl key formats, signatures that openssl verifies
+//! Keys and signatures: cosign/openssl key formats, signatures that openssl verifies
 //! independently, fail-closed refusals, and secrets that never leak into messages.
 
 use std::fs;

@@ -224,7 +224,7 @@ pub fn codegen(check: bool) -> Result<ExitCode> {
         let have = std::fs::read_to_string(&path).unwrap_or_default();
         if have != want {
             eprintln!(
-                "{} is out of date with src/manifest.rs: run `cargo xtask codegen` and commit it",
+                "{} is out of date with src/bundle/manifest.rs: run `cargo xtask codegen` and commit it",
                 path.display()
             );
             return Ok(ExitCode::from(1));
