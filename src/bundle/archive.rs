@@ -857,17 +857,44 @@ pub enum EntryError {
     UnsafePath { entry: String, reason: UnsafePath },
     #[error("entry `{entry}` is a {kind}; only regular files are accepted")]
     NotRegular { entry: String, kind: String },
-    #[error("{what} exceeds the limit of {limit} ({found}){}", limit_hint(flag))]
-    Limit {
-        what: String,
+    #[error(transparent)]
+    Limit(LimitExceeded),
+}
+
+/// An input over one of its limits.
+#[derive(Debug, thiserror::Error)]
+#[error("{what} exceeds the limit of {limit} ({found}){}", limit_hint(flag))]
+pub struct LimitExceeded {
+    /// What was measured: `number of entries`, ``size of `NAME` ``, …
+    pub what: String,
+    pub limit: u64,
+    pub found: u64,
+    /// The command-line flag that raises the limit; empty for a fixed limit.
+    pub flag: &'static str,
+}
+
+impl LimitExceeded {
+    /// Fails when `found` is over `limit`; `what` is only formatted then.
+    pub fn check(
+        what: impl FnOnce() -> String,
         limit: u64,
         found: u64,
         flag: &'static str,
-    },
+    ) -> Result<(), LimitExceeded> {
+        if found > limit {
+            return Err(LimitExceeded {
+                what: what(),
+                limit,
+                found,
+                flag,
+            });
+        }
+        Ok(())
+    }
 }
 
 /// How to raise a limit, for messages: fixed limits have no flag.
-pub fn limit_hint(flag: &str) -> String {
+fn limit_hint(flag: &str) -> String {
     if flag.starts_with("--") {
         format!("; raise it with {flag} if the archive is trusted")
     } else {
@@ -916,14 +943,13 @@ impl<'a, R: Read> TarEntries<'a, R> {
             let limits = &self.policy.limits;
             let flag = |f: &'static str| if self.policy.flags { f } else { "" };
             self.count += 1;
-            if self.count > limits.max_entries {
-                return Err(EntryError::Limit {
-                    what: "number of entries".into(),
-                    limit: limits.max_entries,
-                    found: self.count,
-                    flag: flag("--max-entries"),
-                });
-            }
+            LimitExceeded::check(
+                || "number of entries".into(),
+                limits.max_entries,
+                self.count,
+                flag("--max-entries"),
+            )
+            .map_err(EntryError::Limit)?;
             let kind = entry.header().entry_type();
             let regular = kind == tar::EntryType::Regular;
             let link =
@@ -950,23 +976,21 @@ impl<'a, R: Read> TarEntries<'a, R> {
                 });
             }
             let size = entry.size();
-            if size > limits.max_entry_size {
-                return Err(EntryError::Limit {
-                    what: format!("size of `{name}`"),
-                    limit: limits.max_entry_size,
-                    found: size,
-                    flag: flag("--max-file-size"),
-                });
-            }
+            LimitExceeded::check(
+                || format!("size of `{name}`"),
+                limits.max_entry_size,
+                size,
+                flag("--max-file-size"),
+            )
+            .map_err(EntryError::Limit)?;
             self.total = self.total.saturating_add(size);
-            if self.total > limits.max_total_size {
-                return Err(EntryError::Limit {
-                    what: "total size".into(),
-                    limit: limits.max_total_size,
-                    found: self.total,
-                    flag: flag("--max-total-size"),
-                });
-            }
+            LimitExceeded::check(
+                || "total size".into(),
+                limits.max_total_size,
+                self.total,
+                flag("--max-total-size"),
+            )
+            .map_err(EntryError::Limit)?;
             return Ok(Some(TarEntry { name, entry }));
         }
     }

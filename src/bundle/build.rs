@@ -91,6 +91,19 @@ struct Planned {
     expected: Option<Digest>,
 }
 
+impl Planned {
+    /// A local file, at the size it has now.
+    fn file(src: &Path, mode: Mode) -> Result<Planned, BuildError> {
+        Ok(Planned {
+            size: file_size(src)?,
+            location: BlobLocation::File(src.to_path_buf()),
+            origin: src.display().to_string(),
+            mode,
+            expected: None,
+        })
+    }
+}
+
 #[derive(Default)]
 struct Plan {
     files: BTreeMap<SafePath, Planned>,
@@ -245,16 +258,7 @@ fn plan_files(
             None => file_name_path(&src).map_err(|m| at(spec_path, "files.src", &f.src, m))?,
         };
         let mode = mode_of(&src).map_err(|m| at(spec_path, "files.src", &f.src, m))?;
-        plan.add(
-            dest,
-            Planned {
-                size: file_size(&src)?,
-                location: BlobLocation::File(src.clone()),
-                origin: src.display().to_string(),
-                mode,
-                expected: None,
-            },
-        )?;
+        plan.add(dest, Planned::file(&src, mode)?)?;
     }
     Ok(())
 }
@@ -650,16 +654,7 @@ fn add_file(
         Some(d) => SafePath::new(d).expect("static dir").join(&name),
         None => name,
     };
-    plan.add(
-        path,
-        Planned {
-            size: file_size(&src)?,
-            location: BlobLocation::File(src.clone()),
-            origin: src.display().to_string(),
-            mode,
-            expected: None,
-        },
-    )
+    plan.add(path, Planned::file(&src, mode)?)
 }
 
 #[derive(serde::Deserialize)]
@@ -737,16 +732,7 @@ fn add_chart(
                 path: e.path().to_path_buf(),
                 message,
             })?;
-            plan.add(
-                root.join(&safe),
-                Planned {
-                    size: file_size(e.path())?,
-                    location: BlobLocation::File(e.path().to_path_buf()),
-                    origin: e.path().display().to_string(),
-                    mode,
-                    expected: None,
-                },
-            )?;
+            plan.add(root.join(&safe), Planned::file(e.path(), mode)?)?;
         }
         Ok(entry)
     } else {
@@ -755,16 +741,7 @@ fn add_chart(
             check_chart_yaml(&text, &format!("{} (Chart.yaml)", src.display())).map_err(located)?;
         let path = SafePath::new("charts").expect("static").join(&name);
         entry.path = path.clone();
-        plan.add(
-            path,
-            Planned {
-                size: file_size(&src)?,
-                location: BlobLocation::File(src.clone()),
-                origin: src.display().to_string(),
-                mode: Mode::Regular,
-                expected: None,
-            },
-        )?;
+        plan.add(path, Planned::file(&src, Mode::Regular)?)?;
         Ok(entry)
     }
 }

@@ -5,7 +5,7 @@
 //! unchanged.
 
 use crate::bundle::archive::{
-    EntryError, Limits, MemberReader, TarEntries, TarGzWriter, TarPolicy,
+    EntryError, LimitExceeded, Limits, MemberReader, TarEntries, TarGzWriter, TarPolicy,
 };
 use crate::bundle::build::write_head;
 use crate::bundle::manifest::{Manifest, MANIFEST_NAME, MAX_MANIFEST_BYTES, SIGNATURE_NAME};
@@ -145,14 +145,7 @@ fn read_small<R: Read>(
     name: &str,
     limit: u64,
 ) -> Result<Vec<u8>, VerifyError> {
-    if e.size() > limit {
-        return Err(VerifyError::Limit {
-            what: format!("size of `{name}`"),
-            limit,
-            found: e.size(),
-            flag: "",
-        });
-    }
+    LimitExceeded::check(|| format!("size of `{name}`"), limit, e.size(), "")?;
     let mut out = Vec::with_capacity(e.size() as usize);
     e.read_to_end(&mut out)
         .map_err(|err| VerifyError::Corrupt {

@@ -2,7 +2,7 @@
 //! manifest, for a `.tar.gz` or a folder extracted with plain `tar -xzf`.
 
 use crate::bundle::archive::{
-    limit_hint, EntryError, Limits, MemberInfo, MemberReader, TarEntries, TarEntry, TarPolicy,
+    EntryError, LimitExceeded, Limits, MemberInfo, MemberReader, TarEntries, TarEntry, TarPolicy,
 };
 use crate::bundle::head::{self, ManifestEntry};
 use crate::bundle::layout::{self, LayoutError, LayoutSummary};
@@ -79,13 +79,8 @@ pub enum VerifyError {
     Missing { count: usize, first: String },
     #[error("{location}: the archive is damaged: {detail}")]
     Corrupt { location: String, detail: String },
-    #[error("{what} exceeds the limit of {limit} ({found}){}", limit_hint(flag))]
-    Limit {
-        what: String,
-        limit: u64,
-        found: u64,
-        flag: &'static str,
-    },
+    #[error(transparent)]
+    Limit(#[from] LimitExceeded),
     #[error("after the last entry `{after}`: {detail}")]
     Trailing { after: String, detail: String },
     #[error("images: {0}")]
@@ -405,7 +400,7 @@ impl<'m> Body<'m> {
             self.json_left = self
                 .json_left
                 .checked_sub(kept.len() as u64)
-                .ok_or_else(|| VerifyError::Limit {
+                .ok_or_else(|| LimitExceeded {
                     what: "total size of image manifests".into(),
                     limit: JSON_BUDGET,
                     found: JSON_BUDGET + 1,
@@ -577,17 +572,7 @@ pub(crate) fn entry_error(e: EntryError, location: &str) -> VerifyError {
         },
         EntryError::UnsafePath { entry, reason } => VerifyError::UnsafePath { entry, reason },
         EntryError::NotRegular { entry, kind } => VerifyError::NotRegular { entry, kind },
-        EntryError::Limit {
-            what,
-            limit,
-            found,
-            flag,
-        } => VerifyError::Limit {
-            what,
-            limit,
-            found,
-            flag,
-        },
+        EntryError::Limit(e) => VerifyError::Limit(e),
     }
 }
 
@@ -606,34 +591,27 @@ pub(crate) fn flatten(e: &io::Error) -> String {
     s
 }
 
-fn check_limits(m: &Manifest, limits: &Limits) -> Result<(), VerifyError> {
-    let n = m.files.len() as u64 + 2;
-    if n > limits.max_entries {
-        return Err(VerifyError::Limit {
-            what: "number of entries".into(),
-            limit: limits.max_entries,
-            found: n,
-            flag: "--max-entries",
-        });
+fn check_limits(m: &Manifest, limits: &Limits) -> Result<(), LimitExceeded> {
+    LimitExceeded::check(
+        || "number of entries".into(),
+        limits.max_entries,
+        m.files.len() as u64 + 2,
+        "--max-entries",
+    )?;
+    for f in &m.files {
+        LimitExceeded::check(
+            || format!("size of `{}`", f.path),
+            limits.max_entry_size,
+            f.size,
+            "--max-file-size",
+        )?;
     }
-    if let Some(big) = m.files.iter().find(|f| f.size > limits.max_entry_size) {
-        return Err(VerifyError::Limit {
-            what: format!("size of `{}`", big.path),
-            limit: limits.max_entry_size,
-            found: big.size,
-            flag: "--max-file-size",
-        });
-    }
-    let total = m.total_size();
-    if total > limits.max_total_size {
-        return Err(VerifyError::Limit {
-            what: "total size".into(),
-            limit: limits.max_total_size,
-            found: total,
-            flag: "--max-total-size",
-        });
-    }
-    Ok(())
+    LimitExceeded::check(
+        || "total size".into(),
+        limits.max_total_size,
+        m.total_size(),
+        "--max-total-size",
+    )
 }
 
 /// Finds the bundle folder in `dir`: `dir` itself or its single child holding ferry.json.
@@ -724,14 +702,12 @@ fn read_dir_head(opts: &VerifyOptions, root: &Path) -> Result<DirHead, VerifyErr
         (&sig_path, head::MAX_SIGNATURE_BYTES),
     ] {
         if let Ok(meta) = std::fs::metadata(path) {
-            if meta.len() > limit {
-                return Err(VerifyError::Limit {
-                    what: format!("size of `{}`", path.display()),
-                    limit,
-                    found: meta.len(),
-                    flag: "",
-                });
-            }
+            LimitExceeded::check(
+                || format!("size of `{}`", path.display()),
+                limit,
+                meta.len(),
+                "",
+            )?;
         }
     }
     let manifest_bytes = std::fs::read(&manifest_path).map_err(io_error(&manifest_path))?;

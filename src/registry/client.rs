@@ -247,15 +247,7 @@ impl RegistryClient {
     /// `HEAD /v2/REPO/blobs/DIGEST`: whether the repository already holds the blob.
     pub async fn blob_exists(&self, repo: &str, digest: &Digest) -> Result<bool, RegistryError> {
         let url = self.url(&format!("v2/{repo}/blobs/{digest}"));
-        self.with_retry("HEAD", &url, |_| async {
-            let r = self.send(Method::HEAD, &url, repo, |b| b).await;
-            match r {
-                Ok(r) => Ok(r.status().is_success()),
-                Err(Failure::Fatal(RegistryError::Status { status: 404, .. })) => Ok(false),
-                Err(e) => Err(e),
-            }
-        })
-        .await
+        Ok(self.head(&url, repo, None).await?.is_some())
     }
 
     /// `HEAD /v2/REPO/manifests/REFERENCE`: the digest the registry serves for a tag or
@@ -266,19 +258,33 @@ impl RegistryClient {
         reference: &str,
     ) -> Result<Option<Digest>, RegistryError> {
         let url = self.url(&format!("v2/{repo}/manifests/{reference}"));
-        const ACCEPT: &str = crate::oci::document::MANIFEST_ACCEPT;
-        self.with_retry("HEAD", &url, |_| async {
+        let headers = self
+            .head(&url, repo, Some(crate::oci::document::MANIFEST_ACCEPT))
+            .await?;
+        Ok(headers.and_then(|h| {
+            h.get("Docker-Content-Digest")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+        }))
+    }
+
+    /// A `HEAD` request, retried: the response headers when the registry has the object,
+    /// `None` when it answers 404 (or another status that is not an error).
+    async fn head(
+        &self,
+        url: &Url,
+        repo: &str,
+        accept: Option<&'static str>,
+    ) -> Result<Option<reqwest::header::HeaderMap>, RegistryError> {
+        self.with_retry("HEAD", url, |_| async {
             let r = self
-                .send(Method::HEAD, &url, repo, |b| {
-                    b.header(reqwest::header::ACCEPT, ACCEPT)
+                .send(Method::HEAD, url, repo, |b| match accept {
+                    Some(a) => b.header(reqwest::header::ACCEPT, a),
+                    None => b,
                 })
                 .await;
             match r {
-                Ok(r) if r.status().is_success() => Ok(r
-                    .headers()
-                    .get("Docker-Content-Digest")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse().ok())),
+                Ok(r) if r.status().is_success() => Ok(Some(r.headers().clone())),
                 Ok(_) => Ok(None),
                 Err(Failure::Fatal(RegistryError::Status { status: 404, .. })) => Ok(None),
                 Err(e) => Err(e),
