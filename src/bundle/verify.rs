@@ -727,12 +727,7 @@ fn read_dir_head(opts: &VerifyOptions, root: &Path) -> Result<DirHead, VerifyErr
     } else {
         None
     };
-    let head_check = match opts.check_head {
-        Some(check) => {
-            Some(check(&manifest_bytes, signature.as_deref()).map_err(VerifyError::Head)?)
-        }
-        None => None,
-    };
+    let head_check = run_head_check(opts.check_head, &manifest_bytes, signature.as_deref())?;
     Ok(DirHead {
         manifest_bytes,
         manifest,

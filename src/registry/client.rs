@@ -584,18 +584,7 @@ impl RegistryClient {
                 Err(e) => return Err(self.classify(&method, url, e)),
             };
             if r.status() == StatusCode::UNAUTHORIZED && !refreshed {
-                if let Some(ch @ Challenge::Bearer { .. }) = challenge_of(&r) {
-                    let scope = match &ch {
-                        Challenge::Bearer { scope, .. } => scope.clone(),
-                        Challenge::Basic => None,
-                    };
-                    self.auth
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .challenge = Some(ch);
-                    self.fetch_token(repo, scope)
-                        .await
-                        .map_err(Failure::Fatal)?;
+                if self.renew_bearer(&r, repo).await? {
                     refreshed = true;
                     continue;
                 }
@@ -620,6 +609,26 @@ impl RegistryClient {
         }
     }
 
+    /// On a 401 with a Bearer challenge, adopts the challenge and fetches a token for it;
+    /// returns whether it did (a 401 without one is left to the caller).
+    async fn renew_bearer(&self, r: &Response, repo: &str) -> Result<bool, Failure> {
+        let Some(ch @ Challenge::Bearer { .. }) = challenge_of(r) else {
+            return Ok(false);
+        };
+        let scope = match &ch {
+            Challenge::Bearer { scope, .. } => scope.clone(),
+            Challenge::Basic => None,
+        };
+        self.auth
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .challenge = Some(ch);
+        self.fetch_token(repo, scope)
+            .await
+            .map_err(Failure::Fatal)?;
+        Ok(true)
+    }
+
     /// One attempt of a non-replayable (streamed) request with the current auth. A Bearer
     /// challenge (the token expired during a long upload) fetches a new token and makes the
     /// attempt retryable; the caller starts the blob over.
@@ -635,28 +644,15 @@ impl RegistryClient {
             .plain_send(req)
             .await
             .map_err(|e| self.classify(&method, url, e))?;
-        if r.status() == StatusCode::UNAUTHORIZED {
-            if let Some(ch @ Challenge::Bearer { .. }) = challenge_of(&r) {
-                let scope = match &ch {
-                    Challenge::Bearer { scope, .. } => scope.clone(),
-                    Challenge::Basic => None,
-                };
-                self.auth
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .challenge = Some(ch);
-                self.fetch_token(repo, scope)
-                    .await
-                    .map_err(Failure::Fatal)?;
-                return Err(Failure::Retry {
-                    err: RegistryError::Transport {
-                        method: method.to_string(),
-                        url: url.to_string(),
-                        detail: "the bearer token expired; fetched a new one".into(),
-                    },
-                    retry_after: None,
-                });
-            }
+        if r.status() == StatusCode::UNAUTHORIZED && self.renew_bearer(&r, repo).await? {
+            return Err(Failure::Retry {
+                err: RegistryError::Transport {
+                    method: method.to_string(),
+                    url: url.to_string(),
+                    detail: "the bearer token expired; fetched a new one".into(),
+                },
+                retry_after: None,
+            });
         }
         Ok(r)
     }

@@ -27,7 +27,7 @@ mod trust;
 
 pub use keys::{keygen, keygen_paths, KeyFormat, SigningKey, VerifyingKey};
 pub use password::{Password, PasswordSource, PASSWORD_ENV};
-pub use signature::{verify, verify_digest, verify_file, verify_reader, Sha256Digest};
+pub use signature::{verify, verify_digest, verify_file, verify_reader};
 pub use trust::{check_head_signature, HeadSignature};
 
 use std::io;

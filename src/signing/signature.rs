@@ -2,79 +2,26 @@
 //! or files (hashed as they stream), made with a [`SigningKey`] and verified against a set of
 //! trusted [`VerifyingKey`]s, failing closed.
 
-use std::fmt;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::Read;
 use std::path::Path;
 
 use aws_lc_rs::digest;
 use aws_lc_rs::rand::SystemRandom;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use sha2::{Digest as _, Sha256};
 
 use super::{io_error, Result, SigningError, SigningKey, VerifyingKey};
+use crate::oci::digest::{hash_reader, Digest};
 
 /// A DER ECDSA P-256 signature is at most 72 bytes; its base64 text at most 96 characters.
 /// Anything much larger is refused before decoding.
 const MAX_SIGNATURE_TEXT_BYTES: usize = 1024;
 
-/// Read buffer for hashing streams.
-const HASH_BUFFER_BYTES: usize = 1 << 20;
-
-/// The SHA-256 of some content, computed here or by a caller that hashed while writing.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Sha256Digest([u8; 32]);
-
-impl Sha256Digest {
-    /// Wraps a digest the caller computed (e.g. while writing the bundle).
-    pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        Sha256Digest(bytes)
-    }
-
-    /// Hashes bytes in memory.
-    pub fn of_bytes(data: &[u8]) -> Self {
-        Sha256Digest(Sha256::digest(data).into())
-    }
-
-    /// Hashes a stream to its end in 1 MiB reads; returns the digest and the byte count.
-    pub fn of_reader(mut reader: impl Read) -> io::Result<(Self, u64)> {
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; HASH_BUFFER_BYTES];
-        let mut total = 0u64;
-        loop {
-            let n = match reader.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            hasher.update(&buf[..n]);
-            total += n as u64;
-        }
-        Ok((Sha256Digest(hasher.finalize().into()), total))
-    }
-
-    /// The raw 32 bytes.
-    pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-
-    /// Lower-case hex.
-    pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
-    }
-
-    fn to_aws(self) -> digest::Digest {
-        digest::Digest::import_less_safe(&self.0, &digest::SHA256)
-            .expect("a SHA-256 digest is 32 bytes")
-    }
-}
-
-impl fmt::Debug for Sha256Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "sha256:{}", self.to_hex())
-    }
+/// The digest in the form aws-lc signs and verifies.
+fn to_aws(d: &Digest) -> digest::Digest {
+    let bytes = hex::decode(d.hex()).expect("a Digest is 64 hex characters");
+    digest::Digest::import_less_safe(&bytes, &digest::SHA256).expect("a SHA-256 digest is 32 bytes")
 }
 
 impl SigningKey {
@@ -91,10 +38,10 @@ impl SigningKey {
 
     /// Signs content whose SHA-256 the caller already has; the same signature [`Self::sign`]
     /// would give for that content.
-    pub fn sign_digest(&self, digest: &Sha256Digest) -> Result<String> {
+    pub fn sign_digest(&self, digest: &Digest) -> Result<String> {
         let sig = self
             .pair
-            .sign_digest(&digest.to_aws())
+            .sign_digest(&to_aws(digest))
             .map_err(|_| SigningError::Crypto {
                 operation: "signing",
             })?;
@@ -103,15 +50,15 @@ impl SigningKey {
 
     /// Signs everything `reader` yields, hashing it as it streams (constant memory).
     pub fn sign_reader(&self, reader: impl Read) -> Result<String> {
-        let (digest, _) = Sha256Digest::of_reader(reader)
-            .map_err(|e| io_error("hashing", Path::new("<stream>"), e))?;
+        let (digest, _) =
+            hash_reader(reader).map_err(|e| io_error("hashing", Path::new("<stream>"), e))?;
         self.sign_digest(&digest)
     }
 
     /// Signs a whole file (the detached `BUNDLE.sig`), streaming it.
     pub fn sign_file(&self, path: &Path) -> Result<String> {
         let f = File::open(path).map_err(|e| io_error("opening", path, e))?;
-        let (digest, _) = Sha256Digest::of_reader(f).map_err(|e| io_error("hashing", path, e))?;
+        let (digest, _) = hash_reader(f).map_err(|e| io_error("hashing", path, e))?;
         self.sign_digest(&digest)
     }
 }
@@ -125,14 +72,14 @@ pub fn verify<'k>(
     data: &[u8],
     signature_b64: &[u8],
 ) -> Result<&'k VerifyingKey> {
-    verify_digest(keys, which, &Sha256Digest::of_bytes(data), signature_b64)
+    verify_digest(keys, which, &Digest::of(data), signature_b64)
 }
 
 /// [`verify`] for content whose SHA-256 the caller already computed.
 pub fn verify_digest<'k>(
     keys: &'k [VerifyingKey],
     which: &str,
-    digest: &Sha256Digest,
+    digest: &Digest,
     signature_b64: &[u8],
 ) -> Result<&'k VerifyingKey> {
     if keys.is_empty() {
@@ -141,7 +88,7 @@ pub fn verify_digest<'k>(
         });
     }
     let der = decode_signature(which, signature_b64)?;
-    let digest = digest.to_aws();
+    let digest = to_aws(digest);
     keys.iter()
         .find(|k| k.key.verify_digest_sig(&digest, &der).is_ok())
         .ok_or_else(|| SigningError::BadSignature {
@@ -169,8 +116,7 @@ pub fn verify_reader<'k>(
         });
     }
     decode_signature(which, signature_b64)?;
-    let (digest, _) =
-        Sha256Digest::of_reader(reader).map_err(|e| io_error("hashing", Path::new(which), e))?;
+    let (digest, _) = hash_reader(reader).map_err(|e| io_error("hashing", Path::new(which), e))?;
     verify_digest(keys, which, &digest, signature_b64)
 }
 
