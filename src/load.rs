@@ -87,12 +87,7 @@ pub fn already_loaded(
         ),
         None => None,
     };
-    let images = head
-        .manifest
-        .images
-        .iter()
-        .map(|i| to_push(i, &input.target))
-        .collect::<Result<Vec<_>, _>>()?;
+    let images = images_to_push(&head.manifest, &input.target)?;
     match crate::registry::push::all_present(push, &images) {
         Ok(true) => Ok(Some(AlreadyLoaded {
             manifest: head.manifest,
@@ -312,6 +307,11 @@ fn from_manifest_images(
     Ok((Arc::new(blobs), images))
 }
 
+/// Every image of a bundle, with its push target.
+fn images_to_push(manifest: &Manifest, target: &Target) -> Result<Vec<ImageToPush>, LoadError> {
+    manifest.images.iter().map(|i| to_push(i, target)).collect()
+}
+
 /// The push target of one bundle image: `PREFIX/REPOSITORY` of its normalised reference, the
 /// same repository values files are rewritten to.
 pub fn to_push(img: &ImageEntry, target: &Target) -> Result<ImageToPush, LoadError> {
@@ -339,12 +339,7 @@ fn from_bundle(input: &LoadInput) -> Result<Prepared, LoadError> {
         check_head: input.check_head,
     };
     let indexed = index_bundle(&opts, MEMORY_BUDGET)?;
-    let images = indexed
-        .manifest
-        .images
-        .iter()
-        .map(|i| to_push(i, &input.target))
-        .collect::<Result<Vec<_>, _>>()?;
+    let images = images_to_push(&indexed.manifest, &input.target)?;
     Ok(Prepared {
         source: Arc::new(indexed.source),
         images,

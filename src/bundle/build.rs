@@ -404,6 +404,22 @@ fn io_err(path: &Path) -> impl Fn(io::Error) -> BuildError {
     }
 }
 
+/// A new temporary file in the folder of `path` (the current folder for a bare name), to be
+/// renamed over `path` once complete; an error comes with the folder.
+pub(crate) fn temp_file_beside(
+    path: &Path,
+    prefix: &str,
+) -> Result<tempfile::NamedTempFile, (PathBuf, io::Error)> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempfile_in(dir)
+        .map_err(|e| (dir.to_path_buf(), e))
+}
+
 /// Pass 2: writes the bundle into a temporary file beside its destination, then
 /// renames it into place. Returns the bundle's size.
 fn write_bundle(
@@ -414,15 +430,8 @@ fn write_bundle(
     entries: &[(SafePath, Planned)],
     hashed: &[(Digest, u64)],
 ) -> Result<u64, BuildError> {
-    let out_dir = opts
-        .output
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = tempfile::Builder::new()
-        .prefix(".ferry-build-")
-        .tempfile_in(out_dir)
-        .map_err(io_err(out_dir))?;
+    let tmp =
+        temp_file_beside(&opts.output, ".ferry-build-").map_err(|(dir, e)| io_err(&dir)(e))?;
     let root = manifest.root();
     let bar = opts.progress.bytes(manifest.total_size(), "writing");
     {

@@ -7,9 +7,10 @@
 use crate::bundle::archive::{
     EntryError, LimitExceeded, Limits, MemberReader, TarEntries, TarGzWriter, TarPolicy,
 };
-use crate::bundle::build::write_head;
+use crate::bundle::build::{temp_file_beside, write_head};
 use crate::bundle::manifest::{Manifest, MANIFEST_NAME, MAX_MANIFEST_BYTES, SIGNATURE_NAME};
-use crate::bundle::verify::{entry_error, flatten, VerifyError};
+use crate::bundle::verify::{entry_error, VerifyError};
+use crate::error_chain::error_chain;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -55,11 +56,11 @@ pub fn read_manifest_entry<R: Read>(
                 | io::ErrorKind::UnexpectedEof
                 | io::ErrorKind::Other => not_bundle(format!(
                     "reading the first entry (NAME-VERSION/{MANIFEST_NAME}): {}",
-                    flatten(&e)
+                    error_chain(&e)
                 )),
                 _ => VerifyError::Corrupt {
                     location: "the first entry (ferry.json)".into(),
-                    detail: flatten(&e),
+                    detail: error_chain(&e),
                 },
             })
         }
@@ -150,7 +151,7 @@ fn read_small<R: Read>(
     e.read_to_end(&mut out)
         .map_err(|err| VerifyError::Corrupt {
             location: name.to_string(),
-            detail: flatten(&err),
+            detail: error_chain(&err),
         })?;
     if out.len() as u64 != e.size() {
         return Err(VerifyError::Corrupt {
@@ -278,14 +279,7 @@ pub fn resign(
             ..head
         });
     }
-    let dir = bundle
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = tempfile::Builder::new()
-        .prefix(".ferry-sign-")
-        .tempfile_in(dir)
-        .map_err(io_err(dir))?;
+    let tmp = temp_file_beside(bundle, ".ferry-sign-").map_err(|(dir, e)| io_err(&dir)(e))?;
     {
         let mut dst = tmp.as_file().try_clone().map_err(io_err(tmp.path()))?;
         dst.write_all(&new_head).map_err(io_err(tmp.path()))?;

@@ -11,6 +11,7 @@ use crate::bundle::manifest::{
     SIGNATURE_NAME,
 };
 use crate::bundle::safepath::{SafePath, UnsafePath};
+use crate::error_chain::error_chain;
 use crate::oci::digest::{BackgroundHasher, Digest, Hasher};
 use crate::oci::document::MAX_JSON;
 use crate::progress::Progress;
@@ -371,7 +372,7 @@ impl<'m> Body<'m> {
         }
         let mode = entry.header().mode().map_err(|e| VerifyError::Corrupt {
             location: name.to_string(),
-            detail: flatten(&e),
+            detail: error_chain(&e),
         })? & 0o7777;
         if Mode::from_bits(mode) != Some(listed.mode) {
             return Err(VerifyError::ModeMismatch {
@@ -477,7 +478,7 @@ impl Copier {
                     Err(e) => {
                         return Err(VerifyError::Corrupt {
                             location: name.to_string(),
-                            detail: flatten(&e),
+                            detail: error_chain(&e),
                         })
                     }
                 }
@@ -536,7 +537,7 @@ fn check_end<R: Read>(rest: &mut R, last: &str, buf: &mut [u8]) -> Result<(), Ve
             Ok(0) => return Ok(()),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(trailing(flatten(&e))),
+            Err(e) => return Err(trailing(error_chain(&e))),
         };
         if buf[..n].iter().any(|b| *b != 0) {
             return Err(trailing(
@@ -568,27 +569,12 @@ pub(crate) fn entry_error(e: EntryError, location: &str) -> VerifyError {
     match e {
         EntryError::Read(e) => VerifyError::Corrupt {
             location: location.to_string(),
-            detail: flatten(&e),
+            detail: error_chain(&e),
         },
         EntryError::UnsafePath { entry, reason } => VerifyError::UnsafePath { entry, reason },
         EntryError::NotRegular { entry, kind } => VerifyError::NotRegular { entry, kind },
         EntryError::Limit(e) => VerifyError::Limit(e),
     }
-}
-
-/// An I/O error with its chain of causes, for messages.
-pub(crate) fn flatten(e: &io::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(inner) = src {
-        let t = inner.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        src = inner.source();
-    }
-    s
 }
 
 fn check_limits(m: &Manifest, limits: &Limits) -> Result<(), LimitExceeded> {

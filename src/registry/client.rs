@@ -14,6 +14,7 @@ use super::auth::{parse_challenge, Challenge, TokenResponse};
 use super::body::{body_stream, spawn_reader, PIECE};
 use super::retry::{parse_retry_after, retryable_status};
 use super::{resolve_credentials, Credential, CredentialSource, RegistryError, RetryPolicy};
+use crate::error_chain::error_chain;
 use crate::oci::digest::Digest;
 
 /// How to reach and authenticate to one registry.
@@ -920,21 +921,6 @@ fn challenge_of(r: &Response) -> Option<Challenge> {
 fn is_cert_error(e: &reqwest::Error) -> bool {
     let chain = error_chain(e);
     chain.contains("certificate") || chain.contains("UnknownIssuer")
-}
-
-/// `e` and its sources joined with `: `.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 async fn read_some(r: Response) -> String {
