@@ -2,7 +2,6 @@
 
 use std::path::{Path, PathBuf};
 
-use granit_parser::ScalarStyle;
 use serde::{Deserialize, Serialize};
 
 use super::sites::{self, Field, MapSite};
@@ -100,15 +99,8 @@ pub fn find_images(text: &str, file: &Path) -> Result<Vec<ImageUse>, RewriteErro
             raw,
         ));
     }
-    for (i, site) in found.maps.iter().enumerate() {
-        // The document's `global.imageRegistry`, Bitnami style, overrides a map's `registry`.
-        let global = found
-            .global_registry
-            .iter()
-            .rev()
-            .find(|(first, _)| *first <= i)
-            .and_then(|(_, g)| g.as_ref());
-        let (reference, raw) = map_reference(&tree, site, global);
+    for site in &found.maps {
+        let (reference, raw) = map_reference(&tree, site);
         uses.push(make_use(
             &src,
             tree.nodes[site.repository.key].start,
@@ -141,8 +133,7 @@ fn make_use(
 
 fn value<'t>(tree: &'t Tree<'_>, field: Option<Field>) -> Option<&'t str> {
     let (v, style) = tree.scalar(field?.value)?;
-    if v.is_empty() || (style == ScalarStyle::Plain && matches!(v, "~" | "null" | "Null" | "NULL"))
-    {
+    if v.is_empty() || sites::plain_null(v, style) {
         None
     } else {
         Some(v)
@@ -150,17 +141,17 @@ fn value<'t>(tree: &'t Tree<'_>, field: Option<Field>) -> Option<&'t str> {
 }
 
 /// The image an image map makes the chart pull.
-fn map_reference(
-    tree: &Tree<'_>,
-    site: &MapSite,
-    global: Option<&RegistryPrefix>,
-) -> (ImageRef, String) {
+fn map_reference(tree: &Tree<'_>, site: &MapSite) -> (ImageRef, String) {
     let repo_value = value(tree, Some(site.repository)).unwrap_or("");
     let registry_value = value(tree, site.registry);
     let mut raw = String::from("{");
     for (name, v) in [
         ("registry", registry_value),
-        ("repository", Some(repo_value)),
+        (site.name_key, Some(repo_value)),
+        (
+            "repository",
+            site.full.as_ref().and_then(|(f, _)| value(tree, Some(*f))),
+        ),
         ("tag", value(tree, site.tag)),
         ("digest", value(tree, site.digest)),
     ] {
@@ -174,14 +165,14 @@ fn map_reference(
         }
     }
     raw.push('}');
-    let own = registry_value.and_then(RegistryPrefix::parse);
-    let prefix = if site.registry.is_some() {
-        global.cloned().or(own)
-    } else {
-        None
-    };
-    let mut reference = match prefix {
-        Some(p) => {
+    // The document's `global.imageRegistry`, Bitnami style, overrides a map's `registry`.
+    let prefix = site
+        .global
+        .clone()
+        .or_else(|| registry_value.and_then(RegistryPrefix::parse));
+    let mut reference = match (&site.full, prefix) {
+        (Some((_, full)), _) => full.clone(),
+        (None, Some(p)) => {
             let joined = p.join(name_part(repo_value));
             ImageRef {
                 repository: normalise_path(p.host.as_deref(), &joined),
@@ -190,7 +181,7 @@ fn map_reference(
                 digest: site.repo.digest.clone(),
             }
         }
-        None => site.repo.clone(),
+        (None, None) => site.repo.clone(),
     };
     if let Some(tag) = value(tree, site.tag) {
         reference.tag = Some(tag.to_string());
