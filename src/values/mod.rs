@@ -8,6 +8,7 @@
 //! with certainty (an alias or anchor on an image, a block scalar, a multi-line scalar, a key to
 //! insert into a flow mapping) is refused with its line and column.
 
+mod chart;
 mod coverage;
 mod sites;
 pub mod tree;
@@ -20,8 +21,10 @@ use std::path::{Path, PathBuf};
 use granit_parser::ScalarStyle;
 use serde::{Deserialize, Serialize};
 
+pub use chart::{app_version, locate, ChartValues};
 pub use coverage::{
-    check_coverage, find_images, Coverage, Covered, ImageUse, Missing, MissingReason,
+    check_coverage, find_chart_images, find_images, Coverage, Covered, ImageUse, Missing,
+    MissingReason,
 };
 
 use crate::bundle::manifest::ImageEntry;
@@ -745,7 +748,7 @@ impl Plan<'_, '_> {
             if self.opts.pin_digests {
                 ", pinned in these values"
             } else {
-                "; --pin-digests writes them into the values"
+                "; `--pin-digests --bundle` writes them into the values"
             }
         ));
         if v.is_empty() && style == ScalarStyle::Plain {

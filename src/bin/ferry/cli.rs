@@ -850,6 +850,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
                             v.edits.len(),
                             dest.display()
                         );
+                        print_notes(&v.file, &v.edits);
                     }
                 }
             }
@@ -912,6 +913,9 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
                         o.file.display(),
                         o.edits.len()
                     );
+                }
+                if !cli.quiet && !cli.json {
+                    print_notes(&o.file, &o.edits);
                 }
             }
             if cli.json {
@@ -1051,6 +1055,15 @@ fn print_summary(s: &Summary) {
                 },
                 if d.required { " (required)" } else { "" }
             );
+        }
+    }
+}
+
+/// The edits a values rewrite made for another reason than redirecting an image, on stderr.
+fn print_notes(file: &std::path::Path, edits: &[ferry::values::Edit]) {
+    for e in edits {
+        if let Some(note) = &e.note {
+            eprintln!("{}:{}: {}: {note}", file.display(), e.line, e.path);
         }
     }
 }
