@@ -1,6 +1,7 @@
 //! The one integration-test binary: each module is an area of ferry.
 
 mod bundle;
+mod charts;
 mod egress;
 mod egress_cli;
 mod harness;
