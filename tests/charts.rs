@@ -60,10 +60,10 @@ fn charts() -> Vec<(String, Expected)> {
         }
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let expected = charts_dir().join(format!("{name}.expected.yaml"));
-        let text = fs::read_to_string(&expected)
-            .unwrap_or_else(|e| panic!("{}: {e}", expected.display()));
-        let parsed: Expected = serde_saphyr::from_str(&text)
-            .unwrap_or_else(|e| panic!("{}: {e}", expected.display()));
+        let text =
+            fs::read_to_string(&expected).unwrap_or_else(|e| panic!("{}: {e}", expected.display()));
+        let parsed: Expected =
+            serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", expected.display()));
         out.push((name, parsed));
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
@@ -366,7 +366,9 @@ fn chart_images_are_checked_with_app_version_tags() {
             // Every image Helm renders is one the values name.
             for image in &bundle {
                 assert!(
-                    cov.found.iter().any(|c| c.image.reference == image.reference),
+                    cov.found
+                        .iter()
+                        .any(|c| c.image.reference == image.reference),
                     "{name} {what}: {} is rendered but not found in the values",
                     image.reference
                 );
