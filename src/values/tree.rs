@@ -597,6 +597,33 @@ mod tests {
     }
 
     #[test]
+    fn tabs_leading_flow_lines_are_white_space() {
+        let text = "c:\n  p: {\n\t\"x\": \"e\" }\n  q: [\n\t \ta,\n  ]\n  r:\tv\n";
+        assert!(Tree::parse_with(text, granit_parser::options! {}).is_err());
+        let tree = Tree::parse(text).unwrap();
+        let c = tree.get(tree.roots[0], "c").unwrap();
+        let p = tree.get(c, "p").unwrap();
+        let x = tree.get(p, "x").unwrap();
+        assert_eq!(tree.scalar(x), Some(("e", ScalarStyle::DoubleQuoted)));
+        assert_eq!(at(&tree, x), (text.find("\"e\"").unwrap(), 3));
+        let q = tree.get(c, "q").unwrap();
+        assert_eq!(at(&tree, items(&tree, q)[0]), (text.find("a,").unwrap(), 5));
+        assert_eq!(tree.scalar(tree.get(c, "r").unwrap()).unwrap().0, "v");
+        // A tab that indents block content stays an error, as in Helm.
+        assert!(Tree::parse("a:\n\tb: 1\n").is_err());
+        assert!(Tree::parse("a:\n  b: 1\n\tc: 2\n").is_err());
+    }
+
+    #[test]
+    fn later_duplicate_keys_win() {
+        let tree = Tree::parse("a: 1\nb: 2\na: 3\n").unwrap();
+        let root = tree.roots[0];
+        assert_eq!(map_keys(&tree, root), ["a", "b", "a"]);
+        assert_eq!(tree.entry(root, "a"), Some(2));
+        assert_eq!(tree.scalar(tree.get(root, "a").unwrap()).unwrap().0, "3");
+    }
+
+    #[test]
     fn other_errors_are_those_of_the_text() {
         let text = "a: {\n}\nb: x: y\n";
         let e = Tree::parse(text).unwrap_err();
