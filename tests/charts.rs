@@ -433,3 +433,35 @@ fn images_check_uses_the_chart_app_version() {
         "{msg}"
     );
 }
+
+/// Bitnami's `global.imageRegistry`, when the vendor sets it, replaces every map's registry in
+/// the chart: rewritten with the maps, the chart still renders every image from the mirror.
+#[test]
+fn global_image_registry_rewritten_renders_from_the_mirror() {
+    let tmp = tempfile::tempdir().unwrap();
+    let chart = charts_dir().join("bitnami-style");
+    let text = fs::read_to_string(chart.join("values.yaml")).unwrap();
+    let vendor = text.replace("imageRegistry: \"\"", "imageRegistry: docker.io");
+    assert_ne!(vendor, text);
+    let values = tmp.path().join("values.yaml");
+    fs::write(&values, &vendor).unwrap();
+    let opts = RewriteOptions {
+        target: Target::parse(MIRROR).unwrap(),
+        images: Vec::new(),
+        pin_digests: false,
+    };
+    let out = rewrite(&vendor, &values, &opts).unwrap();
+    assert!(out
+        .text
+        .contains("imageRegistry: harbor.example.com/mirror\n"));
+    fs::write(&values, &out.text).unwrap();
+    let manifests = helm::template(&chart, &[&values]).unwrap();
+    let (_, expected) = charts()
+        .into_iter()
+        .find(|(n, _)| n == "bitnami-style")
+        .unwrap();
+    assert_eq!(
+        rendered_images(&manifests),
+        sorted(expected.images.iter().map(|i| i.mirrored.clone()))
+    );
+}

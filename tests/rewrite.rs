@@ -962,3 +962,41 @@ proptest! {
         }
     }
 }
+
+/// A `{registry, image}` map names `registry/image:tag`, or its `repository` when that is set;
+/// an `image` with a tag of its own beside a `registry` is a whole reference.
+#[test]
+fn registry_image_map_coverage() {
+    let text = "a:\n  image:\n    registry: registry.k8s.io\n    image: ingress-nginx/controller\n    tag: v1.11.2\n\
+                b:\n  image:\n    registry: registry.k8s.io\n    image: defaultbackend-amd64\n    repository: quay.io/acme/backend\n    tag: \"1.5\"\n\
+                c:\n  registry: docker.io\n  image: nginx:1.27\n";
+    let uses = find_images(text, Path::new("v.yaml")).unwrap();
+    let got: Vec<(String, String)> = uses
+        .iter()
+        .map(|u| (u.path.clone(), u.reference.to_string()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "a.image".to_string(),
+                "registry.k8s.io/ingress-nginx/controller:v1.11.2".to_string()
+            ),
+            (
+                "b.image".to_string(),
+                "quay.io/acme/backend:1.5".to_string()
+            ),
+            (
+                "c.image".to_string(),
+                "docker.io/library/nginx:1.27".to_string()
+            ),
+        ]
+    );
+    let out = rewrite(text, Path::new("v.yaml"), &options("h.io/m", vec![], false)).unwrap();
+    assert_eq!(
+        out.text,
+        "a:\n  image:\n    registry: h.io/m\n    image: ingress-nginx/controller\n    tag: v1.11.2\n\
+         b:\n  image:\n    registry: h.io/m\n    image: defaultbackend-amd64\n    repository: h.io/m/acme/backend\n    tag: \"1.5\"\n\
+         c:\n  registry: docker.io\n  image: h.io/m/library/nginx:1.27\n"
+    );
+}

@@ -369,13 +369,14 @@ impl<'t> Walker<'t, '_> {
         let registry_prefix = registry
             .and_then(|f| tree.scalar(f.value))
             .and_then(|(v, _)| RegistryPrefix::parse(v));
-        // `{registry, image}`: the image field is a name without a registry of its own, below
-        // a non-empty registry.
+        // `{registry, image}`: the image field is a name without a registry, tag or digest of
+        // its own, below a non-empty registry.
         let image = field("image").filter(|f| {
             nonempty(registry)
                 && registry_prefix.is_some()
                 && tree.scalar(f.value).is_some_and(|(v, _)| {
-                    parse_reference(v, true).is_some() && parse_reference(v, false).is_none()
+                    parse_reference(v, true).is_some_and(|r| r.tag.is_none() && r.digest.is_none())
+                        && parse_reference(v, false).is_none()
                 })
         });
         let (repository, name_key, full) = match image {
