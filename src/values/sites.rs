@@ -332,6 +332,23 @@ impl<'t> Walker<'t, '_> {
         Ok(())
     }
 
+    /// Refuses an image map field that is an alias, carries an anchor or is a block scalar.
+    fn plain_fields(&self, fields: [Option<Field>; 5]) -> Result<(), Refusal> {
+        for f in fields.into_iter().flatten() {
+            let n = &self.tree.nodes[f.value];
+            match &n.kind {
+                Kind::Alias => return self.refuse(f.value, Ambiguity::Alias),
+                _ if n.anchored => return self.refuse(f.value, Ambiguity::Anchor),
+                Kind::Scalar {
+                    style: ScalarStyle::Literal | ScalarStyle::Folded,
+                    ..
+                } => return self.refuse(f.value, Ambiguity::BlockScalar),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// Recognises an image map; returns the keys it consumed.
     fn image_map(
         &mut self,
@@ -415,21 +432,7 @@ impl<'t> Walker<'t, '_> {
         {
             return self.refuse(merge, Ambiguity::Merge);
         }
-        for f in [Some(repository), registry, tag, digest, full]
-            .into_iter()
-            .flatten()
-        {
-            let n = &tree.nodes[f.value];
-            match &n.kind {
-                Kind::Alias => return self.refuse(f.value, Ambiguity::Alias),
-                _ if n.anchored => return self.refuse(f.value, Ambiguity::Anchor),
-                Kind::Scalar {
-                    style: ScalarStyle::Literal | ScalarStyle::Folded,
-                    ..
-                } => return self.refuse(f.value, Ambiguity::BlockScalar),
-                _ => {}
-            }
-        }
+        self.plain_fields([Some(repository), registry, tag, digest, full])?;
         let full_ref = full.filter(|&f| nonempty(Some(f))).and_then(|f| {
             let (v, _) = tree.scalar(f.value)?;
             Some((f, parse_reference(v, true)?))
