@@ -465,3 +465,72 @@ fn global_image_registry_rewritten_renders_from_the_mirror() {
         sorted(expected.images.iter().map(|i| i.mirrored.clone()))
     );
 }
+
+/// Values that Helm reads although YAML 1.2 does not allow them (or reads them otherwise): for
+/// each, real Helm renders a chart with it, and ferry reads it for rewrite and images check.
+#[test]
+fn what_helm_reads_ferry_reads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let chart = tmp.path().join("c");
+    fs::create_dir_all(chart.join("templates")).unwrap();
+    fs::write(
+        chart.join("Chart.yaml"),
+        "apiVersion: v2\nname: c\nversion: 0.1.0\n",
+    )
+    .unwrap();
+    fs::write(
+        chart.join("templates/cm.yaml"),
+        "v: {{ toJson .Values | quote }}\n",
+    )
+    .unwrap();
+    let cases = [
+        "a:\n  b: [\n\tx,\n  ]\n",
+        "a:\n  b: {\n\t\tk: v,\n\t\"q\": 1 }\n",
+        "a: [\n\t{k: v},\n]\n",
+        "a:\t[x,\ty]\nb:\tquay.io/a/b:1\n",
+        "a: 1\t# c\n",
+        "a:\n  b: {\nc: 1}\n",
+        "a:\n  b: [\n1,\n2]\n",
+        "a:\n  b: [x,\ny]\nc: 1\n",
+        "a:\n  b: \"x\ny\"\n",
+        "a:\n  b: 'x\ny'\n",
+        "a:\n  b: {c: \"d\ne\"}\n",
+        "a:\n  b: [\n  ]\n  c: {\n}\n",
+        "a:\n  b: [\n    # x\n    c]\n",
+        "a: [1,2,]\n",
+        "a: {b: [c, {d: e}],\n}\n",
+        "d: &d {registry: quay.io}\ne:\n  <<: *d\n  f: 1\n",
+        "a: 1\nb: 2\na: 3\n",
+        "on: yes\noff: n\n",
+        "image:\n  registry: registry.k8s.io\n  image: ingress-nginx/controller\n  registry: quay.io\n",
+        "images: [\n\tquay.io/a/b:1,\n  {repository: ghcr.io/c/d, tag: \"2\"}\n]\n",
+    ];
+    let opts = RewriteOptions {
+        target: Target::parse(MIRROR).unwrap(),
+        images: Vec::new(),
+        pin_digests: false,
+    };
+    for case in cases {
+        let values = tmp.path().join("values.yaml");
+        fs::write(&values, case).unwrap();
+        if let Err(e) = helm::template(&chart, &[&values]) {
+            panic!("helm does not read {case:?}: {e}");
+        }
+        if let Err(e) = find_images(case, &values) {
+            panic!("images check does not read {case:?}: {e}");
+        }
+        match rewrite(case, &values, &opts) {
+            Ok(out) => {
+                // What ferry wrote, Helm still reads.
+                fs::write(&values, &out.text).unwrap();
+                if let Err(e) = helm::template(&chart, &[&values]) {
+                    panic!(
+                        "helm does not read the rewrite of {case:?}: {e}\n{}",
+                        out.text
+                    );
+                }
+            }
+            Err(e) => panic!("rewrite does not read {case:?}: {e}"),
+        }
+    }
+}
