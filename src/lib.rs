@@ -1,5 +1,8 @@
 //! ferry: carries software across an air gap as one verifiable bundle.
 
+/// The version of ferry.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 pub mod bundle;
 pub mod egress;
 pub mod load;

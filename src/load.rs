@@ -1,225 +1,25 @@
 //! `ferry load`: pushes the images of a bundle (or of an extracted bundle, an OCI layout,
 //! an `oci-archive` or a `docker-archive`) to a registry, reading blobs in place.
 //!
-//! A `.tar.gz` bundle is verified in one streaming pass that also indexes it: layers kept
-//! in stored gzip blocks are later read straight from the bundle file at their offsets
-//! (skipping the 5-byte block frames), small blobs are kept in memory, and the few large
-//! blobs that were deflated (uncompressed layers from `docker save`) are spooled to a
-//! temporary folder. Nothing else is copied.
+//! A `.tar.gz` bundle is verified in one streaming pass that also indexes it
+//! (`registry::bundle_source`): layers kept in stored gzip blocks are later read straight
+//! from the bundle file, small blobs are kept in memory, and the few large blobs that were
+//! deflated (uncompressed layers from `docker save`) are spooled to a temporary folder.
+//! Nothing else is copied.
 
-use crate::bundle::archive::{Limits, MemberInfo, STORED_BLOCK};
-use crate::bundle::manifest::{blob_hex, FileEntry, ImageEntry, Manifest};
-use crate::bundle::verify::{
-    self, EntryPlace, Evidence, HeadCheck, Sink, VerifyError, VerifyOptions,
-};
+use crate::bundle::archive::{Limits, MemberReader, TarEntries, TarPolicy};
+use crate::bundle::manifest::{ImageEntry, Manifest};
+use crate::bundle::verify::{self, Evidence, HeadCheck, VerifyError, VerifyOptions};
 use crate::oci::digest::Digest;
 use crate::oci::reference::{ImageRef, Target};
-use crate::oci::source::{self, BlobLocation, SourceKind, SourceSpec, MAX_JSON};
+use crate::oci::source::{self, SourceKind, SourceSpec};
 use crate::progress::Progress;
+use crate::registry::bundle_source::{index_bundle, IndexedSource, MEMORY_BUDGET};
 use crate::registry::push::{BlobSource, ImageToPush};
-use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-/// Bytes of small blobs kept in memory while indexing a bundle.
-const MEMORY_BUDGET: u64 = 64 * 1024 * 1024;
-
-/// Where one blob's bytes are.
-#[derive(Debug, Clone)]
-enum Loc {
-    Located(BlobLocation),
-    /// Inside a stored gzip member of a bundle file.
-    Stored {
-        file: Arc<PathBuf>,
-        member: MemberInfo,
-        data_offset: u64,
-    },
-    Spooled(PathBuf),
-}
-
-/// A `BlobSource` over blobs found anywhere: a bundle, a folder or an archive.
-pub struct IndexedSource {
-    blobs: HashMap<Digest, (u64, Loc)>,
-    /// Keeps spooled blobs alive until the push is over.
-    _spool: Option<tempfile::TempDir>,
-}
-
-impl IndexedSource {
-    fn get(&self, digest: &Digest) -> io::Result<&(u64, Loc)> {
-        self.blobs.get(digest).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("blob {digest} is not in the source"),
-            )
-        })
-    }
-}
-
-impl BlobSource for IndexedSource {
-    fn open_blob(&self, digest: &Digest) -> io::Result<Box<dyn Read + Send>> {
-        let (size, loc) = self.get(digest)?;
-        Ok(match loc {
-            Loc::Located(l) => l.open(*size)?,
-            Loc::Spooled(p) => Box::new(File::open(p)?),
-            Loc::Stored {
-                file,
-                member,
-                data_offset,
-            } => Box::new(StoredReader::open(file, *member, *data_offset, *size)?),
-        })
-    }
-
-    fn blob_size(&self, digest: &Digest) -> Option<u64> {
-        self.blobs.get(digest).map(|(s, _)| *s)
-    }
-
-    fn read_manifest(&self, digest: &Digest) -> io::Result<Vec<u8>> {
-        let (size, _) = self.get(digest)?;
-        if *size > MAX_JSON {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("manifest {digest} is {size} bytes, over the {MAX_JSON}-byte limit"),
-            ));
-        }
-        let mut out = Vec::with_capacity(*size as usize);
-        self.open_blob(digest)?.take(*size).read_to_end(&mut out)?;
-        Ok(out)
-    }
-}
-
-/// Reads a range of the tar stream that lies inside one stored gzip member, straight from
-/// the file: stored blocks are 65,535 bytes of data after a 5-byte frame.
-struct StoredReader {
-    file: BufReader<File>,
-    /// Bytes left in the current block.
-    in_block: usize,
-    left: u64,
-}
-
-impl StoredReader {
-    fn open(
-        path: &Path,
-        member: MemberInfo,
-        data_offset: u64,
-        size: u64,
-    ) -> io::Result<StoredReader> {
-        let d = data_offset
-            .checked_sub(member.decompressed_offset)
-            .ok_or_else(|| io::Error::other("blob starts before its member"))?;
-        let block = d / STORED_BLOCK as u64;
-        let within = d % STORED_BLOCK as u64;
-        let pos = member.compressed_offset + 10 + block * (STORED_BLOCK as u64 + 5) + 5 + within;
-        let mut file = BufReader::with_capacity(1 << 20, File::open(path)?);
-        file.seek(SeekFrom::Start(pos))?;
-        Ok(StoredReader {
-            file,
-            in_block: STORED_BLOCK - within as usize,
-            left: size,
-        })
-    }
-}
-
-impl Read for StoredReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.left == 0 || buf.is_empty() {
-            return Ok(0);
-        }
-        if self.in_block == 0 {
-            // The next block's frame: BFINAL/BTYPE byte, LEN, NLEN.
-            let mut frame = [0u8; 5];
-            self.file.read_exact(&mut frame)?;
-            let len = u16::from_le_bytes([frame[1], frame[2]]);
-            if frame[0] & 0b110 != 0 || len != !u16::from_le_bytes([frame[3], frame[4]]) {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "not a stored deflate block where one was expected",
-                ));
-            }
-            self.in_block = len as usize;
-        }
-        let want = buf
-            .len()
-            .min(self.in_block)
-            .min(self.left.min(usize::MAX as u64) as usize);
-        let avail = self.file.fill_buf()?;
-        if avail.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the bundle ends inside a blob",
-            ));
-        }
-        let n = want.min(avail.len());
-        buf[..n].copy_from_slice(&avail[..n]);
-        self.file.consume(n);
-        self.in_block -= n;
-        self.left -= n as u64;
-        Ok(n)
-    }
-}
-
-/// Indexes a bundle's blobs while it is verified.
-struct IndexSink {
-    file: Arc<PathBuf>,
-    /// The manifest as verified in this pass.
-    manifest: Option<Manifest>,
-    blobs: HashMap<Digest, (u64, Loc)>,
-    spool: Option<tempfile::TempDir>,
-    memory_left: u64,
-    current: Option<(Digest, Vec<u8>)>,
-}
-
-impl Sink for IndexSink {
-    fn start(&mut self, manifest: &Manifest, _: &[u8], _: Option<&[u8]>, _: u64) -> io::Result<()> {
-        self.manifest = Some(manifest.clone());
-        Ok(())
-    }
-
-    fn open(&mut self, entry: &FileEntry, place: EntryPlace) -> io::Result<Box<dyn Write + '_>> {
-        let Some((hex, digest)) =
-            blob_hex(&entry.path).and_then(|h| Some((h, Digest::from_hex(h).ok()?)))
-        else {
-            return Ok(Box::new(io::sink()));
-        };
-        if entry.size <= MAX_JSON && entry.size <= self.memory_left {
-            self.memory_left -= entry.size;
-            self.current = Some((digest, Vec::with_capacity(entry.size as usize)));
-            return Ok(Box::new(&mut self.current.as_mut().expect("just set").1));
-        }
-        if let Some(member) = place.member.filter(|m| m.stored) {
-            self.blobs.insert(
-                digest,
-                (
-                    entry.size,
-                    Loc::Stored {
-                        file: self.file.clone(),
-                        member,
-                        data_offset: place.data_offset,
-                    },
-                ),
-            );
-            return Ok(Box::new(io::sink()));
-        }
-        if self.spool.is_none() {
-            self.spool = Some(tempfile::Builder::new().prefix("ferry-load-").tempdir()?);
-        }
-        let path = self.spool.as_ref().expect("just made").path().join(hex);
-        self.blobs
-            .insert(digest, (entry.size, Loc::Spooled(path.clone())));
-        Ok(Box::new(io::BufWriter::new(File::create(path)?)))
-    }
-
-    fn close(&mut self, entry: &FileEntry, _: u64) -> io::Result<()> {
-        if let Some((digest, bytes)) = self.current.take() {
-            self.blobs.insert(
-                digest,
-                (entry.size, Loc::Located(BlobLocation::Memory(bytes.into()))),
-            );
-        }
-        Ok(())
-    }
-}
 
 /// What to load, and from where.
 pub struct LoadInput<'a> {
@@ -360,17 +160,18 @@ pub fn prepare(input: &LoadInput) -> Result<Prepared, LoadError> {
         .and_then(|mut f| f.read(&mut magic))
         .map_err(|e| invalid(e.to_string()))?;
     let gz = n == 2 && magic == [0x1f, 0x8b];
-    let head = if gz {
-        Some(crate::bundle::head::read(path))
+    // A gzip file whose first entry is `NAME-VERSION/ferry.json` is a bundle, and whatever
+    // is wrong with it is a finding; anything else may be a compressed image archive.
+    let not_bundle = if gz {
+        match crate::bundle::inspect::read_manifest(path) {
+            Ok(_) => return from_bundle(input),
+            Err(VerifyError::NotABundle { reason, .. }) => {
+                format!(" (as a ferry bundle: {reason})")
+            }
+            Err(e) => return Err(e.into()),
+        }
     } else {
-        None
-    };
-    if let Some(Ok(_)) = head {
-        return from_bundle(input);
-    }
-    let not_bundle = match head {
-        Some(Err(e)) => format!(" (as a ferry bundle: {e})"),
-        _ => String::new(),
+        String::new()
     };
     let invalid = |message: String| LoadError::Input {
         path: path.clone(),
@@ -383,8 +184,9 @@ pub fn prepare(input: &LoadInput) -> Result<Prepared, LoadError> {
             .tempdir()
             .map_err(|e| invalid(e.to_string()))?;
         let out = dir.path().join("archive.tar");
-        let mut dec = flate2::read::MultiGzDecoder::new(
+        let mut dec = MemberReader::foreign(
             File::open(path).map_err(|e| invalid(e.to_string()))?,
+            input.limits,
         );
         let mut f = File::create(&out).map_err(|e| invalid(e.to_string()))?;
         io::copy(&mut dec, &mut f).map_err(|e| {
@@ -396,7 +198,7 @@ pub fn prepare(input: &LoadInput) -> Result<Prepared, LoadError> {
     } else {
         (path.clone(), None)
     };
-    let kind = if archive_has(&archive, "manifest.json") {
+    let kind = if archive_has(&archive, "manifest.json", input.limits) {
         SourceKind::DockerArchive
     } else {
         SourceKind::OciArchive
@@ -437,19 +239,21 @@ impl BlobSource for Holding {
     }
 }
 
-fn archive_has(path: &Path, name: &str) -> bool {
+/// Whether an uncompressed image archive holds a regular file `name` (a leading `./` aside).
+fn archive_has(path: &Path, name: &str, limits: Limits) -> bool {
     let Ok(f) = File::open(path) else {
         return false;
     };
     let mut ar = tar::Archive::new(f);
-    let Ok(entries) = ar.entries() else {
+    let Ok(mut entries) = TarEntries::new(&mut ar, TarPolicy::foreign(limits)) else {
         return false;
     };
-    entries.filter_map(Result::ok).any(|e| {
-        e.path()
-            .map(|p| p.to_string_lossy().trim_start_matches("./") == name)
-            .unwrap_or(false)
-    })
+    while let Ok(Some(e)) = entries.next_entry() {
+        if e.name.as_str() == name {
+            return true;
+        }
+    }
+    false
 }
 
 /// The images named in a layout's `index.json` or a docker archive's `manifest.json`.
@@ -461,7 +265,7 @@ fn from_layout_names(spec: &SourceSpec, target: &Target) -> Result<Prepared, Loa
             message: "holds no named images".into(),
         });
     }
-    let mut blobs = HashMap::new();
+    let mut blobs = IndexedSource::default();
     let mut images = Vec::new();
     for name in names {
         let reference = ImageRef::parse(&name).map_err(|_| LoadError::Input {
@@ -476,7 +280,7 @@ fn from_layout_names(spec: &SourceSpec, target: &Target) -> Result<Prepared, Loa
             &name,
         )?;
         for b in &resolved.blobs {
-            blobs.insert(b.digest.clone(), (b.size, Loc::Located(b.location.clone())));
+            blobs.insert(b.digest.clone(), b.size, b.location.clone());
         }
         images.push(ImageToPush {
             source_ref: name.clone(),
@@ -487,10 +291,7 @@ fn from_layout_names(spec: &SourceSpec, target: &Target) -> Result<Prepared, Loa
         });
     }
     Ok(Prepared {
-        source: Arc::new(IndexedSource {
-            blobs,
-            _spool: None,
-        }),
+        source: Arc::new(blobs),
         images,
         evidence: None,
         manifest: None,
@@ -502,22 +303,16 @@ fn from_manifest_images(
     target: &Target,
     resolve: impl Fn(&str) -> Result<source::ResolvedImage, LoadError>,
 ) -> Result<(Arc<dyn BlobSource>, Vec<ImageToPush>), LoadError> {
-    let mut blobs = HashMap::new();
+    let mut blobs = IndexedSource::default();
     let mut images = Vec::new();
     for img in &manifest.images {
         let resolved = resolve(&img.reference)?;
         for b in &resolved.blobs {
-            blobs.insert(b.digest.clone(), (b.size, Loc::Located(b.location.clone())));
+            blobs.insert(b.digest.clone(), b.size, b.location.clone());
         }
         images.push(to_push(img, target)?);
     }
-    Ok((
-        Arc::new(IndexedSource {
-            blobs,
-            _spool: None,
-        }),
-        images,
-    ))
+    Ok((Arc::new(blobs), images))
 }
 
 /// The push target of one bundle image: `PREFIX/REPOSITORY` of its normalised reference, the
@@ -540,43 +335,24 @@ pub fn to_push(img: &ImageEntry, target: &Target) -> Result<ImageToPush, LoadErr
 }
 
 fn from_bundle(input: &LoadInput) -> Result<Prepared, LoadError> {
-    let file = File::open(&input.input).map_err(|source| VerifyError::Open {
-        path: input.input.clone(),
-        source,
-    })?;
-    let mut sink = IndexSink {
-        file: Arc::new(input.input.clone()),
-        manifest: None,
-        blobs: HashMap::new(),
-        spool: None,
-        memory_left: MEMORY_BUDGET,
-        current: None,
-    };
     let opts = VerifyOptions {
         input: input.input.clone(),
         limits: input.limits,
         progress: input.progress,
         check_head: input.check_head,
     };
-    let evidence = verify::stream(file, &opts, Some(&mut sink))?;
-    let manifest = sink
+    let indexed = index_bundle(&opts, MEMORY_BUDGET)?;
+    let images = indexed
         .manifest
-        .take()
-        .expect("a verified bundle has a manifest");
-    let images = manifest
         .images
         .iter()
         .map(|i| to_push(i, &input.target))
         .collect::<Result<Vec<_>, _>>()?;
-    let source = IndexedSource {
-        blobs: sink.blobs,
-        _spool: sink.spool,
-    };
     Ok(Prepared {
-        source: Arc::new(source),
+        source: Arc::new(indexed.source),
         images,
-        evidence: Some(evidence),
-        manifest: Some(manifest),
+        evidence: Some(indexed.evidence),
+        manifest: Some(indexed.manifest),
     })
 }
 

@@ -1,4 +1,5 @@
 //! Work spread over the machine's cores: a scoped, order-keeping parallel map.
+#![deny(clippy::unwrap_used)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;

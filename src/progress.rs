@@ -1,4 +1,5 @@
 //! Progress reporting: indicatif bars on stderr when it is a terminal, nothing otherwise.
+#![deny(clippy::unwrap_used)]
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 

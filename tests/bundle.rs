@@ -2,7 +2,8 @@
 //! determinism, and tampering.
 
 use crate::harness::{
-    build_fixture, build_spec, ferry, fixture, require, run, sha256_hex, tree, verify,
+    build_fixture, build_spec, ferry, fixture, oci_manifest_for_legacy, require, run, sha256_hex,
+    tree, verify,
 };
 use std::io::Read;
 use std::process::Command;
@@ -151,7 +152,7 @@ fn entries(bundle: &std::path::Path) -> Vec<(String, u64, Vec<u8>)> {
 }
 
 #[test]
-fn digests_match_skopeo_for_docker_and_oci_archives() {
+fn digests_follow_the_rules_for_docker_and_oci_archives() {
     require("skopeo", "skopeo");
     let tmp = tempfile::tempdir().unwrap();
     let layout = fixture().join("images/layout");
@@ -168,9 +169,12 @@ fn digests_match_skopeo_for_docker_and_oci_archives() {
         .args(["copy", "-q", "--insecure-policy"])
         .arg(format!("oci:{}:platform", layout.display()))
         .arg(format!("oci-archive:{}:platform", oci.display())));
-    let want_docker = sha256_hex(&run(Command::new("skopeo")
+    // A legacy docker-archive carries no manifest: ferry writes an OCI one for the config
+    // and layers skopeo finds in it. An oci-archive keeps its own manifest.
+    let skopeo_docker = run(Command::new("skopeo")
         .args(["inspect", "--raw"])
-        .arg(format!("docker-archive:{}", docker.display()))));
+        .arg(format!("docker-archive:{}", docker.display())));
+    let want_docker = sha256_hex(&oci_manifest_for_legacy(&skopeo_docker));
     let want_oci = sha256_hex(&run(Command::new("skopeo")
         .args(["inspect", "--raw"])
         .arg(format!("oci-archive:{}:platform", oci.display()))));
@@ -188,14 +192,17 @@ fn digests_match_skopeo_for_docker_and_oci_archives() {
         format!("sha256:{want_docker}")
     );
     assert_eq!(
+        report.manifest.images[0].media_type,
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    assert_eq!(
         report.manifest.images[1].digest.to_string(),
         format!("sha256:{want_oci}")
     );
     verify(&bundle).expect("interop bundle verifies");
 
-    // skopeo reads the bundle's layout and agrees. (Its oci: transport lists only OCI media
-    // types from index.json, so the Docker v2s2 manifest of a docker-archive is not visible
-    // to it there; its digest was compared with skopeo's own reading above.)
+    // skopeo reads both images from the bundle's layout with the recorded digests, and the
+    // config of the docker-archive image (its image ID) is the archive's.
     let out = tmp.path().join("x");
     ferry()
         .args(["extract", "-q"])
@@ -205,13 +212,135 @@ fn digests_match_skopeo_for_docker_and_oci_archives() {
         .assert()
         .success();
     let images = out.join("interop-1/images");
-    let raw = run(Command::new("skopeo")
-        .args(["inspect", "--raw"])
-        .arg(format!(
-            "oci:{}:example.com/team/platform:2",
-            images.display()
-        )));
-    assert_eq!(sha256_hex(&raw), want_oci);
+    for (reference, want) in [
+        ("example.com/team/gw:1", &want_docker),
+        ("example.com/team/platform:2", &want_oci),
+    ] {
+        let raw = run(Command::new("skopeo")
+            .args(["inspect", "--raw"])
+            .arg(format!("oci:{}:{reference}", images.display())));
+        assert_eq!(&sha256_hex(&raw), want, "{reference}");
+    }
+    let config = |transport: String| {
+        let out = run(Command::new("skopeo")
+            .args(["inspect", "--config", "--raw"])
+            .arg(transport));
+        sha256_hex(&out)
+    };
+    assert_eq!(
+        config(format!("oci:{}:example.com/team/gw:1", images.display())),
+        config(format!("docker-archive:{}", docker.display()))
+    );
+}
+
+/// Runs `umoci ARGS…` and returns stdout, failing with its stderr.
+fn umoci(args: &[&str]) -> Vec<u8> {
+    require("umoci", "umoci");
+    run(Command::new("umoci").args(args))
+}
+
+#[test]
+fn every_image_of_the_fixture_bundle_reads_as_an_oci_layout() {
+    require("skopeo", "skopeo");
+    require("umoci", "umoci");
+    let tmp = tempfile::tempdir().unwrap();
+    let bundle = tmp.path().join("b.tar.gz");
+    ferry()
+        .args(["build", "-q", "-f"])
+        .arg(fixture().join("ferry.yaml"))
+        .arg("-o")
+        .arg(&bundle)
+        .assert()
+        .success();
+    let out = tmp.path().join("x");
+    ferry()
+        .args(["extract", "-q"])
+        .arg(&bundle)
+        .arg("-C")
+        .arg(&out)
+        .assert()
+        .success();
+    let root = out.join("agent-security-1.4.0");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("ferry.json")).unwrap()).unwrap();
+    let images = root.join("images");
+    let layout = images.to_str().unwrap();
+    let recorded = manifest["images"].as_array().unwrap();
+    assert_eq!(recorded.len(), 7);
+
+    // umoci lists every image by its reference.
+    let listed = String::from_utf8(umoci(&["ls", "--layout", layout])).unwrap();
+    let mut listed: Vec<&str> = listed.lines().collect();
+    let mut references: Vec<&str> = recorded
+        .iter()
+        .map(|i| i["reference"].as_str().unwrap())
+        .collect();
+    listed.sort_unstable();
+    references.sort_unstable();
+    assert_eq!(listed, references);
+
+    for (n, image) in recorded.iter().enumerate() {
+        let reference = image["reference"].as_str().unwrap();
+        let digest = image["digest"].as_str().unwrap();
+        let is_index = image["mediaType"] == "application/vnd.oci.image.index.v1+json";
+        let src = format!("oci:{layout}:{reference}");
+        let raw = run(Command::new("skopeo").args(["inspect", "--raw", &src]));
+        assert_eq!(
+            format!("sha256:{}", sha256_hex(&raw)),
+            digest,
+            "{reference}"
+        );
+        // A copy makes skopeo read every blob and check it against its digest.
+        let dir = tmp.path().join(format!("dir-{n}"));
+        let dest = format!("dir:{}", dir.display());
+        let mut copy = Command::new("skopeo");
+        copy.args(["copy", "-q", "--insecure-policy"]);
+        if is_index {
+            copy.args(["--all", "--preserve-digests"]);
+        }
+        run(copy.args([&src, &dest]));
+        let copied = std::fs::read(dir.join("manifest.json")).unwrap();
+        assert_eq!(
+            format!("sha256:{}", sha256_hex(&copied)),
+            digest,
+            "{reference}"
+        );
+        // umoci reads image manifests (not indexes): their config, and every layer by its
+        // media type when it unpacks them.
+        if !is_index {
+            let image_arg = format!("{layout}:{reference}");
+            let stat: serde_json::Value =
+                serde_json::from_slice(&umoci(&["stat", "--json", "--image", &image_arg])).unwrap();
+            assert!(
+                !stat["history"].as_array().unwrap().is_empty(),
+                "{reference}: {stat}"
+            );
+            let unpacked = tmp.path().join(format!("unpacked-{n}"));
+            umoci(&[
+                "unpack",
+                "--rootless",
+                "--image",
+                &image_arg,
+                unpacked.to_str().unwrap(),
+            ]);
+            assert!(unpacked.join("rootfs").is_dir(), "{reference}");
+        }
+    }
+
+    // umoci's garbage collector walks every image, indexes included, and finds every blob
+    // in use.
+    let blobs = |dir: &std::path::Path| {
+        let mut names: Vec<_> = std::fs::read_dir(dir.join("blobs/sha256"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        names
+    };
+    let copy = tmp.path().join("gc");
+    run(Command::new("cp").arg("-a").arg(&images).arg(&copy));
+    umoci(&["gc", "--layout", copy.to_str().unwrap()]);
+    assert_eq!(blobs(&copy), blobs(&images));
 }
 
 #[test]

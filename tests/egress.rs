@@ -691,6 +691,108 @@ fn packaged_chart_is_unpacked_and_checked() {
     assert_eq!(f.verdict, Verdict::Denied);
 }
 
+/// A packaged chart `NAME` whose template names `NAME.example.com`, holding `copies`
+/// copies of `sub` (itself a packaged chart) under `NAME/charts/`.
+fn nested_chart(name: &str, sub: Option<&[u8]>, copies: usize) -> Vec<u8> {
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut add = |path: String, data: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append_data(&mut h, path, data).unwrap();
+    };
+    add(
+        format!("{name}/Chart.yaml"),
+        format!("apiVersion: v2\nname: {name}\nversion: 1.0.0\n").as_bytes(),
+    );
+    add(
+        format!("{name}/templates/cm.yaml"),
+        format!("kind: ConfigMap\ndata:\n  url: https://{name}.example.com/api\n").as_bytes(),
+    );
+    if let Some(sub) = sub {
+        for i in 0..copies {
+            add(format!("{name}/charts/sub{i}.tgz"), sub);
+        }
+    }
+    let tar = tar.into_inner().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, &tar).unwrap();
+    gz.finish().unwrap()
+}
+
+/// `levels` packaged charts, each inside the next, `copies` of each in its parent;
+/// `level1` is the outermost.
+fn nested_charts(levels: usize, copies: usize) -> Vec<u8> {
+    let mut inner: Option<Vec<u8>> = None;
+    for level in (1..=levels).rev() {
+        inner = Some(nested_chart(
+            &format!("level{level}"),
+            inner.as_deref(),
+            copies,
+        ));
+    }
+    inner.unwrap()
+}
+
+#[test]
+fn nested_packaged_charts_are_checked_three_levels_deep() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("charts")).unwrap();
+    std::fs::write(tmp.path().join("charts/top.tgz"), nested_charts(6, 1)).unwrap();
+    let r = check(&CheckOptions {
+        root: tmp.path().into(),
+        ..Default::default()
+    })
+    .unwrap();
+    let hosts: Vec<&str> = r.findings.iter().map(|f| f.host.as_str()).collect();
+    for level in 1..=3 {
+        assert!(
+            hosts.contains(&format!("level{level}.example.com").as_str()),
+            "level {level} was not checked: {hosts:?}"
+        );
+    }
+    assert!(
+        !hosts.contains(&"level4.example.com"),
+        "level 4 was unpacked: {hosts:?}"
+    );
+    let deep =
+        "charts/top.tgz/level1/charts/sub0.tgz/level2/charts/sub0.tgz/level3/charts/sub0.tgz";
+    assert!(
+        r.diagnostics
+            .iter()
+            .any(|d| d.file == deep && d.message.contains("nested 4 levels deep")),
+        "no diagnostic names {deep}: {:?}",
+        r.diagnostics
+    );
+}
+
+#[test]
+fn a_fan_out_of_nested_packaged_charts_is_bounded() {
+    // Four copies of each chart in its parent, twelve levels: over 4^11 archives if every
+    // level were unpacked, from a file of a few KiB.
+    let bomb = nested_charts(12, 4);
+    assert!(bomb.len() < 64 * 1024, "{} bytes", bomb.len());
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("charts")).unwrap();
+    std::fs::write(tmp.path().join("charts/bomb.tgz"), &bomb).unwrap();
+    let r = check(&CheckOptions {
+        root: tmp.path().into(),
+        ..Default::default()
+    })
+    .unwrap();
+    // Levels 1 to 3 are unpacked (1 + 4 + 16 archives); each of the 64 level-4 archives
+    // is reported, none is opened.
+    assert_eq!(
+        r.diagnostics
+            .iter()
+            .filter(|d| d.message.contains("nested 4 levels deep"))
+            .count(),
+        64
+    );
+    assert!(!r.findings.iter().any(|f| f.host == "level4.example.com"));
+}
+
 #[test]
 fn policy_yaml_has_cidr_and_fqdn_rules() {
     let allow = AllowList::parse(

@@ -139,3 +139,37 @@ fn fixture_bundle_egress_against_its_allow_list() {
         "{policy}"
     );
 }
+
+/// A failing check with `--json` prints one JSON document: the report, nothing after it.
+#[test]
+fn failing_check_with_json_prints_one_document() {
+    let out = ferry()
+        .args(["--json", "egress", "check"])
+        .arg(fixture().join("charts/agent-security"))
+        .arg("--allow")
+        .arg(fixture().join("egress-allow.yaml"))
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let mut docs = serde_json::Deserializer::from_slice(&out).into_iter::<serde_json::Value>();
+    let report = docs
+        .next()
+        .expect("a JSON document")
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)));
+    assert!(
+        docs.next().is_none(),
+        "more than one JSON document: {}",
+        String::from_utf8_lossy(&out)
+    );
+    assert!(
+        report["summary"]["failing"].as_u64().unwrap() > 0,
+        "{report}"
+    );
+    assert!(report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["verdict"] == "denied"));
+}

@@ -71,6 +71,32 @@ pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(data))
 }
 
+/// The manifest ferry writes for a legacy `docker save` image (bundle-format.md, 8.2),
+/// built from the manifest skopeo synthesises for the same archive: the same config and
+/// layers under OCI media types (the archive's layers are uncompressed tars).
+pub fn oci_manifest_for_legacy(docker_manifest: &[u8]) -> Vec<u8> {
+    let v: serde_json::Value = serde_json::from_slice(docker_manifest).unwrap();
+    let desc = |d: &serde_json::Value, media_type: &str| {
+        format!(
+            r#"{{"mediaType":"{media_type}","digest":"{}","size":{}}}"#,
+            d["digest"].as_str().unwrap(),
+            d["size"].as_u64().unwrap()
+        )
+    };
+    let layers: Vec<String> = v["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| desc(l, "application/vnd.oci.image.layer.v1.tar"))
+        .collect();
+    format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{},"layers":[{}]}}"#,
+        desc(&v["config"], "application/vnd.oci.image.config.v1+json"),
+        layers.join(",")
+    )
+    .into_bytes()
+}
+
 /// Every file under `dir` as (relative path, mode, content), sorted.
 pub fn tree(dir: &Path) -> Vec<(String, u32, Vec<u8>)> {
     use std::os::unix::fs::PermissionsExt;

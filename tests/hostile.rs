@@ -386,3 +386,41 @@ fn existing_destination_is_not_overwritten() {
         .collect();
     assert_eq!(names.len(), 1, "temporary folder left behind: {names:?}");
 }
+
+#[test]
+fn a_manifest_listing_an_unsafe_path_is_a_finding_for_every_reader() {
+    let ok: &[u8] = b"fine\n";
+    let text = String::from_utf8(manifest(&[("a.txt", ok)]))
+        .unwrap()
+        .replace("\"a.txt\"", "\"../a.txt\"");
+    assert!(text.contains("\"../a.txt\""));
+    // A head member of its own, as a writer makes it, then the body.
+    let mut head = Vec::new();
+    entry(
+        &mut head,
+        format!("{ROOT}/ferry.json").as_bytes(),
+        b'0',
+        text.as_bytes(),
+        b"",
+    );
+    let mut body = Vec::new();
+    entry(&mut body, format!("{ROOT}/a.txt").as_bytes(), b'0', ok, b"");
+    body.extend_from_slice(&[0u8; 1024]);
+    let tmp = tempfile::tempdir().unwrap();
+    let bundle = tmp.path().join("unsafe.tar.gz");
+    std::fs::write(&bundle, [gzip(&head), gzip(&body)].concat()).unwrap();
+    let b = bundle.to_str().unwrap();
+    let target = tmp.path().join("target");
+    let commands: [&[&str]; 4] = [
+        &["verify", b],
+        &["extract", b, "-C", target.to_str().unwrap()],
+        &["inspect", b],
+        &["load", "--dry-run", b, "--registry", "127.0.0.1:9"],
+    ];
+    for args in commands {
+        let out = ferry().args(args).assert().code(1).get_output().clone();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("../a.txt"), "{args:?}: {stderr}");
+    }
+    assert!(!target.exists());
+}

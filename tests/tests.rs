@@ -1,5 +1,8 @@
 //! The one integration-test binary: each module is an area of ferry.
 
+// Helpers outside #[test] functions unwrap too: a failed unwrap fails the test.
+#![allow(clippy::unwrap_used)]
+
 mod bundle;
 mod charts;
 mod egress;

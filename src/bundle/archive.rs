@@ -3,10 +3,16 @@
 //! A bundle is one tar stream cut into gzip members. The head member holds only
 //! `ferry.json` (and `ferry.json.sig`) so that signing can replace it without touching the
 //! rest. Entries whose data is already compressed go into members of stored (level 0)
-//! deflate blocks; everything else is compressed at level 6. `MemberReader` reads such a
-//! chain back, checks that every member header is the canonical one ferry writes, and
-//! stops decompression bombs.
+//! deflate blocks; everything else is compressed at level 6.
+//!
+//! Reading goes through one facility whatever the archive: `MemberReader` reads a chain of
+//! gzip members (ferry's canonical headers for bundles, any RFC 1952 header for foreign
+//! archives such as packaged charts), checks every CRC-32 and stops decompression bombs;
+//! `TarEntries` reads the tar stream on top, turning every name into a `SafePath` and
+//! enforcing the entry limits. Stored members can also be read in place: `stored_position`
+//! maps a byte of a stored member's content to its position in the file.
 
+use crate::bundle::safepath::{SafePath, UnsafePath};
 use flate2::{Compression, GzBuilder};
 use std::io::{self, BufRead, Read, Write};
 
@@ -189,6 +195,41 @@ impl<W: Write> Write for Member<W> {
 
 /// The largest stored deflate block.
 pub const STORED_BLOCK: usize = 65_535;
+/// Bytes of a gzip member header as ferry writes it.
+pub const GZIP_HEADER: u64 = 10;
+/// Bytes of framing in front of every stored deflate block: BFINAL/BTYPE, LEN, NLEN.
+pub const STORED_FRAME: usize = 5;
+
+/// The frame of a stored deflate block of `len` bytes.
+fn stored_frame(len: u16, last: bool) -> [u8; STORED_FRAME] {
+    let mut frame = [u8::from(last), 0, 0, 0, 0];
+    frame[1..3].copy_from_slice(&len.to_le_bytes());
+    frame[3..5].copy_from_slice(&(!len).to_le_bytes());
+    frame
+}
+
+/// The data length a stored-block frame announces, or `None` when the bytes are not the
+/// frame of a stored block (BTYPE other than `00`, or NLEN not the complement of LEN).
+pub fn parse_stored_frame(frame: [u8; STORED_FRAME]) -> Option<u16> {
+    let len = u16::from_le_bytes([frame[1], frame[2]]);
+    let nlen = u16::from_le_bytes([frame[3], frame[4]]);
+    (frame[0] & 0b110 == 0 && len == !nlen).then_some(len)
+}
+
+/// Where byte `d` of a stored member's decompressed content is in the file, for a member
+/// whose gzip header starts at `member_offset` and whose blocks are laid out as ferry
+/// writes them (full 65,535-byte blocks, each after a 5-byte frame, behind a 10-byte
+/// header).
+pub fn stored_position(member_offset: u64, d: u64) -> u64 {
+    let block = STORED_BLOCK as u64;
+    let framed = block + STORED_FRAME as u64;
+    member_offset + GZIP_HEADER + framed * (d / block) + STORED_FRAME as u64 + d % block
+}
+
+/// Bytes of a stored member's content left in the block that holds byte `d`.
+pub fn stored_block_left(d: u64) -> usize {
+    STORED_BLOCK - (d % STORED_BLOCK as u64) as usize
+}
 
 /// A gzip member of stored deflate blocks (RFC 1951 section 3.2.4): each block is a
 /// 5-byte frame and up to 65,535 bytes copied verbatim. Written directly because the
@@ -197,8 +238,7 @@ pub const STORED_BLOCK: usize = 65_535;
 struct StoredMember<W: Write> {
     out: W,
     block: Vec<u8>,
-    crc: crc32fast::Hasher,
-    len: u64,
+    crc: flate2::Crc,
 }
 
 impl<W: Write> StoredMember<W> {
@@ -207,17 +247,13 @@ impl<W: Write> StoredMember<W> {
         Ok(StoredMember {
             out,
             block: Vec::with_capacity(STORED_BLOCK),
-            crc: crc32fast::Hasher::new(),
-            len: 0,
+            crc: flate2::Crc::new(),
         })
     }
 
     fn emit(&mut self, last: bool) -> io::Result<()> {
-        let n = self.block.len() as u16;
-        let mut frame = [u8::from(last), 0, 0, 0, 0];
-        frame[1..3].copy_from_slice(&n.to_le_bytes());
-        frame[3..5].copy_from_slice(&(!n).to_le_bytes());
-        self.out.write_all(&frame)?;
+        self.out
+            .write_all(&stored_frame(self.block.len() as u16, last))?;
         self.out.write_all(&self.block)?;
         self.block.clear();
         Ok(())
@@ -225,9 +261,8 @@ impl<W: Write> StoredMember<W> {
 
     fn finish(mut self) -> io::Result<W> {
         self.emit(true)?;
-        let crc = self.crc.clone().finalize();
-        self.out.write_all(&crc.to_le_bytes())?;
-        self.out.write_all(&(self.len as u32).to_le_bytes())?;
+        self.out.write_all(&self.crc.sum().to_le_bytes())?;
+        self.out.write_all(&self.crc.amount().to_le_bytes())?;
         Ok(self.out)
     }
 }
@@ -243,18 +278,15 @@ impl<W: Write> Write for StoredMember<W> {
         if self.block.is_empty() && buf.len() > STORED_BLOCK {
             // Whole blocks straight from the caller's buffer, without a copy.
             let chunk = &buf[..STORED_BLOCK];
-            let mut frame = [0u8, 0xff, 0xff, 0, 0];
-            frame[3..5].copy_from_slice(&(!(STORED_BLOCK as u16)).to_le_bytes());
-            self.out.write_all(&frame)?;
+            self.out
+                .write_all(&stored_frame(STORED_BLOCK as u16, false))?;
             self.out.write_all(chunk)?;
             self.crc.update(chunk);
-            self.len += STORED_BLOCK as u64;
             return Ok(STORED_BLOCK);
         }
         let n = buf.len().min(STORED_BLOCK - self.block.len());
         self.block.extend_from_slice(&buf[..n]);
         self.crc.update(&buf[..n]);
-        self.len += n as u64;
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -387,6 +419,14 @@ pub enum ContainerError {
         offset: u64,
         found: String,
     },
+    #[error(
+        "gzip member {member} at byte {offset} does not start with a gzip header (found {found})"
+    )]
+    NotGzip {
+        member: u32,
+        offset: u64,
+        found: String,
+    },
     #[error("the bundle ends in the middle of a gzip member header or trailer at byte {offset}: the file is truncated")]
     TruncatedHeader { offset: u64 },
     #[error("gzip member {member} is corrupt: its CRC-32 or length does not match its data")]
@@ -406,12 +446,12 @@ impl From<ContainerError> for io::Error {
 }
 
 /// The deflate body of one member, with the running CRC-32 and length of its output.
-/// The gzip framing around it is parsed here because the header must be the canonical
-/// one and the CRC is computed with crc32fast's SIMD implementation.
+/// The gzip framing around it is parsed here, not by flate2's gzip reader, because a
+/// bundle's headers must be exactly the canonical ones and because the member boundaries
+/// (where the head ends, where a stored member starts) are part of the format.
 struct Decoder<R> {
     inflate: flate2::bufread::DeflateDecoder<PeekReader<R>>,
-    crc: crc32fast::Hasher,
-    len: u64,
+    crc: flate2::Crc,
 }
 
 /// A buffered reader that can guarantee a number of bytes are buffered (`peek`), which
@@ -440,7 +480,8 @@ impl<R: Read> PeekReader<R> {
         self.consumed
     }
 
-    /// Returns at least `n` buffered bytes, fewer only at the end of the input.
+    /// Returns at least `n` buffered bytes, fewer only at the end of the input. `n` must
+    /// not exceed the capacity.
     pub fn peek(&mut self, n: usize) -> io::Result<&[u8]> {
         if self.end - self.pos < n {
             self.buf.copy_within(self.pos..self.end, 0);
@@ -509,12 +550,31 @@ pub struct MemberInfo {
 /// The members seen so far, shared with whoever reads the tar stream on top.
 pub type MemberTable = std::sync::Arc<std::sync::Mutex<Vec<MemberInfo>>>;
 
-/// Reads a chain of canonical gzip members as one continuous stream.
+/// Which gzip member headers a reader accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Headers {
+    /// Only the two 10-byte headers ferry writes: a bundle.
+    Canonical,
+    /// Any RFC 1952 header (with a name, comment, extra field or header CRC): archives
+    /// written by other tools, such as packaged Helm charts.
+    Any,
+}
+
+/// The flag bits of an RFC 1952 header.
+const FHCRC: u8 = 0x02;
+const FEXTRA: u8 = 0x04;
+const FNAME: u8 = 0x08;
+const FCOMMENT: u8 = 0x10;
+
+/// Reads a chain of gzip members as one continuous stream, checking every member's
+/// CRC-32 and length, and refusing output that outgrows the input by more than the
+/// limits allow.
 pub struct MemberReader<R: Read> {
     table: MemberTable,
     state: Option<Decoder<R>>,
     idle: Option<PeekReader<R>>,
-    headers: [[u8; 10]; 2],
+    accept: Headers,
+    canonical: [[u8; 10]; 2],
     member: u32,
     member_offsets: Vec<u64>,
     decompressed: u64,
@@ -522,12 +582,23 @@ pub struct MemberReader<R: Read> {
 }
 
 impl<R: Read> MemberReader<R> {
+    /// A reader of a bundle: every member must have one of ferry's canonical headers.
     pub fn new(inner: R, limits: Limits) -> Self {
+        Self::with_headers(inner, limits, Headers::Canonical)
+    }
+
+    /// A reader of a gzip file written by another tool.
+    pub fn foreign(inner: R, limits: Limits) -> Self {
+        Self::with_headers(inner, limits, Headers::Any)
+    }
+
+    fn with_headers(inner: R, limits: Limits, accept: Headers) -> Self {
         MemberReader {
             state: None,
             idle: Some(PeekReader::new(inner, COPY_BUF)),
             table: MemberTable::default(),
-            headers: [
+            accept,
+            canonical: [
                 canonical_header(Packing::Compress),
                 canonical_header(Packing::Store),
             ],
@@ -579,19 +650,34 @@ impl<R: Read> MemberReader<R> {
         if head.len() < 10 {
             return Err(ContainerError::TruncatedHeader { offset }.into());
         }
-        if !self.headers.iter().any(|h| h[..] == head[..10]) {
-            let found = head[..10]
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>();
-            return Err(ContainerError::BadMemberHeader {
-                member: self.member + 1,
-                offset,
-                found,
+        let found = || head[..10].iter().map(|b| format!("{b:02x}")).collect();
+        let stored = match self.accept {
+            Headers::Canonical => {
+                if !self.canonical.iter().any(|h| h[..] == head[..10]) {
+                    return Err(ContainerError::BadMemberHeader {
+                        member: self.member + 1,
+                        offset,
+                        found: found(),
+                    }
+                    .into());
+                }
+                let stored = head[..10] == self.canonical[1][..];
+                r.consume(10);
+                stored
             }
-            .into());
-        }
-        let stored = head[..10] == self.headers[1][..];
+            Headers::Any => {
+                if head[..3] != [0x1f, 0x8b, 8] || head[3] & 0xe0 != 0 {
+                    return Err(ContainerError::NotGzip {
+                        member: self.member + 1,
+                        offset,
+                        found: found(),
+                    }
+                    .into());
+                }
+                skip_header(&mut r, offset)?;
+                false
+            }
+        };
         self.member += 1;
         self.member_offsets.push(offset);
         self.table.lock().expect("member table").push(MemberInfo {
@@ -599,11 +685,9 @@ impl<R: Read> MemberReader<R> {
             decompressed_offset: self.decompressed,
             stored,
         });
-        r.consume(10);
         self.state = Some(Decoder {
             inflate: flate2::bufread::DeflateDecoder::new(r),
-            crc: crc32fast::Hasher::new(),
-            len: 0,
+            crc: flate2::Crc::new(),
         });
         Ok(true)
     }
@@ -613,6 +697,55 @@ impl<R: Read> MemberReader<R> {
     pub fn into_inner(self) -> Option<PeekReader<R>> {
         self.idle
     }
+}
+
+/// Consumes an RFC 1952 member header whose first 10 bytes are buffered and valid,
+/// with its optional fields, checking the header CRC when there is one.
+fn skip_header<R: Read>(r: &mut PeekReader<R>, offset: u64) -> io::Result<()> {
+    let truncated = || io::Error::from(ContainerError::TruncatedHeader { offset });
+    let mut header = r.peek(10)?[..10].to_vec();
+    let flags = header[3];
+    r.consume(10);
+    if flags & FEXTRA != 0 {
+        let xlen = r.peek(2)?;
+        if xlen.len() < 2 {
+            return Err(truncated());
+        }
+        let n = u16::from_le_bytes([xlen[0], xlen[1]]) as usize + 2;
+        let field = r.peek(n)?;
+        if field.len() < n {
+            return Err(truncated());
+        }
+        header.extend_from_slice(&field[..n]);
+        r.consume(n);
+    }
+    for flag in [FNAME, FCOMMENT] {
+        if flags & flag == 0 {
+            continue;
+        }
+        // A zero-terminated string; at most one buffer long.
+        let text = r.peek(COPY_BUF)?;
+        let end = text.iter().position(|b| *b == 0).ok_or_else(truncated)?;
+        header.extend_from_slice(&text[..=end]);
+        r.consume(end + 1);
+    }
+    if flags & FHCRC != 0 {
+        let crc = r.peek(2)?;
+        if crc.len() < 2 {
+            return Err(truncated());
+        }
+        let found = u16::from_le_bytes([crc[0], crc[1]]);
+        let mut expected = flate2::Crc::new();
+        expected.update(&header);
+        if found != expected.sum() as u16 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the gzip header at byte {offset} does not match its CRC"),
+            ));
+        }
+        r.consume(2);
+    }
+    Ok(())
 }
 
 impl<R: Read> Read for MemberReader<R> {
@@ -628,7 +761,6 @@ impl<R: Read> Read for MemberReader<R> {
             let n = dec.inflate.read(buf)?;
             if n > 0 {
                 dec.crc.update(&buf[..n]);
-                dec.len += n as u64;
                 self.decompressed += n as u64;
                 let compressed = self.compressed();
                 let cap = compressed
@@ -654,7 +786,7 @@ impl<R: Read> Read for MemberReader<R> {
             }
             let crc = u32::from_le_bytes(trailer[..4].try_into().expect("4 bytes"));
             let isize = u32::from_le_bytes(trailer[4..8].try_into().expect("4 bytes"));
-            if crc != dec.crc.finalize() || isize != dec.len as u32 {
+            if crc != dec.crc.sum() || isize != dec.crc.amount() {
                 return Err(ContainerError::BadTrailer {
                     member: self.member,
                 }
@@ -663,6 +795,188 @@ impl<R: Read> Read for MemberReader<R> {
             r.consume(8);
             self.idle = Some(r);
         }
+    }
+}
+
+/// What a tar reader accepts besides the `Limits`.
+#[derive(Debug, Clone, Copy)]
+pub struct TarPolicy {
+    pub limits: Limits,
+    /// Directories, links, devices and other non-regular entries are skipped; otherwise
+    /// (a bundle) they are refused.
+    pub skip_non_regular: bool,
+    /// A leading `./` is dropped from names (archives made with `tar -C DIR .`).
+    pub strip_dot_slash: bool,
+    /// Limit messages name the command-line flags that raise them.
+    pub flags: bool,
+}
+
+impl TarPolicy {
+    /// A bundle: regular files with exact safe names only.
+    pub fn bundle(limits: Limits) -> Self {
+        TarPolicy {
+            limits,
+            skip_non_regular: false,
+            strip_dot_slash: false,
+            flags: true,
+        }
+    }
+
+    /// An archive written by another tool: its regular files, named by safe paths.
+    pub fn foreign(limits: Limits) -> Self {
+        TarPolicy {
+            limits,
+            skip_non_regular: true,
+            strip_dot_slash: true,
+            flags: false,
+        }
+    }
+}
+
+/// Why a tar entry is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum EntryError {
+    /// The tar or gzip stream could not be read.
+    #[error(transparent)]
+    Read(io::Error),
+    #[error("entry `{entry}`: unsafe path: {reason}")]
+    UnsafePath { entry: String, reason: UnsafePath },
+    #[error("entry `{entry}` is a {kind}; only regular files are accepted")]
+    NotRegular { entry: String, kind: String },
+    #[error("{what} exceeds the limit of {limit} ({found}){}", limit_hint(flag))]
+    Limit {
+        what: String,
+        limit: u64,
+        found: u64,
+        flag: &'static str,
+    },
+}
+
+/// How to raise a limit, for messages: fixed limits have no flag.
+pub fn limit_hint(flag: &str) -> String {
+    if flag.starts_with("--") {
+        format!("; raise it with {flag} if the bundle is trusted")
+    } else {
+        "; this limit is fixed".to_string()
+    }
+}
+
+/// One tar entry whose name is a safe path and whose size is within the limits.
+pub struct TarEntry<'a, R: Read> {
+    pub name: SafePath,
+    pub entry: tar::Entry<'a, R>,
+}
+
+/// The entries of a tar stream, checked: every name a `SafePath`, every entry a regular
+/// file (others refused or skipped, as the policy says), their number and sizes within
+/// the limits.
+pub struct TarEntries<'a, R: Read> {
+    entries: tar::Entries<'a, R>,
+    policy: TarPolicy,
+    count: u64,
+    total: u64,
+    pending: Option<TarEntry<'a, R>>,
+}
+
+impl<'a, R: Read> TarEntries<'a, R> {
+    pub fn new(archive: &'a mut tar::Archive<R>, policy: TarPolicy) -> Result<Self, EntryError> {
+        Ok(TarEntries {
+            entries: archive.entries().map_err(EntryError::Read)?,
+            policy,
+            count: 0,
+            total: 0,
+            pending: None,
+        })
+    }
+
+    /// The next entry; `None` after the last one.
+    pub fn next_entry(&mut self) -> Result<Option<TarEntry<'a, R>>, EntryError> {
+        if let Some(e) = self.pending.take() {
+            return Ok(Some(e));
+        }
+        loop {
+            let Some(entry) = self.entries.next() else {
+                return Ok(None);
+            };
+            let entry = entry.map_err(EntryError::Read)?;
+            let limits = &self.policy.limits;
+            let flag = |f: &'static str| if self.policy.flags { f } else { "" };
+            self.count += 1;
+            if self.count > limits.max_entries {
+                return Err(EntryError::Limit {
+                    what: "number of entries".into(),
+                    limit: limits.max_entries,
+                    found: self.count,
+                    flag: flag("--max-entries"),
+                });
+            }
+            let regular = entry.header().entry_type() == tar::EntryType::Regular;
+            if !regular && self.policy.skip_non_regular {
+                continue;
+            }
+            let raw = entry.path_bytes();
+            let mut bytes: &[u8] = &raw;
+            if self.policy.strip_dot_slash {
+                while let Some(rest) = bytes.strip_prefix(b"./") {
+                    bytes = rest;
+                }
+            }
+            let name = SafePath::from_bytes(bytes).map_err(|reason| EntryError::UnsafePath {
+                entry: String::from_utf8_lossy(&raw).escape_debug().to_string(),
+                reason,
+            })?;
+            drop(raw);
+            if !regular {
+                return Err(EntryError::NotRegular {
+                    kind: kind_of(&entry),
+                    entry: name.to_string(),
+                });
+            }
+            let size = entry.size();
+            if size > limits.max_entry_size {
+                return Err(EntryError::Limit {
+                    what: format!("size of `{name}`"),
+                    limit: limits.max_entry_size,
+                    found: size,
+                    flag: flag("--max-file-size"),
+                });
+            }
+            self.total = self.total.saturating_add(size);
+            if self.total > limits.max_total_size {
+                return Err(EntryError::Limit {
+                    what: "total size".into(),
+                    limit: limits.max_total_size,
+                    found: self.total,
+                    flag: flag("--max-total-size"),
+                });
+            }
+            return Ok(Some(TarEntry { name, entry }));
+        }
+    }
+
+    /// Puts an entry back: the next call to `next_entry` returns it.
+    pub fn unread(&mut self, entry: TarEntry<'a, R>) {
+        debug_assert!(self.pending.is_none(), "one entry at most is put back");
+        self.pending = Some(entry);
+    }
+}
+
+/// What a non-regular entry is, for messages.
+fn kind_of<R: Read>(e: &tar::Entry<'_, R>) -> String {
+    let link = || {
+        e.link_name_bytes()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    };
+    match e.header().entry_type() {
+        tar::EntryType::Directory => "directory".to_string(),
+        tar::EntryType::Symlink => format!("symbolic link to `{}`", link()),
+        tar::EntryType::Link => format!("hard link to `{}`", link()),
+        tar::EntryType::Char => "character device".into(),
+        tar::EntryType::Block => "block device".into(),
+        tar::EntryType::Fifo => "FIFO".into(),
+        tar::EntryType::XGlobalHeader => "PAX global header".into(),
+        other => format!("entry of type {:?}", other.as_byte() as char),
     }
 }
 
@@ -745,5 +1059,120 @@ mod tests {
         };
         let err = io::copy(&mut MemberReader::new(&gz[..], limits), &mut io::sink()).unwrap_err();
         assert!(err.to_string().contains("decompression bomb"), "{err}");
+    }
+
+    #[test]
+    fn stored_positions_are_where_the_writer_put_the_bytes() {
+        let data: Vec<u8> = (0..3 * STORED_BLOCK + 77)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let mut w = TarGzWriter::new(Vec::new(), 0);
+        w.append("x", 0o644, data.len() as u64, Packing::Store, &data[..])
+            .unwrap();
+        let file = w.into_output().unwrap();
+        // The member starts at 0; its content is the 512-byte header, then the data.
+        for d in [0u64, 1, 65_534, 65_535, 65_536, 131_070, 131_071, 196_000] {
+            let pos = stored_position(0, 512 + d) as usize;
+            assert_eq!(file[pos], data[d as usize], "byte {d}");
+        }
+        let content = 512 + data.len() as u64 + padding(data.len() as u64);
+        for block in 0..4u64 {
+            let at = stored_position(0, block * STORED_BLOCK as u64) as usize - STORED_FRAME;
+            let frame: [u8; STORED_FRAME] = file[at..at + STORED_FRAME].try_into().unwrap();
+            let len = parse_stored_frame(frame).expect("a stored frame");
+            let want = (content - block * STORED_BLOCK as u64).min(STORED_BLOCK as u64);
+            assert_eq!(u64::from(len), want, "block {block}");
+        }
+        assert_eq!(stored_block_left(0), STORED_BLOCK);
+        assert_eq!(stored_block_left(65_534), 1);
+        assert_eq!(parse_stored_frame([0b010, 0, 0, 0xff, 0xff]), None);
+        assert_eq!(parse_stored_frame([0, 1, 0, 0xfe, 0xfe]), None);
+    }
+
+    #[test]
+    fn foreign_members_with_optional_header_fields_are_read() {
+        let mut tar = Vec::new();
+        {
+            let mut b = tar::Builder::new(&mut tar);
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Directory);
+            h.set_size(0);
+            h.set_path("./chart/").unwrap();
+            h.set_cksum();
+            b.append(&h, &b""[..]).unwrap();
+            let mut h = tar::Header::new_gnu();
+            h.set_size(5);
+            h.set_path("./chart/Chart.yaml").unwrap();
+            h.set_cksum();
+            b.append(&h, &b"name:"[..]).unwrap();
+            b.finish().unwrap();
+        }
+        let mut enc = flate2::GzBuilder::new()
+            .filename("chart.tar")
+            .comment("a comment")
+            .extra(vec![1, 2, 3])
+            .mtime(1_700_000_000)
+            .write(Vec::new(), Compression::default());
+        enc.write_all(&tar).unwrap();
+        let gz = enc.finish().unwrap();
+        // A canonical reader refuses it; a foreign one reads it.
+        let err = io::copy(
+            &mut MemberReader::new(&gz[..], Limits::default()),
+            &mut io::sink(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("ferry gzip header"), "{err}");
+        let mut ar = tar::Archive::new(MemberReader::foreign(&gz[..], Limits::default()));
+        let mut entries = TarEntries::new(&mut ar, TarPolicy::foreign(Limits::default())).unwrap();
+        let e = entries.next_entry().unwrap().unwrap();
+        assert_eq!(e.name.as_str(), "chart/Chart.yaml");
+        assert!(entries.next_entry().unwrap().is_none());
+        // The same tar as a bundle: the directory entry is refused.
+        let mut ar = tar::Archive::new(&tar[..]);
+        let mut entries = TarEntries::new(&mut ar, TarPolicy::bundle(Limits::default())).unwrap();
+        let err = entries.next_entry().err().unwrap();
+        assert!(matches!(err, EntryError::UnsafePath { .. }), "{err}");
+    }
+
+    #[test]
+    fn tar_entries_enforce_names_and_limits() {
+        let gz = build(&[
+            ("top/a", Packing::Compress, b"12345"),
+            ("top/b", Packing::Compress, b"123456"),
+        ]);
+        let read_all = |limits: Limits| -> Result<Vec<String>, EntryError> {
+            let mut ar = tar::Archive::new(MemberReader::new(&gz[..], limits));
+            let mut entries = TarEntries::new(&mut ar, TarPolicy::bundle(limits))?;
+            let mut names = Vec::new();
+            while let Some(e) = entries.next_entry()? {
+                names.push(e.name.to_string());
+            }
+            Ok(names)
+        };
+        assert_eq!(read_all(Limits::default()).unwrap(), ["top/a", "top/b"]);
+        let small = Limits {
+            max_entry_size: 5,
+            ..Limits::default()
+        };
+        let err = read_all(small).unwrap_err().to_string();
+        assert!(
+            err.contains("size of `top/b` exceeds the limit of 5"),
+            "{err}"
+        );
+        let few = Limits {
+            max_entries: 1,
+            ..Limits::default()
+        };
+        let err = read_all(few).unwrap_err().to_string();
+        assert!(
+            err.contains("number of entries exceeds the limit of 1"),
+            "{err}"
+        );
+        let total = Limits {
+            max_total_size: 10,
+            ..Limits::default()
+        };
+        let err = read_all(total).unwrap_err().to_string();
+        assert!(err.contains("total size exceeds the limit of 10"), "{err}");
     }
 }

@@ -1,6 +1,8 @@
 //! `ferry build`: turns a `ferry.yaml` into a deterministic, verifiable bundle.
 
-use crate::bundle::archive::{Packing, TarGzWriter};
+use crate::bundle::archive::{
+    EntryError, Limits, MemberReader, Packing, TarEntries, TarEntry, TarGzWriter, TarPolicy,
+};
 use crate::bundle::manifest::{
     self, ChartEntry, FileEntry, ImageEntry, Manifest, Mode, FORMAT_VERSION, MANIFEST_NAME,
     SIGNATURE_NAME,
@@ -8,8 +10,9 @@ use crate::bundle::manifest::{
 use crate::bundle::safepath::SafePath;
 use crate::bundle::spec::{field_error, Spec, SpecError};
 use crate::oci::digest::{hash_reader, BackgroundHasher, Digest};
+use crate::oci::document::{self, LayoutEntry};
 use crate::oci::reference::ImageRef;
-use crate::oci::source::{self, BlobLocation, SourceSpec, OCI_INDEX};
+use crate::oci::source::{self, BlobLocation, SourceSpec};
 use crate::progress::Progress;
 use serde_saphyr::Spanned;
 use std::collections::BTreeMap;
@@ -129,68 +132,119 @@ pub fn source_date_epoch_from_env() -> Result<u64, String> {
 }
 
 /// Builds a bundle. `sign`, when given, signs the manifest into `ferry.json.sig`.
+///
+/// The steps: `plan` every file, `hash_all` that are not content-addressed (pass 1),
+/// `make_manifest`, sign it, and `write_bundle` (pass 2).
 pub fn build(opts: &BuildOptions, sign: Option<ManifestSigner>) -> Result<BuildReport, BuildError> {
     let spec = Spec::load(&opts.spec)?;
-    let base = opts
-        .spec
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
-    let base = if base.as_os_str().is_empty() {
-        PathBuf::from(".")
-    } else {
-        base
+    let contents = plan(opts, &spec)?;
+    let entries: Vec<(SafePath, Planned)> = contents.plan.files.into_iter().collect();
+    let hashed = hash_all(&entries, opts.progress)?;
+    let manifest = make_manifest(
+        opts,
+        &spec,
+        &entries,
+        &hashed,
+        contents.images,
+        contents.charts,
+    )?;
+    let manifest_bytes = manifest.to_bytes();
+    let signature = match sign {
+        Some(f) => Some(f(&manifest_bytes).map_err(|e| BuildError::Sign(e.to_string()))?),
+        None => None,
     };
-    let at = |field: &str, span: &Spanned<String>, msg: String| {
-        BuildError::Spec(field_error(&opts.spec, field, span, msg))
-    };
+    let bundle_bytes = write_bundle(
+        opts,
+        &manifest,
+        &manifest_bytes,
+        signature.as_deref(),
+        &entries,
+        &hashed,
+    )?;
+    Ok(BuildReport {
+        output: opts.output.clone(),
+        manifest_digest: Digest::of(&manifest_bytes),
+        manifest,
+        bundle_bytes,
+        signed: signature.is_some(),
+    })
+}
 
+/// Everything a bundle will hold, before anything is hashed.
+struct Contents {
+    plan: Plan,
+    images: Vec<ImageEntry>,
+    charts: Vec<ChartEntry>,
+}
+
+/// The folder the spec's relative paths are taken from.
+fn spec_base(spec: &Path) -> PathBuf {
+    match spec.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// An error at a field of the spec.
+fn at(spec: &Path, field: &str, span: &Spanned<String>, msg: String) -> BuildError {
+    BuildError::Spec(field_error(spec, field, span, msg))
+}
+
+/// Checks the spec's name and version and plans every file the bundle will hold
+/// (every input once; two inputs for one path are refused).
+fn plan(opts: &BuildOptions, spec: &Spec) -> Result<Contents, BuildError> {
+    let base = spec_base(&opts.spec);
     manifest::check_name("name", &spec.name.value)
-        .map_err(|e| at("name", &spec.name, e.to_string()))?;
+        .map_err(|e| at(&opts.spec, "name", &spec.name, e.to_string()))?;
     manifest::check_name("version", &spec.version.value)
-        .map_err(|e| at("version", &spec.version, e.to_string()))?;
+        .map_err(|e| at(&opts.spec, "version", &spec.version, e.to_string()))?;
 
     let mut plan = Plan::default();
+    plan_files(&mut plan, spec, &base, &opts.spec)?;
+    let mut charts = Vec::new();
+    for c in &spec.charts {
+        charts.push(add_chart(&mut plan, &base, c, &opts.spec)?);
+    }
+    let images = plan_images(&mut plan, spec, &base, &opts.spec)?;
+    Ok(Contents {
+        plan,
+        images,
+        charts,
+    })
+}
+
+/// The README, values files, scripts and extra files.
+fn plan_files(
+    plan: &mut Plan,
+    spec: &Spec,
+    base: &Path,
+    spec_path: &Path,
+) -> Result<(), BuildError> {
     if let Some(readme) = &spec.readme {
-        add_file(
-            &mut plan,
-            &base,
-            readme,
-            None,
-            Mode::Regular,
-            "readme",
-            &opts.spec,
-        )?;
+        add_file(plan, base, readme, None, Mode::Regular, "readme", spec_path)?;
     }
     for v in &spec.values {
-        add_file(
-            &mut plan,
-            &base,
-            v,
-            None,
-            Mode::Regular,
-            "values",
-            &opts.spec,
-        )?;
+        add_file(plan, base, v, None, Mode::Regular, "values", spec_path)?;
     }
     for s in &spec.scripts {
         add_file(
-            &mut plan,
-            &base,
+            plan,
+            base,
             s,
             Some("scripts"),
             Mode::Executable,
             "scripts",
-            &opts.spec,
+            spec_path,
         )?;
     }
     for f in &spec.files {
         let src = base.join(&f.src.value);
         let dest = match &f.dest {
-            Some(d) => SafePath::new(&d.value).map_err(|e| at("files.dest", d, e.to_string()))?,
-            None => file_name_path(&src).map_err(|m| at("files.src", &f.src, m))?,
+            Some(d) => SafePath::new(&d.value)
+                .map_err(|e| at(spec_path, "files.dest", d, e.to_string()))?,
+            None => file_name_path(&src).map_err(|m| at(spec_path, "files.src", &f.src, m))?,
         };
-        let mode = mode_of(&src).map_err(|m| at("files.src", &f.src, m))?;
+        let mode = mode_of(&src).map_err(|m| at(spec_path, "files.src", &f.src, m))?;
         plan.add(
             dest,
             Planned {
@@ -202,30 +256,35 @@ pub fn build(opts: &BuildOptions, sign: Option<ManifestSigner>) -> Result<BuildR
             },
         )?;
     }
-    let mut charts = Vec::new();
-    for c in &spec.charts {
-        charts.push(add_chart(&mut plan, &base, c, &opts.spec)?);
-    }
+    Ok(())
+}
 
-    // Images: every blob once, then the layout's index.json and oci-layout.
+/// Every blob of every image once, then the layout's `index.json` and `oci-layout`.
+fn plan_images(
+    plan: &mut Plan,
+    spec: &Spec,
+    base: &Path,
+    spec_path: &Path,
+) -> Result<Vec<ImageEntry>, BuildError> {
     let mut images = Vec::new();
     let mut index_entries = Vec::new();
     let mut seen_refs = BTreeMap::new();
     for img in &spec.images {
         let reference = ImageRef::parse(&img.reference.value)
-            .map_err(|e| at("images.ref", &img.reference, e.to_string()))?;
+            .map_err(|e| at(spec_path, "images.ref", &img.reference, e.to_string()))?;
         let full = reference.to_string();
         if seen_refs.insert(full.clone(), ()).is_some() {
             return Err(at(
+                spec_path,
                 "images.ref",
                 &img.reference,
                 format!("`{full}` is listed twice"),
             ));
         }
-        let src = SourceSpec::parse(&img.from.value, &base)
-            .map_err(|m| at("images.from", &img.from, m))?;
+        let src = SourceSpec::parse(&img.from.value, base)
+            .map_err(|m| at(spec_path, "images.from", &img.from, m))?;
         let resolved = source::resolve(&src, &full).map_err(|source| BuildError::Image {
-            spec: opts.spec.clone(),
+            spec: spec_path.to_path_buf(),
             reference: full.clone(),
             source,
         })?;
@@ -248,6 +307,7 @@ pub fn build(opts: &BuildOptions, sign: Option<ManifestSigner>) -> Result<BuildR
         if let Some(pinned) = &reference.digest {
             if *pinned != resolved.digest.to_string() {
                 return Err(at(
+                    spec_path,
                     "images.ref",
                     &img.reference,
                     format!(
@@ -257,14 +317,11 @@ pub fn build(opts: &BuildOptions, sign: Option<ManifestSigner>) -> Result<BuildR
                 ));
             }
         }
-        index_entries.push(IndexEntry {
+        index_entries.push(LayoutEntry {
             media_type: resolved.media_type.clone(),
-            digest: resolved.digest.to_string(),
+            digest: resolved.digest.clone(),
             size: resolved.size,
-            annotations: IndexAnnotations {
-                containerd_name: full.clone(),
-                ref_name: full.clone(),
-            },
+            name: full.clone(),
         });
         images.push(ImageEntry {
             reference: full,
@@ -278,13 +335,6 @@ pub fn build(opts: &BuildOptions, sign: Option<ManifestSigner>) -> Result<BuildR
         });
     }
     if !images.is_empty() {
-        let index = LayoutIndex {
-            schema_version: 2,
-            media_type: OCI_INDEX,
-            manifests: index_entries,
-        };
-        let mut bytes = serde_json::to_vec_pretty(&index).expect("index serialises");
-        bytes.push(b'\n');
         let generated = |b: Vec<u8>| Planned {
             size: b.len() as u64,
             location: BlobLocation::Memory(b.into()),
@@ -294,21 +344,28 @@ pub fn build(opts: &BuildOptions, sign: Option<ManifestSigner>) -> Result<BuildR
         };
         plan.add(
             SafePath::new("images/index.json").expect("safe"),
-            generated(bytes),
+            generated(document::layout_index_bytes(&index_entries)),
         )?;
         plan.add(
             SafePath::new("images/oci-layout").expect("safe"),
-            generated(b"{\"imageLayoutVersion\":\"1.0.0\"}\n".to_vec()),
+            generated(document::OCI_LAYOUT_FILE.to_vec()),
         )?;
     }
+    Ok(images)
+}
 
-    // Pass 1: hash every input that is not content-addressed. Blobs are named by their
-    // digest; they are hashed while they are written (pass 2), on a second core.
-    let entries: Vec<(SafePath, Planned)> = plan.files.into_iter().collect();
-    let hashed = hash_all(&entries, opts.progress)?;
+/// The manifest, from the plan and the digests of pass 1, checked.
+fn make_manifest(
+    opts: &BuildOptions,
+    spec: &Spec,
+    entries: &[(SafePath, Planned)],
+    hashed: &[(Digest, u64)],
+    images: Vec<ImageEntry>,
+    charts: Vec<ChartEntry>,
+) -> Result<Manifest, BuildError> {
     let files: Vec<FileEntry> = entries
         .iter()
-        .zip(&hashed)
+        .zip(hashed)
         .map(|((path, p), (digest, size))| FileEntry {
             path: path.clone(),
             size: *size,
@@ -316,7 +373,6 @@ pub fn build(opts: &BuildOptions, sign: Option<ManifestSigner>) -> Result<BuildR
             digest: digest.clone(),
         })
         .collect();
-
     let manifest = Manifest {
         format_version: FORMAT_VERSION,
         name: spec.name.value.clone(),
@@ -332,25 +388,32 @@ pub fn build(opts: &BuildOptions, sign: Option<ManifestSigner>) -> Result<BuildR
         path: opts.spec.clone(),
         message: e.to_string(),
     })?;
-    let manifest_bytes = manifest.to_bytes();
-    let signature = match sign {
-        Some(f) => Some(f(&manifest_bytes).map_err(|e| BuildError::Sign(e.to_string()))?),
-        None => None,
-    };
+    Ok(manifest)
+}
 
-    // Pass 2: write the bundle beside its destination, then rename it into place.
+fn io_err(path: &Path) -> impl Fn(io::Error) -> BuildError {
+    let path = path.to_path_buf();
+    move |source| BuildError::Io {
+        path: path.clone(),
+        source,
+    }
+}
+
+/// Pass 2: writes the bundle into a temporary file beside its destination, then
+/// renames it into place. Returns the bundle's size.
+fn write_bundle(
+    opts: &BuildOptions,
+    manifest: &Manifest,
+    manifest_bytes: &[u8],
+    signature: Option<&str>,
+    entries: &[(SafePath, Planned)],
+    hashed: &[(Digest, u64)],
+) -> Result<u64, BuildError> {
     let out_dir = opts
         .output
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let io_err = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| BuildError::Io {
-            path: path.clone(),
-            source,
-        }
-    };
     let tmp = tempfile::Builder::new()
         .prefix(".ferry-build-")
         .tempfile_in(out_dir)
@@ -364,65 +427,12 @@ pub fn build(opts: &BuildOptions, sign: Option<ManifestSigner>) -> Result<BuildR
             opts.source_date_epoch,
         );
         let write_err = io_err(&opts.output);
-        write_head(&mut w, &root, &manifest_bytes, signature.as_deref()).map_err(&write_err)?;
+        write_head(&mut w, &root, manifest_bytes, signature).map_err(&write_err)?;
         let hasher = BackgroundHasher::new(4, 1 << 20);
-        for ((path, planned), (digest, size)) in entries.iter().zip(&hashed) {
+        for ((path, planned), (digest, size)) in entries.iter().zip(hashed) {
             debug_assert_eq!(*size, planned.size);
-            let mut reader = planned
-                .location
-                .open(*size)
-                .map_err(io_err(Path::new(&planned.origin)))?;
-            let mut head = [0u8; 8];
-            let n =
-                read_up_to(&mut reader, &mut head).map_err(io_err(Path::new(&planned.origin)))?;
-            let packing = Packing::sniff(&head[..n]);
-            let data = io::Cursor::new(head[..n].to_vec()).chain(reader);
-            let data = bar.wrap_read(data);
-            match &planned.expected {
-                Some(expected) => {
-                    let tee = HashTee {
-                        inner: data,
-                        hasher: &hasher,
-                    };
-                    w.append(
-                        &format!("{root}/{path}"),
-                        planned.mode.bits(),
-                        *size,
-                        packing,
-                        tee,
-                    )
-                    .map_err(&write_err)?;
-                    let (found, _) = hasher.finish();
-                    if found != *expected {
-                        return Err(BuildError::CorruptBlob {
-                            source_desc: planned.origin.clone(),
-                            expected: expected.clone(),
-                            found,
-                        });
-                    }
-                }
-                None => {
-                    // Small files are hashed again while written: one that changed since
-                    // pass 1 fails the build instead of producing a bundle that fails verify.
-                    let mut tee = crate::oci::digest::HashingReader::new(data);
-                    w.append(
-                        &format!("{root}/{path}"),
-                        planned.mode.bits(),
-                        *size,
-                        packing,
-                        &mut tee,
-                    )
-                    .map_err(&write_err)?;
-                    let (found, _) = tee.finish();
-                    if found != *digest {
-                        return Err(BuildError::Input {
-                            path: PathBuf::from(&planned.origin),
-                            message: "changed while the bundle was being written; build again"
-                                .into(),
-                        });
-                    }
-                }
-            }
+            let name = format!("{root}/{path}");
+            write_entry(&mut w, &name, planned, digest, &hasher, &bar, &write_err)?;
         }
         let mut out = w.finish().map_err(&write_err)?;
         out.flush().map_err(&write_err)?;
@@ -440,39 +450,62 @@ pub fn build(opts: &BuildOptions, sign: Option<ManifestSigner>) -> Result<BuildR
         path: opts.output.clone(),
         source: e.error,
     })?;
-    Ok(BuildReport {
-        output: opts.output.clone(),
-        manifest_digest: Digest::of(&manifest_bytes),
-        manifest,
-        bundle_bytes,
-        signed: signature.is_some(),
-    })
+    Ok(bundle_bytes)
 }
 
-/// The bundle's `images/index.json`; a struct so the bytes never depend on map ordering.
-#[derive(serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-struct LayoutIndex {
-    schema_version: u32,
-    media_type: &'static str,
-    manifests: Vec<IndexEntry>,
-}
-
-#[derive(serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-struct IndexEntry {
-    media_type: String,
-    digest: String,
-    size: u64,
-    annotations: IndexAnnotations,
-}
-
-#[derive(serde::Serialize)]
-struct IndexAnnotations {
-    #[serde(rename = "io.containerd.image.name")]
-    containerd_name: String,
-    #[serde(rename = "org.opencontainers.image.ref.name")]
-    ref_name: String,
+/// Writes one planned file as an entry named `name`, checking its bytes on the way: a blob
+/// against its digest (hashed on the background hasher's thread), any other file against
+/// its digest from pass 1.
+fn write_entry<W: Write>(
+    w: &mut TarGzWriter<W>,
+    name: &str,
+    planned: &Planned,
+    digest: &Digest,
+    hasher: &BackgroundHasher,
+    bar: &indicatif::ProgressBar,
+    write_err: &impl Fn(io::Error) -> BuildError,
+) -> Result<(), BuildError> {
+    let size = planned.size;
+    let read_err = io_err(Path::new(&planned.origin));
+    let mut reader = planned.location.open(size).map_err(&read_err)?;
+    let mut head = [0u8; 8];
+    let n = read_up_to(&mut reader, &mut head).map_err(&read_err)?;
+    let packing = Packing::sniff(&head[..n]);
+    let data = bar.wrap_read(io::Cursor::new(head[..n].to_vec()).chain(reader));
+    let mode = planned.mode.bits();
+    match &planned.expected {
+        Some(expected) => {
+            let tee = HashTee {
+                inner: data,
+                hasher,
+            };
+            w.append(name, mode, size, packing, tee)
+                .map_err(write_err)?;
+            let (found, _) = hasher.finish();
+            if found != *expected {
+                return Err(BuildError::CorruptBlob {
+                    source_desc: planned.origin.clone(),
+                    expected: expected.clone(),
+                    found,
+                });
+            }
+        }
+        None => {
+            // Small files are hashed again while written: one that changed since pass 1
+            // fails the build instead of producing a bundle that fails verify.
+            let mut tee = crate::oci::digest::HashingReader::new(data);
+            w.append(name, mode, size, packing, &mut tee)
+                .map_err(write_err)?;
+            let (found, _) = tee.finish();
+            if found != *digest {
+                return Err(BuildError::Input {
+                    path: PathBuf::from(&planned.origin),
+                    message: "changed while the bundle was being written; build again".into(),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Writes the head member: the manifest and, when given, its signature. It is stored, not
@@ -538,7 +571,8 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
-/// Hashes every planned file on all cores; checks blobs against their digests.
+/// Pass 1: hashes every planned file that is not content-addressed, on all cores. Blobs are
+/// named by their digest; they are hashed while they are written (pass 2), on a second core.
 fn hash_all(
     entries: &[(SafePath, Planned)],
     progress: Progress,
@@ -738,16 +772,13 @@ fn add_chart(
 fn chart_yaml_from_tgz(path: &Path) -> Result<String, String> {
     let f =
         std::fs::File::open(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-    let mut ar = tar::Archive::new(flate2::read::MultiGzDecoder::new(f));
-    let entries = ar
-        .entries()
-        .map_err(|e| format!("`{}` is not a packaged chart (.tgz): {e}", path.display()))?;
-    for entry in entries {
-        let mut entry = entry
-            .map_err(|e| format!("`{}` is not a packaged chart (.tgz): {e}", path.display()))?;
-        let p = entry.path_bytes().into_owned();
-        let p = String::from_utf8_lossy(&p);
-        let parts: Vec<&str> = p.trim_start_matches("./").split('/').collect();
+    let limits = Limits::default();
+    let mut ar = tar::Archive::new(MemberReader::foreign(f, limits));
+    let not_chart =
+        |e: EntryError| format!("`{}` is not a packaged chart (.tgz): {e}", path.display());
+    let mut entries = TarEntries::new(&mut ar, TarPolicy::foreign(limits)).map_err(not_chart)?;
+    while let Some(TarEntry { name, mut entry }) = entries.next_entry().map_err(not_chart)? {
+        let parts: Vec<&str> = name.as_str().split('/').collect();
         if parts.len() == 2 && parts[1] == "Chart.yaml" {
             let mut s = String::new();
             entry

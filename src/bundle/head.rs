@@ -1,16 +1,174 @@
-//! The head of a bundle: its first gzip member, holding `ferry.json` and `ferry.json.sig`.
-//! Re-signing replaces the head and copies every later byte unchanged.
+//! The head of a bundle: `ferry.json`, then optionally `ferry.json.sig`, the first entries
+//! of every bundle. Every reader of a bundle file reads them through this module (verify,
+//! extract and load stream on; inspect stops after the manifest; signing reads the head
+//! member alone). Re-signing replaces the head member and copies every later byte
+//! unchanged.
 
-use crate::bundle::archive::{Limits, MemberReader, TarGzWriter};
+use crate::bundle::archive::{
+    EntryError, Limits, MemberReader, TarEntries, TarGzWriter, TarPolicy,
+};
 use crate::bundle::build::write_head;
 use crate::bundle::manifest::{Manifest, MANIFEST_NAME, MAX_MANIFEST_BYTES, SIGNATURE_NAME};
-use crate::bundle::safepath::SafePath;
-use crate::bundle::verify::VerifyError;
+use crate::bundle::verify::{entry_error, flatten, VerifyError};
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-/// The decoded head of a bundle file.
+/// Largest `ferry.json.sig`.
+pub const MAX_SIGNATURE_BYTES: u64 = 64 * 1024;
+
+/// The first entry of a bundle, `NAME-VERSION/ferry.json`, checked and parsed.
+#[derive(Debug)]
+pub struct ManifestEntry {
+    /// `NAME-VERSION`, which the manifest's name and version agree with.
+    pub root: String,
+    pub manifest: Manifest,
+    pub bytes: Vec<u8>,
+    /// Modification time of the entry.
+    pub mtime: u64,
+}
+
+/// The head entries of a bundle.
+#[derive(Debug)]
+pub struct HeadEntries {
+    pub manifest: ManifestEntry,
+    pub signature: Option<Vec<u8>>,
+}
+
+/// Reads the first entry, which must be a regular file named `NAME-VERSION/ferry.json` of
+/// at most 64 MiB holding a valid manifest whose name and version make `NAME-VERSION`.
+/// `input` names the bundle in messages.
+pub fn read_manifest_entry<R: Read>(
+    input: &Path,
+    entries: &mut TarEntries<'_, R>,
+) -> Result<ManifestEntry, VerifyError> {
+    let not_bundle = |reason: String| VerifyError::NotABundle {
+        path: input.to_path_buf(),
+        reason,
+    };
+    let first = match entries.next_entry() {
+        Ok(Some(e)) => e,
+        Ok(None) => return Err(not_bundle("it holds no entries".into())),
+        Err(EntryError::Read(e)) => {
+            return Err(match e.kind() {
+                io::ErrorKind::InvalidData
+                | io::ErrorKind::UnexpectedEof
+                | io::ErrorKind::Other => not_bundle(format!(
+                    "reading the first entry (NAME-VERSION/{MANIFEST_NAME}): {}",
+                    flatten(&e)
+                )),
+                _ => VerifyError::Corrupt {
+                    location: "the first entry (ferry.json)".into(),
+                    detail: flatten(&e),
+                },
+            })
+        }
+        // Anything but a regular file named `ROOT/ferry.json` is not a bundle's first entry.
+        Err(e @ EntryError::UnsafePath { .. }) => {
+            return Err(not_bundle(format!(
+                "its first entry is not `NAME-VERSION/{MANIFEST_NAME}`: {e}"
+            )))
+        }
+        Err(EntryError::NotRegular { entry, kind }) if !is_manifest_name(&entry) => {
+            return Err(not_bundle(format!(
+                "the first entry is `{entry}` ({kind}), not `NAME-VERSION/{MANIFEST_NAME}`"
+            )))
+        }
+        Err(e) => return Err(entry_error(e, "the first entry (ferry.json)")),
+    };
+    let name = first.name.to_string();
+    if !is_manifest_name(&name) {
+        return Err(not_bundle(format!(
+            "the first entry is `{name}`, not `NAME-VERSION/{MANIFEST_NAME}`"
+        )));
+    }
+    let root = name
+        .split_once('/')
+        .map_or("", |(root, _)| root)
+        .to_string();
+    let mtime = first.entry.header().mtime().unwrap_or(0);
+    let bytes = read_small(first.entry, &name, MAX_MANIFEST_BYTES)?;
+    let manifest = Manifest::parse(&bytes)?;
+    if manifest.root() != root {
+        return Err(VerifyError::WrongRoot {
+            entry: name,
+            root: manifest.root(),
+        });
+    }
+    Ok(ManifestEntry {
+        root,
+        manifest,
+        bytes,
+        mtime,
+    })
+}
+
+/// Whether an entry name is `ROOT/ferry.json`: two components, the second `ferry.json`.
+fn is_manifest_name(name: &str) -> bool {
+    matches!(name.split_once('/'), Some((root, MANIFEST_NAME)) if !root.is_empty())
+}
+
+/// Reads the entry after the manifest when it is `NAME-VERSION/ferry.json.sig` (at most
+/// 64 KiB); any other entry is put back for the caller.
+pub fn read_signature_entry<R: Read>(
+    root: &str,
+    entries: &mut TarEntries<'_, R>,
+) -> Result<Option<Vec<u8>>, VerifyError> {
+    let after = format!("after `{root}/{MANIFEST_NAME}`");
+    let Some(next) = entries.next_entry().map_err(|e| entry_error(e, &after))? else {
+        return Ok(None);
+    };
+    let name = next.name.to_string();
+    if name != format!("{root}/{SIGNATURE_NAME}") {
+        entries.unread(next);
+        return Ok(None);
+    }
+    read_small(next.entry, &name, MAX_SIGNATURE_BYTES).map(Some)
+}
+
+/// Reads both head entries: the manifest, and the signature when it follows.
+pub fn read_entries<R: Read>(
+    input: &Path,
+    entries: &mut TarEntries<'_, R>,
+) -> Result<HeadEntries, VerifyError> {
+    let manifest = read_manifest_entry(input, entries)?;
+    let signature = read_signature_entry(&manifest.root, entries)?;
+    Ok(HeadEntries {
+        manifest,
+        signature,
+    })
+}
+
+/// Reads a whole small entry, refusing one over `limit` bytes.
+fn read_small<R: Read>(
+    mut e: tar::Entry<'_, R>,
+    name: &str,
+    limit: u64,
+) -> Result<Vec<u8>, VerifyError> {
+    if e.size() > limit {
+        return Err(VerifyError::Limit {
+            what: format!("size of `{name}`"),
+            limit,
+            found: e.size(),
+            flag: "",
+        });
+    }
+    let mut out = Vec::with_capacity(e.size() as usize);
+    e.read_to_end(&mut out)
+        .map_err(|err| VerifyError::Corrupt {
+            location: name.to_string(),
+            detail: flatten(&err),
+        })?;
+    if out.len() as u64 != e.size() {
+        return Err(VerifyError::Corrupt {
+            location: name.to_string(),
+            detail: "truncated".into(),
+        });
+    }
+    Ok(out)
+}
+
+/// The decoded head member of a bundle file.
 #[derive(Debug)]
 pub struct Head {
     pub root: String,
@@ -23,7 +181,8 @@ pub struct Head {
     pub body_offset: u64,
 }
 
-/// Reads and checks the head member of a bundle file.
+/// Reads and checks the head member of a bundle file alone: it must be a gzip member of
+/// its own holding exactly the head entries.
 pub fn read(path: &Path) -> Result<Head, VerifyError> {
     let not_bundle = |reason: String| VerifyError::NotABundle {
         path: path.to_path_buf(),
@@ -55,58 +214,28 @@ pub fn read(path: &Path) -> Result<Head, VerifyError> {
     let body_offset = *members.member_offsets().get(1).ok_or_else(|| {
         not_bundle("it has a single gzip member: the head is not separate".into())
     })?;
-    parse(&head, body_offset).map_err(not_bundle)
-}
-
-/// Splits the decompressed head member into its entries.
-fn parse(head: &[u8], body_offset: u64) -> Result<Head, String> {
-    let mut ar = tar::Archive::new(head);
-    let mut found: Vec<(String, Vec<u8>, u64)> = Vec::new();
-    for e in ar.entries().map_err(|e| e.to_string())? {
-        let mut e = e.map_err(|e| format!("its head member is damaged: {e}"))?;
-        let name = SafePath::from_bytes(&e.path_bytes()).map_err(|e| e.to_string())?;
-        let mtime = e.header().mtime().unwrap_or(0);
-        let mut data = Vec::new();
-        e.read_to_end(&mut data).map_err(|e| e.to_string())?;
-        found.push((name.to_string(), data, mtime));
-    }
-    let mut it = found.into_iter();
-    let (first, manifest_bytes, mtime) = it.next().ok_or("its head member holds no entries")?;
-    let root = match first.split_once('/') {
-        Some((root, MANIFEST_NAME)) => root.to_string(),
-        _ => {
-            return Err(format!(
-                "the first entry is `{first}`, not `NAME-VERSION/{MANIFEST_NAME}`"
-            ))
-        }
-    };
-    let signature = match it.next() {
-        Some((name, data, _)) if name == format!("{root}/{SIGNATURE_NAME}") => Some(data),
-        Some((name, _, _)) => {
-            return Err(format!(
-                "its head member holds `{name}`; only ferry.json and ferry.json.sig belong there"
-            ))
-        }
-        None => None,
-    };
-    if let Some((name, _, _)) = it.next() {
-        return Err(format!(
-            "its head member holds `{name}`; only ferry.json and ferry.json.sig belong there"
-        ));
-    }
-    let manifest = Manifest::parse(&manifest_bytes).map_err(|e| e.to_string())?;
-    if manifest.root() != root {
-        return Err(format!(
-            "ferry.json names the bundle `{}` but its folder is `{root}`",
-            manifest.root()
-        ));
+    let mut archive = tar::Archive::new(&head[..]);
+    let mut entries = TarEntries::new(&mut archive, TarPolicy::bundle(Limits::default()))
+        .map_err(|e| entry_error(e, "the head member"))?;
+    let HeadEntries {
+        manifest,
+        signature,
+    } = read_entries(path, &mut entries)?;
+    if let Some(extra) = entries
+        .next_entry()
+        .map_err(|e| entry_error(e, "the head member"))?
+    {
+        return Err(not_bundle(format!(
+            "its head member holds `{}`; only ferry.json and ferry.json.sig belong there",
+            extra.name
+        )));
     }
     Ok(Head {
-        root,
-        manifest,
-        manifest_bytes,
+        root: manifest.root,
+        manifest: manifest.manifest,
+        manifest_bytes: manifest.bytes,
         signature,
-        mtime,
+        mtime: manifest.mtime,
         body_offset,
     })
 }

@@ -1,54 +1,30 @@
 //! `ferry inspect`: the manifest of a bundle, read from its first entry only.
 
-use crate::bundle::archive::{Limits, MemberReader};
-use crate::bundle::manifest::{Manifest, MANIFEST_NAME, MAX_MANIFEST_BYTES};
-use crate::bundle::verify::{find_root, VerifyError};
+use crate::bundle::archive::{Limits, MemberReader, TarEntries, TarPolicy};
+use crate::bundle::head::read_manifest_entry;
+use crate::bundle::manifest::{Manifest, MANIFEST_NAME};
+use crate::bundle::verify::{entry_error, find_root, VerifyError};
 use std::fs::File;
-use std::io::Read;
 use std::path::Path;
 
 /// Reads the manifest of a bundle file (first entry only) or of an extracted folder.
 pub fn read_manifest(input: &Path) -> Result<(Manifest, Vec<u8>), VerifyError> {
-    let bytes = if input.is_dir() {
+    if input.is_dir() {
         let root = find_root(input)?;
         let p = root.join(MANIFEST_NAME);
-        std::fs::read(&p).map_err(|source| VerifyError::Open { path: p, source })?
-    } else {
-        let f = File::open(input).map_err(|source| VerifyError::Open {
-            path: input.to_path_buf(),
-            source,
-        })?;
-        let mut ar = tar::Archive::new(MemberReader::new(f, Limits::default()));
-        let not_bundle = |reason: String| VerifyError::NotABundle {
-            path: input.to_path_buf(),
-            reason,
-        };
-        let mut entries = ar.entries().map_err(|e| not_bundle(e.to_string()))?;
-        let first = entries
-            .next()
-            .ok_or_else(|| not_bundle("it holds no entries".into()))?
-            .map_err(|e| not_bundle(e.to_string()))?;
-        let path = first.path_bytes().into_owned();
-        let path = String::from_utf8_lossy(&path).into_owned();
-        if !path.ends_with(&format!("/{MANIFEST_NAME}")) || path.matches('/').count() != 1 {
-            return Err(not_bundle(format!(
-                "the first entry is `{path}`, not `NAME-VERSION/{MANIFEST_NAME}`"
-            )));
-        }
-        if first.size() > MAX_MANIFEST_BYTES {
-            return Err(not_bundle(format!(
-                "ferry.json is {} bytes, over the limit",
-                first.size()
-            )));
-        }
-        let mut out = Vec::new();
-        first
-            .take(MAX_MANIFEST_BYTES)
-            .read_to_end(&mut out)
-            .map_err(|e| not_bundle(e.to_string()))?;
-        out
-    };
-    Ok((Manifest::parse(&bytes)?, bytes))
+        let bytes = std::fs::read(&p).map_err(|source| VerifyError::Open { path: p, source })?;
+        return Ok((Manifest::parse(&bytes)?, bytes));
+    }
+    let f = File::open(input).map_err(|source| VerifyError::Open {
+        path: input.to_path_buf(),
+        source,
+    })?;
+    let limits = Limits::default();
+    let mut archive = tar::Archive::new(MemberReader::new(f, limits));
+    let mut entries = TarEntries::new(&mut archive, TarPolicy::bundle(limits))
+        .map_err(|e| entry_error(e, "start of the bundle"))?;
+    let head = read_manifest_entry(input, &mut entries)?;
+    Ok((head.manifest, head.bytes))
 }
 
 /// The inspect summary.

@@ -2,10 +2,8 @@
 
 use crate::bundle::manifest::{blob_hex, Manifest};
 use crate::oci::digest::Digest;
-use crate::oci::source::{
-    DOCKER_LIST, DOCKER_MANIFEST, MAX_JSON, OCI_INDEX, OCI_MANIFEST, REF_NAME,
-};
-use serde::Deserialize;
+use crate::oci::document::{self, Document, MAX_JSON, REF_NAME};
+use oci_spec::image::Descriptor;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// A broken reference inside `images/`.
@@ -13,8 +11,8 @@ use std::collections::{BTreeMap, BTreeSet};
 pub enum LayoutError {
     #[error("images/index.json is missing but the manifest lists {0} images")]
     NoIndex(usize),
-    #[error("{what} is not valid JSON: {detail}")]
-    Json { what: String, detail: String },
+    #[error("{what}: {detail}")]
+    Document { what: String, detail: String },
     #[error("image `{reference}`: {detail}")]
     Image { reference: String, detail: String },
     #[error("{from} refers to blob {digest}, which is not in the bundle")]
@@ -30,30 +28,6 @@ pub enum LayoutError {
     Unreferenced { digest: String },
     #[error("{from} ({digest}) is larger than {MAX_JSON} bytes, too large for a manifest")]
     TooLarge { from: String, digest: String },
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Desc {
-    #[serde(default)]
-    media_type: Option<String>,
-    digest: String,
-    size: u64,
-    #[serde(default)]
-    annotations: BTreeMap<String, String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Doc {
-    #[serde(default)]
-    media_type: Option<String>,
-    #[serde(default)]
-    manifests: Option<Vec<Desc>>,
-    #[serde(default)]
-    config: Option<Desc>,
-    #[serde(default)]
-    layers: Option<Vec<Desc>>,
 }
 
 /// What the check saw.
@@ -82,18 +56,14 @@ pub fn check(
         }
         return Err(LayoutError::NoIndex(manifest.images.len()));
     };
-    let index: Doc = serde_json::from_slice(index).map_err(|e| LayoutError::Json {
+    let index = document::read_layout_index(index).map_err(|e| LayoutError::Document {
         what: "images/index.json".into(),
         detail: e.to_string(),
     })?;
-    let descs = index.manifests.unwrap_or_default();
-    let mut by_name: BTreeMap<&str, &Desc> = BTreeMap::new();
-    for d in &descs {
-        let name = d
-            .annotations
-            .get(REF_NAME)
-            .map(String::as_str)
-            .unwrap_or("");
+    let descs = index.manifests();
+    let mut by_name: BTreeMap<&str, &Descriptor> = BTreeMap::new();
+    for d in descs {
+        let name = document::annotation(d, REF_NAME).unwrap_or("");
         if by_name.insert(name, d).is_some() {
             return Err(LayoutError::Image {
                 reference: name.into(),
@@ -108,12 +78,13 @@ pub fn check(
                 reference: img.reference.clone(),
                 detail: "listed in ferry.json but not in images/index.json".into(),
             })?;
-        if d.digest != img.digest.to_string() {
+        if d.digest().as_ref() != img.digest.to_string() {
             return Err(LayoutError::Image {
                 reference: img.reference.clone(),
                 detail: format!(
                     "ferry.json says {} but images/index.json says {}",
-                    img.digest, d.digest
+                    img.digest,
+                    d.digest()
                 ),
             });
         }
@@ -134,8 +105,8 @@ pub fn check(
         reached: BTreeSet::new(),
         manifests: 0,
     };
-    for d in &descs {
-        let name = d.annotations.get(REF_NAME).cloned().unwrap_or_default();
+    for d in descs {
+        let name = document::annotation(d, REF_NAME).unwrap_or_default();
         walk.node(d, &format!("image `{name}`"), 0)?;
     }
     if let Some(extra) = blobs.keys().find(|h| !walk.reached.contains(**h)) {
@@ -158,10 +129,10 @@ struct Walker<'a> {
 }
 
 impl Walker<'_> {
-    fn blob(&mut self, d: &Desc, from: &str) -> Result<String, LayoutError> {
-        let digest: Digest = d.digest.parse().map_err(|_| LayoutError::Missing {
+    fn blob(&mut self, d: &Descriptor, from: &str) -> Result<String, LayoutError> {
+        let digest: Digest = document::digest_of(d).ok_or_else(|| LayoutError::Missing {
             from: from.into(),
-            digest: d.digest.clone(),
+            digest: d.digest().to_string(),
         })?;
         let hex = digest.hex().to_string();
         let found = *self
@@ -169,13 +140,13 @@ impl Walker<'_> {
             .get(hex.as_str())
             .ok_or_else(|| LayoutError::Missing {
                 from: from.into(),
-                digest: d.digest.clone(),
+                digest: d.digest().to_string(),
             })?;
-        if found != d.size {
+        if found != d.size() {
             return Err(LayoutError::Size {
                 from: from.into(),
-                digest: d.digest.clone(),
-                expected: d.size,
+                digest: d.digest().to_string(),
+                expected: d.size(),
                 found,
             });
         }
@@ -183,7 +154,7 @@ impl Walker<'_> {
         Ok(hex)
     }
 
-    fn node(&mut self, d: &Desc, from: &str, depth: u32) -> Result<(), LayoutError> {
+    fn node(&mut self, d: &Descriptor, from: &str, depth: u32) -> Result<(), LayoutError> {
         let hex = self.blob(d, from)?;
         if depth > 4 {
             return Err(LayoutError::Image {
@@ -193,39 +164,28 @@ impl Walker<'_> {
         }
         let bytes = (self.json)(&hex).ok_or_else(|| LayoutError::TooLarge {
             from: from.into(),
-            digest: d.digest.clone(),
+            digest: d.digest().to_string(),
         })?;
-        let doc: Doc = serde_json::from_slice(&bytes).map_err(|e| LayoutError::Json {
-            what: format!("manifest {}", d.digest),
-            detail: e.to_string(),
+        let here = format!("manifest {}", d.digest());
+        let (_, doc) = Document::parse(&bytes, Some(d.media_type().as_ref())).map_err(|e| {
+            LayoutError::Document {
+                what: here.clone(),
+                detail: e.to_string(),
+            }
         })?;
         self.manifests += 1;
-        let here = format!("manifest {}", d.digest);
-        let media = d
-            .media_type
-            .clone()
-            .or(doc.media_type.clone())
-            .unwrap_or_default();
-        let is_index = matches!(media.as_str(), OCI_INDEX | DOCKER_LIST)
-            || (media.is_empty() && doc.manifests.is_some());
-        if is_index {
-            for child in doc.manifests.unwrap_or_default() {
-                self.node(&child, &here, depth + 1)?;
+        match doc {
+            Document::Index(index) => {
+                for child in index.manifests() {
+                    self.node(child, &here, depth + 1)?;
+                }
             }
-        } else if matches!(media.as_str(), OCI_MANIFEST | DOCKER_MANIFEST) || doc.config.is_some() {
-            let config = doc.config.ok_or_else(|| LayoutError::Image {
-                reference: here.clone(),
-                detail: "has no config".into(),
-            })?;
-            self.blob(&config, &here)?;
-            for layer in doc.layers.unwrap_or_default() {
-                self.blob(&layer, &here)?;
+            Document::Manifest(manifest) => {
+                self.blob(manifest.config(), &here)?;
+                for layer in manifest.layers() {
+                    self.blob(layer, &here)?;
+                }
             }
-        } else {
-            return Err(LayoutError::Image {
-                reference: here,
-                detail: format!("unsupported media type `{media}`"),
-            });
         }
         Ok(())
     }

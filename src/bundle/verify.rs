@@ -1,7 +1,10 @@
 //! `ferry verify`: one streaming pass that checks every byte of a bundle against its
 //! manifest, for a `.tar.gz` or a folder extracted with plain `tar -xzf`.
 
-use crate::bundle::archive::{Limits, MemberReader};
+use crate::bundle::archive::{
+    limit_hint, EntryError, Limits, MemberInfo, MemberReader, TarEntries, TarEntry, TarPolicy,
+};
+use crate::bundle::head::{self, ManifestEntry};
 use crate::bundle::layout::{self, LayoutError, LayoutSummary};
 use crate::bundle::manifest::{
     blob_hex, FileEntry, Manifest, ManifestError, Mode, MANIFEST_NAME, MAX_MANIFEST_BYTES,
@@ -11,7 +14,7 @@ use crate::bundle::safepath::{SafePath, UnsafePath};
 use crate::oci::digest::{BackgroundHasher, Digest, Hasher};
 use crate::oci::source::MAX_JSON;
 use crate::progress::Progress;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -145,7 +148,7 @@ pub struct EntryPlace {
     /// Offset of the data in the decompressed tar stream.
     pub data_offset: u64,
     /// The gzip member its header was read from.
-    pub member: Option<crate::bundle::archive::MemberInfo>,
+    pub member: Option<MemberInfo>,
 }
 
 /// Verifies a bundle file or folder.
@@ -175,133 +178,180 @@ pub fn stream(
     let reader = MemberReader::new(bar.wrap_read(file), limits);
     let table = reader.table();
     let mut archive = tar::Archive::new(reader);
-    let corrupt = |location: &str, e: io::Error| VerifyError::Corrupt {
-        location: location.to_string(),
-        detail: flatten(&e),
-    };
-    let mut entries = archive
-        .entries()
-        .map_err(|e| corrupt("start of the bundle", e))?;
+    let mut entries = TarEntries::new(&mut archive, TarPolicy::bundle(limits))
+        .map_err(|e| entry_error(e, "start of the bundle"))?;
 
-    // The head: ferry.json first, then optionally its signature.
-    let first = match entries.next() {
-        None => {
-            return Err(VerifyError::NotABundle {
-                path: opts.input.clone(),
-                reason: "it holds no entries".into(),
-            })
-        }
-        Some(e) => e.map_err(|e| match e.kind() {
-            io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof | io::ErrorKind::Other => {
-                VerifyError::NotABundle {
-                    path: opts.input.clone(),
-                    reason: format!(
-                        "reading the first entry (NAME-VERSION/{MANIFEST_NAME}): {}",
-                        flatten(&e)
-                    ),
-                }
-            }
-            _ => corrupt("the first entry (ferry.json)", e),
-        })?,
-    };
-    let first_name = entry_path(&first)?;
-    let root = match first_name.as_str().split_once('/') {
-        Some((root, MANIFEST_NAME)) => root.to_string(),
-        _ => {
-            return Err(VerifyError::NotABundle {
-                path: opts.input.clone(),
-                reason: format!(
-                    "the first entry is `{first_name}`, not `NAME-VERSION/{MANIFEST_NAME}`"
-                ),
-            })
-        }
-    };
-    require_regular(&first, &first_name)?;
-    let head_mtime = first.header().mtime().unwrap_or(0);
-    let manifest_bytes = read_small(first, &first_name, MAX_MANIFEST_BYTES, "")?;
-    let manifest = Manifest::parse(&manifest_bytes)?;
-    if manifest.root() != root {
-        return Err(VerifyError::WrongRoot {
-            entry: first_name.to_string(),
-            root: manifest.root(),
-        });
-    }
-    check_limits(&manifest, &limits)?;
-    let listed: HashMap<&str, &FileEntry> = manifest
-        .files
-        .iter()
-        .map(|f| (f.path.as_str(), f))
-        .collect();
-    let mut seen: HashMap<&str, ()> = HashMap::with_capacity(listed.len());
-    let mut json_blobs: HashMap<String, Vec<u8>> = HashMap::new();
-    let mut json_budget: u64 = 64 * 1024 * 1024;
-    let mut index_json: Option<Vec<u8>> = None;
-    let mut signature: Option<Vec<u8>> = None;
-    let mut pending: Option<tar::Entry<'_, MemberReader<_>>> = None;
-    let mut last = first_name.to_string();
-
-    // The signature, if present, is the second entry.
-    match entries.next() {
-        None => {}
-        Some(e) => {
-            let e = e.map_err(|e| corrupt(&format!("after `{last}`"), e))?;
-            let name = entry_path(&e)?;
-            if name.as_str() == format!("{root}/{SIGNATURE_NAME}") {
-                require_regular(&e, &name)?;
-                signature = Some(read_small(e, &name, 64 * 1024, "")?);
-                last = name.to_string();
-            } else {
-                pending = Some(e);
-            }
-        }
-    }
-    let head_check = match opts.check_head {
-        Some(check) => {
-            Some(check(&manifest_bytes, signature.as_deref()).map_err(VerifyError::Head)?)
-        }
-        None => None,
-    };
+    // The head: ferry.json first, checked against the limits before anything else is
+    // read, then optionally its signature.
+    let ManifestEntry {
+        root,
+        manifest,
+        bytes: manifest_bytes,
+        mtime: head_mtime,
+    } = &head::read_manifest_entry(&opts.input, &mut entries)?;
+    check_limits(manifest, &limits)?;
+    let signature = &head::read_signature_entry(root, &mut entries)?;
+    let head_check = run_head_check(opts.check_head, manifest_bytes, signature.as_deref())?;
     if let Some(s) = sink.as_deref_mut() {
-        s.start(&manifest, &manifest_bytes, signature.as_deref(), head_mtime)
+        s.start(manifest, manifest_bytes, signature.as_deref(), *head_mtime)
             .map_err(|source| VerifyError::Io {
                 path: opts.input.clone(),
                 source,
             })?;
     }
 
-    let mut buf = vec![0u8; BUF];
-    let bg = BackgroundHasher::new(4, BUF);
-    let mut bytes_checked = 0u64;
-    let mut count = 0u64;
-    loop {
-        let mut entry = match pending.take() {
-            Some(e) => e,
-            None => match entries.next() {
-                None => break,
-                Some(e) => e.map_err(|e| corrupt(&format!("after `{last}`"), e))?,
-            },
-        };
-        count += 1;
-        if count > limits.max_entries {
-            return Err(VerifyError::Limit {
-                what: "number of entries".into(),
-                limit: limits.max_entries,
-                found: count,
-                flag: "--max-entries",
-            });
+    // The body: every other entry, each listed once, with its size, mode and digest.
+    let mut body = Body::new(manifest, root);
+    let mut copier = Copier::new();
+    let mut last = match signature {
+        Some(_) => format!("{root}/{SIGNATURE_NAME}"),
+        None => format!("{root}/{MANIFEST_NAME}"),
+    };
+    while let Some(TarEntry { name, entry }) = entries
+        .next_entry()
+        .map_err(|e| entry_error(e, &format!("after `{last}`")))?
+    {
+        let member = table.lock().expect("member table").last().copied();
+        check_entry(
+            &mut body,
+            &mut copier,
+            sink.as_deref_mut(),
+            &name,
+            entry,
+            member,
+        )?;
+        last = name.to_string();
+    }
+    drop(entries);
+
+    // After the end-of-archive block: only zero padding, then a clean end of the last member.
+    let mut rest = archive.into_inner();
+    check_end(&mut rest, &last, &mut copier.buf)?;
+    bar.finish_and_clear();
+    body.check_complete()?;
+    let layout = layout::check(manifest, body.index_json.as_deref(), &|hex| {
+        body.json_blobs.get(hex).cloned()
+    })?;
+    Ok(Evidence {
+        bundle: opts.input.clone(),
+        form: "tar.gz",
+        name: manifest.name.clone(),
+        version: manifest.version.clone(),
+        created: manifest.created.clone(),
+        manifest_digest: Digest::of(manifest_bytes),
+        files_checked: manifest.files.len(),
+        bytes_checked: body.bytes_checked,
+        blobs_checked: layout.blobs,
+        layout,
+        gzip_members: rest.members(),
+        signature_present: signature.is_some(),
+        head_check,
+        checks: CHECKS.to_vec(),
+    })
+}
+
+/// Checks one entry after the head against the manifest, streaming its data into the
+/// sink (if any) while hashing it; `member` is the gzip member its header was read from.
+fn check_entry<'s, R: Read>(
+    body: &mut Body<'_>,
+    copier: &mut Copier,
+    mut sink: Option<&mut (dyn Sink + 's)>,
+    name: &SafePath,
+    entry: tar::Entry<'_, R>,
+    member: Option<MemberInfo>,
+) -> Result<(), VerifyError> {
+    let (listed, rel) = body.admit(name, &entry)?;
+    let mtime = entry.header().mtime().unwrap_or(0);
+    let place = EntryPlace {
+        data_offset: entry.raw_file_position(),
+        member,
+    };
+    let keep_json = rel.as_str() == "images/index.json"
+        || (blob_hex(&rel).is_some() && listed.size <= MAX_JSON);
+    let io_error = |source| VerifyError::Io {
+        path: PathBuf::from(name.as_str()),
+        source,
+    };
+    let out = match sink.as_deref_mut() {
+        Some(s) => Some(s.open(listed, place).map_err(io_error)?),
+        None => None,
+    };
+    let (digest, kept) = copier.copy(entry, name, out, keep_json)?;
+    if digest != listed.digest {
+        return Err(VerifyError::DigestMismatch {
+            entry: name.to_string(),
+            expected: listed.digest.clone(),
+            found: digest,
+        });
+    }
+    if let Some(s) = sink {
+        s.close(listed, mtime).map_err(io_error)?;
+    }
+    body.record(listed, &rel, kept)
+}
+
+/// Runs the head check (signature verification), if there is one.
+fn run_head_check(
+    check: Option<&HeadCheck<'_>>,
+    manifest_bytes: &[u8],
+    signature: Option<&[u8]>,
+) -> Result<Option<serde_json::Value>, VerifyError> {
+    check
+        .map(|check| check(manifest_bytes, signature).map_err(VerifyError::Head))
+        .transpose()
+}
+
+/// Largest sum of image manifests, configs and indexes kept for the layout check.
+const JSON_BUDGET: u64 = 64 * 1024 * 1024;
+
+/// What the body entries are checked against, and what they leave for the layout check.
+struct Body<'m> {
+    manifest: &'m Manifest,
+    root: &'m str,
+    listed: HashMap<&'m str, &'m FileEntry>,
+    seen: HashSet<&'m str>,
+    json_blobs: HashMap<String, Vec<u8>>,
+    json_left: u64,
+    index_json: Option<Vec<u8>>,
+    bytes_checked: u64,
+}
+
+impl<'m> Body<'m> {
+    fn new(manifest: &'m Manifest, root: &'m str) -> Self {
+        let listed: HashMap<&str, &FileEntry> = manifest
+            .files
+            .iter()
+            .map(|f| (f.path.as_str(), f))
+            .collect();
+        Body {
+            manifest,
+            root,
+            seen: HashSet::with_capacity(listed.len()),
+            listed,
+            json_blobs: HashMap::new(),
+            json_left: JSON_BUDGET,
+            index_json: None,
+            bytes_checked: 0,
         }
-        let name = entry_path(&entry)?;
-        require_regular(&entry, &name)?;
+    }
+
+    /// Checks an entry's header against the manifest: inside the bundle folder, listed,
+    /// not seen before, with the listed size and mode. Returns its listing and bundle path.
+    fn admit<R: Read>(
+        &mut self,
+        name: &SafePath,
+        entry: &tar::Entry<'_, R>,
+    ) -> Result<(&'m FileEntry, SafePath), VerifyError> {
         let rel = match name.strip_first() {
-            Some(rel) if name.first() == root => rel,
+            Some(rel) if name.first() == self.root => rel,
             _ => {
                 return Err(VerifyError::WrongRoot {
                     entry: name.to_string(),
-                    root: root.clone(),
+                    root: self.root.to_string(),
                 })
             }
         };
-        let listed_entry = *listed.get(rel.as_str()).ok_or_else(|| {
+        let listed = *self.listed.get(rel.as_str()).ok_or_else(|| {
             if rel.as_str() == MANIFEST_NAME || rel.as_str() == SIGNATURE_NAME {
                 VerifyError::Duplicate {
                     entry: name.to_string(),
@@ -312,104 +362,159 @@ pub fn stream(
                 }
             }
         })?;
-        if seen.insert(listed_entry.path.as_str(), ()).is_some() {
+        if !self.seen.insert(listed.path.as_str()) {
             return Err(VerifyError::Duplicate {
                 entry: name.to_string(),
             });
         }
-        let size = entry.size();
-        if size != listed_entry.size {
+        if entry.size() != listed.size {
             return Err(VerifyError::SizeMismatch {
                 entry: name.to_string(),
-                expected: listed_entry.size,
-                found: size,
+                expected: listed.size,
+                found: entry.size(),
             });
         }
-        let mode = entry
-            .header()
-            .mode()
-            .map_err(|e| corrupt(name.as_str(), e))?
-            & 0o7777;
-        if Mode::from_bits(mode) != Some(listed_entry.mode) {
+        let mode = entry.header().mode().map_err(|e| VerifyError::Corrupt {
+            location: name.to_string(),
+            detail: flatten(&e),
+        })? & 0o7777;
+        if Mode::from_bits(mode) != Some(listed.mode) {
             return Err(VerifyError::ModeMismatch {
                 entry: name.to_string(),
-                expected: listed_entry.mode.bits(),
+                expected: listed.mode.bits(),
                 found: mode,
             });
         }
-        let mtime = entry.header().mtime().unwrap_or(0);
-        let place = EntryPlace {
-            data_offset: entry.raw_file_position(),
-            member: table.lock().expect("member table").last().copied(),
+        Ok((listed, rel))
+    }
+
+    /// Counts a checked entry and keeps its bytes when the layout check needs them.
+    fn record(
+        &mut self,
+        listed: &FileEntry,
+        rel: &SafePath,
+        kept: Vec<u8>,
+    ) -> Result<(), VerifyError> {
+        self.bytes_checked += listed.size;
+        if kept.is_empty() {
+            return Ok(());
+        }
+        if rel.as_str() == "images/index.json" {
+            self.index_json = Some(kept);
+        } else if let Some(hex) = blob_hex(rel) {
+            self.json_left = self
+                .json_left
+                .checked_sub(kept.len() as u64)
+                .ok_or_else(|| VerifyError::Limit {
+                    what: "total size of image manifests".into(),
+                    limit: JSON_BUDGET,
+                    found: JSON_BUDGET + 1,
+                    flag: "",
+                })?;
+            self.json_blobs.insert(hex.to_string(), kept);
+        }
+        Ok(())
+    }
+
+    /// Every listed file was seen.
+    fn check_complete(&self) -> Result<(), VerifyError> {
+        if self.seen.len() == self.listed.len() {
+            return Ok(());
+        }
+        let missing: Vec<&str> = self
+            .manifest
+            .files
+            .iter()
+            .map(|f| f.path.as_str())
+            .filter(|p| !self.seen.contains(p))
+            .collect();
+        Err(VerifyError::Missing {
+            count: missing.len(),
+            first: format!("{}/{}", self.root, missing[0]),
+        })
+    }
+}
+
+/// Streams entry data to a sink while hashing it.
+struct Copier {
+    buf: Vec<u8>,
+    bg: BackgroundHasher,
+}
+
+impl Copier {
+    fn new() -> Self {
+        Copier {
+            buf: vec![0u8; BUF],
+            bg: BackgroundHasher::new(4, BUF),
+        }
+    }
+
+    /// Reads the whole entry into `out`, returning its digest and, when `keep_json` and
+    /// it looks like JSON, its first `MAX_JSON` bytes.
+    fn copy<R: Read>(
+        &mut self,
+        mut entry: tar::Entry<'_, R>,
+        name: &SafePath,
+        mut out: Option<Box<dyn Write + '_>>,
+        keep_json: bool,
+    ) -> Result<(Digest, Vec<u8>), VerifyError> {
+        let size = entry.size();
+        let io_error = |source| VerifyError::Io {
+            path: PathBuf::from(name.as_str()),
+            source,
         };
-        let keep_json =
-            rel.as_str() == "images/index.json" || (blob_hex(&rel).is_some() && size <= MAX_JSON);
         let mut kept = Vec::new();
         // Large entries are hashed on a second core while this thread inflates the next
         // chunk; small ones inline, where a round trip to the worker would cost more.
         let background = size >= BUF as u64;
         let mut hasher = Hasher::new();
         let mut read_total = 0u64;
-        {
-            let mut out = match sink.as_deref_mut() {
-                Some(s) => Some(
-                    s.open(listed_entry, place)
-                        .map_err(|source| VerifyError::Io {
-                            path: PathBuf::from(name.as_str()),
-                            source,
-                        })?,
-                ),
-                None => None,
+        loop {
+            let mut b = if background {
+                self.bg.buffer()
+            } else {
+                std::mem::take(&mut self.buf)
             };
-            loop {
-                let mut b = if background {
-                    bg.buffer()
-                } else {
-                    std::mem::take(&mut buf)
-                };
-                let n = loop {
-                    match entry.read(&mut b) {
-                        Ok(n) => break n,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(e) => return Err(corrupt(name.as_str(), e)),
+            let n = loop {
+                match entry.read(&mut b) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        return Err(VerifyError::Corrupt {
+                            location: name.to_string(),
+                            detail: flatten(&e),
+                        })
                     }
-                };
-                if n == 0 {
-                    if background {
-                        bg.give_back(b);
-                    } else {
-                        buf = b;
-                    }
-                    break;
                 }
-                read_total += n as u64;
-                if keep_json && (kept.len() as u64) < MAX_JSON && (!kept.is_empty() || b[0] == b'{')
-                {
-                    kept.extend_from_slice(&b[..n]);
-                }
-                if let Some(o) = out.as_mut() {
-                    o.write_all(&b[..n]).map_err(|source| VerifyError::Io {
-                        path: PathBuf::from(name.as_str()),
-                        source,
-                    })?;
-                }
+            };
+            if n == 0 {
                 if background {
-                    b.truncate(n);
-                    bg.submit(b);
+                    self.bg.give_back(b);
                 } else {
-                    hasher.update(&b[..n]);
-                    buf = b;
+                    self.buf = b;
                 }
+                break;
             }
-            if let Some(mut o) = out {
-                o.flush().map_err(|source| VerifyError::Io {
-                    path: PathBuf::from(name.as_str()),
-                    source,
-                })?;
+            read_total += n as u64;
+            if keep_json && (kept.len() as u64) < MAX_JSON && (!kept.is_empty() || b[0] == b'{') {
+                kept.extend_from_slice(&b[..n]);
+            }
+            if let Some(o) = out.as_mut() {
+                o.write_all(&b[..n]).map_err(io_error)?;
+            }
+            if background {
+                b.truncate(n);
+                self.bg.submit(b);
+            } else {
+                hasher.update(&b[..n]);
+                self.buf = b;
             }
         }
+        if let Some(mut o) = out {
+            o.flush().map_err(io_error)?;
+        }
         let digest = if background {
-            bg.finish().0
+            self.bg.finish().0
         } else {
             hasher.finish()
         };
@@ -419,101 +524,37 @@ pub fn stream(
                 detail: format!("only {read_total} of {size} bytes present"),
             });
         }
-        if digest != listed_entry.digest {
-            return Err(VerifyError::DigestMismatch {
-                entry: name.to_string(),
-                expected: listed_entry.digest.clone(),
-                found: digest,
-            });
-        }
-        if let Some(s) = sink.as_deref_mut() {
-            s.close(listed_entry, mtime)
-                .map_err(|source| VerifyError::Io {
-                    path: PathBuf::from(name.as_str()),
-                    source,
-                })?;
-        }
-        bytes_checked += size;
-        if !kept.is_empty() {
-            if rel.as_str() == "images/index.json" {
-                index_json = Some(kept);
-            } else if let Some(hex) = blob_hex(&rel) {
-                json_budget = json_budget.checked_sub(kept.len() as u64).ok_or_else(|| {
-                    VerifyError::Limit {
-                        what: "total size of image manifests".into(),
-                        limit: 64 * 1024 * 1024,
-                        found: 64 * 1024 * 1024 + 1,
-                        flag: "",
-                    }
-                })?;
-                json_blobs.insert(hex.to_string(), kept);
-            }
-        }
-        last = name.to_string();
+        Ok((digest, kept))
     }
+}
 
-    // After the end-of-archive block: only zero padding, then a clean end of the last member.
-    let mut rest = archive.into_inner();
+/// After the end-of-archive marker: at most 1 MiB of zeros, then the clean end of the
+/// last member and of the file.
+fn check_end<R: Read>(rest: &mut R, last: &str, buf: &mut [u8]) -> Result<(), VerifyError> {
+    let trailing = |detail: String| VerifyError::Trailing {
+        after: last.to_string(),
+        detail,
+    };
     let mut zeros = 0u64;
     loop {
-        let n = match rest.read(&mut buf) {
-            Ok(0) => break,
+        let n = match rest.read(buf) {
+            Ok(0) => return Ok(()),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                return Err(VerifyError::Trailing {
-                    after: last.clone(),
-                    detail: flatten(&e),
-                })
-            }
+            Err(e) => return Err(trailing(flatten(&e))),
         };
         if buf[..n].iter().any(|b| *b != 0) {
-            return Err(VerifyError::Trailing {
-                after: last.clone(),
-                detail: "non-zero data after the end-of-archive marker".into(),
-            });
+            return Err(trailing(
+                "non-zero data after the end-of-archive marker".into(),
+            ));
         }
         zeros += n as u64;
         if zeros > 1 << 20 {
-            return Err(VerifyError::Trailing {
-                after: last.clone(),
-                detail: "more than 1 MiB of padding after the end-of-archive marker".into(),
-            });
+            return Err(trailing(
+                "more than 1 MiB of padding after the end-of-archive marker".into(),
+            ));
         }
     }
-    bar.finish_and_clear();
-
-    if seen.len() != listed.len() {
-        let missing: Vec<&str> = manifest
-            .files
-            .iter()
-            .map(|f| f.path.as_str())
-            .filter(|p| !seen.contains_key(p))
-            .collect();
-        return Err(VerifyError::Missing {
-            count: missing.len(),
-            first: format!("{root}/{}", missing[0]),
-        });
-    }
-    let layout = layout::check(&manifest, index_json.as_deref(), &|hex| {
-        json_blobs.get(hex).cloned()
-    })?;
-    Ok(Evidence {
-        bundle: opts.input.clone(),
-        form: "tar.gz",
-        name: manifest.name.clone(),
-        version: manifest.version.clone(),
-        created: manifest.created.clone(),
-        manifest_digest: Digest::of(&manifest_bytes),
-        files_checked: manifest.files.len(),
-        bytes_checked,
-        blobs_checked: layout.blobs,
-        layout,
-        gzip_members: rest.members(),
-        signature_present: signature.is_some(),
-        head_check,
-        checks: CHECKS.to_vec(),
-    })
 }
 
 const CHECKS: [&str; 7] = [
@@ -526,16 +567,32 @@ const CHECKS: [&str; 7] = [
     "gzip framing is canonical, CRCs match, nothing follows the archive",
 ];
 
-/// How to raise a limit, for messages: fixed limits have no flag.
-fn limit_hint(flag: &str) -> String {
-    if flag.starts_with("--") {
-        format!("; raise it with {flag} if the bundle is trusted")
-    } else {
-        "; this limit is fixed".to_string()
+/// An error of the tar facility as a verification finding; `location` says where a read
+/// error happened.
+pub(crate) fn entry_error(e: EntryError, location: &str) -> VerifyError {
+    match e {
+        EntryError::Read(e) => VerifyError::Corrupt {
+            location: location.to_string(),
+            detail: flatten(&e),
+        },
+        EntryError::UnsafePath { entry, reason } => VerifyError::UnsafePath { entry, reason },
+        EntryError::NotRegular { entry, kind } => VerifyError::NotRegular { entry, kind },
+        EntryError::Limit {
+            what,
+            limit,
+            found,
+            flag,
+        } => VerifyError::Limit {
+            what,
+            limit,
+            found,
+            flag,
+        },
     }
 }
 
-fn flatten(e: &io::Error) -> String {
+/// An I/O error with its chain of causes, for messages.
+pub(crate) fn flatten(e: &io::Error) -> String {
     let mut s = e.to_string();
     let mut src = std::error::Error::source(e);
     while let Some(inner) = src {
@@ -547,74 +604,6 @@ fn flatten(e: &io::Error) -> String {
         src = inner.source();
     }
     s
-}
-
-fn entry_path<R: Read>(e: &tar::Entry<'_, R>) -> Result<SafePath, VerifyError> {
-    let raw = e.path_bytes();
-    SafePath::from_bytes(&raw).map_err(|reason| VerifyError::UnsafePath {
-        entry: String::from_utf8_lossy(&raw).escape_debug().to_string(),
-        reason,
-    })
-}
-
-fn require_regular<R: Read>(e: &tar::Entry<'_, R>, name: &SafePath) -> Result<(), VerifyError> {
-    let t = e.header().entry_type();
-    if t == tar::EntryType::Regular {
-        return Ok(());
-    }
-    let kind = match t {
-        tar::EntryType::Directory => "directory".to_string(),
-        tar::EntryType::Symlink => format!(
-            "symbolic link to `{}`",
-            e.link_name_bytes()
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .unwrap_or_default()
-        ),
-        tar::EntryType::Link => format!(
-            "hard link to `{}`",
-            e.link_name_bytes()
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .unwrap_or_default()
-        ),
-        tar::EntryType::Char => "character device".into(),
-        tar::EntryType::Block => "block device".into(),
-        tar::EntryType::Fifo => "FIFO".into(),
-        tar::EntryType::XGlobalHeader => "PAX global header".into(),
-        other => format!("entry of type {:?}", other.as_byte() as char),
-    };
-    Err(VerifyError::NotRegular {
-        entry: name.to_string(),
-        kind,
-    })
-}
-
-fn read_small<R: Read>(
-    mut e: tar::Entry<'_, R>,
-    name: &SafePath,
-    limit: u64,
-    flag: &'static str,
-) -> Result<Vec<u8>, VerifyError> {
-    if e.size() > limit {
-        return Err(VerifyError::Limit {
-            what: format!("size of `{name}`"),
-            limit,
-            found: e.size(),
-            flag,
-        });
-    }
-    let mut out = Vec::with_capacity(e.size() as usize);
-    e.read_to_end(&mut out)
-        .map_err(|err| VerifyError::Corrupt {
-            location: name.to_string(),
-            detail: flatten(&err),
-        })?;
-    if out.len() as u64 != e.size() {
-        return Err(VerifyError::Corrupt {
-            location: name.to_string(),
-            detail: "truncated".into(),
-        });
-    }
-    Ok(out)
 }
 
 fn check_limits(m: &Manifest, limits: &Limits) -> Result<(), VerifyError> {
@@ -688,7 +677,7 @@ fn verify_dir(opts: &VerifyOptions) -> Result<Evidence, VerifyError> {
     let manifest_path = root.join(MANIFEST_NAME);
     for (path, limit) in [
         (&manifest_path, MAX_MANIFEST_BYTES),
-        (&root.join(SIGNATURE_NAME), 64 * 1024),
+        (&root.join(SIGNATURE_NAME), head::MAX_SIGNATURE_BYTES),
     ] {
         if let Ok(meta) = std::fs::metadata(path) {
             if meta.len() > limit {

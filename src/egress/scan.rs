@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
-use std::path::{Component, Path, PathBuf};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::classify::{classify, ClusterNames};
@@ -12,9 +12,21 @@ use super::finder::{self, find, key_value, split_comment, LineCtx, MARKER};
 use super::template::{self, assemble, Env, RenderedLine, TNode};
 use super::values::{self, Document, Node, Value, Values};
 use super::{CheckOptions, Diagnostic, EgressError, Finding, Kind, Report, Source, Verdict};
+use crate::bundle::archive::{Limits, MemberReader, TarEntries, TarEntry, TarPolicy};
 
 /// Files larger than this are not read (reported as a diagnostic).
 const MAX_FILE: u64 = 32 << 20;
+/// Packaged charts inside packaged charts are unpacked this many levels deep; a deeper one
+/// is reported and not checked.
+pub const MAX_CHART_DEPTH: usize = 3;
+/// What unpacking packaged charts may write over the whole check, nested ones included.
+const UNPACK_LIMITS: Limits = Limits {
+    max_ratio: 200,
+    ratio_slack: 16 << 20,
+    max_entry_size: MAX_FILE,
+    max_entries: 10_000,
+    max_total_size: 16 * MAX_FILE,
+};
 /// Evidence text is cut to this many characters.
 const MAX_TEXT: usize = 240;
 
@@ -68,6 +80,15 @@ struct State {
     names: ClusterNames,
     /// Lines of every values file read, by display path, for evidence text.
     value_lines: HashMap<String, Vec<String>>,
+    /// Files and bytes written by unpacking packaged charts so far.
+    unpacked: Unpacked,
+}
+
+/// What unpacking packaged charts has used of `UNPACK_LIMITS`.
+#[derive(Default)]
+struct Unpacked {
+    entries: u64,
+    bytes: u64,
 }
 
 impl State {
@@ -169,7 +190,7 @@ pub fn check(opts: &CheckOptions) -> Result<Report, EgressError> {
     }
 
     let mut temps = Vec::new();
-    let files = walk(root, "", &mut temps, &mut st)?;
+    let files = walk(root, "", 0, &mut temps, &mut st)?;
     let (charts, others) = layout(&files);
     for c in &charts {
         st.names.charts.insert(c.name.clone());
@@ -367,9 +388,11 @@ fn bundle_root(dir: &Path) -> PathBuf {
 }
 
 /// Walk `dir`, returning files in name order; packaged charts are unpacked beside it.
+/// `depth` is the number of packaged charts `dir` is inside.
 fn walk(
     dir: &Path,
     prefix: &str,
+    depth: usize,
     temps: &mut Vec<tempfile::TempDir>,
     st: &mut State,
 ) -> Result<Vec<FileRef>, EgressError> {
@@ -410,13 +433,25 @@ fn walk(
         let is_chart_pkg =
             rel.ends_with(".tgz") && (rel.starts_with("charts/") || rel.contains("/charts/"));
         if is_chart_pkg {
+            if depth >= MAX_CHART_DEPTH {
+                st.diags.push(Diagnostic {
+                    file: rel,
+                    line: 0,
+                    message: format!(
+                        "packaged chart nested {} levels deep; packaged charts are unpacked \
+                         {MAX_CHART_DEPTH} levels deep at most, so it was not checked",
+                        depth + 1
+                    ),
+                });
+                continue;
+            }
             let tmp = tempfile::tempdir().map_err(|source| EgressError::Unpack {
                 path: entry.path().to_path_buf(),
                 source,
             })?;
-            match unpack(entry.path(), tmp.path()) {
+            match unpack(entry.path(), tmp.path(), &mut st.unpacked) {
                 Ok(()) => {
-                    let inner = walk(tmp.path(), &rel, temps, st)?;
+                    let inner = walk(tmp.path(), &rel, depth + 1, temps, st)?;
                     out.extend(inner);
                     temps.push(tmp);
                 }
@@ -438,36 +473,42 @@ fn walk(
     Ok(out)
 }
 
-/// Unpack a packaged chart: regular files only, no escaping paths, bounded size.
-fn unpack(tgz: &Path, to: &Path) -> std::io::Result<()> {
-    let f = File::open(tgz)?;
-    let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(BufReader::new(f)));
-    let mut total: u64 = 0;
-    for entry in ar.entries()? {
-        let mut entry = entry?;
-        if !entry.header().entry_type().is_file() {
-            continue;
-        }
-        let path = entry.path()?.into_owned();
-        if path
-            .components()
-            .any(|c| !matches!(c, Component::Normal(_)))
-        {
-            return Err(std::io::Error::other(format!(
-                "unsafe path {} in archive",
-                path.display()
-            )));
-        }
-        total += entry.size();
-        if entry.size() > MAX_FILE || total > 16 * MAX_FILE {
-            return Err(std::io::Error::other("archive too large"));
-        }
-        let dest = to.join(&path);
-        if let Some(parent) = dest.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        let mut out = File::create(&dest)?;
-        std::io::copy(&mut (&mut entry).take(MAX_FILE), &mut out)?;
+/// Unpack a packaged chart through the archive reader: regular files with safe names only,
+/// within what is left of `UNPACK_LIMITS` for the whole check.
+fn unpack(tgz: &Path, to: &Path, used: &mut Unpacked) -> Result<(), String> {
+    if used.entries >= UNPACK_LIMITS.max_entries || used.bytes >= UNPACK_LIMITS.max_total_size {
+        return Err(format!(
+            "packaged charts have already unpacked {} files and {} bytes in this check, the \
+             most one check unpacks is {} files or {} MiB",
+            used.entries,
+            used.bytes,
+            UNPACK_LIMITS.max_entries,
+            UNPACK_LIMITS.max_total_size >> 20
+        ));
+    }
+    let f = File::open(tgz).map_err(|e| e.to_string())?;
+    let limits = Limits {
+        max_entries: UNPACK_LIMITS.max_entries.saturating_sub(used.entries),
+        max_total_size: UNPACK_LIMITS.max_total_size.saturating_sub(used.bytes),
+        ..UNPACK_LIMITS
+    };
+    let mut ar = tar::Archive::new(MemberReader::foreign(f, limits));
+    let mut entries =
+        TarEntries::new(&mut ar, TarPolicy::foreign(limits)).map_err(|e| e.to_string())?;
+    while let Some(TarEntry { name, mut entry }) =
+        entries.next_entry().map_err(|e| e.to_string())?
+    {
+        used.entries += 1;
+        used.bytes += entry.size();
+        let dest = to.join(name.as_str());
+        let written = (|| {
+            if let Some(parent) = dest.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            let mut out = File::create(&dest)?;
+            std::io::copy(&mut entry, &mut out)
+        })();
+        written.map_err(|e| format!("{name}: {e}"))?;
     }
     Ok(())
 }

@@ -1,6 +1,8 @@
-//! OCI concepts shared by every part of ferry: image references, digests, and image inputs
-//! (OCI layouts and image archives).
+//! OCI concepts shared by every part of ferry: image references, digests, OCI documents
+//! (manifests, indexes and their media types), and image inputs (OCI layouts and image
+//! archives).
 
 pub mod digest;
+pub mod document;
 pub mod reference;
 pub mod source;

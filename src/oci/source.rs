@@ -2,26 +2,18 @@
 //! tarballs, resolved to the exact blobs an image consists of.
 
 use crate::oci::digest::{hash_reader, Digest};
+/// Manifests, indexes and configs larger than this are refused.
+pub use crate::oci::document::MAX_JSON;
+use crate::oci::document::{
+    self, names, BlobRef, Document, CONTAINERD_NAME, OCI_CONFIG, OCI_MANIFEST, REF_NAME,
+};
+use oci_spec::image::{Descriptor, Platform};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
-/// containers/image labels docker-archive layers with this type even though they are
-/// uncompressed tars; ferry writes the same manifest so its digest matches skopeo's.
-const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
-/// Manifests, indexes and configs larger than this are refused.
-pub const MAX_JSON: u64 = 4 * 1024 * 1024;
-/// The annotation that names a reference in an OCI layout's `index.json`.
-pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
-const CONTAINERD_NAME: &str = "io.containerd.image.name";
 
 /// Which kind of input an image is read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,51 +139,6 @@ pub enum SourceError {
         count: usize,
         hint: String,
     },
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Descriptor {
-    #[serde(default)]
-    media_type: Option<String>,
-    digest: String,
-    size: u64,
-    #[serde(default)]
-    annotations: HashMap<String, String>,
-    #[serde(default)]
-    platform: Option<Platform>,
-}
-
-#[derive(Deserialize)]
-struct Platform {
-    #[serde(default)]
-    os: String,
-    #[serde(default)]
-    architecture: String,
-    #[serde(default)]
-    variant: Option<String>,
-}
-
-impl Platform {
-    fn render(&self) -> String {
-        match &self.variant {
-            Some(v) if !v.is_empty() => format!("{}/{}/{}", self.os, self.architecture, v),
-            _ => format!("{}/{}", self.os, self.architecture),
-        }
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Document {
-    #[serde(default)]
-    media_type: Option<String>,
-    #[serde(default)]
-    manifests: Option<Vec<Descriptor>>,
-    #[serde(default)]
-    config: Option<Descriptor>,
-    #[serde(default)]
-    layers: Option<Vec<Descriptor>>,
 }
 
 /// Random access to the files of a layout, whether a folder or a tar archive.
@@ -344,24 +291,27 @@ fn read_small(store: &dyn Store, path: &str, what: &str) -> Result<Vec<u8>, Sour
     Ok(buf)
 }
 
+/// A layout's `index.json`.
+fn read_index(store: &dyn Store) -> Result<oci_spec::image::ImageIndex, SourceError> {
+    let bytes = read_small(store, "index.json", "index")?;
+    document::read_layout_index(&bytes).map_err(|e| SourceError::Invalid {
+        path: store.origin().to_path_buf(),
+        message: format!("index.json: {e}"),
+    })
+}
+
 /// The names of every image a source holds: `org.opencontainers.image.ref.name` (or the
 /// containerd name) of a layout's `index.json`, or the `RepoTags` of a docker archive.
 pub fn image_names(spec: &SourceSpec) -> Result<Vec<String>, SourceError> {
     let layout_names = |store: &dyn Store| -> Result<Vec<String>, SourceError> {
-        let bytes = read_small(store, "index.json", "index")?;
-        let index: Document = serde_json::from_slice(&bytes).map_err(|e| SourceError::Invalid {
-            path: store.origin().to_path_buf(),
-            message: format!("index.json: {e}"),
-        })?;
+        let index = read_index(store)?;
         Ok(index
-            .manifests
-            .unwrap_or_default()
+            .manifests()
             .iter()
             .filter_map(|d| {
-                d.annotations
-                    .get(CONTAINERD_NAME)
-                    .or_else(|| d.annotations.get(REF_NAME))
-                    .cloned()
+                document::annotation(d, CONTAINERD_NAME)
+                    .or_else(|| document::annotation(d, REF_NAME))
+                    .map(str::to_string)
             })
             .collect())
     };
@@ -440,23 +390,12 @@ fn resolve_layout(
     hint: &str,
 ) -> Result<ResolvedImage, SourceError> {
     let origin = store.origin().to_path_buf();
-    let index_bytes = read_small(store, "index.json", "index")?;
-    let index: Document =
-        serde_json::from_slice(&index_bytes).map_err(|e| SourceError::Invalid {
-            path: origin.clone(),
-            message: format!("index.json: {e}"),
-        })?;
-    let descriptors = index.manifests.unwrap_or_default();
-    let names = |d: &Descriptor| -> Vec<String> {
-        [REF_NAME, CONTAINERD_NAME]
-            .iter()
-            .filter_map(|k| d.annotations.get(*k).cloned())
-            .collect()
-    };
+    let index = read_index(store)?;
+    let descriptors = index.manifests();
     let chosen: Vec<&Descriptor> = match name {
         Some(n) => descriptors
             .iter()
-            .filter(|d| names(d).iter().any(|x| x == n))
+            .filter(|d| names(d).contains(&n))
             .collect(),
         None => {
             let by_ref: Vec<&Descriptor> = descriptors
@@ -464,7 +403,7 @@ fn resolve_layout(
                 .filter(|d| {
                     names(d)
                         .iter()
-                        .any(|x| x == wanted_ref || wanted_ref.ends_with(&format!(":{x}")))
+                        .any(|x| *x == wanted_ref || wanted_ref.ends_with(&format!(":{x}")))
                 })
                 .collect();
             if by_ref.len() == 1 || descriptors.len() != 1 {
@@ -487,6 +426,7 @@ fn resolve_layout(
             let available = descriptors
                 .iter()
                 .flat_map(names)
+                .map(str::to_string)
                 .collect::<Vec<_>>()
                 .join(", ");
             return Err(SourceError::NotFound {
@@ -517,7 +457,7 @@ fn resolve_layout(
     Ok(ResolvedImage {
         media_type,
         digest,
-        size: desc.size,
+        size: desc.size(),
         platforms: walk.platforms,
         blobs: walk.blobs,
     })
@@ -539,16 +479,20 @@ impl Walk<'_> {
     }
 
     fn locate(&mut self, d: &Descriptor) -> Result<(Digest, BlobLocation), SourceError> {
-        let digest: Digest = d.digest.parse().map_err(|e| self.err(format!("{e}")))?;
+        let digest: Digest = d
+            .digest()
+            .as_ref()
+            .parse()
+            .map_err(|e| self.err(format!("{e}")))?;
         let path = format!("blobs/sha256/{}", digest.hex());
         let (size, loc) = self
             .store
             .file(&path)
             .ok_or_else(|| self.err(format!("blob {digest} is missing")))?;
-        if size != d.size {
+        if size != d.size() {
             return Err(self.err(format!(
                 "blob {digest} is {size} bytes but its descriptor says {}",
-                d.size
+                d.size()
             )));
         }
         Ok((digest, loc))
@@ -566,15 +510,15 @@ impl Walk<'_> {
 
     fn json(&mut self, d: &Descriptor) -> Result<(Digest, Vec<u8>), SourceError> {
         let (digest, loc) = self.locate(d)?;
-        if d.size > MAX_JSON {
+        let size = d.size();
+        if size > MAX_JSON {
             return Err(self.err(format!(
-                "manifest {digest} is {} bytes; the limit is {MAX_JSON}",
-                d.size
+                "manifest {digest} is {size} bytes; the limit is {MAX_JSON}"
             )));
         }
         let mut bytes = Vec::new();
-        loc.open(d.size)
-            .and_then(|r| r.take(d.size).read_to_end(&mut bytes))
+        loc.open(size)
+            .and_then(|r| r.take(size).read_to_end(&mut bytes))
             .map_err(|source| SourceError::Io {
                 path: self.store.origin().to_path_buf(),
                 source,
@@ -598,53 +542,34 @@ impl Walk<'_> {
             return Err(self.err("indexes nested deeper than 4 levels".into()));
         }
         let (digest, bytes) = self.json(d)?;
-        let doc: Document = serde_json::from_slice(&bytes)
+        let (media_type, doc) = Document::parse(&bytes, Some(d.media_type().as_ref()))
             .map_err(|e| self.err(format!("manifest {digest}: {e}")))?;
-        let media_type = d
-            .media_type
-            .clone()
-            .or(doc.media_type.clone())
-            .unwrap_or_else(|| {
-                if doc.manifests.is_some() {
-                    OCI_INDEX.into()
-                } else {
-                    OCI_MANIFEST.into()
-                }
-            });
-        self.add(&digest, d.size, BlobLocation::Memory(bytes.into()));
-        match media_type.as_str() {
-            OCI_INDEX | DOCKER_LIST => {
-                for child in doc.manifests.unwrap_or_default() {
-                    self.descriptor(&child, depth + 1, child.platform.as_ref())?;
+        self.add(&digest, d.size(), BlobLocation::Memory(bytes.into()));
+        match doc {
+            Document::Index(index) => {
+                for child in index.manifests() {
+                    self.descriptor(child, depth + 1, child.platform().as_ref())?;
                 }
             }
-            OCI_MANIFEST | DOCKER_MANIFEST => {
-                let config = doc
-                    .config
-                    .ok_or_else(|| self.err(format!("manifest {digest} has no config")))?;
-                let (config_digest, config_bytes) = self.json(&config)?;
-                match platform {
-                    Some(p) => self.platforms.push(p.render()),
-                    None => {
-                        let p: Platform = serde_json::from_slice(&config_bytes)
-                            .map_err(|e| self.err(format!("config {config_digest}: {e}")))?;
-                        self.platforms.push(p.render());
-                    }
-                }
+            Document::Manifest(manifest) => {
+                let config = manifest.config();
+                let (config_digest, config_bytes) = self.json(config)?;
+                let rendered = match platform {
+                    Some(p) => Some(document::render_platform(p)),
+                    None => document::config_platform(config.media_type().as_ref(), &config_bytes)
+                        .map_err(|e| self.err(format!("config {config_digest}: {e}")))?
+                        .map(|p| document::render_platform(&p)),
+                };
+                self.platforms.extend(rendered);
                 self.add(
                     &config_digest,
-                    config.size,
+                    config.size(),
                     BlobLocation::Memory(config_bytes.into()),
                 );
-                for layer in doc.layers.unwrap_or_default() {
-                    let (ld, loc) = self.locate(&layer)?;
-                    self.add(&ld, layer.size, loc);
+                for layer in manifest.layers() {
+                    let (ld, loc) = self.locate(layer)?;
+                    self.add(&ld, layer.size(), loc);
                 }
-            }
-            other => {
-                return Err(self.err(format!(
-                    "manifest {digest} has unsupported media type `{other}`"
-                )))
             }
         }
         Ok((media_type, digest))
@@ -674,60 +599,47 @@ fn resolve_docker_legacy(
     let bytes = read_small(store, "manifest.json", "docker manifest")?;
     let entries: Vec<LegacyEntry> =
         serde_json::from_slice(&bytes).map_err(|e| invalid(format!("manifest.json: {e}")))?;
-    let norm = |r: &str| {
-        crate::oci::reference::ImageRef::parse(r)
-            .map(|r| r.to_string())
-            .unwrap_or_else(|_| r.to_string())
-    };
-    let want = norm(name.unwrap_or(wanted_ref));
-    let tags = |e: &LegacyEntry| e.repo_tags.clone().unwrap_or_default();
-    let matching: Vec<&LegacyEntry> = entries
-        .iter()
-        .filter(|e| tags(e).iter().any(|t| norm(t) == want))
-        .collect();
-    let entry = match (matching.as_slice(), entries.as_slice()) {
-        ([one], _) => *one,
-        ([], [only]) if name.is_none() => only,
-        ([], _) => {
-            let available = entries.iter().flat_map(tags).collect::<Vec<_>>().join(", ");
-            return Err(SourceError::NotFound {
-                path: origin.clone(),
-                name: want,
-                available,
-            });
-        }
-        (many, _) => {
-            return Err(SourceError::Ambiguous {
-                path: origin.clone(),
-                count: many.len(),
-                hint: "docker-archive:FILE:REF".into(),
-            })
-        }
-    };
+    let entry = pick_legacy_entry(&entries, &origin, name, wanted_ref)?;
     let config_bytes = read_small(store, &entry.config, "image config")?;
     let config_digest = Digest::of(&config_bytes);
-    let platform: Platform = serde_json::from_slice(&config_bytes)
-        .map_err(|e| invalid(format!("{}: {e}", entry.config)))?;
+    let platform = document::config_platform(OCI_CONFIG, &config_bytes)
+        .map_err(|e| invalid(format!("{}: {e}", entry.config)))?
+        .ok_or_else(|| {
+            invalid(format!(
+                "{}: the image config names no platform",
+                entry.config
+            ))
+        })?;
+    let io_err = |source| SourceError::Io {
+        path: origin.clone(),
+        source,
+    };
     let mut blobs = Vec::new();
-    let mut layer_json = Vec::new();
+    let mut layer_refs = Vec::new();
     for layer in &entry.layers {
         let (size, loc) = store
             .file(layer)
             .ok_or_else(|| invalid(format!("layer `{layer}` is missing")))?;
-        let (digest, read) = hash_reader(loc.open(size).map_err(|source| SourceError::Io {
-            path: origin.clone(),
-            source,
-        })?)
-        .map_err(|source| SourceError::Io {
-            path: origin.clone(),
-            source,
+        let mut reader = loc.open(size).map_err(io_err)?;
+        let mut head = Vec::with_capacity(6);
+        (&mut reader)
+            .take(6)
+            .read_to_end(&mut head)
+            .map_err(io_err)?;
+        let media_type = document::layer_media_type(&head).ok_or_else(|| {
+            invalid(format!(
+                "layer `{layer}` is bzip2- or xz-compressed, which an OCI image manifest cannot describe"
+            ))
         })?;
-        if read != size {
+        let (digest, rest) = hash_reader(io::Cursor::new(&head).chain(reader)).map_err(io_err)?;
+        if rest != size {
             return Err(invalid(format!("layer `{layer}` is truncated")));
         }
-        layer_json.push(format!(
-            r#"{{"mediaType":"{DOCKER_LAYER}","size":{size},"digest":"{digest}"}}"#
-        ));
+        layer_refs.push(BlobRef {
+            media_type,
+            digest: digest.clone(),
+            size,
+        });
         if !blobs.iter().any(|b: &SourceBlob| b.digest == digest) {
             blobs.push(SourceBlob {
                 digest,
@@ -736,13 +648,16 @@ fn resolve_docker_legacy(
             });
         }
     }
-    // The same bytes containers/image synthesises for a docker-archive, field order included.
-    let manifest = format!(
-        r#"{{"schemaVersion":2,"mediaType":"{DOCKER_MANIFEST}","config":{{"mediaType":"{DOCKER_CONFIG}","size":{},"digest":"{config_digest}"}},"layers":[{}]}}"#,
-        config_bytes.len(),
-        layer_json.join(",")
+    // The archive holds no manifest: ferry writes an OCI one, so that every OCI layout
+    // reader can read the image from a bundle (bundle-format.md, 8.2).
+    let manifest = document::image_manifest_bytes(
+        &BlobRef {
+            media_type: OCI_CONFIG,
+            digest: config_digest.clone(),
+            size: config_bytes.len() as u64,
+        },
+        &layer_refs,
     );
-    let manifest = manifest.into_bytes();
     let digest = Digest::of(&manifest);
     let size = manifest.len() as u64;
     blobs.insert(
@@ -762,10 +677,48 @@ fn resolve_docker_legacy(
         },
     );
     Ok(ResolvedImage {
-        media_type: DOCKER_MANIFEST.into(),
+        media_type: OCI_MANIFEST.into(),
         digest,
         size,
-        platforms: vec![platform.render()],
+        platforms: vec![document::render_platform(&platform)],
         blobs,
     })
+}
+
+/// The `manifest.json` entry of a legacy `docker save` archive that `name` (or, without one,
+/// `wanted_ref`) names; the only entry when the archive holds one and no name was given.
+fn pick_legacy_entry<'a>(
+    entries: &'a [LegacyEntry],
+    origin: &Path,
+    name: Option<&str>,
+    wanted_ref: &str,
+) -> Result<&'a LegacyEntry, SourceError> {
+    let norm = |r: &str| {
+        crate::oci::reference::ImageRef::parse(r)
+            .map(|r| r.to_string())
+            .unwrap_or_else(|_| r.to_string())
+    };
+    let want = norm(name.unwrap_or(wanted_ref));
+    let tags = |e: &LegacyEntry| e.repo_tags.clone().unwrap_or_default();
+    let matching: Vec<&LegacyEntry> = entries
+        .iter()
+        .filter(|e| tags(e).iter().any(|t| norm(t) == want))
+        .collect();
+    match (matching.as_slice(), entries) {
+        ([one], _) => Ok(*one),
+        ([], [only]) if name.is_none() => Ok(only),
+        ([], _) => {
+            let available = entries.iter().flat_map(tags).collect::<Vec<_>>().join(", ");
+            Err(SourceError::NotFound {
+                path: origin.to_path_buf(),
+                name: want,
+                available,
+            })
+        }
+        (many, _) => Err(SourceError::Ambiguous {
+            path: origin.to_path_buf(),
+            count: many.len(),
+            hint: "docker-archive:FILE:REF".into(),
+        }),
+    }
 }

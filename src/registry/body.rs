@@ -42,7 +42,9 @@ pub(crate) fn spawn_reader(
         let mut hasher = Hasher::new();
         let fail = |e: std::io::Error| {
             let copy = std::io::Error::new(e.kind(), e.to_string());
-            *slot2.lock().unwrap() = Some(e);
+            *slot2
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e);
             let _ = tx.blocking_send(Err(copy));
         };
         loop {

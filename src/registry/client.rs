@@ -219,7 +219,10 @@ impl RegistryClient {
         let Some(challenge) = challenge else {
             return Err(self.auth_failed(&Method::GET, &url, 401, "no usable WWW-Authenticate"));
         };
-        self.auth.lock().unwrap().challenge = Some(challenge.clone());
+        self.auth
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .challenge = Some(challenge.clone());
         match challenge {
             Challenge::Basic => {
                 if self.cred.is_none() {
@@ -263,7 +266,7 @@ impl RegistryClient {
         reference: &str,
     ) -> Result<Option<Digest>, RegistryError> {
         let url = self.url(&format!("v2/{repo}/manifests/{reference}"));
-        const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
+        const ACCEPT: &str = crate::oci::document::MANIFEST_ACCEPT;
         self.with_retry("HEAD", &url, |_| async {
             let r = self
                 .send(Method::HEAD, &url, repo, |b| {
@@ -348,7 +351,10 @@ impl RegistryClient {
         let what = self.url(&format!("v2/{repo}/blobs/uploads/"));
         let op = format!("upload of blob {digest} to");
         self.with_retry(&op, &what, |attempt| {
-            let session = session.lock().unwrap().take();
+            let session = session
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take();
             let progress = progress.clone();
             async move {
                 if attempt > 1 {
@@ -374,7 +380,10 @@ impl RegistryClient {
                 let result = self
                     .upload_attempt(repo, digest, size, location, pieces, on_bytes)
                     .await;
-                let source_err = slot.lock().unwrap().take();
+                let source_err = slot
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .take();
                 match (result, source_err) {
                     (Ok(n), _) => Ok(n),
                     (Err(_), Some(source)) => Err(Failure::Fatal(RegistryError::Source {
@@ -574,16 +583,29 @@ impl RegistryClient {
                         Challenge::Bearer { scope, .. } => scope.clone(),
                         Challenge::Basic => None,
                     };
-                    self.auth.lock().unwrap().challenge = Some(ch);
+                    self.auth
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .challenge = Some(ch);
                     self.fetch_token(repo, scope)
                         .await
                         .map_err(Failure::Fatal)?;
                     refreshed = true;
                     continue;
                 }
-                if self.cred.is_some() && self.auth.lock().unwrap().challenge.is_none() {
+                if self.cred.is_some()
+                    && self
+                        .auth
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .challenge
+                        .is_none()
+                {
                     // First contact without ping: learn Basic and replay with credentials.
-                    self.auth.lock().unwrap().challenge = Some(Challenge::Basic);
+                    self.auth
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .challenge = Some(Challenge::Basic);
                     refreshed = true;
                     continue;
                 }
@@ -613,7 +635,10 @@ impl RegistryClient {
                     Challenge::Bearer { scope, .. } => scope.clone(),
                     Challenge::Basic => None,
                 };
-                self.auth.lock().unwrap().challenge = Some(ch);
+                self.auth
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .challenge = Some(ch);
                 self.fetch_token(repo, scope)
                     .await
                     .map_err(Failure::Fatal)?;
@@ -669,7 +694,10 @@ impl RegistryClient {
     }
 
     fn authorize(&self, req: RequestBuilder, repo: &str) -> RequestBuilder {
-        let state = self.auth.lock().unwrap();
+        let state = self
+            .auth
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         match (&state.challenge, &self.cred) {
             (Some(Challenge::Basic), Some(Credential::UserPassword { username, password })) => {
                 req.basic_auth(username, Some(password))
@@ -684,8 +712,12 @@ impl RegistryClient {
 
     /// Fetches a Bearer token for `repo` (push and pull) from the challenge's realm.
     async fn fetch_token(&self, repo: &str, scope: Option<String>) -> Result<(), RegistryError> {
-        let Some(Challenge::Bearer { realm, service, .. }) =
-            self.auth.lock().unwrap().challenge.clone()
+        let Some(Challenge::Bearer { realm, service, .. }) = self
+            .auth
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .challenge
+            .clone()
         else {
             return Ok(());
         };
@@ -698,7 +730,7 @@ impl RegistryClient {
         })?;
         let req = match &self.cred {
             Some(Credential::IdentityToken(refresh)) => {
-                let mut form = Url::parse("http://form.invalid/").unwrap();
+                let mut form = Url::parse("http://form.invalid/").expect("a constant URL parses");
                 {
                     let mut q = form.query_pairs_mut();
                     q.append_pair("grant_type", "refresh_token");
@@ -760,7 +792,7 @@ impl RegistryClient {
         let token = tok.token.or(tok.access_token).unwrap_or_default();
         self.auth
             .lock()
-            .unwrap()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .tokens
             .insert(repo.to_string(), token);
         Ok(())

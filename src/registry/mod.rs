@@ -8,6 +8,7 @@
 
 mod auth;
 mod body;
+pub mod bundle_source;
 mod client;
 mod error;
 pub mod push;

@@ -17,6 +17,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::oci::digest::Digest;
+use crate::oci::document::{self, Document, REF_NAME};
 use crate::registry::{BlobProgress, MountOutcome, RegistryClient, RegistryError, RegistryOptions};
 
 /// One image to push: where it came from and where it goes.
@@ -240,32 +241,6 @@ impl PushError {
 
 // ---- planning ------------------------------------------------------------------------------
 
-const INDEX_TYPES: [&str; 2] = [
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-];
-const MAX_MANIFEST: usize = 4 * 1024 * 1024;
-
-#[derive(Deserialize)]
-struct RawManifest {
-    #[serde(rename = "mediaType")]
-    media_type: Option<String>,
-    config: Option<RawDescriptor>,
-    #[serde(default)]
-    layers: Vec<RawDescriptor>,
-    manifests: Option<Vec<RawDescriptor>>,
-}
-
-#[derive(Deserialize)]
-struct RawDescriptor {
-    #[serde(rename = "mediaType", default)]
-    media_type: String,
-    digest: String,
-    size: u64,
-    #[serde(default)]
-    urls: Vec<String>,
-}
-
 /// Computes the plan: reads every manifest (checking its digest), lists blobs and the push
 /// order. Needs no network.
 pub fn plan(
@@ -339,57 +314,51 @@ fn walk(
         return Err(bad("indexes nested too deeply".into()));
     }
     let bytes = read_manifest_checked(source, img, digest)?;
-    let raw: RawManifest =
-        serde_json::from_slice(&bytes).map_err(|e| bad(format!("not a manifest: {e}")))?;
-    let media_type = if !media_type.is_empty() {
-        media_type.to_string()
-    } else if let Some(m) = &raw.media_type {
-        m.clone()
-    } else if raw.manifests.is_some() {
-        INDEX_TYPES[0].to_string()
-    } else {
-        "application/vnd.oci.image.manifest.v1+json".to_string()
-    };
-    if INDEX_TYPES.contains(&media_type.as_str()) || raw.manifests.is_some() {
-        for child in raw.manifests.iter().flatten() {
-            let child_digest: Digest = child
-                .digest
-                .parse()
-                .map_err(|e| bad(format!("child manifest: {e}")))?;
-            walk(
-                source,
-                img,
-                &child_digest,
-                &child.media_type,
-                depth + 1,
-                manifests,
-                blobs,
-                seen,
-            )?;
-        }
-    } else {
-        let config = raw
-            .config
-            .as_ref()
-            .ok_or_else(|| bad("an image manifest without a config".into()))?;
-        for d in std::iter::once(config).chain(raw.layers.iter()) {
-            // Foreign (non-distributable) layers are fetched from their URLs by the runtime
-            // and are not ours to push.
-            if (!d.urls.is_empty() && d.media_type.contains("foreign"))
-                || d.media_type.contains("nondistributable")
-            {
-                continue;
+    let (media_type, doc) =
+        Document::parse(&bytes, Some(media_type)).map_err(|e| bad(e.to_string()))?;
+    match doc {
+        Document::Index(index) => {
+            for child in index.manifests() {
+                let child_digest: Digest = child
+                    .digest()
+                    .as_ref()
+                    .parse()
+                    .map_err(|e| bad(format!("child manifest: {e}")))?;
+                walk(
+                    source,
+                    img,
+                    &child_digest,
+                    child.media_type().as_ref(),
+                    depth + 1,
+                    manifests,
+                    blobs,
+                    seen,
+                )?;
             }
-            let blob: Digest = d
-                .digest
-                .parse()
-                .map_err(|e| bad(format!("blob digest: {e}")))?;
-            if seen.insert(blob.clone()) {
-                blobs.push(PlannedBlob {
-                    digest: blob,
-                    size: d.size,
-                    media_type: d.media_type.clone(),
-                });
+        }
+        Document::Manifest(manifest) => {
+            for d in std::iter::once(manifest.config()).chain(manifest.layers()) {
+                let blob_type = d.media_type().as_ref();
+                // Foreign (non-distributable) layers are fetched from their URLs by the
+                // runtime and are not ours to push.
+                if (d.urls().as_ref().is_some_and(|u| !u.is_empty())
+                    && blob_type.contains("foreign"))
+                    || blob_type.contains("nondistributable")
+                {
+                    continue;
+                }
+                let blob: Digest = d
+                    .digest()
+                    .as_ref()
+                    .parse()
+                    .map_err(|e| bad(format!("blob digest: {e}")))?;
+                if seen.insert(blob.clone()) {
+                    blobs.push(PlannedBlob {
+                        digest: blob,
+                        size: d.size(),
+                        media_type: blob_type.to_string(),
+                    });
+                }
             }
         }
     }
@@ -413,7 +382,7 @@ fn read_manifest_checked(
             digest: digest.clone(),
             source: e,
         })?;
-    if bytes.len() > MAX_MANIFEST {
+    if bytes.len() as u64 > document::MAX_JSON {
         return Err(PushError::BadManifest {
             image: img.source_ref.clone(),
             digest: digest.clone(),
@@ -612,7 +581,7 @@ impl Exec {
         let lock = self
             .locks
             .lock()
-            .unwrap()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .entry(b.digest.clone())
             .or_default()
             .clone();
@@ -620,7 +589,7 @@ impl Exec {
         let holders = self
             .present
             .lock()
-            .unwrap()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(&b.digest)
             .cloned()
             .unwrap_or_default();
@@ -648,7 +617,7 @@ impl Exec {
         }
         self.present
             .lock()
-            .unwrap()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .entry(b.digest.clone())
             .or_default()
             .push(repo.to_string());
@@ -740,37 +709,30 @@ impl LayoutSource {
 
     /// The entries of `index.json`.
     pub fn refs(&self) -> io::Result<Vec<LayoutRef>> {
-        #[derive(Deserialize)]
-        struct Index {
-            manifests: Vec<Entry>,
-        }
-        #[derive(Deserialize)]
-        struct Entry {
-            #[serde(rename = "mediaType", default)]
-            media_type: String,
-            digest: Digest,
-            #[serde(default)]
-            annotations: HashMap<String, String>,
-        }
         let path = self.root.join("index.json");
-        let idx: Index = serde_json::from_slice(&std::fs::read(&path)?).map_err(|e| {
+        let index = document::read_layout_index(&std::fs::read(&path)?).map_err(|e| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("{}: {e}", path.display()),
             )
         })?;
-        Ok(idx
-            .manifests
-            .into_iter()
-            .map(|e| LayoutRef {
-                name: e
-                    .annotations
-                    .get("org.opencontainers.image.ref.name")
-                    .cloned(),
-                digest: e.digest,
-                media_type: e.media_type,
+        index
+            .manifests()
+            .iter()
+            .map(|d| {
+                let digest = d.digest().as_ref().parse().map_err(|e| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("{}: {e}", path.display()),
+                    )
+                })?;
+                Ok(LayoutRef {
+                    name: document::annotation(d, REF_NAME).map(str::to_string),
+                    digest,
+                    media_type: d.media_type().to_string(),
+                })
             })
-            .collect())
+            .collect()
     }
 
     fn blob_path(&self, digest: &Digest) -> PathBuf {

@@ -10,7 +10,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What to do to a matching request.
 #[derive(Debug, Clone)]
@@ -78,7 +78,8 @@ struct State {
     rules: Mutex<Vec<Rule>>,
     requests: AtomicU64,
     faults: AtomicU64,
-    log: Mutex<Vec<String>>,
+    /// Every request: when its head had arrived, and `METHOD PATH [fault]`.
+    log: Mutex<Vec<(Instant, String)>>,
 }
 
 /// A running proxy; stops accepting on drop.
@@ -159,6 +160,12 @@ impl FaultProxy {
 
     /// `METHOD PATH [fault]` for every request so far.
     pub fn log(&self) -> Vec<String> {
+        self.timed_log().into_iter().map(|(_, l)| l).collect()
+    }
+
+    /// Every request so far with the moment its head had arrived (an injected status is
+    /// answered right after that moment).
+    pub fn timed_log(&self) -> Vec<(Instant, String)> {
         self.state.log.lock().unwrap().clone()
     }
 
@@ -188,6 +195,7 @@ impl Drop for FaultProxy {
 fn handle(mut client: TcpStream, st: &State) -> std::io::Result<()> {
     client.set_read_timeout(Some(Duration::from_secs(10)))?;
     let (head, leftover) = read_head(&mut client)?;
+    let arrived = Instant::now();
     let text = String::from_utf8_lossy(&head).to_string();
     let mut lines = text.split("\r\n");
     let request_line = lines.next().unwrap_or_default().to_string();
@@ -218,7 +226,7 @@ fn handle(mut client: TcpStream, st: &State) -> std::io::Result<()> {
             st.log
                 .lock()
                 .unwrap()
-                .push(format!("{method} {path} [bearer]"));
+                .push((arrived, format!("{method} {path} [bearer]")));
             drain(
                 &mut client,
                 content_length.saturating_sub(leftover.len() as u64),
@@ -242,10 +250,13 @@ fn handle(mut client: TcpStream, st: &State) -> std::io::Result<()> {
                 r.fault.clone()
             })
     };
-    st.log.lock().unwrap().push(match &fault {
-        Some(f) => format!("{method} {path} [{f:?}]"),
-        None => format!("{method} {path}"),
-    });
+    st.log.lock().unwrap().push((
+        arrived,
+        match &fault {
+            Some(f) => format!("{method} {path} [{f:?}]"),
+            None => format!("{method} {path}"),
+        },
+    ));
     if fault.is_some() {
         st.faults.fetch_add(1, Ordering::SeqCst);
     }

@@ -21,11 +21,40 @@ pub fn require_tool(tool: &str, package: &str) -> PathBuf {
     panic!("`{tool}` is not installed; run: apt-get install -y {package}");
 }
 
-/// A free TCP port on 127.0.0.1 (bound and released; small race accepted).
+/// A TCP port on 127.0.0.1 that was free a moment ago (bound and released). Another process
+/// may take it before it is used: `registry::Registry::start` notices and picks another one.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// A port on 127.0.0.1 where nobody listens, for as long as this lives: the port is bound
+/// (so no other process can take it) but not listening, so connections are refused.
+pub struct ClosedPort {
+    _socket: socket2::Socket,
+    /// The port.
+    pub port: u16,
+}
+
+impl ClosedPort {
+    /// Binds a fresh port without listening on it.
+    pub fn new() -> ClosedPort {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+        socket.bind(&any.into()).unwrap();
+        let port = socket.local_addr().unwrap().as_socket().unwrap().port();
+        ClosedPort {
+            _socket: socket,
+            port,
+        }
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
 }

@@ -40,12 +40,29 @@ pub struct Registry {
     pub auth_file: Option<PathBuf>,
 }
 
+/// Why a start attempt did not give a running registry.
+enum NotStarted {
+    /// Another process took the port between choosing it and the registry binding it.
+    PortTaken,
+}
+
 impl Registry {
-    /// Starts a registry and waits until it accepts connections.
+    /// Starts a registry and waits until it serves on its own port. The port is picked free
+    /// and may be taken by someone else before the registry binds it: then the registry exits
+    /// saying so, and it is started again on another port.
     pub fn start(setup: Setup) -> Registry {
         let bin = super::require_tool("docker-registry", "docker-registry skopeo");
+        for _ in 0..20 {
+            match Self::try_start(&setup, &bin, super::free_port()) {
+                Ok(reg) => return reg,
+                Err(NotStarted::PortTaken) => continue,
+            }
+        }
+        panic!("docker-registry found no free port in 20 attempts");
+    }
+
+    fn try_start(setup: &Setup, bin: &Path, port: u16) -> Result<Registry, NotStarted> {
         let dir = tempfile::tempdir().unwrap();
-        let port = super::free_port();
         let root = dir.path();
         std::fs::create_dir_all(root.join("data")).unwrap();
         let mut cfg = format!(
@@ -55,7 +72,7 @@ impl Registry {
             data = root.join("data").display()
         );
         let (mut ca_file, mut cert_dir, mut auth_file) = (None, None, None);
-        match &setup {
+        match setup {
             Setup::Plain => {}
             Setup::Basic { user, password } => {
                 let hash = bcrypt::hash(password, 5).unwrap();
@@ -111,25 +128,37 @@ impl Registry {
             cert_dir,
             auth_file,
         };
-        reg.wait_ready();
-        reg
+        reg.wait_ready()?;
+        Ok(reg)
     }
 
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
+    /// Waits until the registry says it listens on its port and answers there. A registry
+    /// that could not bind its port exits, and the caller tries another port.
+    fn wait_ready(&mut self) -> Result<(), NotStarted> {
+        let listening = format!("listening on 127.0.0.1:{}", self.port);
+        let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("docker-registry exited with {status}:\n{}", self.log());
+                let log = self.log();
+                if log.contains("address already in use") {
+                    return Err(NotStarted::PortTaken);
+                }
+                panic!("docker-registry exited with {status}:\n{log}");
+            }
+            // Until the registry logs that it listens, whatever answers on the port is not it.
+            if !self.log().contains(&listening) {
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
             }
             if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
                 if self.ca_file.is_some() {
-                    return; // a TCP accept is enough for TLS; the handshake is the test's job
+                    return Ok(()); // a TCP accept is enough for TLS; the handshake is the test's job
                 }
                 let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
                 let _ = s.write_all(b"GET /v2/ HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
                 let mut buf = [0u8; 12];
                 if s.read_exact(&mut buf).is_ok() && buf.starts_with(b"HTTP/1.") {
-                    return;
+                    return Ok(());
                 }
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -162,6 +191,19 @@ impl Drop for Registry {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+#[test]
+fn a_taken_port_is_noticed_and_another_one_used() {
+    let bin = super::require_tool("docker-registry", "docker-registry skopeo");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    assert!(matches!(
+        Registry::try_start(&Setup::Plain, &bin, port),
+        Err(NotStarted::PortTaken)
+    ));
+    let reg = Registry::start(Setup::Plain);
+    assert_ne!(reg.port, port);
 }
 
 /// A CA and a server certificate for 127.0.0.1/localhost: (ca pem, cert pem, key pem).

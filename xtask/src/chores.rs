@@ -1,8 +1,8 @@
-//! The `test`, `demo` and `codegen` chores.
+//! The `test`, `demo`, `man` and `codegen` chores.
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::{Command, ExitCode, Stdio};
 
 /// The workspace root.
 pub fn root() -> PathBuf {
@@ -13,8 +13,9 @@ pub fn root() -> PathBuf {
 }
 
 /// The system tools the tests run, and the Debian packages that provide them.
-const TOOLS: [(&str, &str); 4] = [
+const TOOLS: [(&str, &str); 5] = [
     ("skopeo", "skopeo"),
+    ("umoci", "umoci"),
     ("docker-registry", "docker-registry"),
     ("openssl", "openssl"),
     ("htpasswd", "apache2-utils"),
@@ -122,10 +123,97 @@ pub fn test() -> Result<ExitCode> {
         "fixture is up to date",
         Command::new(&cargo).args(["xtask", "testdata", "--check"]),
     )?;
+    // No doc tests exist: --lib --bins --tests leaves out the doc-test runner, whose empty
+    // "0 passed" summary would otherwise be the last line.
+    run_tests(Command::new(&cargo).args([
+        "test",
+        "--workspace",
+        "--no-fail-fast",
+        "--lib",
+        "--bins",
+        "--tests",
+    ]))
+}
+
+/// Runs the tests, passing their output through, and ends with one line that totals every
+/// `test result:` line: `N passed, M failed`.
+fn run_tests(cmd: &mut Command) -> Result<ExitCode> {
+    use std::io::{BufRead, BufReader};
+    eprintln!("==> cargo test");
+    let mut child = cmd
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
+    let stdout = child.stdout.take().context("cargo test has no stdout")?;
+    let mut total = Totals::default();
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        println!("{line}");
+        total.add(&line);
+    }
+    let status = child.wait()?;
+    if !status.success() && total.failed == 0 {
+        println!("cargo test failed ({status}) before every test could run");
+    }
+    println!("{} passed, {} failed", total.passed, total.failed);
+    Ok(if status.success() && total.failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Test counts summed over `test result:` lines.
+#[derive(Debug, Default, PartialEq)]
+struct Totals {
+    passed: u64,
+    failed: u64,
+}
+
+impl Totals {
+    /// Adds the counts of a line like `test result: ok. 5 passed; 0 failed; 1 ignored; …`.
+    fn add(&mut self, line: &str) {
+        let Some(rest) = line.trim_start().strip_prefix("test result: ") else {
+            return;
+        };
+        for part in rest.split(['.', ';']) {
+            let mut words = part.split_whitespace();
+            if let (Some(n), Some(what)) = (words.next(), words.next()) {
+                match (n.parse::<u64>(), what) {
+                    (Ok(n), "passed") => self.passed += n,
+                    (Ok(n), "failed") => self.failed += n,
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// Builds the `ferry` binary in the dev profile, the build `cargo test` uses as well, and
+/// returns its path.
+fn build_ferry() -> Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     step(
-        "cargo test",
-        Command::new(&cargo).args(["test", "--workspace"]),
+        "build ferry",
+        Command::new(cargo).args(["build", "-p", "ferry", "--bin", "ferry", "--quiet"]),
     )?;
+    Ok(target_dir().join("debug/ferry"))
+}
+
+/// The workspace's target folder (`CARGO_TARGET_DIR` when set).
+fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => root().join(dir),
+        None => root().join("target"),
+    }
+}
+
+/// Writes a man page for ferry and each of its commands into `out` (default `target/man`).
+pub fn man(out: Option<PathBuf>) -> Result<ExitCode> {
+    let out = out.unwrap_or_else(|| target_dir().join("man"));
+    let pages = crate::man::write(&out)?;
+    println!("wrote {} man pages to {}", pages.len(), out.display());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -151,13 +239,8 @@ pub fn codegen(check: bool) -> Result<ExitCode> {
 }
 
 pub fn demo() -> Result<ExitCode> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    step(
-        "build ferry",
-        Command::new(&cargo).args(["build", "--release", "-p", "ferry", "--quiet"]),
-    )?;
-    let ferry = root().join("target/release/ferry");
-    let out = root().join("target/demo");
+    let ferry = build_ferry()?;
+    let out = target_dir().join("demo");
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out)?;
     let bundle = out.join("agent-security-1.4.0.tar.gz");
@@ -259,4 +342,30 @@ pub fn demo() -> Result<ExitCode> {
         dest.join("agent-security-1.4.0").display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Totals;
+
+    #[test]
+    fn test_result_lines_are_totalled() {
+        let mut t = Totals::default();
+        for line in [
+            "running 3 tests",
+            "test a ... ok",
+            "test result: ok. 3 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.01s",
+            "test result: FAILED. 100 passed; 2 failed; 1 ignored; 0 measured; 5 filtered out; finished in 9.50s",
+            "test result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s",
+        ] {
+            t.add(line);
+        }
+        assert_eq!(
+            t,
+            Totals {
+                passed: 103,
+                failed: 2
+            }
+        );
+    }
 }

@@ -1,7 +1,11 @@
 //! Developer chores for the ferry workspace: `cargo xtask <chore>`.
 
+// A console program whose output is its product; unwrap() is acceptable in chores.
+#![allow(clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used)]
+
 mod bench;
 mod chores;
+mod man;
 mod testdata;
 
 use std::path::PathBuf;
@@ -27,6 +31,12 @@ enum Command {
     Test,
     /// Build, inspect, verify and extract the fixture bundle, showing each step.
     Demo,
+    /// Write a man page for ferry and for each of its commands (from its clap definition).
+    Man {
+        /// The folder for the `.1` pages (default: target/man).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
     /// Regenerate bundle-spec/manifest.schema.json from the Rust types.
     Codegen {
         /// Fail when the committed schema differs from what the types give.
@@ -70,6 +80,7 @@ fn main() -> ExitCode {
         Command::Testdata { check, dir } => run_testdata(check, dir),
         Command::Test => chores::test(),
         Command::Demo => chores::demo(),
+        Command::Man { out } => chores::man(out),
         Command::Codegen { check } => chores::codegen(check),
         Command::Bench {
             part,

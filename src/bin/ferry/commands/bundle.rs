@@ -1,0 +1,221 @@
+//! `ferry build`, `inspect`, `verify` and `extract`.
+
+use super::{authenticity_json, authenticity_line, head_check, signing_key, usage};
+use crate::cli::{LimitArgs, TrustArgs};
+use crate::exit::Outcome;
+use crate::printer::Printer;
+use anyhow::Context;
+use ferry::bundle::build::{self, BuildOptions};
+use ferry::bundle::extract::{self, ExtractOptions};
+use ferry::bundle::inspect::{self, Summary};
+use ferry::bundle::verify::{self, VerifyOptions};
+use ferry::signing;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+
+pub fn build(
+    spec: &Path,
+    output: Option<&Path>,
+    key: Option<&Path>,
+    p: &mut Printer,
+) -> anyhow::Result<Outcome> {
+    let epoch = build::source_date_epoch_from_env().map_err(anyhow::Error::msg)?;
+    let output = match output {
+        Some(o) => o.to_path_buf(),
+        None => {
+            let s = ferry::bundle::spec::Spec::load(spec)?;
+            PathBuf::from(format!("{}-{}.tar.gz", s.name.value, s.version.value))
+        }
+    };
+    let key = key.map(signing_key).transpose()?;
+    let signer = key.as_ref().map(|key| {
+        move |m: &[u8]| -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+            Ok(key.sign(m)?)
+        }
+    });
+    let report = build::build(
+        &BuildOptions {
+            spec: spec.to_path_buf(),
+            output,
+            source_date_epoch: epoch,
+            progress: p.progress(),
+        },
+        signer.as_ref().map(|s| s as build::ManifestSigner),
+    )?;
+    let m = &report.manifest;
+    p.document(&json!({
+        "ok": true,
+        "bundle": report.output,
+        "bytes": report.bundle_bytes,
+        "manifestDigest": report.manifest_digest,
+        "signed": report.signed,
+        "files": m.files.len(),
+        "images": m.images.iter().map(|i| json!({"reference": i.reference, "digest": i.digest})).collect::<Vec<_>>(),
+    }))?;
+    p.line(format_args!(
+        "built {} ({} bytes)",
+        report.output.display(),
+        report.bundle_bytes
+    ))?;
+    p.line(format_args!(
+        "  {} {}: {} files, {} bytes of content, {} images, {} charts",
+        m.name,
+        m.version,
+        m.files.len(),
+        m.total_size(),
+        m.images.len(),
+        m.charts.len()
+    ))?;
+    p.line(format_args!(
+        "  manifest {}{}",
+        report.manifest_digest,
+        if report.signed { " (signed)" } else { "" }
+    ))?;
+    Ok(Outcome::Ok)
+}
+
+pub fn inspect(bundle: &Path, p: &mut Printer) -> anyhow::Result<Outcome> {
+    let (m, _) = inspect::read_manifest(bundle)?;
+    let summary = Summary::of(&m);
+    p.document(&summary)?;
+    // The summary is what `inspect` is for: printed with --quiet too.
+    p.data(|out| write_summary(&summary, out))?;
+    Ok(Outcome::Ok)
+}
+
+pub fn verify(
+    bundle: &Path,
+    trust: &TrustArgs,
+    signature: Option<&Path>,
+    limits: &LimitArgs,
+    p: &mut Printer,
+) -> anyhow::Result<Outcome> {
+    let keys = trust.load()?;
+    let check = head_check(&keys, trust.require_signature);
+    let detached = match signature {
+        Some(sig) => {
+            if bundle.is_dir() {
+                return Err(usage(format!(
+                    "--signature checks a whole bundle file, but {} is a folder; pass the .tar.gz",
+                    bundle.display()
+                )));
+            }
+            let text = std::fs::read(sig)
+                .with_context(|| format!("cannot read the detached signature {}", sig.display()))?;
+            let key = signing::verify_file(&keys, bundle, &text)?;
+            Some(json!({ "signature": sig, "key": key }))
+        }
+        None => None,
+    };
+    let evidence = verify::verify(&VerifyOptions {
+        input: bundle.to_path_buf(),
+        limits: limits.limits(),
+        progress: p.progress(),
+        check_head: Some(&check),
+    })?;
+    p.document(&json!({
+        "ok": true,
+        "evidence": evidence,
+        "authenticity": authenticity_json(&evidence),
+        "detachedSignature": detached,
+    }))?;
+    p.line(format_args!(
+        "OK {} {}: {} files and {} bytes match ferry.json; {} images, {} manifests and {} blobs resolve",
+        evidence.name,
+        evidence.version,
+        evidence.files_checked,
+        evidence.bytes_checked,
+        evidence.layout.images,
+        evidence.layout.manifests,
+        evidence.blobs_checked
+    ))?;
+    p.line(authenticity_line(&evidence))?;
+    if let Some(sig) = signature {
+        p.line(format_args!(
+            "AUTHENTIC: the whole file matches the detached signature {}",
+            sig.display()
+        ))?;
+    }
+    Ok(Outcome::Ok)
+}
+
+pub fn extract(
+    bundle: &Path,
+    dir: &Path,
+    trust: &TrustArgs,
+    limits: &LimitArgs,
+    p: &mut Printer,
+) -> anyhow::Result<Outcome> {
+    let keys = trust.load()?;
+    let check = head_check(&keys, trust.require_signature);
+    let done = extract::extract(&ExtractOptions {
+        bundle: bundle.to_path_buf(),
+        dir: dir.to_path_buf(),
+        limits: limits.limits(),
+        progress: p.progress(),
+        check_head: Some(&check),
+    })?;
+    p.document(&json!({
+        "ok": true,
+        "path": done.path,
+        "evidence": done.evidence,
+        "authenticity": authenticity_json(&done.evidence),
+    }))?;
+    p.line(format_args!(
+        "extracted {} ({} files verified)",
+        done.path.display(),
+        done.evidence.files_checked
+    ))?;
+    p.line(authenticity_line(&done.evidence))?;
+    Ok(Outcome::Ok)
+}
+
+fn write_summary(s: &Summary, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    writeln!(out, "{} {}", s.name, s.version)?;
+    writeln!(out, "  created        {}", s.created)?;
+    writeln!(out, "  built by       ferry {}", s.ferry_version)?;
+    writeln!(
+        out,
+        "  files          {} ({} bytes)",
+        s.file_count, s.total_size
+    )?;
+    writeln!(out, "  charts         {}", s.charts.len())?;
+    for c in s.charts {
+        writeln!(out, "    {} {} ({})", c.name, c.version, c.path)?;
+    }
+    writeln!(out, "  images         {}", s.images.len())?;
+    for i in s.images {
+        writeln!(out, "    {}", i.reference)?;
+        writeln!(
+            out,
+            "      {}  {}  {} bytes",
+            i.digest,
+            i.platforms.join(","),
+            i.size
+        )?;
+    }
+    if !s.egress.is_empty() {
+        writeln!(out, "  egress declared by the vendor")?;
+        for d in s.egress {
+            let ports = d
+                .ports
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(",");
+            writeln!(
+                out,
+                "    {} {}{}{}",
+                d.name,
+                d.hosts.join(","),
+                if ports.is_empty() {
+                    String::new()
+                } else {
+                    format!(":{ports}")
+                },
+                if d.required { " (required)" } else { "" }
+            )?;
+        }
+    }
+    Ok(())
+}

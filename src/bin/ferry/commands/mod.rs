@@ -1,0 +1,161 @@
+//! The commands: each turns its clap arguments into library options, runs, and hands what it
+//! found to the printer. Errors carry their kind to `exit`, which picks the code.
+
+mod bundle;
+mod completions;
+mod egress;
+mod load;
+mod sign;
+mod values;
+
+use crate::cli::{Cli, Command, LimitArgs, TrustArgs};
+use crate::exit::{Outcome, Usage};
+use crate::printer::Printer;
+use ferry::bundle::archive::Limits;
+use ferry::bundle::verify::Evidence;
+use ferry::signing::{self, PasswordSource, SigningKey, VerifyingKey};
+use std::path::Path;
+
+/// Runs the parsed command line.
+pub fn run(cli: &Cli, p: &mut Printer) -> anyhow::Result<Outcome> {
+    match &cli.command {
+        Command::Build { spec, output, key } => {
+            bundle::build(spec, output.as_deref(), key.as_deref(), p)
+        }
+        Command::Inspect { bundle } => bundle::inspect(bundle, p),
+        Command::Verify {
+            bundle,
+            trust,
+            signature,
+            limits,
+        } => bundle::verify(bundle, trust, signature.as_deref(), limits, p),
+        Command::Extract {
+            bundle,
+            dir,
+            trust,
+            limits,
+        } => bundle::extract(bundle, dir, trust, limits, p),
+        Command::Keygen { output_key_prefix } => sign::keygen(output_key_prefix, p),
+        Command::Sign {
+            bundle,
+            key,
+            detached,
+        } => sign::sign(bundle, key, *detached, p),
+        Command::Load {
+            input,
+            registry,
+            dry_run,
+            values,
+            output,
+            pin_digests,
+            trust,
+            limits,
+        } => load::load(
+            &load::Args {
+                input,
+                registry,
+                dry_run: *dry_run,
+                values,
+                output: output.as_deref(),
+                pin_digests: *pin_digests,
+                trust,
+                limits,
+            },
+            p,
+        ),
+        Command::Rewrite {
+            values,
+            registry,
+            bundle,
+            pin_digests,
+            output,
+            in_place,
+            diff,
+        } => values::rewrite(
+            &values::RewriteArgs {
+                values,
+                registry,
+                bundle: bundle.as_deref(),
+                pin_digests: *pin_digests,
+                output: output.as_deref(),
+                in_place: *in_place,
+                diff: *diff,
+            },
+            p,
+        ),
+        Command::Images {
+            command: crate::cli::ImagesCommand::Check { values, bundle },
+        } => values::images_check(values, bundle, p),
+        Command::Egress { command } => egress::run(command, p),
+        Command::Completions { shell } => completions::completions(*shell, p),
+    }
+}
+
+fn usage(message: impl Into<String>) -> anyhow::Error {
+    Usage(message.into()).into()
+}
+
+impl LimitArgs {
+    fn limits(&self) -> Limits {
+        Limits {
+            max_entries: self.max_entries,
+            max_entry_size: self.max_file_size,
+            max_total_size: self.max_total_size,
+            max_ratio: self.max_ratio,
+            ..Limits::default()
+        }
+    }
+}
+
+impl TrustArgs {
+    fn load(&self) -> anyhow::Result<Vec<VerifyingKey>> {
+        Ok(self
+            .keys
+            .iter()
+            .map(|k| VerifyingKey::load(k))
+            .collect::<Result<_, _>>()?)
+    }
+}
+
+/// The head check that verifies the manifest signature with the trusted keys.
+fn head_check(
+    keys: &[VerifyingKey],
+    require: bool,
+) -> impl Fn(&[u8], Option<&[u8]>) -> Result<serde_json::Value, String> + Sync + '_ {
+    move |manifest, signature| {
+        let outcome =
+            signing::check_head_signature(keys, require, "ferry.json", manifest, signature)
+                .map_err(|e| e.to_string())?;
+        serde_json::to_value(outcome).map_err(|e| e.to_string())
+    }
+}
+
+/// Loads a private key, asking for its password only when it is encrypted.
+fn signing_key(path: &Path) -> anyhow::Result<SigningKey> {
+    Ok(SigningKey::load(path, || {
+        PasswordSource::from_environment().password_for_signing(path)
+    })?)
+}
+
+fn authenticity_line(evidence: &Evidence) -> String {
+    match evidence.head_check.as_ref().and_then(|v| v.get("key")) {
+        Some(key) => format!(
+            "AUTHENTIC: ferry.json is signed by the key {} ({})",
+            key.get("path").and_then(|p| p.as_str()).unwrap_or("?"),
+            key.get("fingerprint").and_then(|p| p.as_str()).unwrap_or("?")
+        ),
+        None => "WARNING: authenticity NOT checked: no --key was given, so this proves integrity only, not who built the bundle.".into(),
+    }
+}
+
+/// The `authenticity` field of `--json` reports: the same verdict in plain words.
+fn authenticity_json(evidence: &Evidence) -> String {
+    match evidence.head_check.as_ref().and_then(|v| v.get("key")) {
+        Some(_) => format!(
+            "verified: {}",
+            authenticity_line(evidence).trim_start_matches("AUTHENTIC: ")
+        ),
+        None => "not checked: no --key given; this proves integrity only, not who built the bundle"
+            .into(),
+    }
+}
