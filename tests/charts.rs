@@ -441,21 +441,31 @@ fn global_image_registry_rewritten_renders_from_the_mirror() {
     let tmp = tempfile::tempdir().unwrap();
     let chart = charts_dir().join("bitnami-style");
     let text = fs::read_to_string(chart.join("values.yaml")).unwrap();
-    let vendor = text.replace("imageRegistry: \"\"", "imageRegistry: docker.io");
-    assert_ne!(vendor, text);
-    let values = tmp.path().join("values.yaml");
-    fs::write(&values, &vendor).unwrap();
+    let global = text.replace("imageRegistry: \"\"", "imageRegistry: docker.io");
+    assert_ne!(global, text);
+    // With the maps' registries kept, and with them empty (the global one alone is joined).
+    let only_global = global.replace("registry: docker.io", "registry: \"\"");
+    assert_ne!(only_global, global);
+    for vendor in [global, only_global] {
+        render_rewritten_bitnami(&chart, tmp.path(), &vendor);
+    }
+}
+
+fn render_rewritten_bitnami(chart: &Path, tmp: &Path, vendor: &str) {
+    let values = tmp.join("values.yaml");
+    fs::write(&values, vendor).unwrap();
     let opts = RewriteOptions {
         target: Target::parse(MIRROR).unwrap(),
         images: Vec::new(),
         pin_digests: false,
     };
-    let out = rewrite(&vendor, &values, &opts).unwrap();
+    let out = rewrite(vendor, &values, &opts).unwrap();
     assert!(out
         .text
         .contains("imageRegistry: harbor.example.com/mirror\n"));
     fs::write(&values, &out.text).unwrap();
-    let manifests = helm::template(&chart, &[&values]).unwrap();
+    let manifests =
+        helm::template(chart, &[&values]).unwrap_or_else(|e| panic!("{e}\n{}", out.text));
     let (_, expected) = charts()
         .into_iter()
         .find(|(n, _)| n == "bitnami-style")

@@ -544,7 +544,8 @@ impl Plan<'_, '_> {
     }
 
     fn map(&mut self, site: &MapSite) -> Result<(), RewriteError> {
-        let mut lookup = if self.field_value(site.registry).is_some() {
+        // A map with a registry, its own or the document's `global.imageRegistry`, is joined.
+        let mut lookup = if self.field_value(site.registry).is_some() || site.global.is_some() {
             self.map_registry(site)?
         } else {
             self.map_reference(site.repository, &site.repo, &site.path_of(site.name_key))?
@@ -606,15 +607,21 @@ impl Plan<'_, '_> {
         self.tree.scalar(id).map_or("", |(v, _)| v)
     }
 
-    /// An image map with a non-empty `registry`: the registry is rewritten as a registry value,
-    /// and a one-component name below Docker Hub gets its `library/`. Returns the registry and
-    /// path to look the image up with in the bundle, `None` when the map is left alone.
+    /// An image map joined with a registry (its own non-empty `registry`, or else the document's
+    /// `global.imageRegistry`, which is rewritten where it is written): its own registry is
+    /// rewritten as a registry value, and a one-component name below Docker Hub gets its
+    /// `library/`. Returns the registry and path to look the image up with in the bundle, `None`
+    /// when the map is left alone.
     fn map_registry(
         &mut self,
         site: &MapSite,
     ) -> Result<Option<(Option<String>, String)>, RewriteError> {
-        let reg = self.field_value(site.registry).unwrap_or_default();
-        let Some(prefix) = RegistryPrefix::parse(reg) else {
+        let own = self.field_value(site.registry);
+        let prefix = match own {
+            Some(reg) => RegistryPrefix::parse(reg),
+            None => site.global.clone(),
+        };
+        let Some(prefix) = prefix else {
             return Ok(None);
         };
         let repo_value = self.scalar_value(site.repository.value).to_string();
@@ -629,9 +636,10 @@ impl Plan<'_, '_> {
         match self.decide(prefix.host.as_deref(), &full) {
             Decision::Leave => Ok(None),
             Decision::Rewrite => {
-                let registry = site.registry.expect("has registry").value;
-                let new = self.opts.target.join(&prefix.path);
-                self.replace(registry, &site.path_of("registry"), &new)?;
+                if let (Some(_), Some(field)) = (own, site.registry) {
+                    let new = self.opts.target.join(&prefix.path);
+                    self.replace(field.value, &site.path_of("registry"), &new)?;
+                }
                 if library {
                     // `registry: docker.io` with `repository: nginx` means `library/nginx`.
                     let new_repo = format!("library/{repo_value}");
