@@ -382,7 +382,6 @@ impl<'t> Walker<'t, '_> {
             f.and_then(|f| tree.scalar(f.value))
                 .is_some_and(|(v, s)| !v.is_empty() && !plain_null(v, s))
         };
-        // `{registry, image}`: the image field is the name below a non-empty registry.
         let registry_prefix = registry
             .and_then(|f| tree.scalar(f.value))
             .and_then(|(v, _)| RegistryPrefix::parse(v));
