@@ -544,3 +544,51 @@ fn what_helm_reads_ferry_reads() {
         }
     }
 }
+
+/// With `--pin-digests`, the Bitnami-style chart renders the mirror's images by the bundle's
+/// digests, and its image check is off because ferry set the flag: the mirror's images are
+/// checkable as the ones the chart was released with.
+#[test]
+fn pinned_bitnami_values_render_by_digest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let chart = charts_dir().join("bitnami-style");
+    let (_, expected) = charts()
+        .into_iter()
+        .find(|(n, _)| n == "bitnami-style")
+        .unwrap();
+    let bundle: Vec<ImageEntry> = expected
+        .images
+        .iter()
+        .zip(['a', 'b', 'c'])
+        .map(|(i, d)| {
+            bundle_image(&format!(
+                "{}@sha256:{}",
+                i.rendered,
+                d.to_string().repeat(64)
+            ))
+        })
+        .collect();
+    let values = chart.join("values.yaml");
+    let text = fs::read_to_string(&values).unwrap();
+    let opts = RewriteOptions {
+        target: Target::parse(MIRROR).unwrap(),
+        images: bundle.clone(),
+        pin_digests: true,
+    };
+    let out = rewrite(&text, &values, &opts).unwrap();
+    let note = out
+        .edits
+        .iter()
+        .find(|e| e.path == "global.security.allowInsecureImages")
+        .and_then(|e| e.note.as_deref())
+        .unwrap();
+    assert!(note.contains("pinned in these values"), "{note}");
+    let rewritten = tmp.path().join("values.yaml");
+    fs::write(&rewritten, &out.text).unwrap();
+    let manifests = helm::template(&chart, &[&rewritten]).unwrap();
+    let want = sorted(bundle.iter().map(|b| {
+        let r = ImageRef::parse(&b.reference).unwrap();
+        format!("{MIRROR}/{}@{}", r.repository, b.digest)
+    }));
+    assert_eq!(rendered_images(&manifests), want);
+}
