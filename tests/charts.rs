@@ -592,3 +592,72 @@ fn pinned_bitnami_values_render_by_digest() {
     }));
     assert_eq!(rendered_images(&manifests), want);
 }
+
+/// The ingress-nginx shape: one chart-wide `global.image.registry`, and image maps whose
+/// `image:` is only the repository path, with their own `registry` commented out. The
+/// chart-wide registry is what rewrite edits; the names stay as they are.
+#[test]
+fn chart_wide_image_registry_with_name_only_maps_renders_from_the_mirror() {
+    let tmp = tempfile::tempdir().unwrap();
+    let chart = tmp.path().join("relay");
+    fs::create_dir_all(chart.join("templates")).unwrap();
+    fs::write(
+        chart.join("Chart.yaml"),
+        "apiVersion: v2\nname: relay\nversion: 0.1.0\nappVersion: \"2.0.1\"\n",
+    )
+    .unwrap();
+    let values = "global:\n  image:\n    # -- where every image comes from\n    registry: registry.k8s.io\n\
+controller:\n  image:\n    # registry: registry.k8s.io\n    image: relay/controller\n    tag: \"v2.0.1\"\n\
+helper:\n  image:\n    image: relay-helper\n    tag: \"1.4\"\n    digest: \"\"\n";
+    fs::write(chart.join("values.yaml"), values).unwrap();
+    fs::write(
+        chart.join("templates/pods.yaml"),
+        r#"{{- range $name := list "controller" "helper" }}
+{{- $image := (index $.Values $name).image }}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: {{ $name }}
+spec:
+  containers:
+    - name: {{ $name }}
+      image: {{ $image.registry | default $.Values.global.image.registry }}/{{ $image.image }}:{{ $image.tag }}{{ if $image.digest }}@{{ $image.digest }}{{ end }}
+{{- end }}
+"#,
+    )
+    .unwrap();
+    let before = helm::template(&chart, &[]).unwrap();
+    assert_eq!(
+        rendered_images(&before),
+        [
+            "registry.k8s.io/relay-helper:1.4",
+            "registry.k8s.io/relay/controller:v2.0.1"
+        ]
+    );
+    let out = tmp.path().join("values.mirror.yaml");
+    ferry()
+        .args(["rewrite", "--registry", MIRROR])
+        .arg(chart.join("values.yaml"))
+        .arg("-o")
+        .arg(&out)
+        .assert()
+        .success();
+    let rewritten = fs::read_to_string(&out).unwrap();
+    assert_eq!(
+        rewritten,
+        values.replace(
+            "    registry: registry.k8s.io\ncontroller",
+            &format!("    registry: {MIRROR}\ncontroller")
+        ),
+        "only the chart-wide registry changes"
+    );
+    let after = helm::template(&chart, &[&out]).unwrap();
+    assert_eq!(
+        rendered_images(&after),
+        [
+            format!("{MIRROR}/relay-helper:1.4"),
+            format!("{MIRROR}/relay/controller:v2.0.1")
+        ]
+    );
+}

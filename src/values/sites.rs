@@ -78,6 +78,9 @@ struct Ctx {
     images: bool,
     /// The node is the top-level `global` map.
     global: bool,
+    /// The node is `global.image`, whose `registry` is the chart-wide registry
+    /// (ingress-nginx's `global.image.registry`).
+    global_image: bool,
     /// The node is the value of a `repository`, `tag` or `digest` key, never a registry.
     image_part: bool,
 }
@@ -217,6 +220,7 @@ impl<'t> Walker<'t, '_> {
                     return self.refuse(id, Ambiguity::Anchor);
                 }
                 let handled = self.image_map(id, entries, ctx)?;
+                let names_only = self.has_tag_field(entries);
                 for &(k, v) in entries {
                     if handled.contains(&k) {
                         continue;
@@ -230,11 +234,16 @@ impl<'t> Walker<'t, '_> {
                         if key == "<<" && ctx.image {
                             return self.refuse(v, Ambiguity::Merge);
                         }
-                        child.image |= ends_with_ci(key, "image");
+                        // In a map with a `tag` or `digest`, `image: NAME` (no registry of its
+                        // own) is the repository part that the chart's template joins to a
+                        // registry given elsewhere: not a Docker Hub reference.
+                        let name_part = names_only && key == "image" && self.bare_name(v);
+                        child.image |= ends_with_ci(key, "image") && !name_part;
                         child.images = ends_with_ci(key, "images");
                         child.registry = key.eq_ignore_ascii_case("imageRegistry")
-                            || (ctx.global && key == "registry");
+                            || ((ctx.global || ctx.global_image) && key == "registry");
                         child.global = root && key == "global";
+                        child.global_image = ctx.global && key == "image";
                         child.image_part = matches!(key, "repository" | "tag" | "digest");
                     }
                     self.path.push(Seg::Key(key.unwrap_or("?")));
@@ -315,6 +324,25 @@ impl<'t> Walker<'t, '_> {
             });
         }
         Ok(())
+    }
+
+    /// Whether a mapping has a scalar `tag` or `digest` entry, as an image map does.
+    fn has_tag_field(&self, entries: &[(NodeId, NodeId)]) -> bool {
+        entries.iter().any(|&(k, v)| {
+            self.tree
+                .scalar(k)
+                .is_some_and(|(key, _)| key == "tag" || key == "digest")
+                && matches!(self.tree.nodes[v].kind, Kind::Scalar { .. })
+        })
+    }
+
+    /// Whether a node is a plain image name: a scalar reference with no registry host, tag or
+    /// digest written (`ingress-nginx/controller`, `traefik`).
+    fn bare_name(&self, id: NodeId) -> bool {
+        self.tree.scalar(id).is_some_and(|(v, _)| {
+            parse_reference(v, false).is_none()
+                && parse_reference(v, true).is_some_and(|r| r.tag.is_none() && r.digest.is_none())
+        })
     }
 
     /// Refuses a reference folded over several lines: YAML reads the line breaks as spaces, so
