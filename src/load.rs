@@ -386,11 +386,18 @@ pub fn check_images(
 ) -> Result<crate::values::Coverage, ValuesError> {
     let mut uses = Vec::new();
     for f in files {
-        let text = std::fs::read_to_string(f).map_err(|source| ValuesError::Read {
-            path: f.clone(),
+        // A chart folder, or values with a Chart.yaml beside them: its appVersion is the tag of
+        // image maps that give none.
+        let chart = crate::values::locate(f);
+        let text = std::fs::read_to_string(&chart.values).map_err(|source| ValuesError::Read {
+            path: chart.values.clone(),
             source,
         })?;
-        uses.extend(crate::values::find_images(&text, f)?);
+        uses.extend(crate::values::find_chart_images(
+            &text,
+            &chart.values,
+            chart.app_version.as_deref(),
+        )?);
     }
     let coverage = crate::values::check_coverage(&uses, images);
     if !coverage.is_complete() {

@@ -108,6 +108,44 @@ fn only_the_binary_knows_clap() {
     assert!(found.is_empty(), "clap outside src/bin/: {found:#?}");
 }
 
+/// The library's layers, lowest first, and what each may import (besides itself).
+const LAYERS: &[(&str, &[&str])] = &[
+    ("src/oci/", &[]),
+    ("src/bundle/", &["oci", "parallel", "progress"]),
+    ("src/signing", &["oci"]),
+    ("src/registry/", &["oci", "bundle", "progress"]),
+    ("src/values/", &["oci", "bundle"]),
+    ("src/egress/", &["oci", "bundle", "values", "parallel"]),
+];
+
+#[test]
+fn imports_only_go_downwards() {
+    let mut upward = Vec::new();
+    for path in rust_files("src") {
+        let file = relative(&path);
+        let Some((layer, allowed)) = LAYERS.iter().find(|(l, _)| file.starts_with(l)) else {
+            continue;
+        };
+        let own = layer.trim_start_matches("src/").trim_end_matches('/');
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            for (i, _) in line.match_indices("crate::") {
+                let module: String = line[i + 7..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if module != own && !allowed.contains(&module.as_str()) {
+                    upward.push(format!("{file}:{}: crate::{module}", n + 1));
+                }
+            }
+        }
+    }
+    assert!(
+        upward.is_empty(),
+        "imports against the layering: {upward:#?}"
+    );
+}
+
 #[test]
 fn functions_are_short() {
     let mut too_long = Vec::new();
