@@ -9,10 +9,10 @@
 
 use crate::bundle::archive::{Limits, MemberReader, TarPolicy};
 use crate::bundle::manifest::{ImageEntry, Manifest};
+use crate::bundle::source::{self, SourceKind, SourceSpec};
 use crate::bundle::verify::{self, Evidence, HeadCheck, VerifyError, VerifyOptions};
 use crate::oci::digest::Digest;
 use crate::oci::reference::{ImageRef, Target};
-use crate::oci::source::{self, SourceKind, SourceSpec};
 use crate::progress::Progress;
 use crate::registry::bundle_source::{index_bundle, IndexedSource, MEMORY_BUDGET};
 use crate::registry::push::{BlobSource, ImageToPush};

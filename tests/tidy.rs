@@ -111,9 +111,15 @@ fn only_the_binary_knows_clap() {
 /// The library's layers, lowest first, and what each may import (besides itself).
 const LAYERS: &[(&str, &[&str])] = &[
     ("src/oci/", &[]),
-    ("src/bundle/", &["oci", "parallel", "progress"]),
+    (
+        "src/bundle/",
+        &["oci", "parallel", "progress", "error_chain"],
+    ),
     ("src/signing", &["oci"]),
-    ("src/registry/", &["oci", "bundle", "progress"]),
+    (
+        "src/registry/",
+        &["oci", "bundle", "progress", "error_chain"],
+    ),
     ("src/values/", &["oci", "bundle"]),
     ("src/egress/", &["oci", "bundle", "values", "parallel"]),
 ];

@@ -8,11 +8,11 @@ use crate::bundle::manifest::{
     SIGNATURE_NAME,
 };
 use crate::bundle::safepath::SafePath;
+use crate::bundle::source::{self, BlobLocation, SourceSpec};
 use crate::bundle::spec::{field_error, Spec, SpecError};
 use crate::oci::digest::{hash_reader, BackgroundHasher, Digest};
 use crate::oci::document::{self, LayoutEntry, MAX_JSON};
 use crate::oci::reference::ImageRef;
-use crate::oci::source::{self, BlobLocation, SourceSpec};
 use crate::progress::Progress;
 use serde_saphyr::Spanned;
 use std::collections::BTreeMap;

@@ -1,5 +1,6 @@
-//! Image sources for `ferry build`: OCI image layouts, `oci-archive` and `docker-archive`
-//! tarballs, resolved to the exact blobs an image consists of.
+//! Image inputs of `ferry build` and `ferry load`: OCI image layouts, `oci-archive` and
+//! `docker-archive` tarballs, resolved to the exact blobs an image consists of. Archives are
+//! read with the checks of `archive::TarEntries` and their members read in place.
 
 use crate::bundle::archive::{EntryError, TarEntries, TarEntry, TarPolicy};
 use crate::bundle::safepath::SafePath;
