@@ -170,11 +170,21 @@ pub fn prepare(input: &LoadInput) -> Result<Prepared, LoadError> {
     } else {
         String::new()
     };
+    from_image_archive(input, gz, &not_bundle)
+}
+
+/// An image archive, possibly gzip-compressed (like a `docker save | gzip` file);
+/// `not_bundle` says why a gzip file is not read as a bundle.
+fn from_image_archive(
+    input: &LoadInput,
+    gz: bool,
+    not_bundle: &str,
+) -> Result<Prepared, LoadError> {
+    let path = &input.input;
     let invalid = |message: String| LoadError::Input {
         path: path.clone(),
         message: format!("{message}{not_bundle}"),
     };
-    // An image archive, possibly gzip-compressed (like a `docker save | gzip` file).
     let (archive, spool) = if gz {
         let dir = tempfile::Builder::new()
             .prefix("ferry-load-")
@@ -196,7 +206,9 @@ pub fn prepare(input: &LoadInput) -> Result<Prepared, LoadError> {
         (path.clone(), None)
     };
     let policy = image_archive_policy(input.limits);
-    let kind = source::archive_kind(&archive, policy)?;
+    // Messages name the input, not the decompressed copy.
+    let named = |e: source::SourceError| LoadError::Source(e.at(path));
+    let kind = source::archive_kind(&archive, policy).map_err(named)?;
     let mut prepared = from_layout_names(
         &SourceSpec {
             kind,
@@ -205,7 +217,11 @@ pub fn prepare(input: &LoadInput) -> Result<Prepared, LoadError> {
         },
         &input.target,
         policy,
-    )?;
+    )
+    .map_err(|e| match e {
+        LoadError::Source(e) => named(e),
+        e => e,
+    })?;
     if let Some(dir) = spool {
         // Keep the decompressed archive for as long as the source lives.
         let source = prepared.source.clone();

@@ -478,6 +478,26 @@ fn image_archive_refused(
         );
     }
     assert!(!out.exists(), "{case}: a bundle was written");
+    // Gzip-compressed (`docker save | gzip`), load reads a decompressed copy and still names
+    // the file it was given.
+    let gz = tmp.path().join("evil.tar.gz");
+    std::fs::write(&gz, gzip(archive)).unwrap();
+    let out = ferry()
+        .arg("load")
+        .arg(&gz)
+        .args(["--registry", &format!("127.0.0.1:{}", closed.port)])
+        .arg("--plain-http")
+        .args(load_args)
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let want = want_load.unwrap_or(want);
+    assert!(
+        stderr.contains(&gz.display().to_string()) && stderr.contains(want),
+        "{case}: load of the gzip-compressed archive: expected its path and `{want}` in: {stderr}"
+    );
 }
 
 #[test]

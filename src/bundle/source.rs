@@ -142,6 +142,27 @@ pub enum SourceError {
     },
 }
 
+impl SourceError {
+    /// The same error about `path` (a decompressed copy's error, about the original).
+    pub fn at(self, path: &Path) -> SourceError {
+        let path = path.to_path_buf();
+        match self {
+            SourceError::Io { source, .. } => SourceError::Io { path, source },
+            SourceError::Invalid { message, .. } => SourceError::Invalid { path, message },
+            SourceError::NotFound {
+                name, available, ..
+            } => SourceError::NotFound {
+                path,
+                name,
+                available,
+            },
+            SourceError::Ambiguous { count, hint, .. } => {
+                SourceError::Ambiguous { path, count, hint }
+            }
+        }
+    }
+}
+
 /// Random access to the files of a layout, whether a folder or a tar archive.
 trait Store {
     fn origin(&self) -> &Path;
