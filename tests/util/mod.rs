@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod faultproxy;
+pub mod helm;
 pub mod oci;
 pub mod registry;
 pub mod skopeo;
