@@ -6,6 +6,7 @@
 
 pub mod allowlist;
 pub mod classify;
+pub mod fields;
 pub mod finder;
 pub mod observe;
 pub mod policy;
@@ -92,6 +93,9 @@ pub enum Verdict {
     Allowed,
     /// A Kubernetes service address or a service the chart defines itself.
     InCluster,
+    /// A name clients use to reach the chart's own workloads (an Ingress or Gateway API host):
+    /// inbound traffic, not egress.
+    Inbound,
     /// A value the customer is expected to replace (`*.yourcompany.com`, `example.com`, `<...>`).
     Placeholder,
     /// A destination that no rule covers.
@@ -102,11 +106,12 @@ pub enum Verdict {
 
 impl Verdict {
     /// Every verdict, in classification order.
-    pub const ALL: [Verdict; 7] = [
+    pub const ALL: [Verdict; 8] = [
         Verdict::Loopback,
         Verdict::Denied,
         Verdict::Allowed,
         Verdict::InCluster,
+        Verdict::Inbound,
         Verdict::Placeholder,
         Verdict::Unknown,
         Verdict::Unresolved,
@@ -119,6 +124,7 @@ impl Verdict {
             Verdict::Denied => "denied",
             Verdict::Allowed => "allowed",
             Verdict::InCluster => "in-cluster",
+            Verdict::Inbound => "inbound",
             Verdict::Placeholder => "placeholder",
             Verdict::Unknown => "unknown",
             Verdict::Unresolved => "unresolved",
@@ -334,7 +340,7 @@ impl FromStr for FailOn {
                 }
                 w => {
                     let v: Verdict = w.parse().map_err(|e| {
-                        format!("{e}; expected a comma-separated list of: loopback, denied, allowed, in-cluster, placeholder, unknown, unresolved, commented, docs, none, default")
+                        format!("{e}; expected a comma-separated list of: loopback, denied, allowed, in-cluster, inbound, placeholder, unknown, unresolved, commented, docs, none, default")
                     })?;
                     if !out.verdicts.contains(&v) {
                         out.verdicts.push(v);

@@ -143,6 +143,7 @@ fn rule_text(v: Verdict) -> (&'static str, &'static str, &'static str) {
         Verdict::Denied => ("DeniedDestination", "Destination forbidden by the allow-list", "The destination matches a deny rule of the allow-list. Remove the reference, disable the feature that uses it, or change the allow-list."),
         Verdict::Allowed => ("AllowedDestination", "Destination permitted by the allow-list", "The destination matches an allow rule of the allow-list."),
         Verdict::InCluster => ("InClusterDestination", "Kubernetes in-cluster destination", "The destination is a Kubernetes service name (*.svc, *.cluster.local, or a Service the chart defines)."),
+        Verdict::Inbound => ("InboundName", "Name clients use to reach the chart", "The name is an Ingress or Gateway API host of the chart: clients connect to it, the software does not connect out to it."),
         Verdict::Placeholder => ("PlaceholderDestination", "Customer-configured placeholder", "The destination is a placeholder the customer replaces (yourcompany.com, example.com, <...>, REGISTRY)."),
         Verdict::Unknown => ("UnknownDestination", "Destination not covered by the allow-list", "No allow or deny rule covers this destination. Add it to the allow-list if it is expected, or remove it."),
         Verdict::Unresolved => ("UnresolvedDestination", "Destination that could not be computed", "The destination depends on a template expression or variable that could not be resolved offline. Supply the values (--values) or review the template."),
@@ -412,6 +413,7 @@ fn markdown(r: &Report, out: &mut dyn Write) -> io::Result<()> {
             Verdict::Unresolved => ("Unknown", "Could not be resolved offline".to_string()),
             Verdict::InCluster => ("In-cluster", "Service inside the cluster".to_string()),
             Verdict::Loopback => ("Local", "Within the pod".to_string()),
+            Verdict::Inbound => ("Inbound", "Name clients use to reach the chart".to_string()),
             Verdict::Placeholder => (
                 "Customer-configured",
                 "Placeholder the customer replaces".to_string(),

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::classify::{classify, ClusterNames};
+use super::fields::{Field, Tracker};
 use super::finder::{self, find, key_value, split_comment, LineCtx, MARKER};
 use super::template::{self, assemble, Env, RenderedLine, TNode};
 use super::values::{self, Document, Node, Value, Values};
@@ -69,6 +70,8 @@ struct Out {
     raw: Vec<Raw>,
     diags: Vec<Diagnostic>,
     services: std::collections::BTreeSet<String>,
+    /// Ingress and Gateway API host names.
+    inbound: std::collections::BTreeSet<String>,
     files: usize,
 }
 
@@ -96,6 +99,7 @@ impl State {
         self.raw.extend(out.raw);
         self.diags.extend(out.diags);
         self.names.services.extend(out.services);
+        self.names.inbound.extend(out.inbound);
         self.files += out.files;
     }
 }
@@ -156,7 +160,7 @@ fn render_phase(f: &FileRef, env: &Env<'_>) -> Out {
         lines.extend(assemble(&env.render_scan(body)));
     }
     collect_services(&lines, &mut out.services);
-    scan_rendered(&lines, f, &src_lines, source, &mut out.raw);
+    scan_rendered(&lines, f, &src_lines, source, &mut out);
     out
 }
 
@@ -679,7 +683,7 @@ fn load_values(f: &FileRef, st: &mut State) -> Option<Document> {
 
 /// Evidence text: trimmed, credentials redacted, cut to a readable length.
 fn evidence(line: &str) -> String {
-    let t = finder::redact_secrets(&finder::redact(line.trim()));
+    let t = finder::redact_tokens(&finder::redact_secrets(&finder::redact(line.trim())));
     if t.chars().count() > MAX_TEXT {
         let mut s: String = t.chars().take(MAX_TEXT).collect();
         s.push('…');
@@ -723,6 +727,30 @@ fn scan_values_tree(node: Node<'_>, path: &str, key: &str, env: &Env<'_>, st: &m
                     }
                 }
                 return;
+            }
+            // `{repository, tag}` image maps without a registry: the repository is a whole
+            // reference, on Docker Hub when it names no registry.
+            if let (None, Some(repo)) = (get("registry"), get("repository")) {
+                let imageish = finder::image_key(key) || get("tag").is_some() || get("digest").is_some();
+                if let Some(r) = repo.as_text().filter(|r| imageish && !r.is_empty()) {
+                    if let Some((host, port)) = finder::image_registry(&r) {
+                        push_value(
+                            &repo,
+                            &format!("{path}.repository"),
+                            host,
+                            port,
+                            Kind::Registry,
+                            v,
+                            st,
+                        );
+                        for (k, child) in &m {
+                            if k != "repository" {
+                                scan_values_tree(*child, &format!("{path}.{k}"), k, env, st);
+                            }
+                        }
+                        return;
+                    }
+                }
             }
             // `{name: X, value: Y}` env entries: X names what Y is.
             let env_name = get("name").and_then(|n| n.as_text());
@@ -896,22 +924,26 @@ fn scan_value_comments(rel: &str, st: &mut State) {
 }
 
 /// Scan the rendered lines of one template.
-fn scan_rendered(
-    lines: &[RenderedLine],
-    f: &FileRef,
-    src: &[&str],
-    source: Source,
-    out: &mut Vec<Raw>,
-) {
+fn scan_rendered(lines: &[RenderedLine], f: &FileRef, src: &[&str], source: Source, o: &mut Out) {
     let mut prev_env: Option<String> = None;
+    let mut fields = Tracker::default();
+    let out = &mut o.raw;
     for rl in lines {
         let ctx = LineCtx {
             yaml: true,
             shell: false,
             env_name: prev_env.as_deref(),
         };
+        let field = fields.line(&rl.text);
+        if field == Field::NotDestination {
+            prev_env = env_name(&rl.text).map(str::to_string);
+            continue;
+        }
         let code_len = split_comment(&rl.text).0.len();
         let hits = find(&rl.text, ctx);
+        if field == Field::Inbound {
+            inbound_names(&rl.text, &hits, &mut o.inbound);
+        }
         let marker = rl.text[..code_len].find(MARKER);
         if hits.is_empty() && marker.is_none() {
             prev_env = env_name(&rl.text).map(str::to_string);
@@ -957,7 +989,10 @@ fn scan_rendered(
                     if hostish && value.contains(MARKER) {
                         let path = rl.segs.iter().find(|s| s.3).and_then(|s| s.2.clone());
                         out.push(Raw {
-                            host: value.chars().take(120).collect(),
+                            host: finder::redact_tokens(&finder::redact(value))
+                                .chars()
+                                .take(120)
+                                .collect(),
                             port: None,
                             kind: if finder::image_key(key) {
                                 Kind::Registry
@@ -976,6 +1011,25 @@ fn scan_rendered(
             }
         }
         prev_env = env_name(&rl.text).map(str::to_string);
+    }
+}
+
+/// The host names on an inbound line: every hit, and the whole value (`"*.apps.example.org"`).
+fn inbound_names(text: &str, hits: &[finder::Hit], inbound: &mut std::collections::BTreeSet<String>) {
+    for h in hits {
+        if !h.host.contains(MARKER) {
+            inbound.insert(h.host.clone());
+        }
+    }
+    let ctx = LineCtx {
+        yaml: true,
+        ..Default::default()
+    };
+    if let Some((_, v, _)) = key_value(text, ctx) {
+        let v = v.trim_matches(['[', ']', '"', '\'']).to_ascii_lowercase();
+        if !v.is_empty() && !v.contains(MARKER) && !v.contains(char::is_whitespace) {
+            inbound.insert(v);
+        }
     }
 }
 
