@@ -9,6 +9,7 @@ pub mod classify;
 pub mod fields;
 pub mod finder;
 pub mod observe;
+pub mod phonehomes;
 pub mod policy;
 pub mod report;
 pub mod scan;
@@ -162,6 +163,10 @@ pub enum Kind {
     Registry,
     /// A connection seen at run time (Hubble flow or `host port` list).
     Flow,
+    /// A connection the software makes by default with no URL in the chart (an update check,
+    /// usage statistics, a receiver's built-in endpoint); the evidence is the setting that
+    /// controls it (`src/egress/phonehomes.yaml`).
+    PhoneHome,
 }
 
 /// What sort of file the evidence is in.

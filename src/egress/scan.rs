@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use super::classify::{classify, ClusterNames};
 use super::fields::{Field, Tracker};
+use super::phonehomes;
 use super::finder::{self, find, key_value, split_comment, LineCtx, MARKER};
 use super::template::{self, assemble, Env, RenderedLine, TNode};
 use super::values::{self, Document, Node, Value, Values};
@@ -48,6 +49,8 @@ struct Chart {
     parent: Option<usize>,
     templates: Vec<FileRef>,
     values: Option<FileRef>,
+    /// Patterns of the chart's `.helmignore`.
+    ignore: Vec<String>,
 }
 
 /// A destination before classification.
@@ -280,6 +283,7 @@ pub fn check(opts: &CheckOptions) -> Result<Report, EgressError> {
             cache: Default::default(),
         };
         scan_values_tree(v.root(), ".Values", "", &env, &mut st);
+        scan_phone_homes(v, &mut st);
     }
     let mut seen_comments = std::collections::HashSet::new();
     for v in &merged {
@@ -533,7 +537,13 @@ fn layout(files: &[FileRef]) -> (Vec<Chart>, Vec<(FileRef, Source)>) {
                 .map(|n| n.trim().trim_matches(['"', '\'']).to_string())
                 .filter(|n| !n.is_empty())
                 .unwrap_or_else(|| dir.rsplit('/').next().unwrap_or("chart").to_string());
+            let ignore = f
+                .abs
+                .parent()
+                .map(|d| helmignore(&d.join(".helmignore")))
+                .unwrap_or_default();
             charts.push(Chart {
+                ignore,
                 rel: dir,
                 name: chart_name,
                 parent: None,
@@ -566,7 +576,10 @@ fn layout(files: &[FileRef]) -> (Vec<Chart>, Vec<(FileRef, Source)>) {
                 } else {
                     &f.rel[charts[j].rel.len() + 1..]
                 };
-                if inner.starts_with("templates/") {
+                if ignored(&charts[j].ignore, inner) {
+                    // Not part of the installed chart: `.helmignore`d files, chart-testing
+                    // values under `ci/`, helm-docs templates.
+                } else if inner.starts_with("templates/") {
                     charts[j].templates.push(f.clone());
                 } else if inner == "values.yaml" {
                     charts[j].values = Some(f.clone());
@@ -593,6 +606,71 @@ fn layout(files: &[FileRef]) -> (Vec<Chart>, Vec<(FileRef, Source)>) {
         }
     }
     (charts, others)
+}
+
+/// The patterns of a `.helmignore` file (none when there is no such file).
+fn helmignore(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Whether `inner` (a path inside a chart) is left out of the installed chart: matched by a
+/// `.helmignore` pattern, a chart-testing values file under `ci/`, or a `*.gotmpl` document.
+fn ignored(patterns: &[String], inner: &str) -> bool {
+    if inner.starts_with("ci/") || inner.ends_with(".gotmpl") {
+        return true;
+    }
+    let name = inner.rsplit('/').next().unwrap_or(inner);
+    patterns.iter().any(|p| {
+        if p.starts_with('!') {
+            return false;
+        }
+        let (p, dir) = match p.strip_suffix('/') {
+            Some(d) => (d, true),
+            None => (p.as_str(), false),
+        };
+        let p = p.trim_start_matches('/');
+        if dir {
+            return inner.split('/').rev().skip(1).any(|c| glob(p, c)) || inner.starts_with(&format!("{p}/"));
+        }
+        if p.contains('/') {
+            glob(p, inner)
+        } else {
+            glob(p, name) || inner.split('/').any(|c| glob(p, c))
+        }
+    })
+}
+
+/// A shell glob with `*` and `?` (no `/` crossing), as `.helmignore` uses them.
+fn glob(p: &str, s: &str) -> bool {
+    let (p, s) = (p.as_bytes(), s.as_bytes());
+    let (mut i, mut j) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while j < s.len() {
+        if i < p.len() && (p[i] == b'?' || p[i] == s[j]) && p[i] != b'*' {
+            i += 1;
+            j += 1;
+        } else if i < p.len() && p[i] == b'*' {
+            star = Some(i);
+            mark = j;
+            i += 1;
+        } else if let Some(st) = star {
+            i = st + 1;
+            mark += 1;
+            j = mark;
+        } else {
+            return false;
+        }
+    }
+    while i < p.len() && p[i] == b'*' {
+        i += 1;
+    }
+    i == p.len()
 }
 
 fn within(path: &str, dir: &str) -> bool {
@@ -808,6 +886,7 @@ fn scan_values_tree(node: Node<'_>, path: &str, key: &str, env: &Env<'_>, st: &m
             };
             let synthetic = format!("{}: {s}", if key.is_empty() { "value" } else { key });
             let klen = synthetic.len() - s.len();
+            let own = own_address(path, key);
             for h in find(
                 &synthetic,
                 LineCtx {
@@ -815,6 +894,9 @@ fn scan_values_tree(node: Node<'_>, path: &str, key: &str, env: &Env<'_>, st: &m
                     ..Default::default()
                 },
             ) {
+                if own && !h.host.contains(MARKER) {
+                    st.names.inbound.insert(h.host.clone());
+                }
                 if h.start >= klen {
                     push_raw(
                         st,
@@ -831,6 +913,68 @@ fn scan_values_tree(node: Node<'_>, path: &str, key: &str, env: &Env<'_>, st: &m
             }
         }
         _ => {}
+    }
+}
+
+/// A values key that names the chart's own external address (clients reach the chart there):
+/// `domain`, `externalUrl`, `publicUrl`, `rootUrl` and kin, and the hosts of an `ingress`
+/// section.
+fn own_address(path: &str, key: &str) -> bool {
+    const OWN: &[&str] = &[
+        "domain",
+        "externalurl",
+        "publicurl",
+        "rooturl",
+        "root_url",
+        "externalhost",
+        "externalhostname",
+        "publichost",
+        "publichostname",
+    ];
+    let k = key.to_ascii_lowercase();
+    OWN.contains(&k.as_str())
+        || (matches!(k.as_str(), "host" | "hosts" | "hostname")
+            && path.to_ascii_lowercase().contains(".ingress"))
+}
+
+/// Known phone-homes of the software the values deploy, at the setting that controls each.
+fn scan_phone_homes(v: &Values, st: &mut State) {
+    for hit in phonehomes::find(v) {
+        let Some(file) = v.files.get(hit.node.file()) else {
+            continue;
+        };
+        let lines = st.value_lines.get(file);
+        let mut line = hit.node.line();
+        if let (Some(key), Some(lines)) = (&hit.key, lines) {
+            // A collection's line is its first entry's; the evidence is its key's line.
+            let head = format!("{key}:");
+            if let Some(i) = (0..line.min(lines.len()))
+                .rev()
+                .find(|&i| lines[i].trim_start().trim_start_matches("- ").starts_with(&head))
+            {
+                line = i + 1;
+            }
+        }
+        let source_text = lines
+            .and_then(|ls| ls.get(line.wrapping_sub(1)))
+            .map(|l| evidence(l))
+            .unwrap_or_default();
+        let e = hit.entry;
+        let text = format!(
+            "{source_text}  [{} by default; off: {}]",
+            e.purpose, e.off
+        );
+        st.raw.push(Raw {
+            host: e.host.clone(),
+            port: Some(e.port),
+            kind: Kind::PhoneHome,
+            source: Source::Values,
+            file: file.as_str().into(),
+            line,
+            text: text.into(),
+            value_path: Some(hit.path),
+            commented: false,
+        });
     }
 }
 
@@ -1130,6 +1274,7 @@ fn scan_file(f: &FileRef, source: Source, st: &mut State) {
     let mut buf = Vec::new();
     let mut n = 0;
     let mut prev_env: Option<String> = None;
+    let mut fields = Tracker::default();
     loop {
         buf.clear();
         match r.read_until(b'\n', &mut buf) {
@@ -1139,6 +1284,9 @@ fn scan_file(f: &FileRef, source: Source, st: &mut State) {
         n += 1;
         let line = String::from_utf8_lossy(&buf);
         let line = line.trim_end_matches(['\n', '\r']);
+        if ctx.yaml && source != Source::Doc && fields.line(line) == Field::NotDestination {
+            continue;
+        }
         let c = LineCtx {
             env_name: prev_env.as_deref(),
             ..ctx
