@@ -13,6 +13,7 @@ pub mod phonehomes;
 pub mod policy;
 pub mod report;
 pub mod scan;
+mod sprig;
 pub mod template;
 pub mod values;
 

@@ -51,6 +51,9 @@ struct Chart {
     values: Option<FileRef>,
     /// Patterns of the chart's `.helmignore`.
     ignore: Vec<String>,
+    /// `version` and `appVersion` of its `Chart.yaml`.
+    version: String,
+    app_version: String,
 }
 
 /// A destination before classification.
@@ -268,6 +271,8 @@ pub fn check(opts: &CheckOptions) -> Result<Report, EgressError> {
             values: &merged[i],
             defines: &defines,
             chart_name: &c.name,
+            chart_version: &c.version,
+            app_version: &c.app_version,
             cache: Default::default(),
         })
         .collect();
@@ -280,6 +285,8 @@ pub fn check(opts: &CheckOptions) -> Result<Report, EgressError> {
             values: v,
             defines: &defines,
             chart_name: charts.get(i).map_or("", |c| c.name.as_str()),
+            chart_version: charts.get(i).map_or("", |c| c.version.as_str()),
+            app_version: charts.get(i).map_or("", |c| c.app_version.as_str()),
             cache: Default::default(),
         };
         scan_values_tree(v.root(), ".Values", "", &env, &mut st);
@@ -542,8 +549,16 @@ fn layout(files: &[FileRef]) -> (Vec<Chart>, Vec<(FileRef, Source)>) {
                 .parent()
                 .map(|d| helmignore(&d.join(".helmignore")))
                 .unwrap_or_default();
+            let field = |key: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(key))
+                    .map(|n| n.trim().trim_matches(['"', '\'']).to_string())
+                    .unwrap_or_default()
+            };
             charts.push(Chart {
                 ignore,
+                version: field("version:"),
+                app_version: field("appVersion:"),
                 rel: dir,
                 name: chart_name,
                 parent: None,
