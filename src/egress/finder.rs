@@ -604,6 +604,12 @@ pub fn host_like_key(key: &str) -> bool {
                 | "REMOTE"
         );
     }
+    // A dotted configuration key (`server.secretkey`, `server.url`) is judged by its last part.
+    if let Some((_, last)) = key.rsplit_once('.') {
+        if !last.is_empty() {
+            return host_like_key(last);
+        }
+    }
     // Lower-case once into a small buffer; one pass with a dispatch on the first letter.
     let mut buf = [0u8; 64];
     let long;

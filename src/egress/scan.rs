@@ -167,6 +167,10 @@ fn render_phase(f: &FileRef, env: &Env<'_>) -> Out {
     }
     collect_services(&lines, &mut out.services);
     scan_rendered(&lines, f, &src_lines, source, &mut out);
+    scan_literals(&t.nodes, f, &src_lines, source, &mut out.raw);
+    for (_, body) in &t.defines {
+        scan_literals(body, f, &src_lines, source, &mut out.raw);
+    }
     out
 }
 
@@ -1171,6 +1175,91 @@ fn scan_rendered(lines: &[RenderedLine], f: &FileRef, src: &[&str], source: Sour
         }
         prev_env = env_name(&rl.text).map(str::to_string);
     }
+}
+
+/// Destinations written as string literals inside template actions, such as the registry in
+/// `default "docker.io" .image.registry`: what the template renders when a value is empty.
+fn scan_literals(nodes: &[TNode], f: &FileRef, src: &[&str], source: Source, out: &mut Vec<Raw>) {
+    for node in nodes {
+        let (exprs, children): (Vec<(&str, usize)>, Vec<&[TNode]>) = match node {
+            TNode::Action { expr, line } => (vec![(expr.as_str(), *line)], Vec::new()),
+            TNode::If { branches } => (Vec::new(), branches.iter().map(|(_, b)| b.as_slice()).collect()),
+            TNode::With { body, otherwise, .. } | TNode::Range { body, otherwise, .. } => {
+                (Vec::new(), vec![body.as_slice(), otherwise.as_slice()])
+            }
+            TNode::Text { .. } | TNode::Comment { .. } => (Vec::new(), Vec::new()),
+        };
+        for (expr, line) in exprs {
+            if !expr.contains('"') {
+                continue;
+            }
+            for lit in string_literals(expr) {
+                if lit.contains(['%', '{', '$']) || lit.is_empty() {
+                    continue;
+                }
+                let synthetic = format!("value: {lit}");
+                let ctx = LineCtx {
+                    yaml: true,
+                    ..Default::default()
+                };
+                for h in find(&synthetic, ctx) {
+                    // Already found in what the line renders (with its port).
+                    if out.iter().any(|r| r.line == line && r.host == h.host) {
+                        continue;
+                    }
+                    let text = src
+                        .get(line.wrapping_sub(1))
+                        .map(|l| evidence(l))
+                        .unwrap_or_default();
+                    out.push(Raw {
+                        host: h.host,
+                        port: h.port,
+                        kind: h.kind,
+                        source,
+                        file: f.rel.clone(),
+                        line,
+                        text: text.into(),
+                        value_path: None,
+                        commented: false,
+                    });
+                }
+            }
+        }
+        for c in children {
+            scan_literals(c, f, src, source, out);
+        }
+    }
+}
+
+/// The double-quoted string literals of a template action.
+fn string_literals(expr: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut chars = expr.chars();
+    while let Some(c) = chars.next() {
+        if c != '"' {
+            continue;
+        }
+        let mut lit = String::new();
+        let mut closed = false;
+        while let Some(d) = chars.next() {
+            match d {
+                '\\' => {
+                    if let Some(e) = chars.next() {
+                        lit.push(e);
+                    }
+                }
+                '"' => {
+                    closed = true;
+                    break;
+                }
+                d => lit.push(d),
+            }
+        }
+        if closed {
+            out.push(lit);
+        }
+    }
+    out
 }
 
 /// The host names on an inbound line: every hit, and the whole value (`"*.apps.example.org"`).
