@@ -127,10 +127,8 @@ fn score(chart: &Path, r: &Report) -> Score {
         for e in entries(&exp, section) {
             for (file, line) in evidence(e) {
                 for f in at(r, &file, line).filter(|f| f.fails(&fail_on)) {
-                    s.false_failing.push(format!(
-                        "{section} {file}:{line}: {} {}",
-                        f.verdict, f.host
-                    ));
+                    s.false_failing
+                        .push(format!("{section} {file}:{line}: {} {}", f.verdict, f.host));
                 }
             }
         }

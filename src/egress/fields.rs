@@ -71,7 +71,10 @@ impl Tracker {
         // `- key: value` opens a mapping inside a list item, two columns in.
         let mut indent = indent;
         let mut rest = body;
-        while let Some(r) = rest.strip_prefix("- ").or_else(|| rest.strip_prefix('-').filter(|r| r.is_empty())) {
+        while let Some(r) = rest
+            .strip_prefix("- ")
+            .or_else(|| rest.strip_prefix('-').filter(|r| r.is_empty()))
+        {
             let r2 = r.trim_start();
             indent += rest.len() - r2.len();
             rest = r2;

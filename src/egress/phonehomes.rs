@@ -43,9 +43,8 @@ pub struct PhoneHome {
 /// The compiled-in table.
 pub fn table() -> &'static [PhoneHome] {
     static TABLE: OnceLock<Vec<PhoneHome>> = OnceLock::new();
-    TABLE.get_or_init(|| {
-        serde_saphyr::from_str(include_str!("phonehomes.yaml")).unwrap_or_default()
-    })
+    TABLE
+        .get_or_init(|| serde_saphyr::from_str(include_str!("phonehomes.yaml")).unwrap_or_default())
 }
 
 /// Where the evidence of one phone-home is.
@@ -63,7 +62,13 @@ pub struct Hit<'v> {
 }
 
 /// Every node of the values, with its path, key and parent key.
-fn walk<'v>(node: Node<'v>, path: &str, key: &str, parent: &str, out: &mut Vec<(Node<'v>, String, String, String)>) {
+fn walk<'v>(
+    node: Node<'v>,
+    path: &str,
+    key: &str,
+    parent: &str,
+    out: &mut Vec<(Node<'v>, String, String, String)>,
+) {
     out.push((node, path.to_string(), key.to_string(), parent.to_string()));
     match node.value() {
         Value::Map(m) => {
@@ -85,9 +90,17 @@ fn repository_path(reference: &str) -> String {
     let r = reference.split('@').next().unwrap_or("");
     let (head, tail) = r.rsplit_once('/').map_or(("", r), |(h, t)| (h, t));
     let tail = tail.split(':').next().unwrap_or(tail);
-    let full = if head.is_empty() { tail.to_string() } else { format!("{head}/{tail}") };
+    let full = if head.is_empty() {
+        tail.to_string()
+    } else {
+        format!("{head}/{tail}")
+    };
     match full.split_once('/') {
-        Some((first, rest)) if first.contains('.') || first.contains(':') || first == "localhost" => rest.to_string(),
+        Some((first, rest))
+            if first.contains('.') || first.contains(':') || first == "localhost" =>
+        {
+            rest.to_string()
+        }
         _ => full,
     }
 }
@@ -114,12 +127,20 @@ pub fn find(values: &Values) -> Vec<Hit<'_>> {
         .collect();
     let mut out = Vec::new();
     for entry in table() {
-        let Some(&(_, image_at)) = images.iter().find(|(img, _)| is_software(img, &entry.image)) else {
+        let Some(&(_, image_at)) = images
+            .iter()
+            .find(|(img, _)| is_software(img, &entry.image))
+        else {
             continue;
         };
         let at = |i: usize, key: Option<String>| {
             let (n, path, _, _) = &nodes[i];
-            Hit { entry, node: *n, path: path.clone(), key }
+            Hit {
+                entry,
+                node: *n,
+                path: path.clone(),
+                key,
+            }
         };
         if let Some(setting) = &entry.setting {
             let found = nodes.iter().position(|(_, _, k, p)| {
@@ -146,7 +167,9 @@ pub fn find(values: &Values) -> Vec<Hit<'_>> {
             let found = nodes.iter().position(|(n, _, _, _)| {
                 n.as_text().is_some_and(|t| {
                     let t = t.trim();
-                    t == arg || t.strip_prefix(arg.as_str()).is_some_and(|r| r.starts_with('=') && r != "=false")
+                    t == arg
+                        || t.strip_prefix(arg.as_str())
+                            .is_some_and(|r| r.starts_with('=') && r != "=false")
                 })
             });
             if let Some(i) = found {
@@ -157,9 +180,10 @@ pub fn find(values: &Values) -> Vec<Hit<'_>> {
         if !entry.default_on {
             continue;
         }
-        let section = entry.section.as_ref().and_then(|s| {
-            nodes.iter().position(|(n, _, k, _)| k == s && n.is_map())
-        });
+        let section = entry
+            .section
+            .as_ref()
+            .and_then(|s| nodes.iter().position(|(n, _, k, _)| k == s && n.is_map()));
         match section {
             Some(i) => out.push(at(i, entry.section.clone())),
             None => out.push(at(image_at, None)),
@@ -184,7 +208,10 @@ mod tests {
     #[test]
     fn the_table_parses() {
         assert!(table().len() >= 5);
-        assert_eq!(repository_path("docker.io/grafana/grafana:11.0@sha256:ab"), "grafana/grafana");
+        assert_eq!(
+            repository_path("docker.io/grafana/grafana:11.0@sha256:ab"),
+            "grafana/grafana"
+        );
         assert_eq!(repository_path("traefik:v3"), "traefik");
         assert!(is_software("library/traefik", "traefik"));
     }

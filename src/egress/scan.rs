@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use super::classify::{classify, ClusterNames};
 use super::fields::{Field, Tracker};
-use super::phonehomes;
 use super::finder::{self, find, key_value, split_comment, LineCtx, MARKER};
+use super::phonehomes;
 use super::template::{self, assemble, Env, RenderedLine, TNode};
 use super::values::{self, Document, Node, Value, Values};
 use super::{CheckOptions, Diagnostic, EgressError, Finding, Kind, Report, Source, Verdict};
@@ -184,24 +184,7 @@ pub fn check(opts: &CheckOptions) -> Result<Report, EgressError> {
     let root = &bundle_root(&opts.root);
     let mut st = State::default();
     // User overlays first: a broken one is a usage error, not a finding.
-    let mut user: Vec<(String, Document)> = Vec::new();
-    for p in &opts.values {
-        let text = std::fs::read_to_string(p).map_err(|source| EgressError::Read {
-            path: p.clone(),
-            source,
-        })?;
-        let rel = p.display().to_string();
-        let node = values::load(&text).map_err(|e| EgressError::Values {
-            path: p.clone(),
-            line: e.line,
-            column: e.column,
-            message: e.message,
-        })?;
-        st.value_lines
-            .insert(rel.clone(), text.lines().map(str::to_string).collect());
-        st.files += 1;
-        user.push((rel, node));
-    }
+    let user = load_user_values(opts, &mut st)?;
 
     let mut temps = Vec::new();
     let files = walk(root, "", 0, &mut temps, &mut st)?;
@@ -223,79 +206,27 @@ pub fn check(opts: &CheckOptions) -> Result<Report, EgressError> {
         }
     }
 
-    // Parse every template (in parallel) to collect the named templates, which a chart shares
-    // with its subcharts. Templates are parsed again when rendered, so only one file per worker
-    // is held in memory at a time.
     let work: Vec<(usize, FileRef)> = charts
         .iter()
         .enumerate()
         .flat_map(|(i, c)| c.templates.iter().map(move |f| (i, f.clone())))
         .collect();
-    let mut defines: HashMap<String, Vec<TNode>> = HashMap::new();
-    for (defs, out) in crate::parallel::par_map(&work, |(_, f)| parse_phase(f)) {
-        for (name, body) in defs {
-            defines.entry(name).or_insert(body);
-        }
-        st.absorb(out);
-    }
-
-    // Merged values per chart: chart values, then the bundle's, then the user's.
-    let mut merged: Vec<Values> = Vec::new();
-    for chart in &charts {
-        let mut v = Values::empty();
-        if let Some(f) = chart.values.clone() {
-            if let Some(doc) = load_values(&f, &mut st) {
-                v.layer(&f.rel, &doc);
-            }
-        }
-        match chart.parent {
-            // A subchart sees its parent's `<name>:` section and `global:`.
-            Some(p) => v.layer_parent(&merged[p], &chart.name),
-            None => {
-                for (rel, doc) in bundle_values.iter().chain(user.iter()) {
-                    v.layer(rel, doc);
-                }
-            }
-        }
-        merged.push(v);
-    }
-    if charts.is_empty() && !(bundle_values.is_empty() && user.is_empty()) {
-        let mut v = Values::empty();
-        for (rel, doc) in bundle_values.iter().chain(user.iter()) {
-            v.layer(rel, doc);
-        }
-        merged.push(v);
-    }
+    let defines = collect_defines(&work, &mut st);
+    let overlays: Vec<&(String, Document)> = bundle_values.iter().chain(user.iter()).collect();
+    let merged = merge_values(&charts, &overlays, &mut st);
 
     // Render and scan templates (in parallel).
-    let envs: Vec<Env<'_>> = charts
-        .iter()
-        .enumerate()
-        .map(|(i, c)| Env {
-            values: &merged[i],
-            defines: &defines,
-            chart_name: &c.name,
-            chart_version: &c.version,
-            app_version: &c.app_version,
-            cache: Default::default(),
-        })
+    let envs: Vec<Env<'_>> = (0..merged.len())
+        .map(|i| env_of(&merged[i], charts.get(i), &defines))
         .collect();
     for out in crate::parallel::par_map(&work, |(i, f)| render_phase(f, &envs[*i])) {
         st.absorb(out);
     }
-    drop(envs);
-    for (i, v) in merged.iter().enumerate() {
-        let env = Env {
-            values: v,
-            defines: &defines,
-            chart_name: charts.get(i).map_or("", |c| c.name.as_str()),
-            chart_version: charts.get(i).map_or("", |c| c.version.as_str()),
-            app_version: charts.get(i).map_or("", |c| c.app_version.as_str()),
-            cache: Default::default(),
-        };
-        scan_values_tree(v.root(), ".Values", "", &env, &mut st);
+    for (env, v) in envs.iter().zip(&merged) {
+        scan_values_tree(v.root(), ".Values", "", env, &mut st);
         scan_phone_homes(v, &mut st);
     }
+    drop(envs);
     let mut seen_comments = std::collections::HashSet::new();
     for v in &merged {
         for rel in &v.files {
@@ -310,6 +241,94 @@ pub fn check(opts: &CheckOptions) -> Result<Report, EgressError> {
     }
     drop(temps);
     Ok(finish(st, opts))
+}
+
+/// The user's `--values` files, read in order; a broken one is a usage error.
+fn load_user_values(
+    opts: &CheckOptions,
+    st: &mut State,
+) -> Result<Vec<(String, Document)>, EgressError> {
+    let mut user = Vec::new();
+    for p in &opts.values {
+        let text = std::fs::read_to_string(p).map_err(|source| EgressError::Read {
+            path: p.clone(),
+            source,
+        })?;
+        let rel = p.display().to_string();
+        let node = values::load(&text).map_err(|e| EgressError::Values {
+            path: p.clone(),
+            line: e.line,
+            column: e.column,
+            message: e.message,
+        })?;
+        st.value_lines
+            .insert(rel.clone(), text.lines().map(str::to_string).collect());
+        st.files += 1;
+        user.push((rel, node));
+    }
+    Ok(user)
+}
+
+/// Parse every template (in parallel) to collect the named templates, which a chart shares
+/// with its subcharts. Templates are parsed again when rendered, so only one file per worker
+/// is held in memory at a time.
+fn collect_defines(work: &[(usize, FileRef)], st: &mut State) -> HashMap<String, Vec<TNode>> {
+    let mut defines: HashMap<String, Vec<TNode>> = HashMap::new();
+    for (defs, out) in crate::parallel::par_map(work, |(_, f)| parse_phase(f)) {
+        for (name, body) in defs {
+            defines.entry(name).or_insert(body);
+        }
+        st.absorb(out);
+    }
+    defines
+}
+
+/// Merged values per chart: chart values, then the bundle's and the user's (`overlays`); a
+/// subchart sees its parent's `<name>:` section and `global:`. Without charts, the overlays
+/// alone.
+fn merge_values(charts: &[Chart], overlays: &[&(String, Document)], st: &mut State) -> Vec<Values> {
+    let mut merged: Vec<Values> = Vec::new();
+    for chart in charts {
+        let mut v = Values::empty();
+        if let Some(f) = chart.values.clone() {
+            if let Some(doc) = load_values(&f, st) {
+                v.layer(&f.rel, &doc);
+            }
+        }
+        match chart.parent {
+            Some(p) => v.layer_parent(&merged[p], &chart.name),
+            None => {
+                for (rel, doc) in overlays {
+                    v.layer(rel, doc);
+                }
+            }
+        }
+        merged.push(v);
+    }
+    if charts.is_empty() && !overlays.is_empty() {
+        let mut v = Values::empty();
+        for (rel, doc) in overlays {
+            v.layer(rel, doc);
+        }
+        merged.push(v);
+    }
+    merged
+}
+
+/// What rendering a chart's templates needs.
+fn env_of<'a>(
+    values: &'a Values,
+    chart: Option<&'a Chart>,
+    defines: &'a HashMap<String, Vec<TNode>>,
+) -> Env<'a> {
+    Env {
+        values,
+        defines,
+        chart_name: chart.map_or("", |c| c.name.as_str()),
+        chart_version: chart.map_or("", |c| c.version.as_str()),
+        app_version: chart.map_or("", |c| c.app_version.as_str()),
+        cache: Default::default(),
+    }
 }
 
 fn finish(mut st: State, opts: &CheckOptions) -> Report {
@@ -655,7 +674,8 @@ fn ignored(patterns: &[String], inner: &str) -> bool {
         };
         let p = p.trim_start_matches('/');
         if dir {
-            return inner.split('/').rev().skip(1).any(|c| glob(p, c)) || inner.starts_with(&format!("{p}/"));
+            return inner.split('/').rev().skip(1).any(|c| glob(p, c))
+                || inner.starts_with(&format!("{p}/"));
         }
         if p.contains('/') {
             glob(p, inner)
@@ -797,141 +817,151 @@ fn env_name(line: &str) -> Option<&str> {
 }
 
 fn scan_values_tree(node: Node<'_>, path: &str, key: &str, env: &Env<'_>, st: &mut State) {
-    let v = env.values;
     match node.value() {
-        Value::Map(m) => {
-            let get = |k: &str| m.iter().find(|(mk, _)| mk == k).map(|&(_, n)| n);
-            // `{registry, repository, tag}` image maps.
-            if let (Some(reg), Some(_)) =
-                (get("registry"), get("repository").or_else(|| get("image")))
-            {
-                if let Some(r) = reg.as_text().filter(|r| !r.is_empty()) {
-                    let (host, port) = finder::image_registry(&format!("{r}/x"))
-                        .unwrap_or((finder::normalize_host(&r), None));
-                    push_value(
-                        &reg,
-                        &format!("{path}.registry"),
-                        host,
-                        port,
-                        Kind::Registry,
-                        v,
-                        st,
-                    );
-                }
-                for (k, child) in &m {
-                    if k != "registry" && k != "repository" && k != "image" {
-                        scan_values_tree(*child, &format!("{path}.{k}"), k, env, st);
-                    }
-                }
-                return;
-            }
-            // `{repository, tag}` image maps without a registry: the repository is a whole
-            // reference, on Docker Hub when it names no registry.
-            if let (None, Some(repo)) = (get("registry"), get("repository")) {
-                let imageish = finder::image_key(key) || get("tag").is_some() || get("digest").is_some();
-                if let Some(r) = repo.as_text().filter(|r| imageish && !r.is_empty()) {
-                    if let Some((host, port)) = finder::image_registry(&r) {
-                        push_value(
-                            &repo,
-                            &format!("{path}.repository"),
-                            host,
-                            port,
-                            Kind::Registry,
-                            v,
-                            st,
-                        );
-                        for (k, child) in &m {
-                            if k != "repository" {
-                                scan_values_tree(*child, &format!("{path}.{k}"), k, env, st);
-                            }
-                        }
-                        return;
-                    }
-                }
-            }
-            // `{name: X, value: Y}` env entries: X names what Y is.
-            let env_name = get("name").and_then(|n| n.as_text());
-            for (k, child) in &m {
-                let key = match (&env_name, k.as_ref()) {
-                    (Some(n), "value") => n.as_str(),
-                    _ => k.as_ref(),
-                };
-                scan_values_tree(*child, &format!("{path}.{k}"), key, env, st);
-            }
-        }
+        Value::Map(m) => scan_values_map(&m, path, key, env, st),
         Value::Seq(s) => {
             for (i, child) in s.into_iter().enumerate() {
                 scan_values_tree(child, &format!("{path}[{i}]"), key, env, st);
             }
         }
-        Value::Str(s) => {
-            if s.contains('\n') {
-                for (i, l) in s.lines().enumerate() {
-                    let line = node.line() + i + usize::from(node.block());
-                    let (code, comment) = split_comment(l);
-                    for (part, commented) in [(code, false), (comment.unwrap_or(""), true)] {
-                        let part = part.trim_start_matches('#');
-                        for h in find(
-                            part,
-                            LineCtx {
-                                yaml: true,
-                                shell: true,
-                                env_name: None,
-                            },
-                        ) {
-                            push_raw(
-                                st,
-                                v,
-                                &node,
-                                line,
-                                Some(path),
-                                h.host,
-                                h.port,
-                                h.kind,
-                                commented,
-                            );
-                        }
+        Value::Str(s) => scan_values_str(node, &s, path, key, env, st),
+        _ => {}
+    }
+}
+
+/// A values mapping: image maps are registries; `{name, value}` entries name their value.
+fn scan_values_map(
+    m: &[(std::borrow::Cow<'_, str>, Node<'_>)],
+    path: &str,
+    key: &str,
+    env: &Env<'_>,
+    st: &mut State,
+) {
+    let v = env.values;
+    let get = |k: &str| m.iter().find(|(mk, _)| mk == k).map(|&(_, n)| n);
+    // `{registry, repository, tag}` image maps.
+    if let (Some(reg), Some(_)) = (get("registry"), get("repository").or_else(|| get("image"))) {
+        if let Some(r) = reg.as_text().filter(|r| !r.is_empty()) {
+            let (host, port) = finder::image_registry(&format!("{r}/x"))
+                .unwrap_or((finder::normalize_host(&r), None));
+            push_value(
+                &reg,
+                &format!("{path}.registry"),
+                host,
+                port,
+                Kind::Registry,
+                v,
+                st,
+            );
+        }
+        for (k, child) in m {
+            if k != "registry" && k != "repository" && k != "image" {
+                scan_values_tree(*child, &format!("{path}.{k}"), k, env, st);
+            }
+        }
+        return;
+    }
+    // `{repository, tag}` image maps without a registry: the repository is a whole
+    // reference, on Docker Hub when it names no registry.
+    if let (None, Some(repo)) = (get("registry"), get("repository")) {
+        let imageish = finder::image_key(key) || get("tag").is_some() || get("digest").is_some();
+        if let Some(r) = repo.as_text().filter(|r| imageish && !r.is_empty()) {
+            if let Some((host, port)) = finder::image_registry(&r) {
+                push_value(
+                    &repo,
+                    &format!("{path}.repository"),
+                    host,
+                    port,
+                    Kind::Registry,
+                    v,
+                    st,
+                );
+                for (k, child) in m {
+                    if k != "repository" {
+                        scan_values_tree(*child, &format!("{path}.{k}"), k, env, st);
                     }
                 }
                 return;
             }
-            // Template text inside values (`tpl` strings) cannot be resolved here.
-            // Template text inside values (`tpl` strings) is evaluated against the values;
-            // what cannot be computed becomes the unresolved marker.
-            let s = if s.contains("{{") {
-                env.render_text(&s).unwrap_or_else(|| blank_actions(&s))
-            } else {
-                s.to_string()
-            };
-            let synthetic = format!("{}: {s}", if key.is_empty() { "value" } else { key });
-            let klen = synthetic.len() - s.len();
-            let own = own_address(path, key);
-            for h in find(
-                &synthetic,
-                LineCtx {
-                    yaml: true,
-                    ..Default::default()
-                },
-            ) {
-                if own && !h.host.contains(MARKER) {
-                    st.names.inbound.insert(h.host.clone());
-                }
-                if h.start >= klen {
+        }
+    }
+    // `{name: X, value: Y}` env entries: X names what Y is.
+    let env_name = get("name").and_then(|n| n.as_text());
+    for (k, child) in m {
+        let key = match (&env_name, k.as_ref()) {
+            (Some(n), "value") => n.as_str(),
+            _ => k.as_ref(),
+        };
+        scan_values_tree(*child, &format!("{path}.{k}"), key, env, st);
+    }
+}
+
+/// A values string: one line, or a block of configuration text scanned line by line.
+fn scan_values_str(node: Node<'_>, s: &str, path: &str, key: &str, env: &Env<'_>, st: &mut State) {
+    let v = env.values;
+    if s.contains('\n') {
+        for (i, l) in s.lines().enumerate() {
+            let line = node.line() + i + usize::from(node.block());
+            let (code, comment) = split_comment(l);
+            for (part, commented) in [(code, false), (comment.unwrap_or(""), true)] {
+                let part = part.trim_start_matches('#');
+                for h in find(
+                    part,
+                    LineCtx {
+                        yaml: true,
+                        shell: true,
+                        env_name: None,
+                    },
+                ) {
                     push_raw(
                         st,
                         v,
                         &node,
-                        node.line(),
+                        line,
                         Some(path),
                         h.host,
                         h.port,
                         h.kind,
-                        false,
+                        commented,
                     );
                 }
             }
         }
-        _ => {}
+        return;
+    }
+    // Template text inside values (`tpl` strings) is evaluated against the values;
+    // what cannot be computed becomes the unresolved marker.
+    let s = if s.contains("{{") {
+        env.render_text(&s).unwrap_or_else(|| blank_actions(&s))
+    } else {
+        s.to_string()
+    };
+    let synthetic = format!("{}: {s}", if key.is_empty() { "value" } else { key });
+    let klen = synthetic.len() - s.len();
+    let own = own_address(path, key);
+    for h in find(
+        &synthetic,
+        LineCtx {
+            yaml: true,
+            ..Default::default()
+        },
+    ) {
+        if own && !h.host.contains(MARKER) {
+            st.names.inbound.insert(h.host.clone());
+        }
+        if h.start >= klen {
+            push_raw(
+                st,
+                v,
+                &node,
+                node.line(),
+                Some(path),
+                h.host,
+                h.port,
+                h.kind,
+                false,
+            );
+        }
     }
 }
 
@@ -967,10 +997,12 @@ fn scan_phone_homes(v: &Values, st: &mut State) {
         if let (Some(key), Some(lines)) = (&hit.key, lines) {
             // A collection's line is its first entry's; the evidence is its key's line.
             let head = format!("{key}:");
-            if let Some(i) = (0..line.min(lines.len()))
-                .rev()
-                .find(|&i| lines[i].trim_start().trim_start_matches("- ").starts_with(&head))
-            {
+            if let Some(i) = (0..line.min(lines.len())).rev().find(|&i| {
+                lines[i]
+                    .trim_start()
+                    .trim_start_matches("- ")
+                    .starts_with(&head)
+            }) {
                 line = i + 1;
             }
         }
@@ -979,10 +1011,7 @@ fn scan_phone_homes(v: &Values, st: &mut State) {
             .map(|l| evidence(l))
             .unwrap_or_default();
         let e = hit.entry;
-        let text = format!(
-            "{source_text}  [{} by default; off: {}]",
-            e.purpose, e.off
-        );
+        let text = format!("{source_text}  [{} by default; off: {}]", e.purpose, e.off);
         st.raw.push(Raw {
             host: e.host.clone(),
             port: Some(e.port),
@@ -1183,10 +1212,16 @@ fn scan_literals(nodes: &[TNode], f: &FileRef, src: &[&str], source: Source, out
     for node in nodes {
         let (exprs, children): (Vec<(&str, usize)>, Vec<&[TNode]>) = match node {
             TNode::Action { expr, line } => (vec![(expr.as_str(), *line)], Vec::new()),
-            TNode::If { branches } => (Vec::new(), branches.iter().map(|(_, b)| b.as_slice()).collect()),
-            TNode::With { body, otherwise, .. } | TNode::Range { body, otherwise, .. } => {
-                (Vec::new(), vec![body.as_slice(), otherwise.as_slice()])
+            TNode::If { branches } => (
+                Vec::new(),
+                branches.iter().map(|(_, b)| b.as_slice()).collect(),
+            ),
+            TNode::With {
+                body, otherwise, ..
             }
+            | TNode::Range {
+                body, otherwise, ..
+            } => (Vec::new(), vec![body.as_slice(), otherwise.as_slice()]),
             TNode::Text { .. } | TNode::Comment { .. } => (Vec::new(), Vec::new()),
         };
         for (expr, line) in exprs {
@@ -1263,7 +1298,11 @@ fn string_literals(expr: &str) -> Vec<String> {
 }
 
 /// The host names on an inbound line: every hit, and the whole value (`"*.apps.example.org"`).
-fn inbound_names(text: &str, hits: &[finder::Hit], inbound: &mut std::collections::BTreeSet<String>) {
+fn inbound_names(
+    text: &str,
+    hits: &[finder::Hit],
+    inbound: &mut std::collections::BTreeSet<String>,
+) {
     for h in hits {
         if !h.host.contains(MARKER) {
             inbound.insert(h.host.clone());

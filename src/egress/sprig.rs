@@ -18,6 +18,7 @@ const MAX_ITEMS: i64 = 4096;
 pub(super) fn call<'a>(name: &str, args: &[V<'a>]) -> Option<V<'a>> {
     maps(name, args)
         .or_else(|| lists(name, args))
+        .or_else(|| sequences(name, args))
         .or_else(|| numbers(name, args))
         .or_else(|| text(name, args))
 }
@@ -85,7 +86,8 @@ fn merge_into<'a>(base: &mut Vec<(String, V<'a>)>, over: Vec<(String, V<'a>)>, o
         match base.iter_mut().find(|(bk, _)| *bk == k) {
             Some((_, b)) => match (to_dict(b), to_dict(&v)) {
                 (Some(mut bd), Some(od))
-                    if matches!(b, V::Dict(_) | V::Tree(..)) && matches!(v, V::Dict(_) | V::Tree(..)) =>
+                    if matches!(b, V::Dict(_) | V::Tree(..))
+                        && matches!(v, V::Dict(_) | V::Tree(..)) =>
                 {
                     merge_into(&mut bd, od, overwrite);
                     *b = V::Dict(sorted(bd));
@@ -217,7 +219,11 @@ fn lists<'a>(name: &str, args: &[V<'a>]) -> Option<V<'a>> {
                     V::List(l.into_iter().take(n).collect())
                 }
                 "reverse" => V::List(l.into_iter().rev().collect()),
-                "compact" => V::List(l.into_iter().filter(|v| v.truthy() != Some(false)).collect()),
+                "compact" => V::List(
+                    l.into_iter()
+                        .filter(|v| v.truthy() != Some(false))
+                        .collect(),
+                ),
                 _ => {
                     let Some(mut t) = l.iter().map(V::text).collect::<Option<Vec<String>>>() else {
                         return Some(unknown());
@@ -232,10 +238,22 @@ fn lists<'a>(name: &str, args: &[V<'a>]) -> Option<V<'a>> {
                 }
             }
         }
-        "has" => match (args.first().and_then(V::text), args.get(1).and_then(to_list)) {
-            (Some(x), Some(l)) => V::Bool(l.iter().any(|v| v.text().as_deref() == Some(x.as_str()))),
+        "has" => match (
+            args.first().and_then(V::text),
+            args.get(1).and_then(to_list),
+        ) {
+            (Some(x), Some(l)) => {
+                V::Bool(l.iter().any(|v| v.text().as_deref() == Some(x.as_str())))
+            }
             _ => unknown(),
         },
+        _ => return None,
+    })
+}
+
+/// Counting, splitting, joining and measuring.
+fn sequences<'a>(name: &str, args: &[V<'a>]) -> Option<V<'a>> {
+    Some(match name {
         "until" | "untilStep" | "seq" => {
             let n: Vec<i64> = args
                 .iter()
@@ -302,7 +320,10 @@ fn lists<'a>(name: &str, args: &[V<'a>]) -> Option<V<'a>> {
             };
             let texts: Vec<String> = items
                 .iter()
-                .map(|v| v.text().unwrap_or_else(|| super::finder::MARKER.to_string()))
+                .map(|v| {
+                    v.text()
+                        .unwrap_or_else(|| super::finder::MARKER.to_string())
+                })
                 .collect();
             V::Text(texts.join(&sep), path)
         }
@@ -357,8 +378,13 @@ fn numbers<'a>(name: &str, args: &[V<'a>]) -> Option<V<'a>> {
 
 fn text<'a>(name: &str, args: &[V<'a>]) -> Option<V<'a>> {
     Some(match name {
-        "regexReplaceAll" | "regexReplaceAllLiteral" | "regexMatch" | "regexFind"
-        | "regexFindAll" | "mustRegexReplaceAll" | "mustRegexMatch" => {
+        "regexReplaceAll"
+        | "regexReplaceAllLiteral"
+        | "regexMatch"
+        | "regexFind"
+        | "regexFindAll"
+        | "mustRegexReplaceAll"
+        | "mustRegexMatch" => {
             let (Some(re), Some(s)) = (arg_text(args, 0), arg_text(args, 1)) else {
                 return Some(unknown());
             };
@@ -526,7 +552,9 @@ fn from_json<'a>(j: Json) -> V<'a> {
         Json::Number(n) => V::Text(n.to_string(), None),
         Json::String(s) => V::Text(s, None),
         Json::Array(a) => V::List(a.into_iter().map(from_json).collect()),
-        Json::Object(o) => V::Dict(sorted(o.into_iter().map(|(k, v)| (k, from_json(v))).collect())),
+        Json::Object(o) => V::Dict(sorted(
+            o.into_iter().map(|(k, v)| (k, from_json(v))).collect(),
+        )),
     }
 }
 
@@ -577,7 +605,10 @@ fn scalar(j: &Json) -> String {
                 && !s.contains(": ")
                 && !s.contains(" #")
                 && !s.starts_with(|c: char| "!&*-?{}[]|>'\"%@`#,".contains(c) || c.is_whitespace())
-                && !matches!(s.as_str(), "true" | "false" | "null" | "yes" | "no" | "on" | "off")
+                && !matches!(
+                    s.as_str(),
+                    "true" | "false" | "null" | "yes" | "no" | "on" | "off"
+                )
                 && s.parse::<f64>().is_err()
                 && !s.contains('\n');
             if plain {
@@ -605,7 +636,11 @@ fn emit(j: &Json, indent: usize, out: &mut String) {
                         out.push_str(&format!("{pad}{}:\n", scalar(&Json::String(k.clone()))));
                         emit(v, indent, out);
                     }
-                    _ => out.push_str(&format!("{pad}{}: {}\n", scalar(&Json::String(k.clone())), inline(v))),
+                    _ => out.push_str(&format!(
+                        "{pad}{}: {}\n",
+                        scalar(&Json::String(k.clone())),
+                        inline(v)
+                    )),
                 }
             }
         }

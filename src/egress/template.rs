@@ -265,7 +265,8 @@ fn keyword(act: &str) -> (&str, &str) {
         kw,
         "end" | "else" | "if" | "with" | "range" | "define" | "block" | "template"
     );
-    let boundary = rest.is_empty() || rest.starts_with(|c: char| c.is_whitespace() || matches!(c, '.' | '$' | '(' | '"'));
+    let boundary = rest.is_empty()
+        || rest.starts_with(|c: char| c.is_whitespace() || matches!(c, '.' | '$' | '(' | '"'));
     if is_kw && boundary {
         (kw, rest.trim())
     } else {
@@ -292,7 +293,10 @@ fn parse_if(
             break;
         }
         let after = kw.trim_start_matches("else").trim();
-        if let Some(c) = after.strip_prefix("if").filter(|c| keyword(&format!("if{c}")).0 == "if") {
+        if let Some(c) = after
+            .strip_prefix("if")
+            .filter(|c| keyword(&format!("if{c}")).0 == "if")
+        {
             cond = Some(c.trim().to_string());
         } else if after.is_empty() {
             if branches.last().is_some_and(|(c, _)| c.is_none()) {
@@ -626,7 +630,10 @@ impl<'a> Env<'a> {
         let (Some(f), Some(target)) = (w.first(), w.get(1)) else {
             return false;
         };
-        if !matches!(f.as_str(), "set" | "unset") || !target.starts_with('$') || target.contains('.') {
+        if !matches!(f.as_str(), "set" | "unset")
+            || !target.starts_with('$')
+            || target.contains('.')
+        {
             return false;
         }
         if let Some(slot) = vars.iter_mut().rev().find(|(n, _)| n == target) {
@@ -692,7 +699,9 @@ impl<'a> Env<'a> {
                 self.render(otherwise, dot, vars, mode, out, depth + 1)?;
             }
             (Mode::Value, Some(true)) => self.render(body, &v, vars, mode, out, depth + 1)?,
-            (Mode::Value, Some(false)) => self.render(otherwise, dot, vars, mode, out, depth + 1)?,
+            (Mode::Value, Some(false)) => {
+                self.render(otherwise, dot, vars, mode, out, depth + 1)?
+            }
             (Mode::Value, None) => return Err(Unres),
         }
         vars.truncate(mark);
@@ -895,9 +904,9 @@ impl<'a> Env<'a> {
                         // `helm template` without a cluster: Helm's built-in defaults.
                         let rest: Vec<&str> = parts[i + 1..].to_vec();
                         let v = match rest.as_slice() {
-                            ["KubeVersion"] | ["KubeVersion", "Version"] | ["KubeVersion", "GitVersion"] => {
-                                V::Text(KUBE_VERSION.into(), None)
-                            }
+                            ["KubeVersion"]
+                            | ["KubeVersion", "Version"]
+                            | ["KubeVersion", "GitVersion"] => V::Text(KUBE_VERSION.into(), None),
                             ["KubeVersion", "Major"] => V::Text("1".into(), None),
                             ["KubeVersion", "Minor"] => V::Text(KUBE_MINOR.into(), None),
                             ["HelmVersion", "Version"] => V::Text("v3.16.0".into(), None),
