@@ -332,3 +332,107 @@ fn helm_rendering_destinations_are_found() {
         missing.join("\n")
     );
 }
+
+/// A chart in a temporary folder: `Chart.yaml`, `values.yaml` and one template.
+fn temp_chart(values: &str, template: &str) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    std::fs::create_dir_all(root.join("templates")).unwrap();
+    std::fs::write(
+        root.join("Chart.yaml"),
+        "apiVersion: v2\nname: demo\nversion: 1.2.3\nappVersion: v2.9.0\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("values.yaml"), values).unwrap();
+    std::fs::write(root.join("templates/t.yaml"), template).unwrap();
+    tmp
+}
+
+fn check_with(root: &Path, allow: &str) -> Report {
+    let list = root.join("allow.yaml");
+    std::fs::write(&list, allow).unwrap();
+    let opts = CheckOptions {
+        root: root.to_path_buf(),
+        allow: Some(ferry::egress::AllowList::from_path(&list).unwrap()),
+        ..Default::default()
+    };
+    check(&opts).unwrap()
+}
+
+/// Helm and Sprig functions compute what real charts build: `.Chart.AppVersion`, `dict` and
+/// `include`, `set` on a variable, `regexReplaceAll`, `semverCompare` on `.Capabilities`,
+/// `{{- with.Values.x }}` without a space; `lookup` is unresolved, never a failure; an
+/// unresolved tag leaves the registry host intact.
+#[test]
+fn template_functions_of_real_charts() {
+    let values = "image:\n  repository: quay.io/acme/app\n  tag: \"\"\nsso:\n  issuer: https://login.acme-idp.io/realms/x/\nextra:\n  url: https://extra.acme-idp.io\n";
+    let template = r#"{{- define "img" -}}{{ .image.repository }}:{{ .image.tag | default .root.Chart.AppVersion }}{{- end -}}
+{{- $p := dict "a" "1" -}}
+{{- $_ := set $p "url" (printf "https://%s" "set.acme-idp.io") -}}
+kind: ConfigMap
+data:
+  image: {{ include "img" (dict "image" .Values.image "root" $) }}
+  set: {{ $p.url }}
+  issuerHost: {{ regexReplaceAll "^https://([^/]+)/.*$" .Values.sso.issuer "${1}" }}
+  {{- if semverCompare ">=1.21-0" .Capabilities.KubeVersion.Version }}
+  modern: {{ "yes" }}
+  {{- end }}
+  {{- with.Values.extra }}
+  extra: {{ .url }}
+  {{- end }}
+  {{- $s := lookup "v1" "Secret" .Release.Namespace "x" }}
+  secret: {{ $s.data.token }}
+  image: quay.io/acme/other:{{ $s.data.tag }}
+  list: {{ list "a" "b" | join "," }}
+  count: {{ until 3 | len }}
+"#;
+    let tmp = temp_chart(values, template);
+    let r = check_with(tmp.path(), "allow:\n  - name: quay\n    hosts: [quay.io]\n");
+    let at = |line: usize| -> Vec<&Finding> {
+        r.findings
+            .iter()
+            .filter(|f| f.file == "templates/t.yaml" && f.line == line)
+            .collect()
+    };
+    assert!(r.diagnostics.is_empty(), "{:?}", r.diagnostics);
+    let image = at(6);
+    assert_eq!(image.len(), 1, "{image:?}");
+    assert_eq!(image[0].host, "quay.io");
+    assert_eq!(image[0].verdict, ferry::egress::Verdict::Allowed);
+    assert!(at(7).iter().any(|f| f.host == "set.acme-idp.io"), "{:?}", at(7));
+    assert!(at(8).iter().any(|f| f.host == "login.acme-idp.io"), "{:?}", at(8));
+    assert!(at(13).iter().any(|f| f.host == "extra.acme-idp.io"), "{:?}", at(13));
+    let pinned = at(17);
+    assert!(
+        pinned
+            .iter()
+            .any(|f| f.host == "quay.io" && f.verdict == ferry::egress::Verdict::Allowed),
+        "{pinned:?}"
+    );
+}
+
+/// Every SARIF result has its own fingerprint and a location, diagnostics included.
+#[test]
+fn sarif_fingerprints_are_unique_and_diagnostics_located() {
+    for chart in charts() {
+        let mut r = check_chart(&chart);
+        r.diagnostics.push(ferry::egress::Diagnostic {
+            file: "templates/x.yaml".into(),
+            line: 3,
+            message: "unclosed action".into(),
+        });
+        let sarif: Value = serde_json::from_str(&rendered(&r, Format::Sarif)).unwrap();
+        let results = sarif["runs"][0]["results"].as_array().unwrap();
+        let mut seen = BTreeSet::new();
+        for res in results {
+            let fp = res["partialFingerprints"]["egressFinding/v1"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no fingerprint: {res}"));
+            assert!(seen.insert(fp.to_string()), "fingerprint repeated: {res}");
+            assert!(
+                res["locations"][0]["physicalLocation"]["region"]["startLine"].is_u64(),
+                "{res}"
+            );
+        }
+    }
+}

@@ -1151,7 +1151,14 @@ fn scan_rendered(lines: &[RenderedLine], f: &FileRef, src: &[&str], source: Sour
         for h in hits {
             let segs = || rl.segs.iter().filter(|s| s.0 < h.end && h.start < s.1);
             let path = segs().find_map(|s| s.2.clone());
-            let unresolved = segs().any(|s| s.3);
+            // Unresolved only when what could not be computed is in the host itself: an
+            // unknown tag leaves `quay.io/app:{{?}}` on `quay.io`.
+            let span = rl.text[h.start..h.end]
+                .to_ascii_lowercase()
+                .find(h.host.as_str())
+                .map(|i| (h.start + i, h.start + i + h.host.len()));
+            let unresolved =
+                span.is_some_and(|(a, b)| rl.segs.iter().any(|s| s.3 && s.0 < b && a < s.1));
             let commented = h.start >= code_len || segs().all(|s| s.4) && segs().next().is_some();
             let mut host = h.host;
             if unresolved && !host.contains(MARKER) {
