@@ -161,17 +161,18 @@ fn score(chart: &Path, r: &Report) -> Score {
 #[test]
 fn corpus_recall_and_false_positives() {
     let mut problems = Vec::new();
+    let mut summary = Vec::new();
     for chart in charts() {
         let r = check_chart(&chart);
         let s = score(&chart, &r);
         let name = name_of(&chart);
-        println!(
+        summary.push(format!(
             "{name}: recall {}/{}, failing false positives {}, leaked {}",
             s.found,
             s.wanted,
             s.false_failing.len(),
             s.leaked.len()
-        );
+        ));
         for m in &s.missed {
             problems.push(format!("{name}: missed {m}"));
         }
@@ -182,7 +183,12 @@ fn corpus_recall_and_false_positives() {
             problems.push(format!("{name}: leaked {m}"));
         }
     }
-    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "{}\n\n{}",
+        summary.join("\n"),
+        problems.join("\n")
+    );
 }
 
 /// `testdata/charts/NAME.egress.json` is the JSON report of `egress check` on chart NAME
@@ -399,9 +405,21 @@ data:
     assert_eq!(image.len(), 1, "{image:?}");
     assert_eq!(image[0].host, "quay.io");
     assert_eq!(image[0].verdict, ferry::egress::Verdict::Allowed);
-    assert!(at(7).iter().any(|f| f.host == "set.acme-idp.io"), "{:?}", at(7));
-    assert!(at(8).iter().any(|f| f.host == "login.acme-idp.io"), "{:?}", at(8));
-    assert!(at(13).iter().any(|f| f.host == "extra.acme-idp.io"), "{:?}", at(13));
+    assert!(
+        at(7).iter().any(|f| f.host == "set.acme-idp.io"),
+        "{:?}",
+        at(7)
+    );
+    assert!(
+        at(8).iter().any(|f| f.host == "login.acme-idp.io"),
+        "{:?}",
+        at(8)
+    );
+    assert!(
+        at(13).iter().any(|f| f.host == "extra.acme-idp.io"),
+        "{:?}",
+        at(13)
+    );
     let pinned = at(17);
     assert!(
         pinned

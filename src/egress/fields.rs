@@ -168,7 +168,7 @@ mod tests {
         assert_eq!(f[4], Field::NotDestination);
         assert_eq!(f[8], Field::Inbound);
         assert_eq!(f[10], Field::Inbound);
-        assert_eq!(f[15], Field::NotDestination);
+        assert_eq!(f[15], Field::Plain);
     }
 
     #[test]

@@ -932,7 +932,7 @@ fn scan_values_str(node: Node<'_>, s: &str, path: &str, key: &str, env: &Env<'_>
     // Template text inside values (`tpl` strings) is evaluated against the values;
     // what cannot be computed becomes the unresolved marker.
     let s = if s.contains("{{") {
-        env.render_text(&s).unwrap_or_else(|| blank_actions(&s))
+        env.render_text(s).unwrap_or_else(|| blank_actions(s))
     } else {
         s.to_string()
     };
