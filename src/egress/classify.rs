@@ -1,5 +1,6 @@
 //! Classification of one destination: the ordered checks of `bundle-spec/egress.md`, first
-//! match wins — unresolved, loopback, deny rule, allow rule, in-cluster, placeholder, unknown.
+//! match wins — unresolved, loopback, deny rule, allow rule, inbound, in-cluster, placeholder,
+//! service names (in-cluster), unknown.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;

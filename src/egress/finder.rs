@@ -670,9 +670,9 @@ pub fn host_like_key(key: &str) -> bool {
 /// Keys whose whole value is a name or an identifier, not a host: `query_name`, `id`,
 /// `secretName`, `leaderElectionID`.
 fn names_no_host(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    let k = k.rsplit(['.', '/']).next().unwrap_or(&k);
-    k == "id" || k.ends_with("name") || k.ends_with("_id") || k.ends_with("electionid")
+    let k = key.rsplit(['.', '/']).next().unwrap_or(key).as_bytes();
+    let ends = |s: &[u8]| k.len() >= s.len() && k[k.len() - s.len()..].eq_ignore_ascii_case(s);
+    k.eq_ignore_ascii_case(b"id") || ends(b"name") || ends(b"_id") || ends(b"electionid")
 }
 
 /// Keys whose value is a container image reference.

@@ -93,11 +93,11 @@ pub enum Verdict {
     Denied,
     /// Matches an allow rule of the allow-list.
     Allowed,
-    /// A Kubernetes service address or a service the chart defines itself.
-    InCluster,
     /// A name clients use to reach the chart's own workloads (an Ingress or Gateway API host):
     /// inbound traffic, not egress.
     Inbound,
+    /// A Kubernetes service address or a service the chart defines itself.
+    InCluster,
     /// A value the customer is expected to replace (`*.yourcompany.com`, `example.com`, `<...>`).
     Placeholder,
     /// A destination that no rule covers.
@@ -112,8 +112,8 @@ impl Verdict {
         Verdict::Loopback,
         Verdict::Denied,
         Verdict::Allowed,
-        Verdict::InCluster,
         Verdict::Inbound,
+        Verdict::InCluster,
         Verdict::Placeholder,
         Verdict::Unknown,
         Verdict::Unresolved,
@@ -346,7 +346,7 @@ impl FromStr for FailOn {
                 }
                 w => {
                     let v: Verdict = w.parse().map_err(|e| {
-                        format!("{e}; expected a comma-separated list of: loopback, denied, allowed, in-cluster, inbound, placeholder, unknown, unresolved, commented, docs, none, default")
+                        format!("{e}; expected a comma-separated list of: loopback, denied, allowed, inbound, in-cluster, placeholder, unknown, unresolved, commented, docs, none, default")
                     })?;
                     if !out.verdicts.contains(&v) {
                         out.verdicts.push(v);
