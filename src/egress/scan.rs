@@ -1011,7 +1011,10 @@ fn scan_phone_homes(v: &Values, st: &mut State) {
             .map(|l| evidence(l))
             .unwrap_or_default();
         let e = hit.entry;
-        let text = format!("{source_text}  [{} by default; off: {}]", e.purpose, e.off);
+        let text: String = format!("{source_text}  [{} by default; off: {}]", e.purpose, e.off)
+            .chars()
+            .take(MAX_TEXT)
+            .collect();
         st.raw.push(Raw {
             host: e.host.clone(),
             port: Some(e.port),
