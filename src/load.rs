@@ -7,12 +7,12 @@
 //! deflated (uncompressed layers from `docker save`) are spooled to a temporary folder.
 //! Nothing else is copied.
 
-use crate::bundle::archive::{Limits, MemberReader, TarEntries, TarPolicy};
+use crate::bundle::archive::{Limits, MemberReader, TarPolicy};
 use crate::bundle::manifest::{ImageEntry, Manifest};
+use crate::bundle::source::{self, SourceKind, SourceSpec};
 use crate::bundle::verify::{self, Evidence, HeadCheck, VerifyError, VerifyOptions};
 use crate::oci::digest::Digest;
 use crate::oci::reference::{ImageRef, Target};
-use crate::oci::source::{self, SourceKind, SourceSpec};
 use crate::progress::Progress;
 use crate::registry::bundle_source::{index_bundle, IndexedSource, MEMORY_BUDGET};
 use crate::registry::push::{BlobSource, ImageToPush};
@@ -87,12 +87,7 @@ pub fn already_loaded(
         ),
         None => None,
     };
-    let images = head
-        .manifest
-        .images
-        .iter()
-        .map(|i| to_push(i, &input.target))
-        .collect::<Result<Vec<_>, _>>()?;
+    let images = images_to_push(&head.manifest, &input.target)?;
     match crate::registry::push::all_present(push, &images) {
         Ok(true) => Ok(Some(AlreadyLoaded {
             manifest: head.manifest,
@@ -132,6 +127,7 @@ pub fn prepare(input: &LoadInput) -> Result<Prepared, LoadError> {
                         ..spec.clone()
                     },
                     r,
+                    image_archive_policy(input.limits),
                 )?)
             })?;
             return Ok(Prepared {
@@ -149,6 +145,7 @@ pub fn prepare(input: &LoadInput) -> Result<Prepared, LoadError> {
                     name: None,
                 },
                 &input.target,
+                image_archive_policy(input.limits),
             );
         }
         return Err(invalid(
@@ -173,11 +170,21 @@ pub fn prepare(input: &LoadInput) -> Result<Prepared, LoadError> {
     } else {
         String::new()
     };
+    from_image_archive(input, gz, &not_bundle)
+}
+
+/// An image archive, possibly gzip-compressed (like a `docker save | gzip` file);
+/// `not_bundle` says why a gzip file is not read as a bundle.
+fn from_image_archive(
+    input: &LoadInput,
+    gz: bool,
+    not_bundle: &str,
+) -> Result<Prepared, LoadError> {
+    let path = &input.input;
     let invalid = |message: String| LoadError::Input {
         path: path.clone(),
         message: format!("{message}{not_bundle}"),
     };
-    // An image archive, possibly gzip-compressed (like a `docker save | gzip` file).
     let (archive, spool) = if gz {
         let dir = tempfile::Builder::new()
             .prefix("ferry-load-")
@@ -198,11 +205,10 @@ pub fn prepare(input: &LoadInput) -> Result<Prepared, LoadError> {
     } else {
         (path.clone(), None)
     };
-    let kind = if archive_has(&archive, "manifest.json", input.limits) {
-        SourceKind::DockerArchive
-    } else {
-        SourceKind::OciArchive
-    };
+    let policy = image_archive_policy(input.limits);
+    // Messages name the input, not the decompressed copy.
+    let named = |e: source::SourceError| LoadError::Source(e.at(path));
+    let kind = source::archive_kind(&archive, policy).map_err(named)?;
     let mut prepared = from_layout_names(
         &SourceSpec {
             kind,
@@ -210,7 +216,12 @@ pub fn prepare(input: &LoadInput) -> Result<Prepared, LoadError> {
             name: None,
         },
         &input.target,
-    )?;
+        policy,
+    )
+    .map_err(|e| match e {
+        LoadError::Source(e) => named(e),
+        e => e,
+    })?;
     if let Some(dir) = spool {
         // Keep the decompressed archive for as long as the source lives.
         let source = prepared.source.clone();
@@ -239,26 +250,22 @@ impl BlobSource for Holding {
     }
 }
 
-/// Whether an uncompressed image archive holds a regular file `name` (a leading `./` aside).
-fn archive_has(path: &Path, name: &str, limits: Limits) -> bool {
-    let Ok(f) = File::open(path) else {
-        return false;
-    };
-    let mut ar = tar::Archive::new(f);
-    let Ok(mut entries) = TarEntries::new(&mut ar, TarPolicy::foreign(limits)) else {
-        return false;
-    };
-    while let Ok(Some(e)) = entries.next_entry() {
-        if e.name.as_str() == name {
-            return true;
-        }
+/// How load reads image archives: within the limits of its command line, which limit
+/// messages name.
+fn image_archive_policy(limits: Limits) -> TarPolicy {
+    TarPolicy {
+        flags: true,
+        ..TarPolicy::image_archive(limits)
     }
-    false
 }
 
 /// The images named in a layout's `index.json` or a docker archive's `manifest.json`.
-fn from_layout_names(spec: &SourceSpec, target: &Target) -> Result<Prepared, LoadError> {
-    let names = source::image_names(spec)?;
+fn from_layout_names(
+    spec: &SourceSpec,
+    target: &Target,
+    policy: TarPolicy,
+) -> Result<Prepared, LoadError> {
+    let names = source::image_names(spec, policy)?;
     if names.is_empty() {
         return Err(LoadError::Input {
             path: spec.path.clone(),
@@ -278,6 +285,7 @@ fn from_layout_names(spec: &SourceSpec, target: &Target) -> Result<Prepared, Loa
                 ..spec.clone()
             },
             &name,
+            policy,
         )?;
         for b in &resolved.blobs {
             blobs.insert(b.digest.clone(), b.size, b.location.clone());
@@ -315,6 +323,11 @@ fn from_manifest_images(
     Ok((Arc::new(blobs), images))
 }
 
+/// Every image of a bundle, with its push target.
+fn images_to_push(manifest: &Manifest, target: &Target) -> Result<Vec<ImageToPush>, LoadError> {
+    manifest.images.iter().map(|i| to_push(i, target)).collect()
+}
+
 /// The push target of one bundle image: `PREFIX/REPOSITORY` of its normalised reference, the
 /// same repository values files are rewritten to.
 pub fn to_push(img: &ImageEntry, target: &Target) -> Result<ImageToPush, LoadError> {
@@ -342,12 +355,7 @@ fn from_bundle(input: &LoadInput) -> Result<Prepared, LoadError> {
         check_head: input.check_head,
     };
     let indexed = index_bundle(&opts, MEMORY_BUDGET)?;
-    let images = indexed
-        .manifest
-        .images
-        .iter()
-        .map(|i| to_push(i, &input.target))
-        .collect::<Result<Vec<_>, _>>()?;
+    let images = images_to_push(&indexed.manifest, &input.target)?;
     Ok(Prepared {
         source: Arc::new(indexed.source),
         images,
@@ -394,11 +402,18 @@ pub fn check_images(
 ) -> Result<crate::values::Coverage, ValuesError> {
     let mut uses = Vec::new();
     for f in files {
-        let text = std::fs::read_to_string(f).map_err(|source| ValuesError::Read {
-            path: f.clone(),
+        // A chart folder, or values with a Chart.yaml beside them: its appVersion is the tag of
+        // image maps that give none.
+        let chart = crate::values::locate(f);
+        let text = std::fs::read_to_string(&chart.values).map_err(|source| ValuesError::Read {
+            path: chart.values.clone(),
             source,
         })?;
-        uses.extend(crate::values::find_images(&text, f)?);
+        uses.extend(crate::values::find_chart_images(
+            &text,
+            &chart.values,
+            chart.app_version.as_deref(),
+        )?);
     }
     let coverage = crate::values::check_coverage(&uses, images);
     if !coverage.is_complete() {

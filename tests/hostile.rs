@@ -1,5 +1,6 @@
-//! Hostile archives: each is refused by `ferry extract` with exit 1 and a clear message,
-//! nothing is written outside the target, and nothing is left behind.
+//! Hostile archives: each bundle is refused by `ferry extract` with exit 1 and a clear
+//! message, nothing is written outside the target, and nothing is left behind; hostile image
+//! archives given to `ferry build` and `ferry load` are refused as bad input (exit 2).
 
 use crate::harness::{build_fixture, ferry};
 use ferry::bundle::manifest::{FileEntry, Manifest, Mode, FORMAT_VERSION};
@@ -423,4 +424,128 @@ fn a_manifest_listing_an_unsafe_path_is_a_finding_for_every_reader() {
         assert!(stderr.contains("../a.txt"), "{args:?}: {stderr}");
     }
     assert!(!target.exists());
+}
+
+/// Runs `ferry build` on a spec whose one image comes from `archive`, and `ferry load` on
+/// `archive` itself; both must fail with exit 2 and a message naming the archive and what
+/// each is expected to say (`want`, or `want_load` for load when it differs).
+fn image_archive_refused(
+    case: &str,
+    archive: &[u8],
+    want: &str,
+    want_load: Option<&str>,
+    load_args: &[&str],
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("evil.tar");
+    std::fs::write(&path, archive).unwrap();
+    let spec = tmp.path().join("ferry.yaml");
+    std::fs::write(
+        &spec,
+        "name: c\nversion: '1'\nimages:\n  - ref: example.com/c/app:1\n    from: docker-archive:evil.tar\n",
+    )
+    .unwrap();
+    let out = tmp.path().join("c.tar.gz");
+    let build = ferry()
+        .args(["build", "-f"])
+        .arg(&spec)
+        .arg("-o")
+        .arg(&out)
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    let closed = crate::util::ClosedPort::new();
+    let load = ferry()
+        .arg("load")
+        .arg(&path)
+        .args(["--registry", &format!("127.0.0.1:{}", closed.port)])
+        .arg("--plain-http")
+        .args(load_args)
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    let wants = [
+        ("build", &build, want),
+        ("load", &load, want_load.unwrap_or(want)),
+    ];
+    for (command, output, want) in wants {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("evil.tar") && stderr.contains(want),
+            "{case}: {command}: expected `evil.tar` and `{want}` in: {stderr}"
+        );
+    }
+    assert!(!out.exists(), "{case}: a bundle was written");
+    // Gzip-compressed (`docker save | gzip`), load reads a decompressed copy and still names
+    // the file it was given.
+    let gz = tmp.path().join("evil.tar.gz");
+    std::fs::write(&gz, gzip(archive)).unwrap();
+    let out = ferry()
+        .arg("load")
+        .arg(&gz)
+        .args(["--registry", &format!("127.0.0.1:{}", closed.port)])
+        .arg("--plain-http")
+        .args(load_args)
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let want = want_load.unwrap_or(want);
+    assert!(
+        stderr.contains(&gz.display().to_string()) && stderr.contains(want),
+        "{case}: load of the gzip-compressed archive: expected its path and `{want}` in: {stderr}"
+    );
+}
+
+#[test]
+fn hostile_image_archives_are_refused_by_build_and_load() {
+    let tar = |build: &dyn Fn(&mut Vec<u8>)| {
+        let mut t = Vec::new();
+        build(&mut t);
+        t.extend_from_slice(&[0u8; 1024]);
+        t
+    };
+    let manifest = br#"[{"Config":"c.json","RepoTags":["example.com/c/app:1"],"Layers":[]}]"#;
+    image_archive_refused(
+        "a name with `..`",
+        &tar(&|t| {
+            entry(t, b"manifest.json", b'0', manifest, b"");
+            entry(t, b"../c.json", b'0', b"{}", b"");
+        }),
+        "entry `../c.json`: unsafe path",
+        None,
+        &[],
+    );
+    image_archive_refused(
+        "manifest.json a symbolic link out of the archive",
+        &tar(&|t| entry(t, b"manifest.json", b'2', b"", b"../../etc/passwd")),
+        "entry `manifest.json`: a link to `../../etc/passwd`, outside the archive",
+        None,
+        &[],
+    );
+    image_archive_refused(
+        "manifest.json a symbolic link to an absolute path",
+        &tar(&|t| entry(t, b"manifest.json", b'2', b"", b"/etc/passwd")),
+        "entry `manifest.json`: a link to the absolute path `/etc/passwd`",
+        None,
+        &[],
+    );
+    // An entry-count bomb: load's limit is a flag; build's is fixed and far above this, so
+    // build reads the whole archive and finds the config missing.
+    let many = tar(&|t| {
+        entry(t, b"manifest.json", b'0', manifest, b"");
+        for i in 0..50 {
+            entry(t, format!("f{i:02}").as_bytes(), b'0', b"", b"");
+        }
+    });
+    image_archive_refused(
+        "entry-count bomb",
+        &many,
+        "image config `c.json` is missing",
+        Some("number of entries exceeds the limit of 20 (21); raise it with --max-entries"),
+        &["--max-entries", "20"],
+    );
 }

@@ -1,5 +1,6 @@
-//! Pushing images to a real registry: round trip against skopeo, auth, TLS, faults,
-//! idempotence and resumption (issue 4, items 1 and 2).
+//! Pushing images to a real registry: round trip against skopeo, auth, TLS, faults and
+//! retries, dry runs, idempotence, resumption of interrupted pushes, and a bundle's blobs read
+//! back in place with their digests.
 
 use std::io::Read;
 use std::path::Path;

@@ -456,6 +456,25 @@ enum Piece {
         indent: usize,
         comment: Option<String>,
     },
+    /// `{registry, image, tag}`, ingress-nginx style.
+    RegistryImageMap {
+        quote: usize,
+        indent: usize,
+        comment: Option<String>,
+    },
+    /// An image map written as a flow mapping over several lines, with comments, closed at the
+    /// indentation of its key.
+    FlowMap {
+        quote: usize,
+        indent: usize,
+        comment: Option<String>,
+    },
+    /// Lenient indentation: a tab after `key:`, and a flow sequence of images whose entry line
+    /// starts with a tab.
+    Tabs {
+        quote: usize,
+        comment: Option<String>,
+    },
 }
 
 /// Images the generator writes, what each becomes with target `harbor.example.com/mcp`, and the
@@ -521,12 +540,32 @@ fn piece() -> impl Strategy<Value = Piece> {
             indent,
             comment
         }),
+        (0usize..3, 1usize..5, comment()).prop_map(|(quote, indent, comment)| {
+            Piece::RegistryImageMap {
+                quote,
+                indent,
+                comment,
+            }
+        }),
+        (0usize..3, 1usize..5, comment()).prop_map(|(quote, indent, comment)| Piece::FlowMap {
+            quote,
+            indent,
+            comment
+        }),
+        (0usize..3, comment()).prop_map(|(quote, comment)| Piece::Tabs { quote, comment }),
     ]
 }
 
 /// Builds the input and the expected output side by side; returns them with the number of
-/// scalars that must change.
-fn build(pieces: &[Piece], crlf: bool, final_eol: bool, pin: bool) -> (String, String, usize) {
+/// scalars that must change. With `flag`, the file starts with a Bitnami
+/// `global.security.allowInsecureImages: false`, which becomes `true` when an image changes.
+fn build(
+    pieces: &[Piece],
+    crlf: bool,
+    final_eol: bool,
+    pin: bool,
+    flag: bool,
+) -> (String, String, usize) {
     let eol = if crlf { "\r\n" } else { "\n" };
     let (mut input, mut expected, mut changes) = (String::new(), String::new(), 0);
     let both = |input: &mut String, expected: &mut String, s: &str| {
@@ -627,6 +666,96 @@ fn build(pieces: &[Piece], crlf: bool, final_eol: bool, pin: bool) -> (String, S
                     changes += 1;
                 }
             }
+            Piece::RegistryImageMap {
+                quote,
+                indent,
+                comment,
+            } => {
+                // Only the registry changes: `image` is the path below it.
+                let ind = " ".repeat(*indent);
+                let c = tail(comment);
+                both(
+                    &mut input,
+                    &mut expected,
+                    &format!("r{i}:{eol}{ind}image:{eol}{ind}{ind}registry: "),
+                );
+                input.push_str(&quoted(*quote, "registry.permit.io"));
+                expected.push_str(&quoted(*quote, "harbor.example.com/mcp"));
+                both(
+                    &mut input,
+                    &mut expected,
+                    &format!(
+                        "{c}{eol}{ind}{ind}image: {}{c}{eol}{ind}{ind}tag: {}{c}{eol}",
+                        quoted(*quote, "agent-security/worker"),
+                        quoted(*quote, "1.4.0")
+                    ),
+                );
+                changes += 1;
+                if pin {
+                    expected.push_str(&format!(
+                        "{ind}{ind}digest: {}{eol}",
+                        quoted(*quote, &digest('3'))
+                    ));
+                    changes += 1;
+                }
+            }
+            Piece::FlowMap {
+                quote,
+                indent,
+                comment,
+            } => {
+                let ind = " ".repeat(*indent);
+                let c = tail(comment);
+                both(
+                    &mut input,
+                    &mut expected,
+                    &format!("f{i}:{eol}{ind}image: {{{c}{eol}{ind}{ind}# the gateway{eol}{ind}{ind}registry: "),
+                );
+                input.push_str(&quoted(*quote, "registry.permit.io"));
+                expected.push_str(&quoted(*quote, "harbor.example.com/mcp"));
+                both(
+                    &mut input,
+                    &mut expected,
+                    &format!(
+                        ",{c}{eol}{ind}{ind}repository: {},{eol}{ind}{ind}tag: {},{eol}{ind}{ind}digest: \"",
+                        quoted(*quote, "agent-security/gateway"),
+                        quoted(*quote, "1.4.0")
+                    ),
+                );
+                changes += 1;
+                if pin {
+                    expected.push_str(&digest('1'));
+                    changes += 1;
+                }
+                both(&mut input, &mut expected, &format!("\"{eol}{ind}}}{eol}"));
+            }
+            Piece::Tabs { quote, comment } => {
+                let c = tail(comment);
+                both(
+                    &mut input,
+                    &mut expected,
+                    &format!("t{i}:\tplain{c}{eol}u{i}:{eol}  images: [{c}{eol}\t"),
+                );
+                let old = "REGISTRY/agent-security/platform:1.4.0";
+                let mut new = "harbor.example.com/mcp/agent-security/platform:1.4.0".to_string();
+                if pin {
+                    new = format!("{new}@{}", digest('2'));
+                }
+                input.push_str(&quoted(*quote, old));
+                expected.push_str(&quoted(*quote, &new));
+                both(&mut input, &mut expected, &format!(",{c}{eol}  ]{eol}"));
+                changes += 1;
+            }
+        }
+    }
+    if flag {
+        let head = format!("global:{eol}  security:{eol}    allowInsecureImages: ");
+        input.insert_str(0, &format!("{head}false{eol}"));
+        if changes > 0 {
+            expected.insert_str(0, &format!("{head}true{eol}"));
+            changes += 1;
+        } else {
+            expected.insert_str(0, &format!("{head}false{eol}"));
         }
     }
     if !final_eol && input.ends_with(eol) {
@@ -645,8 +774,9 @@ proptest! {
         crlf in any::<bool>(),
         final_eol in any::<bool>(),
         pin in any::<bool>(),
+        flag in any::<bool>(),
     ) {
-        let (input, expected, changes) = build(&pieces, crlf, final_eol, pin);
+        let (input, expected, changes) = build(&pieces, crlf, final_eol, pin, flag);
         let opts = options("harbor.example.com/mcp", permit(), pin);
         let out = rewrite(&input, Path::new("p.yaml"), &opts).map_err(|e| TestCaseError::fail(format!("{e}\n{input}")))?;
         prop_assert_eq!(&out.text, &expected);
@@ -836,4 +966,42 @@ proptest! {
             }
         }
     }
+}
+
+/// A `{registry, image}` map names `registry/image:tag`, or its `repository` when that is set;
+/// an `image` with a tag of its own beside a `registry` is a whole reference.
+#[test]
+fn registry_image_map_coverage() {
+    let text = "a:\n  image:\n    registry: registry.k8s.io\n    image: ingress-nginx/controller\n    tag: v1.11.2\n\
+                b:\n  image:\n    registry: registry.k8s.io\n    image: defaultbackend-amd64\n    repository: quay.io/acme/backend\n    tag: \"1.5\"\n\
+                c:\n  registry: docker.io\n  image: nginx:1.27\n";
+    let uses = find_images(text, Path::new("v.yaml")).unwrap();
+    let got: Vec<(String, String)> = uses
+        .iter()
+        .map(|u| (u.path.clone(), u.reference.to_string()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "a.image".to_string(),
+                "registry.k8s.io/ingress-nginx/controller:v1.11.2".to_string()
+            ),
+            (
+                "b.image".to_string(),
+                "quay.io/acme/backend:1.5".to_string()
+            ),
+            (
+                "c.image".to_string(),
+                "docker.io/library/nginx:1.27".to_string()
+            ),
+        ]
+    );
+    let out = rewrite(text, Path::new("v.yaml"), &options("h.io/m", vec![], false)).unwrap();
+    assert_eq!(
+        out.text,
+        "a:\n  image:\n    registry: h.io/m\n    image: ingress-nginx/controller\n    tag: v1.11.2\n\
+         b:\n  image:\n    registry: h.io/m\n    image: defaultbackend-amd64\n    repository: h.io/m/acme/backend\n    tag: \"1.5\"\n\
+         c:\n  registry: docker.io\n  image: h.io/m/library/nginx:1.27\n"
+    );
 }

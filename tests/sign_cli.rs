@@ -1,4 +1,4 @@
-//! Signing through the command line (issue 3, "Must show"): `keygen`, `build --key`, `sign`
+//! Signing through the command line: `keygen`, `build --key`, `sign`
 //! and `verify`/`extract --key`, with openssl as the independent verifier, fail-closed
 //! refusals with exit 1, wrong passwords with exit 2, and secrets kept out of every output.
 

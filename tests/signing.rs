@@ -1,4 +1,4 @@
-//! Keys and signatures (issue 3): cosign/openssl key formats, signatures that openssl verifies
+//! Keys and signatures: cosign/openssl key formats, signatures that openssl verifies
 //! independently, fail-closed refusals, and secrets that never leak into messages.
 
 use std::fs;
@@ -10,9 +10,10 @@ use std::sync::OnceLock;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
+use ferry::oci::digest::{hash_reader, Digest};
 use ferry::signing::{
     check_head_signature, keygen, keygen_paths, verify, verify_digest, verify_file, verify_reader,
-    HeadSignature, KeyFormat, Password, Sha256Digest, SigningError, SigningKey, VerifyingKey,
+    HeadSignature, KeyFormat, Password, SigningError, SigningKey, VerifyingKey,
 };
 use sha2::{Digest as _, Sha256};
 use tempfile::TempDir;
@@ -514,7 +515,7 @@ fn streaming_signature_of_a_whole_file_verifies_with_openssl() {
     let from_file = key.sign_file(&file).unwrap();
     let from_reader = key.sign_reader(fs::File::open(&file).unwrap()).unwrap();
     let in_memory = key.sign(&fs::read(&file).unwrap()).unwrap();
-    let digest = Sha256Digest::of_bytes(&fs::read(&file).unwrap());
+    let digest = Digest::of(&fs::read(&file).unwrap());
     let from_digest = key.sign_digest(&digest).unwrap();
 
     for (how, sig) in [
@@ -538,7 +539,7 @@ fn streaming_signature_of_a_whole_file_verifies_with_openssl() {
         verify_digest(&keys, "bundle", &digest, sig.as_bytes()).unwrap();
     }
 
-    let (streamed, len) = Sha256Digest::of_reader(fs::File::open(&file).unwrap()).unwrap();
+    let (streamed, len) = hash_reader(fs::File::open(&file).unwrap()).unwrap();
     assert_eq!(streamed, digest);
     assert_eq!(len, 5 * 1024 * 1024 + 17);
 

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod bundle;
+mod charts;
 mod charts_egress;
 mod egress;
 mod egress_cli;

@@ -807,6 +807,9 @@ pub struct TarPolicy {
     pub skip_non_regular: bool,
     /// A leading `./` is dropped from names (archives made with `tar -C DIR .`).
     pub strip_dot_slash: bool,
+    /// Symbolic and hard links are returned (named by safe paths, like regular files)
+    /// instead of being skipped or refused: `docker save` shares layers through them.
+    pub links: bool,
     /// Limit messages name the command-line flags that raise them.
     pub flags: bool,
 }
@@ -818,6 +821,7 @@ impl TarPolicy {
             limits,
             skip_non_regular: false,
             strip_dot_slash: false,
+            links: false,
             flags: true,
         }
     }
@@ -828,7 +832,17 @@ impl TarPolicy {
             limits,
             skip_non_regular: true,
             strip_dot_slash: true,
+            links: false,
             flags: false,
+        }
+    }
+
+    /// An image archive (`docker save`, `oci-archive`): a foreign archive whose links are
+    /// returned too, for the reader to resolve inside the archive.
+    pub fn image_archive(limits: Limits) -> Self {
+        TarPolicy {
+            links: true,
+            ..TarPolicy::foreign(limits)
         }
     }
 }
@@ -843,19 +857,46 @@ pub enum EntryError {
     UnsafePath { entry: String, reason: UnsafePath },
     #[error("entry `{entry}` is a {kind}; only regular files are accepted")]
     NotRegular { entry: String, kind: String },
-    #[error("{what} exceeds the limit of {limit} ({found}){}", limit_hint(flag))]
-    Limit {
-        what: String,
+    #[error(transparent)]
+    Limit(LimitExceeded),
+}
+
+/// An input over one of its limits.
+#[derive(Debug, thiserror::Error)]
+#[error("{what} exceeds the limit of {limit} ({found}){}", limit_hint(flag))]
+pub struct LimitExceeded {
+    /// What was measured: `number of entries`, ``size of `NAME` ``, …
+    pub what: String,
+    pub limit: u64,
+    pub found: u64,
+    /// The command-line flag that raises the limit; empty for a fixed limit.
+    pub flag: &'static str,
+}
+
+impl LimitExceeded {
+    /// Fails when `found` is over `limit`; `what` is only formatted then.
+    pub fn check(
+        what: impl FnOnce() -> String,
         limit: u64,
         found: u64,
         flag: &'static str,
-    },
+    ) -> Result<(), LimitExceeded> {
+        if found > limit {
+            return Err(LimitExceeded {
+                what: what(),
+                limit,
+                found,
+                flag,
+            });
+        }
+        Ok(())
+    }
 }
 
 /// How to raise a limit, for messages: fixed limits have no flag.
-pub fn limit_hint(flag: &str) -> String {
+fn limit_hint(flag: &str) -> String {
     if flag.starts_with("--") {
-        format!("; raise it with {flag} if the bundle is trusted")
+        format!("; raise it with {flag} if the archive is trusted")
     } else {
         "; this limit is fixed".to_string()
     }
@@ -868,8 +909,8 @@ pub struct TarEntry<'a, R: Read> {
 }
 
 /// The entries of a tar stream, checked: every name a `SafePath`, every entry a regular
-/// file (others refused or skipped, as the policy says), their number and sizes within
-/// the limits.
+/// file (others refused or skipped, as the policy says; links returned if it asks), their
+/// number and sizes within the limits.
 pub struct TarEntries<'a, R: Read> {
     entries: tar::Entries<'a, R>,
     policy: TarPolicy,
@@ -902,16 +943,18 @@ impl<'a, R: Read> TarEntries<'a, R> {
             let limits = &self.policy.limits;
             let flag = |f: &'static str| if self.policy.flags { f } else { "" };
             self.count += 1;
-            if self.count > limits.max_entries {
-                return Err(EntryError::Limit {
-                    what: "number of entries".into(),
-                    limit: limits.max_entries,
-                    found: self.count,
-                    flag: flag("--max-entries"),
-                });
-            }
-            let regular = entry.header().entry_type() == tar::EntryType::Regular;
-            if !regular && self.policy.skip_non_regular {
+            LimitExceeded::check(
+                || "number of entries".into(),
+                limits.max_entries,
+                self.count,
+                flag("--max-entries"),
+            )
+            .map_err(EntryError::Limit)?;
+            let kind = entry.header().entry_type();
+            let regular = kind == tar::EntryType::Regular;
+            let link =
+                self.policy.links && matches!(kind, tar::EntryType::Symlink | tar::EntryType::Link);
+            if !regular && !link && self.policy.skip_non_regular {
                 continue;
             }
             let raw = entry.path_bytes();
@@ -926,30 +969,28 @@ impl<'a, R: Read> TarEntries<'a, R> {
                 reason,
             })?;
             drop(raw);
-            if !regular {
+            if !regular && !link {
                 return Err(EntryError::NotRegular {
                     kind: kind_of(&entry),
                     entry: name.to_string(),
                 });
             }
             let size = entry.size();
-            if size > limits.max_entry_size {
-                return Err(EntryError::Limit {
-                    what: format!("size of `{name}`"),
-                    limit: limits.max_entry_size,
-                    found: size,
-                    flag: flag("--max-file-size"),
-                });
-            }
+            LimitExceeded::check(
+                || format!("size of `{name}`"),
+                limits.max_entry_size,
+                size,
+                flag("--max-file-size"),
+            )
+            .map_err(EntryError::Limit)?;
             self.total = self.total.saturating_add(size);
-            if self.total > limits.max_total_size {
-                return Err(EntryError::Limit {
-                    what: "total size".into(),
-                    limit: limits.max_total_size,
-                    found: self.total,
-                    flag: flag("--max-total-size"),
-                });
-            }
+            LimitExceeded::check(
+                || "total size".into(),
+                limits.max_total_size,
+                self.total,
+                flag("--max-total-size"),
+            )
+            .map_err(EntryError::Limit)?;
             return Ok(Some(TarEntry { name, entry }));
         }
     }

@@ -8,11 +8,11 @@ use crate::bundle::manifest::{
     SIGNATURE_NAME,
 };
 use crate::bundle::safepath::SafePath;
+use crate::bundle::source::{self, BlobLocation, SourceSpec};
 use crate::bundle::spec::{field_error, Spec, SpecError};
 use crate::oci::digest::{hash_reader, BackgroundHasher, Digest};
-use crate::oci::document::{self, LayoutEntry};
+use crate::oci::document::{self, LayoutEntry, MAX_JSON};
 use crate::oci::reference::ImageRef;
-use crate::oci::source::{self, BlobLocation, SourceSpec};
 use crate::progress::Progress;
 use serde_saphyr::Spanned;
 use std::collections::BTreeMap;
@@ -89,6 +89,19 @@ struct Planned {
     mode: Mode,
     /// The digest the content must have (blobs), checked while hashing.
     expected: Option<Digest>,
+}
+
+impl Planned {
+    /// A local file, at the size it has now.
+    fn file(src: &Path, mode: Mode) -> Result<Planned, BuildError> {
+        Ok(Planned {
+            size: file_size(src)?,
+            location: BlobLocation::File(src.to_path_buf()),
+            origin: src.display().to_string(),
+            mode,
+            expected: None,
+        })
+    }
 }
 
 #[derive(Default)]
@@ -245,16 +258,7 @@ fn plan_files(
             None => file_name_path(&src).map_err(|m| at(spec_path, "files.src", &f.src, m))?,
         };
         let mode = mode_of(&src).map_err(|m| at(spec_path, "files.src", &f.src, m))?;
-        plan.add(
-            dest,
-            Planned {
-                size: file_size(&src)?,
-                location: BlobLocation::File(src.clone()),
-                origin: src.display().to_string(),
-                mode,
-                expected: None,
-            },
-        )?;
+        plan.add(dest, Planned::file(&src, mode)?)?;
     }
     Ok(())
 }
@@ -283,11 +287,12 @@ fn plan_images(
         }
         let src = SourceSpec::parse(&img.from.value, base)
             .map_err(|m| at(spec_path, "images.from", &img.from, m))?;
-        let resolved = source::resolve(&src, &full).map_err(|source| BuildError::Image {
-            spec: spec_path.to_path_buf(),
-            reference: full.clone(),
-            source,
-        })?;
+        let resolved = source::resolve(&src, &full, TarPolicy::image_archive(Limits::default()))
+            .map_err(|source| BuildError::Image {
+                spec: spec_path.to_path_buf(),
+                reference: full.clone(),
+                source,
+            })?;
         let mut total = 0;
         for blob in &resolved.blobs {
             total += blob.size;
@@ -399,6 +404,22 @@ fn io_err(path: &Path) -> impl Fn(io::Error) -> BuildError {
     }
 }
 
+/// A new temporary file in the folder of `path` (the current folder for a bare name), to be
+/// renamed over `path` once complete; an error comes with the folder.
+pub(crate) fn temp_file_beside(
+    path: &Path,
+    prefix: &str,
+) -> Result<tempfile::NamedTempFile, (PathBuf, io::Error)> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempfile_in(dir)
+        .map_err(|e| (dir.to_path_buf(), e))
+}
+
 /// Pass 2: writes the bundle into a temporary file beside its destination, then
 /// renames it into place. Returns the bundle's size.
 fn write_bundle(
@@ -409,15 +430,8 @@ fn write_bundle(
     entries: &[(SafePath, Planned)],
     hashed: &[(Digest, u64)],
 ) -> Result<u64, BuildError> {
-    let out_dir = opts
-        .output
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = tempfile::Builder::new()
-        .prefix(".ferry-build-")
-        .tempfile_in(out_dir)
-        .map_err(io_err(out_dir))?;
+    let tmp =
+        temp_file_beside(&opts.output, ".ferry-build-").map_err(|(dir, e)| io_err(&dir)(e))?;
     let root = manifest.root();
     let bar = opts.progress.bytes(manifest.total_size(), "writing");
     {
@@ -649,16 +663,7 @@ fn add_file(
         Some(d) => SafePath::new(d).expect("static dir").join(&name),
         None => name,
     };
-    plan.add(
-        path,
-        Planned {
-            size: file_size(&src)?,
-            location: BlobLocation::File(src.clone()),
-            origin: src.display().to_string(),
-            mode,
-            expected: None,
-        },
-    )
+    plan.add(path, Planned::file(&src, mode)?)
 }
 
 #[derive(serde::Deserialize)]
@@ -736,16 +741,7 @@ fn add_chart(
                 path: e.path().to_path_buf(),
                 message,
             })?;
-            plan.add(
-                root.join(&safe),
-                Planned {
-                    size: file_size(e.path())?,
-                    location: BlobLocation::File(e.path().to_path_buf()),
-                    origin: e.path().display().to_string(),
-                    mode,
-                    expected: None,
-                },
-            )?;
+            plan.add(root.join(&safe), Planned::file(e.path(), mode)?)?;
         }
         Ok(entry)
     } else {
@@ -754,16 +750,7 @@ fn add_chart(
             check_chart_yaml(&text, &format!("{} (Chart.yaml)", src.display())).map_err(located)?;
         let path = SafePath::new("charts").expect("static").join(&name);
         entry.path = path.clone();
-        plan.add(
-            path,
-            Planned {
-                size: file_size(&src)?,
-                location: BlobLocation::File(src.clone()),
-                origin: src.display().to_string(),
-                mode: Mode::Regular,
-                expected: None,
-            },
-        )?;
+        plan.add(path, Planned::file(&src, Mode::Regular)?)?;
         Ok(entry)
     }
 }
@@ -783,7 +770,7 @@ fn chart_yaml_from_tgz(path: &Path) -> Result<String, String> {
             let mut s = String::new();
             entry
                 .by_ref()
-                .take(source::MAX_JSON)
+                .take(MAX_JSON)
                 .read_to_string(&mut s)
                 .map_err(|e| format!("`{}`: Chart.yaml: {e}", path.display()))?;
             return Ok(s);

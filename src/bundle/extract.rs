@@ -1,12 +1,8 @@
 //! `ferry extract`: verifies while writing into a temporary folder inside the target, and
 //! renames the bundle folder into place only when every check passed.
 
-use crate::bundle::archive::Limits;
 use crate::bundle::manifest::{FileEntry, Manifest, MANIFEST_NAME, SIGNATURE_NAME};
-use crate::bundle::verify::{
-    self, EntryPlace, Evidence, HeadCheck, Sink, VerifyError, VerifyOptions,
-};
-use crate::progress::Progress;
+use crate::bundle::verify::{self, EntryPlace, Evidence, Sink, VerifyError, VerifyOptions};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -14,12 +10,10 @@ use std::path::{Path, PathBuf};
 
 /// Inputs of `extract`.
 pub struct ExtractOptions<'a> {
-    pub bundle: PathBuf,
+    /// The bundle file (`input`) and how it is verified while it is extracted.
+    pub verify: VerifyOptions<'a>,
     /// The folder that receives `NAME-VERSION/`; created when missing.
     pub dir: PathBuf,
-    pub limits: Limits,
-    pub progress: Progress,
-    pub check_head: Option<&'a HeadCheck<'a>>,
 }
 
 /// What was extracted.
@@ -91,8 +85,8 @@ fn write_new(path: &Path, data: &[u8], mtime: u64) -> io::Result<()> {
 
 /// Extracts a bundle. On any failure nothing is left behind.
 pub fn extract(opts: &ExtractOptions) -> Result<Extracted, VerifyError> {
-    let file = File::open(&opts.bundle).map_err(|source| VerifyError::Open {
-        path: opts.bundle.clone(),
+    let file = File::open(&opts.verify.input).map_err(|source| VerifyError::Open {
+        path: opts.verify.input.clone(),
         source,
     })?;
     // Only the target itself is created (like `mkdir`, not `mkdir -p`), so that a failure
@@ -126,13 +120,7 @@ pub fn extract(opts: &ExtractOptions) -> Result<Extracted, VerifyError> {
         tmp: tmp.path().to_path_buf(),
         root: None,
     };
-    let vopts = VerifyOptions {
-        input: opts.bundle.clone(),
-        limits: opts.limits,
-        progress: opts.progress,
-        check_head: opts.check_head,
-    };
-    let result = verify::stream(file, &vopts, Some(&mut tree)).and_then(|evidence| {
+    let result = verify::stream(file, &opts.verify, Some(&mut tree)).and_then(|evidence| {
         let root = tree.root.take().expect("a verified bundle has a head");
         let dest = opts.dir.join(root.file_name().expect("named"));
         if dest.exists() {

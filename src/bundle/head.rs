@@ -5,11 +5,12 @@
 //! unchanged.
 
 use crate::bundle::archive::{
-    EntryError, Limits, MemberReader, TarEntries, TarGzWriter, TarPolicy,
+    EntryError, LimitExceeded, Limits, MemberReader, TarEntries, TarGzWriter, TarPolicy,
 };
-use crate::bundle::build::write_head;
+use crate::bundle::build::{temp_file_beside, write_head};
 use crate::bundle::manifest::{Manifest, MANIFEST_NAME, MAX_MANIFEST_BYTES, SIGNATURE_NAME};
-use crate::bundle::verify::{entry_error, flatten, VerifyError};
+use crate::bundle::verify::{entry_error, VerifyError};
+use crate::error_chain::error_chain;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -55,11 +56,11 @@ pub fn read_manifest_entry<R: Read>(
                 | io::ErrorKind::UnexpectedEof
                 | io::ErrorKind::Other => not_bundle(format!(
                     "reading the first entry (NAME-VERSION/{MANIFEST_NAME}): {}",
-                    flatten(&e)
+                    error_chain(&e)
                 )),
                 _ => VerifyError::Corrupt {
                     location: "the first entry (ferry.json)".into(),
-                    detail: flatten(&e),
+                    detail: error_chain(&e),
                 },
             })
         }
@@ -145,19 +146,12 @@ fn read_small<R: Read>(
     name: &str,
     limit: u64,
 ) -> Result<Vec<u8>, VerifyError> {
-    if e.size() > limit {
-        return Err(VerifyError::Limit {
-            what: format!("size of `{name}`"),
-            limit,
-            found: e.size(),
-            flag: "",
-        });
-    }
+    LimitExceeded::check(|| format!("size of `{name}`"), limit, e.size(), "")?;
     let mut out = Vec::with_capacity(e.size() as usize);
     e.read_to_end(&mut out)
         .map_err(|err| VerifyError::Corrupt {
             location: name.to_string(),
-            detail: flatten(&err),
+            detail: error_chain(&err),
         })?;
     if out.len() as u64 != e.size() {
         return Err(VerifyError::Corrupt {
@@ -285,14 +279,7 @@ pub fn resign(
             ..head
         });
     }
-    let dir = bundle
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = tempfile::Builder::new()
-        .prefix(".ferry-sign-")
-        .tempfile_in(dir)
-        .map_err(io_err(dir))?;
+    let tmp = temp_file_beside(bundle, ".ferry-sign-").map_err(|(dir, e)| io_err(&dir)(e))?;
     {
         let mut dst = tmp.as_file().try_clone().map_err(io_err(tmp.path()))?;
         dst.write_all(&new_head).map_err(io_err(tmp.path()))?;

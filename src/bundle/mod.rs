@@ -1,5 +1,6 @@
-//! The bundle file: its container format, manifest and spec, and the commands that make,
-//! check, open and read it (build, verify, extract, inspect, re-sign).
+//! The bundle file: its container format, manifest and spec, the image inputs it is built
+//! from, and the commands that make, check, open and read it (build, verify, extract,
+//! inspect, re-sign).
 
 pub mod archive;
 pub mod build;
@@ -9,5 +10,6 @@ pub mod inspect;
 pub mod layout;
 pub mod manifest;
 pub mod safepath;
+pub mod source;
 pub mod spec;
 pub mod verify;

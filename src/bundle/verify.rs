@@ -2,7 +2,7 @@
 //! manifest, for a `.tar.gz` or a folder extracted with plain `tar -xzf`.
 
 use crate::bundle::archive::{
-    limit_hint, EntryError, Limits, MemberInfo, MemberReader, TarEntries, TarEntry, TarPolicy,
+    EntryError, LimitExceeded, Limits, MemberInfo, MemberReader, TarEntries, TarEntry, TarPolicy,
 };
 use crate::bundle::head::{self, ManifestEntry};
 use crate::bundle::layout::{self, LayoutError, LayoutSummary};
@@ -11,8 +11,9 @@ use crate::bundle::manifest::{
     SIGNATURE_NAME,
 };
 use crate::bundle::safepath::{SafePath, UnsafePath};
+use crate::error_chain::error_chain;
 use crate::oci::digest::{BackgroundHasher, Digest, Hasher};
-use crate::oci::source::MAX_JSON;
+use crate::oci::document::MAX_JSON;
 use crate::progress::Progress;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
@@ -79,13 +80,8 @@ pub enum VerifyError {
     Missing { count: usize, first: String },
     #[error("{location}: the archive is damaged: {detail}")]
     Corrupt { location: String, detail: String },
-    #[error("{what} exceeds the limit of {limit} ({found}){}", limit_hint(flag))]
-    Limit {
-        what: String,
-        limit: u64,
-        found: u64,
-        flag: &'static str,
-    },
+    #[error(transparent)]
+    Limit(#[from] LimitExceeded),
     #[error("after the last entry `{after}`: {detail}")]
     Trailing { after: String, detail: String },
     #[error("images: {0}")]
@@ -376,7 +372,7 @@ impl<'m> Body<'m> {
         }
         let mode = entry.header().mode().map_err(|e| VerifyError::Corrupt {
             location: name.to_string(),
-            detail: flatten(&e),
+            detail: error_chain(&e),
         })? & 0o7777;
         if Mode::from_bits(mode) != Some(listed.mode) {
             return Err(VerifyError::ModeMismatch {
@@ -405,7 +401,7 @@ impl<'m> Body<'m> {
             self.json_left = self
                 .json_left
                 .checked_sub(kept.len() as u64)
-                .ok_or_else(|| VerifyError::Limit {
+                .ok_or_else(|| LimitExceeded {
                     what: "total size of image manifests".into(),
                     limit: JSON_BUDGET,
                     found: JSON_BUDGET + 1,
@@ -482,7 +478,7 @@ impl Copier {
                     Err(e) => {
                         return Err(VerifyError::Corrupt {
                             location: name.to_string(),
-                            detail: flatten(&e),
+                            detail: error_chain(&e),
                         })
                     }
                 }
@@ -541,7 +537,7 @@ fn check_end<R: Read>(rest: &mut R, last: &str, buf: &mut [u8]) -> Result<(), Ve
             Ok(0) => return Ok(()),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(trailing(flatten(&e))),
+            Err(e) => return Err(trailing(error_chain(&e))),
         };
         if buf[..n].iter().any(|b| *b != 0) {
             return Err(trailing(
@@ -573,67 +569,35 @@ pub(crate) fn entry_error(e: EntryError, location: &str) -> VerifyError {
     match e {
         EntryError::Read(e) => VerifyError::Corrupt {
             location: location.to_string(),
-            detail: flatten(&e),
+            detail: error_chain(&e),
         },
         EntryError::UnsafePath { entry, reason } => VerifyError::UnsafePath { entry, reason },
         EntryError::NotRegular { entry, kind } => VerifyError::NotRegular { entry, kind },
-        EntryError::Limit {
-            what,
-            limit,
-            found,
-            flag,
-        } => VerifyError::Limit {
-            what,
-            limit,
-            found,
-            flag,
-        },
+        EntryError::Limit(e) => VerifyError::Limit(e),
     }
 }
 
-/// An I/O error with its chain of causes, for messages.
-pub(crate) fn flatten(e: &io::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(inner) = src {
-        let t = inner.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        src = inner.source();
+fn check_limits(m: &Manifest, limits: &Limits) -> Result<(), LimitExceeded> {
+    LimitExceeded::check(
+        || "number of entries".into(),
+        limits.max_entries,
+        m.files.len() as u64 + 2,
+        "--max-entries",
+    )?;
+    for f in &m.files {
+        LimitExceeded::check(
+            || format!("size of `{}`", f.path),
+            limits.max_entry_size,
+            f.size,
+            "--max-file-size",
+        )?;
     }
-    s
-}
-
-fn check_limits(m: &Manifest, limits: &Limits) -> Result<(), VerifyError> {
-    let n = m.files.len() as u64 + 2;
-    if n > limits.max_entries {
-        return Err(VerifyError::Limit {
-            what: "number of entries".into(),
-            limit: limits.max_entries,
-            found: n,
-            flag: "--max-entries",
-        });
-    }
-    if let Some(big) = m.files.iter().find(|f| f.size > limits.max_entry_size) {
-        return Err(VerifyError::Limit {
-            what: format!("size of `{}`", big.path),
-            limit: limits.max_entry_size,
-            found: big.size,
-            flag: "--max-file-size",
-        });
-    }
-    let total = m.total_size();
-    if total > limits.max_total_size {
-        return Err(VerifyError::Limit {
-            what: "total size".into(),
-            limit: limits.max_total_size,
-            found: total,
-            flag: "--max-total-size",
-        });
-    }
-    Ok(())
+    LimitExceeded::check(
+        || "total size".into(),
+        limits.max_total_size,
+        m.total_size(),
+        "--max-total-size",
+    )
 }
 
 /// Finds the bundle folder in `dir`: `dir` itself or its single child holding ferry.json.
@@ -663,34 +627,76 @@ pub fn find_root(dir: &Path) -> Result<PathBuf, VerifyError> {
     }
 }
 
-/// Verifies a folder extracted with `tar -xzf` (or `ferry extract`).
+/// Verifies a folder extracted with `tar -xzf` (or `ferry extract`): its head, then the
+/// files against the manifest (names, sizes, modes), then their digests, then the layout.
 fn verify_dir(opts: &VerifyOptions) -> Result<Evidence, VerifyError> {
-    use std::os::unix::fs::PermissionsExt;
     let root = find_root(&opts.input)?;
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| VerifyError::Io {
-            path: path.clone(),
-            source,
-        }
+    let head = read_dir_head(opts, &root)?;
+    let manifest = &head.manifest;
+    let found = walk_dir(&root, manifest)?;
+    hash_dir_files(
+        &found,
+        opts.progress.bytes(manifest.total_size(), "verifying"),
+    )?;
+    let json = |hex: &str| -> Option<Vec<u8>> {
+        let p = root.join("images/blobs/sha256").join(hex);
+        let len = std::fs::metadata(&p).ok()?.len();
+        (len <= MAX_JSON).then(|| std::fs::read(&p).ok()).flatten()
     };
+    let index = std::fs::read(root.join("images/index.json")).ok();
+    let layout = layout::check(manifest, index.as_deref(), &json)?;
+    Ok(Evidence {
+        bundle: opts.input.clone(),
+        form: "directory",
+        name: manifest.name.clone(),
+        version: manifest.version.clone(),
+        created: manifest.created.clone(),
+        manifest_digest: Digest::of(&head.manifest_bytes),
+        files_checked: manifest.files.len(),
+        bytes_checked: manifest.total_size(),
+        blobs_checked: layout.blobs,
+        layout,
+        gzip_members: 0,
+        signature_present: head.signature.is_some(),
+        head_check: head.head_check,
+        checks: CHECKS[..6].to_vec(),
+    })
+}
+
+/// The head of a bundle folder, read and checked.
+struct DirHead {
+    manifest_bytes: Vec<u8>,
+    manifest: Manifest,
+    signature: Option<Vec<u8>>,
+    head_check: Option<serde_json::Value>,
+}
+
+fn io_error(path: &Path) -> impl Fn(io::Error) -> VerifyError + '_ {
+    move |source| VerifyError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Reads `ferry.json` and `ferry.json.sig` (each within its size limit), checks that the
+/// folder is named after the bundle, and runs the head check.
+fn read_dir_head(opts: &VerifyOptions, root: &Path) -> Result<DirHead, VerifyError> {
     let manifest_path = root.join(MANIFEST_NAME);
+    let sig_path = root.join(SIGNATURE_NAME);
     for (path, limit) in [
         (&manifest_path, MAX_MANIFEST_BYTES),
-        (&root.join(SIGNATURE_NAME), head::MAX_SIGNATURE_BYTES),
+        (&sig_path, head::MAX_SIGNATURE_BYTES),
     ] {
         if let Ok(meta) = std::fs::metadata(path) {
-            if meta.len() > limit {
-                return Err(VerifyError::Limit {
-                    what: format!("size of `{}`", path.display()),
-                    limit,
-                    found: meta.len(),
-                    flag: "",
-                });
-            }
+            LimitExceeded::check(
+                || format!("size of `{}`", path.display()),
+                limit,
+                meta.len(),
+                "",
+            )?;
         }
     }
-    let manifest_bytes = std::fs::read(&manifest_path).map_err(io(&manifest_path))?;
+    let manifest_bytes = std::fs::read(&manifest_path).map_err(io_error(&manifest_path))?;
     let manifest = Manifest::parse(&manifest_bytes)?;
     let dir_name = root
         .file_name()
@@ -702,83 +708,46 @@ fn verify_dir(opts: &VerifyOptions) -> Result<Evidence, VerifyError> {
             root: manifest.root(),
         });
     }
-    let sig_path = root.join(SIGNATURE_NAME);
     let signature = if sig_path.is_file() {
-        Some(std::fs::read(&sig_path).map_err(io(&sig_path))?)
+        Some(std::fs::read(&sig_path).map_err(io_error(&sig_path))?)
     } else {
         None
     };
-    let head_check = match opts.check_head {
-        Some(check) => {
-            Some(check(&manifest_bytes, signature.as_deref()).map_err(VerifyError::Head)?)
-        }
-        None => None,
-    };
+    let head_check = run_head_check(opts.check_head, &manifest_bytes, signature.as_deref())?;
+    Ok(DirHead {
+        manifest_bytes,
+        manifest,
+        signature,
+        head_check,
+    })
+}
+
+/// A listed file found in a bundle folder: its path on disk, its entry, its name in messages.
+type FoundFile<'m> = (PathBuf, &'m FileEntry, String);
+
+/// Walks a bundle folder: every file is a regular file the manifest lists, with its size and
+/// mode, and every listed file is there.
+fn walk_dir<'m>(root: &Path, manifest: &'m Manifest) -> Result<Vec<FoundFile<'m>>, VerifyError> {
     let listed: BTreeMap<&str, &FileEntry> = manifest
         .files
         .iter()
         .map(|f| (f.path.as_str(), f))
         .collect();
     let mut found = Vec::new();
-    for e in walkdir::WalkDir::new(&root)
+    for e in walkdir::WalkDir::new(root)
         .follow_links(false)
         .sort_by_file_name()
     {
         let e = e.map_err(|err| VerifyError::Io {
-            path: root.clone(),
+            path: root.to_path_buf(),
             source: err.into(),
         })?;
-        let rel = e.path().strip_prefix(&root).expect("under root");
-        if rel.as_os_str().is_empty() || e.file_type().is_dir() {
-            continue;
+        if let Some(file) = check_dir_entry(root, &e, manifest, &listed)? {
+            found.push(file);
         }
-        let rel_str = rel.to_str().ok_or_else(|| VerifyError::UnsafePath {
-            entry: rel.display().to_string(),
-            reason: UnsafePath::NotUtf8(rel.display().to_string()),
-        })?;
-        let name = format!("{}/{rel_str}", manifest.root());
-        if !e.file_type().is_file() {
-            let kind = if e.file_type().is_symlink() {
-                "symbolic link"
-            } else {
-                "special file"
-            };
-            return Err(VerifyError::NotRegular {
-                entry: name,
-                kind: kind.into(),
-            });
-        }
-        if rel_str == MANIFEST_NAME || rel_str == SIGNATURE_NAME {
-            continue;
-        }
-        let entry = *listed.get(rel_str).ok_or(VerifyError::Unlisted {
-            entry: name.clone(),
-        })?;
-        let meta = e.metadata().map_err(|err| VerifyError::Io {
-            path: e.path().to_path_buf(),
-            source: err.into(),
-        })?;
-        if meta.len() != entry.size {
-            return Err(VerifyError::SizeMismatch {
-                entry: name,
-                expected: entry.size,
-                found: meta.len(),
-            });
-        }
-        // Extraction applies the umask, so only the owner's execute bit is compared.
-        let exec = meta.permissions().mode() & 0o100 != 0;
-        if exec != (entry.mode == Mode::Executable) {
-            return Err(VerifyError::ModeMismatch {
-                entry: name,
-                expected: entry.mode.bits(),
-                found: meta.permissions().mode() & 0o7777,
-            });
-        }
-        found.push((e.path().to_path_buf(), entry, name));
     }
     if found.len() != listed.len() {
-        let have: std::collections::HashSet<&str> =
-            found.iter().map(|(_, e, _)| e.path.as_str()).collect();
+        let have: HashSet<&str> = found.iter().map(|(_, e, _)| e.path.as_str()).collect();
         let missing: Vec<&str> = manifest
             .files
             .iter()
@@ -790,8 +759,70 @@ fn verify_dir(opts: &VerifyOptions) -> Result<Evidence, VerifyError> {
             first: format!("{}/{}", manifest.root(), missing[0]),
         });
     }
-    let bar = opts.progress.bytes(manifest.total_size(), "verifying");
-    let checked = crate::parallel::par_map(&found, |(path, entry, name)| {
+    Ok(found)
+}
+
+/// Checks one walked path: folders and the head are passed over (`None`); anything else
+/// must be a regular file the manifest lists, with its size and execute bit.
+fn check_dir_entry<'m>(
+    root: &Path,
+    e: &walkdir::DirEntry,
+    manifest: &Manifest,
+    listed: &BTreeMap<&str, &'m FileEntry>,
+) -> Result<Option<FoundFile<'m>>, VerifyError> {
+    use std::os::unix::fs::PermissionsExt;
+    let rel = e.path().strip_prefix(root).expect("under root");
+    if rel.as_os_str().is_empty() || e.file_type().is_dir() {
+        return Ok(None);
+    }
+    let rel_str = rel.to_str().ok_or_else(|| VerifyError::UnsafePath {
+        entry: rel.display().to_string(),
+        reason: UnsafePath::NotUtf8(rel.display().to_string()),
+    })?;
+    let name = format!("{}/{rel_str}", manifest.root());
+    if !e.file_type().is_file() {
+        let kind = if e.file_type().is_symlink() {
+            "symbolic link"
+        } else {
+            "special file"
+        };
+        return Err(VerifyError::NotRegular {
+            entry: name,
+            kind: kind.into(),
+        });
+    }
+    if rel_str == MANIFEST_NAME || rel_str == SIGNATURE_NAME {
+        return Ok(None);
+    }
+    let entry = *listed.get(rel_str).ok_or(VerifyError::Unlisted {
+        entry: name.clone(),
+    })?;
+    let meta = e.metadata().map_err(|err| VerifyError::Io {
+        path: e.path().to_path_buf(),
+        source: err.into(),
+    })?;
+    if meta.len() != entry.size {
+        return Err(VerifyError::SizeMismatch {
+            entry: name,
+            expected: entry.size,
+            found: meta.len(),
+        });
+    }
+    // Extraction applies the umask, so only the owner's execute bit is compared.
+    let exec = meta.permissions().mode() & 0o100 != 0;
+    if exec != (entry.mode == Mode::Executable) {
+        return Err(VerifyError::ModeMismatch {
+            entry: name,
+            expected: entry.mode.bits(),
+            found: meta.permissions().mode() & 0o7777,
+        });
+    }
+    Ok(Some((e.path().to_path_buf(), entry, name)))
+}
+
+/// Hashes the found files in parallel, each against its listed digest.
+fn hash_dir_files(found: &[FoundFile<'_>], bar: indicatif::ProgressBar) -> Result<(), VerifyError> {
+    let checked = crate::parallel::par_map(found, |(path, entry, name)| {
         match File::open(path).and_then(|f| crate::oci::digest::hash_reader(bar.wrap_read(f))) {
             Ok((digest, _)) if digest == entry.digest => Ok(()),
             Ok((digest, _)) => Err(VerifyError::DigestMismatch {
@@ -806,28 +837,5 @@ fn verify_dir(opts: &VerifyOptions) -> Result<Evidence, VerifyError> {
         }
     });
     bar.finish_and_clear();
-    checked.into_iter().collect::<Result<(), _>>()?;
-    let json = |hex: &str| -> Option<Vec<u8>> {
-        let p = root.join("images/blobs/sha256").join(hex);
-        let len = std::fs::metadata(&p).ok()?.len();
-        (len <= MAX_JSON).then(|| std::fs::read(&p).ok()).flatten()
-    };
-    let index = std::fs::read(root.join("images/index.json")).ok();
-    let layout = layout::check(&manifest, index.as_deref(), &json)?;
-    Ok(Evidence {
-        bundle: opts.input.clone(),
-        form: "directory",
-        name: manifest.name.clone(),
-        version: manifest.version.clone(),
-        created: manifest.created.clone(),
-        manifest_digest: Digest::of(&manifest_bytes),
-        files_checked: manifest.files.len(),
-        bytes_checked: manifest.total_size(),
-        blobs_checked: layout.blobs,
-        layout,
-        gzip_members: 0,
-        signature_present: signature.is_some(),
-        head_check,
-        checks: CHECKS[..6].to_vec(),
-    })
+    checked.into_iter().collect()
 }

@@ -1,8 +1,6 @@
-//! OCI concepts shared by every part of ferry: image references, digests, OCI documents
-//! (manifests, indexes and their media types), and image inputs (OCI layouts and image
-//! archives).
+//! OCI concepts shared by every part of ferry: image references, digests, and OCI documents
+//! (manifests, indexes and their media types).
 
 pub mod digest;
 pub mod document;
 pub mod reference;
-pub mod source;

@@ -11,10 +11,10 @@ use crate::bundle::archive::{
     parse_stored_frame, stored_block_left, stored_position, MemberInfo, STORED_FRAME,
 };
 use crate::bundle::manifest::{blob_hex, FileEntry, Manifest};
+use crate::bundle::source::BlobLocation;
 use crate::bundle::verify::{self, EntryPlace, Evidence, Sink, VerifyError, VerifyOptions};
 use crate::oci::digest::Digest;
 use crate::oci::document::MAX_JSON;
-use crate::oci::source::BlobLocation;
 use crate::registry::push::BlobSource;
 use std::collections::HashMap;
 use std::fs::File;

@@ -14,6 +14,7 @@ use super::auth::{parse_challenge, Challenge, TokenResponse};
 use super::body::{body_stream, spawn_reader, PIECE};
 use super::retry::{parse_retry_after, retryable_status};
 use super::{resolve_credentials, Credential, CredentialSource, RegistryError, RetryPolicy};
+use crate::error_chain::error_chain;
 use crate::oci::digest::Digest;
 
 /// How to reach and authenticate to one registry.
@@ -247,15 +248,7 @@ impl RegistryClient {
     /// `HEAD /v2/REPO/blobs/DIGEST`: whether the repository already holds the blob.
     pub async fn blob_exists(&self, repo: &str, digest: &Digest) -> Result<bool, RegistryError> {
         let url = self.url(&format!("v2/{repo}/blobs/{digest}"));
-        self.with_retry("HEAD", &url, |_| async {
-            let r = self.send(Method::HEAD, &url, repo, |b| b).await;
-            match r {
-                Ok(r) => Ok(r.status().is_success()),
-                Err(Failure::Fatal(RegistryError::Status { status: 404, .. })) => Ok(false),
-                Err(e) => Err(e),
-            }
-        })
-        .await
+        Ok(self.head(&url, repo, None).await?.is_some())
     }
 
     /// `HEAD /v2/REPO/manifests/REFERENCE`: the digest the registry serves for a tag or
@@ -266,19 +259,33 @@ impl RegistryClient {
         reference: &str,
     ) -> Result<Option<Digest>, RegistryError> {
         let url = self.url(&format!("v2/{repo}/manifests/{reference}"));
-        const ACCEPT: &str = crate::oci::document::MANIFEST_ACCEPT;
-        self.with_retry("HEAD", &url, |_| async {
+        let headers = self
+            .head(&url, repo, Some(crate::oci::document::MANIFEST_ACCEPT))
+            .await?;
+        Ok(headers.and_then(|h| {
+            h.get("Docker-Content-Digest")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+        }))
+    }
+
+    /// A `HEAD` request, retried: the response headers when the registry has the object,
+    /// `None` when it answers 404 (or another status that is not an error).
+    async fn head(
+        &self,
+        url: &Url,
+        repo: &str,
+        accept: Option<&'static str>,
+    ) -> Result<Option<reqwest::header::HeaderMap>, RegistryError> {
+        self.with_retry("HEAD", url, |_| async {
             let r = self
-                .send(Method::HEAD, &url, repo, |b| {
-                    b.header(reqwest::header::ACCEPT, ACCEPT)
+                .send(Method::HEAD, url, repo, |b| match accept {
+                    Some(a) => b.header(reqwest::header::ACCEPT, a),
+                    None => b,
                 })
                 .await;
             match r {
-                Ok(r) if r.status().is_success() => Ok(r
-                    .headers()
-                    .get("Docker-Content-Digest")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse().ok())),
+                Ok(r) if r.status().is_success() => Ok(Some(r.headers().clone())),
                 Ok(_) => Ok(None),
                 Err(Failure::Fatal(RegistryError::Status { status: 404, .. })) => Ok(None),
                 Err(e) => Err(e),
@@ -578,18 +585,7 @@ impl RegistryClient {
                 Err(e) => return Err(self.classify(&method, url, e)),
             };
             if r.status() == StatusCode::UNAUTHORIZED && !refreshed {
-                if let Some(ch @ Challenge::Bearer { .. }) = challenge_of(&r) {
-                    let scope = match &ch {
-                        Challenge::Bearer { scope, .. } => scope.clone(),
-                        Challenge::Basic => None,
-                    };
-                    self.auth
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .challenge = Some(ch);
-                    self.fetch_token(repo, scope)
-                        .await
-                        .map_err(Failure::Fatal)?;
+                if self.renew_bearer(&r, repo).await? {
                     refreshed = true;
                     continue;
                 }
@@ -614,6 +610,26 @@ impl RegistryClient {
         }
     }
 
+    /// On a 401 with a Bearer challenge, adopts the challenge and fetches a token for it;
+    /// returns whether it did (a 401 without one is left to the caller).
+    async fn renew_bearer(&self, r: &Response, repo: &str) -> Result<bool, Failure> {
+        let Some(ch @ Challenge::Bearer { .. }) = challenge_of(r) else {
+            return Ok(false);
+        };
+        let scope = match &ch {
+            Challenge::Bearer { scope, .. } => scope.clone(),
+            Challenge::Basic => None,
+        };
+        self.auth
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .challenge = Some(ch);
+        self.fetch_token(repo, scope)
+            .await
+            .map_err(Failure::Fatal)?;
+        Ok(true)
+    }
+
     /// One attempt of a non-replayable (streamed) request with the current auth. A Bearer
     /// challenge (the token expired during a long upload) fetches a new token and makes the
     /// attempt retryable; the caller starts the blob over.
@@ -629,28 +645,15 @@ impl RegistryClient {
             .plain_send(req)
             .await
             .map_err(|e| self.classify(&method, url, e))?;
-        if r.status() == StatusCode::UNAUTHORIZED {
-            if let Some(ch @ Challenge::Bearer { .. }) = challenge_of(&r) {
-                let scope = match &ch {
-                    Challenge::Bearer { scope, .. } => scope.clone(),
-                    Challenge::Basic => None,
-                };
-                self.auth
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .challenge = Some(ch);
-                self.fetch_token(repo, scope)
-                    .await
-                    .map_err(Failure::Fatal)?;
-                return Err(Failure::Retry {
-                    err: RegistryError::Transport {
-                        method: method.to_string(),
-                        url: url.to_string(),
-                        detail: "the bearer token expired; fetched a new one".into(),
-                    },
-                    retry_after: None,
-                });
-            }
+        if r.status() == StatusCode::UNAUTHORIZED && self.renew_bearer(&r, repo).await? {
+            return Err(Failure::Retry {
+                err: RegistryError::Transport {
+                    method: method.to_string(),
+                    url: url.to_string(),
+                    detail: "the bearer token expired; fetched a new one".into(),
+                },
+                retry_after: None,
+            });
         }
         Ok(r)
     }
@@ -918,21 +921,6 @@ fn challenge_of(r: &Response) -> Option<Challenge> {
 fn is_cert_error(e: &reqwest::Error) -> bool {
     let chain = error_chain(e);
     chain.contains("certificate") || chain.contains("UnknownIssuer")
-}
-
-/// `e` and its sources joined with `: `.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 async fn read_some(r: Response) -> String {

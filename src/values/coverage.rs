@@ -2,7 +2,6 @@
 
 use std::path::{Path, PathBuf};
 
-use granit_parser::ScalarStyle;
 use serde::{Deserialize, Serialize};
 
 use super::sites::{self, Field, MapSite};
@@ -26,6 +25,10 @@ pub struct ImageUse {
     pub reference: ImageRef,
     /// The text as written: the scalar, or the map's fields as `{registry: …, repository: …}`.
     pub raw: String,
+    /// Set when the values write no tag or digest for this image map and the tag is the chart's
+    /// `appVersion` (given to [`find_chart_images`]), as chart templates default it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_version: Option<String>,
 }
 
 /// An image use the bundle covers.
@@ -86,39 +89,62 @@ impl Coverage {
 /// [`RewriteError::Parse`] for invalid YAML; [`RewriteError::Ambiguous`] where an image is hidden
 /// behind an alias, anchor or block scalar.
 pub fn find_images(text: &str, file: &Path) -> Result<Vec<ImageUse>, RewriteError> {
+    Ok(collect(text, file)?.into_iter().map(|(u, _)| u).collect())
+}
+
+/// Every image use, each with whether it is an image map.
+fn collect(text: &str, file: &Path) -> Result<Vec<(ImageUse, bool)>, RewriteError> {
     let src = Source::new(text, file);
     let tree = src.parse()?;
     let found = sites::find(text, &tree).map_err(|r| src.ambiguous(r.offset, r.reason))?;
     let mut uses = Vec::with_capacity(found.refs.len() + found.maps.len());
     for site in &found.refs {
         let raw = tree.scalar(site.node).map_or("", |(v, _)| v).to_string();
-        uses.push(make_use(
+        let u = make_use(
             &src,
             tree.nodes[site.node].start,
             &site.path,
             site.image.clone(),
             raw,
-        ));
+        );
+        uses.push((u, false));
     }
-    for (i, site) in found.maps.iter().enumerate() {
-        // The document's `global.imageRegistry`, Bitnami style, overrides a map's `registry`.
-        let global = found
-            .global_registry
-            .iter()
-            .rev()
-            .find(|(first, _)| *first <= i)
-            .and_then(|(_, g)| g.as_ref());
-        let (reference, raw) = map_reference(&tree, site, global);
-        uses.push(make_use(
+    for site in &found.maps {
+        let (reference, raw) = map_reference(&tree, site);
+        let u = make_use(
             &src,
             tree.nodes[site.repository.key].start,
             &site.path,
             reference,
             raw,
-        ));
+        );
+        uses.push((u, true));
     }
-    uses.sort_by_key(|u| (u.line, u.column));
+    uses.sort_by_key(|(u, _)| (u.line, u.column));
     Ok(uses)
+}
+
+/// [`find_images`] for the values of a chart whose `appVersion` is known: an image map without
+/// a tag or digest gets the `appVersion` as its tag (marked in [`ImageUse::app_version`]), the
+/// tag the chart's templates fall back to.
+///
+/// # Errors
+/// As [`find_images`].
+pub fn find_chart_images(
+    text: &str,
+    file: &Path,
+    app_version: Option<&str>,
+) -> Result<Vec<ImageUse>, RewriteError> {
+    let mut uses = collect(text, file)?;
+    if let Some(version) = app_version {
+        for (u, map) in &mut uses {
+            if *map && u.reference.tag.is_none() && u.reference.digest.is_none() {
+                u.reference.tag = Some(version.to_string());
+                u.app_version = Some(version.to_string());
+            }
+        }
+    }
+    Ok(uses.into_iter().map(|(u, _)| u).collect())
 }
 
 fn make_use(
@@ -136,13 +162,13 @@ fn make_use(
         path: path.to_string(),
         reference,
         raw,
+        app_version: None,
     }
 }
 
 fn value<'t>(tree: &'t Tree<'_>, field: Option<Field>) -> Option<&'t str> {
     let (v, style) = tree.scalar(field?.value)?;
-    if v.is_empty() || (style == ScalarStyle::Plain && matches!(v, "~" | "null" | "Null" | "NULL"))
-    {
+    if v.is_empty() || sites::plain_null(v, style) {
         None
     } else {
         Some(v)
@@ -150,17 +176,17 @@ fn value<'t>(tree: &'t Tree<'_>, field: Option<Field>) -> Option<&'t str> {
 }
 
 /// The image an image map makes the chart pull.
-fn map_reference(
-    tree: &Tree<'_>,
-    site: &MapSite,
-    global: Option<&RegistryPrefix>,
-) -> (ImageRef, String) {
+fn map_reference(tree: &Tree<'_>, site: &MapSite) -> (ImageRef, String) {
     let repo_value = value(tree, Some(site.repository)).unwrap_or("");
     let registry_value = value(tree, site.registry);
     let mut raw = String::from("{");
     for (name, v) in [
         ("registry", registry_value),
-        ("repository", Some(repo_value)),
+        (site.name_key, Some(repo_value)),
+        (
+            "repository",
+            site.full.as_ref().and_then(|(f, _)| value(tree, Some(*f))),
+        ),
         ("tag", value(tree, site.tag)),
         ("digest", value(tree, site.digest)),
     ] {
@@ -174,14 +200,14 @@ fn map_reference(
         }
     }
     raw.push('}');
-    let own = registry_value.and_then(RegistryPrefix::parse);
-    let prefix = if site.registry.is_some() {
-        global.cloned().or(own)
-    } else {
-        None
-    };
-    let mut reference = match prefix {
-        Some(p) => {
+    // The document's `global.imageRegistry`, Bitnami style, overrides a map's `registry`.
+    let prefix = site
+        .global
+        .clone()
+        .or_else(|| registry_value.and_then(RegistryPrefix::parse));
+    let mut reference = match (&site.full, prefix) {
+        (Some((_, full)), _) => full.clone(),
+        (None, Some(p)) => {
             let joined = p.join(name_part(repo_value));
             ImageRef {
                 repository: normalise_path(p.host.as_deref(), &joined),
@@ -190,7 +216,7 @@ fn map_reference(
                 digest: site.repo.digest.clone(),
             }
         }
-        None => site.repo.clone(),
+        (None, None) => site.repo.clone(),
     };
     if let Some(tag) = value(tree, site.tag) {
         reference.tag = Some(tag.to_string());
@@ -246,11 +272,14 @@ pub fn check_coverage(uses: &[ImageUse], images: &[ImageEntry]) -> Coverage {
             )
         } else if let Some(t) = &r.tag {
             let available = same_repo.iter().filter_map(|k| k.tag.clone()).collect();
+            // An appVersion tag is also written with or without a leading `v` by templates.
+            let variant = u.app_version.as_ref().map(|_| match t.strip_prefix('v') {
+                Some(bare) => bare.to_string(),
+                None => format!("v{t}"),
+            });
+            let has = |tag: &String| same_repo.iter().find(|k| k.tag.as_ref() == Some(tag));
             (
-                same_repo
-                    .iter()
-                    .find(|k| k.tag.as_ref() == Some(t))
-                    .copied(),
+                has(t).or_else(|| variant.as_ref().and_then(has)).copied(),
                 true,
                 MissingReason::TagNotInBundle { available },
             )
@@ -290,6 +319,15 @@ impl std::fmt::Display for Missing {
         )?;
         match &self.reason {
             MissingReason::NotInBundle => f.write_str("is not in the bundle"),
+            MissingReason::TagNotInBundle { available } if u.app_version.is_some() => write!(
+                f,
+                "is not in the bundle with the chart's appVersion as its tag (the values give no tag); it has {}",
+                if available.is_empty() {
+                    "no tag".to_string()
+                } else {
+                    available.join(", ")
+                }
+            ),
             MissingReason::TagNotInBundle { available } if available.is_empty() => {
                 f.write_str("is in the bundle only without a tag")
             }

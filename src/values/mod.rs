@@ -8,6 +8,7 @@
 //! with certainty (an alias or anchor on an image, a block scalar, a multi-line scalar, a key to
 //! insert into a flow mapping) is refused with its line and column.
 
+mod chart;
 mod coverage;
 mod sites;
 pub mod tree;
@@ -20,14 +21,18 @@ use std::path::{Path, PathBuf};
 use granit_parser::ScalarStyle;
 use serde::{Deserialize, Serialize};
 
+pub use chart::{app_version, locate, ChartValues};
 pub use coverage::{
-    check_coverage, find_images, Coverage, Covered, ImageUse, Missing, MissingReason,
+    check_coverage, find_chart_images, find_images, Coverage, Covered, ImageUse, Missing,
+    MissingReason,
 };
 
 use crate::bundle::manifest::ImageEntry;
-use crate::oci::reference::{name_part, normalise_path, RegistryPrefix, Target, PLACEHOLDER};
+use crate::oci::reference::{
+    name_part, normalise_path, ImageRef, RegistryPrefix, Target, PLACEHOLDER,
+};
 use sites::{Field, MapSite, RefSite, RegistrySite};
-use tree::{Lines, NodeId, Tree};
+use tree::{Kind, Lines, NodeId, Tree};
 use yaml::{encode, scalar_token, Token, TokenProblem};
 
 /// The normalised `(registry, repository)` of each bundle image, in order; `None` for an image
@@ -66,6 +71,9 @@ pub struct Edit {
     pub before: String,
     /// The scalar's value after (for an inserted key, the whole `digest: …` entry).
     pub after: String,
+    /// Why the edit was made, when it is not an image or registry being redirected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// The rewritten text and the changes made.
@@ -98,6 +106,9 @@ pub enum Ambiguity {
     Indentation,
     /// The scalar could not be found in the text where the parser put it.
     Unlocated,
+    /// `global.security.allowInsecureImages` is not true and cannot be set with certainty (an
+    /// alias, an anchor, a collection, a block or multi-line scalar).
+    InsecureImagesFlag,
     /// Several bundle images with different digests match a reference whose registry is the
     /// `REGISTRY` placeholder.
     BundleConflict {
@@ -132,6 +143,9 @@ impl fmt::Display for Ambiguity {
             ),
             Ambiguity::Indentation => f.write_str(
                 "the image map's indentation could not be determined to insert a `digest` key; add `digest: \"\"` to the map",
+            ),
+            Ambiguity::InsecureImagesFlag => f.write_str(
+                "the images now name the mirror, and the chart refuses to render images other than those it was released with unless `global.security.allowInsecureImages` is true; that value cannot be set with certainty here: write `allowInsecureImages: true` as a plain scalar under `global.security`",
             ),
             Ambiguity::Unlocated => f.write_str("the scalar could not be located in the text; please report this file"),
             Ambiguity::BundleConflict { reference, digests } => write!(
@@ -258,6 +272,8 @@ struct Plan<'s, 'a> {
     /// Normalised `(registry, repository)` of each bundle image, in `opts.images` order.
     norm: Vec<Option<(String, String)>>,
     planned: Vec<Planned>,
+    /// Whether some image or registry now points (or already pointed) into the target.
+    redirected: std::cell::Cell<bool>,
 }
 
 /// Rewrites the registry paths of one values file.
@@ -279,6 +295,7 @@ pub fn rewrite(text: &str, file: &Path, opts: &RewriteOptions) -> Result<Rewritt
         hosts: norm.iter().flatten().map(|(h, _)| h.clone()).collect(),
         norm,
         planned: Vec::new(),
+        redirected: std::cell::Cell::new(false),
     };
     for site in &sites.refs {
         plan.reference(site)?;
@@ -289,7 +306,39 @@ pub fn rewrite(text: &str, file: &Path, opts: &RewriteOptions) -> Result<Rewritt
     for site in &sites.maps {
         plan.map(site)?;
     }
+    if plan.redirected.get() {
+        for &root in &tree.roots {
+            plan.allow_mirror_images(root)?;
+        }
+    }
     Ok(plan.apply())
+}
+
+/// Whether Helm's templates read a scalar as false: null, empty, a YAML 1.1 false word or zero
+/// (go-yaml reads values as YAML 1.1; an empty string is false in a template condition).
+fn helm_falsy(value: &str, style: ScalarStyle) -> bool {
+    match style {
+        ScalarStyle::Plain => matches!(
+            value,
+            "" | "~"
+                | "null"
+                | "Null"
+                | "NULL"
+                | "false"
+                | "False"
+                | "FALSE"
+                | "no"
+                | "No"
+                | "NO"
+                | "off"
+                | "Off"
+                | "OFF"
+                | "n"
+                | "N"
+                | "0"
+        ),
+        _ => value.is_empty(),
+    }
 }
 
 /// A unified diff (3 lines of context) between two versions of `path`, for `--diff`. Empty when
@@ -309,12 +358,15 @@ pub fn unified_diff(path: &Path, before: &str, after: &str) -> String {
 impl Plan<'_, '_> {
     fn decide<'p>(&self, host: Option<&str>, path: &'p str) -> Decision<'p> {
         let Some(host) = host else {
+            self.redirected.set(true);
             return Decision::Rewrite;
         };
         if let Some(rest) = self.opts.target.strip(host, path) {
+            self.redirected.set(true);
             return Decision::AlreadyTarget(rest);
         }
         if self.opts.images.is_empty() || self.hosts.contains(host) {
+            self.redirected.set(true);
             Decision::Rewrite
         } else {
             Decision::Leave
@@ -375,6 +427,7 @@ impl Plan<'_, '_> {
             path: path.to_string(),
             before: before.to_string(),
             after: after.to_string(),
+            note: None,
         }
     }
 
@@ -491,70 +544,30 @@ impl Plan<'_, '_> {
     }
 
     fn map(&mut self, site: &MapSite) -> Result<(), RewriteError> {
-        let repo_value = self
-            .tree
-            .scalar(site.repository.value)
-            .expect("sites are scalars")
-            .0;
-        let lookup_host: Option<String>;
-        let lookup_path: String;
-        if let Some(reg) = self.field_value(site.registry) {
-            let Some(prefix) = RegistryPrefix::parse(reg) else {
-                return Ok(());
-            };
-            let raw_name = name_part(repo_value);
-            let joined = prefix.join(raw_name);
-            let full = normalise_path(prefix.host.as_deref(), &joined);
-            match self.decide(prefix.host.as_deref(), &full) {
-                Decision::Leave => return Ok(()),
-                Decision::Rewrite => {
-                    lookup_host = prefix.host.clone();
-                    lookup_path = full.clone();
-                    let reg_path = &site.path_of("registry");
-                    self.replace(
-                        site.registry.expect("has registry").value,
-                        reg_path,
-                        &self.opts.target.join(&prefix.path),
-                    )?;
-                    if full != joined {
-                        // `registry: docker.io` with `repository: nginx` means `library/nginx`.
-                        let new_repo = format!("library/{repo_value}");
-                        self.replace(
-                            site.repository.value,
-                            &site.path_of("repository"),
-                            &new_repo,
-                        )?;
-                    }
-                }
-                Decision::AlreadyTarget(rest) => {
-                    lookup_host = None;
-                    lookup_path = rest.to_string();
-                }
-            }
+        // A map with a registry, its own or the document's `global.imageRegistry`, is joined.
+        let mut lookup = if self.field_value(site.registry).is_some() || site.global.is_some() {
+            self.map_registry(site)?
         } else {
-            let img = &site.repo;
-            match self.decide(img.registry.as_deref(), &img.repository) {
-                Decision::Leave => return Ok(()),
-                Decision::Rewrite => {
-                    lookup_host = img.registry.clone();
-                    lookup_path = img.repository.clone();
-                    let mut new = self.opts.target.join(&img.repository);
-                    new.push_str(&repo_value[name_part(repo_value).len()..]);
-                    self.replace(site.repository.value, &site.path_of("repository"), &new)?;
-                }
-                Decision::AlreadyTarget(rest) => {
-                    lookup_host = None;
-                    lookup_path = rest.to_string();
-                }
+            self.map_reference(site.repository, &site.repo, &site.path_of(site.name_key))?
+        };
+        // `{registry, image}` with a non-empty `repository`: the chart uses that reference.
+        let effective = match &site.full {
+            Some((field, image)) => {
+                lookup = self.map_reference(*field, image, &site.path_of("repository"))?;
+                image
             }
-        }
+            None => &site.repo,
+        };
+        let Some((lookup_host, lookup_path)) = lookup else {
+            return Ok(());
+        };
         if !self.opts.pin_digests {
             return Ok(());
         }
         let tag = self
             .field_value(site.tag)
             .map(str::to_string)
-            .or_else(|| site.repo.tag.clone());
+            .or_else(|| effective.tag.clone());
         let Some(tag) = tag else {
             return Ok(());
         };
@@ -565,21 +578,101 @@ impl Plan<'_, '_> {
         else {
             return Ok(());
         };
-        let reference = format!("{}:{tag}", name_part(repo_value));
+        let (written, written_at) = match &site.full {
+            Some((field, _)) => (self.scalar_value(field.value), field.value),
+            None => (
+                self.scalar_value(site.repository.value),
+                site.repository.value,
+            ),
+        };
+        let reference = format!("{}:{tag}", name_part(written));
         if let Some(field) = site.digest {
             match self.field_value(Some(field)) {
                 Some(d) if d == known => Ok(()),
                 Some(d) => Err(self.conflict(field.value, reference, d, &known)),
                 None => self.set_empty(field, &site.path_of("digest"), &known),
             }
-        } else if let Some(d) = &site.repo.digest {
+        } else if let Some(d) = &effective.digest {
             if *d == known {
                 Ok(())
             } else {
-                Err(self.conflict(site.repository.value, reference, d, &known))
+                Err(self.conflict(written_at, reference, d, &known))
             }
         } else {
             self.insert_digest(site, &known)
+        }
+    }
+
+    fn scalar_value(&self, id: NodeId) -> &str {
+        self.tree.scalar(id).map_or("", |(v, _)| v)
+    }
+
+    /// An image map joined with a registry (its own non-empty `registry`, or else the document's
+    /// `global.imageRegistry`, which is rewritten where it is written): its own registry is
+    /// rewritten as a registry value, and a one-component name below Docker Hub gets its
+    /// `library/`. Returns the registry and path to look the image up with in the bundle, `None`
+    /// when the map is left alone.
+    fn map_registry(
+        &mut self,
+        site: &MapSite,
+    ) -> Result<Option<(Option<String>, String)>, RewriteError> {
+        let own = self.field_value(site.registry);
+        let prefix = match own {
+            Some(reg) => RegistryPrefix::parse(reg),
+            None => site.global.clone(),
+        };
+        let Some(prefix) = prefix else {
+            return Ok(None);
+        };
+        let repo_value = self.scalar_value(site.repository.value).to_string();
+        let raw_name = name_part(&repo_value);
+        let joined = prefix.join(raw_name);
+        // A document-level `global.imageRegistry` replaces the map's registry in the chart; the
+        // name must then also be right below that registry.
+        let effective = site.global.as_ref().unwrap_or(&prefix);
+        let full = normalise_path(prefix.host.as_deref(), &joined);
+        let library = effective.path.is_empty()
+            && normalise_path(effective.host.as_deref(), raw_name) != raw_name;
+        match self.decide(prefix.host.as_deref(), &full) {
+            Decision::Leave => Ok(None),
+            Decision::Rewrite => {
+                if let (Some(_), Some(field)) = (own, site.registry) {
+                    let new = self.opts.target.join(&prefix.path);
+                    self.replace(field.value, &site.path_of("registry"), &new)?;
+                }
+                if library {
+                    // `registry: docker.io` with `repository: nginx` means `library/nginx`.
+                    let new_repo = format!("library/{repo_value}");
+                    self.replace(
+                        site.repository.value,
+                        &site.path_of(site.name_key),
+                        &new_repo,
+                    )?;
+                }
+                Ok(Some((prefix.host.clone(), full)))
+            }
+            Decision::AlreadyTarget(rest) => Ok(Some((None, rest.to_string()))),
+        }
+    }
+
+    /// A map field holding a whole reference (a `repository` without `registry`): rewritten as
+    /// an image scalar, any tag or digest written in it kept.
+    fn map_reference(
+        &mut self,
+        field: Field,
+        img: &ImageRef,
+        path: &str,
+    ) -> Result<Option<(Option<String>, String)>, RewriteError> {
+        let value = self.scalar_value(field.value).to_string();
+        match self.decide(img.registry.as_deref(), &img.repository) {
+            Decision::Leave => Ok(None),
+            Decision::Rewrite => {
+                let mut new = self.opts.target.join(&img.repository);
+                new.push_str(&value[name_part(&value).len()..]);
+                self.replace(field.value, path, &new)?;
+                Ok(Some((img.registry.clone(), img.repository.clone())))
+            }
+            Decision::AlreadyTarget(rest) => Ok(Some((None, rest.to_string()))),
         }
     }
 
@@ -589,7 +682,20 @@ impl Plan<'_, '_> {
         if !(value.is_empty() && style == ScalarStyle::Plain) {
             return self.replace(field.value, path, digest);
         }
-        // An empty plain value has no token: write the digest after the key's `:`.
+        let in_flow = self.tree.nodes[field.value].in_flow;
+        let (with, _) = encode(digest, ScalarStyle::Plain, in_flow);
+        let edit = self.edit(self.tree.nodes[field.key].start, path, "", digest);
+        self.write_after_key(field, &with, edit)
+    }
+
+    /// Writes ` TEXT` after the `:` of an entry whose value is empty (an empty plain value has
+    /// no token).
+    fn write_after_key(
+        &mut self,
+        field: Field,
+        with: &str,
+        edit: Edit,
+    ) -> Result<(), RewriteError> {
         let key = self.token(field.key)?;
         let b = self.src.text.as_bytes();
         let mut i = key.whole.end;
@@ -599,13 +705,69 @@ impl Plan<'_, '_> {
         if b.get(i) != Some(&b':') {
             return Err(self.src.ambiguous(key.whole.start, Ambiguity::Unlocated));
         }
-        let in_flow = self.tree.nodes[field.value].in_flow;
-        let (with, _) = encode(digest, ScalarStyle::Plain, in_flow);
-        let edit = self.edit(key.whole.start, path, "", digest);
         self.planned.push(Planned {
             start: i + 1,
             end: i + 1,
             with: format!(" {with}"),
+            edit,
+        });
+        Ok(())
+    }
+
+    /// Sets `global.security.allowInsecureImages` to `true` where the document has the key and
+    /// Helm reads it as false: charts that check their own images (Bitnami's) refuse to render
+    /// the mirror's names otherwise. The images are the same: same repositories, tags and
+    /// digests.
+    fn allow_mirror_images(&mut self, root: NodeId) -> Result<(), RewriteError> {
+        const PATH: &str = "global.security.allowInsecureImages";
+        let tree = self.tree;
+        let Some(security) = tree
+            .get(root, "global")
+            .and_then(|g| tree.get(g, "security"))
+        else {
+            return Ok(());
+        };
+        let (Some(i), Kind::Map { entries }) = (
+            tree.entry(security, "allowInsecureImages"),
+            &tree.nodes[security].kind,
+        ) else {
+            return Ok(());
+        };
+        let (key, value) = entries[i];
+        let node = &tree.nodes[value];
+        let refuse = || {
+            self.src
+                .ambiguous(node.start, Ambiguity::InsecureImagesFlag)
+        };
+        let Some((v, style)) = tree.scalar(value) else {
+            return Err(refuse());
+        };
+        if !helm_falsy(v, style) {
+            return Ok(());
+        }
+        if node.anchored {
+            return Err(refuse());
+        }
+        let mut edit = self.edit(node.start, PATH, v, "true");
+        edit.note = Some(format!(
+            "set to true: the chart refuses to render images other than those it was released with \
+             unless {PATH} is true; the mirror serves the same images (same repositories, tags and \
+             digests{}) under its own name",
+            if self.opts.pin_digests {
+                ", pinned in these values"
+            } else {
+                "; `--pin-digests --bundle` writes them into the values"
+            }
+        ));
+        if v.is_empty() && style == ScalarStyle::Plain {
+            return self.write_after_key(Field { key, value }, "true", edit);
+        }
+        let token = self.token(value).map_err(|_| refuse())?;
+        edit.line = self.src.lines.line(token.whole.start);
+        self.planned.push(Planned {
+            start: token.whole.start,
+            end: token.whole.end,
+            with: "true".to_string(),
             edit,
         });
         Ok(())
@@ -662,6 +824,7 @@ impl Plan<'_, '_> {
                 path: site.path_of("digest"),
                 before: String::new(),
                 after: entry,
+                note: None,
             },
         });
         Ok(())

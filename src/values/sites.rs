@@ -29,16 +29,28 @@ pub(crate) struct Field {
     pub value: NodeId,
 }
 
-/// A `{registry, repository, tag, digest}` mapping.
+/// An image map: `{registry, repository, tag, digest}` (Bitnami, Traefik) or
+/// `{registry, image, repository, tag, digest}` (ingress-nginx), whose template joins
+/// `REGISTRY/NAME` and uses a non-empty `repository` instead of both.
 pub(crate) struct MapSite {
     pub map: NodeId,
     pub registry: Option<Field>,
+    /// The name joined with `registry`: the `repository` field, or the `image` field of a
+    /// `{registry, image}` map.
     pub repository: Field,
+    /// `repository` or `image`: the key of [`MapSite::repository`].
+    pub name_key: &'static str,
     pub tag: Option<Field>,
     pub digest: Option<Field>,
-    /// The repository value parsed as a reference (a registry host in it is honoured only when
-    /// the map has no `registry`).
+    /// The name parsed as a reference (a registry host in it is honoured only when the map has
+    /// no `registry`).
     pub repo: ImageRef,
+    /// In a `{registry, image}` map, a non-empty `repository` holding the whole reference, which
+    /// the chart uses instead of `registry/image`.
+    pub full: Option<(Field, ImageRef)>,
+    /// The document-level `global.imageRegistry` when it is non-empty and replaces this map's
+    /// registry (maps with `registry` and `repository`, as Bitnami's helper joins them).
+    pub global: Option<RegistryPrefix>,
     pub path: String,
 }
 
@@ -48,8 +60,6 @@ pub(crate) struct Sites {
     pub refs: Vec<RefSite>,
     pub registries: Vec<RegistrySite>,
     pub maps: Vec<MapSite>,
-    /// `global.imageRegistry` of each document, by the map sites it applies to.
-    pub global_registry: Vec<(usize, Option<RegistryPrefix>)>,
 }
 
 /// A refusal at a byte offset.
@@ -68,6 +78,9 @@ struct Ctx {
     images: bool,
     /// The node is the top-level `global` map.
     global: bool,
+    /// The node is `global.image`, whose `registry` is the chart-wide registry
+    /// (ingress-nginx's `global.image.registry`).
+    global_image: bool,
     /// The node is the value of a `repository`, `tag` or `digest` key, never a registry.
     image_part: bool,
 }
@@ -88,6 +101,8 @@ struct Walker<'t, 'a> {
     tree: &'t Tree<'a>,
     path: Vec<Seg<'t>>,
     sites: Sites,
+    /// `global.imageRegistry` of the document being walked.
+    global: Option<RegistryPrefix>,
 }
 
 /// Walks every document of the tree.
@@ -97,30 +112,24 @@ pub(crate) fn find(text: &str, tree: &Tree<'_>) -> Result<Sites, Refusal> {
         tree,
         path: Vec::new(),
         sites: Sites::default(),
+        global: None,
     };
     for &root in &tree.roots {
-        let first_map = w.sites.maps.len();
-        let global = global_registry(tree, root);
+        w.global = global_registry(tree, root);
         w.walk(root, Ctx::default(), true)?;
-        w.sites.global_registry.push((first_map, global));
     }
     Ok(w.sites)
 }
 
 /// `global.imageRegistry` of a document, when it is a non-empty registry value.
 fn global_registry(tree: &Tree<'_>, root: NodeId) -> Option<RegistryPrefix> {
-    let Kind::Map { entries } = &tree.nodes[root].kind else {
-        return None;
-    };
-    let global = entries
-        .iter()
-        .find(|(k, _)| tree.scalar(*k).is_some_and(|(v, _)| v == "global"))?
-        .1;
+    let global = tree.get(root, "global")?;
     let Kind::Map { entries } = &tree.nodes[global].kind else {
         return None;
     };
     let value = entries
         .iter()
+        .rev()
         .find(|(k, _)| {
             tree.scalar(*k)
                 .is_some_and(|(v, _)| v.eq_ignore_ascii_case("imageRegistry"))
@@ -128,6 +137,11 @@ fn global_registry(tree: &Tree<'_>, root: NodeId) -> Option<RegistryPrefix> {
         .1;
     let (v, _) = tree.scalar(value)?;
     RegistryPrefix::parse(v)
+}
+
+/// A plain scalar YAML reads as null.
+pub(crate) fn plain_null(value: &str, style: ScalarStyle) -> bool {
+    style == ScalarStyle::Plain && matches!(value, "~" | "null" | "Null" | "NULL")
 }
 
 fn ends_with_ci(s: &str, suffix: &str) -> bool {
@@ -206,6 +220,7 @@ impl<'t> Walker<'t, '_> {
                     return self.refuse(id, Ambiguity::Anchor);
                 }
                 let handled = self.image_map(id, entries, ctx)?;
+                let names_only = self.has_tag_field(entries);
                 for &(k, v) in entries {
                     if handled.contains(&k) {
                         continue;
@@ -219,11 +234,16 @@ impl<'t> Walker<'t, '_> {
                         if key == "<<" && ctx.image {
                             return self.refuse(v, Ambiguity::Merge);
                         }
-                        child.image |= ends_with_ci(key, "image");
+                        // In a map with a `tag` or `digest`, `image: NAME` (no registry of its
+                        // own) is the repository part that the chart's template joins to a
+                        // registry given elsewhere: not a Docker Hub reference.
+                        let name_part = names_only && key == "image" && self.bare_name(v);
+                        child.image |= ends_with_ci(key, "image") && !name_part;
                         child.images = ends_with_ci(key, "images");
                         child.registry = key.eq_ignore_ascii_case("imageRegistry")
-                            || (ctx.global && key == "registry");
+                            || ((ctx.global || ctx.global_image) && key == "registry");
                         child.global = root && key == "global";
+                        child.global_image = ctx.global && key == "image";
                         child.image_part = matches!(key, "repository" | "tag" | "digest");
                     }
                     self.path.push(Seg::Key(key.unwrap_or("?")));
@@ -306,6 +326,25 @@ impl<'t> Walker<'t, '_> {
         Ok(())
     }
 
+    /// Whether a mapping has a scalar `tag` or `digest` entry, as an image map does.
+    fn has_tag_field(&self, entries: &[(NodeId, NodeId)]) -> bool {
+        entries.iter().any(|&(k, v)| {
+            self.tree
+                .scalar(k)
+                .is_some_and(|(key, _)| key == "tag" || key == "digest")
+                && matches!(self.tree.nodes[v].kind, Kind::Scalar { .. })
+        })
+    }
+
+    /// Whether a node is a plain image name: a scalar reference with no registry host, tag or
+    /// digest written (`ingress-nginx/controller`, `traefik`).
+    fn bare_name(&self, id: NodeId) -> bool {
+        self.tree.scalar(id).is_some_and(|(v, _)| {
+            parse_reference(v, false).is_none()
+                && parse_reference(v, true).is_some_and(|r| r.tag.is_none() && r.digest.is_none())
+        })
+    }
+
     /// Refuses a reference folded over several lines: YAML reads the line breaks as spaces, so
     /// the value is no reference, but it was clearly meant as one.
     fn folded(&self, id: NodeId, value: &str) -> Result<(), Refusal> {
@@ -321,6 +360,23 @@ impl<'t> Walker<'t, '_> {
         Ok(())
     }
 
+    /// Refuses an image map field that is an alias, carries an anchor or is a block scalar.
+    fn plain_fields(&self, fields: [Option<Field>; 5]) -> Result<(), Refusal> {
+        for f in fields.into_iter().flatten() {
+            let n = &self.tree.nodes[f.value];
+            match &n.kind {
+                Kind::Alias => return self.refuse(f.value, Ambiguity::Alias),
+                _ if n.anchored => return self.refuse(f.value, Ambiguity::Anchor),
+                Kind::Scalar {
+                    style: ScalarStyle::Literal | ScalarStyle::Folded,
+                    ..
+                } => return self.refuse(f.value, Ambiguity::BlockScalar),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// Recognises an image map; returns the keys it consumed.
     fn image_map(
         &mut self,
@@ -329,21 +385,17 @@ impl<'t> Walker<'t, '_> {
         ctx: Ctx,
     ) -> Result<Vec<NodeId>, Refusal> {
         let tree = self.tree;
+        // The last entry with a key is the one Helm reads.
         let field = |name: &str| {
             entries
                 .iter()
+                .rev()
                 .find(|(k, _)| tree.scalar(*k).is_some_and(|(v, _)| v == name))
                 .map(|&(key, value)| Field { key, value })
-        };
-        let Some(repository) = field("repository") else {
-            return Ok(Vec::new());
         };
         let registry = field("registry");
         let tag = field("tag");
         let digest = field("digest");
-        if !(ctx.image || registry.is_some() || tag.is_some() || digest.is_some()) {
-            return Ok(Vec::new());
-        }
         // `registry`, `tag` and `digest` hold scalars in an image map; with a nested collection
         // this is some other kind of mapping.
         if [registry, tag, digest].into_iter().flatten().any(|f| {
@@ -352,6 +404,38 @@ impl<'t> Walker<'t, '_> {
                 Kind::Map { .. } | Kind::Seq { .. }
             )
         }) {
+            return Ok(Vec::new());
+        }
+        let nonempty = |f: Option<Field>| {
+            f.and_then(|f| tree.scalar(f.value))
+                .is_some_and(|(v, s)| !v.is_empty() && !plain_null(v, s))
+        };
+        let registry_prefix = registry
+            .and_then(|f| tree.scalar(f.value))
+            .and_then(|(v, _)| RegistryPrefix::parse(v));
+        // `{registry, image}`: the image field is a name without a registry, tag or digest of
+        // its own, below a non-empty registry.
+        let image = field("image").filter(|f| {
+            nonempty(registry)
+                && registry_prefix.is_some()
+                && tree.scalar(f.value).is_some_and(|(v, _)| {
+                    parse_reference(v, true).is_some_and(|r| r.tag.is_none() && r.digest.is_none())
+                        && parse_reference(v, false).is_none()
+                })
+        });
+        let (repository, name_key, full) = match image {
+            Some(image) => {
+                let full = field("repository");
+                (image, "image", full)
+            }
+            None => {
+                let Some(repository) = field("repository") else {
+                    return Ok(Vec::new());
+                };
+                (repository, "repository", None)
+            }
+        };
+        if !(ctx.image || registry.is_some() || tag.is_some() || digest.is_some()) {
             return Ok(Vec::new());
         }
         let Some((repo_value, repo_style)) = tree.scalar(repository.value) else {
@@ -375,32 +459,28 @@ impl<'t> Walker<'t, '_> {
         {
             return self.refuse(merge, Ambiguity::Merge);
         }
-        for f in [Some(repository), registry, tag, digest]
-            .into_iter()
-            .flatten()
-        {
-            let n = &tree.nodes[f.value];
-            match &n.kind {
-                Kind::Alias => return self.refuse(f.value, Ambiguity::Alias),
-                _ if n.anchored => return self.refuse(f.value, Ambiguity::Anchor),
-                Kind::Scalar {
-                    style: ScalarStyle::Literal | ScalarStyle::Folded,
-                    ..
-                } => return self.refuse(f.value, Ambiguity::BlockScalar),
-                _ => {}
-            }
-        }
+        self.plain_fields([Some(repository), registry, tag, digest, full])?;
+        let full_ref = full.filter(|&f| nonempty(Some(f))).and_then(|f| {
+            let (v, _) = tree.scalar(f.value)?;
+            Some((f, parse_reference(v, true)?))
+        });
         let path = self.render_path();
         self.sites.maps.push(MapSite {
             map: id,
             registry,
             repository,
+            name_key,
             tag,
             digest,
             repo,
+            full: full_ref,
+            global: self
+                .global
+                .clone()
+                .filter(|_| name_key == "repository" && registry.is_some()),
             path,
         });
-        Ok([Some(repository), registry, tag, digest]
+        Ok([Some(repository), registry, tag, digest, full]
             .into_iter()
             .flatten()
             .map(|f| f.key)

@@ -83,6 +83,26 @@ pub struct ParseFailure {
     pub message: String,
 }
 
+/// A failed parse, and whether it failed on a tab leading a line inside a flow collection.
+struct Attempt {
+    failure: ParseFailure,
+    flow_tab: bool,
+}
+
+/// Turns the tabs of the white space that leads the line of `offset` (up to `offset`) into
+/// spaces; `false` when there are none.
+fn space_leading_tabs(text: &mut String, offset: usize) -> bool {
+    let offset = offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let lead = &text[line_start..offset];
+    if !lead.contains('\t') || !lead.bytes().all(|b| matches!(b, b' ' | b'\t')) {
+        return false;
+    }
+    let spaces = " ".repeat(lead.len());
+    text.replace_range(line_start..offset, &spaces);
+    true
+}
+
 /// Maps the parser's character indices to byte offsets.
 struct CharMap {
     /// Byte offset of every character, plus the length; empty when the text is ASCII.
@@ -161,7 +181,26 @@ impl<'a> Tree<'a> {
     /// Parses every document of `text`, accepting what Helm's go-yaml accepts beyond YAML 1.2
     /// (see the module documentation).
     pub fn parse(text: &'a str) -> Result<Self, ParseFailure> {
-        Tree::parse_with(text, granit_parser::options! { emit_anchor_events: true })
+        let options = || granit_parser::options! { emit_anchor_events: true };
+        let failure = match Tree::parse_with(text, options()) {
+            Ok(tree) => return Ok(tree),
+            Err(f) => f,
+        };
+        // go-yaml reads a tab that starts a line inside a flow collection as white space; the
+        // parser refuses it where a block would need indentation. The same text with those tabs
+        // as spaces has the same length, offsets and values, so it is parsed instead.
+        let mut patched = text.to_string();
+        let mut failure = failure;
+        while failure.flow_tab {
+            if !space_leading_tabs(&mut patched, failure.failure.offset) {
+                break;
+            }
+            failure = match Tree::parse_with(&patched, options()) {
+                Ok(tree) => return Ok(tree.into_owned()),
+                Err(f) => f,
+            };
+        }
+        Err(failure.failure)
     }
 
     /// Parses every document of `text` with YAML 1.2's indentation rules.
@@ -170,9 +209,10 @@ impl<'a> Tree<'a> {
             text,
             granit_parser::options! { emit_anchor_events: true, strict_indentation: true },
         )
+        .map_err(|f| f.failure)
     }
 
-    fn parse_with(text: &'a str, options: granit_parser::Options) -> Result<Self, ParseFailure> {
+    fn parse_with(text: &'a str, options: granit_parser::Options) -> Result<Self, Attempt> {
         let map = CharMap::new(text);
         let lines = Lines::new(text);
         let mut tree = Tree::default();
@@ -182,9 +222,13 @@ impl<'a> Tree<'a> {
         let mut stack: Vec<(NodeId, Option<NodeId>, usize)> = Vec::new();
         let mut parser = Parser::new_from_str_with_options(text, options);
         while let Some(next) = parser.next_event() {
-            let (event, span) = next.map_err(|e| ParseFailure {
-                offset: byte(&map, e.marker()),
-                message: e.info(),
+            let (event, span) = next.map_err(|e| Attempt {
+                failure: ParseFailure {
+                    offset: byte(&map, e.marker()),
+                    message: e.info(),
+                },
+                flow_tab: *e.kind() == granit_parser::ErrorKind::TabInBlockIndentation
+                    && stack.last().is_some_and(|&(p, _, _)| tree.nodes[p].in_flow),
             })?;
             // A node starts at its first property: its anchor (an event of its own, right after
             // the node's) or its tag.
@@ -307,17 +351,19 @@ impl<'a> Tree<'a> {
         }
     }
 
-    /// The index of the first entry of mapping `map` whose key is the scalar `key`.
+    /// The index of the entry of mapping `map` whose key is the scalar `key`: the last one when
+    /// the key is written more than once, as Helm keeps the later value.
     pub fn entry(&self, map: NodeId, key: &str) -> Option<usize> {
         match &self.nodes[map].kind {
             Kind::Map { entries } => entries
                 .iter()
-                .position(|&(k, _)| self.scalar(k).is_some_and(|(s, _)| s == key)),
+                .rposition(|&(k, _)| self.scalar(k).is_some_and(|(s, _)| s == key)),
             _ => None,
         }
     }
 
-    /// The value of the first entry of mapping `map` whose key is the scalar `key`.
+    /// The value of the entry of mapping `map` whose key is the scalar `key` (the last one, see
+    /// [`Tree::entry`]).
     pub fn get(&self, map: NodeId, key: &str) -> Option<NodeId> {
         let i = self.entry(map, key)?;
         match &self.nodes[map].kind {
@@ -548,6 +594,33 @@ mod tests {
         assert_eq!(at(&tree, a), (text.find("a,").unwrap(), 5));
         let (last, _) = entries(&tree, root)[2];
         assert_eq!(at(&tree, last), (text.find("last").unwrap(), 8));
+    }
+
+    #[test]
+    fn tabs_leading_flow_lines_are_white_space() {
+        let text = "c:\n  p: {\n\t\"x\": \"e\" }\n  q: [\n\t \ta,\n  ]\n  r:\tv\n";
+        assert!(Tree::parse_with(text, granit_parser::options! {}).is_err());
+        let tree = Tree::parse(text).unwrap();
+        let c = tree.get(tree.roots[0], "c").unwrap();
+        let p = tree.get(c, "p").unwrap();
+        let x = tree.get(p, "x").unwrap();
+        assert_eq!(tree.scalar(x), Some(("e", ScalarStyle::DoubleQuoted)));
+        assert_eq!(at(&tree, x), (text.find("\"e\"").unwrap(), 3));
+        let q = tree.get(c, "q").unwrap();
+        assert_eq!(at(&tree, items(&tree, q)[0]), (text.find("a,").unwrap(), 5));
+        assert_eq!(tree.scalar(tree.get(c, "r").unwrap()).unwrap().0, "v");
+        // A tab that indents block content stays an error, as in Helm.
+        assert!(Tree::parse("a:\n\tb: 1\n").is_err());
+        assert!(Tree::parse("a:\n  b: 1\n\tc: 2\n").is_err());
+    }
+
+    #[test]
+    fn later_duplicate_keys_win() {
+        let tree = Tree::parse("a: 1\nb: 2\na: 3\n").unwrap();
+        let root = tree.roots[0];
+        assert_eq!(map_keys(&tree, root), ["a", "b", "a"]);
+        assert_eq!(tree.entry(root, "a"), Some(2));
+        assert_eq!(tree.scalar(tree.get(root, "a").unwrap()).unwrap().0, "3");
     }
 
     #[test]

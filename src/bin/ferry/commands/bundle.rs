@@ -1,6 +1,6 @@
 //! `ferry build`, `inspect`, `verify` and `extract`.
 
-use super::{authenticity_json, authenticity_line, head_check, signing_key, usage};
+use super::{authenticity_json, authenticity_line, head_check, signing_key, usage, verify_options};
 use crate::cli::{LimitArgs, TrustArgs};
 use crate::exit::Outcome;
 use crate::printer::Printer;
@@ -8,7 +8,7 @@ use anyhow::Context;
 use ferry::bundle::build::{self, BuildOptions};
 use ferry::bundle::extract::{self, ExtractOptions};
 use ferry::bundle::inspect::{self, Summary};
-use ferry::bundle::verify::{self, VerifyOptions};
+use ferry::bundle::verify;
 use ferry::signing;
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -107,12 +107,7 @@ pub fn verify(
         }
         None => None,
     };
-    let evidence = verify::verify(&VerifyOptions {
-        input: bundle.to_path_buf(),
-        limits: limits.limits(),
-        progress: p.progress(),
-        check_head: Some(&check),
-    })?;
+    let evidence = verify::verify(&verify_options(bundle, limits, p, &check))?;
     p.document(&json!({
         "ok": true,
         "evidence": evidence,
@@ -149,11 +144,8 @@ pub fn extract(
     let keys = trust.load()?;
     let check = head_check(&keys, trust.require_signature);
     let done = extract::extract(&ExtractOptions {
-        bundle: bundle.to_path_buf(),
+        verify: verify_options(bundle, limits, p, &check),
         dir: dir.to_path_buf(),
-        limits: limits.limits(),
-        progress: p.progress(),
-        check_head: Some(&check),
     })?;
     p.document(&json!({
         "ok": true,

@@ -1,6 +1,6 @@
 //! `ferry egress check | policy | observe`.
 
-use super::head_check;
+use super::{head_check, verify_options};
 use crate::cli::{EgressCommand, FailOn, Format, LimitArgs, TrustArgs};
 use crate::exit::Outcome;
 use crate::printer::Printer;
@@ -63,11 +63,8 @@ fn check(
         let check = head_check(&keys, trust.require_signature);
         let tmp = tempfile::Builder::new().prefix("ferry-egress-").tempdir()?;
         let done = extract::extract(&ExtractOptions {
-            bundle: input.to_path_buf(),
+            verify: verify_options(input, limits, p, &check),
             dir: tmp.path().join("x"),
-            limits: limits.limits(),
-            progress: p.progress(),
-            check_head: Some(&check),
         })?;
         let (m, _) = inspect::read_manifest(&done.path)?;
         (Some(tmp), done.path, m.egress)

@@ -189,6 +189,7 @@ fn print_human(
             v.edits.len(),
             destination(a, v).display()
         ))?;
+        super::values::edit_notes(&v.file, &v.edits, p)?;
     }
     Ok(())
 }

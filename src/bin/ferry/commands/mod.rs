@@ -12,7 +12,7 @@ use crate::cli::{Cli, Command, LimitArgs, TrustArgs};
 use crate::exit::{Outcome, Usage};
 use crate::printer::Printer;
 use ferry::bundle::archive::Limits;
-use ferry::bundle::verify::Evidence;
+use ferry::bundle::verify::{Evidence, HeadCheck, VerifyOptions};
 use ferry::signing::{self, PasswordSource, SigningKey, VerifyingKey};
 use std::path::Path;
 
@@ -114,6 +114,22 @@ impl TrustArgs {
             .iter()
             .map(|k| VerifyingKey::load(k))
             .collect::<Result<_, _>>()?)
+    }
+}
+
+/// How a command verifies `bundle`: within the command line's limits, with the printer's
+/// progress bars and the given head check.
+fn verify_options<'a>(
+    bundle: &Path,
+    limits: &LimitArgs,
+    p: &Printer,
+    check: &'a HeadCheck<'a>,
+) -> VerifyOptions<'a> {
+    VerifyOptions {
+        input: bundle.to_path_buf(),
+        limits: limits.limits(),
+        progress: p.progress(),
+        check_head: Some(check),
     }
 }
 

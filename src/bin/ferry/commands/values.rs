@@ -65,6 +65,7 @@ pub fn rewrite(a: &RewriteArgs, p: &mut Printer) -> anyhow::Result<Outcome> {
                 o.edits.len()
             ))?;
         }
+        edit_notes(&o.file, &o.edits, p)?;
         let mut file = json!({ "file": o.file, "edits": o.edits });
         match (diff, written) {
             (Some(d), _) => file["diff"] = d.into(),
@@ -75,6 +76,26 @@ pub fn rewrite(a: &RewriteArgs, p: &mut Printer) -> anyhow::Result<Outcome> {
     }
     p.document(&json!({ "ok": true, "files": files }))?;
     Ok(Outcome::Ok)
+}
+
+/// The edits a rewrite made for another reason than redirecting an image (a chart's image
+/// check turned off for the mirror), each with why, as notes.
+pub fn edit_notes(
+    file: &Path,
+    edits: &[ferry::values::Edit],
+    p: &mut Printer,
+) -> anyhow::Result<()> {
+    for e in edits {
+        if let Some(note) = &e.note {
+            p.note(format_args!(
+                "{}:{}: {}: {note}",
+                file.display(),
+                e.line,
+                e.path
+            ))?;
+        }
+    }
+    Ok(())
 }
 
 pub fn images_check(values: &[PathBuf], bundle: &Path, p: &mut Printer) -> anyhow::Result<Outcome> {

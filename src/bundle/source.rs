@@ -1,11 +1,12 @@
-//! Image sources for `ferry build`: OCI image layouts, `oci-archive` and `docker-archive`
-//! tarballs, resolved to the exact blobs an image consists of.
+//! Image inputs of `ferry build` and `ferry load`: OCI image layouts, `oci-archive` and
+//! `docker-archive` tarballs, resolved to the exact blobs an image consists of. Archives are
+//! read with the checks of `archive::TarEntries` and their members read in place.
 
+use crate::bundle::archive::{EntryError, TarEntries, TarEntry, TarPolicy};
+use crate::bundle::safepath::SafePath;
 use crate::oci::digest::{hash_reader, Digest};
-/// Manifests, indexes and configs larger than this are refused.
-pub use crate::oci::document::MAX_JSON;
 use crate::oci::document::{
-    self, names, BlobRef, Document, CONTAINERD_NAME, OCI_CONFIG, OCI_MANIFEST, REF_NAME,
+    self, names, BlobRef, Document, CONTAINERD_NAME, MAX_JSON, OCI_CONFIG, OCI_MANIFEST, REF_NAME,
 };
 use oci_spec::image::{Descriptor, Platform};
 use serde::Deserialize;
@@ -141,6 +142,27 @@ pub enum SourceError {
     },
 }
 
+impl SourceError {
+    /// The same error about `path` (a decompressed copy's error, about the original).
+    pub fn at(self, path: &Path) -> SourceError {
+        let path = path.to_path_buf();
+        match self {
+            SourceError::Io { source, .. } => SourceError::Io { path, source },
+            SourceError::Invalid { message, .. } => SourceError::Invalid { path, message },
+            SourceError::NotFound {
+                name, available, ..
+            } => SourceError::NotFound {
+                path,
+                name,
+                available,
+            },
+            SourceError::Ambiguous { count, hint, .. } => {
+                SourceError::Ambiguous { path, count, hint }
+            }
+        }
+    }
+}
+
 /// Random access to the files of a layout, whether a folder or a tar archive.
 trait Store {
     fn origin(&self) -> &Path;
@@ -164,57 +186,49 @@ impl Store for DirStore {
     }
 }
 
-/// The members of an uncompressed tar archive, indexed by normalised path.
+/// The members of an uncompressed tar archive, indexed by their safe paths, read in place
+/// by byte offset; links are resolved inside the archive.
 struct ArchiveStore {
     path: Arc<PathBuf>,
-    members: HashMap<String, (u64, u64)>,
-    links: HashMap<String, String>,
+    members: HashMap<SafePath, (u64, u64)>,
+    links: HashMap<SafePath, SafePath>,
 }
 
 impl ArchiveStore {
-    fn open(path: &Path) -> Result<ArchiveStore, SourceError> {
+    fn open(path: &Path, policy: TarPolicy) -> Result<ArchiveStore, SourceError> {
         let io_err = |source| SourceError::Io {
             path: path.to_path_buf(),
             source,
+        };
+        let invalid = |message: String| SourceError::Invalid {
+            path: path.to_path_buf(),
+            message,
         };
         let mut f = File::open(path).map_err(io_err)?;
         let mut magic = [0u8; 2];
         let n = f.read(&mut magic).map_err(io_err)?;
         if n == 2 && magic == [0x1f, 0x8b] {
-            return Err(SourceError::Invalid {
-                path: path.to_path_buf(),
-                message: "the archive is gzip-compressed; ferry reads uncompressed image archives (as skopeo and docker save write them): run `gunzip` on it first".into(),
-            });
+            return Err(invalid("the archive is gzip-compressed; ferry reads uncompressed image archives (as skopeo and docker save write them): run `gunzip` on it first".into()));
         }
         f.seek(SeekFrom::Start(0)).map_err(io_err)?;
+        let refused = |e: EntryError| match e {
+            EntryError::Read(e) => invalid(format!("not a readable tar archive: {e}")),
+            e => invalid(e.to_string()),
+        };
         let mut members = HashMap::new();
         let mut links = HashMap::new();
         let mut ar = tar::Archive::new(f);
-        let invalid = |e: io::Error| SourceError::Invalid {
-            path: path.to_path_buf(),
-            message: format!("not a readable tar archive: {e}"),
-        };
-        for entry in ar.entries().map_err(invalid)? {
-            let entry = entry.map_err(invalid)?;
-            let name = normalise(&String::from_utf8_lossy(&entry.path_bytes()));
+        let mut entries = TarEntries::new(&mut ar, policy).map_err(refused)?;
+        while let Some(TarEntry { name, entry }) = entries.next_entry().map_err(refused)? {
             match entry.header().entry_type() {
-                tar::EntryType::Regular | tar::EntryType::Continuous => {
+                tar::EntryType::Symlink | tar::EntryType::Link => {
+                    let target = link_target(&name, &entry)
+                        .map_err(|reason| invalid(format!("entry `{name}`: {reason}")))?;
+                    links.insert(name, target);
+                }
+                _ => {
                     members.insert(name, (entry.raw_file_position(), entry.size()));
                 }
-                tar::EntryType::Symlink | tar::EntryType::Link => {
-                    if let Some(target) = entry
-                        .link_name_bytes()
-                        .map(|t| String::from_utf8_lossy(&t).into_owned())
-                    {
-                        let resolved = if entry.header().entry_type() == tar::EntryType::Symlink {
-                            resolve_relative(&name, &target)
-                        } else {
-                            normalise(&target)
-                        };
-                        links.insert(name, resolved);
-                    }
-                }
-                _ => {}
             }
         }
         Ok(ArchiveStore {
@@ -230,7 +244,11 @@ impl Store for ArchiveStore {
         &self.path
     }
     fn file(&self, path: &str) -> Option<(u64, BlobLocation)> {
-        let mut p = normalise(path);
+        let mut rest = path;
+        while let Some(r) = rest.strip_prefix("./") {
+            rest = r;
+        }
+        let mut p = SafePath::new(rest).ok()?;
         for _ in 0..8 {
             if let Some(&(offset, size)) = self.members.get(&p) {
                 return Some((
@@ -247,26 +265,35 @@ impl Store for ArchiveStore {
     }
 }
 
-fn normalise(p: &str) -> String {
+/// The member a link of an image archive points to: a hard link names a member, a symbolic
+/// link a path relative to its own folder. A target outside the archive is refused.
+fn link_target<R: Read>(name: &SafePath, entry: &tar::Entry<'_, R>) -> Result<SafePath, String> {
+    let raw = entry
+        .link_name_bytes()
+        .ok_or_else(|| "a link without a target".to_string())?;
+    let target = String::from_utf8_lossy(&raw);
+    if target.starts_with('/') {
+        return Err(format!("a link to the absolute path `{target}`"));
+    }
+    let joined = if entry.header().entry_type() == tar::EntryType::Symlink {
+        let dir = name.as_str().rsplit_once('/').map_or("", |(d, _)| d);
+        format!("{dir}/{target}")
+    } else {
+        target.to_string()
+    };
     let mut parts: Vec<&str> = Vec::new();
-    for c in p.split('/') {
+    for c in joined.split('/') {
         match c {
             "" | "." => {}
             ".." => {
-                parts.pop();
+                if parts.pop().is_none() {
+                    return Err(format!("a link to `{target}`, outside the archive"));
+                }
             }
             c => parts.push(c),
         }
     }
-    parts.join("/")
-}
-
-fn resolve_relative(link: &str, target: &str) -> String {
-    if target.starts_with('/') {
-        return normalise(target);
-    }
-    let dir = link.rsplit_once('/').map_or("", |(d, _)| d);
-    normalise(&format!("{dir}/{target}"))
+    SafePath::new(&parts.join("/")).map_err(|e| format!("a link to `{target}`: {e}"))
 }
 
 fn read_small(store: &dyn Store, path: &str, what: &str) -> Result<Vec<u8>, SourceError> {
@@ -302,7 +329,8 @@ fn read_index(store: &dyn Store) -> Result<oci_spec::image::ImageIndex, SourceEr
 
 /// The names of every image a source holds: `org.opencontainers.image.ref.name` (or the
 /// containerd name) of a layout's `index.json`, or the `RepoTags` of a docker archive.
-pub fn image_names(spec: &SourceSpec) -> Result<Vec<String>, SourceError> {
+/// Archives are read with `policy` (`TarPolicy::image_archive`).
+pub fn image_names(spec: &SourceSpec, policy: TarPolicy) -> Result<Vec<String>, SourceError> {
     let layout_names = |store: &dyn Store| -> Result<Vec<String>, SourceError> {
         let index = read_index(store)?;
         Ok(index
@@ -319,9 +347,9 @@ pub fn image_names(spec: &SourceSpec) -> Result<Vec<String>, SourceError> {
         SourceKind::OciLayout => layout_names(&DirStore {
             root: spec.path.clone(),
         }),
-        SourceKind::OciArchive => layout_names(&ArchiveStore::open(&spec.path)?),
+        SourceKind::OciArchive => layout_names(&ArchiveStore::open(&spec.path, policy)?),
         SourceKind::DockerArchive => {
-            let store = ArchiveStore::open(&spec.path)?;
+            let store = ArchiveStore::open(&spec.path, policy)?;
             if store.file("index.json").is_some() && store.file("oci-layout").is_some() {
                 return layout_names(&store);
             }
@@ -339,8 +367,24 @@ pub fn image_names(spec: &SourceSpec) -> Result<Vec<String>, SourceError> {
     }
 }
 
-/// Resolves one image of a source.
-pub fn resolve(spec: &SourceSpec, wanted_ref: &str) -> Result<ResolvedImage, SourceError> {
+/// Which kind of image archive an uncompressed tar file is: a `docker-archive` when it has
+/// a `manifest.json`, otherwise an `oci-archive`.
+pub fn archive_kind(path: &Path, policy: TarPolicy) -> Result<SourceKind, SourceError> {
+    let store = ArchiveStore::open(path, policy)?;
+    Ok(if store.file("manifest.json").is_some() {
+        SourceKind::DockerArchive
+    } else {
+        SourceKind::OciArchive
+    })
+}
+
+/// Resolves one image of a source; archives are read with `policy`
+/// (`TarPolicy::image_archive`).
+pub fn resolve(
+    spec: &SourceSpec,
+    wanted_ref: &str,
+    policy: TarPolicy,
+) -> Result<ResolvedImage, SourceError> {
     match spec.kind {
         SourceKind::OciLayout => {
             if !spec.path.join("index.json").is_file() {
@@ -359,7 +403,7 @@ pub fn resolve(spec: &SourceSpec, wanted_ref: &str) -> Result<ResolvedImage, Sou
             )
         }
         SourceKind::OciArchive => {
-            let store = ArchiveStore::open(&spec.path)?;
+            let store = ArchiveStore::open(&spec.path, policy)?;
             resolve_layout(
                 &store,
                 spec.name.as_deref(),
@@ -368,7 +412,7 @@ pub fn resolve(spec: &SourceSpec, wanted_ref: &str) -> Result<ResolvedImage, Sou
             )
         }
         SourceKind::DockerArchive => {
-            let store = ArchiveStore::open(&spec.path)?;
+            let store = ArchiveStore::open(&spec.path, policy)?;
             if store.file("index.json").is_some() && store.file("oci-layout").is_some() {
                 resolve_layout(
                     &store,
@@ -720,5 +764,102 @@ fn pick_legacy_entry<'a>(
             count: many.len(),
             hint: "docker-archive:FILE:REF".into(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bundle::archive::Limits;
+
+    fn append(
+        b: &mut tar::Builder<Vec<u8>>,
+        name: &str,
+        kind: tar::EntryType,
+        data: &[u8],
+        link: &str,
+    ) {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(kind);
+        h.set_mode(0o644);
+        h.set_size(data.len() as u64);
+        if !link.is_empty() {
+            h.set_link_name(link).unwrap();
+        }
+        h.set_path(name).unwrap();
+        h.set_cksum();
+        b.append(&h, data).unwrap();
+    }
+
+    /// `docker save` refers to a shared layer through symbolic links (relative to the link's
+    /// folder) and `tar` writes repeated files as hard links: both are followed in place.
+    #[test]
+    fn links_inside_an_image_archive_are_followed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = br#"{"architecture":"amd64","os":"linux"}"#;
+        let manifest = br#"[{"Config":"./cfg.json","RepoTags":["example.com/a:1"],"Layers":["one/layer.tar","two/layer.tar"]}]"#;
+        let mut b = tar::Builder::new(Vec::new());
+        append(
+            &mut b,
+            "./manifest.json",
+            tar::EntryType::Regular,
+            manifest,
+            "",
+        );
+        append(&mut b, "config.json", tar::EntryType::Regular, config, "");
+        append(
+            &mut b,
+            "cfg.json",
+            tar::EntryType::Link,
+            b"",
+            "./config.json",
+        );
+        append(
+            &mut b,
+            "blobs/layer",
+            tar::EntryType::Regular,
+            b"layer bytes",
+            "",
+        );
+        append(
+            &mut b,
+            "one/layer.tar",
+            tar::EntryType::Symlink,
+            b"",
+            "../blobs/layer",
+        );
+        append(
+            &mut b,
+            "two/layer.tar",
+            tar::EntryType::Symlink,
+            b"",
+            "../one/layer.tar",
+        );
+        let path = tmp.path().join("save.tar");
+        std::fs::write(&path, b.into_inner().unwrap()).unwrap();
+        let spec = SourceSpec {
+            kind: SourceKind::DockerArchive,
+            path,
+            name: None,
+        };
+        let image = resolve(
+            &spec,
+            "example.com/a:1",
+            TarPolicy::image_archive(Limits::default()),
+        )
+        .unwrap();
+        assert_eq!(image.platforms, ["linux/amd64"]);
+        // The manifest, the config and the one layer (listed twice, stored once).
+        assert_eq!(image.blobs.len(), 3);
+        let layer = &image.blobs[2];
+        assert_eq!(layer.digest, Digest::of(b"layer bytes"));
+        let mut read = Vec::new();
+        layer
+            .location
+            .open(layer.size)
+            .unwrap()
+            .read_to_end(&mut read)
+            .unwrap();
+        assert_eq!(read, b"layer bytes");
     }
 }
