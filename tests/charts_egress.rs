@@ -217,15 +217,17 @@ fn corpus_goldens() {
 }
 
 /// `helm template` with the release named after the chart and ferry's namespace, as ferry
-/// renders it.
-fn helm_template(chart: &Path) -> String {
+/// renders it, with `values` files on top of the chart's.
+fn helm_template(chart: &Path, values: &[PathBuf]) -> String {
     let name = name_of(chart);
-    let out = Command::new(helm())
-        .args(["template", &name])
+    let mut cmd = Command::new(helm());
+    cmd.args(["template", &name])
         .arg(chart)
-        .args(["--namespace", "release-namespace"])
-        .output()
-        .unwrap();
+        .args(["--namespace", "release-namespace"]);
+    for v in values {
+        cmd.arg("-f").arg(v);
+    }
+    let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
         "helm template {}: {}",
@@ -315,20 +317,57 @@ fn helm_destinations(yaml: &str) -> BTreeSet<String> {
     out
 }
 
-/// Every destination in Helm's rendering of a chart's default values is among ferry's
-/// findings: ferry renders every branch, so it may find more, never fewer.
+/// The values files of every rendering the expected file says succeeds (the chart's own
+/// values alone first).
+fn successful_renders(chart: &Path) -> Vec<Vec<PathBuf>> {
+    let exp = expected(chart);
+    let mut out = Vec::new();
+    for r in entries(&exp, "renders") {
+        if text_of(r, "result") != Some("ok") {
+            continue;
+        }
+        let files = r
+            .get("values")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(|f| Path::new(CHARTS).join(f))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push(files);
+    }
+    assert!(
+        out.first().is_some_and(Vec::is_empty),
+        "{}",
+        chart.display()
+    );
+    out
+}
+
+/// Every destination in Helm's rendering of a chart is among ferry's findings, for the
+/// chart's own values and for every other set of values files it renders with: ferry renders
+/// every branch, so it may find more, never fewer.
 #[test]
 fn helm_rendering_destinations_are_found() {
     let mut missing = Vec::new();
     for chart in charts() {
-        let yaml = helm_template(&chart);
-        let r = check_chart(&chart);
-        let hosts: BTreeSet<String> = r.findings.iter().map(|f| f.host.clone()).collect();
-        let want = helm_destinations(&yaml);
-        assert!(!want.is_empty() || name_of(&chart) == "crds-and-rbac");
-        for h in want {
-            if !hosts.contains(&h) {
-                missing.push(format!("{}: {h}", name_of(&chart)));
+        for values in successful_renders(&chart) {
+            let yaml = helm_template(&chart, &values);
+            let opts = CheckOptions {
+                root: chart.clone(),
+                values: values.clone(),
+                ..Default::default()
+            };
+            let r = check(&opts).unwrap();
+            let hosts: BTreeSet<String> = r.findings.iter().map(|f| f.host.clone()).collect();
+            let want = helm_destinations(&yaml);
+            assert!(!want.is_empty(), "{}", chart.display());
+            for h in want {
+                if !hosts.contains(&h) {
+                    missing.push(format!("{} with {values:?}: {h}", name_of(&chart)));
+                }
             }
         }
     }

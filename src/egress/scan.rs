@@ -966,11 +966,10 @@ fn scan_values_str(node: Node<'_>, s: &str, path: &str, key: &str, env: &Env<'_>
 }
 
 /// A values key that names the chart's own external address (clients reach the chart there):
-/// `domain`, `externalUrl`, `publicUrl`, `rootUrl` and kin, and the hosts of an `ingress`
-/// section.
+/// `externalUrl`, `publicUrl`, `rootUrl` and kin, a top-level or `global` `domain`, and the
+/// hosts and domain of an `ingress` section.
 fn own_address(path: &str, key: &str) -> bool {
     const OWN: &[&str] = &[
-        "domain",
         "externalurl",
         "publicurl",
         "rooturl",
@@ -981,7 +980,12 @@ fn own_address(path: &str, key: &str) -> bool {
         "publichostname",
     ];
     let k = key.to_ascii_lowercase();
-    OWN.contains(&k.as_str())
+    // `domain` names the chart's own address only at the top of the values (Argo CD's
+    // `global.domain`); elsewhere it is often a third party's (`smtp.domain`).
+    let own_domain = k == "domain" && matches!(path, ".Values.domain" | ".Values.global.domain")
+        || path.to_ascii_lowercase().ends_with(".ingress.domain");
+    own_domain
+        || OWN.contains(&k.as_str())
         || (matches!(k.as_str(), "host" | "hosts" | "hostname")
             && path.to_ascii_lowercase().contains(".ingress"))
 }
