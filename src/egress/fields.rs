@@ -39,11 +39,34 @@ const NOT_DESTINATION_KEYS: &[&str] = &[
     "$ref",
 ];
 
+/// Keys the fields depend on besides [`NOT_DESTINATION_KEYS`].
+const PATH_KEYS: &[&str] = &[
+    "spec",
+    "rules",
+    "tls",
+    "listeners",
+    "host",
+    "hosts",
+    "hostname",
+    "hostnames",
+];
+
+/// The key as a static string when a field depends on it, else `""`.
+fn tracked(key: &str) -> &'static str {
+    NOT_DESTINATION_KEYS
+        .iter()
+        .chain(PATH_KEYS)
+        .find(|k| **k == key)
+        .copied()
+        .unwrap_or("")
+}
+
 /// Tracks the kind and key path of each line of a stream of YAML documents.
 #[derive(Debug, Default)]
 pub struct Tracker {
-    /// (indent, key) of the open mappings, outermost first.
-    stack: Vec<(usize, String)>,
+    /// (indent, key) of the open mappings, outermost first; keys that decide no field are
+    /// kept as `""` (nothing is allocated per line).
+    stack: Vec<(usize, &'static str)>,
     /// The `kind:` of the current document.
     kind: String,
     /// The indentation of a block scalar's key while inside its text.
@@ -100,12 +123,12 @@ impl Tracker {
         }
         let field = self.judge(Some(key.trim_matches(['"', '\''])));
         self.stack
-            .push((indent, key.trim_matches(['"', '\'']).to_string()));
+            .push((indent, tracked(key.trim_matches(['"', '\'']))));
         field
     }
 
     fn judge(&self, key: Option<&str>) -> Field {
-        let path = || self.stack.iter().map(|(_, k)| k.as_str()).chain(key);
+        let path = || self.stack.iter().map(|(_, k)| *k).chain(key);
         if path().any(|k| NOT_DESTINATION_KEYS.contains(&k)) {
             return Field::NotDestination;
         }
@@ -114,7 +137,7 @@ impl Tracker {
             return Field::NotDestination;
         }
         let last = path().last().unwrap_or("");
-        let under = |k: &str| self.stack.iter().any(|(_, s)| s == k);
+        let under = |k: &str| self.stack.iter().any(|(_, s)| *s == k);
         let inbound = match self.kind.as_str() {
             "Ingress" => matches!(last, "host" | "hosts") && (under("rules") || under("tls")),
             "Gateway" | "ListenerSet" | "XListenerSet" => last == "hostname",
