@@ -167,9 +167,17 @@ fn render_phase(f: &FileRef, env: &Env<'_>) -> Out {
     }
     collect_services(&lines, &mut out.services);
     scan_rendered(&lines, f, &src_lines, source, &mut out);
-    scan_literals(&t.nodes, f, &src_lines, source, &mut out.raw);
+    let mut lits = Vec::new();
+    scan_literals(&t.nodes, f, &src_lines, source, &mut lits);
     for (_, body) in &t.defines {
-        scan_literals(body, f, &src_lines, source, &mut out.raw);
+        scan_literals(body, f, &src_lines, source, &mut lits);
+    }
+    if !lits.is_empty() {
+        // Already found in what the line renders (with its port): keep that one.
+        let seen: std::collections::HashSet<(usize, &str)> =
+            out.raw.iter().map(|r| (r.line, r.host.as_str())).collect();
+        lits.retain(|r| !seen.contains(&(r.line, r.host.as_str())));
+        out.raw.extend(lits);
     }
     out
 }
@@ -1252,10 +1260,6 @@ fn scan_literals(nodes: &[TNode], f: &FileRef, src: &[&str], source: Source, out
                     ..Default::default()
                 };
                 for h in find(&synthetic, ctx) {
-                    // Already found in what the line renders (with its port).
-                    if out.iter().any(|r| r.line == line && r.host == h.host) {
-                        continue;
-                    }
                     let text = src
                         .get(line.wrapping_sub(1))
                         .map(|l| evidence(l))
