@@ -430,6 +430,8 @@ data:
   image: quay.io/acme/other:{{ $s.data.tag }}
   list: {{ list "a" "b" | join "," }}
   count: {{ until 3 | len }}
+{{- define "pdb" -}}{{ if .Capabilities.APIVersions.Has "policy/v1" }}https://pdb.acme-idp.io{{ else }}https://old.acme-idp.io{{ end }}{{- end }}
+  pdbUrl: {{ include "pdb" $ }}
 "#;
     let tmp = temp_chart(values, template);
     let r = check_with(tmp.path(), "allow:\n  - name: quay\n    hosts: [quay.io]\n");
@@ -458,6 +460,16 @@ data:
         at(13).iter().any(|f| f.host == "extra.acme-idp.io"),
         "{:?}",
         at(13)
+    );
+    assert!(
+        at(21).iter().any(|f| f.host == "pdb.acme-idp.io"),
+        "{:?}",
+        at(21)
+    );
+    assert!(
+        !at(21).iter().any(|f| f.host == "old.acme-idp.io"),
+        "{:?}",
+        at(21)
     );
     let pinned = at(17);
     assert!(

@@ -808,6 +808,17 @@ impl<'a> Env<'a> {
         depth: usize,
     ) -> V<'a> {
         let head = &words[0];
+        if head.ends_with(".Capabilities.APIVersions.Has") {
+            // Offline, Helm knows the built-in Kubernetes API versions and no others.
+            let v = words
+                .get(1)
+                .map(|w| self.operand(w, dot, vars, depth))
+                .or(piped);
+            return match v.and_then(|v| v.text()) {
+                Some(api) => V::Bool(builtin_api(&api)),
+                None => V::Unknown(None),
+            };
+        }
         let is_func = head.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
             && !matches!(head.as_str(), "true" | "false" | "nil");
         if !is_func {
@@ -1018,6 +1029,17 @@ impl<'a> Env<'a> {
         self.render(nodes, dot, &mut vars, Mode::Value, &mut out, depth + 1)
             .ok()?;
         Some(out.into_iter().map(|p| p.text).collect::<String>())
+    }
+}
+
+/// Whether `api` (`v1`, `apps/v1`, `policy/v1/PodDisruptionBudget`, …) is one of the
+/// built-in Kubernetes API groups that `.Capabilities.APIVersions` lists without a cluster:
+/// the core group, groups without a dot (`apps`, `batch`, `policy`, `autoscaling`) and
+/// `*.k8s.io` groups.
+fn builtin_api(api: &str) -> bool {
+    match api.split_once('/') {
+        None => api.starts_with('v'),
+        Some((group, _)) => !group.contains('.') || group.ends_with(".k8s.io"),
     }
 }
 
