@@ -333,10 +333,14 @@ fn find_host_ports(line: &str, hits: &mut Vec<Hit>) {
             if s > 0 && matches!(b[s - 1], b'/' | b':' | b'$' | b'%' | b'{') {
                 continue;
             }
+            // A flag's value `--server=name:port` is an address even with a single label
+            // (a Service in the namespace).
+            let flag_value = s > 0 && b[s - 1] == b'=' && service_port(&line[s..e]).is_some();
             if !(looks_like_dns_name(host)
                 || host.parse::<Ipv4Addr>().is_ok()
                 || host == "localhost"
-                || host.contains(MARKER))
+                || host.contains(MARKER)
+                || flag_value)
             {
                 continue;
             }
