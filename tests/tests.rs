@@ -5,6 +5,7 @@
 
 mod bundle;
 mod charts;
+mod charts_egress;
 mod egress;
 mod egress_cli;
 mod harness;

@@ -1,5 +1,6 @@
 //! Classification of one destination: the ordered checks of `bundle-spec/egress.md`, first
-//! match wins — unresolved, loopback, deny rule, allow rule, in-cluster, placeholder, unknown.
+//! match wins — unresolved, loopback, deny rule, allow rule, inbound, in-cluster, placeholder,
+//! service names (in-cluster), unknown.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -15,6 +16,19 @@ pub struct ClusterNames {
     pub services: BTreeSet<String>,
     /// Chart names; `<chart>-<anything>` is taken for one of the chart's own services.
     pub charts: BTreeSet<String>,
+    /// Ingress and Gateway API host names of the rendered charts (`*.x` for wildcards), and
+    /// values that name the chart's own external address: inbound, not egress.
+    pub inbound: BTreeSet<String>,
+}
+
+impl ClusterNames {
+    fn is_inbound(&self, host: &str) -> bool {
+        self.inbound.contains(host)
+            || self.inbound.iter().any(|p| {
+                p.strip_prefix("*.")
+                    .is_some_and(|s| host.strip_suffix(s).is_some_and(|r| r.ends_with('.')))
+            })
+    }
 }
 
 /// Judge `host` (lower-case; IPv6 without brackets) on `port`.
@@ -45,6 +59,9 @@ pub fn classify(
             return (Verdict::Allowed, Some(r.name.clone()));
         }
     }
+    if names.is_inbound(host) {
+        return (Verdict::Inbound, Some("ingress host of the chart".into()));
+    }
     if let Some(class) = in_cluster_suffix(host) {
         return (Verdict::InCluster, Some(class.into()));
     }
@@ -66,6 +83,9 @@ pub fn classify(
     }
     if let Some(class) = placeholder(host) {
         return (Verdict::Placeholder, Some(class.into()));
+    }
+    if let Some(class) = service_name(host) {
+        return (Verdict::InCluster, Some(class.into()));
     }
     (Verdict::Unknown, None)
 }
@@ -124,4 +144,161 @@ fn placeholder(host: &str) -> Option<&'static str> {
         return Some("placeholder name");
     }
     None
+}
+
+/// A name only the cluster's DNS search path resolves: a single label (`myapp-redis`, a
+/// Service in the pod's namespace) or `SERVICE.NAMESPACE` whose last label is no top-level
+/// domain (`postgres.databases`).
+fn service_name(host: &str) -> Option<&'static str> {
+    if host.parse::<IpAddr>().is_ok() || host.is_empty() {
+        return None;
+    }
+    let labels: Vec<&str> = host.split('.').collect();
+    let dns_label = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+            && !l.starts_with('-')
+    };
+    if !labels.iter().all(|l| dns_label(l)) {
+        return None;
+    }
+    match labels.as_slice() {
+        [one] if one.bytes().any(|c| c.is_ascii_lowercase()) => {
+            Some("service name in the namespace")
+        }
+        [_, ns] if ns.len() > 2 && !is_tld(ns) => Some("service.namespace name"),
+        _ => None,
+    }
+}
+
+/// Generic top-level domains in common use.
+const GENERIC: &[&str] = &[
+    "com",
+    "org",
+    "net",
+    "io",
+    "dev",
+    "app",
+    "cloud",
+    "ai",
+    "co",
+    "gov",
+    "edu",
+    "mil",
+    "int",
+    "biz",
+    "info",
+    "tech",
+    "xyz",
+    "site",
+    "online",
+    "sh",
+    "me",
+    "local",
+    "internal",
+    "corp",
+    "lan",
+    "home",
+    "svc",
+    "example",
+    "test",
+    "invalid",
+    "localhost",
+    "azure",
+    "aws",
+    "google",
+    "name",
+    "pro",
+    "mobi",
+    "asia",
+    "tel",
+    "travel",
+    "jobs",
+    "cat",
+    "coop",
+    "museum",
+    "aero",
+    "arpa",
+    "page",
+    "run",
+    "web",
+    "blog",
+    "shop",
+    "store",
+    "systems",
+    "services",
+    "network",
+    "digital",
+    "solutions",
+    "software",
+    "company",
+    "group",
+    "global",
+    "world",
+    "team",
+    "tools",
+    "works",
+    "zone",
+    "host",
+    "space",
+    "live",
+    "news",
+    "media",
+    "email",
+    "link",
+    "click",
+    "cloudflare",
+    "microsoft",
+    "apple",
+    "amazon",
+    "gle",
+    "goog",
+    "zip",
+    "mov",
+    "codes",
+    "engineering",
+    "security",
+    "website",
+    "center",
+    "one",
+    "top",
+    "club",
+    "work",
+    "agency",
+    "studio",
+    "design",
+    "ventures",
+    "capital",
+    "finance",
+    "bank",
+    "insurance",
+    "health",
+    "care",
+    "academy",
+    "education",
+    "school",
+    "university",
+    "social",
+    "support",
+    "today",
+    "plus",
+    "pub",
+    "wiki",
+    "foundation",
+    "institute",
+    "partners",
+    "consulting",
+    "management",
+    "enterprises",
+    "industries",
+    "international",
+    "technology",
+    "science",
+];
+
+/// Whether `label` is a top-level domain (every two-letter label is a country code).
+fn is_tld(label: &str) -> bool {
+    GENERIC.contains(&label)
 }

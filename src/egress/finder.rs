@@ -84,12 +84,65 @@ pub fn find(line: &str, ctx: LineCtx<'_>) -> Vec<Hit> {
     if ctx.yaml || ctx.shell {
         find_whole_values(line, ctx, &mut hits);
     }
-    if ctx.shell {
+    if line.contains('@') {
+        find_scp_like(line, &mut hits);
+    }
+    if ctx.shell || line.contains("wget") || line.contains("curl") {
         find_commands(line, &mut hits);
     }
     hits.sort_by_key(|h| (h.start, h.end));
     hits.dedup_by(|a, b| a.start == b.start && a.host == b.host);
     hits
+}
+
+/// Git over SSH in scp form, `user@host:path`: port 22.
+fn find_scp_like(line: &str, hits: &mut Vec<Hit>) {
+    let b = line.as_bytes();
+    for (at, _) in line.match_indices('@') {
+        let user_start = line[..at]
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+            .map_or(0, |i| i + 1);
+        if user_start == at || (user_start > 0 && matches!(b[user_start - 1], b'/' | b':')) {
+            continue;
+        }
+        let rest = &line[at + 1..];
+        let host_len = rest.find(|c: char| !is_host_char(c)).unwrap_or(rest.len());
+        let host = &rest[..host_len];
+        let path = &rest[host_len..];
+        let Some(path) = path.strip_prefix(':') else {
+            continue;
+        };
+        if !looks_like_dns_name(host)
+            || !path.starts_with(|c: char| c.is_ascii_alphabetic() || c == '~' || c == '/')
+        {
+            continue;
+        }
+        let (start, end) = (user_start, at + 1 + host_len);
+        if overlaps(hits, start, end) {
+            continue;
+        }
+        hits.push(Hit {
+            start,
+            end,
+            host: normalize_host(host),
+            port: Some(22),
+            kind: Kind::Url,
+        });
+    }
+}
+
+/// A single-label service name with a port (`myapp-redis:6379`): a Service in the namespace.
+fn service_port(v: &str) -> Option<(String, u16)> {
+    let (name, port) = v.split_once(':')?;
+    let port = port.parse::<u16>().ok()?;
+    let ok = name.len() >= 2
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == MARKER)
+        && name.bytes().any(|c| c.is_ascii_lowercase())
+        && !name.starts_with('-');
+    ok.then(|| (name.to_string(), port))
 }
 
 fn overlaps(hits: &[Hit], start: usize, end: usize) -> bool {
@@ -280,10 +333,14 @@ fn find_host_ports(line: &str, hits: &mut Vec<Hit>) {
             if s > 0 && matches!(b[s - 1], b'/' | b':' | b'$' | b'%' | b'{') {
                 continue;
             }
+            // A flag's value `--server=name:port` is an address even with a single label
+            // (a Service in the namespace).
+            let flag_value = s > 0 && b[s - 1] == b'=' && service_port(&line[s..e]).is_some();
             if !(looks_like_dns_name(host)
                 || host.parse::<Ipv4Addr>().is_ok()
                 || host == "localhost"
-                || host.contains(MARKER))
+                || host.contains(MARKER)
+                || flag_value)
             {
                 continue;
             }
@@ -513,6 +570,50 @@ fn contains_ci(hay: &str, needle: &str) -> bool {
 /// broker, webhook, remote, fqdn, origin, gateway or registry — but not hostPath,
 /// hostNetwork, hostPort, hostPID, hostIPC, hostAliases, hostUsers.
 pub fn host_like_key(key: &str) -> bool {
+    // An environment variable name (`KEYCLOAK_DATABASE_HOST`) names a destination when its
+    // last word does: `WATCH_SERVER_TIMEOUT` or `HOSTNAME_PREFIX` do not.
+    if key.contains('_')
+        && key
+            .bytes()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_')
+    {
+        let last = key.rsplit('_').find(|w| !w.is_empty()).unwrap_or("");
+        return matches!(
+            last,
+            "HOST"
+                | "HOSTS"
+                | "HOSTNAME"
+                | "URL"
+                | "URLS"
+                | "URI"
+                | "URIS"
+                | "ENDPOINT"
+                | "ENDPOINTS"
+                | "SERVER"
+                | "SERVERS"
+                | "ADDR"
+                | "ADDRESS"
+                | "DSN"
+                | "DOMAIN"
+                | "PROXY"
+                | "BROKER"
+                | "BROKERS"
+                | "REGISTRY"
+                | "ISSUER"
+                | "UPSTREAM"
+                | "WEBHOOK"
+                | "FQDN"
+                | "ORIGIN"
+                | "GATEWAY"
+                | "REMOTE"
+        );
+    }
+    // A dotted configuration key (`server.secretkey`, `server.url`) is judged by its last part.
+    if let Some((_, last)) = key.rsplit_once('.') {
+        if !last.is_empty() {
+            return host_like_key(last);
+        }
+    }
     // Lower-case once into a small buffer; one pass with a dispatch on the first letter.
     let mut buf = [0u8; 64];
     let long;
@@ -570,6 +671,14 @@ pub fn host_like_key(key: &str) -> bool {
     found
 }
 
+/// Keys whose whole value is a name or an identifier, not a host: `query_name`, `id`,
+/// `secretName`, `leaderElectionID`.
+fn names_no_host(key: &str) -> bool {
+    let k = key.rsplit(['.', '/']).next().unwrap_or(key).as_bytes();
+    let ends = |s: &[u8]| k.len() >= s.len() && k[k.len() - s.len()..].eq_ignore_ascii_case(s);
+    k.eq_ignore_ascii_case(b"id") || ends(b"name") || ends(b"_id") || ends(b"electionid")
+}
+
 /// Keys whose value is a container image reference.
 pub fn image_key(key: &str) -> bool {
     let b = key.as_bytes();
@@ -585,24 +694,27 @@ pub fn key_value<'l>(line: &'l str, ctx: LineCtx<'_>) -> Option<(&'l str, &'l st
     let lead = line.len() - t.len();
     let t2 = t.strip_prefix("- ").map_or(t, str::trim_start);
     let off = lead + (t.len() - t2.len());
-    let (key, val, voff) = if ctx.yaml {
-        let colon = t2.as_bytes().windows(2).position(|w| w == b": ");
-        if let Some(p) = colon {
-            (
-                t2[..p].trim().trim_matches(['"', '\'']),
-                &t2[p + 2..],
-                off + p + 2,
-            )
-        } else if t2.len() != t.len() {
-            ("", t2, off)
-        } else {
-            return None;
-        }
+    let colon = if ctx.yaml {
+        t2.as_bytes().windows(2).position(|w| w == b": ")
+    } else {
+        None
+    };
+    let (key, val, voff) = if let Some(p) = colon {
+        (
+            t2[..p].trim().trim_matches(['"', '\'']),
+            &t2[p + 2..],
+            off + p + 2,
+        )
+    } else if ctx.yaml && t2.len() != t.len() {
+        ("", t2, off)
+    } else if ctx.yaml && !ctx.shell {
+        return None;
     } else {
         let t3 = t2.strip_prefix("export ").unwrap_or(t2);
         let off = off + (t2.len() - t3.len());
         let p = t3.find('=')?;
-        let key = t3[..p].trim_start_matches('-');
+        // `key = value` (INI, TOML) as well as `KEY=value`.
+        let key = t3[..p].trim_start_matches('-').trim_end();
         if key.is_empty()
             || !key
                 .chars()
@@ -615,6 +727,11 @@ pub fn key_value<'l>(line: &'l str, ctx: LineCtx<'_>) -> Option<(&'l str, &'l st
     let raw = val.trim_start();
     let voff = voff + (val.len() - raw.len());
     let raw = split_comment(raw).0.trim_end();
+    // A JSON member (`"host": "smtp.example.net",`) ends with a comma after its quotes.
+    let raw = match raw.strip_suffix(',') {
+        Some(r) if r.ends_with(['"', '\'']) => r,
+        _ => raw,
+    };
     let v = raw.trim_matches(['"', '\'']).trim();
     // `v` is a sub-slice of `raw`: its offset is the pointer difference.
     let voff = voff + (v.as_ptr() as usize - raw.as_ptr() as usize);
@@ -644,13 +761,31 @@ fn find_whole_values(line: &str, ctx: LineCtx<'_>, hits: &mut Vec<Hit>) {
         }
         return;
     }
+    // A label or annotation key (`cert-manager.io/cluster-issuer`) names no destination; nor
+    // does a name or an identifier (`query_name`, `leaderElection.id`) unless the key says host.
+    let annotation = key.contains('/');
+    let keyish = !annotation
+        && (host_like_key(key) || (key == "value" && ctx.env_name.is_some_and(host_like_key)));
+    if !keyish && names_no_host(key) {
+        return;
+    }
     if overlaps(hits, voff, end) {
         return;
     }
     if !v.chars().all(is_host_char) {
+        if keyish {
+            if let Some((host, port)) = service_port(v) {
+                hits.push(Hit {
+                    start: voff,
+                    end,
+                    host,
+                    port: Some(port),
+                    kind: Kind::HostPort,
+                });
+            }
+        }
         return;
     }
-    let keyish = host_like_key(key) || (key == "value" && ctx.env_name.is_some_and(host_like_key));
     let single_label = v.len() <= 63
         && v.bytes()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
@@ -742,7 +877,15 @@ fn find_commands(line: &str, hits: &mut Vec<Hit>) {
                     let q = arg.len() - arg.trim_start_matches(['"', '\'']).len();
                     let a = a.rsplit_once('@').map_or(a, |(_, h)| h);
                     let hostpart = a.split(['/', ':']).next().unwrap_or("");
-                    if looks_like_dns_name(hostpart) || hostpart.parse::<IpAddr>().is_ok() {
+                    let service = a
+                        .split('/')
+                        .next()
+                        .and_then(service_port)
+                        .is_some_and(|_| matches!(cmd, "curl" | "wget"));
+                    if looks_like_dns_name(hostpart)
+                        || hostpart.parse::<IpAddr>().is_ok()
+                        || service
+                    {
                         let start =
                             off + q + arg.trim_matches(['"', '\'']).find(hostpart).unwrap_or(0);
                         let end = start + hostpart.len();
@@ -863,9 +1006,7 @@ pub fn redact(line: &str) -> String {
     while let Some(i) = rest.find("://") {
         out.push_str(&rest[..i + 3]);
         let after = &rest[i + 3..];
-        let auth_end = after
-            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | '<' | '>' | '\\'))
-            .unwrap_or(after.len());
+        let auth_end = authority_end_with_actions(after);
         // Up to the next space or quote, not just the authority: a password holding a `/` or
         // `#` must not leak; redacting too much is the safe mistake.
         let auth = &after[..auth_end];
@@ -879,6 +1020,90 @@ pub fn redact(line: &str) -> String {
         rest = &after[auth_end..];
     }
     out.push_str(rest);
+    out
+}
+
+/// Where the text that may hold URL user-info ends: at the next space or quote, except inside
+/// template actions (`https://{{ .Values.user }}:{{ .Values.password }}@host`).
+fn authority_end_with_actions(after: &str) -> usize {
+    let mut i = 0;
+    while i < after.len() {
+        let rest = &after[i..];
+        if rest.starts_with("{{") {
+            match rest.find("}}") {
+                Some(j) => {
+                    i += j + 2;
+                    continue;
+                }
+                None => return after.len(),
+            }
+        }
+        let Some(c) = rest.chars().next() else { break };
+        if c.is_whitespace() || matches!(c, '"' | '\'' | '`' | '<' | '>' | '\\') {
+            return i;
+        }
+        i += c.len_utf8();
+    }
+    after.len()
+}
+
+/// URL prefixes whose path is itself the credential (incoming-webhook URLs).
+const SECRET_PATHS: &[&str] = &[
+    "hooks.slack.com/services/",
+    "hooks.slack.com/workflows/",
+    "hooks.slack.com/triggers/",
+    ".webhook.office.com/webhookb2/",
+    "outlook.office.com/webhook/",
+    "discord.com/api/webhooks/",
+    "discordapp.com/api/webhooks/",
+    "chat.googleapis.com/v1/spaces/",
+    "api.telegram.org/bot",
+];
+
+/// Hide the token after `Bearer`/`Basic` (an `Authorization` header) and the path of webhook
+/// URLs whose path is the credential (`https://hooks.slack.com/services/***`).
+pub fn redact_tokens(line: &str) -> String {
+    let lower = line.to_ascii_lowercase();
+    let mut cuts: Vec<(usize, usize)> = Vec::new();
+    let stop = |c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | '<' | '>' | '\\');
+    for word in ["bearer ", "basic ", "token "] {
+        for (i, _) in lower.match_indices(word) {
+            if i > 0 && lower.as_bytes()[i - 1].is_ascii_alphanumeric() {
+                continue;
+            }
+            let from = i + word.len();
+            let rest = &line[from..];
+            let skip = rest.len() - rest.trim_start().len();
+            let len = rest[skip..].find(stop).unwrap_or(rest.len() - skip);
+            if len > 0 && !rest[skip..].starts_with("***") {
+                cuts.push((from + skip, from + skip + len));
+            }
+        }
+    }
+    for prefix in SECRET_PATHS {
+        for (i, _) in lower.match_indices(prefix) {
+            let from = i + prefix.len();
+            let len = line[from..].find(stop).unwrap_or(line.len() - from);
+            if len > 0 {
+                cuts.push((from, from + len));
+            }
+        }
+    }
+    if cuts.is_empty() {
+        return line.to_string();
+    }
+    cuts.sort_unstable();
+    let mut out = String::with_capacity(line.len());
+    let mut at = 0;
+    for (s, e) in cuts {
+        if s < at {
+            continue;
+        }
+        out.push_str(&line[at..s]);
+        out.push_str("***");
+        at = e;
+    }
+    out.push_str(&line[at..]);
     out
 }
 

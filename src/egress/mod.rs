@@ -6,11 +6,14 @@
 
 pub mod allowlist;
 pub mod classify;
+pub mod fields;
 pub mod finder;
 pub mod observe;
+pub mod phonehomes;
 pub mod policy;
 pub mod report;
 pub mod scan;
+mod sprig;
 pub mod template;
 pub mod values;
 
@@ -90,6 +93,9 @@ pub enum Verdict {
     Denied,
     /// Matches an allow rule of the allow-list.
     Allowed,
+    /// A name clients use to reach the chart's own workloads (an Ingress or Gateway API host):
+    /// inbound traffic, not egress.
+    Inbound,
     /// A Kubernetes service address or a service the chart defines itself.
     InCluster,
     /// A value the customer is expected to replace (`*.yourcompany.com`, `example.com`, `<...>`).
@@ -102,10 +108,11 @@ pub enum Verdict {
 
 impl Verdict {
     /// Every verdict, in classification order.
-    pub const ALL: [Verdict; 7] = [
+    pub const ALL: [Verdict; 8] = [
         Verdict::Loopback,
         Verdict::Denied,
         Verdict::Allowed,
+        Verdict::Inbound,
         Verdict::InCluster,
         Verdict::Placeholder,
         Verdict::Unknown,
@@ -119,6 +126,7 @@ impl Verdict {
             Verdict::Denied => "denied",
             Verdict::Allowed => "allowed",
             Verdict::InCluster => "in-cluster",
+            Verdict::Inbound => "inbound",
             Verdict::Placeholder => "placeholder",
             Verdict::Unknown => "unknown",
             Verdict::Unresolved => "unresolved",
@@ -156,6 +164,10 @@ pub enum Kind {
     Registry,
     /// A connection seen at run time (Hubble flow or `host port` list).
     Flow,
+    /// A connection the software makes by default with no URL in the chart (an update check,
+    /// usage statistics, a receiver's built-in endpoint); the evidence is the setting that
+    /// controls it (`src/egress/phonehomes.yaml`).
+    PhoneHome,
 }
 
 /// What sort of file the evidence is in.
@@ -334,7 +346,7 @@ impl FromStr for FailOn {
                 }
                 w => {
                     let v: Verdict = w.parse().map_err(|e| {
-                        format!("{e}; expected a comma-separated list of: loopback, denied, allowed, in-cluster, placeholder, unknown, unresolved, commented, docs, none, default")
+                        format!("{e}; expected a comma-separated list of: loopback, denied, allowed, inbound, in-cluster, placeholder, unknown, unresolved, commented, docs, none, default")
                     })?;
                     if !out.verdicts.contains(&v) {
                         out.verdicts.push(v);

@@ -143,6 +143,7 @@ fn rule_text(v: Verdict) -> (&'static str, &'static str, &'static str) {
         Verdict::Denied => ("DeniedDestination", "Destination forbidden by the allow-list", "The destination matches a deny rule of the allow-list. Remove the reference, disable the feature that uses it, or change the allow-list."),
         Verdict::Allowed => ("AllowedDestination", "Destination permitted by the allow-list", "The destination matches an allow rule of the allow-list."),
         Verdict::InCluster => ("InClusterDestination", "Kubernetes in-cluster destination", "The destination is a Kubernetes service name (*.svc, *.cluster.local, or a Service the chart defines)."),
+        Verdict::Inbound => ("InboundName", "Name clients use to reach the chart", "The name is an Ingress or Gateway API host of the chart: clients connect to it, the software does not connect out to it."),
         Verdict::Placeholder => ("PlaceholderDestination", "Customer-configured placeholder", "The destination is a placeholder the customer replaces (yourcompany.com, example.com, <...>, REGISTRY)."),
         Verdict::Unknown => ("UnknownDestination", "Destination not covered by the allow-list", "No allow or deny rule covers this destination. Add it to the allow-list if it is expected, or remove it."),
         Verdict::Unresolved => ("UnresolvedDestination", "Destination that could not be computed", "The destination depends on a template expression or variable that could not be resolved offline. Supply the values (--values) or review the template."),
@@ -178,6 +179,7 @@ fn sarif(r: &Report) -> Json {
         "help": {"text": "Fix the file; the rest of the bundle was still checked."},
         "defaultConfiguration": {"level": "warning"}
     }));
+    let mut fingerprints = Fingerprints::default();
     let mut results: Vec<Json> = r
         .findings
         .iter()
@@ -197,13 +199,15 @@ fn sarif(r: &Report) -> Json {
             if f.commented {
                 msg.push_str(" on a commented-out line");
             }
-            let fp = hex::encode(Sha256::digest(format!(
-                "{}|{}|{}|{}",
+            let fp = fingerprints.unique(&format!(
+                "{}|{}|{:?}|{}|{}|{}",
                 f.verdict,
                 destination(f),
+                f.kind,
                 f.file,
+                f.line,
                 f.text
-            )));
+            ));
             json!({
                 "ruleId": format!("egress/{}", f.verdict),
                 "ruleIndex": idx,
@@ -230,6 +234,9 @@ fn sarif(r: &Report) -> Json {
             "level": "warning",
             "message": {"text": d.message},
             "locations": [location(&d.file, d.line, None)],
+            "partialFingerprints": {
+                "egressFinding/v1": fingerprints.unique(&format!("diagnostic|{}|{}|{}", d.file, d.line, d.message))
+            },
         }));
     }
     json!({
@@ -248,6 +255,26 @@ fn sarif(r: &Report) -> Json {
             "results": results
         }]
     })
+}
+
+/// SARIF fingerprints, unique within one log: a result identical to an earlier one gets the
+/// next number after its text.
+#[derive(Default)]
+struct Fingerprints {
+    seen: std::collections::HashMap<String, usize>,
+}
+
+impl Fingerprints {
+    fn unique(&mut self, text: &str) -> String {
+        let n = self.seen.entry(text.to_string()).or_default();
+        *n += 1;
+        let text = if *n == 1 {
+            text.to_string()
+        } else {
+            format!("{text}|{n}")
+        };
+        hex::encode(Sha256::digest(text))
+    }
 }
 
 fn location(file: &str, line: usize, snippet: Option<&str>) -> Json {
@@ -302,6 +329,25 @@ fn verdicts_cell(fs: &[&Finding]) -> String {
         .join(", ")
 }
 
+/// One row of the Markdown table.
+fn md_row(
+    out: &mut dyn Write,
+    dest: &str,
+    req: &str,
+    purpose: &str,
+    fs: &[&Finding],
+) -> io::Result<()> {
+    writeln!(
+        out,
+        "| {} | {} | {} | {} | {} |",
+        cell(dest),
+        req,
+        cell(purpose),
+        verdicts_cell(fs),
+        evidence_cell(fs)
+    )
+}
+
 fn markdown(r: &Report, out: &mut dyn Write) -> io::Result<()> {
     let active: Vec<&Finding> = r
         .findings
@@ -315,23 +361,20 @@ fn markdown(r: &Report, out: &mut dyn Write) -> io::Result<()> {
         "| Destination | Required? | Purpose | Verdict | Evidence |"
     )?;
     writeln!(out, "|---|---|---|---|---|")?;
-    let row = |out: &mut dyn Write,
-               dest: String,
-               req: &str,
-               purpose: &str,
-               fs: &[&Finding]|
-     -> io::Result<()> {
-        writeln!(
-            out,
-            "| {} | {} | {} | {} | {} |",
-            cell(&dest),
-            req,
-            cell(purpose),
-            verdicts_cell(fs),
-            evidence_cell(fs)
-        )
-    };
-    // 1. What the vendor declared.
+    md_declared(r, &active, &mut used, out)?;
+    md_allowed(r, &active, &mut used, out)?;
+    md_rest(&active, &used, out)?;
+    md_unreferenced(r, out)?;
+    md_footer(r, active.len(), out)
+}
+
+/// 1. What the vendor declared.
+fn md_declared(
+    r: &Report,
+    active: &[&Finding],
+    used: &mut [bool],
+    out: &mut dyn Write,
+) -> io::Result<()> {
     for d in &r.declared {
         let pats: Vec<HostPattern> = d
             .hosts
@@ -351,45 +394,59 @@ fn markdown(r: &Report, out: &mut dyn Write) -> io::Result<()> {
         } else {
             format!(" (`{}`)", d.hosts.join("`, `"))
         };
-        row(
+        md_row(
             out,
-            format!("{}{hosts}", d.name),
+            &format!("{}{hosts}", d.name),
             if d.required { "Required" } else { "Optional" },
             d.purpose.as_deref().unwrap_or(""),
             &fs,
         )?;
     }
-    // 2. Allow rules that matched something.
-    if let Some(list) = &r.allow {
-        for rule in &list.allow {
-            let mut fs = Vec::new();
-            for (i, f) in active.iter().enumerate() {
-                if !used[i]
-                    && f.verdict == Verdict::Allowed
-                    && f.rule.as_deref() == Some(rule.name.as_str())
-                {
-                    used[i] = true;
-                    fs.push(*f);
-                }
-            }
-            if !fs.is_empty() {
-                let hosts: Vec<String> = rule.hosts.iter().map(|h| h.to_string()).collect();
-                let req = if rule.required {
-                    "Required"
-                } else {
-                    "Optional"
-                };
-                row(
-                    out,
-                    format!("{} (`{}`)", rule.name, hosts.join("`, `")),
-                    req,
-                    &rule.purpose,
-                    &fs,
-                )?;
+    Ok(())
+}
+
+/// 2. Allow rules that matched something.
+fn md_allowed(
+    r: &Report,
+    active: &[&Finding],
+    used: &mut [bool],
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    let Some(list) = &r.allow else {
+        return Ok(());
+    };
+    for rule in &list.allow {
+        let mut fs = Vec::new();
+        for (i, f) in active.iter().enumerate() {
+            if !used[i]
+                && f.verdict == Verdict::Allowed
+                && f.rule.as_deref() == Some(rule.name.as_str())
+            {
+                used[i] = true;
+                fs.push(*f);
             }
         }
+        if !fs.is_empty() {
+            let hosts: Vec<String> = rule.hosts.iter().map(|h| h.to_string()).collect();
+            let req = if rule.required {
+                "Required"
+            } else {
+                "Optional"
+            };
+            md_row(
+                out,
+                &format!("{} (`{}`)", rule.name, hosts.join("`, `")),
+                req,
+                &rule.purpose,
+                &fs,
+            )?;
+        }
     }
-    // 3. Everything else, one row per verdict and host.
+    Ok(())
+}
+
+/// 3. Everything else, one row per verdict and host.
+fn md_rest(active: &[&Finding], used: &[bool], out: &mut dyn Write) -> io::Result<()> {
     let mut groups: Vec<((Verdict, String), Vec<&Finding>)> = Vec::new();
     for (i, f) in active.iter().enumerate() {
         if used[i] {
@@ -412,6 +469,7 @@ fn markdown(r: &Report, out: &mut dyn Write) -> io::Result<()> {
             Verdict::Unresolved => ("Unknown", "Could not be resolved offline".to_string()),
             Verdict::InCluster => ("In-cluster", "Service inside the cluster".to_string()),
             Verdict::Loopback => ("Local", "Within the pod".to_string()),
+            Verdict::Inbound => ("Inbound", "Name clients use to reach the chart".to_string()),
             Verdict::Placeholder => (
                 "Customer-configured",
                 "Placeholder the customer replaces".to_string(),
@@ -431,28 +489,38 @@ fn markdown(r: &Report, out: &mut dyn Write) -> io::Result<()> {
                 ports.into_iter().collect::<Vec<_>>().join(", ")
             )
         };
-        row(out, dest, req, &purpose, fs)?;
+        md_row(out, &dest, req, &purpose, fs)?;
     }
-    // 4. Deny rules nothing matched: the promise that they are not needed, backed by a check.
-    if let Some(list) = &r.allow {
-        for rule in &list.deny {
-            if !r.findings.iter().any(|f| {
-                f.verdict == Verdict::Denied
-                    && f.rule.as_deref() == Some(rule.name.as_str())
-                    && !f.commented
-            }) {
-                let hosts: Vec<String> = rule.hosts.iter().map(|h| h.to_string()).collect();
-                writeln!(
-                    out,
-                    "| {} (`{}`) | Not required | {} | not referenced | — |",
-                    cell(&rule.name),
-                    hosts.join("`, `"),
-                    cell(&rule.purpose)
-                )?;
-            }
+    Ok(())
+}
+
+/// 4. Deny rules nothing matched: the promise that they are not needed, backed by a check.
+fn md_unreferenced(r: &Report, out: &mut dyn Write) -> io::Result<()> {
+    let Some(list) = &r.allow else {
+        return Ok(());
+    };
+    for rule in &list.deny {
+        if !r.findings.iter().any(|f| {
+            f.verdict == Verdict::Denied
+                && f.rule.as_deref() == Some(rule.name.as_str())
+                && !f.commented
+        }) {
+            let hosts: Vec<String> = rule.hosts.iter().map(|h| h.to_string()).collect();
+            writeln!(
+                out,
+                "| {} (`{}`) | Not required | {} | not referenced | — |",
+                cell(&rule.name),
+                hosts.join("`, `"),
+                cell(&rule.purpose)
+            )?;
         }
     }
-    let skipped = r.findings.len() - active.len();
+    Ok(())
+}
+
+/// What the table leaves out, and the files that could not be understood.
+fn md_footer(r: &Report, listed: usize, out: &mut dyn Write) -> io::Result<()> {
+    let skipped = r.findings.len() - listed;
     if skipped > 0 {
         writeln!(out, "\n{skipped} reference(s) on commented-out lines or in documentation are not listed; see `--format json`.")?;
     }

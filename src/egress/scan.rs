@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::classify::{classify, ClusterNames};
+use super::fields::{Field, Tracker};
 use super::finder::{self, find, key_value, split_comment, LineCtx, MARKER};
+use super::phonehomes;
 use super::template::{self, assemble, Env, RenderedLine, TNode};
 use super::values::{self, Document, Node, Value, Values};
 use super::{CheckOptions, Diagnostic, EgressError, Finding, Kind, Report, Source, Verdict};
@@ -47,6 +49,11 @@ struct Chart {
     parent: Option<usize>,
     templates: Vec<FileRef>,
     values: Option<FileRef>,
+    /// Patterns of the chart's `.helmignore`.
+    ignore: Vec<String>,
+    /// `version` and `appVersion` of its `Chart.yaml`.
+    version: String,
+    app_version: String,
 }
 
 /// A destination before classification.
@@ -69,6 +76,8 @@ struct Out {
     raw: Vec<Raw>,
     diags: Vec<Diagnostic>,
     services: std::collections::BTreeSet<String>,
+    /// Ingress and Gateway API host names.
+    inbound: std::collections::BTreeSet<String>,
     files: usize,
 }
 
@@ -96,6 +105,7 @@ impl State {
         self.raw.extend(out.raw);
         self.diags.extend(out.diags);
         self.names.services.extend(out.services);
+        self.names.inbound.extend(out.inbound);
         self.files += out.files;
     }
 }
@@ -156,7 +166,19 @@ fn render_phase(f: &FileRef, env: &Env<'_>) -> Out {
         lines.extend(assemble(&env.render_scan(body)));
     }
     collect_services(&lines, &mut out.services);
-    scan_rendered(&lines, f, &src_lines, source, &mut out.raw);
+    scan_rendered(&lines, f, &src_lines, source, &mut out);
+    let mut lits = Vec::new();
+    scan_literals(&t.nodes, f, &src_lines, source, &mut lits);
+    for (_, body) in &t.defines {
+        scan_literals(body, f, &src_lines, source, &mut lits);
+    }
+    if !lits.is_empty() {
+        // Already found in what the line renders (with its port): keep that one.
+        let seen: std::collections::HashSet<(usize, &str)> =
+            out.raw.iter().map(|r| (r.line, r.host.as_str())).collect();
+        lits.retain(|r| !seen.contains(&(r.line, r.host.as_str())));
+        out.raw.extend(lits);
+    }
     out
 }
 
@@ -170,24 +192,7 @@ pub fn check(opts: &CheckOptions) -> Result<Report, EgressError> {
     let root = &bundle_root(&opts.root);
     let mut st = State::default();
     // User overlays first: a broken one is a usage error, not a finding.
-    let mut user: Vec<(String, Document)> = Vec::new();
-    for p in &opts.values {
-        let text = std::fs::read_to_string(p).map_err(|source| EgressError::Read {
-            path: p.clone(),
-            source,
-        })?;
-        let rel = p.display().to_string();
-        let node = values::load(&text).map_err(|e| EgressError::Values {
-            path: p.clone(),
-            line: e.line,
-            column: e.column,
-            message: e.message,
-        })?;
-        st.value_lines
-            .insert(rel.clone(), text.lines().map(str::to_string).collect());
-        st.files += 1;
-        user.push((rel, node));
-    }
+    let user = load_user_values(opts, &mut st)?;
 
     let mut temps = Vec::new();
     let files = walk(root, "", 0, &mut temps, &mut st)?;
@@ -209,74 +214,27 @@ pub fn check(opts: &CheckOptions) -> Result<Report, EgressError> {
         }
     }
 
-    // Parse every template (in parallel) to collect the named templates, which a chart shares
-    // with its subcharts. Templates are parsed again when rendered, so only one file per worker
-    // is held in memory at a time.
     let work: Vec<(usize, FileRef)> = charts
         .iter()
         .enumerate()
         .flat_map(|(i, c)| c.templates.iter().map(move |f| (i, f.clone())))
         .collect();
-    let mut defines: HashMap<String, Vec<TNode>> = HashMap::new();
-    for (defs, out) in crate::parallel::par_map(&work, |(_, f)| parse_phase(f)) {
-        for (name, body) in defs {
-            defines.entry(name).or_insert(body);
-        }
-        st.absorb(out);
-    }
-
-    // Merged values per chart: chart values, then the bundle's, then the user's.
-    let mut merged: Vec<Values> = Vec::new();
-    for chart in &charts {
-        let mut v = Values::empty();
-        if let Some(f) = chart.values.clone() {
-            if let Some(doc) = load_values(&f, &mut st) {
-                v.layer(&f.rel, &doc);
-            }
-        }
-        match chart.parent {
-            // A subchart sees its parent's `<name>:` section and `global:`.
-            Some(p) => v.layer_parent(&merged[p], &chart.name),
-            None => {
-                for (rel, doc) in bundle_values.iter().chain(user.iter()) {
-                    v.layer(rel, doc);
-                }
-            }
-        }
-        merged.push(v);
-    }
-    if charts.is_empty() && !(bundle_values.is_empty() && user.is_empty()) {
-        let mut v = Values::empty();
-        for (rel, doc) in bundle_values.iter().chain(user.iter()) {
-            v.layer(rel, doc);
-        }
-        merged.push(v);
-    }
+    let defines = collect_defines(&work, &mut st);
+    let overlays: Vec<&(String, Document)> = bundle_values.iter().chain(user.iter()).collect();
+    let merged = merge_values(&charts, &overlays, &mut st);
 
     // Render and scan templates (in parallel).
-    let envs: Vec<Env<'_>> = charts
-        .iter()
-        .enumerate()
-        .map(|(i, c)| Env {
-            values: &merged[i],
-            defines: &defines,
-            chart_name: &c.name,
-            cache: Default::default(),
-        })
+    let envs: Vec<Env<'_>> = (0..merged.len())
+        .map(|i| env_of(&merged[i], charts.get(i), &defines))
         .collect();
     for out in crate::parallel::par_map(&work, |(i, f)| render_phase(f, &envs[*i])) {
         st.absorb(out);
     }
-    drop(envs);
-    for (i, v) in merged.iter().enumerate() {
-        let env = Env {
-            values: v,
-            defines: &defines,
-            chart_name: charts.get(i).map_or("", |c| c.name.as_str()),
-            cache: Default::default(),
-        };
-        scan_values_tree(v.root(), ".Values", "", &env, &mut st);
+    for (env, v) in envs.iter().zip(&merged) {
+        scan_values_tree(v.root(), ".Values", "", env, &mut st);
+        scan_phone_homes(v, &mut st);
     }
+    drop(envs);
     let mut seen_comments = std::collections::HashSet::new();
     for v in &merged {
         for rel in &v.files {
@@ -291,6 +249,94 @@ pub fn check(opts: &CheckOptions) -> Result<Report, EgressError> {
     }
     drop(temps);
     Ok(finish(st, opts))
+}
+
+/// The user's `--values` files, read in order; a broken one is a usage error.
+fn load_user_values(
+    opts: &CheckOptions,
+    st: &mut State,
+) -> Result<Vec<(String, Document)>, EgressError> {
+    let mut user = Vec::new();
+    for p in &opts.values {
+        let text = std::fs::read_to_string(p).map_err(|source| EgressError::Read {
+            path: p.clone(),
+            source,
+        })?;
+        let rel = p.display().to_string();
+        let node = values::load(&text).map_err(|e| EgressError::Values {
+            path: p.clone(),
+            line: e.line,
+            column: e.column,
+            message: e.message,
+        })?;
+        st.value_lines
+            .insert(rel.clone(), text.lines().map(str::to_string).collect());
+        st.files += 1;
+        user.push((rel, node));
+    }
+    Ok(user)
+}
+
+/// Parse every template (in parallel) to collect the named templates, which a chart shares
+/// with its subcharts. Templates are parsed again when rendered, so only one file per worker
+/// is held in memory at a time.
+fn collect_defines(work: &[(usize, FileRef)], st: &mut State) -> HashMap<String, Vec<TNode>> {
+    let mut defines: HashMap<String, Vec<TNode>> = HashMap::new();
+    for (defs, out) in crate::parallel::par_map(work, |(_, f)| parse_phase(f)) {
+        for (name, body) in defs {
+            defines.entry(name).or_insert(body);
+        }
+        st.absorb(out);
+    }
+    defines
+}
+
+/// Merged values per chart: chart values, then the bundle's and the user's (`overlays`); a
+/// subchart sees its parent's `<name>:` section and `global:`. Without charts, the overlays
+/// alone.
+fn merge_values(charts: &[Chart], overlays: &[&(String, Document)], st: &mut State) -> Vec<Values> {
+    let mut merged: Vec<Values> = Vec::new();
+    for chart in charts {
+        let mut v = Values::empty();
+        if let Some(f) = chart.values.clone() {
+            if let Some(doc) = load_values(&f, st) {
+                v.layer(&f.rel, &doc);
+            }
+        }
+        match chart.parent {
+            Some(p) => v.layer_parent(&merged[p], &chart.name),
+            None => {
+                for (rel, doc) in overlays {
+                    v.layer(rel, doc);
+                }
+            }
+        }
+        merged.push(v);
+    }
+    if charts.is_empty() && !overlays.is_empty() {
+        let mut v = Values::empty();
+        for (rel, doc) in overlays {
+            v.layer(rel, doc);
+        }
+        merged.push(v);
+    }
+    merged
+}
+
+/// What rendering a chart's templates needs.
+fn env_of<'a>(
+    values: &'a Values,
+    chart: Option<&'a Chart>,
+    defines: &'a HashMap<String, Vec<TNode>>,
+) -> Env<'a> {
+    Env {
+        values,
+        defines,
+        chart_name: chart.map_or("", |c| c.name.as_str()),
+        chart_version: chart.map_or("", |c| c.version.as_str()),
+        app_version: chart.map_or("", |c| c.app_version.as_str()),
+        cache: Default::default(),
+    }
 }
 
 fn finish(mut st: State, opts: &CheckOptions) -> Report {
@@ -529,7 +575,21 @@ fn layout(files: &[FileRef]) -> (Vec<Chart>, Vec<(FileRef, Source)>) {
                 .map(|n| n.trim().trim_matches(['"', '\'']).to_string())
                 .filter(|n| !n.is_empty())
                 .unwrap_or_else(|| dir.rsplit('/').next().unwrap_or("chart").to_string());
+            let ignore = f
+                .abs
+                .parent()
+                .map(|d| helmignore(&d.join(".helmignore")))
+                .unwrap_or_default();
+            let field = |key: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(key))
+                    .map(|n| n.trim().trim_matches(['"', '\'']).to_string())
+                    .unwrap_or_default()
+            };
             charts.push(Chart {
+                ignore,
+                version: field("version:"),
+                app_version: field("appVersion:"),
                 rel: dir,
                 name: chart_name,
                 parent: None,
@@ -562,7 +622,10 @@ fn layout(files: &[FileRef]) -> (Vec<Chart>, Vec<(FileRef, Source)>) {
                 } else {
                     &f.rel[charts[j].rel.len() + 1..]
                 };
-                if inner.starts_with("templates/") {
+                if ignored(&charts[j].ignore, inner) {
+                    // Not part of the installed chart: `.helmignore`d files, chart-testing
+                    // values under `ci/`, helm-docs templates.
+                } else if inner.starts_with("templates/") {
                     charts[j].templates.push(f.clone());
                 } else if inner == "values.yaml" {
                     charts[j].values = Some(f.clone());
@@ -589,6 +652,72 @@ fn layout(files: &[FileRef]) -> (Vec<Chart>, Vec<(FileRef, Source)>) {
         }
     }
     (charts, others)
+}
+
+/// The patterns of a `.helmignore` file (none when there is no such file).
+fn helmignore(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Whether `inner` (a path inside a chart) is left out of the installed chart: matched by a
+/// `.helmignore` pattern, a chart-testing values file under `ci/`, or a `*.gotmpl` document.
+fn ignored(patterns: &[String], inner: &str) -> bool {
+    if inner.starts_with("ci/") || inner.ends_with(".gotmpl") {
+        return true;
+    }
+    let name = inner.rsplit('/').next().unwrap_or(inner);
+    patterns.iter().any(|p| {
+        if p.starts_with('!') {
+            return false;
+        }
+        let (p, dir) = match p.strip_suffix('/') {
+            Some(d) => (d, true),
+            None => (p.as_str(), false),
+        };
+        let p = p.trim_start_matches('/');
+        if dir {
+            return inner.split('/').rev().skip(1).any(|c| glob(p, c))
+                || inner.starts_with(&format!("{p}/"));
+        }
+        if p.contains('/') {
+            glob(p, inner)
+        } else {
+            glob(p, name) || inner.split('/').any(|c| glob(p, c))
+        }
+    })
+}
+
+/// A shell glob with `*` and `?` (no `/` crossing), as `.helmignore` uses them.
+fn glob(p: &str, s: &str) -> bool {
+    let (p, s) = (p.as_bytes(), s.as_bytes());
+    let (mut i, mut j) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while j < s.len() {
+        if i < p.len() && (p[i] == b'?' || p[i] == s[j]) && p[i] != b'*' {
+            i += 1;
+            j += 1;
+        } else if i < p.len() && p[i] == b'*' {
+            star = Some(i);
+            mark = j;
+            i += 1;
+        } else if let Some(st) = star {
+            i = st + 1;
+            mark += 1;
+            j = mark;
+        } else {
+            return false;
+        }
+    }
+    while i < p.len() && p[i] == b'*' {
+        i += 1;
+    }
+    i == p.len()
 }
 
 fn within(path: &str, dir: &str) -> bool {
@@ -679,7 +808,7 @@ fn load_values(f: &FileRef, st: &mut State) -> Option<Document> {
 
 /// Evidence text: trimmed, credentials redacted, cut to a readable length.
 fn evidence(line: &str) -> String {
-    let t = finder::redact_secrets(&finder::redact(line.trim()));
+    let t = finder::redact_tokens(&finder::redact_secrets(&finder::redact(line.trim())));
     if t.chars().count() > MAX_TEXT {
         let mut s: String = t.chars().take(MAX_TEXT).collect();
         s.push('…');
@@ -696,113 +825,219 @@ fn env_name(line: &str) -> Option<&str> {
 }
 
 fn scan_values_tree(node: Node<'_>, path: &str, key: &str, env: &Env<'_>, st: &mut State) {
-    let v = env.values;
     match node.value() {
-        Value::Map(m) => {
-            let get = |k: &str| m.iter().find(|(mk, _)| mk == k).map(|&(_, n)| n);
-            // `{registry, repository, tag}` image maps.
-            if let (Some(reg), Some(_)) =
-                (get("registry"), get("repository").or_else(|| get("image")))
-            {
-                if let Some(r) = reg.as_text().filter(|r| !r.is_empty()) {
-                    let (host, port) = finder::image_registry(&format!("{r}/x"))
-                        .unwrap_or((finder::normalize_host(&r), None));
-                    push_value(
-                        &reg,
-                        &format!("{path}.registry"),
-                        host,
-                        port,
-                        Kind::Registry,
-                        v,
-                        st,
-                    );
-                }
-                for (k, child) in &m {
-                    if k != "registry" && k != "repository" && k != "image" {
-                        scan_values_tree(*child, &format!("{path}.{k}"), k, env, st);
-                    }
-                }
-                return;
-            }
-            // `{name: X, value: Y}` env entries: X names what Y is.
-            let env_name = get("name").and_then(|n| n.as_text());
-            for (k, child) in &m {
-                let key = match (&env_name, k.as_ref()) {
-                    (Some(n), "value") => n.as_str(),
-                    _ => k.as_ref(),
-                };
-                scan_values_tree(*child, &format!("{path}.{k}"), key, env, st);
-            }
-        }
+        Value::Map(m) => scan_values_map(&m, path, key, env, st),
         Value::Seq(s) => {
             for (i, child) in s.into_iter().enumerate() {
                 scan_values_tree(child, &format!("{path}[{i}]"), key, env, st);
             }
         }
-        Value::Str(s) => {
-            if s.contains('\n') {
-                for (i, l) in s.lines().enumerate() {
-                    let line = node.line() + i + usize::from(node.block());
-                    let (code, comment) = split_comment(l);
-                    for (part, commented) in [(code, false), (comment.unwrap_or(""), true)] {
-                        let part = part.trim_start_matches('#');
-                        for h in find(
-                            part,
-                            LineCtx {
-                                yaml: true,
-                                shell: true,
-                                env_name: None,
-                            },
-                        ) {
-                            push_raw(
-                                st,
-                                v,
-                                &node,
-                                line,
-                                Some(path),
-                                h.host,
-                                h.port,
-                                h.kind,
-                                commented,
-                            );
-                        }
+        Value::Str(s) => scan_values_str(node, &s, path, key, env, st),
+        _ => {}
+    }
+}
+
+/// A values mapping: image maps are registries; `{name, value}` entries name their value.
+fn scan_values_map(
+    m: &[(std::borrow::Cow<'_, str>, Node<'_>)],
+    path: &str,
+    key: &str,
+    env: &Env<'_>,
+    st: &mut State,
+) {
+    let v = env.values;
+    let get = |k: &str| m.iter().find(|(mk, _)| mk == k).map(|&(_, n)| n);
+    // `{registry, repository, tag}` image maps.
+    if let (Some(reg), Some(_)) = (get("registry"), get("repository").or_else(|| get("image"))) {
+        if let Some(r) = reg.as_text().filter(|r| !r.is_empty()) {
+            let (host, port) = finder::image_registry(&format!("{r}/x"))
+                .unwrap_or((finder::normalize_host(&r), None));
+            push_value(
+                &reg,
+                &format!("{path}.registry"),
+                host,
+                port,
+                Kind::Registry,
+                v,
+                st,
+            );
+        }
+        for (k, child) in m {
+            if k != "registry" && k != "repository" && k != "image" {
+                scan_values_tree(*child, &format!("{path}.{k}"), k, env, st);
+            }
+        }
+        return;
+    }
+    // `{repository, tag}` image maps without a registry: the repository is a whole
+    // reference, on Docker Hub when it names no registry.
+    if let (None, Some(repo)) = (get("registry"), get("repository")) {
+        let imageish = finder::image_key(key) || get("tag").is_some() || get("digest").is_some();
+        if let Some(r) = repo.as_text().filter(|r| imageish && !r.is_empty()) {
+            if let Some((host, port)) = finder::image_registry(&r) {
+                push_value(
+                    &repo,
+                    &format!("{path}.repository"),
+                    host,
+                    port,
+                    Kind::Registry,
+                    v,
+                    st,
+                );
+                for (k, child) in m {
+                    if k != "repository" {
+                        scan_values_tree(*child, &format!("{path}.{k}"), k, env, st);
                     }
                 }
                 return;
             }
-            // Template text inside values (`tpl` strings) cannot be resolved here.
-            // Template text inside values (`tpl` strings) is evaluated against the values;
-            // what cannot be computed becomes the unresolved marker.
-            let s = if s.contains("{{") {
-                env.render_text(&s).unwrap_or_else(|| blank_actions(&s))
-            } else {
-                s.to_string()
-            };
-            let synthetic = format!("{}: {s}", if key.is_empty() { "value" } else { key });
-            let klen = synthetic.len() - s.len();
-            for h in find(
-                &synthetic,
-                LineCtx {
-                    yaml: true,
-                    ..Default::default()
-                },
-            ) {
-                if h.start >= klen {
+        }
+    }
+    // `{name: X, value: Y}` env entries: X names what Y is.
+    let env_name = get("name").and_then(|n| n.as_text());
+    for (k, child) in m {
+        let key = match (&env_name, k.as_ref()) {
+            (Some(n), "value") => n.as_str(),
+            _ => k.as_ref(),
+        };
+        scan_values_tree(*child, &format!("{path}.{k}"), key, env, st);
+    }
+}
+
+/// A values string: one line, or a block of configuration text scanned line by line.
+fn scan_values_str(node: Node<'_>, s: &str, path: &str, key: &str, env: &Env<'_>, st: &mut State) {
+    let v = env.values;
+    if s.contains('\n') {
+        for (i, l) in s.lines().enumerate() {
+            let line = node.line() + i + usize::from(node.block());
+            let (code, comment) = split_comment(l);
+            for (part, commented) in [(code, false), (comment.unwrap_or(""), true)] {
+                let part = part.trim_start_matches('#');
+                for h in find(
+                    part,
+                    LineCtx {
+                        yaml: true,
+                        shell: true,
+                        env_name: None,
+                    },
+                ) {
                     push_raw(
                         st,
                         v,
                         &node,
-                        node.line(),
+                        line,
                         Some(path),
                         h.host,
                         h.port,
                         h.kind,
-                        false,
+                        commented,
                     );
                 }
             }
         }
-        _ => {}
+        return;
+    }
+    // Template text inside values (`tpl` strings) is evaluated against the values;
+    // what cannot be computed becomes the unresolved marker.
+    let s = if s.contains("{{") {
+        env.render_text(s).unwrap_or_else(|| blank_actions(s))
+    } else {
+        s.to_string()
+    };
+    let synthetic = format!("{}: {s}", if key.is_empty() { "value" } else { key });
+    let klen = synthetic.len() - s.len();
+    let own = own_address(path, key);
+    for h in find(
+        &synthetic,
+        LineCtx {
+            yaml: true,
+            ..Default::default()
+        },
+    ) {
+        if own && !h.host.contains(MARKER) {
+            st.names.inbound.insert(h.host.clone());
+        }
+        if h.start >= klen {
+            push_raw(
+                st,
+                v,
+                &node,
+                node.line(),
+                Some(path),
+                h.host,
+                h.port,
+                h.kind,
+                false,
+            );
+        }
+    }
+}
+
+/// A values key that names the chart's own external address (clients reach the chart there):
+/// `externalUrl`, `publicUrl`, `rootUrl` and kin, a top-level or `global` `domain`, and the
+/// hosts and domain of an `ingress` section.
+fn own_address(path: &str, key: &str) -> bool {
+    const OWN: &[&str] = &[
+        "externalurl",
+        "publicurl",
+        "rooturl",
+        "root_url",
+        "externalhost",
+        "externalhostname",
+        "publichost",
+        "publichostname",
+    ];
+    let k = key.to_ascii_lowercase();
+    // `domain` names the chart's own address only at the top of the values (Argo CD's
+    // `global.domain`); elsewhere it is often a third party's (`smtp.domain`).
+    let own_domain = k == "domain" && matches!(path, ".Values.domain" | ".Values.global.domain")
+        || path.to_ascii_lowercase().ends_with(".ingress.domain");
+    own_domain
+        || OWN.contains(&k.as_str())
+        || (matches!(k.as_str(), "host" | "hosts" | "hostname")
+            && path.to_ascii_lowercase().contains(".ingress"))
+}
+
+/// Known phone-homes of the software the values deploy, at the setting that controls each.
+fn scan_phone_homes(v: &Values, st: &mut State) {
+    for hit in phonehomes::find(v) {
+        let Some(file) = v.files.get(hit.node.file()) else {
+            continue;
+        };
+        let lines = st.value_lines.get(file);
+        let mut line = hit.node.line();
+        if let (Some(key), Some(lines)) = (&hit.key, lines) {
+            // A collection's line is its first entry's; the evidence is its key's line.
+            let head = format!("{key}:");
+            if let Some(i) = (0..line.min(lines.len())).rev().find(|&i| {
+                lines[i]
+                    .trim_start()
+                    .trim_start_matches("- ")
+                    .starts_with(&head)
+            }) {
+                line = i + 1;
+            }
+        }
+        let source_text = lines
+            .and_then(|ls| ls.get(line.wrapping_sub(1)))
+            .map(|l| evidence(l))
+            .unwrap_or_default();
+        let e = hit.entry;
+        let text: String = format!("{source_text}  [{} by default; off: {}]", e.purpose, e.off)
+            .chars()
+            .take(MAX_TEXT)
+            .collect();
+        st.raw.push(Raw {
+            host: e.host.clone(),
+            port: Some(e.port),
+            kind: Kind::PhoneHome,
+            source: Source::Values,
+            file: file.as_str().into(),
+            line,
+            text: text.into(),
+            value_path: Some(hit.path),
+            commented: false,
+        });
     }
 }
 
@@ -896,22 +1131,26 @@ fn scan_value_comments(rel: &str, st: &mut State) {
 }
 
 /// Scan the rendered lines of one template.
-fn scan_rendered(
-    lines: &[RenderedLine],
-    f: &FileRef,
-    src: &[&str],
-    source: Source,
-    out: &mut Vec<Raw>,
-) {
+fn scan_rendered(lines: &[RenderedLine], f: &FileRef, src: &[&str], source: Source, o: &mut Out) {
     let mut prev_env: Option<String> = None;
+    let mut fields = Tracker::default();
+    let out = &mut o.raw;
     for rl in lines {
         let ctx = LineCtx {
             yaml: true,
             shell: false,
             env_name: prev_env.as_deref(),
         };
+        let field = fields.line(&rl.text);
+        if field == Field::NotDestination {
+            prev_env = env_name(&rl.text).map(str::to_string);
+            continue;
+        }
         let code_len = split_comment(&rl.text).0.len();
         let hits = find(&rl.text, ctx);
+        if field == Field::Inbound {
+            inbound_names(&rl.text, &hits, &mut o.inbound);
+        }
         let marker = rl.text[..code_len].find(MARKER);
         if hits.is_empty() && marker.is_none() {
             prev_env = env_name(&rl.text).map(str::to_string);
@@ -927,7 +1166,14 @@ fn scan_rendered(
         for h in hits {
             let segs = || rl.segs.iter().filter(|s| s.0 < h.end && h.start < s.1);
             let path = segs().find_map(|s| s.2.clone());
-            let unresolved = segs().any(|s| s.3);
+            // Unresolved only when what could not be computed is in the host itself: an
+            // unknown tag leaves `quay.io/app:{{?}}` on `quay.io`.
+            let span = rl.text[h.start..h.end]
+                .to_ascii_lowercase()
+                .find(h.host.as_str())
+                .map(|i| (h.start + i, h.start + i + h.host.len()));
+            let unresolved =
+                span.is_some_and(|(a, b)| rl.segs.iter().any(|s| s.3 && s.0 < b && a < s.1));
             let commented = h.start >= code_len || segs().all(|s| s.4) && segs().next().is_some();
             let mut host = h.host;
             if unresolved && !host.contains(MARKER) {
@@ -957,7 +1203,10 @@ fn scan_rendered(
                     if hostish && value.contains(MARKER) {
                         let path = rl.segs.iter().find(|s| s.3).and_then(|s| s.2.clone());
                         out.push(Raw {
-                            host: value.chars().take(120).collect(),
+                            host: finder::redact_tokens(&finder::redact(value))
+                                .chars()
+                                .take(120)
+                                .collect(),
                             port: None,
                             kind: if finder::image_key(key) {
                                 Kind::Registry
@@ -976,6 +1225,116 @@ fn scan_rendered(
             }
         }
         prev_env = env_name(&rl.text).map(str::to_string);
+    }
+}
+
+/// Destinations written as string literals inside template actions, such as the registry in
+/// `default "docker.io" .image.registry`: what the template renders when a value is empty.
+fn scan_literals(nodes: &[TNode], f: &FileRef, src: &[&str], source: Source, out: &mut Vec<Raw>) {
+    for node in nodes {
+        let (exprs, children): (Vec<(&str, usize)>, Vec<&[TNode]>) = match node {
+            TNode::Action { expr, line } => (vec![(expr.as_str(), *line)], Vec::new()),
+            TNode::If { branches } => (
+                Vec::new(),
+                branches.iter().map(|(_, b)| b.as_slice()).collect(),
+            ),
+            TNode::With {
+                body, otherwise, ..
+            }
+            | TNode::Range {
+                body, otherwise, ..
+            } => (Vec::new(), vec![body.as_slice(), otherwise.as_slice()]),
+            TNode::Text { .. } | TNode::Comment { .. } => (Vec::new(), Vec::new()),
+        };
+        for (expr, line) in exprs {
+            if !expr.contains('"') {
+                continue;
+            }
+            for lit in string_literals(expr) {
+                if lit.contains(['%', '{', '$']) || lit.is_empty() {
+                    continue;
+                }
+                let synthetic = format!("value: {lit}");
+                let ctx = LineCtx {
+                    yaml: true,
+                    ..Default::default()
+                };
+                for h in find(&synthetic, ctx) {
+                    let text = src
+                        .get(line.wrapping_sub(1))
+                        .map(|l| evidence(l))
+                        .unwrap_or_default();
+                    out.push(Raw {
+                        host: h.host,
+                        port: h.port,
+                        kind: h.kind,
+                        source,
+                        file: f.rel.clone(),
+                        line,
+                        text: text.into(),
+                        value_path: None,
+                        commented: false,
+                    });
+                }
+            }
+        }
+        for c in children {
+            scan_literals(c, f, src, source, out);
+        }
+    }
+}
+
+/// The double-quoted string literals of a template action.
+fn string_literals(expr: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut chars = expr.chars();
+    while let Some(c) = chars.next() {
+        if c != '"' {
+            continue;
+        }
+        let mut lit = String::new();
+        let mut closed = false;
+        while let Some(d) = chars.next() {
+            match d {
+                '\\' => {
+                    if let Some(e) = chars.next() {
+                        lit.push(e);
+                    }
+                }
+                '"' => {
+                    closed = true;
+                    break;
+                }
+                d => lit.push(d),
+            }
+        }
+        if closed {
+            out.push(lit);
+        }
+    }
+    out
+}
+
+/// The host names on an inbound line: every hit, and the whole value (`"*.apps.example.org"`).
+fn inbound_names(
+    text: &str,
+    hits: &[finder::Hit],
+    inbound: &mut std::collections::BTreeSet<String>,
+) {
+    for h in hits {
+        if !h.host.contains(MARKER) {
+            inbound.insert(h.host.clone());
+        }
+    }
+    let ctx = LineCtx {
+        yaml: true,
+        ..Default::default()
+    };
+    if let Some((_, v, _)) = key_value(text, ctx) {
+        let v = v.trim_matches(['[', ']', '"', '\'']).to_ascii_lowercase();
+        if !v.is_empty() && !v.contains(MARKER) && !v.contains(char::is_whitespace) {
+            inbound.insert(v);
+        }
     }
 }
 
@@ -1076,6 +1435,7 @@ fn scan_file(f: &FileRef, source: Source, st: &mut State) {
     let mut buf = Vec::new();
     let mut n = 0;
     let mut prev_env: Option<String> = None;
+    let mut fields = Tracker::default();
     loop {
         buf.clear();
         match r.read_until(b'\n', &mut buf) {
@@ -1085,6 +1445,9 @@ fn scan_file(f: &FileRef, source: Source, st: &mut State) {
         n += 1;
         let line = String::from_utf8_lossy(&buf);
         let line = line.trim_end_matches(['\n', '\r']);
+        if ctx.yaml && source != Source::Doc && fields.line(line) == Field::NotDestination {
+            continue;
+        }
         let c = LineCtx {
             env_name: prev_env.as_deref(),
             ..ctx

@@ -10,7 +10,8 @@
 use std::collections::HashMap;
 
 use super::finder::MARKER;
-use super::values::{Node, Value, Values};
+use super::sprig;
+use super::values::{Node, Values};
 
 /// A node of a parsed template.
 #[derive(Debug, Clone)]
@@ -181,7 +182,7 @@ pub fn parse(src: &str) -> Result<Template, ParseError> {
     let toks = tokenize(src)?;
     let mut it = toks.into_iter().peekable();
     let mut defines = Vec::new();
-    let (nodes, end) = parse_block(&mut it, &mut defines, 0)?;
+    let (nodes, end) = parse_block(&mut it, &mut defines)?;
     if let Some((kw, line)) = end {
         return Err(ParseError {
             line,
@@ -200,7 +201,6 @@ type BlockEnd = (String, usize);
 fn parse_block(
     it: &mut Toks,
     defines: &mut Vec<(String, Vec<TNode>)>,
-    open_line: usize,
 ) -> Result<(Vec<TNode>, Option<BlockEnd>), ParseError> {
     let mut out = Vec::new();
     while let Some(tok) = it.next() {
@@ -220,84 +220,16 @@ fn parse_block(
             out.push(TNode::Comment { text, line });
             continue;
         }
-        let (kw, rest) = match act.split_once(char::is_whitespace) {
-            Some((k, r)) => (k, r.trim()),
-            None => (act.as_str(), ""),
-        };
+        let (kw, rest) = keyword(&act);
         match kw {
             "end" => return Ok((out, Some(("end".into(), line)))),
             "else" => return Ok((out, Some((format!("else {rest}").trim().to_string(), line)))),
-            "if" => {
-                let mut branches = Vec::new();
-                let mut cond = Some(rest.to_string());
-                loop {
-                    let (body, end) = parse_block(it, defines, line)?;
-                    let Some((kw, eline)) = end else {
-                        return Err(unclosed("if", line));
-                    };
-                    branches.push((cond.take(), body));
-                    if kw == "end" {
-                        break;
-                    }
-                    let after = kw.trim_start_matches("else").trim();
-                    if let Some(c) = after.strip_prefix("if ") {
-                        cond = Some(c.trim().to_string());
-                    } else if after.is_empty() {
-                        if branches.last().is_some_and(|(c, _)| c.is_none()) {
-                            return Err(ParseError {
-                                line: eline,
-                                message: "second `else` in one `if`".into(),
-                            });
-                        }
-                    } else {
-                        cond = Some(after.to_string());
-                    }
-                }
-                out.push(TNode::If { branches });
-            }
-            "with" | "range" => {
-                let (body, end) = parse_block(it, defines, line)?;
-                let Some((k, _)) = end else {
-                    return Err(unclosed(kw, line));
-                };
-                let otherwise = if k == "end" {
-                    Vec::new()
-                } else {
-                    let (o, end2) = parse_block(it, defines, line)?;
-                    if end2.is_none() {
-                        return Err(unclosed(kw, line));
-                    }
-                    o
-                };
-                if kw == "with" {
-                    out.push(TNode::With {
-                        expr: rest.to_string(),
-                        body,
-                        otherwise,
-                    });
-                } else {
-                    let (vars, expr) = match rest.split_once(":=") {
-                        Some((v, e)) => (
-                            v.split(',')
-                                .map(|s| s.trim().to_string())
-                                .filter(|s| !s.is_empty())
-                                .collect(),
-                            e.trim().to_string(),
-                        ),
-                        None => (Vec::new(), rest.to_string()),
-                    };
-                    out.push(TNode::Range {
-                        expr,
-                        vars,
-                        body,
-                        otherwise,
-                    });
-                }
-            }
+            "if" => out.push(parse_if(it, defines, rest, line)?),
+            "with" | "range" => out.push(parse_with_range(it, defines, kw, rest, line)?),
             "define" | "block" => {
                 let name =
                     unquote(rest.split_whitespace().next().unwrap_or("")).unwrap_or_default();
-                let (body, end) = parse_block(it, defines, line)?;
+                let (body, end) = parse_block(it, defines)?;
                 if end.is_none() {
                     return Err(unclosed(kw, line));
                 }
@@ -319,8 +251,111 @@ fn parse_block(
             }),
         }
     }
-    let _ = open_line;
     Ok((out, None))
+}
+
+/// The keyword of an action and the rest. Go's lexer ends a keyword at any character that
+/// cannot continue an identifier, so `with.Values.x` is `with` and `.Values.x`.
+fn keyword(act: &str) -> (&str, &str) {
+    let end = act
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(act.len());
+    let (kw, rest) = act.split_at(end);
+    let is_kw = matches!(
+        kw,
+        "end" | "else" | "if" | "with" | "range" | "define" | "block" | "template"
+    );
+    let boundary = rest.is_empty()
+        || rest.starts_with(|c: char| c.is_whitespace() || matches!(c, '.' | '$' | '(' | '"'));
+    if is_kw && boundary {
+        (kw, rest.trim())
+    } else {
+        (act, "")
+    }
+}
+
+/// `if` … `else if` … `else` … `end`, after the `if`.
+fn parse_if(
+    it: &mut Toks,
+    defines: &mut Vec<(String, Vec<TNode>)>,
+    cond: &str,
+    line: usize,
+) -> Result<TNode, ParseError> {
+    let mut branches = Vec::new();
+    let mut cond = Some(cond.to_string());
+    loop {
+        let (body, end) = parse_block(it, defines)?;
+        let Some((kw, eline)) = end else {
+            return Err(unclosed("if", line));
+        };
+        branches.push((cond.take(), body));
+        if kw == "end" {
+            break;
+        }
+        let after = kw.trim_start_matches("else").trim();
+        if let Some(c) = after
+            .strip_prefix("if")
+            .filter(|c| keyword(&format!("if{c}")).0 == "if")
+        {
+            cond = Some(c.trim().to_string());
+        } else if after.is_empty() {
+            if branches.last().is_some_and(|(c, _)| c.is_none()) {
+                return Err(ParseError {
+                    line: eline,
+                    message: "second `else` in one `if`".into(),
+                });
+            }
+        } else {
+            cond = Some(after.to_string());
+        }
+    }
+    Ok(TNode::If { branches })
+}
+
+/// `with X` / `range [$i, $v :=] X` … [`else` …] `end`, after the keyword.
+fn parse_with_range(
+    it: &mut Toks,
+    defines: &mut Vec<(String, Vec<TNode>)>,
+    kw: &str,
+    rest: &str,
+    line: usize,
+) -> Result<TNode, ParseError> {
+    let (body, end) = parse_block(it, defines)?;
+    let Some((k, _)) = end else {
+        return Err(unclosed(kw, line));
+    };
+    let otherwise = if k == "end" {
+        Vec::new()
+    } else {
+        let (o, end2) = parse_block(it, defines)?;
+        if end2.is_none() {
+            return Err(unclosed(kw, line));
+        }
+        o
+    };
+    if kw == "with" {
+        return Ok(TNode::With {
+            expr: rest.to_string(),
+            body,
+            otherwise,
+        });
+    }
+    let (vars, expr) = match rest.split_once(":=") {
+        Some((v, e)) => (
+            v.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            e.trim().to_string(),
+        ),
+        None => (Vec::new(), rest.to_string()),
+    };
+    Ok(TNode::Range {
+        expr,
+        vars,
+        body,
+        otherwise,
+    })
 }
 
 fn unclosed(kw: &str, line: usize) -> ParseError {
@@ -365,7 +400,11 @@ pub struct Piece<'t> {
 
 /// A value during evaluation.
 #[derive(Debug, Clone)]
-enum V<'a> {
+pub(super) enum V<'a> {
+    /// A map built by the template (`dict`, `fromYaml`, `merge`…), keys in Go's sorted order.
+    Dict(Vec<(String, V<'a>)>),
+    /// A list built by the template (`list`, `until`, `splitList`…).
+    List(Vec<V<'a>>),
     /// The top-level object (`$`): `.Values`, `.Release`, `.Chart`, ...
     Root,
     /// A values node and its path.
@@ -379,30 +418,44 @@ enum V<'a> {
     Unknown(Option<String>),
 }
 
-impl V<'_> {
-    fn path(&self) -> Option<String> {
+impl<'a> V<'a> {
+    pub(super) fn path(&self) -> Option<String> {
         match self {
             V::Tree(_, p) => Some(p.clone()),
             V::Text(_, p) | V::Nil(p) | V::Unknown(p) => p.clone(),
             _ => None,
         }
     }
-    fn text(&self) -> Option<String> {
+    /// The value as Go's `print` shows it; a collection prints like Go (`[a b]`, `map[k:v]`).
+    pub(super) fn text(&self) -> Option<String> {
         match self {
             V::Tree(n, _) => n.as_text(),
             V::Text(s, _) => Some(s.clone()),
             V::Bool(b) => Some(b.to_string()),
             V::Nil(_) => Some(String::new()),
+            V::List(items) => {
+                let t: Option<Vec<String>> = items.iter().map(V::text).collect();
+                t.map(|t| format!("[{}]", t.join(" ")))
+            }
+            V::Dict(entries) => {
+                let t: Option<Vec<String>> = entries
+                    .iter()
+                    .map(|(k, v)| v.text().map(|v| format!("{k}:{v}")))
+                    .collect();
+                t.map(|t| format!("map[{}]", t.join(" ")))
+            }
             V::Unknown(_) | V::Root => None,
         }
     }
-    fn truthy(&self) -> Option<bool> {
+    pub(super) fn truthy(&self) -> Option<bool> {
         match self {
             V::Tree(n, _) => Some(n.truthy()),
             V::Text(s, _) => Some(!s.is_empty()),
             V::Bool(b) => Some(*b),
             V::Nil(_) => Some(false),
             V::Root => Some(true),
+            V::List(l) => Some(!l.is_empty()),
+            V::Dict(d) => Some(!d.is_empty()),
             V::Unknown(_) => None,
         }
     }
@@ -410,6 +463,14 @@ impl V<'_> {
 
 /// Something could not be computed while evaluating for a value (`include`, `tpl`).
 struct Unres;
+
+/// The parts of a `range` node.
+struct RangeNode<'t> {
+    expr: &'t str,
+    names: &'t [String],
+    body: &'t [TNode],
+    otherwise: &'t [TNode],
+}
 
 /// Everything a rendering needs.
 pub struct Env<'a> {
@@ -419,6 +480,10 @@ pub struct Env<'a> {
     pub defines: &'a HashMap<String, Vec<TNode>>,
     /// The chart's name; also used as the release name.
     pub chart_name: &'a str,
+    /// `version` of the chart's `Chart.yaml`.
+    pub chart_version: &'a str,
+    /// `appVersion` of the chart's `Chart.yaml`.
+    pub app_version: &'a str,
     /// Results of `include "name" .` (top-level context), shared by the workers.
     pub cache: std::sync::Mutex<HashMap<String, Option<String>>>,
 }
@@ -430,6 +495,10 @@ enum Mode {
 }
 
 type Vars<'a> = Vec<(String, V<'a>)>;
+
+/// The Kubernetes version `.Capabilities.KubeVersion` reports (Helm's offline default).
+const KUBE_VERSION: &str = "v1.31.0";
+const KUBE_MINOR: &str = "31";
 
 const MAX_DEPTH: usize = 24;
 const MAX_RANGE: usize = 64;
@@ -478,146 +547,240 @@ impl<'a> Env<'a> {
                     }
                 }
                 TNode::Action { expr, line } => {
-                    if let Some((name, e)) = assignment(expr) {
-                        let v = self.pipeline(e, dot, vars, depth);
-                        match vars.iter_mut().rev().find(|(n, _)| *n == name) {
-                            Some(slot) if expr.contains(" = ") && !expr.contains(":=") => {
-                                slot.1 = v
-                            }
-                            _ => vars.push((name, v)),
-                        }
-                        continue;
-                    }
-                    let v = self.pipeline(expr, dot, vars, depth);
-                    match v.text() {
-                        Some(text) => out.push(Piece {
-                            text: text.into(),
-                            line: *line,
-                            path: v.path(),
-                            unresolved: false,
-                            commented: false,
-                            literal: false,
-                        }),
-                        None if mode == Mode::Value => return Err(Unres),
-                        None => out.push(Piece {
-                            text: MARKER.to_string().into(),
-                            line: *line,
-                            path: v.path(),
-                            unresolved: true,
-                            commented: false,
-                            literal: false,
-                        }),
-                    }
+                    self.render_action(expr, *line, dot, vars, mode, out, depth)?
                 }
-                TNode::If { branches } => {
-                    let mark = vars.len();
-                    if mode == Mode::Scan {
-                        for (_, body) in branches {
-                            self.render(body, dot, vars, mode, out, depth + 1)?;
-                            vars.truncate(mark);
-                        }
-                    } else {
-                        for (cond, body) in branches {
-                            let take = match cond {
-                                None => true,
-                                Some(c) => {
-                                    self.pipeline(c, dot, vars, depth).truthy().ok_or(Unres)?
-                                }
-                            };
-                            if take {
-                                self.render(body, dot, vars, mode, out, depth + 1)?;
-                                break;
-                            }
-                        }
-                        vars.truncate(mark);
-                    }
-                }
+                TNode::If { branches } => self.render_if(branches, dot, vars, mode, out, depth)?,
                 TNode::With {
                     expr,
                     body,
                     otherwise,
-                } => {
-                    let mark = vars.len();
-                    let (name, e) =
-                        assignment(expr).map_or((None, expr.as_str()), |(n, e)| (Some(n), e));
-                    let v = self.pipeline(e, dot, vars, depth);
-                    if let Some(n) = name {
-                        vars.push((n, v.clone()));
-                    }
-                    match (mode, v.truthy()) {
-                        (Mode::Scan, _) => {
-                            self.render(body, &v, vars, mode, out, depth + 1)?;
-                            self.render(otherwise, dot, vars, mode, out, depth + 1)?;
-                        }
-                        (Mode::Value, Some(true)) => {
-                            self.render(body, &v, vars, mode, out, depth + 1)?
-                        }
-                        (Mode::Value, Some(false)) => {
-                            self.render(otherwise, dot, vars, mode, out, depth + 1)?
-                        }
-                        (Mode::Value, None) => return Err(Unres),
-                    }
-                    vars.truncate(mark);
-                }
+                } => self.render_with(expr, body, otherwise, dot, vars, mode, out, depth)?,
                 TNode::Range {
                     expr,
                     vars: names,
                     body,
                     otherwise,
                 } => {
-                    let v = self.pipeline(expr, dot, vars, depth);
-                    let mut items: Vec<(V<'a>, V<'a>)> = Vec::new();
-                    if let V::Tree(n, p) = &v {
-                        match n.value() {
-                            Value::Seq(s) => {
-                                for (i, item) in s.into_iter().enumerate().take(MAX_RANGE) {
-                                    items.push((
-                                        V::Text(i.to_string(), None),
-                                        V::Tree(item, format!("{p}[{i}]")),
-                                    ));
-                                }
-                            }
-                            Value::Map(m) => {
-                                for (k, item) in m.into_iter().take(MAX_RANGE) {
-                                    items.push((
-                                        V::Text(k.to_string(), None),
-                                        V::Tree(item, format!("{p}.{k}")),
-                                    ));
-                                }
-                            }
-                            _ => {}
-                        }
-                    }
-                    if mode == Mode::Value && matches!(v, V::Unknown(_)) {
-                        return Err(Unres);
-                    }
-                    if items.is_empty() && mode == Mode::Scan {
-                        // Nothing to range over: still read the body's literal text once.
-                        let none = match &v {
-                            V::Unknown(p) => V::Unknown(p.clone()),
-                            other => V::Nil(other.path()),
-                        };
-                        items.push((none.clone(), none));
-                    }
-                    let empty = items.is_empty();
-                    for (k, item) in items {
-                        let mark = vars.len();
-                        match names.as_slice() {
-                            [one] => vars.push((one.clone(), item.clone())),
-                            [a, b, ..] => {
-                                vars.push((a.clone(), k));
-                                vars.push((b.clone(), item.clone()));
-                            }
-                            [] => {}
-                        }
-                        self.render(body, &item, vars, mode, out, depth + 1)?;
-                        vars.truncate(mark);
-                    }
-                    if mode == Mode::Scan || empty {
-                        self.render(otherwise, dot, vars, mode, out, depth + 1)?;
-                    }
+                    let range = RangeNode {
+                        expr,
+                        names,
+                        body,
+                        otherwise,
+                    };
+                    self.render_range(&range, dot, vars, mode, out, depth)?
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// An action: an assignment, or output of its pipeline (the marker when it cannot be
+    /// computed). `set`/`unset` on a variable change the variable, as they change the map in
+    /// Go.
+    #[allow(clippy::too_many_arguments)]
+    fn render_action<'t>(
+        &self,
+        expr: &str,
+        line: usize,
+        dot: &V<'a>,
+        vars: &mut Vars<'a>,
+        mode: Mode,
+        out: &mut Vec<Piece<'t>>,
+        depth: usize,
+    ) -> Result<(), Unres> {
+        if let Some((name, e)) = assignment(expr) {
+            let v = self.pipeline(e, dot, vars, depth);
+            self.write_back(e, &v, vars);
+            match vars.iter_mut().rev().find(|(n, _)| *n == name) {
+                Some(slot) if expr.contains(" = ") && !expr.contains(":=") => slot.1 = v,
+                _ => vars.push((name, v)),
+            }
+            return Ok(());
+        }
+        let v = self.pipeline(expr, dot, vars, depth);
+        if self.write_back(expr, &v, vars) {
+            // `{{ set $d "k" v }}` prints the map in Go; charts write `$_ := set …` instead.
+            return Ok(());
+        }
+        match v.text() {
+            Some(text) => out.push(Piece {
+                text: text.into(),
+                line,
+                path: v.path(),
+                unresolved: false,
+                commented: false,
+                literal: false,
+            }),
+            None if mode == Mode::Value => return Err(Unres),
+            None => out.push(Piece {
+                text: MARKER.to_string().into(),
+                line,
+                path: v.path(),
+                unresolved: true,
+                commented: false,
+                literal: false,
+            }),
+        }
+        Ok(())
+    }
+
+    /// When `expr` is `set $var …` or `unset $var …`, store the changed map in `$var`.
+    fn write_back(&self, expr: &str, v: &V<'a>, vars: &mut Vars<'a>) -> bool {
+        let w = words(expr.trim());
+        let (Some(f), Some(target)) = (w.first(), w.get(1)) else {
+            return false;
+        };
+        if !matches!(f.as_str(), "set" | "unset")
+            || !target.starts_with('$')
+            || target.contains('.')
+        {
+            return false;
+        }
+        if let Some(slot) = vars.iter_mut().rev().find(|(n, _)| n == target) {
+            slot.1 = v.clone();
+        }
+        true
+    }
+
+    /// `if`: every branch for a scan; the branch the values select otherwise.
+    fn render_if<'t>(
+        &self,
+        branches: &'t [(Option<String>, Vec<TNode>)],
+        dot: &V<'a>,
+        vars: &mut Vars<'a>,
+        mode: Mode,
+        out: &mut Vec<Piece<'t>>,
+        depth: usize,
+    ) -> Result<(), Unres> {
+        let mark = vars.len();
+        if mode == Mode::Scan {
+            for (_, body) in branches {
+                self.render(body, dot, vars, mode, out, depth + 1)?;
+                vars.truncate(mark);
+            }
+            return Ok(());
+        }
+        for (cond, body) in branches {
+            let take = match cond {
+                None => true,
+                Some(c) => self.pipeline(c, dot, vars, depth).truthy().ok_or(Unres)?,
+            };
+            if take {
+                self.render(body, dot, vars, mode, out, depth + 1)?;
+                break;
+            }
+        }
+        vars.truncate(mark);
+        Ok(())
+    }
+
+    /// `with`: the body with the value as the dot, and the `else` branch.
+    #[allow(clippy::too_many_arguments)]
+    fn render_with<'t>(
+        &self,
+        expr: &str,
+        body: &'t [TNode],
+        otherwise: &'t [TNode],
+        dot: &V<'a>,
+        vars: &mut Vars<'a>,
+        mode: Mode,
+        out: &mut Vec<Piece<'t>>,
+        depth: usize,
+    ) -> Result<(), Unres> {
+        let mark = vars.len();
+        let (name, e) = assignment(expr).map_or((None, expr), |(n, e)| (Some(n), e));
+        let v = self.pipeline(e, dot, vars, depth);
+        if let Some(n) = name {
+            vars.push((n, v.clone()));
+        }
+        match (mode, v.truthy()) {
+            (Mode::Scan, _) => {
+                self.render(body, &v, vars, mode, out, depth + 1)?;
+                self.render(otherwise, dot, vars, mode, out, depth + 1)?;
+            }
+            (Mode::Value, Some(true)) => self.render(body, &v, vars, mode, out, depth + 1)?,
+            (Mode::Value, Some(false)) => {
+                self.render(otherwise, dot, vars, mode, out, depth + 1)?
+            }
+            (Mode::Value, None) => return Err(Unres),
+        }
+        vars.truncate(mark);
+        Ok(())
+    }
+
+    /// The (key, item) pairs `range` visits: list items by index, map entries by key.
+    fn range_items(v: &V<'a>) -> Vec<(V<'a>, V<'a>)> {
+        if let Some(l) = match v {
+            V::List(_) => sprig::to_list(v),
+            V::Tree(n, _) if n.is_seq() => sprig::to_list(v),
+            _ => None,
+        } {
+            return l
+                .into_iter()
+                .take(MAX_RANGE)
+                .enumerate()
+                .map(|(i, item)| (V::Text(i.to_string(), None), item))
+                .collect();
+        }
+        if let Some(d) = match v {
+            V::Dict(_) => sprig::to_dict(v),
+            V::Tree(n, _) if n.is_map() => sprig::to_dict(v),
+            _ => None,
+        } {
+            return d
+                .into_iter()
+                .take(MAX_RANGE)
+                .map(|(k, item)| (V::Text(k, None), item))
+                .collect();
+        }
+        // `range 3` counts, as in Go 1.22.
+        match v.text().and_then(|t| t.parse::<usize>().ok()) {
+            Some(n) if !matches!(v, V::Tree(..)) || n > 0 => (0..n.min(MAX_RANGE))
+                .map(|i| (V::Text(i.to_string(), None), V::Text(i.to_string(), None)))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// `range`: the body once per item (once with empty values for a scan when there is
+    /// nothing to range over, so its literal text is still read), then the `else` branch.
+    fn render_range<'t>(
+        &self,
+        r: &RangeNode<'t>,
+        dot: &V<'a>,
+        vars: &mut Vars<'a>,
+        mode: Mode,
+        out: &mut Vec<Piece<'t>>,
+        depth: usize,
+    ) -> Result<(), Unres> {
+        let v = self.pipeline(r.expr, dot, vars, depth);
+        if mode == Mode::Value && matches!(v, V::Unknown(_)) {
+            return Err(Unres);
+        }
+        let mut items = Self::range_items(&v);
+        if items.is_empty() && mode == Mode::Scan {
+            let none = match &v {
+                V::Unknown(p) => V::Unknown(p.clone()),
+                other => V::Nil(other.path()),
+            };
+            items.push((none.clone(), none));
+        }
+        let empty = items.is_empty();
+        for (k, item) in items {
+            let mark = vars.len();
+            match r.names {
+                [one] => vars.push((one.clone(), item.clone())),
+                [a, b, ..] => {
+                    vars.push((a.clone(), k));
+                    vars.push((b.clone(), item.clone()));
+                }
+                [] => {}
+            }
+            self.render(r.body, &item, vars, mode, out, depth + 1)?;
+            vars.truncate(mark);
+        }
+        if mode == Mode::Scan || empty {
+            self.render(r.otherwise, dot, vars, mode, out, depth + 1)?;
         }
         Ok(())
     }
@@ -645,6 +808,17 @@ impl<'a> Env<'a> {
         depth: usize,
     ) -> V<'a> {
         let head = &words[0];
+        if head.ends_with(".Capabilities.APIVersions.Has") {
+            // Offline, Helm knows the built-in Kubernetes API versions and no others.
+            let v = words
+                .get(1)
+                .map(|w| self.operand(w, dot, vars, depth))
+                .or(piped);
+            return match v.and_then(|v| v.text()) {
+                Some(api) => V::Bool(builtin_api(&api)),
+                None => V::Unknown(None),
+            };
+        }
         let is_func = head.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
             && !matches!(head.as_str(), "true" | "false" | "nil");
         if !is_func {
@@ -717,7 +891,9 @@ impl<'a> Env<'a> {
                             Some("Name") => V::Text(self.chart_name.to_string(), None),
                             Some("Namespace") => V::Text("release-namespace".into(), None),
                             Some("Service") => V::Text("Helm".into(), None),
-                            Some("IsInstall") | Some("IsUpgrade") => V::Bool(true),
+                            Some("IsInstall") => V::Bool(true),
+                            Some("IsUpgrade") => V::Bool(false),
+                            Some("Revision") => V::Text("1".into(), None),
                             _ => V::Unknown(None),
                         };
                         i += 2;
@@ -727,11 +903,27 @@ impl<'a> Env<'a> {
                     "Chart" => {
                         let v = match parts.get(i + 1).copied() {
                             Some("Name") => V::Text(self.chart_name.to_string(), None),
+                            Some("Version") => V::Text(self.chart_version.to_string(), None),
+                            Some("AppVersion") => V::Text(self.app_version.to_string(), None),
                             _ => V::Unknown(None),
                         };
                         i += 2;
                         cur = v;
                         continue;
+                    }
+                    "Capabilities" => {
+                        // `helm template` without a cluster: Helm's built-in defaults.
+                        let rest: Vec<&str> = parts[i + 1..].to_vec();
+                        let v = match rest.as_slice() {
+                            ["KubeVersion"]
+                            | ["KubeVersion", "Version"]
+                            | ["KubeVersion", "GitVersion"] => V::Text(KUBE_VERSION.into(), None),
+                            ["KubeVersion", "Major"] => V::Text("1".into(), None),
+                            ["KubeVersion", "Minor"] => V::Text(KUBE_MINOR.into(), None),
+                            ["HelmVersion", "Version"] => V::Text("v3.16.0".into(), None),
+                            _ => V::Unknown(Some(format!(".Capabilities.{}", rest.join(".")))),
+                        };
+                        return v;
                     }
                     _ => V::Unknown(Some(format!(".{f}"))),
                 },
@@ -743,6 +935,10 @@ impl<'a> Env<'a> {
                         None => V::Unknown(Some(path)),
                     }
                 }
+                V::Dict(entries) => entries
+                    .into_iter()
+                    .find(|(k, _)| k == f)
+                    .map_or(V::Nil(None), |(_, v)| v),
                 V::Nil(p) => V::Nil(p.map(|p| format!("{p}.{f}"))),
                 V::Unknown(p) => V::Unknown(p.map(|p| format!("{p}.{f}"))),
                 _ => V::Unknown(None),
@@ -762,6 +958,7 @@ impl<'a> Env<'a> {
             .or_else(|| encoding(name, &args))
             .or_else(|| logic(name, &args))
             .or_else(|| collections(name, &args))
+            .or_else(|| sprig::call(name, &args))
             .unwrap_or(V::Unknown(path))
     }
 
@@ -832,6 +1029,17 @@ impl<'a> Env<'a> {
         self.render(nodes, dot, &mut vars, Mode::Value, &mut out, depth + 1)
             .ok()?;
         Some(out.into_iter().map(|p| p.text).collect::<String>())
+    }
+}
+
+/// Whether `api` (`v1`, `apps/v1`, `policy/v1/PodDisruptionBudget`, …) is one of the
+/// built-in Kubernetes API groups that `.Capabilities.APIVersions` lists without a cluster:
+/// the core group, groups without a dot (`apps`, `batch`, `policy`, `autoscaling`) and
+/// `*.k8s.io` groups.
+fn builtin_api(api: &str) -> bool {
+    match api.split_once('/') {
+        None => api.starts_with('v'),
+        Some((group, _)) => !group.contains('.') || group.ends_with(".k8s.io"),
     }
 }
 
@@ -980,7 +1188,16 @@ fn encoding<'a>(name: &str, args: &[V<'a>]) -> Option<V<'a>> {
     Some(match name {
         "toYaml" | "toJson" | "toPrettyJson" | "toRawJson" | "toString" | "b64enc" | "b64dec"
         | "int" | "int64" | "atoi" | "float64" | "toStrings" | "urlquery" => match &last(args) {
+            V::Tree(n, p) if !n.is_scalar() && name.starts_with("to") && name.contains("Json") => {
+                V::Text(sprig::json(&last(args)), Some(p.clone()))
+            }
             V::Tree(n, p) => V::Text(n.to_yaml(), Some(p.clone())),
+            v @ (V::Dict(_) | V::List(_)) if name.contains("Json") => V::Text(sprig::json(v), None),
+            v @ (V::Dict(_) | V::List(_)) if name == "toYaml" => match sprig::yaml(v) {
+                Some(t) => V::Text(t, None),
+                None => V::Unknown(None),
+            },
+            V::Dict(_) | V::List(_) => V::Unknown(None),
             other => match other.text() {
                 Some(t) => V::Text(t, other.path()),
                 None => V::Unknown(other.path()),
@@ -1040,6 +1257,8 @@ fn collections<'a>(name: &str, args: &[V<'a>]) -> Option<V<'a>> {
     Some(match name {
         "hasKey" => match (args.first(), args.get(1).and_then(V::text)) {
             (Some(V::Tree(n, _)), Some(k)) => V::Bool(n.get(&k).is_some()),
+            (Some(V::Dict(d)), Some(k)) => V::Bool(d.iter().any(|(dk, _)| *dk == k)),
+            (Some(V::Nil(_)), Some(_)) => V::Bool(false),
             _ => V::Unknown(None),
         },
         "get" | "index" => {
@@ -1059,6 +1278,15 @@ fn collections<'a>(name: &str, args: &[V<'a>]) -> Option<V<'a>> {
                         Some(item) => V::Tree(item, format!("{p}.{k}")),
                         None => V::Nil(Some(format!("{p}.{k}"))),
                     },
+                    V::Dict(d) => d
+                        .into_iter()
+                        .find(|(dk, _)| *dk == k)
+                        .map_or(V::Nil(None), |(_, v)| v),
+                    V::List(l) => k
+                        .parse::<usize>()
+                        .ok()
+                        .and_then(|i| l.into_iter().nth(i))
+                        .unwrap_or(V::Nil(None)),
                     V::Nil(p) => V::Nil(p),
                     _ => V::Unknown(None),
                 };

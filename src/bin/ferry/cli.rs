@@ -280,6 +280,8 @@ pub enum FailOn {
     Denied,
     /// A destination the allow-list allows.
     Allowed,
+    /// An Ingress or Gateway API host of the chart (inbound, not egress).
+    Inbound,
     /// An in-cluster service.
     InCluster,
     /// A placeholder the customer fills in.

@@ -128,6 +128,7 @@ fn fail_on_of(words: &[FailOn]) -> egress::FailOn {
             FailOn::Loopback => add(Verdict::Loopback),
             FailOn::Denied => add(Verdict::Denied),
             FailOn::Allowed => add(Verdict::Allowed),
+            FailOn::Inbound => add(Verdict::Inbound),
             FailOn::InCluster => add(Verdict::InCluster),
             FailOn::Placeholder => add(Verdict::Placeholder),
             FailOn::Unknown => add(Verdict::Unknown),
