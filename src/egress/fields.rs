@@ -69,8 +69,10 @@ pub struct Tracker {
     stack: Vec<(usize, &'static str)>,
     /// The `kind:` of the current document.
     kind: String,
-    /// The indentation of a block scalar's key while inside its text.
-    block: Option<usize>,
+    /// While inside a block scalar's text: the indentation of its key, and how many entries of
+    /// `stack` belong to the lines outside it. Embedded YAML (an Argo CD `resource.exclusions:
+    /// |` list) is tracked like any other, below that floor.
+    block: Option<(usize, usize)>,
 }
 
 impl Tracker {
@@ -82,11 +84,17 @@ impl Tracker {
             *self = Tracker::default();
             return Field::Plain;
         }
-        if let Some(b) = self.block {
-            if body.is_empty() || indent > b {
+        let mut floor = 0;
+        if let Some((b, f)) = self.block {
+            if body.is_empty() {
                 return self.judge(None);
             }
-            self.block = None;
+            if indent > b {
+                floor = f;
+            } else {
+                self.block = None;
+                self.stack.truncate(f);
+            }
         }
         if body.is_empty() || body.starts_with('#') {
             return Field::Plain;
@@ -103,10 +111,11 @@ impl Tracker {
             rest = r2;
         }
         let key = key_of(rest);
-        while self
-            .stack
-            .last()
-            .is_some_and(|(i, _)| *i > indent || (*i == indent && key.is_some()))
+        while self.stack.len() > floor
+            && self
+                .stack
+                .last()
+                .is_some_and(|(i, _)| *i > indent || (*i == indent && key.is_some()))
         {
             self.stack.pop();
         }
@@ -118,12 +127,12 @@ impl Tracker {
         if indent == 0 && key == "kind" {
             self.kind = value.trim_matches(['"', '\'']).to_string();
         }
-        if value.starts_with('|') || value.starts_with('>') {
-            self.block = Some(indent);
-        }
         let field = self.judge(Some(key.trim_matches(['"', '\''])));
         self.stack
             .push((indent, tracked(key.trim_matches(['"', '\'']))));
+        if self.block.is_none() && (value.starts_with('|') || value.starts_with('>')) {
+            self.block = Some((indent, self.stack.len()));
+        }
         field
     }
 
@@ -192,6 +201,15 @@ mod tests {
         assert_eq!(f[8], Field::Inbound);
         assert_eq!(f[10], Field::Inbound);
         assert_eq!(f[15], Field::Plain);
+    }
+
+    #[test]
+    fn yaml_inside_a_block_scalar_is_judged_by_its_own_fields() {
+        let doc = "configs:\n  cm:\n    resource.exclusions: |\n      - apiGroups:\n        - discovery.k8s.io\n        kinds: [EndpointSlice]\n      - url: https://a.example.org\n    other: https://b.example.org\n";
+        let f = fields(doc);
+        assert_eq!(f[4], Field::NotDestination);
+        assert_eq!(f[6], Field::Plain);
+        assert_eq!(f[7], Field::Plain);
     }
 
     #[test]

@@ -666,9 +666,13 @@ fn helmignore(path: &Path) -> Vec<String> {
 }
 
 /// Whether `inner` (a path inside a chart) is left out of the installed chart: matched by a
-/// `.helmignore` pattern, a chart-testing values file under `ci/`, or a `*.gotmpl` document.
+/// `.helmignore` pattern, a chart-testing values file under `ci/`, a helm-unittest suite
+/// (`tests/*_test.yaml`), or a `*.gotmpl` document.
 fn ignored(patterns: &[String], inner: &str) -> bool {
-    if inner.starts_with("ci/") || inner.ends_with(".gotmpl") {
+    if inner.starts_with("ci/")
+        || inner.ends_with(".gotmpl")
+        || (inner.starts_with("tests/") && inner.ends_with("_test.yaml"))
+    {
         return true;
     }
     let name = inner.rsplit('/').next().unwrap_or(inner);
@@ -908,8 +912,14 @@ fn scan_values_map(
 fn scan_values_str(node: Node<'_>, s: &str, path: &str, key: &str, env: &Env<'_>, st: &mut State) {
     let v = env.values;
     if s.contains('\n') {
+        // Embedded configuration may be YAML (an Argo CD `resource.exclusions` list): its
+        // own fields decide, as in a rendered object.
+        let mut fields = Tracker::default();
         for (i, l) in s.lines().enumerate() {
             let line = node.line() + i + usize::from(node.block());
+            if fields.line(l) == Field::NotDestination {
+                continue;
+            }
             let (code, comment) = split_comment(l);
             for (part, commented) in [(code, false), (comment.unwrap_or(""), true)] {
                 let part = part.trim_start_matches('#');
@@ -1284,20 +1294,25 @@ fn scan_literals(nodes: &[TNode], f: &FileRef, src: &[&str], source: Source, out
     }
 }
 
-/// The double-quoted string literals of a template action.
+/// The double-quoted string literals of a template action, except the template names that
+/// `include`, `template`, `define` and `block` take (`include "app.config.cm" .`).
 fn string_literals(expr: &str) -> Vec<String> {
     let mut out = Vec::new();
-    let mut chars = expr.chars();
-    while let Some(c) = chars.next() {
+    let mut chars = expr.char_indices();
+    while let Some((at, c)) = chars.next() {
         if c != '"' {
             continue;
         }
+        let before = expr[..at].trim_end();
+        let names_template = ["include", "template", "define", "block"]
+            .iter()
+            .any(|w| before.ends_with(w));
         let mut lit = String::new();
         let mut closed = false;
-        while let Some(d) = chars.next() {
+        while let Some((_, d)) = chars.next() {
             match d {
                 '\\' => {
-                    if let Some(e) = chars.next() {
+                    if let Some((_, e)) = chars.next() {
                         lit.push(e);
                     }
                 }
@@ -1308,7 +1323,7 @@ fn string_literals(expr: &str) -> Vec<String> {
                 d => lit.push(d),
             }
         }
-        if closed {
+        if closed && !names_template {
             out.push(lit);
         }
     }
@@ -1529,4 +1544,32 @@ fn scan_line(
 /// A verdict for tests and callers that classify a single host.
 pub fn classify_host(host: &str, port: Option<u16>, opts: &CheckOptions) -> Verdict {
     classify(host, port, opts.allow.as_ref(), &ClusterNames::default()).0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_names_are_not_literals_to_scan() {
+        assert_eq!(
+            string_literals(r#"include "argo-cd.config.cm" . | default "registry.example.io""#),
+            ["registry.example.io"]
+        );
+        assert!(string_literals(r#"template "app.fullname" ."#).is_empty());
+    }
+
+    #[test]
+    fn test_suites_and_ci_values_are_not_part_of_the_chart() {
+        for inner in [
+            "ci/ha-values.yaml",
+            "tests/deployment_test.yaml",
+            "README.md.gotmpl",
+        ] {
+            assert!(ignored(&[], inner), "{inner}");
+        }
+        for inner in ["templates/tests/e2e.yaml", "tests/data.json", "values.yaml"] {
+            assert!(!ignored(&[], inner), "{inner}");
+        }
+    }
 }
