@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use super::allowlist::AllowList;
-use super::finder::{is_caps_placeholder, MARKER};
+use super::finder::{is_caps_placeholder, COMMON_TLDS, MARKER};
 use super::Verdict;
 
 /// Names of Kubernetes Services the checked charts define, and the charts' names.
@@ -173,42 +173,8 @@ fn service_name(host: &str) -> Option<&'static str> {
     }
 }
 
-/// Generic top-level domains in common use.
-const GENERIC: &[&str] = &[
-    "com",
-    "org",
-    "net",
-    "io",
-    "dev",
-    "app",
-    "cloud",
-    "ai",
-    "co",
-    "gov",
-    "edu",
-    "mil",
-    "int",
-    "biz",
-    "info",
-    "tech",
-    "xyz",
-    "site",
-    "online",
-    "sh",
-    "me",
-    "local",
-    "internal",
-    "corp",
-    "lan",
-    "home",
-    "svc",
-    "example",
-    "test",
-    "invalid",
-    "localhost",
-    "azure",
-    "aws",
-    "google",
+/// Generic top-level domains in common use, besides `finder::COMMON_TLDS`.
+const MORE_TLDS: &[&str] = &[
     "name",
     "pro",
     "mobi",
@@ -300,5 +266,5 @@ const GENERIC: &[&str] = &[
 
 /// Whether `label` is a top-level domain (every two-letter label is a country code).
 fn is_tld(label: &str) -> bool {
-    GENERIC.contains(&label)
+    COMMON_TLDS.contains(&label) || MORE_TLDS.contains(&label)
 }

@@ -383,45 +383,49 @@ pub fn looks_like_dns_name(h: &str) -> bool {
 /// A whole value that is not under a host-like key must end in a well-known top-level domain
 /// to count as a host name: `info.debug` or `app.main` are not destinations.
 fn common_tld(h: &str) -> bool {
-    const TLD: &[&str] = &[
-        "com",
-        "org",
-        "net",
-        "io",
-        "dev",
-        "app",
-        "cloud",
-        "ai",
-        "co",
-        "gov",
-        "edu",
-        "mil",
-        "int",
-        "biz",
-        "info",
-        "tech",
-        "xyz",
-        "site",
-        "online",
-        "sh",
-        "me",
-        "local",
-        "internal",
-        "corp",
-        "lan",
-        "home",
-        "svc",
-        "example",
-        "test",
-        "invalid",
-        "localhost",
-        "azure",
-        "aws",
-        "google",
-    ];
     let tld = h.rsplit('.').next().unwrap_or("").to_ascii_lowercase();
-    tld.len() == 2 || TLD.contains(&tld.as_str())
+    tld.len() == 2 || COMMON_TLDS.contains(&tld.as_str())
 }
+
+/// The top-level domains a bare value must end in to be read as a host name (the names also
+/// used on their own as configuration words, such as `name` or `pro`, are left out here; see
+/// `classify::is_tld` for the longer list).
+pub(super) const COMMON_TLDS: &[&str] = &[
+    "com",
+    "org",
+    "net",
+    "io",
+    "dev",
+    "app",
+    "cloud",
+    "ai",
+    "co",
+    "gov",
+    "edu",
+    "mil",
+    "int",
+    "biz",
+    "info",
+    "tech",
+    "xyz",
+    "site",
+    "online",
+    "sh",
+    "me",
+    "local",
+    "internal",
+    "corp",
+    "lan",
+    "home",
+    "svc",
+    "example",
+    "test",
+    "invalid",
+    "localhost",
+    "azure",
+    "aws",
+    "google",
+];
 
 fn is_file_extension(tld: &str) -> bool {
     const EXT: &[&str] = &[
