@@ -67,6 +67,9 @@ pub struct Tracker {
     /// (indent, key) of the open mappings, outermost first; keys that decide no field are
     /// kept as `""` (nothing is allocated per line).
     stack: Vec<(usize, &'static str)>,
+    /// How many entries of `stack` are keys that never hold a destination (kept so that a
+    /// line is judged without searching the key list for every open key).
+    not_destination: usize,
     /// The `kind:` of the current document.
     kind: String,
     /// While inside a block scalar's text: the indentation of its key, and how many entries of
@@ -93,7 +96,7 @@ impl Tracker {
                 floor = f;
             } else {
                 self.block = None;
-                self.stack.truncate(f);
+                self.truncate(f);
             }
         }
         if body.is_empty() || body.starts_with('#') {
@@ -117,7 +120,7 @@ impl Tracker {
                 .last()
                 .is_some_and(|(i, _)| *i > indent || (*i == indent && key.is_some()))
         {
-            self.stack.pop();
+            self.pop();
         }
         let Some(key) = key else {
             return self.judge(None);
@@ -127,18 +130,35 @@ impl Tracker {
         if indent == 0 && key == "kind" {
             self.kind = value.trim_matches(['"', '\'']).to_string();
         }
-        let field = self.judge(Some(key.trim_matches(['"', '\''])));
-        self.stack
-            .push((indent, tracked(key.trim_matches(['"', '\'']))));
+        let key = key.trim_matches(['"', '\'']);
+        let field = self.judge(Some(key));
+        self.push((indent, tracked(key)));
         if self.block.is_none() && (value.starts_with('|') || value.starts_with('>')) {
             self.block = Some((indent, self.stack.len()));
         }
         field
     }
 
+    fn push(&mut self, entry: (usize, &'static str)) {
+        self.not_destination += usize::from(NOT_DESTINATION_KEYS.contains(&entry.1));
+        self.stack.push(entry);
+    }
+
+    fn pop(&mut self) {
+        if let Some((_, k)) = self.stack.pop() {
+            self.not_destination -= usize::from(NOT_DESTINATION_KEYS.contains(&k));
+        }
+    }
+
+    fn truncate(&mut self, len: usize) {
+        while self.stack.len() > len {
+            self.pop();
+        }
+    }
+
     fn judge(&self, key: Option<&str>) -> Field {
         let path = || self.stack.iter().map(|(_, k)| *k).chain(key);
-        if path().any(|k| NOT_DESTINATION_KEYS.contains(&k)) {
+        if self.not_destination > 0 || key.is_some_and(|k| NOT_DESTINATION_KEYS.contains(&k)) {
             return Field::NotDestination;
         }
         if self.kind == "CustomResourceDefinition" && path().next() == Some("spec") {

@@ -1064,13 +1064,29 @@ const SECRET_PATHS: &[&str] = &[
     "api.telegram.org/bot",
 ];
 
+/// The words an `Authorization` header's credential follows.
+const TOKEN_WORDS: &[&str] = &["bearer ", "basic ", "token "];
+
 /// Hide the token after `Bearer`/`Basic` (an `Authorization` header) and the path of webhook
 /// URLs whose path is the credential (`https://hooks.slack.com/services/***`).
 pub fn redact_tokens(line: &str) -> String {
+    // One pass over the line decides whether there is anything to hide (most lines have
+    // none); only then is it searched word by word.
+    static ANY: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        let words: Vec<String> = TOKEN_WORDS
+            .iter()
+            .chain(SECRET_PATHS)
+            .map(|w| regex::escape(w))
+            .collect();
+        regex::Regex::new(&format!("(?i){}", words.join("|"))).expect("a constant pattern")
+    });
+    if !ANY.is_match(line) {
+        return line.to_string();
+    }
     let lower = line.to_ascii_lowercase();
     let mut cuts: Vec<(usize, usize)> = Vec::new();
     let stop = |c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | '<' | '>' | '\\');
-    for word in ["bearer ", "basic ", "token "] {
+    for word in TOKEN_WORDS {
         for (i, _) in lower.match_indices(word) {
             if i > 0 && lower.as_bytes()[i - 1].is_ascii_alphanumeric() {
                 continue;
