@@ -45,18 +45,10 @@ pub fn load(text: &str) -> Result<Document, LoadError> {
             message,
         }
     };
-    // go-yaml reads a tab after `key:` or inside a flow collection as a space; when the strict
-    // parser refuses the file, read it again with such tabs as spaces (offsets unchanged).
-    let tree = match Tree::parse(text) {
-        Ok(t) => t.into_owned(),
-        Err(e) => {
-            let soft = soften_tabs(text);
-            match (soft != text).then(|| Tree::parse(&soft).map(Tree::into_owned)) {
-                Some(Ok(t)) => t,
-                _ => return Err(at(e.offset, e.message)),
-            }
-        }
-    };
+    // The values tree reads what go-yaml reads (tabs leading flow lines included).
+    let tree = Tree::parse(text)
+        .map(Tree::into_owned)
+        .map_err(|e| at(e.offset, e.message))?;
     let root = tree.roots.first().copied();
     if let Some(root) = root {
         let mut sizes = vec![None; tree.nodes.len()];
@@ -84,25 +76,6 @@ pub fn load(text: &str) -> Result<Document, LoadError> {
         })
         .collect();
     Ok(Document { tree, root, block })
-}
-
-/// `text` with every tab outside quotes replaced by a space: the same length and offsets.
-fn soften_tabs(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let (mut sq, mut dq) = (false, false);
-    for c in text.chars() {
-        match c {
-            '\n' => {
-                sq = false;
-                dq = false;
-            }
-            '\'' if !dq => sq = !sq,
-            '"' if !sq => dq = !dq,
-            _ => {}
-        }
-        out.push(if c == '\t' && !sq && !dq { ' ' } else { c });
-    }
-    out
 }
 
 /// How many nodes `id` stands for once its aliases are expanded (saturating).
