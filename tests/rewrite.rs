@@ -637,13 +637,24 @@ fn build(
                 quote,
                 indent,
                 comment,
+            }
+            | Piece::RegistryImageMap {
+                quote,
+                indent,
+                comment,
             } => {
+                // Only the registry changes: `repository` (Bitnami style) or `image`
+                // (ingress-nginx style) is the path below it.
+                let (top, name_key, name, pinned) = match p {
+                    Piece::Map { .. } => ("m", "repository", "agent-security/gateway", '1'),
+                    _ => ("r", "image", "agent-security/worker", '3'),
+                };
                 let ind = " ".repeat(*indent);
                 let c = tail(comment);
                 both(
                     &mut input,
                     &mut expected,
-                    &format!("m{i}:{eol}{ind}image:{eol}{ind}{ind}registry: "),
+                    &format!("{top}{i}:{eol}{ind}image:{eol}{ind}{ind}registry: "),
                 );
                 input.push_str(&quoted(*quote, "registry.permit.io"));
                 expected.push_str(&quoted(*quote, "harbor.example.com/mcp"));
@@ -651,8 +662,8 @@ fn build(
                     &mut input,
                     &mut expected,
                     &format!(
-                        "{c}{eol}{ind}{ind}repository: {}{c}{eol}{ind}{ind}tag: {}{c}{eol}",
-                        quoted(*quote, "agent-security/gateway"),
+                        "{c}{eol}{ind}{ind}{name_key}: {}{c}{eol}{ind}{ind}tag: {}{c}{eol}",
+                        quoted(*quote, name),
                         quoted(*quote, "1.4.0")
                     ),
                 );
@@ -661,40 +672,7 @@ fn build(
                     // The digest goes on a new line after `tag`, quoted like the tag.
                     expected.push_str(&format!(
                         "{ind}{ind}digest: {}{eol}",
-                        quoted(*quote, &digest('1'))
-                    ));
-                    changes += 1;
-                }
-            }
-            Piece::RegistryImageMap {
-                quote,
-                indent,
-                comment,
-            } => {
-                // Only the registry changes: `image` is the path below it.
-                let ind = " ".repeat(*indent);
-                let c = tail(comment);
-                both(
-                    &mut input,
-                    &mut expected,
-                    &format!("r{i}:{eol}{ind}image:{eol}{ind}{ind}registry: "),
-                );
-                input.push_str(&quoted(*quote, "registry.permit.io"));
-                expected.push_str(&quoted(*quote, "harbor.example.com/mcp"));
-                both(
-                    &mut input,
-                    &mut expected,
-                    &format!(
-                        "{c}{eol}{ind}{ind}image: {}{c}{eol}{ind}{ind}tag: {}{c}{eol}",
-                        quoted(*quote, "agent-security/worker"),
-                        quoted(*quote, "1.4.0")
-                    ),
-                );
-                changes += 1;
-                if pin {
-                    expected.push_str(&format!(
-                        "{ind}{ind}digest: {}{eol}",
-                        quoted(*quote, &digest('3'))
+                        quoted(*quote, &digest(pinned))
                     ));
                     changes += 1;
                 }
