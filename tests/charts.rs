@@ -324,6 +324,8 @@ fn bundle_image(reference: &str) -> ImageEntry {
         tag: r.tag,
         digest: digest.parse().unwrap(),
         media_type: "application/vnd.oci.image.manifest.v1+json".to_string(),
+        source_digest: None,
+        non_distributable: Vec::new(),
         platforms: vec!["linux/amd64".to_string()],
         size: 1,
     }

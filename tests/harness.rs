@@ -35,6 +35,8 @@ pub fn build_spec(spec: &Path, out: &Path, epoch: u64) -> ferry::bundle::build::
         output: out.to_path_buf(),
         source_date_epoch: epoch,
         progress: ferry::progress::Progress::Hidden,
+        remote: None,
+        jobs: 4,
     };
     ferry::bundle::build::build(&opts, None)
         .unwrap_or_else(|e| panic!("build of {} failed: {e}", spec.display()))

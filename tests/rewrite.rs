@@ -28,6 +28,8 @@ fn known(s: &str) -> ImageEntry {
         tag: r.tag,
         digest: digest.parse().expect("a sha256 digest"),
         media_type: "application/vnd.oci.image.manifest.v1+json".to_string(),
+        source_digest: None,
+        non_distributable: Vec::new(),
         platforms: vec!["linux/amd64".to_string()],
         size: 1,
     }

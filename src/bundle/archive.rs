@@ -3,7 +3,9 @@
 //! A bundle is one tar stream cut into gzip members. The head member holds only
 //! `ferry.json` (and `ferry.json.sig`) so that signing can replace it without touching the
 //! rest. Entries whose data is already compressed go into members of stored (level 0)
-//! deflate blocks; everything else is compressed at level 6.
+//! deflate blocks; everything else is compressed at level 6. A blob's stored member holds
+//! that entry alone, so its length follows from its name and size (`stored_entry_len`) and
+//! blobs can be written concurrently at offsets fixed before their first byte arrives.
 //!
 //! Reading goes through one facility whatever the archive: `MemberReader` reads a chain of
 //! gzip members (ferry's canonical headers for bundles, any RFC 1952 header for foreign
@@ -14,7 +16,7 @@
 
 use crate::bundle::safepath::{SafePath, UnsafePath};
 use flate2::{Compression, GzBuilder};
-use std::io::{self, BufRead, Read, Write};
+use std::io::{self, BufRead, Read, Seek, SeekFrom, Write};
 
 /// The tar block size.
 pub const BLOCK: u64 = 512;
@@ -147,6 +149,20 @@ impl<W: Write> TarGzWriter<W> {
         result
     }
 
+    /// Appends one entry as a stored member of its own, closing any open member first.
+    /// Such a member takes exactly `stored_entry_len(path, size)` bytes, whatever came before.
+    pub fn append_own_member(
+        &mut self,
+        path: &str,
+        mode: u32,
+        size: u64,
+        data: impl Read,
+    ) -> io::Result<()> {
+        self.end_member()?;
+        self.append(path, mode, size, Packing::Store, data)?;
+        self.end_member()
+    }
+
     /// Closes the current member and returns the output without ending the archive:
     /// for writing a head member in front of an existing body.
     pub fn into_output(mut self) -> io::Result<W> {
@@ -160,6 +176,105 @@ impl<W: Write> TarGzWriter<W> {
         w.write_all(&[0u8; 2 * BLOCK as usize])?;
         self.end_member()?;
         Ok(self.out.take().expect("writer present"))
+    }
+}
+
+impl<W: Write + Seek> TarGzWriter<W> {
+    /// Closes the current member and leaves `len` bytes for a member someone else writes
+    /// (at the returned offset, e.g. with [`write_own_member`] through a positioned writer).
+    pub fn reserve_member(&mut self, len: u64) -> io::Result<u64> {
+        self.end_member()?;
+        let out = self.out.as_mut().expect("writer present between members");
+        let offset = out.stream_position()?;
+        out.seek(SeekFrom::Start(offset + len))?;
+        Ok(offset)
+    }
+}
+
+/// Writes one entry as a stored member of its own into `out`: the bytes
+/// `TarGzWriter::append_own_member` would write there.
+pub fn write_own_member<W: Write>(
+    out: W,
+    mtime: u64,
+    path: &str,
+    mode: u32,
+    size: u64,
+    data: impl Read,
+) -> io::Result<W> {
+    let mut w = TarGzWriter::new(out, mtime);
+    w.append(path, mode, size, Packing::Store, data)?;
+    w.into_output()
+}
+
+/// Bytes of the tar header(s) ferry writes in front of an entry named `path` (512, or more
+/// with a PAX record for a long path).
+pub fn header_len(path: &str) -> u64 {
+    let mut counter = io::sink();
+    let mut w = CountingWriter {
+        inner: &mut counter,
+        count: 0,
+    };
+    // Writing into a sink cannot fail; a path tar refuses outright gives 0.
+    match write_header(&mut w, path, 0o644, 0, 0) {
+        Ok(()) => w.count,
+        Err(_) => 0,
+    }
+}
+
+/// Bytes a stored member of its own takes for an entry named `path` of `size` bytes: gzip
+/// header, one 5-byte frame per 65,535 bytes of tar content (at least one), the content
+/// (headers, data, padding) and the 8-byte trailer.
+pub fn stored_entry_len(path: &str, size: u64) -> u64 {
+    let content = header_len(path) + size + padding(size);
+    let blocks = content.div_ceil(STORED_BLOCK as u64).max(1);
+    GZIP_HEADER + STORED_FRAME as u64 * blocks + content + 8
+}
+
+/// Counts the bytes written through it.
+struct CountingWriter<W> {
+    inner: W,
+    count: u64,
+}
+
+impl<W: Write> Write for CountingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A writer at a fixed position of a file shared with other writers (`pwrite`), so that
+/// members at precomputed offsets can be written concurrently.
+pub struct PositionedWriter<'f> {
+    file: &'f std::fs::File,
+    pos: u64,
+}
+
+impl<'f> PositionedWriter<'f> {
+    /// Writes start at byte `pos` of `file`.
+    pub fn new(file: &'f std::fs::File, pos: u64) -> Self {
+        PositionedWriter { file, pos }
+    }
+
+    /// Where the next byte goes.
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+}
+
+impl Write for PositionedWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let n = self.file.write_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -1024,6 +1139,68 @@ fn kind_of<R: Read>(e: &tar::Entry<'_, R>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn own_members_have_the_length_computed_before_writing() {
+        let long = format!("bundle/{}/x", "d".repeat(120));
+        for (path, size) in [
+            ("a/blobs/sha256/00", 0u64),
+            ("a/blobs/sha256/01", 1),
+            ("a/blobs/sha256/02", 65_535 - 512),
+            ("a/blobs/sha256/03", 65_535 * 3 - 512),
+            ("a/blobs/sha256/04", 200_000),
+            (long.as_str(), 70_000),
+        ] {
+            let data: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+            let mut w = TarGzWriter::new(io::Cursor::new(Vec::new()), 0);
+            w.append("a/ferry.json", 0o644, 2, Packing::Compress, &b"{}"[..])
+                .unwrap();
+            let before = {
+                w.end_member().unwrap();
+                w.out.as_ref().unwrap().get_ref().len() as u64
+            };
+            w.append_own_member(path, 0o644, size, &data[..]).unwrap();
+            let out = w.into_output().unwrap().into_inner();
+            assert_eq!(
+                out.len() as u64 - before,
+                stored_entry_len(path, size),
+                "{path} {size}"
+            );
+            let alone = write_own_member(Vec::new(), 0, path, 0o644, size, &data[..]).unwrap();
+            assert_eq!(&out[before as usize..], &alone[..]);
+        }
+    }
+
+    #[test]
+    fn reserved_members_filled_later_give_the_same_bytes() {
+        let data: Vec<u8> = (0..150_000u32).map(|i| (i % 13) as u8).collect();
+        let mut seq = TarGzWriter::new(Vec::new(), 0);
+        seq.append("r/a.txt", 0o644, 5, Packing::Compress, &b"hello"[..])
+            .unwrap();
+        seq.append_own_member("r/blob", 0o644, data.len() as u64, &data[..])
+            .unwrap();
+        seq.append("r/z.txt", 0o644, 3, Packing::Compress, &b"bye"[..])
+            .unwrap();
+        let expected = seq.finish().unwrap();
+
+        let file = tempfile::tempfile().unwrap();
+        let mut w = TarGzWriter::new(file.try_clone().unwrap(), 0);
+        w.append("r/a.txt", 0o644, 5, Packing::Compress, &b"hello"[..])
+            .unwrap();
+        let len = stored_entry_len("r/blob", data.len() as u64);
+        let at = w.reserve_member(len).unwrap();
+        w.append("r/z.txt", 0o644, 3, Packing::Compress, &b"bye"[..])
+            .unwrap();
+        w.finish().unwrap();
+        let pw = PositionedWriter::new(&file, at);
+        let pw = write_own_member(pw, 0, "r/blob", 0o644, data.len() as u64, &data[..]).unwrap();
+        assert_eq!(pw.position(), at + len);
+        let mut got = Vec::new();
+        let mut f = file;
+        f.seek(SeekFrom::Start(0)).unwrap();
+        f.read_to_end(&mut got).unwrap();
+        assert_eq!(got, expected);
+    }
 
     fn build(entries: &[(&str, Packing, &[u8])]) -> Vec<u8> {
         let mut w = TarGzWriter::new(Vec::new(), 1_700_000_000);

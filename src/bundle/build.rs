@@ -1,15 +1,18 @@
 //! `ferry build`: turns a `ferry.yaml` into a deterministic, verifiable bundle.
 
 use crate::bundle::archive::{
-    EntryError, Limits, MemberReader, Packing, TarEntries, TarEntry, TarGzWriter, TarPolicy,
+    stored_entry_len, write_own_member, EntryError, Limits, MemberReader, Packing,
+    PositionedWriter, TarEntries, TarEntry, TarGzWriter, TarPolicy,
 };
 use crate::bundle::manifest::{
     self, ChartEntry, FileEntry, ImageEntry, Manifest, Mode, FORMAT_VERSION, MANIFEST_NAME,
     SIGNATURE_NAME,
 };
 use crate::bundle::safepath::SafePath;
-use crate::bundle::source::{self, BlobLocation, SourceSpec};
-use crate::bundle::spec::{field_error, Spec, SpecError};
+use crate::bundle::source::{
+    self, BlobLocation, RemoteImages, RemoteRequest, ResolvedImage, SourceSpec,
+};
+use crate::bundle::spec::{field_error, ImageSpec, Spec, SpecError};
 use crate::oci::digest::{hash_reader, BackgroundHasher, Digest};
 use crate::oci::document::{self, LayoutEntry, MAX_JSON};
 use crate::oci::reference::ImageRef;
@@ -18,6 +21,8 @@ use serde_saphyr::Spanned;
 use std::collections::BTreeMap;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 /// Output buffer: large writes keep the page-cache copy cheap.
 const WRITE_BUFFER: usize = 1024 * 1024;
@@ -32,7 +37,14 @@ pub struct BuildOptions {
     /// Seconds since the epoch for every timestamp; `SOURCE_DATE_EPOCH`, else 0.
     pub source_date_epoch: u64,
     pub progress: Progress,
+    /// Resolves images pulled from registries; without it only local inputs are accepted.
+    pub remote: Option<std::sync::Arc<dyn RemoteImages>>,
+    /// Blobs fetched at once while the bundle is written.
+    pub jobs: usize,
 }
+
+/// `from:` of an image pulled from another registry than its `ref` names.
+pub const DOCKER_TRANSPORT: &str = "docker://";
 
 /// Signs the manifest bytes during a build; returns the base64 signature.
 pub type ManifestSigner<'a> =
@@ -78,6 +90,13 @@ pub enum BuildError {
     Input { path: PathBuf, message: String },
     #[error("signing the manifest failed: {0}")]
     Sign(String),
+    #[error("{}:{line}: image `{reference}`: {message}", spec.display())]
+    Pull {
+        spec: PathBuf,
+        line: usize,
+        reference: String,
+        message: String,
+    },
 }
 
 /// One file the bundle will hold.
@@ -218,7 +237,7 @@ fn plan(opts: &BuildOptions, spec: &Spec) -> Result<Contents, BuildError> {
     for c in &spec.charts {
         charts.push(add_chart(&mut plan, &base, c, &opts.spec)?);
     }
-    let images = plan_images(&mut plan, spec, &base, &opts.spec)?;
+    let images = plan_images(&mut plan, opts, spec, &base)?;
     Ok(Contents {
         plan,
         images,
@@ -266,10 +285,11 @@ fn plan_files(
 /// Every blob of every image once, then the layout's `index.json` and `oci-layout`.
 fn plan_images(
     plan: &mut Plan,
+    opts: &BuildOptions,
     spec: &Spec,
     base: &Path,
-    spec_path: &Path,
 ) -> Result<Vec<ImageEntry>, BuildError> {
+    let spec_path = opts.spec.as_path();
     let mut images = Vec::new();
     let mut index_entries = Vec::new();
     let mut seen_refs = BTreeMap::new();
@@ -285,14 +305,7 @@ fn plan_images(
                 format!("`{full}` is listed twice"),
             ));
         }
-        let src = SourceSpec::parse(&img.from.value, base)
-            .map_err(|m| at(spec_path, "images.from", &img.from, m))?;
-        let resolved = source::resolve(&src, &full, TarPolicy::image_archive(Limits::default()))
-            .map_err(|source| BuildError::Image {
-                spec: spec_path.to_path_buf(),
-                reference: full.clone(),
-                source,
-            })?;
+        let resolved = resolve_image(opts, spec, img, &reference, base)?;
         let mut total = 0;
         for blob in &resolved.blobs {
             total += blob.size;
@@ -309,19 +322,7 @@ fn plan_images(
                 },
             )?;
         }
-        if let Some(pinned) = &reference.digest {
-            if *pinned != resolved.digest.to_string() {
-                return Err(at(
-                    spec_path,
-                    "images.ref",
-                    &img.reference,
-                    format!(
-                        "the reference pins {pinned} but `{}` holds {}",
-                        img.from.value, resolved.digest
-                    ),
-                ));
-            }
-        }
+        check_pins(spec_path, img, &reference, &resolved)?;
         index_entries.push(LayoutEntry {
             media_type: resolved.media_type.clone(),
             digest: resolved.digest.clone(),
@@ -335,6 +336,8 @@ fn plan_images(
             tag: reference.tag,
             digest: resolved.digest,
             media_type: resolved.media_type,
+            source_digest: resolved.source_digest,
+            non_distributable: resolved.non_distributable,
             platforms: resolved.platforms,
             size: total,
         });
@@ -357,6 +360,124 @@ fn plan_images(
         )?;
     }
     Ok(images)
+}
+
+/// Resolves one image of the spec: from a local layout or archive (`from: oci:…` and the
+/// like), or from a registry (no `from`, or `from: docker://…`) through `opts.remote`.
+fn resolve_image(
+    opts: &BuildOptions,
+    spec: &Spec,
+    img: &ImageSpec,
+    reference: &ImageRef,
+    base: &Path,
+) -> Result<ResolvedImage, BuildError> {
+    let spec_path = opts.spec.as_path();
+    let full = reference.to_string();
+    let image_err = |source| BuildError::Image {
+        spec: spec_path.to_path_buf(),
+        reference: full.clone(),
+        source,
+    };
+    let pull = match &img.from {
+        Some(from) if !from.value.starts_with(DOCKER_TRANSPORT) => {
+            if img.platforms.is_some() {
+                let first = &img.platforms.as_ref().expect("checked")[0];
+                return Err(at(spec_path, "images.platforms", first, "`platforms` applies to images pulled from a registry; a local input is carried as it is".into()));
+            }
+            let src = SourceSpec::parse(&from.value, base)
+                .map_err(|m| at(spec_path, "images.from", from, m))?;
+            return source::resolve(&src, &full, TarPolicy::image_archive(Limits::default()))
+                .map_err(image_err);
+        }
+        Some(from) => ImageRef::parse(&from.value[DOCKER_TRANSPORT.len()..]).map_err(|e| {
+            at(
+                spec_path,
+                "images.from",
+                from,
+                format!("{e} (expected `docker://HOST/PATH:TAG[@DIGEST]`)"),
+            )
+        })?,
+        None => reference.clone(),
+    };
+    let Some(remote) = &opts.remote else {
+        let field = img.from.as_ref().unwrap_or(&img.reference);
+        return Err(at(
+            spec_path,
+            "images.from",
+            field,
+            "pulling from a registry is not available here; give a local `from: oci:DIR[:NAME]`"
+                .into(),
+        ));
+    };
+    let digest = match &img.digest {
+        Some(d) => Some(
+            d.value
+                .parse::<Digest>()
+                .map_err(|e| at(spec_path, "images.digest", d, e.to_string()))?,
+        ),
+        None => match pull.digest.as_deref().or(reference.digest.as_deref()) {
+            Some(d) => Some(
+                d.parse::<Digest>()
+                    .map_err(|e| at(spec_path, "images.ref", &img.reference, e.to_string()))?,
+            ),
+            None => None,
+        },
+    };
+    let platforms = img.platforms.as_ref().unwrap_or(&spec.platforms);
+    let platforms: Vec<String> = platforms.iter().map(|p| p.value.clone()).collect();
+    let request = RemoteRequest {
+        reference: reference.clone(),
+        pull,
+        digest,
+        platforms,
+    };
+    remote
+        .resolve(&request)
+        .map_err(|message| BuildError::Pull {
+            spec: spec_path.to_path_buf(),
+            line: img.reference.referenced.line() as usize,
+            reference: full.clone(),
+            message,
+        })
+}
+
+/// Checks the digests the spec pins (in `ref`, in `from`, in `digest:`) against what the
+/// source holds. A filtered index is checked by the digest of the index it came from.
+fn check_pins(
+    spec_path: &Path,
+    img: &ImageSpec,
+    reference: &ImageRef,
+    resolved: &ResolvedImage,
+) -> Result<(), BuildError> {
+    let upstream = resolved.source_digest.as_ref().unwrap_or(&resolved.digest);
+    let from = img
+        .from
+        .as_ref()
+        .map_or("the registry", |f| f.value.as_str());
+    if let Some(pinned) = &reference.digest {
+        if *pinned != upstream.to_string() {
+            return Err(at(
+                spec_path,
+                "images.ref",
+                &img.reference,
+                format!("the reference pins {pinned} but `{from}` holds {upstream}"),
+            ));
+        }
+    }
+    if let Some(pinned) = &img.digest {
+        if pinned.value != upstream.to_string() {
+            return Err(at(
+                spec_path,
+                "images.digest",
+                pinned,
+                format!(
+                    "the spec pins {} but `{from}` holds {upstream}",
+                    pinned.value
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The manifest, from the plan and the digests of pass 1, checked.
@@ -422,6 +543,11 @@ pub(crate) fn temp_file_beside(
 
 /// Pass 2: writes the bundle into a temporary file beside its destination, then
 /// renames it into place. Returns the bundle's size.
+///
+/// Entries go in order, except blobs fetched from a registry: each is a stored member of
+/// its own whose length follows from its name and size, so the writer leaves room for it
+/// and moves on while `opts.jobs` workers fetch such blobs and write them at their offsets.
+/// The bytes are the same whatever order the fetches finish in.
 fn write_bundle(
     opts: &BuildOptions,
     manifest: &Manifest,
@@ -434,6 +560,14 @@ fn write_bundle(
         temp_file_beside(&opts.output, ".ferry-build-").map_err(|(dir, e)| io_err(&dir)(e))?;
     let root = manifest.root();
     let bar = opts.progress.bytes(manifest.total_size(), "writing");
+    let fetched = entries.iter().filter(|(_, p)| fetched_later(p)).count();
+    let fetches = Fetches {
+        file: tmp.as_file(),
+        mtime: opts.source_date_epoch,
+        bar: &bar,
+        failed: AtomicBool::new(false),
+        first_error: Mutex::new(None),
+    };
     {
         let file = tmp.as_file().try_clone().map_err(io_err(tmp.path()))?;
         let mut w = TarGzWriter::new(
@@ -443,10 +577,40 @@ fn write_bundle(
         let write_err = io_err(&opts.output);
         write_head(&mut w, &root, manifest_bytes, signature).map_err(&write_err)?;
         let hasher = BackgroundHasher::new(4, 1 << 20);
-        for ((path, planned), (digest, size)) in entries.iter().zip(hashed) {
-            debug_assert_eq!(*size, planned.size);
-            let name = format!("{root}/{path}");
-            write_entry(&mut w, &name, planned, digest, &hasher, &bar, &write_err)?;
+        let workers = opts.jobs.clamp(1, 64).min(fetched);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Fetch>(workers.max(1));
+        let rx = Mutex::new(rx);
+        std::thread::scope(|scope| -> Result<(), BuildError> {
+            let tx = tx; // Dropped when the writer is done: the workers then stop.
+            for _ in 0..workers {
+                scope.spawn(|| fetches.work(&rx));
+            }
+            for ((path, planned), (digest, size)) in entries.iter().zip(hashed) {
+                debug_assert_eq!(*size, planned.size);
+                if fetches.failed.load(Ordering::Relaxed) {
+                    break;
+                }
+                let name = format!("{root}/{path}");
+                if fetched_later(planned) {
+                    let len = stored_entry_len(&name, planned.size);
+                    let at = w.reserve_member(len).map_err(&write_err)?;
+                    let job = Fetch { name, planned, at };
+                    if tx.send(job).is_err() {
+                        break; // No worker is left to take it.
+                    }
+                } else {
+                    let written =
+                        write_entry(&mut w, &name, planned, digest, &hasher, &bar, &write_err);
+                    if let Err(e) = written {
+                        fetches.failed.store(true, Ordering::Relaxed);
+                        return Err(e);
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        if let Some(e) = fetches.first_error.lock().map_err(|_| poisoned())?.take() {
+            return Err(e);
         }
         let mut out = w.finish().map_err(&write_err)?;
         out.flush().map_err(&write_err)?;
@@ -467,6 +631,96 @@ fn write_bundle(
     Ok(bundle_bytes)
 }
 
+fn poisoned() -> BuildError {
+    BuildError::Input {
+        path: PathBuf::from("(build)"),
+        message: "a blob fetch panicked".into(),
+    }
+}
+
+/// Whether a planned file is fetched by a worker into a member of its own (a stored blob
+/// from a registry) rather than written in order.
+fn fetched_later(p: &Planned) -> bool {
+    matches!(&p.location, BlobLocation::Remote(r) if r.packing() == Packing::Store)
+}
+
+/// One blob to fetch into the room left for it at `at`.
+struct Fetch<'a> {
+    name: String,
+    planned: &'a Planned,
+    at: u64,
+}
+
+/// The workers' shared state: the output file, and the first failure (which stops the rest).
+struct Fetches<'a> {
+    file: &'a std::fs::File,
+    mtime: u64,
+    bar: &'a indicatif::ProgressBar,
+    failed: AtomicBool,
+    first_error: Mutex<Option<BuildError>>,
+}
+
+impl Fetches<'_> {
+    /// Takes jobs until the writer is done or a fetch failed.
+    fn work(&self, rx: &Mutex<std::sync::mpsc::Receiver<Fetch>>) {
+        loop {
+            let job = match rx.lock() {
+                Ok(rx) => match rx.recv() {
+                    Ok(job) => job,
+                    Err(_) => return,
+                },
+                Err(_) => return,
+            };
+            // After a failure the queue is drained without fetching, so the writer never
+            // waits on a full queue.
+            if self.failed.load(Ordering::Relaxed) {
+                continue;
+            }
+            if let Err(e) = self.fetch(&job) {
+                self.failed.store(true, Ordering::Relaxed);
+                if let Ok(mut first) = self.first_error.lock() {
+                    first.get_or_insert(e);
+                }
+            }
+        }
+    }
+
+    /// Fetches one blob into its member, checking it against its digest on the way.
+    fn fetch(&self, job: &Fetch) -> Result<(), BuildError> {
+        let BlobLocation::Remote(remote) = &job.planned.location else {
+            unreachable!("only remote blobs are fetched by workers")
+        };
+        let expected = job
+            .planned
+            .expected
+            .as_ref()
+            .expect("remote files are blobs");
+        let read_err = io_err(Path::new(&job.planned.origin));
+        let reader = remote.open().map_err(&read_err)?;
+        let mut tee = crate::oci::digest::HashingReader::new(self.bar.wrap_read(reader));
+        let out = PositionedWriter::new(self.file, job.at);
+        write_own_member(
+            out,
+            self.mtime,
+            &job.name,
+            job.planned.mode.bits(),
+            job.planned.size,
+            &mut tee,
+        )
+        .map_err(&read_err)?;
+        let (found, _) = tee.finish();
+        if found != *expected {
+            return Err(BuildError::CorruptBlob {
+                source_desc: job.planned.origin.clone(),
+                expected: expected.clone(),
+                found,
+            });
+        }
+        remote.verified();
+        Ok(())
+    }
+}
+
 /// Writes one planned file as an entry named `name`, checking its bytes on the way: a blob
 /// against its digest (hashed on the background hasher's thread), any other file against
 /// its digest from pass 1.
@@ -484,7 +738,10 @@ fn write_entry<W: Write>(
     let mut reader = planned.location.open(size).map_err(&read_err)?;
     let mut head = [0u8; 8];
     let n = read_up_to(&mut reader, &mut head).map_err(&read_err)?;
-    let packing = Packing::sniff(&head[..n]);
+    let packing = match &planned.location {
+        BlobLocation::Remote(r) => r.packing(),
+        _ => Packing::sniff(&head[..n]),
+    };
     let data = bar.wrap_read(io::Cursor::new(head[..n].to_vec()).chain(reader));
     let mode = planned.mode.bits();
     match &planned.expected {
@@ -493,8 +750,7 @@ fn write_entry<W: Write>(
                 inner: data,
                 hasher,
             };
-            w.append(name, mode, size, packing, tee)
-                .map_err(write_err)?;
+            append(w, name, mode, size, packing, tee).map_err(write_err)?;
             let (found, _) = hasher.finish();
             if found != *expected {
                 return Err(BuildError::CorruptBlob {
@@ -508,8 +764,7 @@ fn write_entry<W: Write>(
             // Small files are hashed again while written: one that changed since pass 1
             // fails the build instead of producing a bundle that fails verify.
             let mut tee = crate::oci::digest::HashingReader::new(data);
-            w.append(name, mode, size, packing, &mut tee)
-                .map_err(write_err)?;
+            append(w, name, mode, size, packing, &mut tee).map_err(write_err)?;
             let (found, _) = tee.finish();
             if found != *digest {
                 return Err(BuildError::Input {
@@ -520,6 +775,21 @@ fn write_entry<W: Write>(
         }
     }
     Ok(())
+}
+
+/// Appends an entry: a stored one as a member of its own, a compressed one to the run.
+fn append<W: Write>(
+    w: &mut TarGzWriter<W>,
+    name: &str,
+    mode: u32,
+    size: u64,
+    packing: Packing,
+    data: impl Read,
+) -> io::Result<()> {
+    match packing {
+        Packing::Store => w.append_own_member(name, mode, size, data),
+        Packing::Compress => w.append(name, mode, size, packing, data),
+    }
 }
 
 /// Writes the head member: the manifest and, when given, its signature. It is stored, not

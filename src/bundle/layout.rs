@@ -183,6 +183,13 @@ impl Walker<'_> {
             Document::Manifest(manifest) => {
                 self.blob(manifest.config(), &here)?;
                 for layer in manifest.layers() {
+                    // A non-distributable layer may be left out (runtimes fetch it from its
+                    // URLs); when it is there, it is checked like any other.
+                    let absent = document::digest_of(layer)
+                        .is_some_and(|d| !self.blobs.contains_key(d.hex()));
+                    if absent && document::is_non_distributable(layer) {
+                        continue;
+                    }
                     self.blob(layer, &here)?;
                 }
             }

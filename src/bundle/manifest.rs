@@ -101,6 +101,16 @@ pub struct ImageEntry {
     pub digest: Digest,
     /// Media type of the manifest or index.
     pub media_type: String,
+    /// The digest of the upstream index this image was made from, when `platforms:` kept
+    /// only some of its platforms: the filtered index is a new document with a new digest
+    /// (each platform's manifest keeps its digest; a signature over the upstream index does
+    /// not apply to the filtered one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_digest: Option<Digest>,
+    /// Non-distributable layers the image's manifests name but the bundle leaves out:
+    /// nodes fetch them from their URLs, so inside an air gap the image will not pull.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub non_distributable: Vec<Digest>,
     /// `os/arch[/variant]` of every platform the image has.
     pub platforms: Vec<String>,
     /// Total bytes of every distinct blob of the image, manifests included.

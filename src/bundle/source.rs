@@ -2,12 +2,13 @@
 //! `docker-archive` tarballs, resolved to the exact blobs an image consists of. Archives are
 //! read with the checks of `archive::TarEntries` and their members read in place.
 
-use crate::bundle::archive::{EntryError, TarEntries, TarEntry, TarPolicy};
+use crate::bundle::archive::{EntryError, Packing, TarEntries, TarEntry, TarPolicy};
 use crate::bundle::safepath::SafePath;
 use crate::oci::digest::{hash_reader, Digest};
 use crate::oci::document::{
     self, names, BlobRef, Document, CONTAINERD_NAME, MAX_JSON, OCI_CONFIG, OCI_MANIFEST, REF_NAME,
 };
+use crate::oci::reference::ImageRef;
 use oci_spec::image::{Descriptor, Platform};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -74,6 +75,53 @@ pub enum BlobLocation {
     Member { archive: Arc<PathBuf>, offset: u64 },
     /// Bytes held in memory (manifests, configs and synthesised manifests: small).
     Memory(Arc<[u8]>),
+    /// Bytes fetched from elsewhere (a registry) while the bundle is written.
+    Remote(Arc<dyn RemoteBlob>),
+}
+
+/// A blob whose bytes are fetched (from a registry, or a cache of one) when it is written.
+pub trait RemoteBlob: Send + Sync {
+    /// Opens the blob's bytes afresh. The reader yields the blob's bytes exactly once each;
+    /// the caller checks them against the digest.
+    fn open(&self) -> io::Result<Box<dyn Read + Send>>;
+    /// The blob's bytes were read to the end and matched their digest (a cache may keep them).
+    fn verified(&self) {}
+    /// How its bytes are packed: chosen from the media type, not sniffed.
+    fn packing(&self) -> Packing;
+    /// Where it comes from, for messages.
+    fn describe(&self) -> String;
+}
+
+impl std::fmt::Debug for dyn RemoteBlob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+/// An image the spec takes from a registry: the one `ref` names, or another one (`from:
+/// docker://…`) while the bundle records `ref`.
+#[derive(Debug, Clone)]
+pub struct RemoteRequest {
+    /// The reference the bundle records.
+    pub reference: ImageRef,
+    /// The reference to pull.
+    pub pull: ImageRef,
+    /// A digest the image must have (`digest:` of the spec, or the digest in `pull`).
+    pub digest: Option<Digest>,
+    /// Platforms to keep of an index; empty keeps it whole.
+    pub platforms: Vec<String>,
+}
+
+/// Resolves images that live in registries into blobs the build can write.
+pub trait RemoteImages: Send + Sync {
+    /// The image, its manifests and configs fetched, its layers as `BlobLocation::Remote`.
+    fn resolve(&self, request: &RemoteRequest) -> Result<ResolvedImage, String>;
+}
+
+impl std::fmt::Debug for dyn RemoteImages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RemoteImages")
+    }
 }
 
 impl BlobLocation {
@@ -87,6 +135,7 @@ impl BlobLocation {
                 Box::new(f.take(size))
             }
             BlobLocation::Memory(b) => Box::new(io::Cursor::new(b.clone())),
+            BlobLocation::Remote(r) => r.open()?,
         })
     }
 
@@ -98,6 +147,7 @@ impl BlobLocation {
                 format!("{} (at byte {offset})", archive.display())
             }
             BlobLocation::Memory(_) => "(generated)".into(),
+            BlobLocation::Remote(r) => r.describe(),
         }
     }
 }
@@ -119,6 +169,12 @@ pub struct ResolvedImage {
     pub platforms: Vec<String>,
     /// Every blob, manifests and indexes included, each once.
     pub blobs: Vec<SourceBlob>,
+    /// The digest of the index the image was made from, when it is not `digest`: a
+    /// multi-platform index filtered down to some platforms is a new index.
+    pub source_digest: Option<Digest>,
+    /// Layers left out because their media type says they may not be redistributed
+    /// (their manifests keep them; runtimes fetch them from their URLs).
+    pub non_distributable: Vec<Digest>,
 }
 
 /// An image that cannot be read from its source.
@@ -504,6 +560,8 @@ fn resolve_layout(
         size: desc.size(),
         platforms: walk.platforms,
         blobs: walk.blobs,
+        source_digest: None,
+        non_distributable: Vec::new(),
     })
 }
 
@@ -726,6 +784,8 @@ fn resolve_docker_legacy(
         size,
         platforms: vec![document::render_platform(&platform)],
         blobs,
+        source_digest: None,
+        non_distributable: Vec::new(),
     })
 }
 

@@ -23,6 +23,10 @@ pub struct Spec {
     pub files: Vec<ExtraFile>,
     #[serde(default)]
     pub images: Vec<ImageSpec>,
+    /// Platforms (`os/arch[/variant]`) to keep of every multi-platform image pulled from a
+    /// registry, unless the image lists its own; empty keeps every platform.
+    #[serde(default)]
+    pub platforms: Vec<Spanned<String>>,
     #[serde(default)]
     pub egress: Vec<Destination>,
 }
@@ -44,8 +48,19 @@ pub struct ImageSpec {
     /// The image's original reference, `registry/path:tag`.
     #[serde(rename = "ref")]
     pub reference: Spanned<String>,
-    /// `oci:DIR[:NAME]`, `oci-archive:FILE[:NAME]` or `docker-archive:FILE[:REF]`.
-    pub from: Spanned<String>,
+    /// `oci:DIR[:NAME]`, `oci-archive:FILE[:NAME]`, `docker-archive:FILE[:REF]`, or
+    /// `docker://HOST/PATH:TAG[@DIGEST]` to pull from another registry than `ref` names.
+    /// Absent: pulled from the registry `ref` names.
+    #[serde(default)]
+    pub from: Option<Spanned<String>>,
+    /// The manifest or index digest the image must have (checked; a registry tag is
+    /// resolved to it).
+    #[serde(default)]
+    pub digest: Option<Spanned<String>>,
+    /// Platforms to keep of a multi-platform image pulled from a registry (overrides the
+    /// spec-wide `platforms`).
+    #[serde(default)]
+    pub platforms: Option<Vec<Spanned<String>>>,
 }
 
 /// A spec that cannot be used, located in its file.
@@ -127,6 +142,6 @@ mod tests {
             Path::new("f"),
         )
         .unwrap();
-        assert_eq!(s.images[0].from.referenced.line(), 5);
+        assert_eq!(s.images[0].from.as_ref().unwrap().referenced.line(), 5);
     }
 }

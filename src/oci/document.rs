@@ -164,6 +164,14 @@ pub fn annotation<'a>(d: &'a Descriptor, key: &str) -> Option<&'a str> {
         .map(String::as_str)
 }
 
+/// Whether a layer may be left out of copies: OCI non-distributable layers, and Docker
+/// foreign layers with URLs to fetch them from. Runtimes pull such layers from their URLs.
+pub fn is_non_distributable(d: &Descriptor) -> bool {
+    let media_type = d.media_type().as_ref();
+    media_type.contains("nondistributable")
+        || (media_type.contains("foreign") && d.urls().as_ref().is_some_and(|u| !u.is_empty()))
+}
+
 /// The names a layout gives an image: its `org.opencontainers.image.ref.name` and
 /// `io.containerd.image.name` annotations, in that order.
 pub fn names(d: &Descriptor) -> Vec<&str> {

@@ -341,10 +341,7 @@ fn walk(
                 let blob_type = d.media_type().as_ref();
                 // Foreign (non-distributable) layers are fetched from their URLs by the
                 // runtime and are not ours to push.
-                if (d.urls().as_ref().is_some_and(|u| !u.is_empty())
-                    && blob_type.contains("foreign"))
-                    || blob_type.contains("nondistributable")
-                {
+                if document::is_non_distributable(d) {
                     continue;
                 }
                 let blob: Digest = d

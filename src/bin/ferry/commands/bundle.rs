@@ -39,6 +39,8 @@ pub fn build(
             output,
             source_date_epoch: epoch,
             progress: p.progress(),
+            remote: None,
+            jobs: 4,
         },
         signer.as_ref().map(|s| s as build::ManifestSigner),
     )?;
