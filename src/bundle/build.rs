@@ -4,6 +4,7 @@ use crate::bundle::archive::{
     stored_entry_len, write_own_member, EntryError, Limits, MemberReader, Packing,
     PositionedWriter, TarEntries, TarEntry, TarGzWriter, TarPolicy,
 };
+use crate::bundle::lock::{Lock, LockError, LockedImage, LOCK_VERSION};
 use crate::bundle::manifest::{
     self, ChartEntry, FileEntry, ImageEntry, Manifest, Mode, FORMAT_VERSION, MANIFEST_NAME,
     SIGNATURE_NAME,
@@ -41,6 +42,8 @@ pub struct BuildOptions {
     pub remote: Option<std::sync::Arc<dyn RemoteImages>>,
     /// Blobs fetched at once while the bundle is written.
     pub jobs: usize,
+    /// `--locked`: the lock every registry input must resolve to.
+    pub locked: Option<Lock>,
 }
 
 /// `from:` of an image pulled from another registry than its `ref` names.
@@ -59,6 +62,8 @@ pub struct BuildReport {
     /// Size of the bundle file.
     pub bundle_bytes: u64,
     pub signed: bool,
+    /// What the registry inputs resolved to (empty when every input is local).
+    pub lock: Lock,
 }
 
 /// Why a build failed.
@@ -90,6 +95,8 @@ pub enum BuildError {
     Input { path: PathBuf, message: String },
     #[error("signing the manifest failed: {0}")]
     Sign(String),
+    #[error(transparent)]
+    Lock(#[from] LockError),
     #[error("{}:{line}: image `{reference}`: {message}", spec.display())]
     Pull {
         spec: PathBuf,
@@ -170,6 +177,7 @@ pub fn source_date_epoch_from_env() -> Result<u64, String> {
 pub fn build(opts: &BuildOptions, sign: Option<ManifestSigner>) -> Result<BuildReport, BuildError> {
     let spec = Spec::load(&opts.spec)?;
     let contents = plan(opts, &spec)?;
+    let contents_lock = contents.lock;
     let entries: Vec<(SafePath, Planned)> = contents.plan.files.into_iter().collect();
     let hashed = hash_all(&entries, opts.progress)?;
     let manifest = make_manifest(
@@ -199,6 +207,7 @@ pub fn build(opts: &BuildOptions, sign: Option<ManifestSigner>) -> Result<BuildR
         manifest,
         bundle_bytes,
         signed: signature.is_some(),
+        lock: contents_lock,
     })
 }
 
@@ -207,6 +216,8 @@ struct Contents {
     plan: Plan,
     images: Vec<ImageEntry>,
     charts: Vec<ChartEntry>,
+    /// What the registry inputs resolved to.
+    lock: Lock,
 }
 
 /// The folder the spec's relative paths are taken from.
@@ -237,11 +248,19 @@ fn plan(opts: &BuildOptions, spec: &Spec) -> Result<Contents, BuildError> {
     for c in &spec.charts {
         charts.push(add_chart(&mut plan, &base, c, &opts.spec)?);
     }
-    let images = plan_images(&mut plan, opts, spec, &base)?;
+    let mut lock = Lock {
+        lock_version: LOCK_VERSION,
+        ..Lock::default()
+    };
+    let images = plan_images(&mut plan, &mut lock, opts, spec, &base)?;
+    if let Some(old) = &opts.locked {
+        old.check_complete(&Lock::path_for(&opts.spec), &lock)?;
+    }
     Ok(Contents {
         plan,
         images,
         charts,
+        lock,
     })
 }
 
@@ -285,6 +304,7 @@ fn plan_files(
 /// Every blob of every image once, then the layout's `index.json` and `oci-layout`.
 fn plan_images(
     plan: &mut Plan,
+    lock: &mut Lock,
     opts: &BuildOptions,
     spec: &Spec,
     base: &Path,
@@ -305,7 +325,8 @@ fn plan_images(
                 format!("`{full}` is listed twice"),
             ));
         }
-        let resolved = resolve_image(opts, spec, img, &reference, base)?;
+        let (resolved, locked) = resolve_image(opts, spec, img, &reference, base)?;
+        lock.images.extend(locked);
         let mut total = 0;
         for blob in &resolved.blobs {
             total += blob.size;
@@ -370,7 +391,7 @@ fn resolve_image(
     img: &ImageSpec,
     reference: &ImageRef,
     base: &Path,
-) -> Result<ResolvedImage, BuildError> {
+) -> Result<(ResolvedImage, Option<LockedImage>), BuildError> {
     let spec_path = opts.spec.as_path();
     let full = reference.to_string();
     let image_err = |source| BuildError::Image {
@@ -386,8 +407,10 @@ fn resolve_image(
             }
             let src = SourceSpec::parse(&from.value, base)
                 .map_err(|m| at(spec_path, "images.from", from, m))?;
-            return source::resolve(&src, &full, TarPolicy::image_archive(Limits::default()))
-                .map_err(image_err);
+            let resolved =
+                source::resolve(&src, &full, TarPolicy::image_archive(Limits::default()))
+                    .map_err(image_err)?;
+            return Ok((resolved, None));
         }
         Some(from) => ImageRef::parse(&from.value[DOCKER_TRANSPORT.len()..]).map_err(|e| {
             at(
@@ -431,14 +454,27 @@ fn resolve_image(
         digest,
         platforms,
     };
-    remote
+    let resolved = remote
         .resolve(&request)
         .map_err(|message| BuildError::Pull {
             spec: spec_path.to_path_buf(),
             line: img.reference.referenced.line() as usize,
             reference: full.clone(),
             message,
-        })
+        })?;
+    let locked = LockedImage {
+        reference: full.clone(),
+        source: format!("{DOCKER_TRANSPORT}{}", request.pull),
+        digest: resolved
+            .source_digest
+            .clone()
+            .unwrap_or_else(|| resolved.digest.clone()),
+        platforms: request.platforms.clone(),
+    };
+    if let Some(old) = &opts.locked {
+        old.check_image(&Lock::path_for(spec_path), &locked)?;
+    }
+    Ok((resolved, Some(locked)))
 }
 
 /// Checks the digests the spec pins (in `ref`, in `from`, in `digest:`) against what the

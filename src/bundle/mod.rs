@@ -8,6 +8,7 @@ pub mod extract;
 pub mod head;
 pub mod inspect;
 pub mod layout;
+pub mod lock;
 pub mod manifest;
 pub mod safepath;
 pub mod source;

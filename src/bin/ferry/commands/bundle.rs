@@ -41,6 +41,7 @@ pub fn build(
             progress: p.progress(),
             remote: None,
             jobs: 4,
+            locked: None,
         },
         signer.as_ref().map(|s| s as build::ManifestSigner),
     )?;
