@@ -92,9 +92,9 @@ impl Lock {
     }
 
     /// The lock as written: pretty JSON, entries in spec order, a final newline.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = serde_json::to_vec_pretty(self).expect("a lock serialises");
-        out.push(b'\n');
+    pub fn to_text(&self) -> String {
+        let mut out = serde_json::to_string_pretty(self).expect("a lock serialises");
+        out.push('\n');
         out
     }
 
@@ -213,7 +213,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("not in the lock"), "{err}");
-        let round: Lock = serde_json::from_slice(&lock.to_bytes()).unwrap();
+        let round: Lock = serde_json::from_str(&lock.to_text()).unwrap();
         assert_eq!(round, lock);
     }
 }

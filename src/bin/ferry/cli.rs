@@ -37,6 +37,8 @@ pub enum Command {
         /// COSIGN_PASSWORD or the terminal).
         #[arg(long)]
         key: Option<PathBuf>,
+        #[command(flatten)]
+        pull: PullArgs,
     },
     /// Write a cosign-compatible key pair: NAME.key (encrypted, 0600) and NAME.pub.
     Keygen {
@@ -169,6 +171,37 @@ pub struct RegistryArgs {
     /// Speak plain HTTP (only for registries that have no TLS).
     #[arg(long)]
     pub plain_http: bool,
+}
+
+/// How `ferry build` pulls images and charts from registries.
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// Fail unless every registry input resolves to what ferry.lock (beside the spec) pins.
+    #[arg(long)]
+    pub locked: bool,
+    /// Keep fetched blobs in this content-addressed folder, so a rebuild fetches nothing twice.
+    #[arg(long, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+    /// Blobs fetched at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// Also carry non-distributable (foreign) layers; without it they are left out and the
+    /// build names the images that will not pull inside an air gap.
+    #[arg(long)]
+    pub include_non_distributable: bool,
+    /// A Docker config.json or containers auth.json (default: $DOCKER_CONFIG, ~/.docker, $REGISTRY_AUTH_FILE).
+    #[arg(long)]
+    pub authfile: Option<PathBuf>,
+    /// A PEM file of extra CA certificates to trust: FILE for every registry, HOST[:PORT]=FILE
+    /// for one. Repeatable.
+    #[arg(long = "ca-file", value_name = "[HOST=]FILE")]
+    pub ca_files: Vec<String>,
+    /// Speak plain HTTP to every registry (only for registries that have no TLS).
+    #[arg(long)]
+    pub plain_http: bool,
+    /// Speak plain HTTP to this registry only (HOST[:PORT]). Repeatable.
+    #[arg(long = "plain-http-host", value_name = "HOST")]
+    pub plain_http_hosts: Vec<String>,
 }
 
 /// Which keys are trusted.

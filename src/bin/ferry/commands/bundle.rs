@@ -1,7 +1,11 @@
 //! `ferry build`, `inspect`, `verify` and `extract`.
 
 use super::{authenticity_json, authenticity_line, head_check, signing_key, usage, verify_options};
-use crate::cli::{LimitArgs, TrustArgs};
+use crate::cli::{LimitArgs, PullArgs, TrustArgs};
+use ferry::bundle::lock::Lock;
+use ferry::pull::{PullOptions, Puller};
+use ferry::registry::CredentialSource;
+use std::sync::Arc;
 use crate::exit::Outcome;
 use crate::printer::Printer;
 use anyhow::Context;
@@ -17,6 +21,7 @@ pub fn build(
     spec: &Path,
     output: Option<&Path>,
     key: Option<&Path>,
+    pull: &PullArgs,
     p: &mut Printer,
 ) -> anyhow::Result<Outcome> {
     let epoch = build::source_date_epoch_from_env().map_err(anyhow::Error::msg)?;
@@ -28,6 +33,10 @@ pub fn build(
         }
     };
     let key = key.map(signing_key).transpose()?;
+    let locked = match pull.locked {
+        true => Some(Lock::read(&Lock::path_for(spec))?),
+        false => None,
+    };
     let signer = key.as_ref().map(|key| {
         move |m: &[u8]| -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
             Ok(key.sign(m)?)
@@ -39,12 +48,17 @@ pub fn build(
             output,
             source_date_epoch: epoch,
             progress: p.progress(),
-            remote: None,
-            jobs: 4,
-            locked: None,
+            remote: Some(Arc::new(Puller::new(pull_options(pull)?)?)),
+            jobs: pull.concurrency.max(1),
+            locked,
         },
         signer.as_ref().map(|s| s as build::ManifestSigner),
     )?;
+    let lock_path = Lock::path_for(spec);
+    if !pull.locked && !report.lock.is_empty() {
+        ferry::load::write_atomically(&lock_path, &report.lock.to_text())
+            .with_context(|| format!("writing {}", lock_path.display()))?;
+    }
     let m = &report.manifest;
     p.document(&json!({
         "ok": true,
@@ -53,8 +67,24 @@ pub fn build(
         "manifestDigest": report.manifest_digest,
         "signed": report.signed,
         "files": m.files.len(),
-        "images": m.images.iter().map(|i| json!({"reference": i.reference, "digest": i.digest})).collect::<Vec<_>>(),
+        "images": m.images.iter().map(|i| json!({"reference": i.reference, "digest": i.digest, "sourceDigest": i.source_digest, "nonDistributable": i.non_distributable})).collect::<Vec<_>>(),
+        "lock": (!report.lock.is_empty()).then(|| lock_path.clone()),
     }))?;
+    for i in m.images.iter().filter(|i| !i.non_distributable.is_empty()) {
+        p.note(format_args!(
+            "warning: {} has {} non-distributable layer(s) left out: nodes fetch them from their URLs, so it will not pull inside an air gap (--include-non-distributable carries them)",
+            i.reference,
+            i.non_distributable.len()
+        ))?;
+    }
+    for i in m.images.iter().filter_map(|i| Some((i, i.source_digest.as_ref()?))) {
+        p.note(format_args!(
+            "note: {} is a new index with {} of the platforms of {} (per-platform digests unchanged; a signature over the upstream index does not apply to it)",
+            i.0.reference,
+            i.0.platforms.join(", "),
+            i.1
+        ))?;
+    }
     p.line(format_args!(
         "built {} ({} bytes)",
         report.output.display(),
@@ -75,6 +105,32 @@ pub fn build(
         if report.signed { " (signed)" } else { "" }
     ))?;
     Ok(Outcome::Ok)
+}
+
+/// The pull settings of the command line.
+fn pull_options(a: &PullArgs) -> anyhow::Result<PullOptions> {
+    let ca_files = a
+        .ca_files
+        .iter()
+        .map(|v| match v.split_once('=') {
+            Some((host, file)) if !host.is_empty() && !file.is_empty() => {
+                Ok((Some(host.to_string()), PathBuf::from(file)))
+            }
+            Some(_) => Err(usage(format!("--ca-file `{v}`: expected FILE or HOST[:PORT]=FILE"))),
+            None => Ok((None, PathBuf::from(v))),
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(PullOptions {
+        credentials: match &a.authfile {
+            Some(f) => CredentialSource::AuthFile(f.clone()),
+            None => CredentialSource::Default,
+        },
+        ca_files,
+        plain_http: a.plain_http,
+        plain_http_hosts: a.plain_http_hosts.clone(),
+        cache: a.cache.clone(),
+        include_non_distributable: a.include_non_distributable,
+    })
 }
 
 pub fn inspect(bundle: &Path, p: &mut Printer) -> anyhow::Result<Outcome> {

@@ -19,9 +19,12 @@ use std::path::Path;
 /// Runs the parsed command line.
 pub fn run(cli: &Cli, p: &mut Printer) -> anyhow::Result<Outcome> {
     match &cli.command {
-        Command::Build { spec, output, key } => {
-            bundle::build(spec, output.as_deref(), key.as_deref(), p)
-        }
+        Command::Build {
+            spec,
+            output,
+            key,
+            pull,
+        } => bundle::build(spec, output.as_deref(), key.as_deref(), pull, p),
         Command::Inspect { bundle } => bundle::inspect(bundle, p),
         Command::Verify {
             bundle,

@@ -1,0 +1,275 @@
+//! `ferry build` pulling from a real registry: skopeo pushes, ferry builds, ferry loads into
+//! a second registry and skopeo reads back the same digests; platforms, the lock, the cache,
+//! a corrupt registry and a failed login.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest as _, Sha256};
+
+use crate::harness::ferry;
+use crate::util::oci::{write_layout, TestLayout};
+use crate::util::registry::{Registry, Setup};
+use crate::util::skopeo;
+
+fn sha256(b: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(b)))
+}
+
+/// A registry holding the test layout's images as `team/NAME:1.0`, pushed by skopeo.
+struct Source {
+    registry: Registry,
+    layout: TestLayout,
+    _dir: tempfile::TempDir,
+}
+
+impl Source {
+    fn start(setup: Setup, salt: u64) -> Source {
+        let registry = Registry::start(setup);
+        let dir = tempfile::tempdir().unwrap();
+        let layout = write_layout(dir.path(), salt);
+        let mut creds = Vec::new();
+        if let Some(auth) = &registry.auth_file {
+            creds = vec![format!("--dest-authfile={}", auth.display())];
+        }
+        for image in &layout.images {
+            let mut args = vec![
+                "copy".to_string(),
+                "--all".into(),
+                "--quiet".into(),
+                "--insecure-policy".into(),
+                "--dest-tls-verify=false".into(),
+            ];
+            args.extend(creds.iter().cloned());
+            args.push(format!("oci:{}:{}", dir.path().display(), image.name));
+            args.push(format!("docker://{}/team/{}:1.0", registry.host(), image.name));
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            skopeo::skopeo(&args);
+        }
+        Source {
+            registry,
+            layout,
+            _dir: dir,
+        }
+    }
+
+    fn digest(&self, name: &str) -> String {
+        self.layout
+            .images
+            .iter()
+            .find(|i| i.name == name)
+            .unwrap()
+            .digest
+            .clone()
+    }
+
+    /// Overwrites every layer the registry stores with other bytes of the same size.
+    fn corrupt_layers(&self) {
+        for image in &self.layout.images {
+            for (digest, size) in &image.blobs {
+                if *size < 100_000 {
+                    continue; // Configs: the layers are the large ones.
+                }
+                let hex = &digest[7..];
+                let data = self
+                    .registry
+                    .storage()
+                    .join("docker/registry/v2/blobs/sha256")
+                    .join(&hex[..2])
+                    .join(hex)
+                    .join("data");
+                std::fs::write(&data, vec![0x5a; *size as usize]).unwrap();
+            }
+        }
+    }
+}
+
+/// A spec in `dir` pulling from `host`: app1 by its own reference, app2 under another
+/// recorded reference, multi whole, and multi filtered to linux/arm64.
+fn write_spec(dir: &Path, host: &str) -> PathBuf {
+    let spec = dir.join("ferry.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name: pulled\nversion: '1.0'\nimages:\n\
+             - ref: {host}/team/app1:1.0\n\
+             - ref: registry.example.com/team/app2:1.0\n  from: docker://{host}/team/app2:1.0\n\
+             - ref: {host}/team/multi:1.0\n\
+             - ref: registry.example.com/team/multi-arm:1.0\n  from: docker://{host}/team/multi:1.0\n  platforms: [linux/arm64]\n"
+        ),
+    )
+    .unwrap();
+    spec
+}
+
+fn build(spec: &Path, out: &Path, extra: &[&str]) -> assert_cmd::assert::Assert {
+    ferry()
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .args(["build", "--plain-http", "-f"])
+        .arg(spec)
+        .arg("-o")
+        .arg(out)
+        .args(extra)
+        .assert()
+}
+
+fn manifest_of(bundle: &Path) -> serde_json::Value {
+    let out = ferry()
+        .args(["inspect", "--json"])
+        .arg(bundle)
+        .assert()
+        .success();
+    serde_json::from_slice(&out.get_output().stdout).unwrap()
+}
+
+#[test]
+fn pulled_images_round_trip_through_build_and_load() {
+    let a = Source::start(Setup::Plain, 41);
+    let b = Registry::start(Setup::Plain);
+    let work = tempfile::tempdir().unwrap();
+    let spec = write_spec(work.path(), &a.registry.host());
+    let bundle = work.path().join("b.tar.gz");
+    build(&spec, &bundle, &[]).success();
+    ferry().arg("verify").arg(&bundle).assert().success();
+
+    // The lock pins what every tag resolved to, upstream digests included.
+    let lock: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(work.path().join("ferry.lock")).unwrap()).unwrap();
+    let locked: Vec<&str> = lock["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["digest"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        locked,
+        [
+            a.digest("app1"),
+            a.digest("app2"),
+            a.digest("multi"),
+            a.digest("multi")
+        ]
+    );
+
+    ferry()
+        .args(["load", "--plain-http", "--registry"])
+        .arg(b.host())
+        .arg(&bundle)
+        .assert()
+        .success();
+    for (path, name) in [("team/app1", "app1"), ("team/app2", "app2"), ("team/multi", "multi")] {
+        let raw = skopeo::inspect_raw(&format!("{}/{path}:1.0", b.host()));
+        assert_eq!(sha256(&raw), a.digest(name), "{path}");
+    }
+    // The filtered image is a new index holding only arm64; the bundle records its source.
+    let raw = skopeo::inspect_raw(&format!("{}/team/multi-arm:1.0", b.host()));
+    let index: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    let platforms: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["platform"]["architecture"].as_str().unwrap())
+        .collect();
+    assert_eq!(platforms, ["arm64"]);
+    let m = manifest_of(&bundle);
+    let arm = m["manifest"]["images"]
+        .as_array()
+        .or_else(|| m["images"].as_array())
+        .unwrap()
+        .iter()
+        .find(|i| i["reference"] == "registry.example.com/team/multi-arm:1.0")
+        .unwrap()
+        .clone();
+    assert_eq!(arm["digest"].as_str().unwrap(), sha256(&raw));
+    assert_eq!(arm["sourceDigest"].as_str().unwrap(), a.digest("multi"));
+    assert_eq!(arm["platforms"], serde_json::json!(["linux/arm64/v8"]));
+
+    // The same lock and inputs give the same bytes.
+    let again = work.path().join("again.tar.gz");
+    build(&spec, &again, &["--locked"]).success();
+    assert_eq!(std::fs::read(&bundle).unwrap(), std::fs::read(&again).unwrap());
+}
+
+#[test]
+fn a_cached_rebuild_fetches_no_layer_and_a_corrupt_registry_leaves_nothing() {
+    let a = Source::start(Setup::Plain, 43);
+    let work = tempfile::tempdir().unwrap();
+    let spec = write_spec(work.path(), &a.registry.host());
+    let cache = work.path().join("cache");
+    let first = work.path().join("first.tar.gz");
+    build(&spec, &first, &["--cache", cache.to_str().unwrap()]).success();
+
+    a.corrupt_layers();
+    // From the cache, nothing is fetched twice: the registry's bad bytes are never read.
+    let cached = work.path().join("cached.tar.gz");
+    build(&spec, &cached, &["--cache", cache.to_str().unwrap()]).success();
+    assert_eq!(std::fs::read(&first).unwrap(), std::fs::read(&cached).unwrap());
+
+    // Without it, the bytes do not match their digests: the build fails, leaving no file.
+    let bad = work.path().join("bad.tar.gz");
+    let out = build(&spec, &bad, &[]).failure().code(2);
+    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(err.contains("does not match"), "{err}");
+    assert!(!bad.exists());
+    let leftovers: Vec<_> = std::fs::read_dir(work.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with(".ferry"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn a_moved_tag_fails_a_locked_build_naming_the_image() {
+    let a = Source::start(Setup::Plain, 47);
+    let work = tempfile::tempdir().unwrap();
+    let spec = write_spec(work.path(), &a.registry.host());
+    build(&spec, &work.path().join("one.tar.gz"), &[]).success();
+    // app1:1.0 now points at app2's manifest.
+    skopeo::skopeo(&[
+        "copy",
+        "--quiet",
+        "--insecure-policy",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        &format!("docker://{}/team/app2:1.0", a.registry.host()),
+        &format!("docker://{}/team/app1:1.0", a.registry.host()),
+    ]);
+    let two = work.path().join("two.tar.gz");
+    let out = build(&spec, &two, &["--locked"]).failure().code(2);
+    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(err.contains("team/app1:1.0") && err.contains("moved"), "{err}");
+    assert!(err.contains(&a.digest("app1")) && err.contains(&a.digest("app2")), "{err}");
+    assert!(!two.exists());
+}
+
+#[test]
+fn a_failed_login_names_the_registry_and_exits_2() {
+    let a = Source::start(
+        Setup::Basic {
+            user: "vendor".into(),
+            password: "s3cret".into(),
+        },
+        53,
+    );
+    let work = tempfile::tempdir().unwrap();
+    let spec = write_spec(work.path(), &a.registry.host());
+    let empty = work.path().join("auth.json");
+    std::fs::write(&empty, r#"{"auths":{}}"#).unwrap();
+    let out = build(
+        &spec,
+        &work.path().join("x.tar.gz"),
+        &["--authfile", empty.to_str().unwrap()],
+    )
+    .failure()
+    .code(2);
+    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(err.contains(&a.registry.host()), "{err}");
+    // With the credentials, the same build works.
+    let auth = a.registry.auth_file.clone().unwrap();
+    build(
+        &spec,
+        &work.path().join("y.tar.gz"),
+        &["--authfile", auth.to_str().unwrap()],
+    )
+    .success();
+}
