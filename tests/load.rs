@@ -303,7 +303,13 @@ fn expired_bearer_tokens_are_renewed_mid_push() {
         "tokens were renewed: {}",
         proxy.tokens()
     );
-    assert!(report.retries >= report.blobs_uploaded, "{report:#?}");
+    // A mount asks for a token of its own (it also needs pull on the source repository),
+    // so the blob after it starts with one use more on its repository's token and gets
+    // through without a retry.
+    assert!(
+        report.retries >= report.blobs_uploaded - report.blobs_mounted,
+        "{report:#?}"
+    );
     assert_eq!(report.bytes_uploaded, unique_bytes(&layout));
     assert_round_trip(&reg.host(), &layout, &images, dir.path());
 }

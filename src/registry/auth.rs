@@ -205,6 +205,50 @@ fn parse_params(s: &str) -> Vec<(String, String)> {
     out
 }
 
+/// What one request needs from a Bearer token service: its scopes, e.g.
+/// `repository:team/app:pull`. Each scope goes to the token service as its own `scope`
+/// query parameter, as the Docker CLI and skopeo send them; tokens are kept per `Access`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub(crate) struct Access(Vec<String>);
+
+impl Access {
+    /// No repository: the ping's token.
+    pub(crate) fn none() -> Access {
+        Access(Vec::new())
+    }
+
+    /// Reading `repo`.
+    pub(crate) fn pull(repo: &str) -> Access {
+        Access(vec![format!("repository:{repo}:pull")])
+    }
+
+    /// Writing `repo` (a push also reads it: HEAD before upload).
+    pub(crate) fn push(repo: &str) -> Access {
+        Access(vec![format!("repository:{repo}:pull,push")])
+    }
+
+    /// A cross-repository mount: writing `repo` and reading `from`.
+    pub(crate) fn mount(repo: &str, from: &str) -> Access {
+        let mut a = Access::push(repo);
+        if from != repo {
+            a.0.push(format!("repository:{from}:pull"));
+        }
+        a
+    }
+
+    /// The scopes to ask for: this access's, then those of a challenge's `scope` parameter
+    /// (which registries write space-separated) that it does not already hold.
+    pub(crate) fn scopes_with(&self, challenge: Option<&str>) -> Vec<String> {
+        let mut out = self.0.clone();
+        for s in challenge.unwrap_or_default().split_whitespace() {
+            if !out.iter().any(|o| o == s) {
+                out.push(s.to_string());
+            }
+        }
+        out
+    }
+}
+
 /// The JSON a Bearer token endpoint answers.
 #[derive(serde::Deserialize)]
 pub(crate) struct TokenResponse {
@@ -242,6 +286,24 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(parse_challenge(input), want, "{input}");
         }
+    }
+
+    #[test]
+    fn scopes_are_separate_and_merged_with_the_challenge() {
+        assert_eq!(
+            Access::pull("a/b").scopes_with(None),
+            ["repository:a/b:pull"]
+        );
+        assert_eq!(
+            Access::mount("a", "b").scopes_with(Some("repository:a:pull,push  repository:c:pull")),
+            [
+                "repository:a:pull,push",
+                "repository:b:pull",
+                "repository:c:pull"
+            ]
+        );
+        assert!(Access::none().scopes_with(None).is_empty());
+        assert_eq!(Access::mount("a", "a"), Access::push("a"));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use reqwest::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE};
 use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
 
-use super::auth::{parse_challenge, Challenge, TokenResponse};
+use super::auth::{parse_challenge, Access, Challenge, TokenResponse};
 use super::body::{body_stream, spawn_reader, PIECE};
 use super::retry::{parse_retry_after, retryable_status};
 use super::{resolve_credentials, Credential, CredentialSource, RegistryError, RetryPolicy};
@@ -89,7 +89,7 @@ pub enum MountOutcome {
 }
 
 /// How one attempt failed.
-enum Failure {
+pub(super) enum Failure {
     Retry {
         err: RegistryError,
         retry_after: Option<Duration>,
@@ -100,17 +100,17 @@ enum Failure {
 #[derive(Default)]
 struct AuthState {
     challenge: Option<Challenge>,
-    tokens: HashMap<String, String>,
+    tokens: HashMap<Access, String>,
 }
 
 /// A client for one registry. Cheap to share behind an `Arc`; all methods take `&self`.
 pub struct RegistryClient {
     http: reqwest::Client,
-    opts: RegistryOptions,
+    pub(super) opts: RegistryOptions,
     base: Url,
     cred: Option<Credential>,
     auth: Mutex<AuthState>,
-    stats: Arc<RequestStats>,
+    pub(super) stats: Arc<RequestStats>,
 }
 
 impl RegistryClient {
@@ -236,19 +236,19 @@ impl RegistryClient {
                 }
                 let url2 = url.clone();
                 self.with_retry("GET", &url, |_| async {
-                    self.send(Method::GET, &url2, "", |b| b).await
+                    self.send(Method::GET, &url2, &Access::none(), |b| b).await
                 })
                 .await
                 .map(|_| ())
             }
-            Challenge::Bearer { .. } => self.fetch_token("", None).await.map(|_| ()),
+            Challenge::Bearer { .. } => self.fetch_token(&Access::none(), None).await,
         }
     }
 
     /// `HEAD /v2/REPO/blobs/DIGEST`: whether the repository already holds the blob.
     pub async fn blob_exists(&self, repo: &str, digest: &Digest) -> Result<bool, RegistryError> {
         let url = self.url(&format!("v2/{repo}/blobs/{digest}"));
-        Ok(self.head(&url, repo, None).await?.is_some())
+        Ok(self.head(&url, &Access::push(repo), None).await?.is_some())
     }
 
     /// `HEAD /v2/REPO/manifests/REFERENCE`: the digest the registry serves for a tag or
@@ -260,7 +260,11 @@ impl RegistryClient {
     ) -> Result<Option<Digest>, RegistryError> {
         let url = self.url(&format!("v2/{repo}/manifests/{reference}"));
         let headers = self
-            .head(&url, repo, Some(crate::oci::document::MANIFEST_ACCEPT))
+            .head(
+                &url,
+                &Access::push(repo),
+                Some(crate::oci::document::MANIFEST_ACCEPT),
+            )
             .await?;
         Ok(headers.and_then(|h| {
             h.get("Docker-Content-Digest")
@@ -271,15 +275,15 @@ impl RegistryClient {
 
     /// A `HEAD` request, retried: the response headers when the registry has the object,
     /// `None` when it answers 404 (or another status that is not an error).
-    async fn head(
+    pub(super) async fn head(
         &self,
         url: &Url,
-        repo: &str,
+        access: &Access,
         accept: Option<&'static str>,
     ) -> Result<Option<reqwest::header::HeaderMap>, RegistryError> {
         self.with_retry("HEAD", url, |_| async {
             let r = self
-                .send(Method::HEAD, url, repo, |b| match accept {
+                .send(Method::HEAD, url, access, |b| match accept {
                     Some(a) => b.header(reqwest::header::ACCEPT, a),
                     None => b,
                 })
@@ -306,9 +310,10 @@ impl RegistryClient {
         url.query_pairs_mut()
             .append_pair("mount", &digest.to_string())
             .append_pair("from", from);
+        let access = Access::mount(repo, from);
         self.with_retry("POST", &url, |_| async {
             let r = self
-                .send(Method::POST, &url, repo, |b| b.header(CONTENT_LENGTH, 0))
+                .send(Method::POST, &url, &access, |b| b.header(CONTENT_LENGTH, 0))
                 .await?;
             if r.status() == StatusCode::CREATED {
                 Ok(MountOutcome::Mounted)
@@ -326,9 +331,10 @@ impl RegistryClient {
     /// `POST /v2/REPO/blobs/uploads/`: opens an upload session.
     pub async fn start_upload(&self, repo: &str) -> Result<Url, RegistryError> {
         let url = self.url(&format!("v2/{repo}/blobs/uploads/"));
+        let access = Access::push(repo);
         self.with_retry("POST", &url, |_| async {
             let r = self
-                .send(Method::POST, &url, repo, |b| b.header(CONTENT_LENGTH, 0))
+                .send(Method::POST, &url, &access, |b| b.header(CONTENT_LENGTH, 0))
                 .await?;
             if r.status() != StatusCode::ACCEPTED {
                 return Err(Failure::Fatal(RegistryError::Protocol {
@@ -355,6 +361,7 @@ impl RegistryClient {
         progress: Arc<dyn BlobProgress>,
     ) -> Result<u64, RegistryError> {
         let session = Mutex::new(session);
+        let access = &Access::push(repo);
         let what = self.url(&format!("v2/{repo}/blobs/uploads/"));
         let op = format!("upload of blob {digest} to");
         self.with_retry(&op, &what, |attempt| {
@@ -385,7 +392,7 @@ impl RegistryClient {
                     sink.sent(n);
                 });
                 let result = self
-                    .upload_attempt(repo, digest, size, location, pieces, on_bytes)
+                    .upload_attempt(access, digest, size, location, pieces, on_bytes)
                     .await;
                 let source_err = slot
                     .lock()
@@ -406,7 +413,7 @@ impl RegistryClient {
 
     async fn upload_attempt(
         &self,
-        repo: &str,
+        access: &Access,
         digest: &Digest,
         size: Option<u64>,
         location: Url,
@@ -442,7 +449,7 @@ impl RegistryClient {
                         .header("Content-Range", format!("{offset}-{}", offset + len - 1));
                 }
                 let r = self
-                    .send_watched(Method::PATCH, &url, repo, req.body(body), &counted)
+                    .send_watched(Method::PATCH, &url, access, req.body(body), &counted)
                     .await;
                 let r = self.expect(&Method::PATCH, &url, r?, &[202]).await?;
                 location = self.location(&Method::PATCH, &url, &r)?;
@@ -452,7 +459,7 @@ impl RegistryClient {
             url.query_pairs_mut()
                 .append_pair("digest", &digest.to_string());
             let req = self.http.put(url.clone()).header(CONTENT_LENGTH, 0);
-            let r = self.send_once(Method::PUT, &url, repo, req).await?;
+            let r = self.send_once(Method::PUT, &url, access, req).await?;
             self.expect(&Method::PUT, &url, r, &[201]).await?;
         } else {
             let mut url = location;
@@ -467,7 +474,7 @@ impl RegistryClient {
                 req = req.header(CONTENT_LENGTH, size);
             }
             let r = self
-                .send_watched(Method::PUT, &url, repo, req.body(body), &counted)
+                .send_watched(Method::PUT, &url, access, req.body(body), &counted)
                 .await;
             self.expect(&Method::PUT, &url, r?, &[201]).await?;
         }
@@ -486,10 +493,11 @@ impl RegistryClient {
     ) -> Result<(), RegistryError> {
         let url = self.url(&format!("v2/{repo}/manifests/{reference}"));
         let body = bytes::Bytes::copy_from_slice(bytes);
+        let access = Access::push(repo);
         let r = self
             .with_retry("PUT", &url, |_| async {
                 let body = body.clone();
-                self.send(Method::PUT, &url, repo, move |b| {
+                self.send(Method::PUT, &url, &access, move |b| {
                     b.header(CONTENT_TYPE, media_type).body(body.clone())
                 })
                 .await
@@ -521,14 +529,14 @@ impl RegistryClient {
 
     // ---- plumbing ------------------------------------------------------------------------
 
-    fn url(&self, path: &str) -> Url {
+    pub(super) fn url(&self, path: &str) -> Url {
         self.base
             .join(path)
             .expect("registry paths are valid URL paths")
     }
 
     /// Runs `attempt` until it succeeds, fails fatally, or the policy gives up.
-    async fn with_retry<T, F, Fut>(
+    pub(super) async fn with_retry<T, F, Fut>(
         &self,
         method: &str,
         url: &Url,
@@ -569,23 +577,23 @@ impl RegistryClient {
 
     /// One attempt of a replayable request with auth: answers a Bearer challenge by fetching
     /// a token and replaying once. `build` adds headers and body to a fresh builder.
-    async fn send(
+    pub(super) async fn send(
         &self,
         method: Method,
         url: &Url,
-        repo: &str,
+        access: &Access,
         build: impl Fn(RequestBuilder) -> RequestBuilder,
     ) -> Result<Response, Failure> {
         let mut refreshed = false;
         loop {
             let req = build(self.http.request(method.clone(), url.clone()));
-            let req = self.authorize(req, repo);
+            let req = self.authorize(req, url, access);
             let r = match self.plain_send(req).await {
                 Ok(r) => r,
                 Err(e) => return Err(self.classify(&method, url, e)),
             };
             if r.status() == StatusCode::UNAUTHORIZED && !refreshed {
-                if self.renew_bearer(&r, repo).await? {
+                if self.renew_bearer(&r, access).await? {
                     refreshed = true;
                     continue;
                 }
@@ -612,7 +620,7 @@ impl RegistryClient {
 
     /// On a 401 with a Bearer challenge, adopts the challenge and fetches a token for it;
     /// returns whether it did (a 401 without one is left to the caller).
-    async fn renew_bearer(&self, r: &Response, repo: &str) -> Result<bool, Failure> {
+    async fn renew_bearer(&self, r: &Response, access: &Access) -> Result<bool, Failure> {
         let Some(ch @ Challenge::Bearer { .. }) = challenge_of(r) else {
             return Ok(false);
         };
@@ -624,7 +632,7 @@ impl RegistryClient {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .challenge = Some(ch);
-        self.fetch_token(repo, scope)
+        self.fetch_token(access, scope.as_deref())
             .await
             .map_err(Failure::Fatal)?;
         Ok(true)
@@ -637,15 +645,15 @@ impl RegistryClient {
         &self,
         method: Method,
         url: &Url,
-        repo: &str,
+        access: &Access,
         req: RequestBuilder,
     ) -> Result<Response, Failure> {
-        let req = self.authorize(req, repo);
+        let req = self.authorize(req, url, access);
         let r = self
             .plain_send(req)
             .await
             .map_err(|e| self.classify(&method, url, e))?;
-        if r.status() == StatusCode::UNAUTHORIZED && self.renew_bearer(&r, repo).await? {
+        if r.status() == StatusCode::UNAUTHORIZED && self.renew_bearer(&r, access).await? {
             return Err(Failure::Retry {
                 err: RegistryError::Transport {
                     method: method.to_string(),
@@ -665,11 +673,11 @@ impl RegistryClient {
         &self,
         method: Method,
         url: &Url,
-        repo: &str,
+        access: &Access,
         req: RequestBuilder,
         sent: &AtomicU64,
     ) -> Result<Response, Failure> {
-        let fut = self.send_once(method.clone(), url, repo, req);
+        let fut = self.send_once(method.clone(), url, access, req);
         tokio::pin!(fut);
         let mut last = sent.load(Ordering::Relaxed);
         loop {
@@ -696,7 +704,14 @@ impl RegistryClient {
         }
     }
 
-    fn authorize(&self, req: RequestBuilder, repo: &str) -> RequestBuilder {
+    /// Adds the credentials `access` needs, but only to a request for the registry's own
+    /// origin (scheme, host and port): an upload `Location` or a redirect to a storage back
+    /// end or CDN elsewhere gets none, as with the Docker CLI. (reqwest also drops
+    /// `Authorization` when it follows a redirect to another origin.)
+    fn authorize(&self, req: RequestBuilder, url: &Url, access: &Access) -> RequestBuilder {
+        if url.origin() != self.base.origin() {
+            return req;
+        }
         let state = self
             .auth
             .lock()
@@ -705,7 +720,7 @@ impl RegistryClient {
             (Some(Challenge::Basic), Some(Credential::UserPassword { username, password })) => {
                 req.basic_auth(username, Some(password))
             }
-            (Some(Challenge::Bearer { .. }), _) => match state.tokens.get(repo) {
+            (Some(Challenge::Bearer { .. }), _) => match state.tokens.get(access) {
                 Some(t) => req.bearer_auth(t),
                 None => req,
             },
@@ -713,8 +728,13 @@ impl RegistryClient {
         }
     }
 
-    /// Fetches a Bearer token for `repo` (push and pull) from the challenge's realm.
-    async fn fetch_token(&self, repo: &str, scope: Option<String>) -> Result<(), RegistryError> {
+    /// Fetches a Bearer token for `access` from the challenge's realm: every scope of
+    /// `access` and of the challenge as a `scope` parameter of its own.
+    async fn fetch_token(
+        &self,
+        access: &Access,
+        challenge_scope: Option<&str>,
+    ) -> Result<(), RegistryError> {
         let Some(Challenge::Bearer { realm, service, .. }) = self
             .auth
             .lock()
@@ -724,8 +744,7 @@ impl RegistryClient {
         else {
             return Ok(());
         };
-        let scope =
-            scope.or_else(|| (!repo.is_empty()).then(|| format!("repository:{repo}:pull,push")));
+        let scopes = access.scopes_with(challenge_scope);
         let mut url = Url::parse(&realm).map_err(|e| RegistryError::Protocol {
             method: "GET".into(),
             url: realm.clone(),
@@ -742,7 +761,7 @@ impl RegistryClient {
                     if let Some(s) = &service {
                         q.append_pair("service", s);
                     }
-                    if let Some(s) = &scope {
+                    for s in &scopes {
                         q.append_pair("scope", s);
                     }
                 }
@@ -757,7 +776,7 @@ impl RegistryClient {
                     if let Some(s) = &service {
                         q.append_pair("service", s);
                     }
-                    if let Some(s) = &scope {
+                    for s in &scopes {
                         q.append_pair("scope", s);
                     }
                 }
@@ -797,13 +816,13 @@ impl RegistryClient {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .tokens
-            .insert(repo.to_string(), token);
+            .insert(access.clone(), token);
         Ok(())
     }
 
     /// Turns a response into success, a retryable failure or a fatal one. `ok` lists the
     /// accepted statuses; empty means any 2xx.
-    async fn expect(
+    pub(super) async fn expect(
         &self,
         method: &Method,
         url: &Url,
@@ -841,7 +860,7 @@ impl RegistryClient {
         }
     }
 
-    fn classify(&self, method: &Method, url: &Url, e: reqwest::Error) -> Failure {
+    pub(super) fn classify(&self, method: &Method, url: &Url, e: reqwest::Error) -> Failure {
         let detail = error_chain(&e);
         if is_cert_error(&e) {
             return Failure::Fatal(RegistryError::UntrustedCertificate {
@@ -900,7 +919,8 @@ impl RegistryClient {
                     detail: format!("{} without a Location header", r.status()),
                 })
             })?;
-        self.base.join(loc).map_err(|e| {
+        // Relative to the request: a session on another origin stays there.
+        url.join(loc).map_err(|e| {
             Failure::Fatal(RegistryError::Protocol {
                 method: method.to_string(),
                 url: url.to_string(),

@@ -125,6 +125,51 @@ pub enum RegistryError {
         /// Why it is invalid.
         reason: String,
     },
+    /// The registry has no such manifest or blob (HTTP 404).
+    #[error(
+        "registry {registry} has no {what} ({code}); check the repository name, the tag or \
+         digest, and that the credentials may read it"
+    )]
+    NotFound {
+        /// `HOST[:PORT]` of the registry.
+        registry: String,
+        /// `MANIFEST_UNKNOWN` or `BLOB_UNKNOWN`.
+        code: &'static str,
+        /// What was asked for, e.g. `manifest team/app:1.0` or `blob team/app@sha256:…`.
+        what: String,
+    },
+    /// What the registry served does not match what was asked for: another digest, another
+    /// size, a `Docker-Content-Digest` that contradicts the bytes.
+    #[error("registry {registry} served {what} that does not match: {detail}")]
+    ContentMismatch {
+        /// `HOST[:PORT]` of the registry (or the chart repository's origin).
+        registry: String,
+        /// What was fetched, e.g. `manifest team/app:1.0`.
+        what: String,
+        /// How it differs.
+        detail: String,
+    },
+    /// A document that ferry keeps in memory is larger than its limit.
+    #[error(
+        "{what} from {registry} is larger than the limit of {limit} bytes; it is not what \
+         ferry expects there (check the reference)"
+    )]
+    TooLarge {
+        /// `HOST[:PORT]` of the registry.
+        registry: String,
+        /// What was fetched.
+        what: String,
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// A reference that cannot be asked for.
+    #[error("invalid reference {reference:?}: {reason}")]
+    InvalidReference {
+        /// What was given.
+        reference: String,
+        /// Why it is invalid.
+        reason: String,
+    },
     /// The registry answered a request in a way the protocol does not allow.
     #[error("{method} {url}: {detail}")]
     Protocol {

@@ -1,4 +1,5 @@
-//! Client for the OCI Distribution API: ping, auth, blob HEAD/mount/upload, manifest push.
+//! Client for the OCI Distribution API: ping, auth, blob HEAD/mount/upload, manifest push,
+//! and the pull direction (manifests, blobs as resumable streams, Helm charts).
 //!
 //! Built directly on `reqwest` (rustls, the same HTTP stack `oci-client` uses) rather than on
 //! `oci-client`: a push needs the response headers of failed requests (`Retry-After`,
@@ -11,6 +12,7 @@ mod body;
 pub mod bundle_source;
 mod client;
 mod error;
+mod pull;
 pub mod push;
 mod retry;
 
@@ -19,4 +21,5 @@ pub use client::{
     BlobOpener, BlobProgress, MountOutcome, RegistryClient, RegistryOptions, RequestStats,
 };
 pub use error::RegistryError;
+pub use pull::{BlobReader, ManifestHead, PulledManifest};
 pub use retry::RetryPolicy;
