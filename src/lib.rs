@@ -10,6 +10,7 @@ pub mod load;
 pub mod oci;
 pub mod parallel;
 pub mod progress;
+pub mod pull;
 pub mod registry;
 pub mod signing;
 pub mod values;

@@ -58,7 +58,7 @@ impl Puller {
             .enable_all()
             .build()?;
         let cache = match &opts.cache {
-            Some(dir) => Some(Arc::new(Cache::open(dir)?)),
+            Some(dir) => Some(Arc::new(Cache::create(dir)?)),
             None => None,
         };
         Ok(Puller {
@@ -71,15 +71,21 @@ impl Puller {
 
     /// The client for `host` (a reference's registry), made on first use.
     fn client(&self, host: &str) -> Result<Arc<RegistryClient>, String> {
-        let api = if host == DOCKER_HUB { DOCKER_HUB_API } else { host };
-        let mut clients = self.clients.lock().map_err(|_| "a pull panicked".to_string())?;
+        let api = if host == DOCKER_HUB {
+            DOCKER_HUB_API
+        } else {
+            host
+        };
+        let mut clients = self
+            .clients
+            .lock()
+            .map_err(|_| "a pull panicked".to_string())?;
         if let Some(c) = clients.get(api) {
             return Ok(c.clone());
         }
         let mut o = RegistryOptions::new(api);
         o.credentials = self.opts.credentials.clone();
-        o.plain_http =
-            self.opts.plain_http || self.opts.plain_http_hosts.iter().any(|h| h == host);
+        o.plain_http = self.opts.plain_http || self.opts.plain_http_hosts.iter().any(|h| h == host);
         o.ca_file = self
             .opts
             .ca_files
@@ -128,9 +134,11 @@ impl RemoteImages for Puller {
                 let digest = Digest::of(&bytes);
                 let size = bytes.len() as u64;
                 walk.memory(&digest, bytes);
-                for child in index.manifests().iter().filter(|d| {
-                    document::digest_of(d).is_some_and(|x| kept.contains(&x))
-                }) {
+                for child in index
+                    .manifests()
+                    .iter()
+                    .filter(|d| document::digest_of(d).is_some_and(|x| kept.contains(&x)))
+                {
                     walk.descriptor(child, 1)?;
                 }
                 (digest, size, Some(top.digest.clone()))
@@ -194,7 +202,10 @@ impl Walk<'_> {
         if d.size() > MAX_JSON {
             return Err(self.at(
                 &digest,
-                format!("{} bytes; the limit for a manifest or config is {MAX_JSON}", d.size()),
+                format!(
+                    "{} bytes; the limit for a manifest or config is {MAX_JSON}",
+                    d.size()
+                ),
             ));
         }
         if let Some(bytes) = self.puller.cache.as_ref().and_then(|c| c.read(&digest)) {
@@ -222,7 +233,10 @@ impl Walk<'_> {
 
     fn descriptor(&mut self, d: &Descriptor, depth: u32) -> Result<(), String> {
         if depth > 4 {
-            return Err(format!("{}: indexes nested deeper than 4 levels", self.source));
+            return Err(format!(
+                "{}: indexes nested deeper than 4 levels",
+                self.source
+            ));
         }
         let (digest, bytes) = self.small(d, true)?;
         let (_, doc) = Document::parse(&bytes, Some(d.media_type().as_ref()))
@@ -321,7 +335,11 @@ fn pick_platforms(
     let listed: Vec<(String, &Descriptor)> = index
         .manifests()
         .iter()
-        .filter_map(|d| d.platform().as_ref().map(|p| (document::render_platform(p), d)))
+        .filter_map(|d| {
+            d.platform()
+                .as_ref()
+                .map(|p| (document::render_platform(p), d))
+        })
         .collect();
     let mut kept = BTreeSet::new();
     for w in wanted {
@@ -355,7 +373,11 @@ fn pick_platforms(
 
 /// A single-platform image must be one of the platforms asked for.
 fn check_single_platform(have: &[String], wanted: &[String]) -> Result<(), String> {
-    if have.is_empty() || have.iter().any(|h| wanted.iter().any(|w| platform_matches(h, w))) {
+    if have.is_empty()
+        || have
+            .iter()
+            .any(|h| wanted.iter().any(|w| platform_matches(h, w)))
+    {
         return Ok(());
     }
     Err(format!(
@@ -459,11 +481,10 @@ struct Cache {
 }
 
 impl Cache {
-    fn open(dir: &Path) -> io::Result<Cache> {
+    fn create(dir: &Path) -> io::Result<Cache> {
         let blobs = dir.join("blobs/sha256");
-        std::fs::create_dir_all(&blobs).map_err(|e| {
-            io::Error::new(e.kind(), format!("cache {}: {e}", blobs.display()))
-        })?;
+        std::fs::create_dir_all(&blobs)
+            .map_err(|e| io::Error::new(e.kind(), format!("cache {}: {e}", blobs.display())))?;
         Ok(Cache { blobs })
     }
 

@@ -41,7 +41,11 @@ impl Source {
             ];
             args.extend(creds.iter().cloned());
             args.push(format!("oci:{}:{}", dir.path().display(), image.name));
-            args.push(format!("docker://{}/team/{}:1.0", registry.host(), image.name));
+            args.push(format!(
+                "docker://{}/team/{}:1.0",
+                registry.host(),
+                image.name
+            ));
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             skopeo::skopeo(&args);
         }
@@ -73,7 +77,7 @@ impl Source {
                 let data = self
                     .registry
                     .storage()
-                    .join("docker/registry/v2/blobs/sha256")
+                    .join("data/docker/registry/v2/blobs/sha256")
                     .join(&hex[..2])
                     .join(hex)
                     .join("data");
@@ -156,7 +160,11 @@ fn pulled_images_round_trip_through_build_and_load() {
         .arg(&bundle)
         .assert()
         .success();
-    for (path, name) in [("team/app1", "app1"), ("team/app2", "app2"), ("team/multi", "multi")] {
+    for (path, name) in [
+        ("team/app1", "app1"),
+        ("team/app2", "app2"),
+        ("team/multi", "multi"),
+    ] {
         let raw = skopeo::inspect_raw(&format!("{}/{path}:1.0", b.host()));
         assert_eq!(sha256(&raw), a.digest(name), "{path}");
     }
@@ -186,7 +194,10 @@ fn pulled_images_round_trip_through_build_and_load() {
     // The same lock and inputs give the same bytes.
     let again = work.path().join("again.tar.gz");
     build(&spec, &again, &["--locked"]).success();
-    assert_eq!(std::fs::read(&bundle).unwrap(), std::fs::read(&again).unwrap());
+    assert_eq!(
+        std::fs::read(&bundle).unwrap(),
+        std::fs::read(&again).unwrap()
+    );
 }
 
 #[test]
@@ -202,7 +213,10 @@ fn a_cached_rebuild_fetches_no_layer_and_a_corrupt_registry_leaves_nothing() {
     // From the cache, nothing is fetched twice: the registry's bad bytes are never read.
     let cached = work.path().join("cached.tar.gz");
     build(&spec, &cached, &["--cache", cache.to_str().unwrap()]).success();
-    assert_eq!(std::fs::read(&first).unwrap(), std::fs::read(&cached).unwrap());
+    assert_eq!(
+        std::fs::read(&first).unwrap(),
+        std::fs::read(&cached).unwrap()
+    );
 
     // Without it, the bytes do not match their digests: the build fails, leaving no file.
     let bad = work.path().join("bad.tar.gz");
@@ -237,8 +251,14 @@ fn a_moved_tag_fails_a_locked_build_naming_the_image() {
     let two = work.path().join("two.tar.gz");
     let out = build(&spec, &two, &["--locked"]).failure().code(2);
     let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
-    assert!(err.contains("team/app1:1.0") && err.contains("moved"), "{err}");
-    assert!(err.contains(&a.digest("app1")) && err.contains(&a.digest("app2")), "{err}");
+    assert!(
+        err.contains("team/app1:1.0") && err.contains("moved"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&a.digest("app1")) && err.contains(&a.digest("app2")),
+        "{err}"
+    );
     assert!(!two.exists());
 }
 

@@ -3,6 +3,7 @@
 // Helpers outside #[test] functions unwrap too: a failed unwrap fails the test.
 #![allow(clippy::unwrap_used)]
 
+mod build_pull;
 mod bundle;
 mod charts;
 mod charts_egress;

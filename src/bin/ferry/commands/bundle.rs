@@ -2,20 +2,20 @@
 
 use super::{authenticity_json, authenticity_line, head_check, signing_key, usage, verify_options};
 use crate::cli::{LimitArgs, PullArgs, TrustArgs};
-use ferry::bundle::lock::Lock;
-use ferry::pull::{PullOptions, Puller};
-use ferry::registry::CredentialSource;
-use std::sync::Arc;
 use crate::exit::Outcome;
 use crate::printer::Printer;
 use anyhow::Context;
 use ferry::bundle::build::{self, BuildOptions};
 use ferry::bundle::extract::{self, ExtractOptions};
 use ferry::bundle::inspect::{self, Summary};
+use ferry::bundle::lock::Lock;
 use ferry::bundle::verify;
+use ferry::pull::{PullOptions, Puller};
+use ferry::registry::CredentialSource;
 use ferry::signing;
 use serde_json::json;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub fn build(
     spec: &Path,
@@ -77,7 +77,11 @@ pub fn build(
             i.non_distributable.len()
         ))?;
     }
-    for i in m.images.iter().filter_map(|i| Some((i, i.source_digest.as_ref()?))) {
+    for i in m
+        .images
+        .iter()
+        .filter_map(|i| Some((i, i.source_digest.as_ref()?)))
+    {
         p.note(format_args!(
             "note: {} is a new index with {} of the platforms of {} (per-platform digests unchanged; a signature over the upstream index does not apply to it)",
             i.0.reference,
@@ -116,7 +120,9 @@ fn pull_options(a: &PullArgs) -> anyhow::Result<PullOptions> {
             Some((host, file)) if !host.is_empty() && !file.is_empty() => {
                 Ok((Some(host.to_string()), PathBuf::from(file)))
             }
-            Some(_) => Err(usage(format!("--ca-file `{v}`: expected FILE or HOST[:PORT]=FILE"))),
+            Some(_) => Err(usage(format!(
+                "--ca-file `{v}`: expected FILE or HOST[:PORT]=FILE"
+            ))),
             None => Ok((None, PathBuf::from(v))),
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
