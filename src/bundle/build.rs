@@ -401,8 +401,7 @@ fn resolve_image(
     };
     let pull = match &img.from {
         Some(from) if !from.value.starts_with(DOCKER_TRANSPORT) => {
-            if img.platforms.is_some() {
-                let first = &img.platforms.as_ref().expect("checked")[0];
+            if let Some(first) = img.platforms.as_ref().and_then(|p| p.first()) {
                 return Err(at(spec_path, "images.platforms", first, "`platforms` applies to images pulled from a registry; a local input is carried as it is".into()));
             }
             let src = SourceSpec::parse(&from.value, base)
