@@ -354,7 +354,7 @@ fn spec_errors_name_file_line_and_field() {
             ":4:",
         ),
         (
-            "name: a\nversion: '1'\nimages:\n  - ref: a.io/b:1\n    from: docker://a.io/b:1\n",
+            "name: a\nversion: '1'\nimages:\n  - ref: a.io/b:1\n    from: docker://a.io/B C:1\n",
             ":5:",
         ),
         ("name: a\nversion: '1'\ncharts:\n  - nowhere\n", ":4:"),
