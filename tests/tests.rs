@@ -12,6 +12,7 @@ mod harness;
 mod hostile;
 mod load;
 mod load_cli;
+mod origins;
 mod pull;
 mod rewrite;
 mod sign_cli;

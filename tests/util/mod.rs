@@ -6,6 +6,7 @@ pub mod helm;
 pub mod oci;
 pub mod registry;
 pub mod skopeo;
+pub mod splitorigin;
 
 use std::path::PathBuf;
 
