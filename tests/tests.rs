@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod bundle;
+mod chart_sources;
 mod charts;
 mod charts_egress;
 mod egress;

@@ -3,6 +3,7 @@
 
 pub mod faultproxy;
 pub mod helm;
+pub mod httpserver;
 pub mod oci;
 pub mod registry;
 pub mod skopeo;
