@@ -260,6 +260,26 @@ fn bearer_token_challenges_are_answered() {
         proxy.log()
     );
     assert_round_trip(&reg.host(), &layout, &images, dir.path());
+    // One scope per `scope` parameter (the gate refuses space-joined ones): a push asks for
+    // pull,push on its repository, and the mount of the shared layer also for pull on the
+    // repository it mounts from.
+    let scopes = proxy.token_scopes();
+    assert!(
+        scopes.iter().flatten().all(|s| !s.contains(' ')),
+        "{scopes:?}"
+    );
+    let mount = scopes
+        .iter()
+        .find(|s| s.len() >= 2)
+        .unwrap_or_else(|| panic!("no token request for a mount: {scopes:?}"));
+    assert!(
+        mount[0].starts_with("repository:b/team/app")
+            && mount[0].ends_with(":pull,push")
+            && mount[1].starts_with("repository:b/team/app")
+            && mount[1].ends_with(":pull")
+            && mount[0] != format!("{}:pull,push", mount[1].trim_end_matches(":pull")),
+        "{mount:?}"
+    );
 
     o.registry.credentials = CredentialSource::Explicit {
         username: "lab".into(),

@@ -345,3 +345,40 @@ fn a_blob_stream_holds_a_few_mib_however_large_the_blob() {
     r.read_to_end(&mut rest).unwrap();
     assert!(one[0] == data[0] && rest[..] == data[1..]);
 }
+
+#[test]
+fn a_refused_pull_names_the_registry_and_is_an_environment_error() {
+    let reg = Registry::start(Setup::Basic {
+        user: "lab".into(),
+        password: "s3cret".into(),
+    });
+    let rt = runtime();
+    for creds in [
+        CredentialSource::Anonymous,
+        CredentialSource::Explicit {
+            username: "lab".into(),
+            password: "wrong".into(),
+        },
+    ] {
+        let mut o = options(&reg.host());
+        o.credentials = creds.clone();
+        let client = Arc::new(RegistryClient::new(o).unwrap());
+        let e = rt
+            .block_on(client.get_manifest("team/app", "1.0"))
+            .unwrap_err();
+        assert!(
+            matches!(&e, RegistryError::AuthFailed { registry, .. } if *registry == reg.host()),
+            "{creds:?}: {e:?}"
+        );
+        assert_eq!(e.exit_code(), 2);
+        let digest = Digest::of(b"x");
+        let Err(e) = read_all(&mut client.blob_reader(rt.handle(), "team/app", &digest, 1)) else {
+            panic!("{creds:?}: a refused blob read succeeded")
+        };
+        let inner = e.get_ref().and_then(|i| i.downcast_ref::<RegistryError>());
+        assert!(
+            matches!(inner, Some(RegistryError::AuthFailed { .. })),
+            "{creds:?}: {e:?}"
+        );
+    }
+}

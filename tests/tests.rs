@@ -5,6 +5,7 @@
 
 mod build_pull;
 mod bundle;
+mod chart_sources;
 mod charts;
 mod charts_egress;
 mod egress;
@@ -13,6 +14,7 @@ mod harness;
 mod hostile;
 mod load;
 mod load_cli;
+mod origins;
 mod pull;
 mod rewrite;
 mod sign_cli;

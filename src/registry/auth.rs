@@ -237,12 +237,31 @@ impl Access {
     }
 
     /// The scopes to ask for: this access's, then those of a challenge's `scope` parameter
-    /// (which registries write space-separated) that it does not already hold.
+    /// (which registries write space-separated). A challenge scope for a resource already
+    /// asked for adds its actions to that scope rather than a second one.
     pub(crate) fn scopes_with(&self, challenge: Option<&str>) -> Vec<String> {
         let mut out = self.0.clone();
         for s in challenge.unwrap_or_default().split_whitespace() {
-            if !out.iter().any(|o| o == s) {
-                out.push(s.to_string());
+            let Some((resource, actions)) = s.rsplit_once(':') else {
+                continue;
+            };
+            let same = out
+                .iter_mut()
+                .find(|o| o.rsplit_once(':').is_some_and(|(r, _)| r == resource));
+            match same {
+                Some(o) => {
+                    let mut have: Vec<String> = o
+                        .rsplit_once(':')
+                        .map(|(_, a)| a.split(',').map(str::to_string).collect())
+                        .unwrap_or_default();
+                    for a in actions.split(',') {
+                        if !a.is_empty() && !have.iter().any(|h| h == a) {
+                            have.push(a.to_string());
+                        }
+                    }
+                    *o = format!("{resource}:{}", have.join(","));
+                }
+                None => out.push(s.to_string()),
             }
         }
         out
@@ -295,12 +314,16 @@ mod tests {
             ["repository:a/b:pull"]
         );
         assert_eq!(
-            Access::mount("a", "b").scopes_with(Some("repository:a:pull,push  repository:c:pull")),
+            Access::mount("a", "b").scopes_with(Some("repository:a:pull  repository:c:pull")),
             [
                 "repository:a:pull,push",
                 "repository:b:pull",
                 "repository:c:pull"
             ]
+        );
+        assert_eq!(
+            Access::pull("a").scopes_with(Some("repository:a:push,pull")),
+            ["repository:a:pull,push"]
         );
         assert!(Access::none().scopes_with(None).is_empty());
         assert_eq!(Access::mount("a", "a"), Access::push("a"));

@@ -110,6 +110,9 @@ pub struct RegistryClient {
     base: Url,
     cred: Option<Credential>,
     auth: Mutex<AuthState>,
+    /// Held while a token is fetched, so that requests that meet the same challenge at once
+    /// share one token.
+    token_fetch: tokio::sync::Mutex<()>,
     pub(super) stats: Arc<RequestStats>,
 }
 
@@ -165,6 +168,7 @@ impl RegistryClient {
             base,
             cred,
             auth: Mutex::new(AuthState::default()),
+            token_fetch: tokio::sync::Mutex::new(()),
             stats: Arc::new(RequestStats::default()),
         })
     }
@@ -587,13 +591,13 @@ impl RegistryClient {
         let mut refreshed = false;
         loop {
             let req = build(self.http.request(method.clone(), url.clone()));
-            let req = self.authorize(req, url, access);
+            let (req, used) = self.authorize(req, url, access);
             let r = match self.plain_send(req).await {
                 Ok(r) => r,
                 Err(e) => return Err(self.classify(&method, url, e)),
             };
             if r.status() == StatusCode::UNAUTHORIZED && !refreshed {
-                if self.renew_bearer(&r, access).await? {
+                if self.renew_bearer(&r, access, used).await? {
                     refreshed = true;
                     continue;
                 }
@@ -620,10 +624,28 @@ impl RegistryClient {
 
     /// On a 401 with a Bearer challenge, adopts the challenge and fetches a token for it;
     /// returns whether it did (a 401 without one is left to the caller).
-    async fn renew_bearer(&self, r: &Response, access: &Access) -> Result<bool, Failure> {
+    /// `used` is the token the refused request carried: when another request has renewed
+    /// it meanwhile, the new one is used without another fetch.
+    async fn renew_bearer(
+        &self,
+        r: &Response,
+        access: &Access,
+        used: Option<String>,
+    ) -> Result<bool, Failure> {
         let Some(ch @ Challenge::Bearer { .. }) = challenge_of(r) else {
             return Ok(false);
         };
+        let _one_at_a_time = self.token_fetch.lock().await;
+        let current = self
+            .auth
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .tokens
+            .get(access)
+            .cloned();
+        if current.is_some() && current != used {
+            return Ok(true);
+        }
         let scope = match &ch {
             Challenge::Bearer { scope, .. } => scope.clone(),
             Challenge::Basic => None,
@@ -648,12 +670,12 @@ impl RegistryClient {
         access: &Access,
         req: RequestBuilder,
     ) -> Result<Response, Failure> {
-        let req = self.authorize(req, url, access);
+        let (req, used) = self.authorize(req, url, access);
         let r = self
             .plain_send(req)
             .await
             .map_err(|e| self.classify(&method, url, e))?;
-        if r.status() == StatusCode::UNAUTHORIZED && self.renew_bearer(&r, access).await? {
+        if r.status() == StatusCode::UNAUTHORIZED && self.renew_bearer(&r, access, used).await? {
             return Err(Failure::Retry {
                 err: RegistryError::Transport {
                     method: method.to_string(),
@@ -708,9 +730,15 @@ impl RegistryClient {
     /// origin (scheme, host and port): an upload `Location` or a redirect to a storage back
     /// end or CDN elsewhere gets none, as with the Docker CLI. (reqwest also drops
     /// `Authorization` when it follows a redirect to another origin.)
-    fn authorize(&self, req: RequestBuilder, url: &Url, access: &Access) -> RequestBuilder {
+    /// Returns the request and the Bearer token it carries, if any.
+    fn authorize(
+        &self,
+        req: RequestBuilder,
+        url: &Url,
+        access: &Access,
+    ) -> (RequestBuilder, Option<String>) {
         if url.origin() != self.base.origin() {
-            return req;
+            return (req, None);
         }
         let state = self
             .auth
@@ -718,13 +746,13 @@ impl RegistryClient {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         match (&state.challenge, &self.cred) {
             (Some(Challenge::Basic), Some(Credential::UserPassword { username, password })) => {
-                req.basic_auth(username, Some(password))
+                (req.basic_auth(username, Some(password)), None)
             }
             (Some(Challenge::Bearer { .. }), _) => match state.tokens.get(access) {
-                Some(t) => req.bearer_auth(t),
-                None => req,
+                Some(t) => (req.bearer_auth(t), Some(t.clone())),
+                None => (req, None),
             },
-            _ => req,
+            _ => (req, None),
         }
     }
 

@@ -10,6 +10,7 @@
 mod auth;
 mod body;
 pub mod bundle_source;
+pub mod charts;
 mod client;
 mod error;
 mod pull;

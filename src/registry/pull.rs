@@ -193,7 +193,7 @@ impl RegistryClient {
             size,
             digest: digest.clone(),
             what: format!("blob {repo}@{digest} from {}", self.registry()),
-            failed: None,
+            end: End::Open,
             task,
         }
     }
@@ -347,8 +347,18 @@ pub struct BlobReader {
     size: u64,
     digest: Digest,
     what: String,
-    failed: Option<String>,
+    end: End,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// Where a [`BlobReader`] stands.
+enum End {
+    /// Pieces are still coming.
+    Open,
+    /// The whole blob was read and checked.
+    Done,
+    /// It failed; every further read repeats the error.
+    Failed(String),
 }
 
 impl std::fmt::Debug for BlobReader {
@@ -369,7 +379,7 @@ impl Drop for BlobReader {
 
 impl BlobReader {
     fn fail(&mut self, detail: String) -> std::io::Error {
-        self.failed = Some(detail.clone());
+        self.end = End::Failed(detail.clone());
         std::io::Error::new(std::io::ErrorKind::InvalidData, detail)
     }
 
@@ -387,7 +397,7 @@ impl BlobReader {
             let d = format!("{} hashes to {found}", self.what);
             return Err(self.fail(d));
         }
-        self.failed = Some(String::new());
+        self.end = End::Done;
         Ok(0)
     }
 }
@@ -400,10 +410,15 @@ impl Read for BlobReader {
                 buf[..n].copy_from_slice(&self.piece.split_to(n));
                 return Ok(n);
             }
-            match self.failed.as_deref() {
-                Some("") => return Ok(0),
-                Some(d) => return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, d)),
-                None => {}
+            match &self.end {
+                End::Done => return Ok(0),
+                End::Failed(d) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        d.clone(),
+                    ))
+                }
+                End::Open => {}
             }
             match self.rx.blocking_recv() {
                 Some(Ok(p)) => {
@@ -412,7 +427,7 @@ impl Read for BlobReader {
                     self.piece = p;
                 }
                 Some(Err(e)) => {
-                    self.failed = Some(e.to_string());
+                    self.end = End::Failed(e.to_string());
                     return Err(std::io::Error::other(e));
                 }
                 None => return self.finish(),

@@ -3,9 +3,11 @@
 
 pub mod faultproxy;
 pub mod helm;
+pub mod httpserver;
 pub mod oci;
 pub mod registry;
 pub mod skopeo;
+pub mod splitorigin;
 
 use std::path::PathBuf;
 
