@@ -8,12 +8,14 @@
 
 use crate::bundle::archive::Packing;
 use crate::bundle::source::{
-    BlobLocation, RemoteBlob, RemoteImages, RemoteRequest, ResolvedImage, SourceBlob,
+    BlobLocation, FetchedChart, RemoteBlob, RemoteInputs, RemoteRequest, ResolvedImage, SourceBlob,
 };
+use crate::bundle::spec::ChartSource;
 use crate::error_chain::error_chain;
 use crate::oci::digest::Digest;
 use crate::oci::document::{self, Document, MAX_JSON};
 use crate::oci::reference::DOCKER_HUB;
+use crate::registry::charts::{self, OciChartRef};
 use crate::registry::{CredentialSource, RegistryClient, RegistryOptions};
 use oci_spec::image::{Descriptor, Platform};
 use std::collections::{BTreeSet, HashMap};
@@ -83,7 +85,16 @@ impl Puller {
         if let Some(c) = clients.get(api) {
             return Ok(c.clone());
         }
-        let mut o = RegistryOptions::new(api);
+        let mut o = self.options_for(host);
+        o.registry = api.to_string();
+        let client = Arc::new(RegistryClient::new(o).map_err(|e| error_chain(&e))?);
+        clients.insert(api.to_string(), client.clone());
+        Ok(client)
+    }
+
+    /// Credentials, CA file and plain HTTP for `host` (`HOST[:PORT]`).
+    fn options_for(&self, host: &str) -> RegistryOptions {
+        let mut o = RegistryOptions::new(host);
         o.credentials = self.opts.credentials.clone();
         o.plain_http = self.opts.plain_http || self.opts.plain_http_hosts.iter().any(|h| h == host);
         o.ca_file = self
@@ -93,13 +104,46 @@ impl Puller {
             .find(|(h, _)| h.as_deref() == Some(host))
             .or_else(|| self.opts.ca_files.iter().find(|(h, _)| h.is_none()))
             .map(|(_, f)| f.clone());
-        let client = Arc::new(RegistryClient::new(o).map_err(|e| error_chain(&e))?);
-        clients.insert(api.to_string(), client.clone());
-        Ok(client)
+        o
     }
 }
 
-impl RemoteImages for Puller {
+/// `HOST[:PORT]` of an `http(s)://` URL.
+fn url_host(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    authority.rsplit_once('@').map_or(authority, |(_, h)| h)
+}
+
+impl RemoteInputs for Puller {
+    fn fetch_chart(&self, source: &ChartSource) -> Result<FetchedChart, String> {
+        let fetched = match source {
+            ChartSource::Oci(reference) => {
+                let r = OciChartRef::parse(reference).map_err(|e| error_chain(&e))?;
+                let client = self.client(&r.registry)?;
+                self.rt
+                    .block_on(client.fetch_oci_chart(&r.repository, &r.version))
+            }
+            ChartSource::Repo {
+                repo,
+                name,
+                version,
+            } => {
+                let opts = self.options_for(url_host(repo));
+                self.rt
+                    .block_on(charts::fetch_repo_chart(&opts, repo, name, version))
+            }
+            ChartSource::Path(p) => return Err(format!("`{p}` is a local chart")),
+        }
+        .map_err(|e| error_chain(&e))?;
+        Ok(FetchedChart {
+            bytes: fetched.bytes,
+            source: fetched.source,
+            notes: fetched.notes,
+        })
+    }
+
     fn resolve(&self, request: &RemoteRequest) -> Result<ResolvedImage, String> {
         let host = request.pull.host().to_string();
         let client = self.client(&host)?;
@@ -530,6 +574,16 @@ impl Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repository_hosts_are_taken_from_urls() {
+        assert_eq!(
+            url_host("https://charts.example.com/stable"),
+            "charts.example.com"
+        );
+        assert_eq!(url_host("http://127.0.0.1:8080/"), "127.0.0.1:8080");
+        assert_eq!(url_host("https://u:p@c.example:8443"), "c.example:8443");
+    }
 
     #[test]
     fn platforms_match_with_and_without_variant() {

@@ -222,3 +222,84 @@ fn a_classic_repository_serves_charts_checked_against_its_index() {
     assert!(matches!(e, ChartError::BadIndex { .. }), "{e:?}");
     assert!(e.to_string().contains("/stable/index.yaml"), "{e}");
 }
+
+/// `ferry build` takes charts from a registry and a classic repository: each is stored as
+/// `charts/NAME-VERSION.tgz` byte for byte, locked by digest, and a locked rebuild is
+/// identical.
+#[test]
+fn build_carries_charts_from_registries_and_repositories() {
+    let reg = Registry::start(Setup::Plain);
+    let home = tempfile::tempdir().unwrap();
+    let oci = package(
+        home.path(),
+        &home.path().join("oci"),
+        "gateway",
+        "1.4.0",
+        "x",
+    );
+    let mut c = helm_in(home.path());
+    c.arg("push")
+        .arg(&oci)
+        .arg(format!("oci://{}/charts", reg.host()))
+        .arg("--plain-http");
+    run(c);
+    let repo = home.path().join("www/stable");
+    let classic = package(home.path(), &repo, "agent", "0.3.0", "y");
+    let mut c = helm_in(home.path());
+    c.args(["repo", "index"]).arg(&repo);
+    run(c);
+    let server = HttpServer::start(&home.path().join("www"));
+
+    let work = tempfile::tempdir().unwrap();
+    let spec = work.path().join("ferry.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name: charts\nversion: '1'\ncharts:\n  - oci://{}/charts/gateway:1.4.0\n  - repo: {}/stable\n    name: agent\n    version: 0.3.0\n",
+            reg.host(),
+            server.url()
+        ),
+    )
+    .unwrap();
+    let build = |out: &str, extra: &[&str]| {
+        crate::harness::ferry()
+            .args(["build", "--plain-http", "-f"])
+            .arg(&spec)
+            .arg("-o")
+            .arg(work.path().join(out))
+            .args(extra)
+            .assert()
+    };
+    build("a.tar.gz", &[]).success();
+    let extracted = work.path().join("x");
+    crate::harness::ferry()
+        .arg("extract")
+        .arg(work.path().join("a.tar.gz"))
+        .arg("-C")
+        .arg(&extracted)
+        .assert()
+        .success();
+    for (tgz, name) in [(&oci, "gateway-1.4.0.tgz"), (&classic, "agent-0.3.0.tgz")] {
+        let inside = extracted.join("charts-1/charts").join(name);
+        assert_eq!(
+            std::fs::read(&inside).unwrap_or_else(|e| panic!("{}: {e}", inside.display())),
+            std::fs::read(tgz).unwrap(),
+            "{name}"
+        );
+    }
+    let lock = std::fs::read_to_string(work.path().join("ferry.lock")).unwrap();
+    assert!(lock.contains("gateway") && lock.contains("agent"), "{lock}");
+    build("b.tar.gz", &["--locked"]).success();
+    assert_eq!(
+        std::fs::read(work.path().join("a.tar.gz")).unwrap(),
+        std::fs::read(work.path().join("b.tar.gz")).unwrap()
+    );
+    // A chart republished under the same version: the locked build names it.
+    package(home.path(), &repo, "agent", "0.3.0", "z");
+    let mut c = helm_in(home.path());
+    c.args(["repo", "index"]).arg(&repo);
+    run(c);
+    let out = build("c.tar.gz", &["--locked"]).failure().code(2);
+    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(err.contains("agent") && err.contains("ferry.lock"), "{err}");
+}

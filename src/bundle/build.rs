@@ -4,16 +4,16 @@ use crate::bundle::archive::{
     stored_entry_len, write_own_member, EntryError, Limits, MemberReader, Packing,
     PositionedWriter, TarEntries, TarEntry, TarGzWriter, TarPolicy,
 };
-use crate::bundle::lock::{Lock, LockError, LockedImage, LOCK_VERSION};
+use crate::bundle::lock::{Lock, LockError, LockedChart, LockedImage, LOCK_VERSION};
 use crate::bundle::manifest::{
     self, ChartEntry, FileEntry, ImageEntry, Manifest, Mode, FORMAT_VERSION, MANIFEST_NAME,
     SIGNATURE_NAME,
 };
 use crate::bundle::safepath::SafePath;
 use crate::bundle::source::{
-    self, BlobLocation, RemoteImages, RemoteRequest, ResolvedImage, SourceSpec,
+    self, BlobLocation, RemoteInputs, RemoteRequest, ResolvedImage, SourceSpec,
 };
-use crate::bundle::spec::{field_error, ImageSpec, Spec, SpecError};
+use crate::bundle::spec::{field_error, ChartSource, ImageSpec, Spec, SpecError};
 use crate::oci::digest::{hash_reader, BackgroundHasher, Digest};
 use crate::oci::document::{self, LayoutEntry, MAX_JSON};
 use crate::oci::reference::ImageRef;
@@ -39,7 +39,7 @@ pub struct BuildOptions {
     pub source_date_epoch: u64,
     pub progress: Progress,
     /// Resolves images pulled from registries; without it only local inputs are accepted.
-    pub remote: Option<std::sync::Arc<dyn RemoteImages>>,
+    pub remote: Option<std::sync::Arc<dyn RemoteInputs>>,
     /// Blobs fetched at once while the bundle is written.
     pub jobs: usize,
     /// `--locked`: the lock every registry input must resolve to.
@@ -64,6 +64,9 @@ pub struct BuildReport {
     pub signed: bool,
     /// What the registry inputs resolved to (empty when every input is local).
     pub lock: Lock,
+    /// What the user should know about the inputs (e.g. a chart whose repository lists no
+    /// digest to check it against).
+    pub notes: Vec<String>,
 }
 
 /// Why a build failed.
@@ -178,6 +181,7 @@ pub fn build(opts: &BuildOptions, sign: Option<ManifestSigner>) -> Result<BuildR
     let spec = Spec::load(&opts.spec)?;
     let contents = plan(opts, &spec)?;
     let contents_lock = contents.lock;
+    let contents_notes = contents.notes;
     let entries: Vec<(SafePath, Planned)> = contents.plan.files.into_iter().collect();
     let hashed = hash_all(&entries, opts.progress)?;
     let manifest = make_manifest(
@@ -208,6 +212,7 @@ pub fn build(opts: &BuildOptions, sign: Option<ManifestSigner>) -> Result<BuildR
         bundle_bytes,
         signed: signature.is_some(),
         lock: contents_lock,
+        notes: contents_notes,
     })
 }
 
@@ -218,6 +223,8 @@ struct Contents {
     charts: Vec<ChartEntry>,
     /// What the registry inputs resolved to.
     lock: Lock,
+    /// What the user should know about the inputs.
+    notes: Vec<String>,
 }
 
 /// The folder the spec's relative paths are taken from.
@@ -244,14 +251,19 @@ fn plan(opts: &BuildOptions, spec: &Spec) -> Result<Contents, BuildError> {
 
     let mut plan = Plan::default();
     plan_files(&mut plan, spec, &base, &opts.spec)?;
-    let mut charts = Vec::new();
-    for c in &spec.charts {
-        charts.push(add_chart(&mut plan, &base, c, &opts.spec)?);
-    }
     let mut lock = Lock {
         lock_version: LOCK_VERSION,
         ..Lock::default()
     };
+    let mut charts = Vec::new();
+    let mut notes = Vec::new();
+    for c in &spec.charts {
+        let entry = match &c.value {
+            ChartSource::Path(rel) => add_chart(&mut plan, &base, rel, c, &opts.spec)?,
+            remote => add_remote_chart(&mut plan, &mut lock, &mut notes, opts, remote, c)?,
+        };
+        charts.push(entry);
+    }
     let images = plan_images(&mut plan, &mut lock, opts, spec, &base)?;
     if let Some(old) = &opts.locked {
         old.check_complete(&Lock::path_for(&opts.spec), &lock)?;
@@ -261,6 +273,7 @@ fn plan(opts: &BuildOptions, spec: &Spec) -> Result<Contents, BuildError> {
         images,
         charts,
         lock,
+        notes,
     })
 }
 
@@ -457,7 +470,12 @@ fn resolve_image(
         .resolve(&request)
         .map_err(|message| BuildError::Pull {
             spec: spec_path.to_path_buf(),
-            line: img.from.as_ref().unwrap_or(&img.reference).referenced.line() as usize,
+            line: img
+                .from
+                .as_ref()
+                .unwrap_or(&img.reference)
+                .referenced
+                .line() as usize,
             reference: full.clone(),
             message,
         })?;
@@ -1002,11 +1020,12 @@ fn check_chart_yaml(text: &str, at: &str) -> Result<ChartEntry, String> {
 fn add_chart(
     plan: &mut Plan,
     base: &Path,
-    rel: &Spanned<String>,
+    rel: &str,
+    at: &Spanned<ChartSource>,
     spec: &Path,
 ) -> Result<ChartEntry, BuildError> {
-    let src = base.join(&rel.value);
-    let located = |m: String| BuildError::Spec(field_error(spec, "charts", rel, m));
+    let src = base.join(rel);
+    let located = |m: String| BuildError::Spec(field_error(spec, "charts", at, m));
     let name = file_name_path(&src).map_err(located)?;
     let meta = std::fs::metadata(&src)
         .map_err(|e| located(format!("cannot read `{}`: {e}", src.display())))?;
@@ -1060,14 +1079,85 @@ fn add_chart(
     }
 }
 
+/// A chart from a registry or a chart repository: fetched into memory (charts are small),
+/// stored as `charts/NAME-VERSION.tgz`, and locked by its digest.
+fn add_remote_chart(
+    plan: &mut Plan,
+    lock: &mut Lock,
+    notes: &mut Vec<String>,
+    opts: &BuildOptions,
+    source: &ChartSource,
+    at: &Spanned<ChartSource>,
+) -> Result<ChartEntry, BuildError> {
+    let spec = opts.spec.as_path();
+    let located = |m: String| BuildError::Spec(field_error(spec, "charts", at, m));
+    let Some(remote) = &opts.remote else {
+        return Err(located(format!(
+            "fetching {} is not available here; give a chart folder or .tgz",
+            source.describe()
+        )));
+    };
+    let fetched = remote.fetch_chart(source).map_err(located)?;
+    let what = fetched.source.clone();
+    let text = chart_yaml_from_packaged(&fetched.bytes[..], &what).map_err(located)?;
+    let mut entry = check_chart_yaml(&text, &format!("{what} (Chart.yaml)")).map_err(located)?;
+    if let ChartSource::Repo { name, version, .. } = source {
+        if entry.name != *name || entry.version != *version {
+            return Err(located(format!(
+                "the repository served {} {} for {name} {version}",
+                entry.name, entry.version
+            )));
+        }
+    }
+    let file = format!("{}-{}.tgz", entry.name, entry.version);
+    let path = SafePath::new("charts")
+        .expect("static")
+        .join(&SafePath::new(&file).map_err(|e| located(format!("`{file}`: {e}")))?);
+    entry.path = path.clone();
+    let locked = LockedChart {
+        source: match source {
+            ChartSource::Repo {
+                repo,
+                name,
+                version,
+            } => format!("{} {name} {version}", repo.trim_end_matches('/')),
+            other => other.describe(),
+        },
+        name: entry.name.clone(),
+        version: entry.version.clone(),
+        digest: Digest::of(&fetched.bytes),
+    };
+    if let Some(old) = &opts.locked {
+        old.check_chart(&Lock::path_for(spec), &locked)?;
+    }
+    lock.charts.push(locked);
+    notes.extend(fetched.notes.iter().map(|n| format!("{what}: {n}")));
+    let size = fetched.bytes.len() as u64;
+    plan.add(
+        path,
+        Planned {
+            size,
+            location: BlobLocation::Memory(fetched.bytes.into()),
+            origin: what,
+            mode: Mode::Regular,
+            expected: None,
+        },
+    )?;
+    Ok(entry)
+}
+
 /// Reads `<chart>/Chart.yaml` out of a packaged chart.
 fn chart_yaml_from_tgz(path: &Path) -> Result<String, String> {
     let f =
         std::fs::File::open(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    chart_yaml_from_packaged(f, &path.display().to_string())
+}
+
+/// Reads `<chart>/Chart.yaml` out of a packaged chart's bytes; `what` names it in messages.
+fn chart_yaml_from_packaged(data: impl Read, what: &str) -> Result<String, String> {
     let limits = Limits::default();
-    let mut ar = tar::Archive::new(MemberReader::foreign(f, limits));
-    let not_chart =
-        |e: EntryError| format!("`{}` is not a packaged chart (.tgz): {e}", path.display());
+    let mut ar = tar::Archive::new(MemberReader::foreign(data, limits));
+    let not_chart = |e: EntryError| format!("`{what}` is not a packaged chart (.tgz): {e}");
     let mut entries = TarEntries::new(&mut ar, TarPolicy::foreign(limits)).map_err(not_chart)?;
     while let Some(TarEntry { name, mut entry }) = entries.next_entry().map_err(not_chart)? {
         let parts: Vec<&str> = name.as_str().split('/').collect();
@@ -1077,13 +1167,12 @@ fn chart_yaml_from_tgz(path: &Path) -> Result<String, String> {
                 .by_ref()
                 .take(MAX_JSON)
                 .read_to_string(&mut s)
-                .map_err(|e| format!("`{}`: Chart.yaml: {e}", path.display()))?;
+                .map_err(|e| format!("`{what}`: Chart.yaml: {e}"))?;
             return Ok(s);
         }
     }
     Err(format!(
-        "`{}` has no <chart>/Chart.yaml: not a packaged Helm chart",
-        path.display()
+        "`{what}` has no <chart>/Chart.yaml: not a packaged Helm chart"
     ))
 }
 

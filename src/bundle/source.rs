@@ -4,6 +4,7 @@
 
 use crate::bundle::archive::{EntryError, Packing, TarEntries, TarEntry, TarPolicy};
 use crate::bundle::safepath::SafePath;
+use crate::bundle::spec::ChartSource;
 use crate::oci::digest::{hash_reader, Digest};
 use crate::oci::document::{
     self, names, BlobRef, Document, CONTAINERD_NAME, MAX_JSON, OCI_CONFIG, OCI_MANIFEST, REF_NAME,
@@ -112,16 +113,30 @@ pub struct RemoteRequest {
     pub platforms: Vec<String>,
 }
 
-/// Resolves images that live in registries into blobs the build can write.
-pub trait RemoteImages: Send + Sync {
+/// Fetches the build inputs that live in registries and chart repositories.
+pub trait RemoteInputs: Send + Sync {
     /// The image, its manifests and configs fetched, its layers as `BlobLocation::Remote`.
     fn resolve(&self, request: &RemoteRequest) -> Result<ResolvedImage, String>;
+    /// A packaged chart from a registry (`oci://…`) or a classic chart repository, its bytes
+    /// checked against the digest its source gives.
+    fn fetch_chart(&self, source: &ChartSource) -> Result<FetchedChart, String>;
 }
 
-impl std::fmt::Debug for dyn RemoteImages {
+impl std::fmt::Debug for dyn RemoteInputs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RemoteImages")
+        f.write_str("RemoteInputs")
     }
+}
+
+/// A packaged chart fetched for the build.
+#[derive(Debug, Clone)]
+pub struct FetchedChart {
+    /// The `.tgz` bytes as served.
+    pub bytes: Vec<u8>,
+    /// Where they came from (the `oci://` reference or the chart's URL), for messages.
+    pub source: String,
+    /// What the user should know (e.g. that the repository lists no digest to check).
+    pub notes: Vec<String>,
 }
 
 impl BlobLocation {

@@ -14,7 +14,7 @@ pub struct Spec {
     #[serde(default)]
     pub readme: Option<Spanned<String>>,
     #[serde(default)]
-    pub charts: Vec<Spanned<String>>,
+    pub charts: Vec<Spanned<ChartSource>>,
     #[serde(default)]
     pub values: Vec<Spanned<String>>,
     #[serde(default)]
@@ -29,6 +29,79 @@ pub struct Spec {
     pub platforms: Vec<Spanned<String>>,
     #[serde(default)]
     pub egress: Vec<Destination>,
+}
+
+/// Where a chart comes from: a folder or packaged `.tgz` beside the spec,
+/// `oci://HOST/PATH/CHART:VERSION`, or a classic chart repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChartSource {
+    /// A chart folder or a packaged chart, relative to the spec.
+    Path(String),
+    /// `oci://HOST/PATH/CHART:VERSION`: a chart pushed to a registry (`helm push`).
+    Oci(String),
+    /// A chart from a classic repository's `index.yaml`.
+    Repo {
+        repo: String,
+        name: String,
+        version: String,
+    },
+}
+
+impl ChartSource {
+    /// How the spec writes it, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            ChartSource::Path(p) | ChartSource::Oci(p) => p.clone(),
+            ChartSource::Repo {
+                repo,
+                name,
+                version,
+            } => format!("{name} {version} from {repo}"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ChartSource {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ChartSourceVisitor)
+    }
+}
+
+struct ChartSourceVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ChartSourceVisitor {
+    type Value = ChartSource;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a chart path, `oci://HOST/PATH/CHART:VERSION`, or `{repo: URL, name: NAME, version: VERSION}`")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ChartSource, E> {
+        Ok(if v.starts_with("oci://") {
+            ChartSource::Oci(v.to_string())
+        } else {
+            ChartSource::Path(v.to_string())
+        })
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<ChartSource, A::Error> {
+        use serde::de::Error;
+        let (mut repo, mut name, mut version) = (None, None, None);
+        while let Some(key) = map.next_key::<String>()? {
+            let slot = match key.as_str() {
+                "repo" => &mut repo,
+                "name" => &mut name,
+                "version" => &mut version,
+                other => return Err(A::Error::unknown_field(other, &["repo", "name", "version"])),
+            };
+            *slot = Some(map.next_value::<String>()?);
+        }
+        Ok(ChartSource::Repo {
+            repo: repo.ok_or_else(|| A::Error::missing_field("repo"))?,
+            name: name.ok_or_else(|| A::Error::missing_field("name"))?,
+            version: version.ok_or_else(|| A::Error::missing_field("version"))?,
+        })
+    }
 }
 
 /// An extra file copied into the bundle.
@@ -133,6 +206,29 @@ mod tests {
         assert!(msg.contains("ferry.yaml"), "{msg}");
         assert!(msg.contains("imagez"), "{msg}");
         assert!(msg.contains('3'), "line 3 expected in: {msg}");
+    }
+
+    #[test]
+    fn charts_come_from_paths_registries_and_repositories() {
+        let s = Spec::parse(
+            "name: a\nversion: '1'\ncharts:\n  - charts/x\n  - oci://r.example/c/x:1.2.0\n  - repo: https://charts.example\n    name: x\n    version: 1.0.0\n",
+            Path::new("f"),
+        )
+        .unwrap();
+        assert_eq!(s.charts[0].value, ChartSource::Path("charts/x".into()));
+        assert_eq!(
+            s.charts[1].value,
+            ChartSource::Oci("oci://r.example/c/x:1.2.0".into())
+        );
+        assert_eq!(s.charts[2].referenced.line(), 6);
+        assert!(matches!(&s.charts[2].value, ChartSource::Repo { name, .. } if name == "x"));
+        let err = Spec::parse(
+            "name: a\nversion: '1'\ncharts:\n  - repo: https://c\n    nam: x\n",
+            Path::new("f"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("nam"), "{err}");
     }
 
     #[test]

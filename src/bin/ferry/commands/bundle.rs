@@ -70,6 +70,9 @@ pub fn build(
         "images": m.images.iter().map(|i| json!({"reference": i.reference, "digest": i.digest, "sourceDigest": i.source_digest, "nonDistributable": i.non_distributable})).collect::<Vec<_>>(),
         "lock": (!report.lock.is_empty()).then(|| lock_path.clone()),
     }))?;
+    for n in &report.notes {
+        p.note(format_args!("note: {n}"))?;
+    }
     for i in m.images.iter().filter(|i| !i.non_distributable.is_empty()) {
         p.note(format_args!(
             "warning: {} has {} non-distributable layer(s) left out: nodes fetch them from their URLs, so it will not pull inside an air gap (--include-non-distributable carries them)",
