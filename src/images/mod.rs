@@ -9,10 +9,11 @@
 //! does not evaluate), with no condition on its way known to be false, is [`Need::Undecided`]:
 //! listed to be shipped, never a reason for a build to fail.
 
+mod bundle;
 mod render;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Serialize, Serializer};
 
@@ -22,6 +23,8 @@ use crate::egress::template::{self, Reach};
 use crate::egress::{Diagnostic, EgressError};
 use crate::oci::reference::{parse_reference, ImageRef};
 use crate::values::{check_coverage, find_images, ImageUse};
+
+pub use bundle::{check_charts, BundleChartsError, ChartsCheck};
 
 /// Whether an image is deployed with the values given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -250,9 +253,13 @@ fn collect(
                     continue;
                 };
                 let app = view.env.app_version;
+                // The tag is the appVersion, and no values file writes it for this image.
                 let app_version_tag = !app.is_empty()
                     && r.tag.as_deref().map(|t| t.trim_start_matches('v'))
-                        == Some(app.trim_start_matches('v'));
+                        == Some(app.trim_start_matches('v'))
+                    && !written
+                        .iter()
+                        .any(|w| w.tag == r.tag && same_repository(w, &r));
                 sites.push(Site {
                     values_key: !l.literal && written.iter().any(|w| same_repository(w, &r)),
                     reason: reason(reach, why),
@@ -490,12 +497,6 @@ pub fn spec_block(found: &ChartImages) -> String {
         ));
     }
     out
-}
-
-/// Where [`chart_images`] reads a chart in a bundle folder: `charts/NAME` folders and
-/// `charts/NAME.tgz` packages, as the manifest lists them.
-pub fn bundle_charts(root: &Path, charts: &[crate::bundle::manifest::ChartEntry]) -> Vec<PathBuf> {
-    charts.iter().map(|c| root.join(c.path.as_str())).collect()
 }
 
 #[cfg(test)]
