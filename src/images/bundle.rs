@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::{chart_images, image_use, ChartImage, ChartImages, ImagesError, Need};
+use super::{chart_images, image_use, same_repository, ChartImage, ChartImages, ImagesError, Need};
 use crate::bundle::manifest::{FileEntry, Manifest};
 use crate::bundle::verify::{self, EntryPlace, Sink, VerifyError, VerifyOptions};
-use crate::values::check_coverage;
+use crate::values::{check_coverage, find_chart_images, Coverage};
 
 /// What rendering a bundle's charts found about its images.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -23,6 +23,11 @@ pub struct ChartsCheck {
     /// Undecided and conditional images the bundle lacks: pulled only when the values change
     /// or a condition ferry cannot compute holds.
     pub missing_if_enabled: Vec<String>,
+    /// The values files' own image references against the bundle (what `ferry images check`
+    /// reports without charts). A missing one that a chart renders is judged by the rendering
+    /// above (its tag, whether it is needed); one no chart renders is in `missing` too.
+    #[serde(skip)]
+    pub coverage: Coverage,
 }
 
 /// Renders the charts of `bundle` (a `.tar.gz`, verified on the way, or an extracted folder)
@@ -79,11 +84,39 @@ pub fn check_charts(
             }
         }
     }
+    let coverage = values_coverage(values, manifest)?;
+    for m in &coverage.missing {
+        let r = &m.image_use.reference;
+        if !images.images.iter().any(|i| same_repository(r, &i.reference)) {
+            missing.push(m.to_string());
+        }
+    }
     Ok(Some(ChartsCheck {
         images,
         missing,
         missing_if_enabled,
+        coverage,
     }))
+}
+
+/// The values check of `ferry images check`: every image reference the values files (or
+/// charts' values) write, against the bundle.
+fn values_coverage(values: &[PathBuf], manifest: &Manifest) -> Result<Coverage, ImagesError> {
+    let mut uses = Vec::new();
+    for f in values {
+        let chart = crate::values::locate(f);
+        let text = std::fs::read_to_string(&chart.values).map_err(|e| ImagesError::Chart {
+            file: chart.values.display().to_string(),
+            line: 0,
+            message: format!("cannot read the values file: {e}"),
+        })?;
+        uses.extend(find_chart_images(
+            &text,
+            &chart.values,
+            chart.app_version.as_deref(),
+        )?);
+    }
+    Ok(check_coverage(&uses, &manifest.images))
 }
 
 /// The values check's wording, with what rendering adds: the tag is the appVersion, no values

@@ -141,6 +141,9 @@ pub enum ImagesError {
     /// A values file or packaged chart could not be read.
     #[error(transparent)]
     Read(#[from] EgressError),
+    /// A values file that the values check cannot read (invalid YAML, an image behind an alias).
+    #[error(transparent)]
+    Values(#[from] crate::values::RewriteError),
 }
 
 fn as_text<S: Serializer>(r: &ImageRef, s: S) -> Result<S::Ok, S::Error> {
@@ -310,7 +313,7 @@ fn values_images(views: &[ChartView<'_>], user: &[PathBuf]) -> Vec<ImageRef> {
 
 /// Whether a values image and a rendered one are the same repository (a registry written in
 /// the path, `global.imageRegistry` or the `REGISTRY` placeholder aside).
-fn same_repository(written: &ImageRef, rendered: &ImageRef) -> bool {
+pub(crate) fn same_repository(written: &ImageRef, rendered: &ImageRef) -> bool {
     let (w, r) = (&written.repository, &rendered.repository);
     let last = |s: &str| s.rsplit('/').next().map(str::to_string);
     w == r
