@@ -31,6 +31,10 @@ struct Expected {
     mirror_render_values: Vec<String>,
     #[serde(default)]
     lenient: Vec<Lenient>,
+    /// `false` when the values alone do not name every image Helm renders, with its tag
+    /// (subcharts with their own appVersion, parts switched off): `ferry images list` does.
+    #[serde(default = "yes")]
+    values_name_images: bool,
 }
 
 #[derive(Deserialize)]
@@ -370,6 +374,11 @@ fn chart_images_are_checked_with_app_version_tags() {
             let uses = find_chart_images(values, &file, version.as_deref()).unwrap();
             let cov = check_coverage(&uses, &bundle);
             let missing: Vec<String> = cov.missing.iter().map(|m| m.to_string()).collect();
+            if !expected.values_name_images {
+                // The limit of reading values alone, which rendering the chart overcomes.
+                assert!(!missing.is_empty(), "{name} {what}: the values name every image");
+                continue;
+            }
             assert!(missing.is_empty(), "{name} {what}: {missing:#?}");
             let inexact: Vec<&str> = cov
                 .found

@@ -86,8 +86,12 @@ pub fn check_charts(
     }
     let coverage = values_coverage(values, manifest)?;
     for m in &coverage.missing {
+        // A values file layered on the charts is judged by what they render from it; a chart
+        // folder given as values is not layered, and keeps its own check.
         let r = &m.image_use.reference;
-        if !images.images.iter().any(|i| same_repository(r, &i.reference)) {
+        let rendered = overlays.contains(&m.image_use.file)
+            && images.images.iter().any(|i| same_repository(r, &i.reference));
+        if !rendered {
             missing.push(m.to_string());
         }
     }
