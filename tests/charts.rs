@@ -376,7 +376,10 @@ fn chart_images_are_checked_with_app_version_tags() {
             let missing: Vec<String> = cov.missing.iter().map(|m| m.to_string()).collect();
             if !expected.values_name_images {
                 // The limit of reading values alone, which rendering the chart overcomes.
-                assert!(!missing.is_empty(), "{name} {what}: the values name every image");
+                assert!(
+                    !missing.is_empty(),
+                    "{name} {what}: the values name every image"
+                );
                 continue;
             }
             assert!(missing.is_empty(), "{name} {what}: {missing:#?}");

@@ -54,7 +54,10 @@ fn renderings() -> Vec<(PathBuf, Vec<PathBuf>)> {
         ),
         (
             fixture().join("charts/agent-security"),
-            vec![fixture().join("values.yaml"), fixture().join("my-values.yaml")],
+            vec![
+                fixture().join("values.yaml"),
+                fixture().join("my-values.yaml"),
+            ],
         ),
     ];
     let mut charts: Vec<PathBuf> = fs::read_dir(CHARTS)
@@ -294,16 +297,30 @@ fn packaged_charts_list_as_their_folders() {
             .args(args)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     let sub = copy.join("charts/search");
-    run(&["package", sub.to_str().unwrap(), "-d", copy.join("charts").to_str().unwrap()]);
+    run(&[
+        "package",
+        sub.to_str().unwrap(),
+        "-d",
+        copy.join("charts").to_str().unwrap(),
+    ]);
     fs::remove_dir_all(&sub).unwrap();
-    run(&["package", copy.to_str().unwrap(), "-d", tmp.path().to_str().unwrap()]);
+    run(&[
+        "package",
+        copy.to_str().unwrap(),
+        "-d",
+        tmp.path().to_str().unwrap(),
+    ]);
     let tgz = tmp.path().join("umbrella-images-0.3.0.tgz");
     assert!(copy.join("charts/search-1.0.0.tgz").is_file());
     let folder = chart_images(&[PathBuf::from(CHARTS).join("umbrella-images")], &[]).unwrap();
-    let packaged = chart_images(&[tgz.clone()], &[]).unwrap();
+    let packaged = chart_images(std::slice::from_ref(&tgz), &[]).unwrap();
     assert_eq!(folder, packaged);
     let rendered = helm_images(&helm::template(&tgz, &[]).unwrap());
     assert_eq!(with_need(&packaged, Need::Required), rendered);
@@ -347,8 +364,14 @@ fn list_formats() {
             && l.contains("cache.enabled")),
         "{stdout}"
     );
-    assert!(stdout.contains("docker.io/library/busybox:1.36.1*"), "{stdout}");
-    assert!(stdout.contains("7 images: 4 required, 0 undecided, 3 conditional"), "{stdout}");
+    assert!(
+        stdout.contains("docker.io/library/busybox:1.36.1*"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("7 images: 4 required, 0 undecided, 3 conditional"),
+        "{stdout}"
+    );
     assert!(stderr.contains("`ferry rewrite` cannot move"), "{stderr}");
 
     for args in [&["--format", "json"][..], &["--json"][..]] {
@@ -468,7 +491,8 @@ fn images_check_renders_the_bundle_charts() {
         "ghcr.io/acme-orchard/orchard-api:3.2.1",
         "ghcr.io/acme-orchard/orchard-migrate:3.2.0",
     ];
-    let mut spec = String::from("name: orchard\nversion: '1'\ncharts:\n  - umbrella-images\nimages:\n");
+    let mut spec =
+        String::from("name: orchard\nversion: '1'\ncharts:\n  - umbrella-images\nimages:\n");
     let sources = ["layout:app1", "layout:app2", "layout:multi", "layout2:app1"];
     for (r, from) in images.iter().zip(sources) {
         spec.push_str(&format!("  - ref: {r}\n    from: oci:{from}\n"));

@@ -268,10 +268,10 @@ pub(crate) struct ChartView<'a> {
     pub env: &'a Env<'a>,
 }
 
-/// The hook for readers of rendered templates other than the egress check (`crate::images`):
-/// the chart folder or packaged chart `chart` and its subcharts, with `values` layered on the
-/// top chart in order (`helm template -f`), handed to `f` with what could not be read. Display
-/// paths start with the chart's name, as Helm's `# Source:` lines do.
+/// The hook for readers of rendered templates other than the egress check (`ferry images
+/// list`): the chart folder or packaged chart `chart` and its subcharts, with `values` layered
+/// on the top chart in order (`helm template -f`), handed to `f` with what could not be read.
+/// Display paths start with the chart's name, as Helm's `# Source:` lines do.
 pub(crate) fn with_charts<R>(
     chart: &Path,
     values: &[PathBuf],

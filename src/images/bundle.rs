@@ -90,7 +90,10 @@ pub fn check_charts(
         // folder given as values is not layered, and keeps its own check.
         let r = &m.image_use.reference;
         let rendered = overlays.contains(&m.image_use.file)
-            && images.images.iter().any(|i| same_repository(r, &i.reference));
+            && images
+                .images
+                .iter()
+                .any(|i| same_repository(r, &i.reference));
         if !rendered {
             missing.push(m.to_string());
         }
