@@ -127,6 +127,81 @@ fn image_line(l: &Line) -> Option<ImageLine> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::egress::template::{parse, Env};
+    use crate::egress::values::{load, Values};
+
+    /// The image lines of `template` rendered with `values`: (value, line, reach, literal).
+    fn lines(values: &str, template: &str) -> Vec<(String, usize, Reach, bool)> {
+        let mut v = Values::empty();
+        v.layer("values.yaml", &load(values).unwrap());
+        let defines = Default::default();
+        let env = Env {
+            values: &v,
+            defines: &defines,
+            chart_name: "c",
+            chart_version: "0.1.0",
+            app_version: "2.0.0",
+            cache: Default::default(),
+        };
+        let t = parse(template).unwrap();
+        image_lines(&env.render_reach(&t.nodes))
+            .into_iter()
+            .map(|l| (l.value, l.line, l.reach, l.literal))
+            .collect()
+    }
+
+    fn one(value: &str, line: usize, reach: Reach, literal: bool) -> (String, usize, Reach, bool) {
+        (value.to_string(), line, reach, literal)
+    }
+
+    #[test]
+    fn every_branch_with_whether_helm_takes_it() {
+        use Reach::{Off, Taken, Undecided};
+        let values = "a: true\nb: false\nimg: x/y:1\nlist: []\n";
+        let cases: &[(&str, Vec<(String, usize, Reach, bool)>)] = &[
+            (
+                "{{ if .Values.a }}\nimage: a:1\n{{ else }}\nimage: b:1\n{{ end }}\n",
+                vec![one("a:1", 2, Taken, true), one("b:1", 4, Off, true)],
+            ),
+            (
+                "{{ if .Values.b }}\nimage: a:1\n{{ else if .Values.a }}\nimage: b:1\n{{ else }}\nimage: c:1\n{{ end }}\n",
+                vec![
+                    one("b:1", 4, Taken, true),
+                    one("a:1", 2, Off, true),
+                    one("c:1", 6, Off, true),
+                ],
+            ),
+            // One line, one side: the rendering Helm makes.
+            (
+                "image: {{ if .Values.a }}{{ .Values.img }}{{ else }}z:9{{ end }}\n",
+                vec![one("x/y:1", 1, Taken, false)],
+            ),
+            (
+                "{{ with .Values.missing }}\nimage: {{ . }}\n{{ else }}\nimage: d:1\n{{ end }}\n",
+                vec![one("d:1", 4, Taken, true)],
+            ),
+            (
+                "{{ range .Values.list }}\nimage: e:1\n{{ else }}\nimage: f:1\n{{ end }}\n",
+                vec![one("f:1", 4, Taken, true), one("e:1", 2, Off, true)],
+            ),
+            (
+                "{{ if lookup \"v1\" \"Secret\" \"ns\" \"s\" }}\nimage: g:1\n{{ end }}\n",
+                vec![one("g:1", 2, Undecided, true)],
+            ),
+            // An assignment in a branch Helm does not take changes nothing after it.
+            (
+                "{{- $r := \"h.io\" -}}\n{{- if .Values.b }}{{ $r = \"\" }}{{ end -}}\nimage: {{ $r }}/i:1\n",
+                vec![one("h.io/i:1", 3, Taken, false)],
+            ),
+            (
+                "image: {{ .Values.img | default \"j:1\" }}:{{ .Chart.AppVersion }}\n",
+                vec![one("x/y:1:2.0.0", 1, Taken, false)],
+            ),
+        ];
+        for (template, want) in cases {
+            assert_eq!(&lines(values, template), want, "{template}");
+        }
+    }
 
     #[test]
     fn image_values_are_read_as_yaml_scalars() {
