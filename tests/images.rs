@@ -547,3 +547,34 @@ fn images_check_renders_the_bundle_charts() {
         "{stderr}"
     );
 }
+
+/// A template default used because the values give null is no values key's: `ferry rewrite`
+/// cannot move it. Once a values file writes the image, it is.
+#[test]
+fn template_defaults_for_null_values_are_not_values_keys() {
+    let tmp = tempfile::tempdir().unwrap();
+    let chart = chart_dir(
+        tmp.path(),
+        &[
+            ("Chart.yaml", "apiVersion: v2\nname: gate\nversion: 0.1.0\n"),
+            ("values.yaml", "sidecar:\n  image: null\n"),
+            (
+                "templates/pod.yaml",
+                "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n    - name: s\n      \
+                 image: {{ .Values.sidecar.image | default \"acme/sidecar:1.0\" }}\n",
+            ),
+        ],
+    );
+    let run = |values: &[PathBuf]| {
+        let refs: Vec<&Path> = values.iter().map(PathBuf::as_path).collect();
+        let rendered = helm_images(&helm::template(&chart, &refs).unwrap());
+        let found = chart_images(std::slice::from_ref(&chart), values).unwrap();
+        assert_eq!(with_need(&found, Need::Required), rendered);
+        let i = found.images[0].clone();
+        (i.reference.to_string(), i.values_key)
+    };
+    assert_eq!(run(&[]), ("docker.io/acme/sidecar:1.0".to_string(), false));
+    let mine = tmp.path().join("mine.yaml");
+    fs::write(&mine, "sidecar:\n  image: quay.io/acme/sidecar:2.0\n").unwrap();
+    assert_eq!(run(&[mine]), ("quay.io/acme/sidecar:2.0".to_string(), true));
+}
