@@ -119,7 +119,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("src/egress/", &["oci", "bundle", "values", "parallel"]),
     (
         "src/images/",
-        &["oci", "bundle", "values", "egress", "progress"],
+        &["oci", "bundle", "values", "egress", "parallel", "progress"],
     ),
 ];
 

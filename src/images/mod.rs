@@ -13,11 +13,12 @@ mod bundle;
 mod render;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Serialize, Serializer};
 
 use crate::bundle::manifest::ImageEntry;
+use crate::egress::finder::{MARKER, MARKER_SHOWN};
 use crate::egress::scan::{with_charts, ChartView};
 use crate::egress::template::{self, Reach};
 use crate::egress::{Diagnostic, EgressError};
@@ -199,7 +200,7 @@ struct Site {
 
 type Found = (Vec<Site>, Vec<Unresolved>);
 
-/// The images of one chart and its subcharts.
+/// The images of one chart and its subcharts; templates are rendered on worker threads.
 fn collect(
     views: &[ChartView<'_>],
     diags: Vec<Diagnostic>,
@@ -214,66 +215,83 @@ fn collect(
     }
     let written = values_images(views, user);
     let gates = dependency_gates(views);
-    let (mut sites, mut unresolved) = (Vec::new(), Vec::new());
-    for (view, (gate, why)) in views.iter().zip(&gates) {
-        for (abs, rel) in &view.templates {
+    // Helm renders neither partials (`_*.tpl`) nor `NOTES.txt` into manifests.
+    let work: Vec<(usize, &Path, &str)> = views
+        .iter()
+        .enumerate()
+        .flat_map(|(i, v)| v.templates.iter().map(move |(abs, rel)| (i, *abs, *rel)))
+        .filter(|(_, _, rel)| {
             let name = rel.rsplit('/').next().unwrap_or(rel);
-            if name.starts_with('_') || name == "NOTES.txt" {
-                continue;
-            }
-            let src = std::fs::read_to_string(abs).map_err(|e| ImagesError::Chart {
-                file: rel.to_string(),
-                line: 0,
-                message: format!("cannot read the template: {e}"),
-            })?;
-            let t = template::parse(&src).map_err(|e| ImagesError::Chart {
-                file: rel.to_string(),
-                line: e.line,
-                message: format!("template does not parse: {}", e.message),
-            })?;
-            for l in render::image_lines(&view.env.render_reach(&t.nodes)) {
-                let reach = l.reach.max(*gate);
-                let location = Location {
-                    file: rel.to_string(),
-                    line: l.line,
-                };
-                let parsed = (!l.value.contains(crate::egress::finder::MARKER))
-                    .then(|| reference(&l.value))
-                    .flatten();
-                let Some(r) = parsed else {
-                    if reach != Reach::Off {
-                        let text = l.value.replace(
-                            crate::egress::finder::MARKER,
-                            crate::egress::finder::MARKER_SHOWN,
-                        );
-                        let need = Need::of(reach);
-                        unresolved.push(Unresolved {
-                            location,
-                            text,
-                            need,
-                        });
-                    }
-                    continue;
-                };
-                let app = view.env.app_version;
-                // The tag is the appVersion, and no values file writes it for this image.
-                let app_version_tag = !app.is_empty()
-                    && r.tag.as_deref().map(|t| t.trim_start_matches('v'))
-                        == Some(app.trim_start_matches('v'))
-                    && !written
-                        .iter()
-                        .any(|w| w.tag == r.tag && same_repository(w, &r));
-                sites.push(Site {
-                    values_key: !l.literal && written.iter().any(|w| same_repository(w, &r)),
-                    reason: reason(reach, why),
-                    reference: r,
-                    reach,
-                    chart: view.name.to_string(),
+            !name.starts_with('_') && name != "NOTES.txt"
+        })
+        .collect();
+    let (mut sites, mut unresolved) = (Vec::new(), Vec::new());
+    for found in crate::parallel::par_map(&work, |&(i, abs, rel)| {
+        template_images(&views[i], &gates[i], abs, rel, &written)
+    }) {
+        let (s, u) = found?;
+        sites.extend(s);
+        unresolved.extend(u);
+    }
+    Ok((sites, unresolved))
+}
+
+/// The images one template renders; `gate` is whether its chart is rendered at all.
+fn template_images(
+    view: &ChartView<'_>,
+    (gate, why): &(Reach, String),
+    abs: &Path,
+    rel: &str,
+    written: &[ImageRef],
+) -> Result<Found, ImagesError> {
+    let located = |line, message| ImagesError::Chart {
+        file: rel.to_string(),
+        line,
+        message,
+    };
+    let src = std::fs::read_to_string(abs)
+        .map_err(|e| located(0, format!("cannot read the template: {e}")))?;
+    let t = template::parse(&src)
+        .map_err(|e| located(e.line, format!("template does not parse: {}", e.message)))?;
+    let (mut sites, mut unresolved) = (Vec::new(), Vec::new());
+    for l in render::image_lines(&view.env.render_reach(&t.nodes)) {
+        let reach = l.reach.max(*gate);
+        let location = Location {
+            file: rel.to_string(),
+            line: l.line,
+        };
+        let parsed = (!l.value.contains(MARKER))
+            .then(|| reference(&l.value))
+            .flatten();
+        let Some(r) = parsed else {
+            if reach != Reach::Off {
+                let text = l.value.replace(MARKER, MARKER_SHOWN);
+                let need = Need::of(reach);
+                unresolved.push(Unresolved {
                     location,
-                    app_version_tag,
+                    text,
+                    need,
                 });
             }
-        }
+            continue;
+        };
+        let app = view.env.app_version;
+        // The tag is the appVersion, and no values file writes it for this image.
+        let app_version_tag = !app.is_empty()
+            && r.tag.as_deref().map(|t| t.trim_start_matches('v'))
+                == Some(app.trim_start_matches('v'))
+            && !written
+                .iter()
+                .any(|w| w.tag == r.tag && same_repository(w, &r));
+        sites.push(Site {
+            values_key: !l.literal && written.iter().any(|w| same_repository(w, &r)),
+            reason: reason(reach, why),
+            reference: r,
+            reach,
+            chart: view.name.to_string(),
+            location,
+            app_version_tag,
+        });
     }
     Ok((sites, unresolved))
 }

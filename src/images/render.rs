@@ -130,8 +130,11 @@ mod tests {
     use crate::egress::template::{parse, Env};
     use crate::egress::values::{load, Values};
 
-    /// The image lines of `template` rendered with `values`: (value, line, reach, literal).
-    fn lines(values: &str, template: &str) -> Vec<(String, usize, Reach, bool)> {
+    /// An image line as (value, line, reach, literal).
+    type Found = (String, usize, Reach, bool);
+
+    /// The image lines of `template` rendered with `values`.
+    fn lines(values: &str, template: &str) -> Vec<Found> {
         let mut v = Values::empty();
         v.layer("values.yaml", &load(values).unwrap());
         let defines = Default::default();
@@ -150,7 +153,7 @@ mod tests {
             .collect()
     }
 
-    fn one(value: &str, line: usize, reach: Reach, literal: bool) -> (String, usize, Reach, bool) {
+    fn one(value: &str, line: usize, reach: Reach, literal: bool) -> Found {
         (value.to_string(), line, reach, literal)
     }
 
@@ -158,7 +161,7 @@ mod tests {
     fn every_branch_with_whether_helm_takes_it() {
         use Reach::{Off, Taken, Undecided};
         let values = "a: true\nb: false\nimg: x/y:1\nlist: []\n";
-        let cases: &[(&str, Vec<(String, usize, Reach, bool)>)] = &[
+        let cases: &[(&str, Vec<Found>)] = &[
             (
                 "{{ if .Values.a }}\nimage: a:1\n{{ else }}\nimage: b:1\n{{ end }}\n",
                 vec![one("a:1", 2, Taken, true), one("b:1", 4, Off, true)],
