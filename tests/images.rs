@@ -578,3 +578,47 @@ fn template_defaults_for_null_values_are_not_values_keys() {
     fs::write(&mine, "sidecar:\n  image: quay.io/acme/sidecar:2.0\n").unwrap();
     assert_eq!(run(&[mine]), ("quay.io/acme/sidecar:2.0".to_string(), true));
 }
+
+/// A library chart renders nothing itself, as Helm renders it; its named templates still
+/// compose the parent's images.
+#[test]
+fn library_charts_render_nothing_themselves() {
+    let tmp = tempfile::tempdir().unwrap();
+    let chart = chart_dir(
+        tmp.path(),
+        &[
+            ("Chart.yaml", "apiVersion: v2\nname: gate\nversion: 0.1.0\nappVersion: \"5.1\"\n"),
+            ("values.yaml", "image:\n  repository: quay.io/acme-gate/app\n"),
+            (
+                "templates/pod.yaml",
+                "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n    - name: a\n      \
+                 image: {{ include \"lib.image\" . }}\n",
+            ),
+            (
+                "charts/lib/Chart.yaml",
+                "apiVersion: v2\nname: lib\nversion: 1.0.0\ntype: library\n",
+            ),
+            (
+                "charts/lib/templates/_image.tpl",
+                "{{- define \"lib.image\" -}}{{ .Values.image.repository }}:{{ .Chart.AppVersion }}{{- end -}}\n",
+            ),
+            (
+                "charts/lib/templates/example.yaml",
+                "kind: Pod\nspec:\n  containers:\n    - image: docker.io/acme-gate/example:1\n",
+            ),
+        ],
+    );
+    let rendered = helm_images(&helm::template(&chart, &[]).unwrap());
+    assert_eq!(
+        rendered,
+        BTreeSet::from(["quay.io/acme-gate/app:5.1".to_string()])
+    );
+    let found = chart_images(std::slice::from_ref(&chart), &[]).unwrap();
+    let all: BTreeSet<String> = found
+        .images
+        .iter()
+        .map(|i| i.reference.to_string())
+        .collect();
+    assert_eq!(all, rendered);
+    assert!(found.images[0].values_key && found.images[0].app_version_tag);
+}

@@ -215,10 +215,12 @@ fn collect(
     }
     let written = values_images(views, user);
     let gates = dependency_gates(views);
-    // Helm renders neither partials (`_*.tpl`) nor `NOTES.txt` into manifests.
+    // Helm renders neither partials (`_*.tpl`), `NOTES.txt` nor a library chart's templates
+    // into manifests.
     let work: Vec<(usize, &Path, &str)> = views
         .iter()
         .enumerate()
+        .filter(|(_, v)| !is_library(v))
         .flat_map(|(i, v)| v.templates.iter().map(move |(abs, rel)| (i, *abs, *rel)))
         .filter(|(_, _, rel)| {
             let name = rel.rsplit('/').next().unwrap_or(rel);
@@ -234,6 +236,19 @@ fn collect(
         unresolved.extend(u);
     }
     Ok((sites, unresolved))
+}
+
+/// Whether the chart is a library chart (`type: library`), which renders nothing itself.
+fn is_library(view: &ChartView<'_>) -> bool {
+    view.chart_yaml
+        .and_then(|y| std::fs::read_to_string(y).ok())
+        .and_then(|text| {
+            let tree = crate::values::tree::Tree::parse(&text).ok()?;
+            let root = *tree.roots.first()?;
+            let kind = tree.get(root, "type")?;
+            tree.scalar(kind).map(|(v, _)| v == "library")
+        })
+        .unwrap_or(false)
 }
 
 /// The images one template renders; `gate` is whether its chart is rendered at all.
