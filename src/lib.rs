@@ -6,6 +6,7 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub mod bundle;
 pub mod egress;
 mod error_chain;
+pub mod images;
 pub mod load;
 pub mod oci;
 pub mod parallel;

@@ -12,6 +12,7 @@ mod egress;
 mod egress_cli;
 mod harness;
 mod hostile;
+mod images;
 mod load;
 mod load_cli;
 mod origins;

@@ -117,6 +117,10 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     ("src/values/", &["oci", "bundle"]),
     ("src/egress/", &["oci", "bundle", "values", "parallel"]),
+    (
+        "src/images/",
+        &["oci", "bundle", "values", "egress", "parallel", "progress"],
+    ),
 ];
 
 #[test]

@@ -251,6 +251,101 @@ pub fn check(opts: &CheckOptions) -> Result<Report, EgressError> {
     Ok(finish(st, opts))
 }
 
+/// One chart as [`with_charts`] gives it: the templates Helm renders and their values.
+pub(crate) struct ChartView<'a> {
+    /// Display path of the chart folder (`mychart`, `mychart/charts/sub`).
+    pub rel: &'a str,
+    /// `name` of its `Chart.yaml`.
+    pub name: &'a str,
+    /// Index of the parent chart, for subcharts.
+    pub parent: Option<usize>,
+    /// Each template (file, display path); `.helmignore`d files left out.
+    pub templates: Vec<(&'a Path, &'a str)>,
+    /// Its `Chart.yaml` and `values.yaml`.
+    pub chart_yaml: Option<&'a Path>,
+    pub values: Option<&'a Path>,
+    /// Its merged values, named templates and `.Chart` fields.
+    pub env: &'a Env<'a>,
+}
+
+/// The hook for readers of rendered templates other than the egress check (`ferry images
+/// list`): the chart folder or packaged chart `chart` and its subcharts, with `values` layered
+/// on the top chart in order (`helm template -f`), handed to `f` with what could not be read.
+/// Display paths start with the chart's name, as Helm's `# Source:` lines do.
+pub(crate) fn with_charts<R>(
+    chart: &Path,
+    values: &[PathBuf],
+    f: impl FnOnce(&[ChartView<'_>], Vec<Diagnostic>) -> R,
+) -> Result<R, EgressError> {
+    let mut st = State::default();
+    let mut temps = Vec::new();
+    let mut root = chart.to_path_buf();
+    if chart.is_file() {
+        let tmp = tempfile::tempdir().map_err(|source| EgressError::Unpack {
+            path: chart.to_path_buf(),
+            source,
+        })?;
+        unpack(chart, tmp.path(), &mut st.unpacked).map_err(|e| EgressError::Unpack {
+            path: chart.to_path_buf(),
+            source: std::io::Error::other(e),
+        })?;
+        root = std::fs::read_dir(tmp.path())
+            .ok()
+            .and_then(|mut rd| rd.find_map(|e| e.ok().map(|e| e.path())))
+            .unwrap_or_else(|| tmp.path().to_path_buf());
+        temps.push(tmp);
+    }
+    let text =
+        std::fs::read_to_string(root.join("Chart.yaml")).map_err(|source| EgressError::Read {
+            path: root.join("Chart.yaml"),
+            source,
+        })?;
+    let name = text
+        .lines()
+        .find_map(|l| l.strip_prefix("name:"))
+        .map(|n| n.trim().trim_matches(['"', '\'']).to_string())
+        .filter(|n| !n.is_empty() && !n.contains('/'))
+        .unwrap_or_else(|| "chart".into());
+    let opts = CheckOptions {
+        root: root.clone(),
+        allow: None,
+        values: values.to_vec(),
+        fail_on: Default::default(),
+        declared: Vec::new(),
+    };
+    let user = load_user_values(&opts, &mut st)?;
+    let files = walk(&root, &name, 0, &mut temps, &mut st)?;
+    let (charts, _) = layout(&files);
+    let work: Vec<(usize, FileRef)> = charts
+        .iter()
+        .enumerate()
+        .flat_map(|(i, c)| c.templates.iter().map(move |f| (i, f.clone())))
+        .collect();
+    let defines = collect_defines(&work, &mut st);
+    let overlays: Vec<&(String, Document)> = user.iter().collect();
+    let merged = merge_values(&charts, &overlays, &mut st);
+    let envs: Vec<Env<'_>> = (0..merged.len())
+        .map(|i| env_of(&merged[i], charts.get(i), &defines))
+        .collect();
+    let views: Vec<ChartView<'_>> = charts
+        .iter()
+        .zip(&envs)
+        .map(|(c, env)| ChartView {
+            rel: &c.rel,
+            name: &c.name,
+            parent: c.parent,
+            templates: c.templates.iter().map(|t| (&*t.abs, &*t.rel)).collect(),
+            chart_yaml: files
+                .iter()
+                .find(|f| f.rel.strip_suffix("/Chart.yaml") == Some(c.rel.as_str()))
+                .map(|f| &*f.abs),
+            values: c.values.as_ref().map(|f| &*f.abs),
+            env,
+        })
+        .collect();
+    Ok(f(&views, st.diags))
+}
+
 /// The user's `--values` files, read in order; a broken one is a usage error.
 fn load_user_values(
     opts: &CheckOptions,

@@ -396,6 +396,33 @@ pub struct Piece<'t> {
     pub commented: bool,
     /// True for literal text (its lines advance); false for action output.
     pub literal: bool,
+    /// Whether the piece is in what Helm renders with the values given (always
+    /// [`Reach::Taken`] outside [`Env::render_reach`]).
+    pub reach: Reach,
+}
+
+/// Whether a piece of a rendering that takes every branch is on the path the values select.
+/// Ordered from taken to switched off: a piece inside several branches has the last of theirs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Reach {
+    /// Every enclosing condition holds with the values given: Helm renders it.
+    Taken,
+    /// Some enclosing condition cannot be computed offline (`lookup`, a function this reader
+    /// does not evaluate) and none is known to be false.
+    Undecided,
+    /// Some enclosing condition is false with the values given: Helm does not render it.
+    Off,
+}
+
+impl Reach {
+    /// The reach inside a branch whose own condition is `taken` (`None`: cannot be computed).
+    fn within(self, taken: Option<bool>) -> Reach {
+        self.max(match taken {
+            Some(true) => Reach::Taken,
+            Some(false) => Reach::Off,
+            None => Reach::Undecided,
+        })
+    }
 }
 
 /// A value during evaluation.
@@ -491,7 +518,29 @@ pub struct Env<'a> {
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
     Scan,
+    /// A scan that also records the [`Reach`] of every piece.
+    Reach(Reach),
     Value,
+}
+
+impl Mode {
+    /// Whether every branch is rendered.
+    fn scans(self) -> bool {
+        self != Mode::Value
+    }
+    fn reach(self) -> Reach {
+        match self {
+            Mode::Reach(r) => r,
+            _ => Reach::Taken,
+        }
+    }
+    /// The mode inside a branch whose own condition is `taken`.
+    fn within(self, taken: Option<bool>) -> Mode {
+        match self {
+            Mode::Reach(r) => Mode::Reach(r.within(taken)),
+            m => m,
+        }
+    }
 }
 
 type Vars<'a> = Vec<(String, V<'a>)>;
@@ -509,6 +558,16 @@ impl<'a> Env<'a> {
         let mut out = Vec::new();
         let mut vars: Vars<'a> = vec![("$".into(), V::Root)];
         let _ = self.render(nodes, &V::Root, &mut vars, Mode::Scan, &mut out, 0);
+        out
+    }
+
+    /// [`Env::render_scan`] that also records, for every piece, whether Helm renders it with
+    /// these values ([`Piece::reach`]).
+    pub fn render_reach<'t>(&self, nodes: &'t [TNode]) -> Vec<Piece<'t>> {
+        let mut out = Vec::new();
+        let mut vars: Vars<'a> = vec![("$".into(), V::Root)];
+        let mode = Mode::Reach(Reach::Taken);
+        let _ = self.render(nodes, &V::Root, &mut vars, mode, &mut out, 0);
         out
     }
 
@@ -533,9 +592,10 @@ impl<'a> Env<'a> {
                     unresolved: false,
                     commented: false,
                     literal: true,
+                    reach: mode.reach(),
                 }),
                 TNode::Comment { text, line } => {
-                    if mode == Mode::Scan {
+                    if mode.scans() {
                         out.push(Piece {
                             text: text.as_str().into(),
                             line: *line,
@@ -543,6 +603,7 @@ impl<'a> Env<'a> {
                             unresolved: false,
                             commented: true,
                             literal: true,
+                            reach: mode.reach(),
                         });
                     }
                 }
@@ -610,6 +671,7 @@ impl<'a> Env<'a> {
                 unresolved: false,
                 commented: false,
                 literal: false,
+                reach: mode.reach(),
             }),
             None if mode == Mode::Value => return Err(Unres),
             None => out.push(Piece {
@@ -619,6 +681,7 @@ impl<'a> Env<'a> {
                 unresolved: true,
                 commented: false,
                 literal: false,
+                reach: mode.reach(),
             }),
         }
         Ok(())
@@ -660,6 +723,29 @@ impl<'a> Env<'a> {
             }
             return Ok(());
         }
+        if let Mode::Reach(_) = mode {
+            // Whether an earlier branch was taken (`None`: cannot be computed).
+            let mut before = Some(false);
+            for (cond, body) in branches {
+                let own = match cond {
+                    None => Some(true),
+                    Some(c) => self.pipeline(c, dot, vars, depth).truthy(),
+                };
+                let taken = match before {
+                    Some(true) => Some(false),
+                    Some(false) => own,
+                    None => own.filter(|t| !t),
+                };
+                before = match (before, own) {
+                    (Some(true), _) | (_, Some(true)) => Some(true),
+                    (Some(false), Some(false)) => Some(false),
+                    _ => None,
+                };
+                self.render_branch(body, dot, vars, mode.within(taken), out, depth)?;
+                vars.truncate(mark);
+            }
+            return Ok(());
+        }
         for (cond, body) in branches {
             let take = match cond {
                 None => true,
@@ -672,6 +758,26 @@ impl<'a> Env<'a> {
         }
         vars.truncate(mark);
         Ok(())
+    }
+
+    /// One branch of a block. When reach is recorded, a branch Helm does not take leaves the
+    /// variables as they were: `{{ $x = … }}` in it does not change what later lines render.
+    fn render_branch<'t>(
+        &self,
+        body: &'t [TNode],
+        dot: &V<'a>,
+        vars: &mut Vars<'a>,
+        mode: Mode,
+        out: &mut Vec<Piece<'t>>,
+        depth: usize,
+    ) -> Result<(), Unres> {
+        if matches!(mode, Mode::Reach(r) if r != Reach::Taken) {
+            let saved = vars.clone();
+            let result = self.render(body, dot, vars, mode, out, depth + 1);
+            *vars = saved;
+            return result;
+        }
+        self.render(body, dot, vars, mode, out, depth + 1)
     }
 
     /// `with`: the body with the value as the dot, and the `else` branch.
@@ -694,9 +800,10 @@ impl<'a> Env<'a> {
             vars.push((n, v.clone()));
         }
         match (mode, v.truthy()) {
-            (Mode::Scan, _) => {
-                self.render(body, &v, vars, mode, out, depth + 1)?;
-                self.render(otherwise, dot, vars, mode, out, depth + 1)?;
+            (Mode::Scan | Mode::Reach(_), t) => {
+                self.render_branch(body, &v, vars, mode.within(t), out, depth)?;
+                let other = mode.within(t.map(|t| !t));
+                self.render_branch(otherwise, dot, vars, other, out, depth)?;
             }
             (Mode::Value, Some(true)) => self.render(body, &v, vars, mode, out, depth + 1)?,
             (Mode::Value, Some(false)) => {
@@ -758,7 +865,8 @@ impl<'a> Env<'a> {
             return Err(Unres);
         }
         let mut items = Self::range_items(&v);
-        if items.is_empty() && mode == Mode::Scan {
+        let known = (!matches!(v, V::Unknown(_))).then_some(items.is_empty());
+        if items.is_empty() && mode.scans() {
             let none = match &v {
                 V::Unknown(p) => V::Unknown(p.clone()),
                 other => V::Nil(other.path()),
@@ -776,11 +884,13 @@ impl<'a> Env<'a> {
                 }
                 [] => {}
             }
-            self.render(r.body, &item, vars, mode, out, depth + 1)?;
+            let within = mode.within(known.map(|none| !none));
+            self.render_branch(r.body, &item, vars, within, out, depth)?;
             vars.truncate(mark);
         }
-        if mode == Mode::Scan || empty {
-            self.render(r.otherwise, dot, vars, mode, out, depth + 1)?;
+        if mode.scans() || empty {
+            let within = mode.within(known);
+            self.render_branch(r.otherwise, dot, vars, within, out, depth)?;
         }
         Ok(())
     }
@@ -902,6 +1012,12 @@ impl<'a> Env<'a> {
                     }
                     "Chart" => {
                         let v = match parts.get(i + 1).copied() {
+                            // `.Chart` itself, passed to a named template (`"chart" .Chart`).
+                            None => V::Dict(vec![
+                                ("AppVersion".into(), V::Text(self.app_version.into(), None)),
+                                ("Name".into(), V::Text(self.chart_name.into(), None)),
+                                ("Version".into(), V::Text(self.chart_version.into(), None)),
+                            ]),
                             Some("Name") => V::Text(self.chart_name.to_string(), None),
                             Some("Version") => V::Text(self.chart_version.to_string(), None),
                             Some("AppVersion") => V::Text(self.app_version.to_string(), None),

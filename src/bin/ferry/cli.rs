@@ -118,7 +118,7 @@ pub enum Command {
         #[arg(long, conflicts_with = "in_place")]
         diff: bool,
     },
-    /// Checks on the images that values files refer to.
+    /// The images charts deploy, and checks on the images values files refer to.
     Images {
         #[command(subcommand)]
         command: ImagesCommand,
@@ -264,6 +264,20 @@ pub enum EgressCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum ImagesCommand {
+    /// List every image the charts would deploy, as Helm renders it: required with the values
+    /// given, or only in branches they switch off (conditional).
+    List {
+        /// A chart folder (with Chart.yaml) or a packaged chart (.tgz); its subcharts too.
+        #[arg(required = true)]
+        charts: Vec<PathBuf>,
+        /// A values file layered on each chart, in order, as `helm template -f` does
+        /// (repeat the flag for several).
+        #[arg(short = 'f', long = "values")]
+        values: Vec<PathBuf>,
+        /// The output: a table, one JSON document, or an `images:` block for ferry.yaml.
+        #[arg(long, value_enum, default_value_t = ListFormat::Text)]
+        format: ListFormat,
+    },
     /// List every image the values refer to; fail when one is not in the bundle.
     Check {
         #[arg(required = true)]
@@ -288,6 +302,17 @@ pub struct LimitArgs {
     /// Largest decompression ratio accepted (decompressed:compressed).
     #[arg(long, default_value_t = Limits::default().max_ratio)]
     pub max_ratio: u64,
+}
+
+/// The formats of `ferry images list`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListFormat {
+    /// One image a line: need, reference, template line.
+    Text,
+    /// One JSON document.
+    Json,
+    /// A ready `images:` block for ferry.yaml.
+    Spec,
 }
 
 /// The formats of an egress report.

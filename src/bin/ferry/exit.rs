@@ -44,6 +44,8 @@ pub fn error_code(e: &anyhow::Error) -> u8 {
         l.exit_code()
     } else if let Some(v) = e.downcast_ref::<ValuesError>() {
         v.exit_code()
+    } else if let Some(b) = e.downcast_ref::<ferry::images::BundleChartsError>() {
+        b.exit_code()
     } else if let Some(ResignError::Head(v)) = e.downcast_ref::<ResignError>() {
         v.exit_code()
     } else {

@@ -4,6 +4,7 @@
 mod bundle;
 mod completions;
 mod egress;
+mod images;
 mod load;
 mod sign;
 mod values;
@@ -89,6 +90,14 @@ pub fn run(cli: &Cli, p: &mut Printer) -> anyhow::Result<Outcome> {
         Command::Images {
             command: crate::cli::ImagesCommand::Check { values, bundle },
         } => values::images_check(values, bundle, p),
+        Command::Images {
+            command:
+                crate::cli::ImagesCommand::List {
+                    charts,
+                    values,
+                    format,
+                },
+        } => images::list(charts, values, *format, p),
         Command::Egress { command } => egress::run(command, p),
         Command::Completions { shell } => completions::completions(*shell, p),
     }

@@ -4,6 +4,7 @@ use super::usage;
 use crate::exit::Outcome;
 use crate::printer::Printer;
 use ferry::bundle::inspect;
+use ferry::images::{ChartsCheck, Need};
 use ferry::load;
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -98,10 +99,32 @@ pub fn edit_notes(
     Ok(())
 }
 
+/// The images the values name, and, when the bundle carries charts, the images its charts
+/// render with these values (tags from `appVersion`, images written in templates), against
+/// the bundle's images.
 pub fn images_check(values: &[PathBuf], bundle: &Path, p: &mut Printer) -> anyhow::Result<Outcome> {
     let (m, _) = inspect::read_manifest(bundle)?;
-    let coverage = load::check_images(values, &m.images)?;
-    p.document(&json!({ "ok": true, "coverage": coverage }))?;
+    let charts = ferry::images::check_charts(bundle, &m, values)?;
+    let coverage = match &charts {
+        Some(c) => {
+            chart_notes(c, p)?;
+            if !c.missing.is_empty() {
+                return Err(load::ValuesError::Missing(c.missing.clone()).into());
+            }
+            c.coverage.clone()
+        }
+        None => load::check_images(values, &m.images)?,
+    };
+    p.document(&json!({ "ok": true, "coverage": coverage, "charts": charts }))?;
+    if let Some(c) = &charts {
+        let required = c.images.images.iter().filter(|i| i.need == Need::Required);
+        p.line(format_args!(
+            "{} images the bundle's charts deploy with these values, all in the bundle",
+            required.count()
+        ))?;
+    }
+    // With charts, a values image the bundle lacks was judged by the rendering (a noted
+    // conditional image, or a tag the chart does not use).
     for c in &coverage.found {
         p.line(format_args!(
             "ok  {}:{}  {}  ->  {}",
@@ -111,9 +134,48 @@ pub fn images_check(values: &[PathBuf], bundle: &Path, p: &mut Printer) -> anyho
             c.image.reference
         ))?;
     }
-    p.line(format_args!(
-        "{} image references, all in the bundle",
-        coverage.found.len()
-    ))?;
+    if coverage.missing.is_empty() {
+        p.line(format_args!(
+            "{} image references, all in the bundle",
+            coverage.found.len()
+        ))?;
+    } else {
+        p.line(format_args!(
+            "{} image references in the bundle; {} not, which the charts do not deploy with \
+             these values",
+            coverage.found.len(),
+            coverage.missing.len()
+        ))?;
+    }
     Ok(Outcome::Ok)
+}
+
+/// What rendering the bundle's charts found that does not fail the check: images only other
+/// values would pull, images no values key writes, lines ferry cannot compute.
+fn chart_notes(c: &ChartsCheck, p: &mut Printer) -> anyhow::Result<()> {
+    for m in &c.missing_if_enabled {
+        p.note(format_args!(
+            "not in the bundle, needed only with other values: {m}"
+        ))?;
+    }
+    for i in c.images.images.iter().filter(|i| !i.values_key) {
+        let at = i.locations.first();
+        p.note(format_args!(
+            "{}:{}: {} is written in the template, not by a values key: `ferry rewrite` cannot \
+             move it to a mirror",
+            at.map_or("", |l| l.file.as_str()),
+            at.map_or(0, |l| l.line),
+            i.reference
+        ))?;
+    }
+    for u in &c.images.unresolved {
+        p.note(format_args!(
+            "{}:{}: {} image cannot be computed offline: {}",
+            u.location.file,
+            u.location.line,
+            u.need.as_str(),
+            u.text
+        ))?;
+    }
+    Ok(())
 }
