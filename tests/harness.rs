@@ -38,6 +38,7 @@ pub fn build_spec(spec: &Path, out: &Path, epoch: u64) -> ferry::bundle::build::
         remote: None,
         jobs: 4,
         locked: None,
+        check: None,
     };
     ferry::bundle::build::build(&opts, None)
         .unwrap_or_else(|e| panic!("build of {} failed: {e}", spec.display()))

@@ -231,6 +231,8 @@ fn bundle_image(r: &str) -> ImageEntry {
         tag: parsed.tag,
         digest: format!("sha256:{}", "e".repeat(64)).parse().unwrap(),
         media_type: "application/vnd.oci.image.manifest.v1+json".to_string(),
+        source_digest: None,
+        non_distributable: Vec::new(),
         platforms: vec!["linux/amd64".to_string()],
         size: 1,
     }
@@ -621,4 +623,51 @@ fn library_charts_render_nothing_themselves() {
         .collect();
     assert_eq!(all, rendered);
     assert!(found.images[0].values_key && found.images[0].app_version_tag);
+}
+
+/// `ferry build` refuses a bundle whose charts deploy an image the spec does not carry,
+/// naming the image and the template line; `--allow-missing-images` builds it and says so.
+#[test]
+fn build_refuses_a_bundle_missing_an_image_its_charts_deploy() {
+    let fx = crate::harness::fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = tmp.path().join("ferry.yaml");
+    let d = fx.display();
+    std::fs::write(
+        &spec,
+        format!(
+            "name: partial\nversion: '1'\ncharts: [{d}/charts/agent-security]\nvalues: [{d}/values.yaml]\nimages:\n\
+             - ref: registry.permit.io/agent-security/gateway:1.4.0\n  from: oci:{d}/images/layout:gateway\n\
+             - ref: registry.permit.io/agent-security/consent-service:1.4.0\n  from: oci:{d}/images/layout:consent-service\n\
+             - ref: registry.permit.io/agent-security/platform:1.4.0\n  from: oci:{d}/images/layout:platform\n\
+             - ref: registry.permit.io/agent-security/keycloak-setup:1.4.0\n  from: oci:{d}/images/layout:keycloak-setup\n\
+             - ref: registry.permit.io/agent-security/postgres:16.4\n  from: oci-archive:{d}/images/postgres.oci.tar\n\
+             - ref: registry.permit.io/agent-security/redis:7.2.5\n  from: docker-archive:{d}/images/redis.docker.tar:registry.permit.io/agent-security/redis:7.2.5\n"
+        ),
+    )
+    .unwrap();
+    let out_file = tmp.path().join("p.tar.gz");
+    let out = crate::harness::ferry()
+        .args(["build", "-f"])
+        .arg(&spec)
+        .arg("-o")
+        .arg(&out_file)
+        .assert()
+        .code(1);
+    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(
+        err.contains("nginx:1.25.3") && err.contains("agent-security/templates/nginx.yaml:"),
+        "{err}"
+    );
+    assert!(!out_file.exists());
+    let out = crate::harness::ferry()
+        .args(["build", "--allow-missing-images", "-f"])
+        .arg(&spec)
+        .arg("-o")
+        .arg(&out_file)
+        .assert()
+        .success();
+    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(err.contains("nginx:1.25.3"), "{err}");
+    assert!(out_file.exists());
 }

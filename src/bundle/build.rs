@@ -29,7 +29,7 @@ use std::sync::Mutex;
 const WRITE_BUFFER: usize = 1024 * 1024;
 
 /// What `ferry build` needs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct BuildOptions {
     /// The `ferry.yaml`.
     pub spec: PathBuf,
@@ -44,7 +44,24 @@ pub struct BuildOptions {
     pub jobs: usize,
     /// `--locked`: the lock every registry input must resolve to.
     pub locked: Option<Lock>,
+    /// A check of the planned contents before anything is written (e.g. that the charts
+    /// deploy no image the bundle lacks).
+    pub check: Option<ContentsCheck>,
 }
+
+/// What a check before writing sees.
+pub struct PlannedContents<'a> {
+    /// Every chart, as a folder or packaged file on disk (fetched ones in a temporary folder).
+    pub charts: Vec<PathBuf>,
+    /// The spec's values files.
+    pub values: Vec<PathBuf>,
+    /// The images the bundle will hold.
+    pub images: &'a [ImageEntry],
+}
+
+/// Checks the planned contents: `Ok(notes)`, or `Err(why the bundle must not be written)`.
+pub type ContentsCheck =
+    std::sync::Arc<dyn Fn(&PlannedContents) -> Result<Vec<String>, String> + Send + Sync>;
 
 /// `from:` of an image pulled from another registry than its `ref` names.
 pub const DOCKER_TRANSPORT: &str = "docker://";
@@ -100,6 +117,8 @@ pub enum BuildError {
     Sign(String),
     #[error(transparent)]
     Lock(#[from] LockError),
+    #[error("{}: {message}", spec.display())]
+    Incomplete { spec: PathBuf, message: String },
     #[error("{}:{line}: image `{reference}`: {message}", spec.display())]
     Pull {
         spec: PathBuf,
@@ -107,6 +126,16 @@ pub enum BuildError {
         reference: String,
         message: String,
     },
+}
+
+impl BuildError {
+    /// 1 when the bundle would be incomplete (a finding about the release), 2 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            BuildError::Incomplete { .. } => 1,
+            _ => 2,
+        }
+    }
 }
 
 /// One file the bundle will hold.
@@ -267,6 +296,11 @@ fn plan(opts: &BuildOptions, spec: &Spec) -> Result<Contents, BuildError> {
     let images = plan_images(&mut plan, &mut lock, opts, spec, &base)?;
     if let Some(old) = &opts.locked {
         old.check_complete(&Lock::path_for(&opts.spec), &lock)?;
+    }
+    if let Some(check) = &opts.check {
+        notes.extend(run_check(
+            check, opts, spec, &base, &plan, &charts, &images,
+        )?);
     }
     Ok(Contents {
         plan,
@@ -1077,6 +1111,49 @@ fn add_chart(
         plan.add(path, Planned::file(&src, Mode::Regular)?)?;
         Ok(entry)
     }
+}
+
+/// Runs the pre-write check on the charts as they will be in the bundle: folders and local
+/// packaged charts where they are, fetched charts written to a temporary folder.
+fn run_check(
+    check: &ContentsCheck,
+    opts: &BuildOptions,
+    spec: &Spec,
+    base: &Path,
+    plan: &Plan,
+    charts: &[ChartEntry],
+    images: &[ImageEntry],
+) -> Result<Vec<String>, BuildError> {
+    let tmp = tempfile::tempdir().map_err(io_err(Path::new("(temporary folder)")))?;
+    let mut chart_paths = Vec::new();
+    for (entry, source) in charts.iter().zip(&spec.charts) {
+        match &source.value {
+            ChartSource::Path(rel) => chart_paths.push(base.join(rel)),
+            _ => {
+                let Some(Planned {
+                    location: BlobLocation::Memory(bytes),
+                    ..
+                }) = plan.files.get(&entry.path)
+                else {
+                    continue;
+                };
+                let file = tmp
+                    .path()
+                    .join(format!("{}-{}.tgz", entry.name, entry.version));
+                std::fs::write(&file, bytes).map_err(io_err(&file))?;
+                chart_paths.push(file);
+            }
+        }
+    }
+    let planned = PlannedContents {
+        charts: chart_paths,
+        values: spec.values.iter().map(|v| base.join(&v.value)).collect(),
+        images,
+    };
+    check(&planned).map_err(|message| BuildError::Incomplete {
+        spec: opts.spec.clone(),
+        message,
+    })
 }
 
 /// A chart from a registry or a chart repository: fetched into memory (charts are small),

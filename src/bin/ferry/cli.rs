@@ -202,6 +202,9 @@ pub struct PullArgs {
     /// Speak plain HTTP to this registry only (HOST[:PORT]). Repeatable.
     #[arg(long = "plain-http-host", value_name = "HOST")]
     pub plain_http_hosts: Vec<String>,
+    /// Build even when the charts deploy images the spec does not carry (they are listed).
+    #[arg(long)]
+    pub allow_missing_images: bool,
 }
 
 /// Which keys are trusted.

@@ -46,6 +46,8 @@ pub fn error_code(e: &anyhow::Error) -> u8 {
         v.exit_code()
     } else if let Some(b) = e.downcast_ref::<ferry::images::BundleChartsError>() {
         b.exit_code()
+    } else if let Some(b) = e.downcast_ref::<ferry::bundle::build::BuildError>() {
+        b.exit_code()
     } else if let Some(ResignError::Head(v)) = e.downcast_ref::<ResignError>() {
         v.exit_code()
     } else {

@@ -5,7 +5,7 @@ use crate::cli::{LimitArgs, PullArgs, TrustArgs};
 use crate::exit::Outcome;
 use crate::printer::Printer;
 use anyhow::Context;
-use ferry::bundle::build::{self, BuildOptions};
+use ferry::bundle::build::{self, BuildOptions, ContentsCheck, PlannedContents};
 use ferry::bundle::extract::{self, ExtractOptions};
 use ferry::bundle::inspect::{self, Summary};
 use ferry::bundle::lock::Lock;
@@ -51,6 +51,7 @@ pub fn build(
             remote: Some(Arc::new(Puller::new(pull_options(pull)?)?)),
             jobs: pull.concurrency.max(1),
             locked,
+            check: Some(images_check(pull.allow_missing_images)),
         },
         signer.as_ref().map(|s| s as build::ManifestSigner),
     )?;
@@ -112,6 +113,51 @@ pub fn build(
         if report.signed { " (signed)" } else { "" }
     ))?;
     Ok(Outcome::Ok)
+}
+
+/// The check that the charts deploy no image the bundle lacks (under the spec's values):
+/// a required image missing refuses the build, unless `allow_missing`; an image only in
+/// switched-off or undecidable branches is a note.
+fn images_check(allow_missing: bool) -> ContentsCheck {
+    Arc::new(move |planned: &PlannedContents| {
+        if planned.charts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let found = ferry::images::chart_images(&planned.charts, &planned.values)
+            .map_err(|e| format!("reading the charts' images: {e}"))?;
+        let (required, optional) = ferry::images::missing_from(&found.images, planned.images);
+        let line = |i: &ferry::images::ChartImage| {
+            let at = i
+                .locations
+                .first()
+                .map(|l| format!("{}:{}", l.file, l.line))
+                .unwrap_or_default();
+            format!("{} ({at})", i.reference)
+        };
+        let mut notes: Vec<String> = optional
+            .iter()
+            .map(|i| {
+                format!(
+                    "the charts may also deploy {} ({}), which the bundle does not carry",
+                    line(i),
+                    i.reason
+                )
+            })
+            .collect();
+        if !required.is_empty() {
+            let list: Vec<String> = required.iter().map(|i| format!("  {}", line(i))).collect();
+            let message = format!(
+                "the charts deploy {} image(s) the bundle does not carry:\n{}\nadd them to `images:` (`ferry images list CHART --values VALUES --format spec` prints the block), or build with --allow-missing-images",
+                required.len(),
+                list.join("\n")
+            );
+            if !allow_missing {
+                return Err(message);
+            }
+            notes.push(format!("--allow-missing-images: {message}"));
+        }
+        Ok(notes)
+    })
 }
 
 /// The pull settings of the command line.
