@@ -293,3 +293,65 @@ fn a_failed_login_names_the_registry_and_exits_2() {
     )
     .success();
 }
+
+/// Two registries that need different settings in one build: one plain HTTP, one TLS with
+/// its own CA, each given per host; without its CA the TLS one is refused, naming it.
+#[test]
+fn per_registry_tls_and_plain_http_settings() {
+    let plain = Source::start(Setup::Plain, 59);
+    let tls = Registry::start(Setup::Tls);
+    let ca = tls.ca_file.clone().unwrap();
+    let cert_dir = tls.cert_dir.clone().unwrap();
+    skopeo::skopeo(&[
+        "copy",
+        "--quiet",
+        "--insecure-policy",
+        "--src-tls-verify=false",
+        &format!("--dest-cert-dir={}", cert_dir.display()),
+        &format!("docker://{}/team/app2:1.0", plain.registry.host()),
+        &format!("docker://{}/team/app2:1.0", tls.host()),
+    ]);
+    let work = tempfile::tempdir().unwrap();
+    let spec = work.path().join("ferry.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name: two\nversion: '1'\nimages:\n- ref: {}/team/app1:1.0\n- ref: {}/team/app2:1.0\n",
+            plain.registry.host(),
+            tls.host()
+        ),
+    )
+    .unwrap();
+    let run = |out: &str, extra: Vec<String>| {
+        ferry()
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .args(["build", "-f"])
+            .arg(&spec)
+            .arg("-o")
+            .arg(work.path().join(out))
+            .arg("--plain-http-host")
+            .arg(plain.registry.host())
+            .args(extra)
+            .assert()
+    };
+    let out = run("no-ca.tar.gz", vec![]).failure().code(2);
+    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(
+        err.contains(&tls.host()) && err.contains("--ca-file"),
+        "{err}"
+    );
+    run(
+        "ok.tar.gz",
+        vec![
+            "--ca-file".into(),
+            format!("{}={}", tls.host(), ca.display()),
+        ],
+    )
+    .success();
+    let m = manifest_of(&work.path().join("ok.tar.gz"));
+    let text = m.to_string();
+    assert!(
+        text.contains(&plain.digest("app1")) && text.contains(&plain.digest("app2")),
+        "{text}"
+    );
+}

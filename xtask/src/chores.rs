@@ -13,12 +13,14 @@ pub fn root() -> PathBuf {
 }
 
 /// The system tools the tests run, and the Debian packages that provide them.
-const TOOLS: [(&str, &str); 5] = [
+const TOOLS: [(&str, &str); 6] = [
     ("skopeo", "skopeo"),
     ("umoci", "umoci"),
     ("docker-registry", "docker-registry"),
     ("openssl", "openssl"),
     ("htpasswd", "apache2-utils"),
+    // A chart repository in the tests is a folder served by `python3 -m http.server`.
+    ("python3", "python3"),
 ];
 
 fn have(tool: &str) -> bool {
