@@ -299,6 +299,19 @@ fn write_summary(s: &Summary, out: &mut dyn std::io::Write) -> std::io::Result<(
             i.platforms.join(","),
             i.size
         )?;
+        if let Some(source) = &i.source_digest {
+            writeln!(
+                out,
+                "      filtered from index {source}: a new index; a signature over that one does not apply"
+            )?;
+        }
+        if !i.non_distributable.is_empty() {
+            writeln!(
+                out,
+                "      {} non-distributable layer(s) not carried: nodes fetch them from their URLs",
+                i.non_distributable.len()
+            )?;
+        }
     }
     if !s.egress.is_empty() {
         writeln!(out, "  egress declared by the vendor")?;
