@@ -68,6 +68,7 @@ impl Registry {
         let mut cfg = format!(
             "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: true\n\
              storage:\n  filesystem:\n    rootdirectory: {data}\n  delete:\n    enabled: true\n\
+             validation:\n  manifests:\n    urls:\n      allow:\n        - ^https://\n\
              http:\n  addr: 127.0.0.1:{port}\n  secret: ferry-test-{port}\n",
             data = root.join("data").display()
         );
