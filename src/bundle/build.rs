@@ -457,7 +457,12 @@ fn resolve_image(
         .resolve(&request)
         .map_err(|message| BuildError::Pull {
             spec: spec_path.to_path_buf(),
-            line: img.from.as_ref().unwrap_or(&img.reference).referenced.line() as usize,
+            line: img
+                .from
+                .as_ref()
+                .unwrap_or(&img.reference)
+                .referenced
+                .line() as usize,
             reference: full.clone(),
             message,
         })?;

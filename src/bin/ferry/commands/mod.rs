@@ -5,6 +5,7 @@ mod bundle;
 mod completions;
 mod egress;
 mod load;
+mod serve;
 mod sign;
 mod values;
 
@@ -90,6 +91,7 @@ pub fn run(cli: &Cli, p: &mut Printer) -> anyhow::Result<Outcome> {
             command: crate::cli::ImagesCommand::Check { values, bundle },
         } => values::images_check(values, bundle, p),
         Command::Egress { command } => egress::run(command, p),
+        Command::Serve(args) => serve::serve(args, p),
         Command::Completions { shell } => completions::completions(*shell, p),
     }
 }
