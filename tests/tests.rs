@@ -15,6 +15,7 @@ mod load;
 mod load_cli;
 mod pull;
 mod rewrite;
+mod serve;
 mod sign_cli;
 mod signing;
 mod tidy;

@@ -240,6 +240,8 @@ struct IndexSink {
     blobs: HashMap<Digest, (u64, Loc)>,
     spool: Option<tempfile::TempDir>,
     memory_left: u64,
+    /// Read blobs in stored members in place even when they are small (`ferry serve`).
+    in_place_first: bool,
     current: Option<(Digest, Vec<u8>)>,
 }
 
@@ -255,7 +257,11 @@ impl Sink for IndexSink {
         else {
             return Ok(Box::new(io::sink()));
         };
-        if entry.size <= MAX_JSON && entry.size <= self.memory_left {
+        let stored = place.member.is_some_and(|m| m.stored);
+        if entry.size <= MAX_JSON
+            && entry.size <= self.memory_left
+            && !(stored && self.in_place_first)
+        {
             self.memory_left -= entry.size;
             self.current = Some((digest, Vec::with_capacity(entry.size as usize)));
             return Ok(Box::new(&mut self.current.as_mut().expect("just set").1));
@@ -308,6 +314,24 @@ pub fn index_bundle(
     opts: &VerifyOptions,
     memory_budget: u64,
 ) -> Result<IndexedBundle, VerifyError> {
+    index(opts, memory_budget, false)
+}
+
+/// As `index_bundle`, but every blob in a stored member is read in place, however small, so
+/// that only deflated blobs (manifests, configs) take memory: what a long-running server
+/// wants.
+pub fn index_bundle_in_place(
+    opts: &VerifyOptions,
+    memory_budget: u64,
+) -> Result<IndexedBundle, VerifyError> {
+    index(opts, memory_budget, true)
+}
+
+fn index(
+    opts: &VerifyOptions,
+    memory_budget: u64,
+    in_place_first: bool,
+) -> Result<IndexedBundle, VerifyError> {
     let file = File::open(&opts.input).map_err(|source| VerifyError::Open {
         path: opts.input.clone(),
         source,
@@ -318,6 +342,7 @@ pub fn index_bundle(
         blobs: HashMap::new(),
         spool: None,
         memory_left: memory_budget,
+        in_place_first,
         current: None,
     };
     let evidence = verify::stream(file, opts, Some(&mut sink))?;

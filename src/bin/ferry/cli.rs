@@ -364,6 +364,9 @@ pub struct ServeArgs {
     /// Log one line per request on stderr.
     #[arg(long)]
     pub access_log: bool,
+    /// Seconds a client has for its TLS handshake and for each request's headers.
+    #[arg(long, default_value_t = 10, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_timeout: u64,
     /// Print the node configuration that pulls every original registry of the bundles
     /// through this server, and exit.
     #[arg(long, value_enum, value_name = "KIND")]

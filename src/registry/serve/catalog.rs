@@ -15,7 +15,7 @@ use crate::oci::digest::Digest;
 use crate::oci::document::{self, Document};
 use crate::oci::reference::ImageRef;
 use crate::progress::Progress;
-use crate::registry::bundle_source::{index_bundle, IndexedSource, MEMORY_BUDGET};
+use crate::registry::bundle_source::{index_bundle_in_place, IndexedSource, MEMORY_BUDGET};
 use crate::registry::push::BlobSource;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::os::unix::fs::MetadataExt;
@@ -406,7 +406,7 @@ fn open_input(path: &Path, opts: &CatalogOptions) -> Result<Bundle, CatalogError
         source: e,
     };
     let before = FileId::of(path).map_err(io_err)?;
-    let indexed = index_bundle(&verify_opts, MEMORY_BUDGET)?;
+    let indexed = index_bundle_in_place(&verify_opts, MEMORY_BUDGET)?;
     let after = FileId::of(path).map_err(io_err)?;
     if before != after {
         return Err(CatalogError::ChangedDuringVerify {

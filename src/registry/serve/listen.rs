@@ -24,8 +24,6 @@ use tokio::net::TcpStream;
 use tokio_rustls::rustls;
 use tokio_rustls::TlsAcceptor;
 
-/// How long a client has to finish its TLS handshake and then each request's headers.
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections served at once; more wait to be accepted.
 const MAX_CONNECTIONS: usize = 512;
 /// How long a stop waits for responses under way.
@@ -46,6 +44,7 @@ pub struct ServeOptions {
     pub htpasswd: Option<PathBuf>,
     /// Listen beyond loopback without TLS.
     pub allow_insecure: bool,
+    /// How long a client has to finish its TLS handshake and then each request's headers.
     pub header_timeout: Duration,
 }
 

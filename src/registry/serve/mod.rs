@@ -18,7 +18,7 @@ pub mod mirror;
 
 pub use catalog::{Catalog, CatalogError, CatalogOptions};
 pub use http::valid_name;
-pub use listen::{prepare, serve, Prepared, ServeError, ServeOptions, TlsFiles, HEADER_TIMEOUT};
+pub use listen::{prepare, serve, Prepared, ServeError, ServeOptions, TlsFiles};
 
 /// A receiver of log lines.
 pub type LogFn = Box<dyn Fn(&str) + Send + Sync>;
@@ -32,10 +32,7 @@ pub struct Events {
 
 impl Events {
     /// `event` receives events, `access` (when given) one line per request.
-    pub fn new(
-        event: impl Fn(&str) + Send + Sync + 'static,
-        access: Option<LogFn>,
-    ) -> Events {
+    pub fn new(event: impl Fn(&str) + Send + Sync + 'static, access: Option<LogFn>) -> Events {
         Events {
             event: Box::new(event),
             access,

@@ -36,7 +36,7 @@ pub fn serve(a: &ServeArgs, p: &mut Printer) -> anyhow::Result<Outcome> {
             }),
         htpasswd: a.htpasswd.clone(),
         allow_insecure: a.allow_insecure_listen,
-        header_timeout: serve::HEADER_TIMEOUT,
+        header_timeout: std::time::Duration::from_secs(a.header_timeout),
     };
     // Usage and posture errors come before the verification pass, which can take a while.
     let prepared = serve::prepare(&opts)?;
