@@ -13,12 +13,15 @@ pub fn root() -> PathBuf {
 }
 
 /// The system tools the tests run, and the Debian packages that provide them.
-const TOOLS: [(&str, &str); 5] = [
+const TOOLS: [(&str, &str); 7] = [
     ("skopeo", "skopeo"),
     ("umoci", "umoci"),
     ("docker-registry", "docker-registry"),
     ("openssl", "openssl"),
     ("htpasswd", "apache2-utils"),
+    ("curl", "curl"),
+    // `ferry serve`'s mirror test runs its own containerd (root, state and socket of its own).
+    ("containerd", "containerd"),
 ];
 
 fn have(tool: &str) -> bool {
@@ -43,7 +46,7 @@ fn step(name: &str, cmd: &mut Command) -> Result<()> {
 }
 
 /// Installs the missing test tools with apt-get (Debian, as root), or says what to install.
-fn ensure_tools() -> Result<()> {
+pub(crate) fn ensure_tools() -> Result<()> {
     let missing: Vec<&str> = TOOLS
         .iter()
         .filter(|(t, _)| !have(t))
@@ -90,6 +93,11 @@ fn ensure_tools() -> Result<()> {
         let _ = Command::new("systemctl")
             .args(["disable", "--now", "docker-registry.service"])
             .status();
+        if missing.contains(&"containerd") {
+            let _ = Command::new("systemctl")
+                .args(["disable", "--now", "containerd.service"])
+                .status();
+        }
     }
     if !ok {
         bail!("apt-get install {} failed", missing.join(" "));
