@@ -403,6 +403,7 @@ pub fn demo() -> Result<ExitCode> {
             public.as_os_str(),
         ],
     )?;
+    crate::demo_serve::steps(&ferry, &bundle, &public, &out)?;
     println!("\nbundle:     {}", bundle.display());
     println!("public key: {}", public.display());
     println!(
