@@ -392,6 +392,7 @@ fn skopeo_copies_every_fixture_image_plain_tls_and_tls_with_auth() {
 /// members), with two tags of one image, two registries sharing a path, and an index.
 fn layout_bundle(dir: &Path) -> (PathBuf, TestLayout) {
     let layout = write_layout(&dir.join("layout"), 3);
+    add_referrer(&dir.join("layout"), &layout.images[0].digest);
     let spec = [
         "name: served",
         "version: '1.0'",
@@ -402,6 +403,8 @@ fn layout_bundle(dir: &Path) -> (PathBuf, TestLayout) {
         "    from: oci:layout:app1",
         "  - ref: quay.io/team/app1:1.0",
         "    from: oci:layout:app2",
+        "  - ref: docker.io/team/app1:sbom",
+        "    from: oci:layout:app1-sbom",
         "  - ref: registry.example.com/team/multi:1.0",
         "    from: oci:layout:multi",
         "",
@@ -411,6 +414,46 @@ fn layout_bundle(dir: &Path) -> (PathBuf, TestLayout) {
     let bundle = dir.join("served-1.0.tar.gz");
     build_spec(&dir.join("ferry.yaml"), &bundle, 0);
     (bundle, layout)
+}
+
+/// An SBOM artifact whose `subject` is `subject`, named `app1-sbom` in the layout.
+fn add_referrer(layout: &Path, subject: &str) -> String {
+    let put = |bytes: &[u8]| {
+        let hex = sha256_hex(bytes);
+        std::fs::write(layout.join("blobs/sha256").join(&hex), bytes).unwrap();
+        (format!("sha256:{hex}"), bytes.len())
+    };
+    let (empty, empty_size) = put(b"{}");
+    let (sbom, sbom_size) = put(br#"{"bomFormat":"CycloneDX","specVersion":"1.5"}"#);
+    let subject_size = std::fs::metadata(
+        layout
+            .join("blobs/sha256")
+            .join(subject.trim_start_matches("sha256:")),
+    )
+    .unwrap()
+    .len();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/vnd.cyclonedx+json",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": empty_size},
+        "layers": [{"mediaType": "application/vnd.cyclonedx+json", "digest": sbom, "size": sbom_size}],
+        "subject": {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": subject, "size": subject_size},
+        "annotations": {"org.opencontainers.image.created": "2026-01-01T00:00:00Z"},
+    });
+    let (digest, size) = put(&serde_json::to_vec(&manifest).unwrap());
+    let index_path = layout.join("index.json");
+    let mut index: Value = serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    index["manifests"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": digest, "size": size,
+            "annotations": {"org.opencontainers.image.ref.name": "app1-sbom"},
+        }));
+    std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+    digest
 }
 
 fn blob_bytes(dir: &Path, digest: &str) -> Vec<u8> {
@@ -574,6 +617,26 @@ fn http_answers_ranges_heads_errors_and_pages() {
         r.header("content-type").as_deref(),
         Some("application/vnd.oci.image.index.v1+json")
     );
+    // The SBOM names app1 as its subject: listed, also when filtered by its type.
+    let sbom = s.curl("/v2/team/app1/manifests/sbom?ns=docker.io", &[]);
+    let sbom = sbom.header("docker-content-digest").unwrap();
+    let referrers = format!("/v2/team/app1/referrers/{app1}?ns=docker.io");
+    for query in ["", "&artifactType=application/vnd.cyclonedx%2Bjson"] {
+        let r = s.curl(&format!("{referrers}{query}"), &[]);
+        let listed = &r.json()["manifests"];
+        assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+        assert_eq!(listed[0]["artifactType"], "application/vnd.cyclonedx+json");
+        assert_eq!(listed[0]["digest"].as_str(), Some(sbom.as_str()));
+    }
+    let r = s.curl(
+        &format!("{referrers}&artifactType=application/example"),
+        &[],
+    );
+    assert_eq!(r.json()["manifests"], serde_json::json!([]));
+    assert_eq!(
+        r.header("oci-filters-applied").as_deref(),
+        Some("artifactType")
+    );
 }
 
 /// `_catalog` and `tags/list` page with `n` and `last`, and the `Link` header leads on.
@@ -604,6 +667,9 @@ fn check_pagination(s: &Server) {
     assert!(r.header("link").unwrap().contains("last=1.0"));
     let r = s.curl("/v2/team/app1/tags/list?ns=docker.io&n=1&last=1.0", &[]);
     assert_eq!(r.json()["tags"], serde_json::json!(["latest"]));
+    assert!(r.header("link").unwrap().contains("last=latest"));
+    let r = s.curl("/v2/team/app1/tags/list?ns=docker.io&n=5&last=latest", &[]);
+    assert_eq!(r.json()["tags"], serde_json::json!(["sbom"]));
     assert!(r.header("link").is_none());
     let r = s.curl("/v2/_catalog?n=x", &[]);
     assert_eq!(
@@ -844,6 +910,36 @@ fn two_bundles_that_disagree_on_a_tag_are_refused_naming_both() {
         200
     );
     assert_eq!(s.curl("/v2/team/multi/manifests/1.0", &[]).status, 200);
+}
+
+#[test]
+fn the_bundle_is_verified_at_start_as_verify_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bundle = tmp.path().join("b.tar.gz");
+    build_fixture(&bundle, 0);
+    // Unsigned, and a signature required: refused before listening.
+    let out = crate::harness::ferry()
+        .args(["serve", "--listen", "127.0.0.1:0", "--require-signature"])
+        .arg(&bundle)
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not signed") || err.contains("signature"),
+        "{err}"
+    );
+    // One byte changed in the middle of the file: the verifying pass finds it.
+    let mut bytes = std::fs::read(&bundle).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x55;
+    std::fs::write(&bundle, bytes).unwrap();
+    crate::harness::ferry()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .arg(&bundle)
+        .assert()
+        .code(1);
 }
 
 #[test]

@@ -91,6 +91,9 @@ fn summary(catalog: &Catalog, a: &ServeArgs, tls: bool) -> serde_json::Value {
             if let Some(prefix) = &a.prefix {
                 names.push(format!("{prefix}/{}", r.repository));
             }
+            if serve::valid_name(r.host()) {
+                names.push(format!("{}/{}", r.host(), r.repository));
+            }
             images.push(json!({
                 "reference": i.reference,
                 "registry": r.host(),
