@@ -18,6 +18,7 @@ mod load_cli;
 mod origins;
 mod pull;
 mod rewrite;
+mod serve;
 mod sign_cli;
 mod signing;
 mod tidy;

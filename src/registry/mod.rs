@@ -16,6 +16,7 @@ mod error;
 mod pull;
 pub mod push;
 mod retry;
+pub mod serve;
 
 pub use auth::{resolve_credentials, Credential, CredentialSource};
 pub use client::{

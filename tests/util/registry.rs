@@ -208,7 +208,7 @@ fn a_taken_port_is_noticed_and_another_one_used() {
 }
 
 /// A CA and a server certificate for 127.0.0.1/localhost: (ca pem, cert pem, key pem).
-fn make_tls() -> (String, String, String) {
+pub fn make_tls() -> (String, String, String) {
     use rcgen::{
         BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
         KeyPair, KeyUsagePurpose, SanType,

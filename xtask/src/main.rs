@@ -5,6 +5,7 @@
 
 mod bench;
 mod chores;
+mod demo_serve;
 mod man;
 mod testdata;
 
@@ -29,7 +30,8 @@ enum Command {
     /// Install what the tests need (when missing), then run fmt, clippy, the drift checks
     /// and every test.
     Test,
-    /// Build, inspect, verify and extract the fixture bundle, showing each step.
+    /// Build, inspect, verify and extract the fixture bundle, load it into a throwaway registry
+    /// and serve it, showing each step.
     Demo,
     /// Write a man page for ferry and for each of its commands (from its clap definition).
     Man {

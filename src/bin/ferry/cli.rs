@@ -128,6 +128,9 @@ pub enum Command {
         #[command(subcommand)]
         command: EgressCommand,
     },
+    /// Serve the images of bundles as a read-only OCI registry, straight from the verified
+    /// bundle files (or extracted bundle folders); nothing is extracted.
+    Serve(ServeArgs),
     /// Write a completion script for a shell to standard output.
     Completions {
         /// The shell the script is for.
@@ -359,6 +362,68 @@ pub enum FailOn {
     None,
     /// `denied,unknown,unresolved`.
     Default,
+}
+
+/// The arguments of `ferry serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Bundle files or extracted bundle folders; several merge (a tag they disagree on is
+    /// refused).
+    #[arg(required = true, value_name = "BUNDLE|DIR")]
+    pub inputs: Vec<PathBuf>,
+    /// The address to listen on. Beyond loopback, give --tls-cert/--tls-key.
+    #[arg(long, default_value = "127.0.0.1:5000", value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+    /// Also answer under PREFIX/PATH, as `ferry rewrite --registry HOST:PORT/PREFIX` writes.
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// Serve HTTPS with this certificate chain (PEM).
+    #[arg(long, requires = "tls_key", value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, requires = "tls_cert", value_name = "PEM")]
+    pub tls_key: Option<PathBuf>,
+    /// Require basic auth from the users of this htpasswd file (bcrypt: `htpasswd -B`).
+    #[arg(long, value_name = "FILE")]
+    pub htpasswd: Option<PathBuf>,
+    /// Listen beyond loopback without TLS (images and passwords cross the network in clear).
+    #[arg(long)]
+    pub allow_insecure_listen: bool,
+    /// Log one line per request on stderr.
+    #[arg(long)]
+    pub access_log: bool,
+    /// Seconds a client has for its TLS handshake and for each request's headers.
+    #[arg(long, default_value_t = 10, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_timeout: u64,
+    /// Print the node configuration that pulls every original registry of the bundles
+    /// through this server, and exit.
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub mirror_config: Option<MirrorConfig>,
+    /// HOST:PORT at which nodes reach this server (default: --listen).
+    #[arg(long, requires = "mirror_config", value_name = "HOST:PORT")]
+    pub mirror_endpoint: Option<String>,
+    /// The CA certificate nodes are to trust (default: the last certificate of --tls-cert).
+    #[arg(long, requires = "mirror_config", value_name = "PEM")]
+    pub mirror_ca: Option<PathBuf>,
+    /// Write the configuration files into this folder instead of printing them.
+    #[arg(long, requires = "mirror_config", value_name = "DIR")]
+    pub mirror_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// The node software `--mirror-config` writes for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MirrorConfig {
+    /// containerd `hosts.toml` folders (`config_path`, `ctr --hosts-dir`).
+    Containerd,
+    /// k3s and rke2 `registries.yaml`.
+    K3s,
+    /// A `registries.conf.d` drop-in for CRI-O, podman and skopeo.
+    #[value(name = "cri-o")]
+    CriO,
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ mod completions;
 mod egress;
 mod images;
 mod load;
+mod serve;
 mod sign;
 mod values;
 
@@ -99,6 +100,7 @@ pub fn run(cli: &Cli, p: &mut Printer) -> anyhow::Result<Outcome> {
                 },
         } => images::list(charts, values, *format, p),
         Command::Egress { command } => egress::run(command, p),
+        Command::Serve(args) => serve::serve(args, p),
         Command::Completions { shell } => completions::completions(*shell, p),
     }
 }
