@@ -1677,8 +1677,8 @@ fn verdict(ok: bool) -> &'static str {
     }
 }
 
-fn render(opts: &Options, env: &Environment, sets: &[SetResult]) -> String {
-    let mut d = String::new();
+/// The `cargo xtask bench …` command line that `opts` stands for.
+fn command_line(opts: &Options) -> String {
     let mut cmd = String::from("cargo xtask bench");
     if !opts.parts.all() {
         for (on, name) in [
@@ -1700,6 +1700,12 @@ fn render(opts: &Options, env: &Environment, sets: &[SetResult]) -> String {
     if opts.also_4g {
         cmd.push_str(" --also-4g");
     }
+    cmd
+}
+
+fn render(opts: &Options, env: &Environment, sets: &[SetResult]) -> String {
+    let mut d = String::new();
+    let cmd = command_line(opts);
     let _ = writeln!(d, "# Benchmarks\n");
     let _ = writeln!(
         d,

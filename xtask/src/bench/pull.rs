@@ -265,9 +265,12 @@ pub(super) fn section(d: &mut String, opts: &Options, env: &Environment, set: &S
     let _ = writeln!(d, "### Pull from a loopback registry ({})\n", set.label);
     let _ = writeln!(
         d,
-        "Measured by `cargo xtask bench pull --runs {}` or the full run ({}; load average {} \
-         before the first timed command, {} after the last).\n",
-        opts.runs, env.date, env.load_before, env.load_after
+        "Measured by `{}` ({}; load average {} before the first timed command, {} after the \
+         last).\n",
+        super::command_line(opts),
+        env.date,
+        env.load_before,
+        env.load_after
     );
     let _ = writeln!(
         d,
