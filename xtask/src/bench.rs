@@ -586,6 +586,8 @@ struct Sample {
     cpu: f64,
     /// Peak used space of the sampled file system minus its used space at the start, bytes.
     disk: Option<u64>,
+    /// Peak allocated size of the files under the sampled folder minus that at the start.
+    disk_files: Option<u64>,
 }
 
 /// A command to time, with the untimed preparation before each run.
@@ -599,7 +601,8 @@ struct Case {
     clean: Vec<PathBuf>,
     /// Created (empty) before each run.
     mkdir: Option<PathBuf>,
-    /// A path on the file system whose used space is sampled during each run.
+    /// A folder whose file system's used space, and its own files' allocated size, are
+    /// sampled during each run.
     disk: Option<PathBuf>,
     /// Its size (file or tree) is reported after the runs.
     output: Option<PathBuf>,
@@ -655,9 +658,16 @@ impl Case {
     fn cpu(&self) -> f64 {
         median(self.samples.iter().map(|s| s.cpu).collect())
     }
-    /// Peak disk use: median, min and max over the runs, when it was sampled.
+    /// Peak disk use of the file system: median, min and max over the runs, when sampled.
     fn disk_stats(&self) -> Option<(u64, u64, u64)> {
-        let v: Vec<u64> = self.samples.iter().filter_map(|s| s.disk).collect();
+        self.stats_of(|s| s.disk)
+    }
+    /// Peak allocated size of the files under the sampled folder: median, min and max.
+    fn disk_files_stats(&self) -> Option<(u64, u64, u64)> {
+        self.stats_of(|s| s.disk_files)
+    }
+    fn stats_of(&self, f: impl Fn(&Sample) -> Option<u64>) -> Option<(u64, u64, u64)> {
+        let v: Vec<u64> = self.samples.iter().filter_map(f).collect();
         if v.is_empty() {
             return None;
         }
@@ -733,7 +743,10 @@ fn time_once(case: &Case, time_out: &Path) -> Result<Sample> {
         None => None,
     };
     let out = cmd.output();
-    let disk = sampler.map(DiskSampler::finish).transpose()?;
+    let (disk, disk_files) = match sampler.map(DiskSampler::finish).transpose()? {
+        Some((a, b)) => (Some(a), Some(b)),
+        None => (None, None),
+    };
     let out = out.with_context(|| format!("running {GNU_TIME}"))?;
     let accepted = out.status.success()
         || out
@@ -761,6 +774,7 @@ fn time_once(case: &Case, time_out: &Path) -> Result<Sample> {
         rss_kib: f[1].parse()?,
         cpu: f[2].parse::<f64>()? + f[3].parse::<f64>()?,
         disk,
+        disk_files,
     })
 }
 
@@ -771,28 +785,52 @@ fn fs_used(path: &Path) -> Result<u64> {
     Ok(s.f_blocks.saturating_sub(s.f_bfree) * s.f_frsize)
 }
 
-/// Samples the used space of one file system every [`DISK_SAMPLE_MS`] ms on a thread.
+/// Allocated bytes (`st_blocks`) of every file under `dir`; files that vanish while it is
+/// read (renamed temporary files) are skipped.
+fn allocated(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut total = 0;
+    for e in entries.flatten() {
+        match e.path().symlink_metadata() {
+            Ok(m) if m.is_dir() => total += allocated(&e.path()),
+            Ok(m) => total += m.blocks() * 512,
+            Err(_) => {}
+        }
+    }
+    total
+}
+
+/// Samples, every [`DISK_SAMPLE_MS`] ms on a thread, the used space of one file system
+/// (which other processes share) and the allocated size of the files under one folder on it
+/// (which only the benchmark writes).
 struct DiskSampler {
-    start: u64,
+    start: (u64, u64),
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: std::thread::JoinHandle<Result<u64>>,
+    thread: std::thread::JoinHandle<Result<(u64, u64)>>,
 }
 
 /// How often the disk sampler reads `statvfs`.
 const DISK_SAMPLE_MS: u64 = 20;
 
 impl DiskSampler {
-    fn start(path: &Path) -> Result<DiskSampler> {
-        let start = fs_used(path)?;
+    fn start(dir: &Path) -> Result<DiskSampler> {
+        let start = (fs_used(dir)?, allocated(dir));
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (path, flag) = (path.to_path_buf(), stop.clone());
+        let (dir, flag) = (dir.to_path_buf(), stop.clone());
         let thread = std::thread::spawn(move || {
             let mut peak = start;
-            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-                peak = peak.max(fs_used(&path)?);
+            loop {
+                let done = flag.load(std::sync::atomic::Ordering::Relaxed);
+                peak.0 = peak.0.max(fs_used(&dir)?);
+                peak.1 = peak.1.max(allocated(&dir));
+                if done {
+                    return Ok(peak);
+                }
                 std::thread::sleep(std::time::Duration::from_millis(DISK_SAMPLE_MS));
             }
-            Ok(peak.max(fs_used(&path)?))
         });
         Ok(DiskSampler {
             start,
@@ -801,14 +839,17 @@ impl DiskSampler {
         })
     }
 
-    /// Stops sampling; the peak used space minus the used space at the start.
-    fn finish(self) -> Result<u64> {
+    /// Stops sampling; the peaks minus the values at the start (file system, own files).
+    fn finish(self) -> Result<(u64, u64)> {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let peak = self
             .thread
             .join()
             .map_err(|_| anyhow::anyhow!("the disk sampler panicked"))??;
-        Ok(peak.saturating_sub(self.start))
+        Ok((
+            peak.0.saturating_sub(self.start.0),
+            peak.1.saturating_sub(self.start.1),
+        ))
     }
 }
 
@@ -1534,6 +1575,7 @@ impl Load {
             rss_kib: t.rss_kib.max(s.rss_kib),
             cpu: t.cpu + s.cpu,
             disk: None,
+            disk_files: None,
         });
         Self::time(&mut self.skopeo_warm, round, runs, time_out)?;
         drop(reg);
@@ -2023,7 +2065,7 @@ fn table(d: &mut String, cases: &[&Case], scratch: &Path) {
         d,
         "| command | wall s median (min–max) | MB/s | peak RSS MiB | cpu s | {}output |",
         if with_disk {
-            "peak disk MiB median (min–max) | "
+            "peak disk MiB median (min–max): file system / own files | "
         } else {
             ""
         }
@@ -2035,13 +2077,21 @@ fn table(d: &mut String, cases: &[&Case], scratch: &Path) {
     );
     for c in cases {
         let med = c.median();
-        let disk = match c.disk_stats() {
-            Some((m, lo, hi)) => {
+        let disk = match (c.disk_stats(), c.disk_files_stats()) {
+            (Some((m, lo, hi)), Some((fm, flo, fhi))) => {
                 let f = |b: u64| b as f64 / MIB as f64;
-                format!("{:.1} ({:.1}–{:.1}) | ", f(m), f(lo), f(hi))
+                format!(
+                    "{:.1} ({:.1}–{:.1}) / {:.1} ({:.1}–{:.1}) | ",
+                    f(m),
+                    f(lo),
+                    f(hi),
+                    f(fm),
+                    f(flo),
+                    f(fhi)
+                )
             }
-            None if with_disk => " | ".to_string(),
-            None => String::new(),
+            _ if with_disk => " | ".to_string(),
+            _ => String::new(),
         };
         let _ = writeln!(
             d,

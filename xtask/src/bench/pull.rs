@@ -111,7 +111,7 @@ impl Pull {
             c.argv = argv;
             c.env.push(("SOURCE_DATE_EPOCH", SOURCE_DATE_EPOCH));
             c.clean = vec![bundle.clone(), lock.clone()];
-            c.disk = Some(out.clone());
+            c.disk = Some(base.to_path_buf());
             c.output = Some(bundle);
             c
         };
@@ -143,7 +143,7 @@ impl Pull {
             Case::new(PULL_SKOPEO, set.blob_bytes, &[&"sh", &script_path]).in_group("pull");
         skopeo.display = Some(display.trim_end().to_string());
         skopeo.clean = vec![images.clone()];
-        skopeo.disk = Some(out.clone());
+        skopeo.disk = Some(base.to_path_buf());
         skopeo.output = Some(images);
         let mut pair = Case::new(PULL_PAIR, set.blob_bytes, &[]).in_group("pull");
         pair.display = Some(
@@ -176,6 +176,7 @@ impl Pull {
             rss_kib: s.rss_kib.max(l.rss_kib),
             cpu: s.cpu + l.cpu,
             disk: s.disk.zip(l.disk).map(|(a, b)| a + b),
+            disk_files: s.disk_files.zip(l.disk_files).map(|(a, b)| a + b),
         });
         time(&mut self.cached, round, runs, time_out)?;
         Ok(())
@@ -191,11 +192,12 @@ fn time(case: &mut Case, round: u32, runs: u32, time_out: &Path) -> Result<Sampl
     eprint!("bench: pull, run {round}/{runs}: {:<62}", case.name);
     let s = time_once(case, time_out)?;
     eprintln!(
-        " {:>7.2}s  {:>6.1} MiB RSS  {:>7.2}s cpu  {:>7.1} MiB disk",
+        " {:>7.2}s  {:>6.1} MiB RSS  {:>7.2}s cpu  {:>7.1} / {:>7.1} MiB disk",
         s.wall,
         s.rss_kib as f64 / 1024.0,
         s.cpu,
-        s.disk.unwrap_or(0) as f64 / super::MIB as f64
+        s.disk.unwrap_or(0) as f64 / super::MIB as f64,
+        s.disk_files.unwrap_or(0) as f64 / super::MIB as f64
     );
     case.samples.push(s);
     Ok(s)
@@ -286,10 +288,14 @@ pub(super) fn section(d: &mut String, opts: &Options, env: &Environment, set: &S
          resolves every tag at the registry. Before each run the command's outputs are removed \
          (bundle and `ferry.lock`, or the layout). Peak disk is, per run, the largest used space \
          of the output's file system (`statvfs` every 20 ms) minus its used space at the start \
-         (median, min–max); other processes on the machine write to the same file system, so a \
-         single run can read high. The pair's disk is the sum of its steps (the layout stays \
+         (median, min–max); other processes on the machine write to (and delete from) the same \
+         file system, so a single run can read high or low. The second figure, own files, is \
+         sampled alongside from the files under `$S/{}` alone (their allocated blocks: the \
+         set, the registry's storage, the cache, the layout and every output), which only the \
+         benchmark writes; the verdict is by the file system's figure. The pair's disk is the sum of its steps (the layout stays \
          while the bundle is built). MB/s is of the image blobs ({}). The registry process is \
          not counted in RSS or cpu.\n",
+        set.size_mib.to_string() + "m",
         super::mib(set.blob_bytes)
     );
     super::table(d, &set.group("pull"), &set.scratch);
@@ -341,16 +347,21 @@ pub(super) fn target_rows(d: &mut String, set: &SetResult) {
         s,
         SKOPEO_RATIO_TARGET,
     );
-    if let (Some((disk, lo, hi)), Some(bundle)) = (f.disk_stats(), f.output_bytes) {
+    if let (Some((disk, lo, hi)), Some((own, own_lo, own_hi)), Some(bundle)) =
+        (f.disk_stats(), f.disk_files_stats(), f.output_bytes)
+    {
         let limit = bundle as f64 * DISK_SLACK;
         let _ = writeln!(
             d,
             "{ROW_PREFIX}`ferry build` from a registry: peak disk ≤ bundle + {:.0} % ({label}) | \
-             {} ({}–{}) for a {} bundle, limit {} | — | {} |",
+             file system {} ({}–{}); own files {} ({}–{}); bundle {}, limit {} | — | {} |",
             (DISK_SLACK - 1.0) * 100.0,
             super::mib(disk),
             super::mib(lo),
             super::mib(hi),
+            super::mib(own),
+            super::mib(own_lo),
+            super::mib(own_hi),
             super::mib(bundle),
             super::mib(limit as u64),
             verdict(disk as f64 <= limit)
