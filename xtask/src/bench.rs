@@ -596,7 +596,7 @@ struct Case {
     /// Bytes per run, for MB/s.
     bytes: u64,
     argv: Vec<OsString>,
-    env: Vec<(&'static str, &'static str)>,
+    env: Vec<(&'static str, String)>,
     /// Removed before each run (outputs of the previous one).
     clean: Vec<PathBuf>,
     /// Created (empty) before each run.
@@ -733,7 +733,7 @@ fn time_once(case: &Case, time_out: &Path) -> Result<Sample> {
     cmd.args(["-f", "%e %M %U %S", "-o"])
         .arg(time_out)
         .args(&case.argv)
-        .envs(case.env.iter().copied())
+        .envs(case.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null());
     if case.stdout_null {
         cmd.stdout(Stdio::null());
@@ -923,7 +923,9 @@ fn run_set(
         set.tree_bytes,
         &[&ferry, &"--quiet", &"build", &"-f", &spec, &"-o", &bundle],
     );
-    build.env.push(("SOURCE_DATE_EPOCH", SOURCE_DATE_EPOCH));
+    build
+        .env
+        .push(("SOURCE_DATE_EPOCH", SOURCE_DATE_EPOCH.into()));
     build.clean = vec![bundle.clone()];
     build.output = Some(bundle.clone());
     eprintln!("bench: warm-up build of {}", bundle.display());
