@@ -12,7 +12,7 @@ use crate::bundle::source::{
 };
 use crate::bundle::spec::ChartSource;
 use crate::error_chain::error_chain;
-use crate::oci::digest::Digest;
+use crate::oci::digest::{Digest, Hasher};
 use crate::oci::document::{self, Document, MAX_JSON};
 use crate::oci::reference::DOCKER_HUB;
 use crate::registry::charts::{self, OciChartRef};
@@ -467,7 +467,13 @@ impl RemoteBlob for RegistryBlob {
     fn open(&self) -> io::Result<Box<dyn Read + Send>> {
         if let Some(cache) = &self.cache {
             if let Some(file) = cache.open(&self.digest, self.size) {
-                return Ok(Box::new(file));
+                return Ok(Box::new(Checked {
+                    inner: file,
+                    hasher: Hasher::new(),
+                    digest: self.digest.clone(),
+                    path: cache.path(&self.digest),
+                    checked: false,
+                }));
             }
         }
         let reader = self
@@ -499,8 +505,44 @@ impl RemoteBlob for RegistryBlob {
         self.packing
     }
 
+    fn checks_digest(&self) -> bool {
+        // The registry's reader checks size and digest at the end; so does `Checked`.
+        true
+    }
+
     fn describe(&self) -> String {
         self.describe.clone()
+    }
+}
+
+/// A cached blob read back, hashed on the way: at the end, bytes that do not match the
+/// digest are an error naming the cache file.
+struct Checked {
+    inner: File,
+    hasher: Hasher,
+    digest: Digest,
+    path: PathBuf,
+    checked: bool,
+}
+
+impl Read for Checked {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() && !self.checked {
+            self.checked = true;
+            let found = std::mem::take(&mut self.hasher).finish();
+            if found != self.digest {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "the cached blob {} does not match its digest (found {found}); delete it and build again",
+                        self.path.display()
+                    ),
+                ));
+            }
+        }
+        self.hasher.update(&buf[..n]);
+        Ok(n)
     }
 }
 

@@ -230,6 +230,26 @@ fn a_cached_rebuild_fetches_no_layer_and_a_corrupt_registry_leaves_nothing() {
         .filter(|n| n.starts_with(".ferry"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // A cache file that went bad is read, checked and named, never trusted.
+    let layer = &a.layout.images[0]
+        .blobs
+        .iter()
+        .find(|b| b.1 > 100_000)
+        .unwrap()
+        .0;
+    let cached_file = cache.join("blobs/sha256").join(&layer[7..]);
+    let len = std::fs::metadata(&cached_file).unwrap().len() as usize;
+    std::fs::write(&cached_file, vec![0x33; len]).unwrap();
+    let out = build(&spec, &bad, &["--cache", cache.to_str().unwrap()])
+        .failure()
+        .code(2);
+    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(
+        err.contains(&layer[7..]) && err.contains("does not match"),
+        "{err}"
+    );
+    assert!(!bad.exists());
 }
 
 #[test]

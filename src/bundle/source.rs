@@ -89,6 +89,11 @@ pub trait RemoteBlob: Send + Sync {
     fn verified(&self) {}
     /// How its bytes are packed: chosen from the media type, not sniffed.
     fn packing(&self) -> Packing;
+    /// Whether the reader `open` gives checks the bytes against the digest itself (and fails
+    /// at the end when they do not match), so the caller need not hash them again.
+    fn checks_digest(&self) -> bool {
+        false
+    }
     /// Where it comes from, for messages.
     fn describe(&self) -> String;
 }
