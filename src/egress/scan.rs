@@ -11,7 +11,7 @@ use super::classify::{classify, ClusterNames};
 use super::fields::{Field, Tracker};
 use super::finder::{self, find, key_value, split_comment, LineCtx, MARKER};
 use super::phonehomes;
-use super::template::{self, assemble, Env, RenderedLine, TNode};
+use super::template::{self, Env, Rendered, TNode};
 use super::values::{self, Document, Node, Value, Values};
 use super::{CheckOptions, Diagnostic, EgressError, Finding, Kind, Report, Source, Verdict};
 use crate::bundle::archive::{Limits, MemberReader, TarEntries, TarEntry, TarPolicy};
@@ -160,10 +160,11 @@ fn render_phase(f: &FileRef, env: &Env<'_>) -> Out {
         Source::Template
     };
     let src_lines: Vec<&str> = src.lines().collect();
-    let mut lines = assemble(&env.render_scan(&t.nodes));
+    let mut lines = Rendered::default();
+    lines.assemble(env.render_scan(&t.nodes));
     // Named templates are scanned where they are defined, too.
     for (_, body) in &t.defines {
-        lines.extend(assemble(&env.render_scan(body)));
+        lines.assemble(env.render_scan(body));
     }
     collect_services(&lines, &mut out.services);
     scan_rendered(&lines, f, &src_lines, source, &mut out);
@@ -1141,29 +1142,34 @@ fn scan_value_comments(rel: &str, st: &mut State) {
 }
 
 /// Scan the rendered lines of one template.
-fn scan_rendered(lines: &[RenderedLine], f: &FileRef, src: &[&str], source: Source, o: &mut Out) {
-    let mut prev_env: Option<String> = None;
+fn scan_rendered(lines: &Rendered, f: &FileRef, src: &[&str], source: Source, o: &mut Out) {
+    let mut prev_env: Option<&str> = None;
     let mut fields = Tracker::default();
     let out = &mut o.raw;
-    for rl in lines {
+    for rl in lines.lines() {
         let ctx = LineCtx {
             yaml: true,
             shell: false,
-            env_name: prev_env.as_deref(),
+            env_name: prev_env,
         };
-        let field = fields.line(&rl.text);
+        let field = fields.line(rl.text);
         if field == Field::NotDestination {
-            prev_env = env_name(&rl.text).map(str::to_string);
+            prev_env = env_name(rl.text);
             continue;
         }
-        let code_len = split_comment(&rl.text).0.len();
-        let hits = find(&rl.text, ctx);
+        let hits = find(rl.text, ctx);
         if field == Field::Inbound {
-            inbound_names(&rl.text, &hits, &mut o.inbound);
+            inbound_names(rl.text, &hits, &mut o.inbound);
         }
+        // Most lines have neither a hit nor an unresolved action: no comment split for them.
+        if hits.is_empty() && !rl.text.contains(MARKER) {
+            prev_env = env_name(rl.text);
+            continue;
+        }
+        let code_len = split_comment(rl.text).0.len();
         let marker = rl.text[..code_len].find(MARKER);
         if hits.is_empty() && marker.is_none() {
-            prev_env = env_name(&rl.text).map(str::to_string);
+            prev_env = env_name(rl.text);
             continue;
         }
         // Evidence is the template's own line, shared by every finding on it.
@@ -1174,17 +1180,25 @@ fn scan_rendered(lines: &[RenderedLine], f: &FileRef, src: &[&str], source: Sour
             .into();
         let mut covered = Vec::new();
         for h in hits {
-            let segs = || rl.segs.iter().filter(|s| s.0 < h.end && h.start < s.1);
-            let path = segs().find_map(|s| s.2.clone());
+            let segs = || {
+                rl.segs
+                    .iter()
+                    .filter(|s| s.start < h.end && h.start < s.end)
+            };
+            let path = segs().find_map(|s| rl.path(s)).map(str::to_string);
             // Unresolved only when what could not be computed is in the host itself: an
             // unknown tag leaves `quay.io/app:{{?}}` on `quay.io`.
             let span = rl.text[h.start..h.end]
                 .to_ascii_lowercase()
                 .find(h.host.as_str())
                 .map(|i| (h.start + i, h.start + i + h.host.len()));
-            let unresolved =
-                span.is_some_and(|(a, b)| rl.segs.iter().any(|s| s.3 && s.0 < b && a < s.1));
-            let commented = h.start >= code_len || segs().all(|s| s.4) && segs().next().is_some();
+            let unresolved = span.is_some_and(|(a, b)| {
+                rl.segs
+                    .iter()
+                    .any(|s| s.unresolved && s.start < b && a < s.end)
+            });
+            let commented =
+                h.start >= code_len || segs().all(|s| s.commented) && segs().next().is_some();
             let mut host = h.host;
             if unresolved && !host.contains(MARKER) {
                 host.push(MARKER);
@@ -1205,13 +1219,17 @@ fn scan_rendered(lines: &[RenderedLine], f: &FileRef, src: &[&str], source: Sour
         // An unresolved action in a place that names a destination is reported, not skipped.
         if let Some(pos) = marker {
             if !covered.iter().any(|(s, e)| *s <= pos && pos < *e) {
-                if let Some((key, value, _)) = key_value(&rl.text, ctx) {
+                if let Some((key, value, _)) = key_value(rl.text, ctx) {
                     let hostish = finder::host_like_key(key)
                         || finder::image_key(key)
-                        || (key == "value"
-                            && prev_env.as_deref().is_some_and(finder::host_like_key));
+                        || (key == "value" && prev_env.is_some_and(finder::host_like_key));
                     if hostish && value.contains(MARKER) {
-                        let path = rl.segs.iter().find(|s| s.3).and_then(|s| s.2.clone());
+                        let path = rl
+                            .segs
+                            .iter()
+                            .find(|s| s.unresolved)
+                            .and_then(|s| rl.path(s))
+                            .map(str::to_string);
                         out.push(Raw {
                             host: finder::redact_tokens(&finder::redact(value))
                                 .chars()
@@ -1234,7 +1252,7 @@ fn scan_rendered(lines: &[RenderedLine], f: &FileRef, src: &[&str], source: Sour
                 }
             }
         }
-        prev_env = env_name(&rl.text).map(str::to_string);
+        prev_env = env_name(rl.text);
     }
 }
 
@@ -1354,7 +1372,7 @@ fn inbound_names(
 }
 
 /// Remember the names of rendered `kind: Service` objects.
-fn collect_services(lines: &[RenderedLine], services: &mut std::collections::BTreeSet<String>) {
+fn collect_services(lines: &Rendered, services: &mut std::collections::BTreeSet<String>) {
     let mut is_service = false;
     let mut in_meta = false;
     let mut name: Option<String> = None;
@@ -1366,7 +1384,7 @@ fn collect_services(lines: &[RenderedLine], services: &mut std::collections::BTr
         }
         *name = None;
     };
-    for rl in lines {
+    for rl in lines.lines() {
         let t = rl.text.trim_end();
         if t == "---" {
             flush(is_service, &mut name);
