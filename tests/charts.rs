@@ -481,18 +481,7 @@ fn render_rewritten_bitnami(chart: &Path, tmp: &Path, vendor: &str) {
 #[test]
 fn what_helm_reads_ferry_reads() {
     let tmp = tempfile::tempdir().unwrap();
-    let chart = tmp.path().join("c");
-    fs::create_dir_all(chart.join("templates")).unwrap();
-    fs::write(
-        chart.join("Chart.yaml"),
-        "apiVersion: v2\nname: c\nversion: 0.1.0\n",
-    )
-    .unwrap();
-    fs::write(
-        chart.join("templates/cm.yaml"),
-        "v: {{ toJson .Values | quote }}\n",
-    )
-    .unwrap();
+    let chart = values_chart(tmp.path());
     let cases = [
         "a:\n  b: [\n\tx,\n  ]\n",
         "a:\n  b: {\n\t\tk: v,\n\t\"q\": 1 }\n",
@@ -514,6 +503,9 @@ fn what_helm_reads_ferry_reads() {
         "on: yes\noff: n\n",
         "image:\n  registry: registry.k8s.io\n  image: ingress-nginx/controller\n  registry: quay.io\n",
         "images: [\n\tquay.io/a/b:1,\n  {repository: ghcr.io/c/d, tag: \"2\"}\n]\n",
+        // Tabs near a `-` that go-yaml accepts: after a key's colon, in a comment, in quotes,
+        // in a block scalar's text.
+        "l:\n- a:\t1\n- b # c\t\n- \"\t\"\nm: |\n  -\tz\n",
     ];
     let opts = RewriteOptions {
         target: Target::parse(MIRROR).unwrap(),
@@ -543,6 +535,91 @@ fn what_helm_reads_ferry_reads() {
             Err(e) => panic!("rewrite does not read {case:?}: {e}"),
         }
     }
+}
+
+/// A chart whose one template renders the values it is given, for Helm to judge values files.
+fn values_chart(dir: &Path) -> PathBuf {
+    let chart = dir.join("c");
+    fs::create_dir_all(chart.join("templates")).unwrap();
+    fs::write(
+        chart.join("Chart.yaml"),
+        "apiVersion: v2\nname: c\nversion: 0.1.0\n",
+    )
+    .unwrap();
+    fs::write(
+        chart.join("templates/cm.yaml"),
+        "v: {{ toJson .Values | quote }}\n",
+    )
+    .unwrap();
+    chart
+}
+
+/// Values that YAML 1.2 allows and Helm's YAML reader refuses: real Helm fails on each, and
+/// ferry refuses it too, at the line and column of the offending text, saying what to change.
+#[test]
+fn what_helm_refuses_ferry_refuses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let chart = values_chart(tmp.path());
+    // (values, line, column, what the message says)
+    let cases = [
+        ("list:\n-\tquay.io/a/b:1\n", 2, 2, "tab after the `-`"),
+        ("list:\n  - \tx\n", 2, 5, "tab after the `-`"),
+        ("list:\n-\t# note\n  - x\n", 2, 2, "tab after the `-`"),
+        (
+            "%YAML 1.1\n---\nimage: quay.io/a/b:1\n",
+            1,
+            1,
+            "`%YAML 1.1`",
+        ),
+        ("%YAML 1.2\n---\na: 1\n", 1, 1, "`%YAML 1.2`"),
+        ("%TAG !e! tag:example.com,2000:\n---\na: 1\n", 1, 1, "`%TAG"),
+    ];
+    let opts = RewriteOptions {
+        target: Target::parse(MIRROR).unwrap(),
+        images: Vec::new(),
+        pin_digests: false,
+    };
+    for (case, line, column, says) in cases {
+        let values = tmp.path().join("values.yaml");
+        fs::write(&values, case).unwrap();
+        if let Ok(out) = helm::template(&chart, &[&values]) {
+            panic!("helm reads {case:?}:\n{out}");
+        }
+        for result in [
+            rewrite(case, &values, &opts).map(|_| ()),
+            find_images(case, &values).map(|_| ()),
+        ] {
+            match result {
+                Err(RewriteError::Parse {
+                    line: l,
+                    column: c,
+                    message,
+                    ..
+                }) => {
+                    assert_eq!((l, c), (line, column), "{case:?}: {message}");
+                    assert!(message.contains(says), "{case:?}: {message}");
+                    assert!(message.contains("Helm"), "{case:?}: {message}");
+                }
+                other => panic!("{case:?} is read: {other:?}"),
+            }
+        }
+    }
+    // The command says where and what, and exits 2.
+    let values = tmp.path().join("values.yaml");
+    fs::write(&values, "list:\n-\tx\n").unwrap();
+    let out = ferry()
+        .args(["rewrite", "--registry", MIRROR])
+        .arg(&values)
+        .assert()
+        .code(2)
+        .get_output()
+        .stderr
+        .clone();
+    let msg = String::from_utf8_lossy(&out);
+    assert!(
+        msg.contains("values.yaml:2:2:") && msg.contains("write spaces"),
+        "{msg}"
+    );
 }
 
 /// With `--pin-digests`, the Bitnami-style chart renders the mirror's images by the bundle's
