@@ -670,6 +670,65 @@ fn pinned_bitnami_values_render_by_digest() {
     assert_eq!(rendered_images(&manifests), want);
 }
 
+/// With `--pin-digests`, an image map whose tag comes from the chart's `appVersion` (the
+/// alert router's, `v` + appVersion in the template) is pinned to the bundle image with that
+/// tag, like the maps that write their tag: Helm renders every image from the mirror by digest.
+#[test]
+fn pinned_app_version_tags_render_by_digest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let chart = charts_dir().join("probes-and-alerts");
+    let (_, expected) = charts()
+        .into_iter()
+        .find(|(n, _)| n == "probes-and-alerts")
+        .unwrap();
+    let bundle: Vec<ImageEntry> = expected
+        .images
+        .iter()
+        .zip(['a', 'b', 'c'])
+        .map(|(i, d)| {
+            bundle_image(&format!(
+                "{}@sha256:{}",
+                i.rendered,
+                d.to_string().repeat(64)
+            ))
+        })
+        .collect();
+    let opts = RewriteOptions {
+        target: Target::parse(MIRROR).unwrap(),
+        images: bundle.clone(),
+        pin_digests: true,
+    };
+    // As `ferry rewrite` and `ferry load --values` rewrite a values file: the Chart.yaml
+    // beside it gives the appVersion.
+    let values = chart.join("values.yaml");
+    let out = ferry::load::rewrite_values(std::slice::from_ref(&values), &opts).unwrap();
+    let pinned = out[0]
+        .edits
+        .iter()
+        .find(|e| e.path == "alertmanager.image.digest")
+        .unwrap_or_else(|| panic!("not pinned: {:#?}", out[0].edits));
+    assert_eq!(pinned.after, bundle[0].digest.to_string());
+    let rewritten = tmp.path().join("values.yaml");
+    fs::write(&rewritten, &out[0].after).unwrap();
+    let manifests = helm::template(&chart, &[&rewritten]).unwrap();
+    let want = sorted(bundle.iter().map(|b| {
+        let r = ImageRef::parse(&b.reference).unwrap();
+        format!("{MIRROR}/{}:{}@{}", r.repository, r.tag.unwrap(), b.digest)
+    }));
+    assert_eq!(rendered_images(&manifests), want);
+    // Without the chart's appVersion the map's tag is unknown, and it is left unpinned.
+    let text = fs::read_to_string(&values).unwrap();
+    let alone = rewrite(&text, &values, &opts).unwrap();
+    assert!(
+        !alone
+            .edits
+            .iter()
+            .any(|e| e.path == "alertmanager.image.digest"),
+        "{:#?}",
+        alone.edits
+    );
+}
+
 /// The ingress-nginx shape: one chart-wide `global.image.registry`, and image maps whose
 /// `image:` is only the repository path, with their own `registry` commented out. The
 /// chart-wide registry is what rewrite edits; the names stay as they are.
