@@ -999,14 +999,15 @@ fn own_address(path: &str, key: &str) -> bool {
         "publichostname",
     ];
     let k = key.to_ascii_lowercase();
+    let ingress = path.to_ascii_lowercase().contains(".ingress");
     // `domain` names the chart's own address only at the top of the values (Argo CD's
-    // `global.domain`); elsewhere it is often a third party's (`smtp.domain`).
+    // `global.domain`) or in an ingress section (`ingressPerReplica.hostDomain`, the domain
+    // of per-replica Ingress hosts); elsewhere it is often a third party's (`smtp.domain`).
     let own_domain = k == "domain" && matches!(path, ".Values.domain" | ".Values.global.domain")
-        || path.to_ascii_lowercase().ends_with(".ingress.domain");
+        || ingress && matches!(k.as_str(), "domain" | "hostdomain");
     own_domain
         || OWN.contains(&k.as_str())
-        || (matches!(k.as_str(), "host" | "hosts" | "hostname")
-            && path.to_ascii_lowercase().contains(".ingress"))
+        || (ingress && matches!(k.as_str(), "host" | "hosts" | "hostname"))
 }
 
 /// Known phone-homes of the software the values deploy, at the setting that controls each.
