@@ -78,13 +78,27 @@ enum Tok {
     Act(String, usize),
 }
 
+/// The byte offset of the first `{{` in `s`: a search for `{` and a look at the next byte,
+/// cheaper than setting up a substring searcher for every action of a template.
+fn find_open(s: &str) -> Option<usize> {
+    let mut from = 0;
+    while let Some(i) = s[from..].find('{') {
+        let at = from + i;
+        if s.as_bytes().get(at + 1) == Some(&b'{') {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
+}
+
 fn tokenize(src: &str) -> Result<Vec<Tok>, ParseError> {
     let mut toks = Vec::new();
     let mut line = 1;
     let mut rest = src;
     let mut trim_next = false;
     loop {
-        let Some(open) = rest.find("{{") else {
+        let Some(open) = find_open(rest) else {
             push_text(&mut toks, rest, line, trim_next, false);
             break;
         };
