@@ -436,6 +436,33 @@ fn findings_are_in_files_helm_packages() {
     );
 }
 
+/// A chart's values file that Helm refuses (a tab after a list entry's `-`) is a located file
+/// problem, and its values are still checked.
+#[test]
+fn values_helm_refuses_are_a_problem_and_still_checked() {
+    let tmp = temp_chart(
+        "hosts:\n-\tapi.acme-partner.com\n",
+        "kind: ConfigMap\ndata:\n  n: {{ len .Values.hosts | quote }}\n",
+    );
+    let err = crate::util::helm::template(tmp.path(), &[]).unwrap_err();
+    assert!(err.contains("values.yaml"), "{err}");
+    let r = check_with(tmp.path(), "version: 1\nallow: []\n");
+    assert!(
+        r.findings
+            .iter()
+            .any(|f| f.host == "api.acme-partner.com" && f.file == "values.yaml" && f.line == 2),
+        "{:#?}",
+        r.findings
+    );
+    let d = r
+        .diagnostics
+        .iter()
+        .find(|d| d.file == "values.yaml")
+        .unwrap();
+    assert_eq!(d.line, 2);
+    assert!(d.message.contains("Helm will not read"), "{}", d.message);
+}
+
 /// A chart in a temporary folder: `Chart.yaml`, `values.yaml` and one template.
 fn temp_chart(values: &str, template: &str) -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();

@@ -885,8 +885,20 @@ fn load_values(f: &FileRef, st: &mut State) -> Option<Document> {
         f.rel.to_string(),
         text.lines().map(str::to_string).collect(),
     );
-    match values::load(&text) {
-        Ok(n) => Some(n),
+    match values::load_noting_refusal(&text) {
+        Ok((n, refused)) => {
+            if let Some(e) = refused {
+                st.diags.push(Diagnostic {
+                    file: f.rel.to_string(),
+                    line: e.line,
+                    message: format!(
+                        "Helm will not read this values file (column {}: {}); its values were still checked",
+                        e.column, e.message
+                    ),
+                });
+            }
+            Some(n)
+        }
         Err(e) => {
             st.diags.push(Diagnostic {
                 file: f.rel.to_string(),

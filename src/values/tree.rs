@@ -250,9 +250,21 @@ impl<'a> Tree<'a> {
     /// Parses every document of `text`, accepting what Helm's go-yaml accepts beyond YAML 1.2
     /// (see the module documentation).
     pub fn parse(text: &'a str) -> Result<Self, ParseFailure> {
+        match Tree::parse_noting_refusal(text)? {
+            (tree, None) => Ok(tree),
+            (_, Some(refused)) => Err(refused),
+        }
+    }
+
+    /// [`Tree::parse`], with what Helm's YAML reader refuses although YAML 1.2 allows it (a
+    /// directive, a tab after a list entry's `-`) returned beside the tree rather than as the
+    /// error: for a reader that reports it and still reads the values (the egress audit).
+    pub fn parse_noting_refusal(
+        text: &'a str,
+    ) -> Result<(Self, Option<ParseFailure>), ParseFailure> {
         let options = || granit_parser::options! { emit_anchor_events: true };
         let failure = match Tree::parse_with(text, options()) {
-            Ok(tree) => return helm_refuses(text).map_or(Ok(tree), Err),
+            Ok(tree) => return Ok((tree, helm_refuses(text))),
             Err(f) => f,
         };
         // go-yaml reads a tab that starts a line inside a flow collection as white space; the
@@ -265,7 +277,7 @@ impl<'a> Tree<'a> {
                 break;
             }
             failure = match Tree::parse_with(&patched, options()) {
-                Ok(tree) => return helm_refuses(&patched).map_or(Ok(tree.into_owned()), Err),
+                Ok(tree) => return Ok((tree.into_owned(), helm_refuses(&patched))),
                 Err(f) => f,
             };
         }
