@@ -436,7 +436,10 @@ pub fn rewrite_values(
                 path: f.clone(),
                 source,
             })?;
-            let out = crate::values::rewrite(&before, f, opts)?;
+            // With a Chart.yaml beside the values, its appVersion is the tag of image maps
+            // that give none (for pinning digests).
+            let chart = crate::values::locate(f);
+            let out = crate::values::rewrite_chart(&before, f, chart.app_version.as_deref(), opts)?;
             Ok(ValuesOutcome {
                 file: f.clone(),
                 before,

@@ -510,18 +510,7 @@ fn render_rewritten_bitnami(chart: &Path, tmp: &Path, vendor: &str) {
 #[test]
 fn what_helm_reads_ferry_reads() {
     let tmp = tempfile::tempdir().unwrap();
-    let chart = tmp.path().join("c");
-    fs::create_dir_all(chart.join("templates")).unwrap();
-    fs::write(
-        chart.join("Chart.yaml"),
-        "apiVersion: v2\nname: c\nversion: 0.1.0\n",
-    )
-    .unwrap();
-    fs::write(
-        chart.join("templates/cm.yaml"),
-        "v: {{ toJson .Values | quote }}\n",
-    )
-    .unwrap();
+    let chart = values_chart(tmp.path());
     let cases = [
         "a:\n  b: [\n\tx,\n  ]\n",
         "a:\n  b: {\n\t\tk: v,\n\t\"q\": 1 }\n",
@@ -543,6 +532,9 @@ fn what_helm_reads_ferry_reads() {
         "on: yes\noff: n\n",
         "image:\n  registry: registry.k8s.io\n  image: ingress-nginx/controller\n  registry: quay.io\n",
         "images: [\n\tquay.io/a/b:1,\n  {repository: ghcr.io/c/d, tag: \"2\"}\n]\n",
+        // Tabs near a `-` that go-yaml accepts: after a key's colon, in a comment, in quotes,
+        // in a block scalar's text.
+        "l:\n- a:\t1\n- b # c\t\n- \"\t\"\nm: |\n  -\tz\n",
     ];
     let opts = RewriteOptions {
         target: Target::parse(MIRROR).unwrap(),
@@ -572,6 +564,91 @@ fn what_helm_reads_ferry_reads() {
             Err(e) => panic!("rewrite does not read {case:?}: {e}"),
         }
     }
+}
+
+/// A chart whose one template renders the values it is given, for Helm to judge values files.
+fn values_chart(dir: &Path) -> PathBuf {
+    let chart = dir.join("c");
+    fs::create_dir_all(chart.join("templates")).unwrap();
+    fs::write(
+        chart.join("Chart.yaml"),
+        "apiVersion: v2\nname: c\nversion: 0.1.0\n",
+    )
+    .unwrap();
+    fs::write(
+        chart.join("templates/cm.yaml"),
+        "v: {{ toJson .Values | quote }}\n",
+    )
+    .unwrap();
+    chart
+}
+
+/// Values that YAML 1.2 allows and Helm's YAML reader refuses: real Helm fails on each, and
+/// ferry refuses it too, at the line and column of the offending text, saying what to change.
+#[test]
+fn what_helm_refuses_ferry_refuses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let chart = values_chart(tmp.path());
+    // (values, line, column, what the message says)
+    let cases = [
+        ("list:\n-\tquay.io/a/b:1\n", 2, 2, "tab after the `-`"),
+        ("list:\n  - \tx\n", 2, 5, "tab after the `-`"),
+        ("list:\n-\t# note\n  - x\n", 2, 2, "tab after the `-`"),
+        (
+            "%YAML 1.1\n---\nimage: quay.io/a/b:1\n",
+            1,
+            1,
+            "`%YAML 1.1`",
+        ),
+        ("%YAML 1.2\n---\na: 1\n", 1, 1, "`%YAML 1.2`"),
+        ("%TAG !e! tag:example.com,2000:\n---\na: 1\n", 1, 1, "`%TAG"),
+    ];
+    let opts = RewriteOptions {
+        target: Target::parse(MIRROR).unwrap(),
+        images: Vec::new(),
+        pin_digests: false,
+    };
+    for (case, line, column, says) in cases {
+        let values = tmp.path().join("values.yaml");
+        fs::write(&values, case).unwrap();
+        if let Ok(out) = helm::template(&chart, &[&values]) {
+            panic!("helm reads {case:?}:\n{out}");
+        }
+        for result in [
+            rewrite(case, &values, &opts).map(|_| ()),
+            find_images(case, &values).map(|_| ()),
+        ] {
+            match result {
+                Err(RewriteError::Parse {
+                    line: l,
+                    column: c,
+                    message,
+                    ..
+                }) => {
+                    assert_eq!((l, c), (line, column), "{case:?}: {message}");
+                    assert!(message.contains(says), "{case:?}: {message}");
+                    assert!(message.contains("Helm"), "{case:?}: {message}");
+                }
+                other => panic!("{case:?} is read: {other:?}"),
+            }
+        }
+    }
+    // The command says where and what, and exits 2.
+    let values = tmp.path().join("values.yaml");
+    fs::write(&values, "list:\n-\tx\n").unwrap();
+    let out = ferry()
+        .args(["rewrite", "--registry", MIRROR])
+        .arg(&values)
+        .assert()
+        .code(2)
+        .get_output()
+        .stderr
+        .clone();
+    let msg = String::from_utf8_lossy(&out);
+    assert!(
+        msg.contains("values.yaml:2:2:") && msg.contains("write spaces"),
+        "{msg}"
+    );
 }
 
 /// With `--pin-digests`, the Bitnami-style chart renders the mirror's images by the bundle's
@@ -620,6 +697,65 @@ fn pinned_bitnami_values_render_by_digest() {
         format!("{MIRROR}/{}@{}", r.repository, b.digest)
     }));
     assert_eq!(rendered_images(&manifests), want);
+}
+
+/// With `--pin-digests`, an image map whose tag comes from the chart's `appVersion` (the
+/// alert router's, `v` + appVersion in the template) is pinned to the bundle image with that
+/// tag, like the maps that write their tag: Helm renders every image from the mirror by digest.
+#[test]
+fn pinned_app_version_tags_render_by_digest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let chart = charts_dir().join("probes-and-alerts");
+    let (_, expected) = charts()
+        .into_iter()
+        .find(|(n, _)| n == "probes-and-alerts")
+        .unwrap();
+    let bundle: Vec<ImageEntry> = expected
+        .images
+        .iter()
+        .zip(['a', 'b', 'c'])
+        .map(|(i, d)| {
+            bundle_image(&format!(
+                "{}@sha256:{}",
+                i.rendered,
+                d.to_string().repeat(64)
+            ))
+        })
+        .collect();
+    let opts = RewriteOptions {
+        target: Target::parse(MIRROR).unwrap(),
+        images: bundle.clone(),
+        pin_digests: true,
+    };
+    // As `ferry rewrite` and `ferry load --values` rewrite a values file: the Chart.yaml
+    // beside it gives the appVersion.
+    let values = chart.join("values.yaml");
+    let out = ferry::load::rewrite_values(std::slice::from_ref(&values), &opts).unwrap();
+    let pinned = out[0]
+        .edits
+        .iter()
+        .find(|e| e.path == "alertmanager.image.digest")
+        .unwrap_or_else(|| panic!("not pinned: {:#?}", out[0].edits));
+    assert_eq!(pinned.after, bundle[0].digest.to_string());
+    let rewritten = tmp.path().join("values.yaml");
+    fs::write(&rewritten, &out[0].after).unwrap();
+    let manifests = helm::template(&chart, &[&rewritten]).unwrap();
+    let want = sorted(bundle.iter().map(|b| {
+        let r = ImageRef::parse(&b.reference).unwrap();
+        format!("{MIRROR}/{}:{}@{}", r.repository, r.tag.unwrap(), b.digest)
+    }));
+    assert_eq!(rendered_images(&manifests), want);
+    // Without the chart's appVersion the map's tag is unknown, and it is left unpinned.
+    let text = fs::read_to_string(&values).unwrap();
+    let alone = rewrite(&text, &values, &opts).unwrap();
+    assert!(
+        !alone
+            .edits
+            .iter()
+            .any(|e| e.path == "alertmanager.image.digest"),
+        "{:#?}",
+        alone.edits
+    );
 }
 
 /// The ingress-nginx shape: one chart-wide `global.image.registry`, and image maps whose

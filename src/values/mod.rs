@@ -267,6 +267,8 @@ struct Plan<'s, 'a> {
     src: &'s Source<'a>,
     tree: &'s Tree<'a>,
     opts: &'s RewriteOptions,
+    /// The `appVersion` of the values' chart: the tag of an image map that gives none.
+    app_version: Option<&'s str>,
     /// Normalised registries of the bundle's images.
     hosts: BTreeSet<String>,
     /// Normalised `(registry, repository)` of each bundle image, in `opts.images` order.
@@ -284,6 +286,22 @@ struct Plan<'s, 'a> {
 /// [`RewriteError::Parse`] for invalid YAML, [`RewriteError::Ambiguous`] where an edit would be a
 /// guess, [`RewriteError::DigestConflict`] when pinning finds a different digest already written.
 pub fn rewrite(text: &str, file: &Path, opts: &RewriteOptions) -> Result<Rewritten, RewriteError> {
+    rewrite_chart(text, file, None, opts)
+}
+
+/// [`rewrite`] for the values of a chart whose `appVersion` is known: with `pin_digests`, an
+/// image map that gives neither a tag nor a digest is pinned to the bundle image tagged with
+/// the `appVersion` (or with it `v`-prefixed, or unprefixed), the tag the chart's templates
+/// fall back to, as [`find_chart_images`] checks it.
+///
+/// # Errors
+/// As [`rewrite`].
+pub fn rewrite_chart(
+    text: &str,
+    file: &Path,
+    app_version: Option<&str>,
+    opts: &RewriteOptions,
+) -> Result<Rewritten, RewriteError> {
     let src = Source::new(text, file);
     let tree = src.parse()?;
     let sites = sites::find(text, &tree).map_err(|r| src.ambiguous(r.offset, r.reason))?;
@@ -292,6 +310,7 @@ pub fn rewrite(text: &str, file: &Path, opts: &RewriteOptions) -> Result<Rewritt
         src: &src,
         tree: &tree,
         opts,
+        app_version,
         hosts: norm.iter().flatten().map(|(h, _)| h.clone()).collect(),
         norm,
         planned: Vec::new(),
@@ -404,6 +423,27 @@ impl Plan<'_, '_> {
                 .ambiguous(offset, Ambiguity::BundleConflict { reference, digests }));
         }
         Ok(found)
+    }
+
+    /// The bundle image of an image map without a tag or digest: the one tagged with the
+    /// chart's `appVersion`, else with it `v`-prefixed (or unprefixed), as templates write it.
+    fn known_app_version(
+        &self,
+        offset: usize,
+        host: Option<&str>,
+        path: &str,
+    ) -> Result<Option<&ImageEntry>, RewriteError> {
+        let Some(version) = self.app_version else {
+            return Ok(None);
+        };
+        if let Some(k) = self.known(offset, host, path, version)? {
+            return Ok(Some(k));
+        }
+        let variant = match version.strip_prefix('v') {
+            Some(bare) => bare.to_string(),
+            None => format!("v{version}"),
+        };
+        self.known(offset, host, path, &variant)
     }
 
     fn token(&self, id: NodeId) -> Result<Token, RewriteError> {
@@ -568,16 +608,22 @@ impl Plan<'_, '_> {
             .field_value(site.tag)
             .map(str::to_string)
             .or_else(|| effective.tag.clone());
-        let Some(tag) = tag else {
-            return Ok(());
-        };
         let offset = self.tree.nodes[site.repository.value].start;
-        let Some(known) = self
-            .known(offset, lookup_host.as_deref(), &lookup_path, &tag)?
-            .map(|k| k.digest.to_string())
-        else {
+        let known = match &tag {
+            Some(tag) => self.known(offset, lookup_host.as_deref(), &lookup_path, tag)?,
+            None if self.field_value(site.digest).is_none() && effective.digest.is_none() => {
+                self.known_app_version(offset, lookup_host.as_deref(), &lookup_path)?
+            }
+            None => None,
+        };
+        let Some(known) = known.map(|k| k.digest.to_string()) else {
             return Ok(());
         };
+        let tag = tag
+            .as_deref()
+            .or(self.app_version)
+            .unwrap_or_default()
+            .to_string();
         let (written, written_at) = match &site.full {
             Some((field, _)) => (self.scalar_value(field.value), field.value),
             None => (
