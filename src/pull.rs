@@ -8,21 +8,27 @@
 
 use crate::bundle::archive::Packing;
 use crate::bundle::source::{
-    BlobLocation, FetchedChart, RemoteBlob, RemoteInputs, RemoteRequest, ResolvedImage, SourceBlob,
+    BlobLocation, FetchedChart, RemoteBlob, RemoteInputs, RemoteRequest, ResolvedImage,
+    ResolvedReferrer, SourceBlob,
 };
 use crate::bundle::spec::ChartSource;
 use crate::error_chain::error_chain;
 use crate::oci::digest::Digest;
 use crate::oci::document::{self, Document, MAX_JSON};
 use crate::oci::reference::DOCKER_HUB;
+use crate::oci::referrers::{self, ReferrerKind};
 use crate::registry::charts::{self, OciChartRef};
-use crate::registry::{CredentialSource, RegistryClient, RegistryOptions};
+use crate::registry::{CredentialSource, RegistryClient, RegistryError, RegistryOptions};
 use oci_spec::image::{Descriptor, Platform};
 use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+
+/// Blobs of attached artifacts up to this size (signature payloads, certificates, most
+/// attestations) are fetched into memory, so that `verify:` can read them at build.
+const SMALL_ARTIFACT_BLOB: u64 = 1024 * 1024;
 
 /// The API host of Docker Hub, which references call `docker.io`.
 const DOCKER_HUB_API: &str = "registry-1.docker.io";
@@ -198,6 +204,12 @@ impl RemoteInputs for Puller {
                 (top.digest.clone(), size, None)
             }
         };
+        // The artifacts of a filtered index sign or describe the upstream index, which the
+        // bundle does not hold: they are not carried.
+        let referrers = match request.referrers && source_digest.is_none() {
+            true => walk.referrers(&digest)?,
+            false => Vec::new(),
+        };
         Ok(ResolvedImage {
             media_type,
             digest,
@@ -206,6 +218,7 @@ impl RemoteInputs for Puller {
             blobs: walk.blobs,
             source_digest,
             non_distributable: walk.skipped,
+            referrers,
         })
     }
 }
@@ -319,6 +332,98 @@ impl Walk<'_> {
             }
         }
         Ok(())
+    }
+
+    /// The artifacts attached to the image `digest`: cosign's `sha256-HEX.sig|.att|.sbom`
+    /// tags, and the OCI referrers the registry lists through its referrers API or, without
+    /// one, under the referrers tag schema's `sha256-HEX` index.
+    fn referrers(&mut self, digest: &Digest) -> Result<Vec<ResolvedReferrer>, String> {
+        let rt = &self.puller.rt;
+        let mut out: Vec<ResolvedReferrer> = Vec::new();
+        for kind in ReferrerKind::COSIGN {
+            let tag = referrers::cosign_tag(digest, kind).unwrap_or_default();
+            let m = match rt.block_on(self.client.get_manifest(&self.repo, &tag)) {
+                Ok(m) => m,
+                Err(RegistryError::NotFound { .. }) => continue,
+                Err(e) => return Err(error_chain(&e)),
+            };
+            out.push(self.referrer(m.digest, m.media_type, m.bytes, Some(kind), digest)?);
+        }
+        let index = match rt
+            .block_on(self.client.get_referrers(&self.repo, digest))
+            .map_err(|e| error_chain(&e))?
+        {
+            Some(index) => Some(index),
+            None => rt
+                .block_on(self.client.get_referrers_tag(&self.repo, digest))
+                .map_err(|e| error_chain(&e))?,
+        };
+        let Some(index) = index else {
+            return Ok(out);
+        };
+        let Ok((_, Document::Index(index))) = Document::parse(&index, None) else {
+            return Err(self.at(digest, "the referrers index is not an image index"));
+        };
+        for d in index.manifests() {
+            if out
+                .iter()
+                .any(|r| Some(&r.entry.digest) == document::digest_of(d).as_ref())
+            {
+                continue;
+            }
+            let (rd, bytes) = self.small(d, true)?;
+            let r = self.referrer(rd, d.media_type().to_string(), bytes, None, digest)?;
+            out.push(r);
+        }
+        Ok(out)
+    }
+
+    /// One artifact from its manifest: its config and small layers into memory, larger
+    /// layers streamed when the bundle is written.
+    fn referrer(
+        &mut self,
+        digest: Digest,
+        media_type: String,
+        bytes: Vec<u8>,
+        by_tag: Option<ReferrerKind>,
+        image: &Digest,
+    ) -> Result<ResolvedReferrer, String> {
+        let Ok((_, Document::Manifest(m))) = Document::parse(&bytes, Some(&media_type)) else {
+            return Err(self.at(
+                &digest,
+                "an attached artifact that is not an image manifest",
+            ));
+        };
+        let mut blobs = vec![SourceBlob {
+            digest: digest.clone(),
+            size: bytes.len() as u64,
+            location: BlobLocation::Memory(bytes.clone().into()),
+        }];
+        for d in std::iter::once(m.config()).chain(m.layers()) {
+            let Some(bd) = document::digest_of(d) else {
+                return Err(self.at(&digest, "a descriptor has an unusable digest"));
+            };
+            if blobs.iter().any(|b| b.digest == bd) {
+                continue;
+            }
+            if d.size() <= SMALL_ARTIFACT_BLOB {
+                let (bd, b) = self.small(d, false)?;
+                blobs.push(SourceBlob {
+                    digest: bd,
+                    size: d.size(),
+                    location: BlobLocation::Memory(b.into()),
+                });
+            } else {
+                let before = self.blobs.len();
+                let seen = self.seen.remove(&bd);
+                self.layer(d)?;
+                blobs.extend(self.blobs.drain(before..));
+                if seen {
+                    self.seen.insert(bd);
+                }
+            }
+        }
+        ResolvedReferrer::new(digest, media_type, &bytes, by_tag, image, blobs)
     }
 
     fn layer(&mut self, d: &Descriptor) -> Result<(), String> {

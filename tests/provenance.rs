@@ -1,0 +1,389 @@
+//! Provenance across the gap: images signed in cosign's format and an SBOM referrer in a real
+//! registry are carried by `build`, checked offline by `verify --image-key`, shown by
+//! `inspect`, and pushed by `load` with their digests; skopeo and openssl check the result.
+
+use std::path::{Path, PathBuf};
+
+use crate::harness::ferry;
+use crate::util::cosign::{self, Artifacts, Key, OCI_INDEX, OCI_MANIFEST};
+use crate::util::oci::write_layout;
+use crate::util::registry::{Registry, Setup};
+use crate::util::skopeo;
+
+/// A registry with `team/app1:1.0` (signed with `key`, with an SPDX SBOM referrer) and
+/// `team/app2:1.0` (with a signature whose payload names app1's digest, when asked for).
+struct Signed {
+    registry: Registry,
+    key: Key,
+    other_key: Key,
+    app1: String,
+    app2: String,
+    /// The signature manifest of app1 and its `sha256-HEX.sig` tag.
+    sig: String,
+    sig_tag: String,
+    sbom: String,
+    work: tempfile::TempDir,
+}
+
+impl Signed {
+    fn start(salt: u64, sign_app2_wrongly: bool) -> Signed {
+        let registry = Registry::start(Setup::Plain);
+        let work = tempfile::tempdir().unwrap();
+        let layout_dir = work.path().join("layout");
+        let layout = write_layout(&layout_dir, salt);
+        for name in ["app1", "app2"] {
+            skopeo::skopeo(&[
+                "copy",
+                "--quiet",
+                "--insecure-policy",
+                "--dest-tls-verify=false",
+                &format!("oci:{}:{name}", layout_dir.display()),
+                &format!("docker://{}/team/{name}:1.0", registry.host()),
+            ]);
+        }
+        let digest = |n: &str| {
+            let i = layout.images.iter().find(|i| i.name == n).unwrap();
+            i.digest.clone()
+        };
+        let (app1, app2) = (digest("app1"), digest("app2"));
+        let app1_size = std::fs::metadata(layout_dir.join("blobs/sha256").join(&app1[7..]))
+            .unwrap()
+            .len();
+        let key = Key::new(work.path(), "cosign");
+        let other_key = Key::new(work.path(), "other");
+        let host = registry.host();
+        let art = Artifacts::new();
+        let p = cosign::payload(&format!("{host}/team/app1"), &app1);
+        let (sig, _) = art.signature(&p, &key.sign(&p));
+        let sig_tag = format!("sha256-{}.sig", &app1[7..]);
+        let (sbom, index) = art.sbom(&app1, app1_size);
+        let fallback = format!("sha256-{}", &app1[7..]);
+        let mut pushes = vec![
+            ("team/app1", sig_tag.as_str(), sig.as_str(), OCI_MANIFEST),
+            ("team/app1", fallback.as_str(), index.as_str(), OCI_INDEX),
+        ];
+        let wrong_tag = format!("sha256-{}.sig", &app2[7..]);
+        let wrong;
+        if sign_app2_wrongly {
+            // A valid signature by the right key, but over app1's digest.
+            let p = cosign::payload(&format!("{host}/team/app2"), &app1);
+            wrong = art.signature(&p, &key.sign(&p)).0;
+            pushes.push((
+                "team/app2",
+                wrong_tag.as_str(),
+                wrong.as_str(),
+                OCI_MANIFEST,
+            ));
+        }
+        art.push(&host, &pushes);
+        Signed {
+            registry,
+            key,
+            other_key,
+            app1,
+            app2,
+            sig,
+            sig_tag,
+            sbom,
+            work,
+        }
+    }
+
+    /// A spec for both images; `verify` is added as it is given (YAML lines).
+    fn spec(&self, verify: &str) -> PathBuf {
+        let host = self.registry.host();
+        let spec = self.work.path().join("ferry.yaml");
+        std::fs::write(
+            &spec,
+            format!(
+                "name: signed\nversion: '1.0'\n{verify}images:\n- ref: {host}/team/app1:1.0\n- ref: {host}/team/app2:1.0\n"
+            ),
+        )
+        .unwrap();
+        spec
+    }
+
+    fn build(
+        &self,
+        spec: &Path,
+        name: &str,
+        extra: &[&str],
+    ) -> (PathBuf, assert_cmd::assert::Assert) {
+        let out = self.work.path().join(name);
+        let assert = ferry()
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .args(["build", "--plain-http", "-f"])
+            .arg(spec)
+            .arg("-o")
+            .arg(&out)
+            .args(extra)
+            .assert();
+        (out, assert)
+    }
+}
+
+fn stderr(a: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&a.get_output().stderr).to_string()
+}
+
+fn stdout(a: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&a.get_output().stdout).to_string()
+}
+
+fn verify(bundle: &Path, args: &[&str]) -> assert_cmd::assert::Assert {
+    ferry().arg("verify").arg(bundle).args(args).assert()
+}
+
+#[test]
+fn signed_images_and_their_sbom_travel_and_verify_with_skopeo_and_openssl() {
+    let s = Signed::start(61, false);
+    let (bundle, built) = s.build(&s.spec(""), "b.tar.gz", &[]);
+    built.success();
+
+    // ferry.json lists them under their image; the bundle is format 2.
+    let m: serde_json::Value = serde_json::from_slice(
+        &ferry()
+            .args(["inspect", "--json"])
+            .arg(&bundle)
+            .assert()
+            .success()
+            .get_output()
+            .stdout,
+    )
+    .unwrap();
+    let referrers = &m["images"][0]["referrers"];
+    assert_eq!(referrers[0]["kind"], "signature", "{m}");
+    assert_eq!(referrers[0]["digest"], s.sig.as_str());
+    assert_eq!(referrers[0]["tag"], s.sig_tag.as_str());
+    assert_eq!(referrers[1]["kind"], "sbom");
+    assert_eq!(referrers[1]["digest"], s.sbom.as_str());
+    assert_eq!(referrers[1]["sbomFormat"], "application/spdx+json");
+    assert!(m["images"][1].get("referrers").is_none(), "{m}");
+    let text = stdout(&ferry().arg("inspect").arg(&bundle).assert().success());
+    assert!(
+        text.contains("signature: key not checked at build"),
+        "{text}"
+    );
+    assert!(text.contains("sbom: SPDX (JSON)"), "{text}");
+
+    // Offline: app1's signature holds under the key; app2 carries none.
+    let pubkey = s.key.public.to_str().unwrap();
+    let ok = verify(&bundle, &["--image-key", pubkey]).success();
+    let out = stdout(&ok);
+    assert!(
+        out.contains(&format!("SIGNED: {}/team/app1:1.0", s.registry.host())),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("UNSIGNED: {}/team/app2:1.0", s.registry.host())),
+        "{out}"
+    );
+    // The wrong key fails naming the image; so does an unsigned image when signatures are required.
+    let bad = verify(
+        &bundle,
+        &["--image-key", s.other_key.public.to_str().unwrap()],
+    )
+    .failure()
+    .code(1);
+    assert!(
+        stderr(&bad).contains("team/app1:1.0") && stderr(&bad).contains("no signature verifies"),
+        "{}",
+        stderr(&bad)
+    );
+    let unsigned = verify(
+        &bundle,
+        &["--image-key", pubkey, "--require-image-signatures"],
+    )
+    .failure()
+    .code(1);
+    assert!(
+        stderr(&unsigned).contains("team/app2:1.0") && stderr(&unsigned).contains("not signed"),
+        "{}",
+        stderr(&unsigned)
+    );
+
+    // Load into a second registry (Debian's distribution 2.8: no referrers API).
+    let b = Registry::start(Setup::Plain);
+    ferry()
+        .args(["load", "--plain-http", "--registry"])
+        .arg(b.host())
+        .arg(&bundle)
+        .assert()
+        .success();
+    let host = b.host();
+    let raw = skopeo::inspect_raw(&format!("{host}/team/app1:1.0"));
+    assert_eq!(cosign::sha256(&raw), s.app1);
+    let sig_raw = skopeo::inspect_raw(&format!("{host}/team/app1:{}", s.sig_tag));
+    assert_eq!(
+        cosign::sha256(&sig_raw),
+        s.sig,
+        "the signature manifest keeps its digest"
+    );
+    // Independently: the payload names the image, and openssl verifies the signature.
+    let sig_manifest: serde_json::Value = serde_json::from_slice(&sig_raw).unwrap();
+    let layer = &sig_manifest["layers"][0];
+    let dir = s.work.path().join("sig-copy");
+    skopeo::skopeo(&[
+        "copy",
+        "--quiet",
+        "--insecure-policy",
+        "--src-tls-verify=false",
+        &format!("docker://{host}/team/app1:{}", s.sig_tag),
+        &format!("dir:{}", dir.display()),
+    ]);
+    let payload_digest = layer["digest"].as_str().unwrap();
+    let payload = std::fs::read(dir.join(&payload_digest[7..])).unwrap();
+    assert_eq!(cosign::sha256(&payload), payload_digest);
+    let parsed: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(
+        parsed["critical"]["image"]["docker-manifest-digest"],
+        s.app1.as_str()
+    );
+    let signature = layer["annotations"][cosign::SIGNATURE_ANNOTATION]
+        .as_str()
+        .unwrap();
+    assert!(s.key.openssl_verifies(&payload, signature));
+    assert!(!s.other_key.openssl_verifies(&payload, signature));
+    // The SBOM: listed under the referrers tag schema, its manifest unchanged.
+    let index_raw = skopeo::inspect_raw(&format!("{host}/team/app1:sha256-{}", &s.app1[7..]));
+    let index: serde_json::Value = serde_json::from_slice(&index_raw).unwrap();
+    assert_eq!(index["manifests"][0]["digest"], s.sbom.as_str(), "{index}");
+    assert_eq!(
+        index["manifests"][0]["artifactType"],
+        "application/spdx+json"
+    );
+    let sbom_raw = skopeo::inspect_raw(&format!("{host}/team/app1@{}", s.sbom));
+    assert_eq!(cosign::sha256(&sbom_raw), s.sbom);
+
+    // A second load finds everything there; --no-referrers pushes the images only.
+    ferry()
+        .args(["load", "--plain-http", "--registry"])
+        .arg(b.host())
+        .arg(&bundle)
+        .assert()
+        .success();
+    let c = Registry::start(Setup::Plain);
+    ferry()
+        .args(["load", "--plain-http", "--no-referrers", "--registry"])
+        .arg(c.host())
+        .arg(&bundle)
+        .assert()
+        .success();
+    skopeo::inspect_raw(&format!("{}/team/app1:1.0", c.host()));
+    let missing = std::process::Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{}/team/app1:{}", c.host(), s.sig_tag))
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+}
+
+#[test]
+fn a_signature_over_another_digest_fails_at_build_and_at_verify() {
+    let s = Signed::start(67, true);
+    let key = s.key.public.display().to_string();
+    // Without `verify:` the build carries the bad signature as it is.
+    let (bundle, built) = s.build(&s.spec(""), "b.tar.gz", &[]);
+    built.success();
+    let bad = verify(&bundle, &["--image-key", &key]).failure().code(1);
+    let err = stderr(&bad);
+    assert!(
+        err.contains("team/app2:1.0")
+            && err.contains(&format!("not the image's digest {}", s.app2)),
+        "{err}"
+    );
+
+    // `verify:` checks at build: per image, overriding the spec-wide key.
+    let spec = s.spec(&format!("verify:\n  key: {key}\n"));
+    let (out, failed) = s.build(&spec, "c.tar.gz", &[]);
+    let err = stderr(&failed.failure().code(1));
+    assert!(
+        err.contains("team/app2:1.0") && err.contains("no signature verifies"),
+        "{err}"
+    );
+    assert!(!out.exists());
+    let host = s.registry.host();
+    // app1 only, its own key overriding a wrong spec-wide one.
+    std::fs::write(
+        &spec,
+        format!(
+            "name: signed\nversion: '1.0'\nverify:\n  key: {}\nimages:\n- ref: {host}/team/app1:1.0\n  verify:\n    key: {key}\n",
+            s.other_key.public.display()
+        ),
+    )
+    .unwrap();
+    let (ok, built) = s.build(&spec, "d.tar.gz", &[]);
+    built.success();
+    let m: serde_json::Value = serde_json::from_slice(
+        &ferry()
+            .args(["inspect", "--json"])
+            .arg(&ok)
+            .assert()
+            .success()
+            .get_output()
+            .stdout,
+    )
+    .unwrap();
+    let fingerprint = m["images"][0]["referrers"][0]["verifiedKeys"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        fingerprint.starts_with("sha256:") && fingerprint.len() == 71,
+        "{m}"
+    );
+    let text = stdout(&ferry().arg("inspect").arg(&ok).assert().success());
+    assert!(
+        text.contains(&format!("key {fingerprint} (checked at build)")),
+        "{text}"
+    );
+    // --no-referrers leaves them out: a format 1 bundle, which `verify:` cannot check.
+    let plain = s.spec("");
+    let (none, built) = s.build(&plain, "e.tar.gz", &["--no-referrers"]);
+    built.success();
+    let m: serde_json::Value = serde_json::from_slice(
+        &std::process::Command::new("tar")
+            .arg("-xzOf")
+            .arg(&none)
+            .arg("signed-1.0/ferry.json")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(m["formatVersion"], 1);
+    assert!(m["images"][0].get("referrers").is_none());
+}
+
+#[test]
+fn a_tampered_image_is_caught_before_any_signature_is_trusted() {
+    let s = Signed::start(71, false);
+    let (bundle, built) = s.build(&s.spec(""), "b.tar.gz", &[]);
+    built.success();
+    let dir = s.work.path().join("x");
+    std::fs::create_dir_all(&dir).unwrap();
+    let tar = std::process::Command::new("tar")
+        .arg("-xzf")
+        .arg(&bundle)
+        .arg("-C")
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    // app1's manifest blob changed: its digest no longer matches.
+    let blob = dir
+        .join("signed-1.0/images/blobs/sha256")
+        .join(&s.app1[7..]);
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes[10] ^= 1;
+    std::fs::write(&blob, bytes).unwrap();
+    let out = verify(&dir, &["--image-key", s.key.public.to_str().unwrap()])
+        .failure()
+        .code(1);
+    let err = stderr(&out);
+    assert!(
+        err.contains(&s.app1[7..]) && err.contains("the content was changed"),
+        "{err}"
+    );
+    assert!(!err.contains("signature"), "{err}");
+}
