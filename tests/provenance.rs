@@ -387,3 +387,132 @@ fn a_tampered_image_is_caught_before_any_signature_is_trusted() {
     );
     assert!(!err.contains("signature"), "{err}");
 }
+
+/// A validator for a schema in `testdata/schemas/`, its `$ref`s resolved to the files beside it
+/// (CycloneDX's refer to `spdx.schema.json` and `jsf-0.82.schema.json` under their `$id`s).
+fn validator(name: &str) -> jsonschema::Validator {
+    let read = |n: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(format!("testdata/schemas/{n}")).unwrap()).unwrap()
+    };
+    let mut opts = jsonschema::options();
+    for n in ["spdx.schema.json", "jsf-0.82.schema.json"] {
+        opts = opts.with_resource(
+            format!("http://cyclonedx.org/schema/{n}"),
+            jsonschema::Resource::from_contents(read(n)),
+        );
+    }
+    opts.build(&read(name)).expect("schema compiles")
+}
+
+fn errors(v: &jsonschema::Validator, doc: &serde_json::Value) -> Vec<String> {
+    v.iter_errors(doc)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect()
+}
+
+#[test]
+fn the_bundle_sboms_validate_against_cyclonedx_1_6_and_spdx_2_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("b.tar.gz");
+    let report = crate::harness::build_fixture(&bundle, 1_700_000_000);
+    let m = &report.manifest;
+    let sbom = |format: &str| -> serde_json::Value {
+        let out = ferry()
+            .args(["inspect", "--format", format])
+            .arg(&bundle)
+            .assert()
+            .success();
+        serde_json::from_slice(&out.get_output().stdout).unwrap()
+    };
+    let cdx = sbom("cyclonedx");
+    let cdx_schema = validator("bom-1.6.schema.json");
+    assert_eq!(errors(&cdx_schema, &cdx), Vec::<String>::new());
+    let spdx = sbom("spdx");
+    let spdx_schema = validator("spdx-schema.json");
+    assert_eq!(errors(&spdx_schema, &spdx), Vec::<String>::new());
+    // The validators are live: a document without its required members fails.
+    let mut broken = cdx.clone();
+    broken.as_object_mut().unwrap().remove("specVersion");
+    assert!(!errors(&cdx_schema, &broken).is_empty());
+    let mut broken = spdx.clone();
+    broken["packages"][1]["checksums"][0]["algorithm"] = "SHA-256".into();
+    assert!(!errors(&spdx_schema, &broken).is_empty());
+
+    // Every image, chart and other file is there with its digest.
+    let cdx_text = cdx.to_string();
+    let spdx_text = spdx.to_string();
+    for img in &m.images {
+        assert!(
+            cdx_text.contains(img.digest.hex()) && spdx_text.contains(img.digest.hex()),
+            "{}",
+            img.reference
+        );
+    }
+    let containers = cdx["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["type"] == "container")
+        .count();
+    assert_eq!(containers, m.images.len());
+    for c in &m.charts {
+        assert!(
+            cdx_text.contains(&format!("\"name\":\"{}\"", c.name)),
+            "{}",
+            c.name
+        );
+        assert!(
+            spdx_text.contains(&format!("\"versionInfo\":\"{}\"", c.version)),
+            "{}",
+            c.version
+        );
+    }
+    let script = m
+        .files
+        .iter()
+        .find(|f| f.path.as_str().starts_with("scripts/"))
+        .unwrap();
+    assert!(cdx_text.contains(script.digest.hex()) && spdx_text.contains(script.digest.hex()));
+    // The same bundle gives the same documents.
+    assert_eq!(sbom("cyclonedx"), cdx);
+}
+
+#[test]
+fn sign_refuses_a_corrupted_bundle_and_replaces_a_stale_detached_signature() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("b.tar.gz");
+    crate::harness::build_fixture(&bundle, 1_700_000_000);
+    let key = Key::new(dir.path(), "k");
+    let sign = |extra: &[&str]| {
+        ferry()
+            .arg("sign")
+            .arg(&bundle)
+            .arg("--key")
+            .arg(&key.private)
+            .args(extra)
+            .assert()
+    };
+    let detached = dir.path().join("b.tar.gz.sig");
+    sign(&["--detached"]).success();
+    let sig = std::fs::read_to_string(&detached).unwrap();
+    assert!(key.openssl_verifies(&std::fs::read(&bundle).unwrap(), &sig));
+
+    // Signing again changes the head, so the old detached signature is removed …
+    let out = sign(&[]).success();
+    assert!(!detached.exists());
+    assert!(stderr(&out).contains("removed"), "{}", stderr(&out));
+    // … or rewritten to match.
+    sign(&["--detached"]).success();
+    let sig = std::fs::read_to_string(&detached).unwrap();
+    assert!(key.openssl_verifies(&std::fs::read(&bundle).unwrap(), &sig));
+
+    // A corrupted bundle is never signed, and is left as it is.
+    let mut bytes = std::fs::read(&bundle).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x40;
+    std::fs::write(&bundle, &bytes).unwrap();
+    let out = sign(&["--detached"]).failure().code(1);
+    assert!(stderr(&out).contains("does not verify"), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&bundle).unwrap(), bytes);
+    assert_eq!(std::fs::read_to_string(&detached).unwrap(), sig);
+}
