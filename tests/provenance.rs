@@ -158,6 +158,15 @@ fn signed_images_and_their_sbom_travel_and_verify_with_skopeo_and_openssl() {
     assert_eq!(referrers[1]["kind"], "sbom");
     assert_eq!(referrers[1]["digest"], s.sbom.as_str());
     assert_eq!(referrers[1]["sbomFormat"], "application/spdx+json");
+    let head = std::process::Command::new("tar")
+        .arg("-xzOf")
+        .arg(&bundle)
+        .arg("signed-1.0/ferry.json")
+        .output()
+        .unwrap()
+        .stdout;
+    let head: serde_json::Value = serde_json::from_slice(&head).unwrap();
+    assert_eq!(head["formatVersion"], 2);
     assert!(m["images"][1].get("referrers").is_none(), "{m}");
     let text = stdout(&ferry().arg("inspect").arg(&bundle).assert().success());
     assert!(
@@ -328,16 +337,22 @@ fn a_signature_over_another_digest_fails_at_build_and_at_verify() {
         .as_str()
         .unwrap()
         .to_string();
-    assert!(
-        fingerprint.starts_with("sha256:") && fingerprint.len() == 71,
-        "{m}"
-    );
+    let der = std::process::Command::new("openssl")
+        .args(["pkey", "-pubin", "-outform", "DER", "-in"])
+        .arg(&s.key.public)
+        .output()
+        .unwrap()
+        .stdout;
+    assert_eq!(fingerprint, cosign::sha256(&der), "{m}");
     let text = stdout(&ferry().arg("inspect").arg(&ok).assert().success());
     assert!(
         text.contains(&format!("key {fingerprint} (checked at build)")),
         "{text}"
     );
     // --no-referrers leaves them out: a format 1 bundle, which `verify:` cannot check.
+    let (_, refused) = s.build(&spec, "f.tar.gz", &["--no-referrers"]);
+    let err = stderr(&refused.failure().code(2));
+    assert!(err.contains("--no-referrers"), "{err}");
     let plain = s.spec("");
     let (none, built) = s.build(&plain, "e.tar.gz", &["--no-referrers"]);
     built.success();
@@ -515,4 +530,149 @@ fn sign_refuses_a_corrupted_bundle_and_replaces_a_stale_detached_signature() {
     assert!(stderr(&out).contains("does not verify"), "{}", stderr(&out));
     assert_eq!(std::fs::read(&bundle).unwrap(), bytes);
     assert_eq!(std::fs::read_to_string(&detached).unwrap(), sig);
+}
+
+#[test]
+fn a_layout_that_holds_signatures_gives_them_to_the_bundle_and_an_extracted_bundle_loads_them() {
+    // An OCI layout as `skopeo copy` leaves it after copying an image, its `.sig` tag and its
+    // referrers tag schema index: named `app1`, `sha256-HEX.sig` and `sha256-HEX`.
+    let art = Artifacts::new();
+    let layout = write_layout(art.dir.path(), 73);
+    let app1 = layout
+        .images
+        .iter()
+        .find(|i| i.name == "app1")
+        .unwrap()
+        .digest
+        .clone();
+    let size = std::fs::metadata(art.dir.path().join("blobs/sha256").join(&app1[7..]))
+        .unwrap()
+        .len();
+    let key = Key::new(art.dir.path(), "cosign");
+    let p = cosign::payload("registry.example.com/team/app1", &app1);
+    let (sig, _) = art.signature(&p, &key.sign(&p));
+    art.name(&sig, OCI_MANIFEST, &format!("sha256-{}.sig", &app1[7..]));
+    let (sbom, index) = art.sbom(&app1, size);
+    art.name(&index, OCI_INDEX, &format!("sha256-{}", &app1[7..]));
+
+    let work = tempfile::tempdir().unwrap();
+    let spec = work.path().join("ferry.yaml");
+    let pubkey = key.public.display().to_string();
+    let layout_dir = art.dir.path().display().to_string();
+    let write_spec = |spec_wide: &str, app1_own: &str, extra: &str| {
+        let text = format!(
+            "name: layout\nversion: '1'\n{spec_wide}images:\n\
+             - ref: registry.example.com/team/app1:1.0\n  from: oci:{layout_dir}:app1\n{app1_own}\
+             - ref: registry.example.com/team/app2:1.0\n  from: oci:{layout_dir}:app2\n{extra}"
+        );
+        std::fs::write(&spec, text).unwrap();
+    };
+    // `verify:` for every image fails naming app2, which has no signature …
+    write_spec(&format!("verify:\n  key: {pubkey}\n"), "", "");
+    let bundle = work.path().join("b.tar.gz");
+    let out = ferry()
+        .arg("build")
+        .arg("-f")
+        .arg(&spec)
+        .arg("-o")
+        .arg(&bundle)
+        .assert()
+        .failure()
+        .code(1);
+    assert!(
+        stderr(&out).contains("team/app2:1.0") && stderr(&out).contains("has no signature"),
+        "{}",
+        stderr(&out)
+    );
+    // … and with the key for app1 alone the bundle carries its signature and SBOM, once even
+    // when app1 is listed under a second tag.
+    write_spec(
+        "",
+        &format!("  verify:\n    key: {pubkey}\n"),
+        &format!("- ref: registry.example.com/team/app1:latest\n  from: oci:{layout_dir}:app1\n"),
+    );
+    ferry()
+        .arg("build")
+        .arg("-f")
+        .arg(&spec)
+        .arg("-o")
+        .arg(&bundle)
+        .assert()
+        .success();
+    let m: serde_json::Value = serde_json::from_slice(
+        &ferry()
+            .args(["inspect", "--json"])
+            .arg(&bundle)
+            .assert()
+            .success()
+            .get_output()
+            .stdout,
+    )
+    .unwrap();
+    let digests: Vec<&str> = m["images"][0]["referrers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["digest"].as_str().unwrap())
+        .collect();
+    assert_eq!(digests, [sig.as_str(), sbom.as_str()], "{m}");
+    let latest: Vec<&str> = m["images"][2]["referrers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["digest"].as_str().unwrap())
+        .collect();
+    assert_eq!(latest, digests);
+    assert_eq!(
+        m["images"][0]["referrers"][0]["verifiedKeys"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    verify(&bundle, &["--image-key", key.public.to_str().unwrap()]).success();
+    // umoci, an independent layout reader, reads the bundle's layout with the artifacts in it.
+    let dir = work.path().join("x");
+    std::fs::create_dir_all(&dir).unwrap();
+    assert!(std::process::Command::new("tar")
+        .arg("-xzf")
+        .arg(&bundle)
+        .arg("-C")
+        .arg(&dir)
+        .status()
+        .unwrap()
+        .success());
+    let root = dir.join("layout-1");
+    let ls = std::process::Command::new("umoci")
+        .args(["ls", "--layout"])
+        .arg(root.join("images"))
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&ls.stdout);
+    assert!(
+        ls.status.success()
+            && listed.contains(&format!(
+                "registry.example.com/team/app1:sha256-{}.sig",
+                &app1[7..]
+            )),
+        "{listed}"
+    );
+
+    // The extracted folder loads with its artifacts.
+    let reg = Registry::start(Setup::Plain);
+    ferry()
+        .args(["load", "--plain-http", "--registry"])
+        .arg(reg.host())
+        .arg(&dir)
+        .assert()
+        .success();
+    let raw = skopeo::inspect_raw(&format!(
+        "{}/team/app1:sha256-{}.sig",
+        reg.host(),
+        &app1[7..]
+    ));
+    assert_eq!(cosign::sha256(&raw), sig);
+    let raw = skopeo::inspect_raw(&format!("{}/team/app1:sha256-{}", reg.host(), &app1[7..]));
+    let index: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(index["manifests"][0]["digest"], sbom.as_str());
 }

@@ -434,12 +434,16 @@ fn plan_images(
             referrers: Vec::new(),
         };
         for r in referrers {
-            index_entries.push(LayoutEntry {
-                media_type: r.media_type.clone(),
-                digest: r.digest.clone(),
-                size: r.size,
-                name: r.layout_name(&entry),
-            });
+            let name = r.layout_name(&entry);
+            // The same image under two tags of one repository shares its artifacts' names.
+            if !index_entries.iter().any(|e| e.name == name) {
+                index_entries.push(LayoutEntry {
+                    media_type: r.media_type.clone(),
+                    digest: r.digest.clone(),
+                    size: r.size,
+                    name,
+                });
+            }
             entry.referrers.push(r);
         }
         images.push(entry);

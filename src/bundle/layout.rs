@@ -89,10 +89,10 @@ pub fn check(
             });
         }
     }
-    let mut referrers = 0;
+    // The same image under two tags of one repository shares its artifacts' descriptors.
+    let mut referrer_names = BTreeSet::new();
     for img in &manifest.images {
         for r in &img.referrers {
-            referrers += 1;
             let name = r.layout_name(img);
             let named = by_name
                 .get(name.as_str())
@@ -106,8 +106,10 @@ pub fn check(
                     ),
                 });
             }
+            referrer_names.insert(name);
         }
     }
+    let referrers = referrer_names.len();
     if descs.len() != manifest.images.len() + referrers {
         return Err(LayoutError::Image {
             reference: "(index)".into(),

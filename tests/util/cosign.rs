@@ -136,6 +136,21 @@ impl Artifacts {
         Artifacts { dir }
     }
 
+    /// Adds `digest` to `index.json`, named `name`.
+    pub fn name(&self, digest: &str, media_type: &str, name: &str) {
+        let path = self.dir.path().join("index.json");
+        let mut index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let size = std::fs::metadata(self.dir.path().join("blobs/sha256").join(&digest[7..]))
+            .unwrap()
+            .len();
+        index["manifests"].as_array_mut().unwrap().push(json!({
+            "mediaType": media_type, "digest": digest, "size": size,
+            "annotations": {"org.opencontainers.image.ref.name": name}
+        }));
+        std::fs::write(&path, serde_json::to_vec(&index).unwrap()).unwrap();
+    }
+
     /// Stores a blob; returns (digest, size).
     pub fn put(&self, bytes: &[u8]) -> (String, u64) {
         let d = sha256(bytes);
