@@ -85,6 +85,10 @@ fn check_image(
                     key: Some(format!("sha256:{}", key.fingerprint())),
                 })
             }
+            Err(e) if r.keyless => why.push(format!(
+                "{e} (signature manifest {} is keyless: its certificate travels unchanged, but ferry does not check keyless signatures yet)",
+                r.digest
+            )),
             Err(e) => why.push(e.to_string()),
         }
     }

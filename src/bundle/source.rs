@@ -701,7 +701,13 @@ pub fn referrers(
         .map(|(d, k)| (d.clone(), k))
         .chain(listed.into_iter().map(|d| (d, None)));
     for (d, by_tag) in candidates {
-        let Some(r) = walk.referrer(&d, by_tag, image)? else {
+        // A manifest named by a cosign tag must be readable; any other entry of the layout is
+        // only looked at for its `subject`, and one that cannot be read is not an artifact.
+        let found = match by_tag {
+            Some(_) => walk.referrer(&d, by_tag, image)?,
+            None => walk.referrer(&d, None, image).ok().flatten(),
+        };
+        let Some(r) = found else {
             continue;
         };
         if !out.iter().any(|o| o.entry.digest == r.entry.digest) {

@@ -225,6 +225,12 @@ mod tests {
         );
         let d = describe(sig.as_bytes()).unwrap();
         assert_eq!(d.signatures, 1);
+        assert!(!d.keyless);
+        let keyless = sig.replace(
+            r#""MEUC"}"#,
+            &format!(r#""MEUC","{CERTIFICATE_ANNOTATION}":"-----BEGIN CERTIFICATE-----"}}"#),
+        );
+        assert!(describe(keyless.as_bytes()).unwrap().keyless);
         assert_eq!(d.artifact_type, None);
         assert_eq!(d.kind(None), ReferrerKind::Signature);
         let sbom = format!(

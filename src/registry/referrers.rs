@@ -120,7 +120,12 @@ impl RegistryClient {
                     json && matches!(Document::parse(&bytes, None), Ok((_, Document::Index(_))));
                 Ok(index.then_some(bytes))
             }
-            Err(RegistryError::Status { status: 404, .. }) => Ok(None),
+            // 404 is what the API never answers; some registries without it answer 400,
+            // 405 or 501 for the unknown route.
+            Err(RegistryError::Status {
+                status: 400 | 404 | 405 | 501,
+                ..
+            }) => Ok(None),
             Err(e) => Err(e),
         }
     }
