@@ -26,10 +26,6 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-/// Blobs of attached artifacts up to this size (signature payloads, certificates, most
-/// attestations) are fetched into memory, so that `verify:` can read them at build.
-const SMALL_ARTIFACT_BLOB: u64 = 1024 * 1024;
-
 /// The API host of Docker Hub, which references call `docker.io`.
 const DOCKER_HUB_API: &str = "registry-1.docker.io";
 
@@ -347,7 +343,7 @@ impl Walk<'_> {
                 Err(RegistryError::NotFound { .. }) => continue,
                 Err(e) => return Err(error_chain(&e)),
             };
-            out.push(self.referrer(m.digest, m.media_type, m.bytes, Some(kind), digest)?);
+            out.extend(self.referrer(m.digest, m.media_type, m.bytes, Some(kind), digest)?);
         }
         let index = match rt
             .block_on(self.client.get_referrers(&self.repo, digest))
@@ -372,14 +368,14 @@ impl Walk<'_> {
                 continue;
             }
             let (rd, bytes) = self.small(d, true)?;
-            let r = self.referrer(rd, d.media_type().to_string(), bytes, None, digest)?;
-            out.push(r);
+            out.extend(self.referrer(rd, d.media_type().to_string(), bytes, None, digest)?);
         }
         Ok(out)
     }
 
-    /// One artifact from its manifest: its config and small layers into memory, larger
-    /// layers streamed when the bundle is written.
+    /// One artifact from its manifest: its config into memory, its layers streamed when the
+    /// bundle is written (a blob the image or another artifact already brought is planned
+    /// once by the build).
     fn referrer(
         &mut self,
         digest: Digest,
@@ -387,43 +383,33 @@ impl Walk<'_> {
         bytes: Vec<u8>,
         by_tag: Option<ReferrerKind>,
         image: &Digest,
-    ) -> Result<ResolvedReferrer, String> {
-        let Ok((_, Document::Manifest(m))) = Document::parse(&bytes, Some(&media_type)) else {
-            return Err(self.at(
-                &digest,
-                "an attached artifact that is not an image manifest",
-            ));
+    ) -> Result<Option<ResolvedReferrer>, String> {
+        let m = match Document::parse(&bytes, Some(&media_type)) {
+            Ok((_, Document::Manifest(m))) => m,
+            // An index attached to an image is not carried (bundle-format 8.3).
+            Ok((_, Document::Index(_))) => return Ok(None),
+            Err(e) => return Err(self.at(&digest, format!("an attached artifact: {e}"))),
         };
-        let mut blobs = vec![SourceBlob {
-            digest: digest.clone(),
-            size: bytes.len() as u64,
-            location: BlobLocation::Memory(bytes.clone().into()),
-        }];
-        for d in std::iter::once(m.config()).chain(m.layers()) {
-            let Some(bd) = document::digest_of(d) else {
-                return Err(self.at(&digest, "a descriptor has an unusable digest"));
-            };
-            if blobs.iter().any(|b| b.digest == bd) {
-                continue;
-            }
-            if d.size() <= SMALL_ARTIFACT_BLOB {
-                let (bd, b) = self.small(d, false)?;
-                blobs.push(SourceBlob {
-                    digest: bd,
-                    size: d.size(),
-                    location: BlobLocation::Memory(b.into()),
-                });
-            } else {
-                let before = self.blobs.len();
-                let seen = self.seen.remove(&bd);
-                self.layer(d)?;
-                blobs.extend(self.blobs.drain(before..));
-                if seen {
-                    self.seen.insert(bd);
-                }
-            }
+        let config = m.config();
+        let (config_digest, config_bytes) = self.small(config, false)?;
+        let mut blobs = vec![
+            SourceBlob {
+                digest: digest.clone(),
+                size: bytes.len() as u64,
+                location: BlobLocation::Memory(bytes.clone().into()),
+            },
+            SourceBlob {
+                digest: config_digest,
+                size: config.size(),
+                location: BlobLocation::Memory(config_bytes.into()),
+            },
+        ];
+        for d in m.layers() {
+            let before = self.blobs.len();
+            self.layer(d)?;
+            blobs.extend(self.blobs.drain(before..));
         }
-        ResolvedReferrer::new(digest, media_type, &bytes, by_tag, image, blobs)
+        ResolvedReferrer::new(digest, media_type, &bytes, by_tag, image, blobs).map(Some)
     }
 
     fn layer(&mut self, d: &Descriptor) -> Result<(), String> {

@@ -814,14 +814,10 @@ impl Walk<'_> {
         for b in std::iter::once(m.config()).chain(m.layers()) {
             let (bd, loc) = self.locate(b)?;
             if !blobs.iter().any(|x| x.digest == bd) {
-                let location = match b.size() <= MAX_JSON {
-                    true => BlobLocation::Memory(self.json(b)?.1.into()),
-                    false => loc,
-                };
                 blobs.push(SourceBlob {
                     digest: bd,
                     size: b.size(),
-                    location,
+                    location: loc,
                 });
             }
         }
