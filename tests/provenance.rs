@@ -22,6 +22,7 @@ struct Signed {
     sig: String,
     sig_tag: String,
     sbom: String,
+    att: String,
     work: tempfile::TempDir,
 }
 
@@ -58,8 +59,11 @@ impl Signed {
         let sig_tag = format!("sha256-{}.sig", &app1[7..]);
         let (sbom, index) = art.sbom(&app1, app1_size);
         let fallback = format!("sha256-{}", &app1[7..]);
+        let att = art.attestation(&app1, "https://slsa.dev/provenance/v1");
+        let att_tag = format!("sha256-{}.att", &app1[7..]);
         let mut pushes = vec![
             ("team/app1", sig_tag.as_str(), sig.as_str(), OCI_MANIFEST),
+            ("team/app1", att_tag.as_str(), att.as_str(), OCI_MANIFEST),
             ("team/app1", fallback.as_str(), index.as_str(), OCI_INDEX),
         ];
         let wrong_tag = format!("sha256-{}.sig", &app2[7..]);
@@ -85,6 +89,7 @@ impl Signed {
             sig,
             sig_tag,
             sbom,
+            att,
             work,
         }
     }
@@ -155,9 +160,14 @@ fn signed_images_and_their_sbom_travel_and_verify_with_skopeo_and_openssl() {
     assert_eq!(referrers[0]["kind"], "signature", "{m}");
     assert_eq!(referrers[0]["digest"], s.sig.as_str());
     assert_eq!(referrers[0]["tag"], s.sig_tag.as_str());
-    assert_eq!(referrers[1]["kind"], "sbom");
-    assert_eq!(referrers[1]["digest"], s.sbom.as_str());
-    assert_eq!(referrers[1]["sbomFormat"], "application/spdx+json");
+    assert_eq!(referrers[1]["kind"], "attestation");
+    assert_eq!(
+        referrers[1]["predicateTypes"],
+        serde_json::json!(["https://slsa.dev/provenance/v1"])
+    );
+    assert_eq!(referrers[2]["kind"], "sbom");
+    assert_eq!(referrers[2]["digest"], s.sbom.as_str());
+    assert_eq!(referrers[2]["sbomFormat"], "application/spdx+json");
     let head = std::process::Command::new("tar")
         .arg("-xzOf")
         .arg(&bundle)
@@ -174,6 +184,10 @@ fn signed_images_and_their_sbom_travel_and_verify_with_skopeo_and_openssl() {
         "{text}"
     );
     assert!(text.contains("sbom: SPDX (JSON)"), "{text}");
+    assert!(
+        text.contains("attestation: https://slsa.dev/provenance/v1"),
+        "{text}"
+    );
 
     // Offline: app1's signature holds under the key; app2 carries none.
     let pubkey = s.key.public.to_str().unwrap();
@@ -228,6 +242,8 @@ fn signed_images_and_their_sbom_travel_and_verify_with_skopeo_and_openssl() {
         s.sig,
         "the signature manifest keeps its digest"
     );
+    let att_raw = skopeo::inspect_raw(&format!("{host}/team/app1:sha256-{}.att", &s.app1[7..]));
+    assert_eq!(cosign::sha256(&att_raw), s.att);
     // Independently: the payload names the image, and openssl verifies the signature.
     let sig_manifest: serde_json::Value = serde_json::from_slice(&sig_raw).unwrap();
     let layer = &sig_manifest["layers"][0];
