@@ -40,6 +40,7 @@ pub fn sign(bundle: &Path, key: &Path, detached: bool, p: &mut Printer) -> anyho
     let mut path = bundle.as_os_str().to_owned();
     path.push(".sig");
     let path = PathBuf::from(path);
+    let mut removed = None;
     let sig_path = if detached {
         let sig = key.sign_file(bundle)?;
         ferry::load::write_atomically(&path, &sig)?;
@@ -47,10 +48,13 @@ pub fn sign(bundle: &Path, key: &Path, detached: bool, p: &mut Printer) -> anyho
     } else {
         // The new head changed the file: a detached signature of the old one would fail.
         match std::fs::remove_file(&path) {
-            Ok(()) => p.note(format_args!(
-                "removed {}: it signed the file before this signature; `ferry sign --detached` writes a new one",
-                path.display()
-            ))?,
+            Ok(()) => {
+                p.note(format_args!(
+                    "removed {}: it signed the file before this signature; `ferry sign --detached` writes a new one",
+                    path.display()
+                ))?;
+                removed = Some(path);
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
                 return Err(anyhow::Error::new(e).context(format!(
@@ -66,6 +70,7 @@ pub fn sign(bundle: &Path, key: &Path, detached: bool, p: &mut Printer) -> anyho
         "bundle": bundle,
         "key": key.verifying_key(),
         "detachedSignature": sig_path,
+        "removedStaleSignature": removed,
     }))?;
     p.line(format_args!(
         "signed {} {} in {} with key sha256:{}",
