@@ -717,7 +717,7 @@ fn make_manifest(
             digest: digest.clone(),
         })
         .collect();
-    let manifest = Manifest {
+    let mut manifest = Manifest {
         format_version: FORMAT_VERSION,
         name: spec.name.value.clone(),
         version: spec.version.value.clone(),
@@ -728,7 +728,6 @@ fn make_manifest(
         charts,
         egress: spec.egress.clone(),
     };
-    let mut manifest = manifest;
     manifest.format_version = manifest.needed_version();
     manifest.check().map_err(|e| BuildError::Input {
         path: opts.spec.clone(),

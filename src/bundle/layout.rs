@@ -101,8 +101,9 @@ pub fn check(
                 return Err(LayoutError::Image {
                     reference: img.reference.clone(),
                     detail: format!(
-                        "its {:?} referrer {} is not in images/index.json as `{name}`",
-                        r.kind, r.digest
+                        "its referrer {} ({}) is not in images/index.json as `{name}`",
+                        r.digest,
+                        format!("{:?}", r.kind).to_lowercase()
                     ),
                 });
             }
