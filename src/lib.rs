@@ -11,6 +11,7 @@ pub mod load;
 pub mod oci;
 pub mod parallel;
 pub mod progress;
+pub mod provenance;
 pub mod pull;
 pub mod registry;
 pub mod signing;

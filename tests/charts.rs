@@ -345,6 +345,7 @@ fn bundle_image(reference: &str) -> ImageEntry {
         non_distributable: Vec::new(),
         platforms: vec!["linux/amd64".to_string()],
         size: 1,
+        referrers: Vec::new(),
     }
 }
 

@@ -32,6 +32,7 @@ fn known(s: &str) -> ImageEntry {
         non_distributable: Vec::new(),
         platforms: vec!["linux/amd64".to_string()],
         size: 1,
+        referrers: Vec::new(),
     }
 }
 

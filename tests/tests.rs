@@ -16,6 +16,7 @@ mod images;
 mod load;
 mod load_cli;
 mod origins;
+mod provenance;
 mod pull;
 mod rewrite;
 mod serve;

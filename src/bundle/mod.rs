@@ -11,6 +11,7 @@ pub mod layout;
 pub mod lock;
 pub mod manifest;
 pub mod safepath;
+pub mod sbom;
 pub mod source;
 pub mod spec;
 pub mod verify;

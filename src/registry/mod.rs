@@ -15,6 +15,7 @@ mod client;
 mod error;
 mod pull;
 pub mod push;
+pub mod referrers;
 mod retry;
 pub mod serve;
 

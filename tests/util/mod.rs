@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod containerd;
+pub mod cosign;
 pub mod faultproxy;
 pub mod helm;
 pub mod httpserver;

@@ -59,6 +59,10 @@ pub enum Command {
     Inspect {
         /// A bundle file or an extracted bundle folder.
         bundle: PathBuf,
+        /// `summary`, or an SBOM of the bundle: `cyclonedx` (CycloneDX 1.6 JSON) or `spdx`
+        /// (SPDX 2.3 JSON).
+        #[arg(long, value_enum, default_value_t = InspectFormat::Summary)]
+        format: InspectFormat,
     },
     /// Check every byte of a bundle against its manifest, offline.
     Verify {
@@ -66,6 +70,8 @@ pub enum Command {
         bundle: PathBuf,
         #[command(flatten)]
         trust: TrustArgs,
+        #[command(flatten)]
+        image_trust: ImageTrustArgs,
         /// A detached signature of the whole bundle file (BUNDLE.sig) to check as well.
         #[arg(long, requires = "keys")]
         signature: Option<PathBuf>,
@@ -90,6 +96,9 @@ pub enum Command {
         /// Add image digests to the rewritten values.
         #[arg(long, requires = "values")]
         pin_digests: bool,
+        /// Push the images only, not the signatures, attestations and SBOMs attached to them.
+        #[arg(long)]
+        no_referrers: bool,
         #[command(flatten)]
         trust: TrustArgs,
         #[command(flatten)]
@@ -208,6 +217,32 @@ pub struct PullArgs {
     /// Build even when the charts deploy images the spec does not carry (they are listed).
     #[arg(long)]
     pub allow_missing_images: bool,
+    /// Leave out the signatures, attestations and SBOMs attached to the images.
+    #[arg(long)]
+    pub no_referrers: bool,
+}
+
+/// What `ferry inspect` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InspectFormat {
+    /// The manifest's summary (or the manifest with --json).
+    Summary,
+    /// A CycloneDX 1.6 JSON SBOM of the bundle.
+    Cyclonedx,
+    /// An SPDX 2.3 JSON document of the bundle.
+    Spdx,
+}
+
+/// Which keys image signatures must verify under.
+#[derive(Debug, Args)]
+pub struct ImageTrustArgs {
+    /// A trusted cosign public key (PKIX PEM) for image signatures; repeat for several. Every
+    /// image that carries signatures must have one that verifies under one of them.
+    #[arg(long = "image-key", value_name = "PUB")]
+    pub image_keys: Vec<PathBuf>,
+    /// Fail on any image that carries no signature.
+    #[arg(long, requires = "image_keys")]
+    pub require_image_signatures: bool,
 }
 
 /// Which keys are trusted.

@@ -27,13 +27,14 @@ pub fn run(cli: &Cli, p: &mut Printer) -> anyhow::Result<Outcome> {
             key,
             pull,
         } => bundle::build(spec, output.as_deref(), key.as_deref(), pull, p),
-        Command::Inspect { bundle } => bundle::inspect(bundle, p),
+        Command::Inspect { bundle, format } => bundle::inspect(bundle, *format, p),
         Command::Verify {
             bundle,
             trust,
+            image_trust,
             signature,
             limits,
-        } => bundle::verify(bundle, trust, signature.as_deref(), limits, p),
+        } => bundle::verify(bundle, trust, image_trust, signature.as_deref(), limits, p),
         Command::Extract {
             bundle,
             dir,
@@ -53,6 +54,7 @@ pub fn run(cli: &Cli, p: &mut Printer) -> anyhow::Result<Outcome> {
             values,
             output,
             pin_digests,
+            no_referrers,
             trust,
             limits,
         } => load::load(
@@ -63,6 +65,7 @@ pub fn run(cli: &Cli, p: &mut Printer) -> anyhow::Result<Outcome> {
                 values,
                 output: output.as_deref(),
                 pin_digests: *pin_digests,
+                referrers: !*no_referrers,
                 trust,
                 limits,
             },
