@@ -222,7 +222,7 @@ pub enum ManifestError {
     Json(#[from] serde_json::Error),
     #[error("ferry.json has format version {found}; this ferry reads versions {FORMAT_V1} to {FORMAT_VERSION}{}", if *found > FORMAT_VERSION { ": upgrade ferry" } else { "" })]
     UnsupportedVersion { found: u32 },
-    #[error("ferry.json: image `{reference}` lists referrers, which format version 1 does not have; a version 2 manifest is needed")]
+    #[error("ferry.json: image `{reference}` lists referrers or left-out non-distributable layers, which format version 1 does not have; a version 2 manifest is needed")]
     ReferrersNeedVersion2 { reference: String },
     #[error("ferry.json: {field} `{value}` may only hold letters, digits, `.`, `_` and `-`, starting with a letter or digit")]
     BadName { field: &'static str, value: String },
