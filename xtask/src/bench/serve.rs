@@ -209,7 +209,7 @@ impl Serve {
             let all = &self.fetches[0];
             write_config(&all.config, port, &self.wanted, &all.wanted)?;
             let out = Command::new("curl")
-                .args(curl_argv(&all.config))
+                .args(&curl_argv(&all.config)[1..])
                 .args(["-w", "%{http_code} %{size_download} %{url}\n"])
                 .stdin(Stdio::null())
                 .output()
