@@ -20,6 +20,7 @@ use flate2::{Compression, GzBuilder};
 use sha2::{Digest, Sha256};
 
 mod pull;
+mod serve;
 
 /// Everything from this line on in `BENCHMARKS.md` is hand-written and kept on rewrite.
 const NOTES_MARKER: &str = "<!-- notes: kept when cargo xtask bench rewrites this file -->";
@@ -66,11 +67,13 @@ pub struct Parts {
     pub egress: bool,
     /// `ferry build` pulling from a loopback registry against `skopeo copy` + a layout build.
     pub pull: bool,
+    /// `ferry serve` against a loopback registry, fetched with parallel `curl`.
+    pub serve: bool,
 }
 
 impl Parts {
     /// Every part when `part` is `None`, else only the named one (`core`, `sign`, `load`,
-    /// `egress`, `pull`).
+    /// `egress`, `pull`, `serve`).
     pub fn only(part: Option<&str>) -> Parts {
         match part {
             None => Parts {
@@ -79,6 +82,7 @@ impl Parts {
                 load: true,
                 egress: true,
                 pull: true,
+                serve: true,
             },
             Some(p) => Parts {
                 core: p == "core",
@@ -86,17 +90,23 @@ impl Parts {
                 load: p == "load",
                 egress: p == "egress",
                 pull: p == "pull",
+                serve: p == "serve",
             },
         }
     }
 
     fn all(&self) -> bool {
-        self.core && self.sign && self.load && self.egress && self.pull
+        self.core && self.sign && self.load && self.egress && self.pull && self.serve
     }
 
     /// Only the pull part: its section and target rows are spliced into the existing report.
     fn pull_only(&self) -> bool {
-        self.pull && !self.core && !self.sign && !self.load && !self.egress
+        self.pull && !self.core && !self.sign && !self.load && !self.egress && !self.serve
+    }
+
+    /// Only the serve part: spliced in the same way.
+    fn serve_only(&self) -> bool {
+        self.serve && !self.core && !self.sign && !self.load && !self.egress && !self.pull
     }
 }
 
@@ -113,9 +123,12 @@ pub fn run(opts: &Options) -> Result<ExitCode> {
         return Ok(ExitCode::from(2));
     }
     let mut tools = vec![("tar", "tar"), ("gzip", "gzip"), ("openssl", "openssl")];
-    if opts.parts.load || opts.parts.pull {
+    if opts.parts.load || opts.parts.pull || opts.parts.serve {
         tools.push(("skopeo", "skopeo"));
         tools.push(("docker-registry", "docker-registry"));
+    }
+    if opts.parts.serve {
+        tools.push(("curl", "curl"));
     }
     for (tool, pkg) in tools {
         if Command::new(tool).arg("--version").output().is_err() {
@@ -171,14 +184,20 @@ fn run_in(opts: &Options, root: &Path, ferry: &Path, scratch: &Path) -> Result<E
     let doc = render(opts, &env, &sets);
     let path = root.join("BENCHMARKS.md");
     let old = fs::read_to_string(&path).ok();
-    // `bench pull` alone replaces only its section and target rows of the last full report.
+    // `bench pull` or `bench serve` alone replaces only its section and target rows of the
+    // last full report.
+    let mut section = String::new();
+    let mut rows = String::new();
     let spliced = if opts.parts.pull_only() {
-        let mut section = String::new();
-        let mut rows = String::new();
         pull::section(&mut section, opts, &env, &sets[0]);
         pull::target_rows(&mut rows, &sets[0]);
         old.as_deref()
             .and_then(|o| pull::splice(o, &section, &rows))
+    } else if opts.parts.serve_only() {
+        serve::section(&mut section, opts, &env, &sets[0]);
+        serve::target_rows(&mut rows, &sets[0]);
+        old.as_deref()
+            .and_then(|o| serve::splice(o, &section, &rows))
     } else {
         None
     };
@@ -873,6 +892,8 @@ struct SetResult {
     cases: Vec<Case>,
     /// The synthetic chart of the egress part, when it ran.
     chart: Option<ChartStats>,
+    /// What the serve part measured, when it ran.
+    serve: Option<serve::Report>,
     scratch: PathBuf,
 }
 
@@ -1025,6 +1046,17 @@ fn run_set(
     } else {
         None
     };
+    let mut serve = if full && opts.parts.serve {
+        Some(serve::Serve::new(
+            ferry,
+            &base,
+            &set,
+            &bundle,
+            bundle_bytes,
+        )?)
+    } else {
+        None
+    };
 
     for round in 1..=opts.runs {
         if let Some(l) = &mut load {
@@ -1032,6 +1064,9 @@ fn run_set(
         }
         if let Some(p) = &mut pull {
             p.round(round, opts.runs, &time_out)?;
+        }
+        if let Some(s) = &mut serve {
+            s.round(round, opts.runs, &time_out)?;
         }
         for c in &mut cases {
             eprint!(
@@ -1073,6 +1108,7 @@ fn run_set(
         refs: set.refs,
         cases,
         chart,
+        serve: serve.map(serve::Serve::into_report),
         scratch: scratch.to_path_buf(),
     })
 }
@@ -1731,6 +1767,7 @@ fn command_line(opts: &Options) -> String {
             (opts.parts.load, "load"),
             (opts.parts.egress, "egress"),
             (opts.parts.pull, "pull"),
+            (opts.parts.serve, "serve"),
         ] {
             if on {
                 let _ = write!(cmd, " {name}");
@@ -1848,6 +1885,7 @@ fn render(opts: &Options, env: &Environment, sets: &[SetResult]) -> String {
         if !set.group("pull").is_empty() {
             pull::section(&mut d, opts, env, set);
         }
+        serve::section(&mut d, opts, env, set);
         if let Some(chart) = &set.chart {
             let _ = writeln!(d, "### Egress check of a synthetic chart\n");
             let _ = writeln!(
@@ -2014,6 +2052,7 @@ fn render(opts: &Options, env: &Environment, sets: &[SetResult]) -> String {
         );
     }
     pull::target_rows(&mut d, first);
+    serve::target_rows(&mut d, first);
     if sets.len() > 1 {
         let (a, b) = (&sets[0], &sets[sets.len() - 1]);
         for name in [FERRY_BUILD, FERRY_VERIFY] {
@@ -2044,6 +2083,42 @@ fn render(opts: &Options, env: &Environment, sets: &[SetResult]) -> String {
         );
     }
     d
+}
+
+/// Puts a newly rendered part section (between the markers `begin` and `end`) and its target
+/// rows (each starting with `row_prefix`) into an existing report: the old section (or, when
+/// there is none, the place before `## Targets`) and the old rows are replaced; everything
+/// else is kept. `None` when `old` has no targets table.
+fn splice_part(
+    old: &str,
+    (begin, end, row_prefix): (&str, &str, &str),
+    section: &str,
+    rows: &str,
+) -> Option<String> {
+    let mut doc = match (old.find(begin), old.find(end)) {
+        (Some(b), Some(e)) if b < e => {
+            let after = old[e + end.len()..].trim_start_matches('\n');
+            format!("{}{}{}", &old[..b], section, after)
+        }
+        _ => {
+            let t = old.find("\n## Targets")? + 1;
+            format!("{}{}{}", &old[..t], section, &old[t..])
+        }
+    };
+    let kept: Vec<&str> = doc.lines().filter(|l| !l.starts_with(row_prefix)).collect();
+    let targets = kept.iter().position(|l| *l == "## Targets")?;
+    let head = targets + kept[targets..].iter().position(|l| l.starts_with("|---"))?;
+    let end = head
+        + kept[head..]
+            .iter()
+            .take_while(|l| l.starts_with('|'))
+            .count();
+    let mut lines: Vec<&str> = kept[..end].to_vec();
+    lines.extend(rows.lines());
+    lines.extend(&kept[end..]);
+    doc = lines.join("\n");
+    doc.push('\n');
+    Some(doc)
 }
 
 /// The new generated text followed by the hand-written notes of the old file, if any.

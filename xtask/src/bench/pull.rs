@@ -403,34 +403,10 @@ pub(super) fn target_rows(d: &mut String, set: &SetResult) {
     );
 }
 
-/// Puts a newly rendered pull section and its target rows into an existing report: the old
-/// section (or, when there is none, the place before `## Targets`) and the old rows are
-/// replaced; everything else is kept. `None` when `old` has no targets table.
+/// Puts a newly rendered pull section and its target rows into an existing report (see
+/// [`super::splice_part`]).
 pub(super) fn splice(old: &str, section: &str, rows: &str) -> Option<String> {
-    let mut doc = match (old.find(BEGIN), old.find(END)) {
-        (Some(b), Some(e)) if b < e => {
-            let after = old[e + END.len()..].trim_start_matches('\n');
-            format!("{}{}{}", &old[..b], section, after)
-        }
-        _ => {
-            let t = old.find("\n## Targets")? + 1;
-            format!("{}{}{}", &old[..t], section, &old[t..])
-        }
-    };
-    let kept: Vec<&str> = doc.lines().filter(|l| !l.starts_with(ROW_PREFIX)).collect();
-    let targets = kept.iter().position(|l| *l == "## Targets")?;
-    let head = targets + kept[targets..].iter().position(|l| l.starts_with("|---"))?;
-    let end = head
-        + kept[head..]
-            .iter()
-            .take_while(|l| l.starts_with('|'))
-            .count();
-    let mut lines: Vec<&str> = kept[..end].to_vec();
-    lines.extend(rows.lines());
-    lines.extend(&kept[end..]);
-    doc = lines.join("\n");
-    doc.push('\n');
-    Some(doc)
+    super::splice_part(old, (BEGIN, END, ROW_PREFIX), section, rows)
 }
 
 #[cfg(test)]
