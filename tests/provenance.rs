@@ -692,3 +692,67 @@ fn a_layout_that_holds_signatures_gives_them_to_the_bundle_and_an_extracted_bund
     let index: serde_json::Value = serde_json::from_slice(&raw).unwrap();
     assert_eq!(index["manifests"][0]["digest"], sbom.as_str());
 }
+
+/// `ferry serve` answers with what the bundle carries beside its images: cosign's
+/// signature tag (skopeo reads it through the server) and the referrers API (the SBOM), from
+/// the bundle file and from the extracted folder alike.
+#[test]
+fn serve_answers_signature_tags_and_referrers() {
+    use std::io::BufRead;
+    let s = Signed::start(67, false);
+    let (bundle, built) = s.build(&s.spec(""), "b.tar.gz", &[]);
+    built.success();
+    let extracted = s.work.path().join("x");
+    ferry()
+        .arg("extract")
+        .arg(&bundle)
+        .arg("-C")
+        .arg(&extracted)
+        .assert()
+        .success();
+    for input in [bundle.clone(), extracted.join("signed-1.0")] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--json"])
+            .arg(&input)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut text = String::new();
+        loop {
+            let mut line = String::new();
+            assert!(
+                out.read_line(&mut line).unwrap() > 0,
+                "serve exited: {text}"
+            );
+            text.push_str(&line);
+            if line == "}\n" {
+                break;
+            }
+        }
+        let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let addr = doc["listening"].as_str().unwrap().to_string();
+        let repo = format!("{addr}/team/app1");
+        let raw = skopeo::inspect_raw(&format!("{repo}:{}", s.sig_tag));
+        assert_eq!(cosign::sha256(&raw), s.sig, "{}", input.display());
+        let referrers = skopeo::skopeo(&[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{repo}@{}", s.sbom),
+        ]);
+        assert_eq!(cosign::sha256(&referrers), s.sbom);
+        let listed = std::process::Command::new("curl")
+            .args([
+                "-sf",
+                &format!("http://{addr}/v2/team/app1/referrers/{}", s.app1),
+            ])
+            .output()
+            .unwrap();
+        let listed = String::from_utf8_lossy(&listed.stdout).to_string();
+        assert!(listed.contains(&s.sbom), "{listed}");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}

@@ -251,6 +251,16 @@ impl Catalog {
             if let Some(tag) = &image.tag {
                 self.add_tag(repo_index, tag, &image.digest, bundle)?;
             }
+            // Signatures, attestations and SBOMs are served where cosign and admission
+            // controllers look: cosign's tags, and the referrers API (their `subject`).
+            for r in &image.referrers {
+                let mut reached = BTreeSet::new();
+                self.walk(bundle, &r.digest, Some(&r.media_type), &mut reached, 0)?;
+                self.repos[repo_index].digests.extend(reached);
+                if let Some(tag) = &r.tag {
+                    self.add_tag(repo_index, tag, &r.digest, bundle)?;
+                }
+            }
         }
         Ok(())
     }
@@ -431,18 +441,23 @@ fn open_folder(path: &Path, opts: &VerifyOptions) -> Result<Bundle, CatalogError
     let mut blobs = IndexedSource::default();
     let policy = TarPolicy::image_archive(opts.limits);
     for image in &manifest.images {
-        let spec = SourceSpec {
-            kind: SourceKind::OciLayout,
-            path: root.join("images"),
-            name: Some(image.reference.clone()),
-        };
-        let resolved =
-            source::resolve(&spec, &image.reference, policy).map_err(|e| CatalogError::Input {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            })?;
-        for b in resolved.blobs {
-            blobs.insert(b.digest, b.size, b.location);
+        // The image, and each referrer under the name the layout gives it.
+        let names = std::iter::once(image.reference.clone())
+            .chain(image.referrers.iter().map(|r| r.layout_name(image)));
+        for name in names {
+            let spec = SourceSpec {
+                kind: SourceKind::OciLayout,
+                path: root.join("images"),
+                name: Some(name.clone()),
+            };
+            let resolved =
+                source::resolve(&spec, &name, policy).map_err(|e| CatalogError::Input {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                })?;
+            for b in resolved.blobs {
+                blobs.insert(b.digest, b.size, b.location);
+            }
         }
     }
     let mut files = HashMap::new();
