@@ -507,6 +507,8 @@ pub struct ValuesOutcome {
     #[serde(skip)]
     pub after: String,
     pub edits: Vec<crate::values::Edit>,
+    /// Image maps left as they were although their image may not come from the mirror.
+    pub unmoved: Vec<crate::values::Unmoved>,
 }
 
 /// Why values files could not be handled.
@@ -571,14 +573,30 @@ pub fn rewrite_values(
                 source,
             })?;
             // With a Chart.yaml beside the values, its appVersion is the tag of image maps
-            // that give none (for pinning digests).
+            // that give none (for pinning digests), and its templates give the images of maps
+            // left empty.
             let chart = crate::values::locate(f);
-            let out = crate::values::rewrite_chart(&before, f, chart.app_version.as_deref(), opts)?;
+            let maps = crate::values::null_maps(&before, f)?;
+            let defaults = match &chart.chart {
+                Some(dir) if !maps.is_empty() => Some(crate::images::template_defaults(
+                    dir,
+                    f,
+                    &maps,
+                    &opts.target,
+                )),
+                _ => None,
+            };
+            let facts = crate::values::ChartFacts {
+                app_version: chart.app_version.as_deref(),
+                defaults: defaults.as_deref(),
+            };
+            let out = crate::values::rewrite_chart(&before, f, facts, opts)?;
             Ok(ValuesOutcome {
                 file: f.clone(),
                 before,
                 after: out.text,
                 edits: out.edits,
+                unmoved: out.unmoved,
             })
         })
         .collect()

@@ -35,6 +35,10 @@ struct Expected {
     /// (subcharts with their own appVersion, parts switched off): `ferry images list` does.
     #[serde(default = "yes")]
     values_name_images: bool,
+    /// Image maps whose `registry` and `repository` are null, filled by `ferry rewrite` from
+    /// the chart's template defaults.
+    #[serde(default)]
+    template_defaults: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -142,16 +146,25 @@ fn rewritten_charts_render_from_the_mirror() {
             .filter(|e| e.get("note").is_some())
             .map(|e| e["path"].as_str().unwrap())
             .collect();
+        // Every map filled from a template default says so on its `registry` edit.
+        let mut want_notes: Vec<String> = expected
+            .template_defaults
+            .iter()
+            .map(|m| format!("{m}.registry"))
+            .collect();
         if !expected.mirror_render_values.is_empty() {
-            assert_eq!(
-                notes,
-                ["global.security.allowInsecureImages"],
-                "{name}: Helm needs {:?} for a mirror; ferry must set the flag and say so",
-                expected.mirror_render_values
-            );
-        } else {
-            assert!(notes.is_empty(), "{name}: unexpected notes {notes:?}");
+            want_notes.push("global.security.allowInsecureImages".into());
         }
+        assert_eq!(
+            notes, want_notes,
+            "{name}: notes (Helm needs {:?} for a mirror: ferry must set the flag and say so)",
+            expected.mirror_render_values
+        );
+        assert_eq!(
+            report["files"][0]["unmoved"],
+            serde_json::json!([]),
+            "{name}: maps left as they were"
+        );
         let want = sorted(expected.images.iter().map(|i| i.mirrored.clone()));
         match helm::template(&chart, &[&out]) {
             Err(e) => failures.push(format!("{name}: helm template failed: {e}")),
@@ -372,6 +385,14 @@ fn chart_images_are_checked_with_app_version_tags() {
             .collect();
         let file = dir.join("values.yaml");
         let text = fs::read_to_string(&file).unwrap();
+        if !expected.template_defaults.is_empty() {
+            // Image maps left empty name no image: the chart's templates do, which rendering
+            // the chart finds (`ferry images list`) and `ferry rewrite` in the chart folder
+            // fills (`rewritten_charts_render_from_the_mirror`).
+            let uses = find_chart_images(&text, &file, version.as_deref()).unwrap();
+            assert!(uses.is_empty(), "{name}: {uses:#?}");
+            continue;
+        }
         let rewritten = rewrite(&text, &file, &opts).unwrap().text;
         for (what, values) in [("values", &text), ("rewritten values", &rewritten)] {
             let uses = find_chart_images(values, &file, version.as_deref()).unwrap();
@@ -824,6 +845,172 @@ spec:
         [
             format!("{MIRROR}/relay-helper:1.4"),
             format!("{MIRROR}/relay/controller:v2.0.1")
+        ]
+    );
+}
+
+/// The chart's image maps with `registry` and `repository` null: the values file alone says
+/// which maps it could not point at the mirror, and why, and changes nothing; inside the chart
+/// folder every map is filled from the template defaults and Helm renders the mirror's images.
+#[test]
+fn null_image_maps_need_the_chart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let chart = charts_dir().join("template-defaults");
+    let alone = tmp.path().join("values.yaml");
+    fs::copy(chart.join("values.yaml"), &alone).unwrap();
+    let out = ferry()
+        .args(["rewrite", "--json", "--registry", MIRROR])
+        .arg(&alone)
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let file = &report["files"][0];
+    assert_eq!(file["edits"], serde_json::json!([]), "{file:#}");
+    assert_eq!(
+        file["text"].as_str().unwrap(),
+        fs::read_to_string(&alone).unwrap()
+    );
+    let unmoved: Vec<(u64, &str)> = file["unmoved"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| (u["line"].as_u64().unwrap(), u["path"].as_str().unwrap()))
+        .collect();
+    assert_eq!(unmoved, [(4, "image"), (20, "hub.image")]);
+    let human = ferry()
+        .args(["rewrite", "--registry", MIRROR])
+        .arg(&alone)
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8_lossy(&human.stderr);
+    assert!(
+        stderr.contains(&format!("{}:4: image: not rewritten:", alone.display()))
+            && stderr.contains("no chart was found to render them"),
+        "{stderr}"
+    );
+    // In the chart folder, the note on each filled map names the default image and its line.
+    let human = ferry()
+        .args(["rewrite", "--registry", MIRROR, "--diff"])
+        .arg(chart.join("values.yaml"))
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let stdout = String::from_utf8_lossy(&human.stdout);
+    let stderr = String::from_utf8_lossy(&human.stderr);
+    assert!(
+        stdout.contains(&format!(
+            "+  registry: {MIRROR}  # @schema type:[string, null]"
+        )) && stdout.contains("+  repository: library/acme-proxy  # @schema"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains(
+            "values.yaml:4: image.registry: filled from the chart's template default: with this \
+             map empty the chart renders docker.io/library/acme-proxy:v3.4.1 \
+             (template-defaults/templates/deployment.yaml:16)"
+        ) && stderr.contains("hub.image.registry: filled from the chart's template default"),
+        "{stderr}"
+    );
+}
+
+/// A null map that feeds no rendered image, and one inside a list, are left as they were with
+/// why; the maps that feed images are still filled.
+#[test]
+fn null_image_maps_the_chart_does_not_render_are_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let chart = tmp.path().join("template-defaults");
+    fs::create_dir_all(chart.join("templates")).unwrap();
+    let source = charts_dir().join("template-defaults");
+    for f in [
+        "Chart.yaml",
+        "templates/_helpers.tpl",
+        "templates/deployment.yaml",
+        "templates/hub.yaml",
+    ] {
+        fs::copy(source.join(f), chart.join(f)).unwrap();
+    }
+    let mut values = fs::read_to_string(source.join("values.yaml")).unwrap();
+    values.push_str(
+        "unused:\n  image:\n    registry: \"\"\n    repository: \"\"\n\
+         sidecars:\n  - image:\n      registry:\n      repository:\n",
+    );
+    fs::write(chart.join("values.yaml"), &values).unwrap();
+    let opts = RewriteOptions {
+        target: Target::parse(MIRROR).unwrap(),
+        images: Vec::new(),
+        pin_digests: false,
+    };
+    let out = ferry::load::rewrite_values(&[chart.join("values.yaml")], &opts).unwrap();
+    let unmoved: Vec<(&str, &str)> = out[0]
+        .unmoved
+        .iter()
+        .map(|u| (u.path.as_str(), u.reason.as_str()))
+        .collect();
+    assert_eq!(unmoved.len(), 2, "{unmoved:#?}");
+    assert_eq!(unmoved[0].0, "unused.image");
+    assert!(
+        unmoved[0]
+            .1
+            .contains("no image the chart renders takes its registry from this map"),
+        "{}",
+        unmoved[0].1
+    );
+    assert_eq!(unmoved[1].0, "sidecars[0].image");
+    assert!(unmoved[1].1.contains("inside a list"), "{}", unmoved[1].1);
+    let rewritten = tmp.path().join("rewritten.yaml");
+    fs::write(&rewritten, &out[0].after).unwrap();
+    let manifests = helm::template(&chart, &[&rewritten]).unwrap();
+    assert_eq!(
+        rendered_images(&manifests),
+        [
+            format!("{MIRROR}/acme-edge/hub-agent:1.8.2"),
+            format!("{MIRROR}/library/acme-proxy:v3.4.1"),
+        ]
+    );
+}
+
+/// With `--pin-digests`, a null map with a `digest` key that the chart renders is pinned to
+/// the bundle's image of the default reference; Helm renders it from the mirror by digest.
+#[test]
+fn pinned_template_defaults_render_by_digest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let chart = charts_dir().join("template-defaults");
+    let bundle = vec![
+        bundle_image(&format!(
+            "docker.io/library/acme-proxy:v3.4.1@sha256:{}",
+            "a".repeat(64)
+        )),
+        bundle_image(&format!(
+            "ghcr.io/acme-edge/hub-agent:1.8.2@sha256:{}",
+            "b".repeat(64)
+        )),
+    ];
+    let opts = RewriteOptions {
+        target: Target::parse(MIRROR).unwrap(),
+        images: bundle.clone(),
+        pin_digests: true,
+    };
+    let out = ferry::load::rewrite_values(&[chart.join("values.yaml")], &opts).unwrap();
+    let pinned = out[0]
+        .edits
+        .iter()
+        .find(|e| e.path == "image.digest")
+        .unwrap_or_else(|| panic!("not pinned: {:#?}", out[0].edits));
+    assert_eq!(pinned.after, bundle[0].digest.to_string());
+    let rewritten = tmp.path().join("values.yaml");
+    fs::write(&rewritten, &out[0].after).unwrap();
+    let manifests = helm::template(&chart, &[&rewritten]).unwrap();
+    assert_eq!(
+        rendered_images(&manifests),
+        [
+            // The hub agent's map has no `digest` key: pinned only by the tag it keeps.
+            format!("{MIRROR}/acme-edge/hub-agent:1.8.2"),
+            format!("{MIRROR}/library/acme-proxy:v3.4.1@{}", bundle[0].digest),
         ]
     );
 }

@@ -219,6 +219,7 @@ fn print_human(
             destination(a, v).display()
         ))?;
         super::values::edit_notes(&v.file, &v.edits, p)?;
+        super::values::unmoved_notes(&v.file, &v.unmoved, p)?;
     }
     Ok(())
 }
