@@ -509,6 +509,52 @@ pub struct ValuesOutcome {
     pub edits: Vec<crate::values::Edit>,
     /// Image maps left as they were although their image may not come from the mirror.
     pub unmoved: Vec<crate::values::Unmoved>,
+    /// Images the chart still renders from elsewhere than the target with the rewritten
+    /// values (a test hook's hard-coded image, say), each with its template line.
+    pub stays: Vec<String>,
+}
+
+/// Renders the chart with the rewritten values (ferry's own offline rendering, every branch
+/// these values take) and names every image that does not come from `target`: what no
+/// values key moves must be mirrored under its own name or changed in the chart.
+fn stays_on_registry(chart: &Path, rewritten: &str, target: &Target) -> Vec<String> {
+    let checked = (|| -> Result<crate::images::ChartImages, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let file = dir.path().join("values.yaml");
+        std::fs::write(&file, rewritten).map_err(|e| e.to_string())?;
+        crate::images::chart_images(&[chart.to_path_buf()], &[file]).map_err(|e| e.to_string())
+    })();
+    let found = match checked {
+        Ok(found) => found,
+        Err(e) => {
+            return vec![format!(
+                "the chart could not be rendered to check the rewritten values: {e}"
+            )]
+        }
+    };
+    let base = format!("{}/", target.base());
+    found
+        .images
+        .iter()
+        .filter(|i| i.need == crate::images::Need::Required)
+        .filter(|i| !i.reference.to_string().starts_with(&base))
+        .map(|i| {
+            let at = i
+                .locations
+                .first()
+                .map(|l| format!("{}:{}: ", l.file, l.line))
+                .unwrap_or_default();
+            let why = if i.values_key {
+                "a values key sets it, but not one ferry recognised as an image"
+            } else {
+                "no values key sets it"
+            };
+            format!(
+                "{at}the chart still renders {} from its own registry ({why}); mirror it under that name, or change it in the chart",
+                i.reference
+            )
+        })
+        .collect()
 }
 
 /// Why values files could not be handled.
@@ -591,12 +637,17 @@ pub fn rewrite_values(
                 defaults: defaults.as_deref(),
             };
             let out = crate::values::rewrite_chart(&before, f, facts, opts)?;
+            let stays = match &chart.chart {
+                Some(dir) => stays_on_registry(dir, &out.text, &opts.target),
+                None => Vec::new(),
+            };
             Ok(ValuesOutcome {
                 file: f.clone(),
                 before,
                 after: out.text,
                 edits: out.edits,
                 unmoved: out.unmoved,
+                stays,
             })
         })
         .collect()

@@ -1066,3 +1066,33 @@ d:\n  image:\n    registry: null\n    repository: null\n"
     assert_eq!(alone.text, text);
     assert_eq!(alone.unmoved.len(), 4);
 }
+
+/// In a chart folder, `ferry rewrite` renders the chart with the values it wrote and names
+/// every image that still comes from elsewhere (a test hook's hard-coded image), with its
+/// template line; the values file alone cannot say so and says nothing.
+#[test]
+fn rewrite_names_images_that_stay_on_their_registry() {
+    let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/charts/umbrella-images");
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = crate::harness::ferry()
+        .args([
+            "rewrite",
+            "--registry",
+            "harbor.example.com/mirror",
+            "--json",
+            "-o",
+        ])
+        .arg(out_dir.path().join("v.yaml"))
+        .arg(chart.join("values.yaml"))
+        .assert()
+        .success();
+    let doc: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let stays = doc.to_string();
+    assert!(
+        stays.contains("docker.io/library/busybox:1.36.1")
+            && stays.contains("umbrella-images/templates/tests/test-api.yaml:12"),
+        "{stays}"
+    );
+    // Only that one: every other rendered image is under the mirror.
+    assert_eq!(stays.matches("still renders").count(), 1, "{stays}");
+}

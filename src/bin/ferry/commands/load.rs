@@ -220,6 +220,9 @@ fn print_human(
         ))?;
         super::values::edit_notes(&v.file, &v.edits, p)?;
         super::values::unmoved_notes(&v.file, &v.unmoved, p)?;
+        for note in &v.stays {
+            p.note(format_args!("{}: {note}", v.file.display()))?;
+        }
     }
     Ok(())
 }

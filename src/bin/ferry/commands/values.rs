@@ -68,7 +68,11 @@ pub fn rewrite(a: &RewriteArgs, p: &mut Printer) -> anyhow::Result<Outcome> {
         }
         edit_notes(&o.file, &o.edits, p)?;
         unmoved_notes(&o.file, &o.unmoved, p)?;
-        let mut file = json!({ "file": o.file, "edits": o.edits, "unmoved": o.unmoved });
+        for note in &o.stays {
+            p.note(format_args!("{}: {note}", o.file.display()))?;
+        }
+        let mut file =
+            json!({ "file": o.file, "edits": o.edits, "unmoved": o.unmoved, "stays": o.stays });
         match (diff, written) {
             (Some(d), _) => file["diff"] = d.into(),
             (None, Some(dest)) => file["written"] = json!(dest),
