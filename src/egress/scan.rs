@@ -707,6 +707,9 @@ fn layout(files: &[FileRef]) -> (Vec<Chart>, Vec<(FileRef, Source)>) {
             .find(|&j| within(&charts[i].rel, &charts[j].rel));
     }
     let mut others = Vec::new();
+    // Other files of a chart: Helm ships them but renders none; they reach the cluster only
+    // when a template of that chart reads them through `.Files`.
+    let mut unread = Vec::new();
     for f in files {
         let owner = (0..charts.len())
             .rev()
@@ -731,8 +734,10 @@ fn layout(files: &[FileRef]) -> (Vec<Chart>, Vec<(FileRef, Source)>) {
                 {
                     others.push((f.clone(), Source::Doc));
                 } else if inner == ".helmignore" || inner == "Chart.lock" {
-                } else {
+                } else if inner.starts_with("crds/") {
                     others.push((f.clone(), source_of(&f.rel)));
+                } else {
+                    unread.push((f.clone(), j));
                 }
             }
             None => {
@@ -746,7 +751,22 @@ fn layout(files: &[FileRef]) -> (Vec<Chart>, Vec<(FileRef, Source)>) {
             }
         }
     }
+    let mut reads: HashMap<usize, bool> = HashMap::new();
+    for (f, j) in unread {
+        let read = *reads.entry(j).or_insert_with(|| reads_files(&charts[j]));
+        let source = if read { source_of(&f.rel) } else { Source::Doc };
+        others.push((f, source));
+    }
     (charts, others)
+}
+
+/// Whether any template of the chart uses `.Files` (a template that cannot be read counts
+/// as one that does).
+fn reads_files(chart: &Chart) -> bool {
+    chart
+        .templates
+        .iter()
+        .any(|t| std::fs::read_to_string(&t.abs).map_or(true, |text| text.contains(".Files")))
 }
 
 /// The patterns of a `.helmignore` file (none when there is no such file).
