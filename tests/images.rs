@@ -673,3 +673,62 @@ fn build_refuses_a_bundle_missing_an_image_its_charts_deploy() {
     assert!(err.contains("nginx:1.25.3"), "{err}");
     assert!(out_file.exists());
 }
+
+/// A field of a parenthesised pipeline, as charts reach an optional `global` map
+/// (`(.Values.global).imageRegistry`): Helm renders the image, and so does ferry.
+#[test]
+fn a_field_of_a_parenthesised_pipeline_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let chart = dir.path().join("pg");
+    fs::create_dir_all(chart.join("templates")).unwrap();
+    fs::write(
+        chart.join("Chart.yaml"),
+        "apiVersion: v2\nname: pg\nversion: 1.0.0\nappVersion: \"1.2\"\n",
+    )
+    .unwrap();
+    fs::write(
+        chart.join("values.yaml"),
+        "image:\n  registry: quay.io\n  repository: prom/pushgateway\n  tag: \"\"\n",
+    )
+    .unwrap();
+    fs::write(
+        chart.join("templates/_image.tpl"),
+        "{{- define \"pg.image\" -}}\n{{- $registry := default .Values.image.registry (.Values.global).imageRegistry }}\n{{- $tag := default .Chart.AppVersion .Values.image.tag }}\n{{- printf \"%s/%s:%s\" $registry .Values.image.repository $tag -}}\n{{- end -}}\n",
+    )
+    .unwrap();
+    fs::write(
+        chart.join("templates/pod.yaml"),
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: x\nspec:\n  containers:\n    - name: a\n      image: {{ include \"pg.image\" . }}\n",
+    )
+    .unwrap();
+    let rendered = crate::util::helm::template(&chart, &[]).unwrap();
+    assert!(
+        rendered.contains("image: quay.io/prom/pushgateway:1.2"),
+        "{rendered}"
+    );
+    let found = chart_images(&[chart.clone()], &[]).unwrap();
+    let refs: Vec<String> = found
+        .images
+        .iter()
+        .filter(|i| i.need == Need::Required)
+        .map(|i| i.reference.to_string())
+        .collect();
+    assert_eq!(refs, ["quay.io/prom/pushgateway:1.2"]);
+    // With a global registry, that one wins, as in Helm.
+    let global = dir.path().join("global.yaml");
+    fs::write(
+        &global,
+        "global:\n  imageRegistry: harbor.example.com/mirror\n",
+    )
+    .unwrap();
+    let rendered = crate::util::helm::template(&chart, &[global.as_path()]).unwrap();
+    assert!(
+        rendered.contains("image: harbor.example.com/mirror/prom/pushgateway:1.2"),
+        "{rendered}"
+    );
+    let found = chart_images(&[chart], &[global]).unwrap();
+    assert_eq!(
+        found.images[0].reference.to_string(),
+        "harbor.example.com/mirror/prom/pushgateway:1.2"
+    );
+}

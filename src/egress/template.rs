@@ -379,6 +379,37 @@ fn unclosed(kw: &str, line: usize) -> ParseError {
     }
 }
 
+/// The index of the `)` that closes the `(` at the start of `w` (quotes respected).
+fn matching_paren(w: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for (i, c) in w.char_indices() {
+        if let Some(q) = quote {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' && q == '"' {
+                escaped = true;
+            } else if c == q {
+                quote = None;
+            }
+            continue;
+        }
+        match c {
+            '"' | '`' => quote = Some(c),
+            '(' => depth += 1,
+            ')' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 fn unquote(s: &str) -> Option<String> {
     let s = s.trim();
     if s.len() >= 2 && s.starts_with('"') && s.ends_with('"') {
@@ -962,8 +993,16 @@ impl<'a> Env<'a> {
         if let Some(s) = unquote(w) {
             return V::Text(s, None);
         }
-        if w.starts_with('(') && w.ends_with(')') {
-            return self.pipeline(&w[1..w.len() - 1], dot, vars, depth);
+        if w.starts_with('(') {
+            // `(pipeline)`, or `(pipeline).Field.Chain` as charts write `(.Values.global).x`.
+            if let Some(close) = matching_paren(w) {
+                let inner = self.pipeline(&w[1..close], dot, vars, depth);
+                return match &w[close + 1..] {
+                    "" => inner,
+                    chain if chain.starts_with('.') => self.fields(inner, &chain[1..]),
+                    _ => V::Unknown(None),
+                };
+            }
         }
         match w {
             "true" => return V::Bool(true),
