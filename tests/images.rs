@@ -706,7 +706,7 @@ fn a_field_of_a_parenthesised_pipeline_is_read() {
         rendered.contains("image: quay.io/prom/pushgateway:1.2"),
         "{rendered}"
     );
-    let found = chart_images(&[chart.clone()], &[]).unwrap();
+    let found = chart_images(std::slice::from_ref(&chart), &[]).unwrap();
     let refs: Vec<String> = found
         .images
         .iter()
