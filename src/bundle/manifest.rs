@@ -9,6 +9,9 @@ use std::collections::BTreeSet;
 
 /// The bundle format this ferry writes and the newest it reads.
 pub const FORMAT_VERSION: u32 = 1;
+/// The format revision that adds delta bundles and parts of split bundles
+/// (`bundle::partial`); a complete bundle keeps version 1.
+pub const PARTIAL_FORMAT_VERSION: u32 = 2;
 /// The manifest's file name inside the bundle's top-level folder.
 pub const MANIFEST_NAME: &str = "ferry.json";
 /// The manifest signature's file name inside the bundle's top-level folder.
@@ -167,6 +170,8 @@ pub enum ManifestError {
     Json(#[from] serde_json::Error),
     #[error("ferry.json has format version {found}; this ferry reads version {FORMAT_VERSION} only{}", if *found > FORMAT_VERSION { ": upgrade ferry" } else { "" })]
     UnsupportedVersion { found: u32 },
+    #[error("ferry.json is the head of a {kind} (format version {PARTIAL_FORMAT_VERSION}), not of a complete bundle: {hint}")]
+    Partial { kind: String, hint: &'static str },
     #[error("ferry.json: {field} `{value}` may only hold letters, digits, `.`, `_` and `-`, starting with a letter or digit")]
     BadName { field: &'static str, value: String },
     #[error("ferry.json lists `{path}` twice")]
@@ -197,6 +202,22 @@ impl Manifest {
             format_version: u32,
         }
         let v: Version = serde_json::from_slice(bytes)?;
+        if v.format_version == PARTIAL_FORMAT_VERSION {
+            #[derive(Deserialize)]
+            struct Kind {
+                kind: Option<String>,
+            }
+            let kind = serde_json::from_slice::<Kind>(bytes)?.kind;
+            let (kind, hint) = match kind.as_deref() {
+                Some("delta") => ("delta bundle", "`ferry merge BASE DELTA -o BUNDLE` rebuilds the release; `ferry verify` and `ferry load` read the delta as it is"),
+                Some("part") => ("part of a split bundle", "`ferry join PARTS... -o BUNDLE` rebuilds the release; `ferry verify`, `ferry inspect` and `ferry load` read a part as it is"),
+                _ => ("bundle of an unknown kind", "upgrade ferry"),
+            };
+            return Err(ManifestError::Partial {
+                kind: kind.to_string(),
+                hint,
+            });
+        }
         if v.format_version != FORMAT_VERSION {
             return Err(ManifestError::UnsupportedVersion {
                 found: v.format_version,
