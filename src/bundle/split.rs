@@ -72,6 +72,32 @@ pub struct SplitReport {
     pub notes: Vec<String>,
 }
 
+/// Parses a size: a whole number of bytes with an optional unit, `K`/`KB`, `M`/`MB`, `G`/`GB`,
+/// `T`/`TB` (powers of 1000) or `KiB`, `MiB`, `GiB`, `TiB` (powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size: expected a number of bytes, e.g. 300MiB"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1000,
+        "m" | "mb" => 1000_u64.pow(2),
+        "g" | "gb" => 1000_u64.pow(3),
+        "t" | "tb" => 1000_u64.pow(4),
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "tib" => 1 << 40,
+        other => return Err(format!("`{s}`: unknown unit `{other}`; use K, M, G, KiB, MiB or GiB")),
+    };
+    n.checked_mul(mult)
+        .filter(|v| *v > 0)
+        .ok_or_else(|| format!("`{s}` is not a usable size"))
+}
+
 /// The file name of part `index` of `count` of the release `root` (`NAME-VERSION`).
 pub fn part_name(root: &str, index: u32, count: u32) -> String {
     format!("{root}.part{index}-of-{count}.tar.gz")

@@ -21,6 +21,7 @@ pub struct Args<'a> {
     pub values: &'a [PathBuf],
     pub output: Option<&'a Path>,
     pub pin_digests: bool,
+    pub have_list: Option<&'a Path>,
     pub trust: &'a TrustArgs,
     pub limits: &'a LimitArgs,
 }
@@ -48,8 +49,12 @@ pub fn load(a: &Args, p: &mut Printer) -> anyhow::Result<Outcome> {
         progress: p.progress(),
         check_head: Some(&check),
     };
+    if ferry::bundle::partial::peek(a.input)?.is_some() {
+        return super::pieces::load(a, &input, &push_opts, p);
+    }
     // A re-run against a registry that already has everything reads only the head.
-    let warm = if a.dry_run {
+    // A have-list lists the blobs of the push plan, so it needs a plan.
+    let warm = if a.dry_run || a.have_list.is_some() {
         None
     } else {
         load::already_loaded(&input, &push_opts)?
@@ -59,6 +64,9 @@ pub fn load(a: &Args, p: &mut Printer) -> anyhow::Result<Outcome> {
         None => push(&input, &push_opts, a.values)?,
     };
     let rewritten = rewrite_values(a, &target, pushing.manifest.as_ref())?;
+    if let (Some(out), false) = (a.have_list, a.dry_run) {
+        super::pieces::write_have_list(out, &push_opts, &pushing.report, p)?;
+    }
     if !a.dry_run {
         for v in &rewritten {
             load::write_atomically(&destination(a, v), &v.after)?;
@@ -125,7 +133,7 @@ fn push(input: &LoadInput, opts: &PushOptions, values: &[PathBuf]) -> anyhow::Re
     })
 }
 
-fn rewrite_values(
+pub(super) fn rewrite_values(
     a: &Args,
     target: &Target,
     manifest: Option<&Manifest>,
@@ -147,7 +155,7 @@ fn rewrite_values(
     )?)
 }
 
-fn destination(a: &Args, v: &ValuesOutcome) -> PathBuf {
+pub(super) fn destination(a: &Args, v: &ValuesOutcome) -> PathBuf {
     a.output.map_or_else(|| v.file.clone(), Path::to_path_buf)
 }
 

@@ -3,9 +3,11 @@
 
 mod bundle;
 mod completions;
+mod diff;
 mod egress;
 mod images;
 mod load;
+mod pieces;
 mod sign;
 mod values;
 
@@ -25,14 +27,23 @@ pub fn run(cli: &Cli, p: &mut Printer) -> anyhow::Result<Outcome> {
             output,
             key,
             pull,
-        } => bundle::build(spec, output.as_deref(), key.as_deref(), pull, p),
+            pieces,
+        } => bundle::build(spec, output.as_deref(), key.as_deref(), pull, pieces, p),
         Command::Inspect { bundle } => bundle::inspect(bundle, p),
         Command::Verify {
             bundle,
             trust,
             signature,
+            base,
             limits,
-        } => bundle::verify(bundle, trust, signature.as_deref(), limits, p),
+        } => bundle::verify(
+            bundle,
+            trust,
+            signature.as_deref(),
+            base.as_deref(),
+            limits,
+            p,
+        ),
         Command::Extract {
             bundle,
             dir,
@@ -52,6 +63,7 @@ pub fn run(cli: &Cli, p: &mut Printer) -> anyhow::Result<Outcome> {
             values,
             output,
             pin_digests,
+            have_list,
             trust,
             limits,
         } => load::load(
@@ -62,11 +74,38 @@ pub fn run(cli: &Cli, p: &mut Printer) -> anyhow::Result<Outcome> {
                 values,
                 output: output.as_deref(),
                 pin_digests: *pin_digests,
+                have_list: have_list.as_deref(),
                 trust,
                 limits,
             },
             p,
         ),
+        Command::Merge {
+            old,
+            delta,
+            output,
+            trust,
+            limits,
+        } => pieces::merge(old, delta, output, trust, limits, p),
+        Command::Split {
+            bundle,
+            max_part_size,
+            dir,
+            trust,
+            limits,
+        } => pieces::split(bundle, *max_part_size, dir.as_deref(), trust, limits, p),
+        Command::Join {
+            parts,
+            output,
+            trust,
+            limits,
+        } => pieces::join(parts, output, trust, limits, p),
+        Command::Diff {
+            old,
+            new,
+            format,
+            trust,
+        } => diff::diff(old, new, *format, trust, p),
         Command::Rewrite {
             values,
             registry,
