@@ -145,3 +145,143 @@ fn delta_holds_exactly_the_new_blobs_and_merges_to_the_full_build() {
 fn release_manifest_len(bundle: &Path) -> u64 {
     ferry::bundle::head::read(bundle).unwrap().manifest_bytes.len() as u64
 }
+
+#[test]
+fn a_signed_delta_merges_against_the_right_base_only() {
+    let p = pair();
+    let prefix = p.dir.path().join("vendor");
+    ferry()
+        .env("COSIGN_PASSWORD", "delta-test-password")
+        .args(["keygen", "--output-key-prefix", s(&prefix)])
+        .assert()
+        .success();
+    let key = p.dir.path().join("vendor.key");
+    let public = p.dir.path().join("vendor.pub");
+    let signed = p.dir.path().join("signed-1.4.1.tar.gz");
+    let delta = p.dir.path().join("signed-1.4.1.delta.tar.gz");
+    for (out, extra) in [(&signed, vec![]), (&delta, vec!["--base", s(&p.old)])] {
+        let o = ferry()
+            .env("COSIGN_PASSWORD", "delta-test-password")
+            .args(["build", "-f", s(&p.new_spec), "-o", s(out), "--key", s(&key)])
+            .args(extra)
+            .assert()
+            .success();
+        drop(o);
+    }
+    // The delta carries the release's signature, checked with the vendor's key.
+    let v = json_of(&["verify", s(&delta), "--key", s(&public), "--require-signature"]);
+    assert!(v["evidence"]["headCheck"]["key"].is_object(), "{v}");
+    // Merging yields a signed bundle that verifies, with the signature over the manifest of
+    // the full release. (ECDSA is randomised, so the delta's own build signs anew: the merge
+    // equals the full bundle the delta's build made, whose head the delta carries.)
+    let merged = p.dir.path().join("merged.tar.gz");
+    json_of(&["merge", s(&p.old), s(&delta), "-o", s(&merged), "--key", s(&public)]);
+    let v = json_of(&["verify", s(&merged), "--key", s(&public), "--require-signature"]);
+    assert_eq!(
+        v["evidence"]["manifestDigest"],
+        inspect(&delta)["releaseManifestDigest"]
+    );
+    assert_eq!(
+        ferry::bundle::head::read(&merged).unwrap().manifest_bytes,
+        ferry::bundle::head::read(&signed).unwrap().manifest_bytes,
+        "the same manifest as a full signed build"
+    );
+
+    // Against the wrong base (1.4.1 itself lacks nothing, so use a bundle without db's
+    // layer: a release built from app alone), the merge fails naming what is missing.
+    let other_dir = p.dir.path().join("src-other");
+    let other = release::write(&other_dir, "1.4.0");
+    let spec = std::fs::read_to_string(&other.spec).unwrap();
+    let cut = spec.find("  - ref: registry.example.com/shop/db:16").unwrap();
+    std::fs::write(&other.spec, &spec[..cut]).unwrap();
+    let wrong = p.dir.path().join("wrong.tar.gz");
+    build(&other.spec, &wrong, &[]);
+    let out = p.dir.path().join("never.tar.gz");
+    let a = ferry()
+        .args(["merge", s(&wrong), s(&delta), "-o", s(&out)])
+        .assert()
+        .code(1);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    let wrong_blobs: BTreeSet<String> = ferry::bundle::inspect::read_manifest(&wrong)
+        .unwrap()
+        .0
+        .files
+        .iter()
+        .map(|f| f.digest.to_string())
+        .collect();
+    let db_layer = &inspect(&delta)["omitted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["digest"].as_str().unwrap().to_string())
+        .find(|d| !wrong_blobs.contains(d))
+        .unwrap();
+    assert!(err.contains(db_layer.as_str()), "names the missing blob {db_layer}: {err}");
+    assert!(!out.exists(), "no output is left behind");
+}
+
+/// Deletes a blob from one repository of a registry (its storage has deletes enabled).
+fn delete_blob(reg: &Registry, repo: &str, digest: &str) {
+    let status = std::process::Command::new("curl")
+        .args(["-fsS", "-X", "DELETE"])
+        .arg(format!("http://{}/v2/{repo}/blobs/{digest}", reg.host()))
+        .status()
+        .unwrap();
+    assert!(status.success(), "DELETE of {digest} in {repo}");
+}
+
+#[test]
+fn loading_a_delta_checks_every_omitted_blob_before_pushing() {
+    let p = pair();
+    let reg = Registry::start(Setup::Plain);
+    let target = format!("{}/site", reg.host());
+    let have = p.dir.path().join("have.json");
+    json_of(&["load", s(&p.old), "--registry", &target, "--plain-http", "--have-list", s(&have)]);
+    // A delta built against the customer's have-list omits the same blobs as one built
+    // against the bundle.
+    let delta = p.dir.path().join("shop-1.4.1.delta.tar.gz");
+    build(&p.new_spec, &delta, &["--base", s(&p.old)]);
+    let from_have = p.dir.path().join("from-have.tar.gz");
+    build(&p.new_spec, &from_have, &["--base", s(&have)]);
+    assert_eq!(inspect(&delta)["omitted"], inspect(&from_have)["omitted"]);
+
+    // The registry loses one omitted blob (db's layer, in repository site/shop/db): the load
+    // stops before sending anything, naming it.
+    let omitted = inspect(&delta)["omitted"].as_array().unwrap().clone();
+    // The shared base layer (the largest omitted blob) goes from site/shop/db only.
+    let db_only = omitted
+        .iter()
+        .max_by_key(|o| o["size"].as_u64().unwrap())
+        .map(|o| o["digest"].as_str().unwrap().to_string())
+        .unwrap();
+    delete_blob(&reg, "site/shop/db", &db_only);
+    let a = ferry()
+        .args(["load", s(&delta), "--registry", &target, "--plain-http"])
+        .assert()
+        .code(1);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(err.contains(&db_only) && err.contains("site/shop/db"), "{err}");
+    assert!(err.contains("nothing was pushed"), "{err}");
+    let app = std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-I"])
+        .arg(format!("http://{}/v2/site/shop/app/manifests/1.4.1", reg.host()))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&app.stdout), "404", "app:1.4.1 was not pushed");
+
+    // With the blob back (a re-load of 1.4.0 that writes a have-list, so it runs the whole
+    // plan rather than stopping at the tags already there), the delta loads, and the
+    // registry serves the digests a load of the full 1.4.1 bundle gives.
+    json_of(&["load", s(&p.old), "--registry", &target, "--plain-http", "--have-list", s(&have)]);
+    let v = json_of(&["load", s(&delta), "--registry", &target, "--plain-http"]);
+    assert_eq!(v["kind"], "delta");
+    let full_target = format!("{}/full", reg.host());
+    json_of(&["load", s(&p.new), "--registry", &full_target, "--plain-http"]);
+    for r in ["shop/app:1.4.1", "shop/tools:latest", "shop/db:16"] {
+        assert_eq!(
+            inspect_raw(&format!("{target}/{r}")),
+            inspect_raw(&format!("{full_target}/{r}")),
+            "{r}"
+        );
+    }
+}
