@@ -285,3 +285,223 @@ fn loading_a_delta_checks_every_omitted_blob_before_pushing() {
         );
     }
 }
+
+/// The parts `split` wrote, from its JSON report.
+fn parts_of(report: &serde_json::Value) -> Vec<PathBuf> {
+    report["split"]["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| PathBuf::from(p["path"].as_str().unwrap()))
+        .collect()
+}
+
+/// The part size of the split tests: the release is about 3.6 MB; its largest layer about
+/// 1 MB.
+const PART: u64 = 1_200_000;
+
+#[test]
+fn split_parts_verify_alone_and_join_byte_for_byte() {
+    let p = pair();
+    let dir = p.dir.path().join("parts");
+    std::fs::create_dir(&dir).unwrap();
+    let report = json_of(&[
+        "split",
+        s(&p.new),
+        "--max-part-size",
+        &PART.to_string(),
+        "-C",
+        s(&dir),
+    ]);
+    let parts = parts_of(&report);
+    assert!(parts.len() >= 3, "{report}");
+    for (i, part) in parts.iter().enumerate() {
+        let name = part.file_name().unwrap().to_str().unwrap();
+        assert_eq!(name, format!("shop-1.4.1.part{}-of-{}.tar.gz", i + 1, parts.len()));
+        assert!(std::fs::metadata(part).unwrap().len() <= PART, "{name} fits");
+        let v = json_of(&["verify", s(part)]);
+        assert_eq!(v["evidence"]["part"]["index"], i + 1);
+        // Plain tar reads every part.
+        let tar = std::process::Command::new("tar").args(["-tzf", s(part)]).output().unwrap();
+        assert!(tar.status.success(), "tar -tzf {name}");
+    }
+
+    // Joined from the parts given in reverse order: the original bytes.
+    let joined = p.dir.path().join("joined.tar.gz");
+    let mut args = vec!["join".to_string()];
+    args.extend(parts.iter().rev().map(|p| s(p).to_string()));
+    args.extend(["-o".into(), s(&joined).into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    json_of(&args);
+    assert!(same_bytes(&joined, &p.new), "join is cmp-identical");
+
+    // `build --max-part-size` writes the same parts.
+    let built = p.dir.path().join("built");
+    std::fs::create_dir(&built).unwrap();
+    let r = build(
+        &p.new_spec,
+        &built.join("shop-1.4.1.tar.gz"),
+        &["--max-part-size", &PART.to_string()],
+    );
+    let again = parts_of(&r);
+    assert_eq!(again.len(), parts.len());
+    for (a, b) in again.iter().zip(&parts) {
+        assert!(same_bytes(a, b), "{} equals {}", a.display(), b.display());
+    }
+
+    // Inspect of a part alone names the parts missing beside it.
+    let lonely = p.dir.path().join("lonely");
+    std::fs::create_dir(&lonely).unwrap();
+    let second = lonely.join(parts[1].file_name().unwrap());
+    std::fs::copy(&parts[1], &second).unwrap();
+    let v = inspect(&second);
+    let missing: Vec<u64> = v["partsMissing"].as_array().unwrap().iter().map(|m| m.as_u64().unwrap()).collect();
+    let want: Vec<u64> = (1..=parts.len() as u64).filter(|i| *i != 2).collect();
+    assert_eq!(missing, want);
+    let text = ferry().args(["inspect", s(&second)]).assert().success().get_output().stdout.clone();
+    let text = String::from_utf8(text).unwrap();
+    assert!(text.contains(&format!("shop-1.4.1.part1-of-{}.tar.gz", parts.len())), "{text}");
+
+    // Joining without a part fails naming it.
+    let a = ferry()
+        .args(["join", s(&parts[0]), s(&parts[2]), "-o", s(&p.dir.path().join("x.tar.gz"))])
+        .assert()
+        .code(1);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(err.contains(&format!("shop-1.4.1.part2-of-{}.tar.gz", parts.len())), "{err}");
+}
+
+#[test]
+fn tampering_with_one_part_is_caught_by_that_part_alone() {
+    let p = pair();
+    let dir = p.dir.path().join("parts");
+    std::fs::create_dir(&dir).unwrap();
+    let parts = parts_of(&json_of(&[
+        "split",
+        s(&p.new),
+        "--max-part-size",
+        &PART.to_string(),
+        "-C",
+        s(&dir),
+    ]));
+    // Flip a byte in the middle of the second part (inside a stored layer: its CRC and its
+    // digest no longer match).
+    let victim = &parts[1];
+    let mut bytes = std::fs::read(victim).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x40;
+    std::fs::write(victim, &bytes).unwrap();
+    ferry().args(["verify", s(victim)]).assert().code(1);
+    for (i, part) in parts.iter().enumerate().filter(|(i, _)| *i != 1) {
+        ferry().args(["verify", s(part)]).assert().success();
+        assert!(i != 1);
+    }
+    let joined = p.dir.path().join("joined.tar.gz");
+    let mut cmd = ferry();
+    cmd.arg("join").args(&parts).args(["-o", s(&joined)]);
+    cmd.assert().code(1);
+    assert!(!joined.exists());
+}
+
+#[test]
+fn loading_parts_in_reverse_order_gives_the_digests_of_a_whole_load() {
+    let p = pair();
+    let dir = p.dir.path().join("parts");
+    std::fs::create_dir(&dir).unwrap();
+    let parts = parts_of(&json_of(&[
+        "split",
+        s(&p.new),
+        "--max-part-size",
+        &PART.to_string(),
+        "-C",
+        s(&dir),
+    ]));
+    let reg = Registry::start(Setup::Plain);
+    let by_parts = format!("{}/parts", reg.host());
+    let whole = format!("{}/whole", reg.host());
+    let mut waited = false;
+    for (n, part) in parts.iter().rev().enumerate() {
+        let v = json_of(&["load", s(part), "--registry", &by_parts, "--plain-http"]);
+        waited |= !v["waiting"].as_array().unwrap().is_empty();
+        if n + 1 == parts.len() {
+            assert!(v["waiting"].as_array().unwrap().is_empty(), "after the last part nothing waits: {v}");
+        }
+    }
+    assert!(waited, "some image waited for a later part");
+    json_of(&["load", s(&p.new), "--registry", &whole, "--plain-http"]);
+    for r in ["shop/app:1.4.1", "shop/tools:latest", "shop/db:16"] {
+        assert_eq!(
+            inspect_raw(&format!("{by_parts}/{r}")),
+            inspect_raw(&format!("{whole}/{r}")),
+            "{r}"
+        );
+    }
+}
+
+#[test]
+fn diff_names_the_changed_image_the_repushed_tag_and_the_new_destination() {
+    let p = pair();
+    let v = json_of(&["diff", s(&p.old), s(&p.new)]);
+    let images = v["images"].as_array().unwrap();
+    let find = |name: &str| {
+        images
+            .iter()
+            .find(|i| i["image"] == format!("registry.example.com/shop/{name}"))
+            .unwrap_or_else(|| panic!("{name} in {v}"))
+    };
+    assert_eq!(find("app")["change"], "changed");
+    assert_eq!(find("app")["new"]["reference"], "registry.example.com/shop/app:1.4.1");
+    assert_eq!(find("tools")["change"], "changed");
+    assert_eq!(find("tools")["sameTagNewContent"], true);
+    assert_eq!(find("db")["change"], "unchanged");
+    let egress = v["egress"].as_array().unwrap();
+    assert!(
+        egress.iter().any(|e| e["change"] == "new"
+            && e["destination"].as_str().unwrap().starts_with(NEW_DESTINATION)
+            && e["at"].as_str().unwrap().starts_with("values.yaml:")),
+        "{v}"
+    );
+    let values = v["values"].as_array().unwrap();
+    assert!(values.iter().any(|c| c["name"] == "values.yaml: telemetry.endpoint" && c["change"] == "added"), "{v}");
+    assert_eq!(v["scripts"][0]["name"], "scripts/preflight.sh");
+    assert_eq!(v["old"]["signedBy"], "unsigned");
+
+    for format in ["table", "markdown"] {
+        let out = ferry()
+            .args(["diff", s(&p.old), s(&p.new), "--format", format])
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("same tag, new content"), "{format}: {text}");
+        assert!(text.contains(NEW_DESTINATION), "{format}: {text}");
+    }
+}
+
+#[test]
+fn readers_of_complete_bundles_refuse_a_part_or_a_delta_clearly() {
+    let p = pair();
+    let delta = p.dir.path().join("d.tar.gz");
+    build(&p.new_spec, &delta, &["--base", s(&p.old)]);
+    let a = ferry()
+        .args(["extract", s(&delta), "-C", s(&p.dir.path().join("x"))])
+        .assert()
+        .code(1);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(err.contains("delta bundle") && err.contains("ferry merge"), "{err}");
+    // What a format-1 reader sees: formatVersion 2, which it refuses before anything else.
+    let (bytes, _) = {
+        let f = std::fs::File::open(&delta).unwrap();
+        let mut a = tar::Archive::new(flate2::read::MultiGzDecoder::new(f));
+        let mut e = a.entries().unwrap();
+        let mut first = e.next().unwrap().unwrap();
+        let mut b = Vec::new();
+        std::io::Read::read_to_end(&mut first, &mut b).unwrap();
+        (b, ())
+    };
+    let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(v["formatVersion"], 2);
+    assert_eq!(v["kind"], "delta");
+}
