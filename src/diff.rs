@@ -173,7 +173,9 @@ fn read(side: &Side, progress: crate::progress::Progress) -> Result<Read, DiffEr
         Some(key) => format!(
             "{} ({})",
             key.get("path").and_then(|p| p.as_str()).unwrap_or("?"),
-            key.get("fingerprint").and_then(|p| p.as_str()).unwrap_or("?")
+            key.get("fingerprint")
+                .and_then(|p| p.as_str())
+                .unwrap_or("?")
         ),
         None if evidence.signature_present => "signed (not checked: no --key)".into(),
         None => "unsigned".into(),
@@ -277,12 +279,26 @@ fn change(name: String, old: Option<String>, new: Option<String>) -> Option<Chan
 }
 
 fn charts(a: &Manifest, b: &Manifest) -> Vec<Change> {
-    let va: BTreeMap<&str, &str> = a.charts.iter().map(|c| (c.name.as_str(), c.version.as_str())).collect();
-    let vb: BTreeMap<&str, &str> = b.charts.iter().map(|c| (c.name.as_str(), c.version.as_str())).collect();
+    let va: BTreeMap<&str, &str> = a
+        .charts
+        .iter()
+        .map(|c| (c.name.as_str(), c.version.as_str()))
+        .collect();
+    let vb: BTreeMap<&str, &str> = b
+        .charts
+        .iter()
+        .map(|c| (c.name.as_str(), c.version.as_str()))
+        .collect();
     let names: BTreeSet<&&str> = va.keys().chain(vb.keys()).collect();
     names
         .into_iter()
-        .filter_map(|n| change(n.to_string(), va.get(n).map(|v| v.to_string()), vb.get(n).map(|v| v.to_string())))
+        .filter_map(|n| {
+            change(
+                n.to_string(),
+                va.get(n).map(|v| v.to_string()),
+                vb.get(n).map(|v| v.to_string()),
+            )
+        })
         .collect()
 }
 
@@ -322,7 +338,11 @@ fn keys(path: &Path) -> BTreeSet<String> {
         match v {
             serde_json::Value::Object(m) => {
                 for (k, v) in m {
-                    let p = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
+                    let p = if at.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{at}.{k}")
+                    };
                     out.insert(p.clone());
                     walk(v, &p, out);
                 }
@@ -390,24 +410,43 @@ fn destinations(r: &Read, path: &Path) -> Result<BTreeMap<String, (String, Strin
             Some(p) => format!("{}:{p}", f.host),
             None => f.host.clone(),
         };
-        out.entry(dest)
-            .or_insert_with(|| (format!("{}:{}", f.file, f.line), f.verdict.as_str().to_string()));
+        out.entry(dest).or_insert_with(|| {
+            (
+                format!("{}:{}", f.file, f.line),
+                f.verdict.as_str().to_string(),
+            )
+        });
     }
     Ok(out)
 }
 
-fn egress_changes(a: &Read, b: &Read, pa: &Path, pb: &Path) -> Result<Vec<EgressChange>, DiffError> {
+fn egress_changes(
+    a: &Read,
+    b: &Read,
+    pa: &Path,
+    pb: &Path,
+) -> Result<Vec<EgressChange>, DiffError> {
     let da = destinations(a, pa)?;
     let db = destinations(b, pb)?;
     let mut out = Vec::new();
     for (d, (at, verdict)) in &db {
         if !da.contains_key(d) {
-            out.push(EgressChange { destination: d.clone(), change: "new", at: at.clone(), verdict: verdict.clone() });
+            out.push(EgressChange {
+                destination: d.clone(),
+                change: "new",
+                at: at.clone(),
+                verdict: verdict.clone(),
+            });
         }
     }
     for (d, (at, verdict)) in &da {
         if !db.contains_key(d) {
-            out.push(EgressChange { destination: d.clone(), change: "gone", at: at.clone(), verdict: verdict.clone() });
+            out.push(EgressChange {
+                destination: d.clone(),
+                change: "gone",
+                at: at.clone(),
+                verdict: verdict.clone(),
+            });
         }
     }
     Ok(out)
@@ -455,13 +494,24 @@ impl Diff {
         });
         head(&mut s, "Signed by");
         for side in [&self.old, &self.new] {
-            item(&mut s, format!("{}: {} (manifest {})", side.release, side.signed_by, side.manifest_digest));
+            item(
+                &mut s,
+                format!(
+                    "{}: {} (manifest {})",
+                    side.release, side.signed_by, side.manifest_digest
+                ),
+            );
         }
         head(&mut s, "Images");
         for i in self.images.iter().filter(|i| i.change != "unchanged") {
             item(&mut s, image_line(i));
         }
-        for (title, list) in [("Charts", &self.charts), ("Values keys", &self.values), ("Scripts", &self.scripts), ("Other files", &self.files)] {
+        for (title, list) in [
+            ("Charts", &self.charts),
+            ("Values keys", &self.values),
+            ("Scripts", &self.scripts),
+            ("Other files", &self.files),
+        ] {
             head(&mut s, title);
             for c in list {
                 let detail = match (&c.old, &c.new) {
@@ -473,21 +523,36 @@ impl Diff {
         }
         head(&mut s, "Egress destinations");
         for e in &self.egress {
-            item(&mut s, format!("{} {} ({}, {})", e.change, e.destination, e.at, e.verdict));
+            item(
+                &mut s,
+                format!("{} {} ({}, {})", e.change, e.destination, e.at, e.verdict),
+            );
         }
         s
     }
 }
 
 fn image_line(i: &ImageChange) -> String {
-    let side = |x: &ImageSide| format!("{} {} [{}] {} bytes", x.reference, x.digest, x.platforms.join(", "), x.size);
+    let side = |x: &ImageSide| {
+        format!(
+            "{} {} [{}] {} bytes",
+            x.reference,
+            x.digest,
+            x.platforms.join(", "),
+            x.size
+        )
+    };
     match (&i.old, &i.new) {
         (Some(o), Some(n)) => format!(
             "changed {}: {} -> {}{}",
             i.image,
             side(o),
             side(n),
-            if i.same_tag_new_content { " (same tag, new content: re-pushed)" } else { "" }
+            if i.same_tag_new_content {
+                " (same tag, new content: re-pushed)"
+            } else {
+                ""
+            }
         ),
         (None, Some(n)) => format!("added {}", side(n)),
         (Some(o), None) => format!("removed {}", side(o)),

@@ -13,7 +13,9 @@ use crate::bundle::verify::{VerifyError, VerifyOptions};
 use crate::load::{to_push, LoadError, LoadInput};
 use crate::oci::digest::Digest;
 use crate::registry::bundle_source::{index_partial, IndexedSource, MEMORY_BUDGET};
-use crate::registry::push::{self, BlobSource, ImageToPush, Plan, PushOptions, PushProgress, PushReport};
+use crate::registry::push::{
+    self, BlobSource, ImageToPush, Plan, PushOptions, PushProgress, PushReport,
+};
 use crate::registry::{BlobProgress, RegistryClient, RegistryError};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -135,7 +137,13 @@ pub fn load(input: &LoadInput, opts: &PushOptions) -> Result<PartialLoad, Partia
             continue;
         }
         for b in img.blobs.iter().filter(|b| held.contains(&b.digest)) {
-            ahead += rt.block_on(upload(&client, source.clone(), &img.repo, &b.digest, b.size))?;
+            ahead += rt.block_on(upload(
+                &client,
+                source.clone(),
+                &img.repo,
+                &b.digest,
+                b.size,
+            ))?;
         }
     }
     Ok(PartialLoad {

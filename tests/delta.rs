@@ -81,7 +81,12 @@ fn delta_holds_exactly_the_new_blobs_and_merges_to_the_full_build() {
 
     // The blobs 1.4.1 adds: layers and documents 1.4.0 lacks.
     let old: BTreeSet<&String> = p.old_release.blobs.iter().map(|b| &b.0).collect();
-    let added: Vec<&(String, u64)> = p.new_release.blobs.iter().filter(|b| !old.contains(&b.0)).collect();
+    let added: Vec<&(String, u64)> = p
+        .new_release
+        .blobs
+        .iter()
+        .filter(|b| !old.contains(&b.0))
+        .collect();
     let head = inspect(&delta);
     assert_eq!(head["kind"], "delta");
     let omitted: BTreeSet<String> = head["omitted"]
@@ -103,23 +108,42 @@ fn delta_holds_exactly_the_new_blobs_and_merges_to_the_full_build() {
     let new_layers: Vec<&&(String, u64)> = added.iter().filter(|b| b.1 > 64 * 1024).collect();
     assert_eq!(new_layers.len(), 2, "app's new layer and tools' new layer");
     let listing = String::from_utf8(
-        std::process::Command::new("tar").args(["-tzf", s(&delta)]).output().unwrap().stdout,
+        std::process::Command::new("tar")
+            .args(["-tzf", s(&delta)])
+            .output()
+            .unwrap()
+            .stdout,
     )
     .unwrap();
     for (d, _) in &new_layers {
-        assert!(listing.contains(d.trim_start_matches("sha256:")), "{d} is in the delta");
+        assert!(
+            listing.contains(d.trim_start_matches("sha256:")),
+            "{d} is in the delta"
+        );
     }
     for d in &omitted {
-        assert!(!listing.contains(d.trim_start_matches("sha256:")), "{d} is left out");
+        assert!(
+            !listing.contains(d.trim_start_matches("sha256:")),
+            "{d} is left out"
+        );
     }
 
     // Size: at most the new blobs plus the text files (the release's ferry.json among
     // them: the delta carries it), plus 1 %.
     let held: u64 = added.iter().map(|b| b.1).sum();
-    let text: u64 = ["README.md", "values.yaml", "scripts/preflight.sh", "layout/index.json"]
-        .iter()
-        .map(|f| std::fs::metadata(p.new_spec.parent().unwrap().join(f)).unwrap().len())
-        .sum::<u64>()
+    let text: u64 = [
+        "README.md",
+        "values.yaml",
+        "scripts/preflight.sh",
+        "layout/index.json",
+    ]
+    .iter()
+    .map(|f| {
+        std::fs::metadata(p.new_spec.parent().unwrap().join(f))
+            .unwrap()
+            .len()
+    })
+    .sum::<u64>()
         + release_manifest_len(&p.new);
     let delta_bytes = std::fs::metadata(&delta).unwrap().len();
     let bound = (held + text) as f64 * 1.01;
@@ -128,7 +152,10 @@ fn delta_holds_exactly_the_new_blobs_and_merges_to_the_full_build() {
         "delta {delta_bytes} bytes; new blobs {held} + text {text} + 1 % = {bound}"
     );
     let full_bytes = std::fs::metadata(&p.new).unwrap().len();
-    println!("delta {delta_bytes} bytes of a {full_bytes}-byte release; new blobs {held}, text {text}");
+    assert!(
+        delta_bytes * 2 < full_bytes,
+        "delta {delta_bytes} bytes of a {full_bytes}-byte release"
+    );
 
     // The delta verifies alone, and against its base.
     let v = json_of(&["verify", s(&delta)]);
@@ -138,12 +165,18 @@ fn delta_holds_exactly_the_new_blobs_and_merges_to_the_full_build() {
     // Merge gives the full build byte for byte.
     let merged = p.dir.path().join("merged.tar.gz");
     json_of(&["merge", s(&p.old), s(&delta), "-o", s(&merged)]);
-    assert!(same_bytes(&merged, &p.new), "merge is cmp-identical to the full build");
+    assert!(
+        same_bytes(&merged, &p.new),
+        "merge is cmp-identical to the full build"
+    );
 }
 
 /// Bytes of a complete bundle's ferry.json.
 fn release_manifest_len(bundle: &Path) -> u64 {
-    ferry::bundle::head::read(bundle).unwrap().manifest_bytes.len() as u64
+    ferry::bundle::head::read(bundle)
+        .unwrap()
+        .manifest_bytes
+        .len() as u64
 }
 
 #[test]
@@ -162,21 +195,49 @@ fn a_signed_delta_merges_against_the_right_base_only() {
     for (out, extra) in [(&signed, vec![]), (&delta, vec!["--base", s(&p.old)])] {
         let o = ferry()
             .env("COSIGN_PASSWORD", "delta-test-password")
-            .args(["build", "-f", s(&p.new_spec), "-o", s(out), "--key", s(&key)])
+            .args([
+                "build",
+                "-f",
+                s(&p.new_spec),
+                "-o",
+                s(out),
+                "--key",
+                s(&key),
+            ])
             .args(extra)
             .assert()
             .success();
         drop(o);
     }
     // The delta carries the release's signature, checked with the vendor's key.
-    let v = json_of(&["verify", s(&delta), "--key", s(&public), "--require-signature"]);
+    let v = json_of(&[
+        "verify",
+        s(&delta),
+        "--key",
+        s(&public),
+        "--require-signature",
+    ]);
     assert!(v["evidence"]["headCheck"]["key"].is_object(), "{v}");
     // Merging yields a signed bundle that verifies, with the signature over the manifest of
     // the full release. (ECDSA is randomised, so the delta's own build signs anew: the merge
     // equals the full bundle the delta's build made, whose head the delta carries.)
     let merged = p.dir.path().join("merged.tar.gz");
-    json_of(&["merge", s(&p.old), s(&delta), "-o", s(&merged), "--key", s(&public)]);
-    let v = json_of(&["verify", s(&merged), "--key", s(&public), "--require-signature"]);
+    json_of(&[
+        "merge",
+        s(&p.old),
+        s(&delta),
+        "-o",
+        s(&merged),
+        "--key",
+        s(&public),
+    ]);
+    let v = json_of(&[
+        "verify",
+        s(&merged),
+        "--key",
+        s(&public),
+        "--require-signature",
+    ]);
     assert_eq!(
         v["evidence"]["manifestDigest"],
         inspect(&delta)["releaseManifestDigest"]
@@ -192,7 +253,9 @@ fn a_signed_delta_merges_against_the_right_base_only() {
     let other_dir = p.dir.path().join("src-other");
     let other = release::write(&other_dir, "1.4.0");
     let spec = std::fs::read_to_string(&other.spec).unwrap();
-    let cut = spec.find("  - ref: registry.example.com/shop/db:16").unwrap();
+    let cut = spec
+        .find("  - ref: registry.example.com/shop/db:16")
+        .unwrap();
     std::fs::write(&other.spec, &spec[..cut]).unwrap();
     let wrong = p.dir.path().join("wrong.tar.gz");
     build(&other.spec, &wrong, &[]);
@@ -216,7 +279,10 @@ fn a_signed_delta_merges_against_the_right_base_only() {
         .map(|o| o["digest"].as_str().unwrap().to_string())
         .find(|d| !wrong_blobs.contains(d))
         .unwrap();
-    assert!(err.contains(db_layer.as_str()), "names the missing blob {db_layer}: {err}");
+    assert!(
+        err.contains(db_layer.as_str()),
+        "names the missing blob {db_layer}: {err}"
+    );
     assert!(!out.exists(), "no output is left behind");
 }
 
@@ -236,7 +302,15 @@ fn loading_a_delta_checks_every_omitted_blob_before_pushing() {
     let reg = Registry::start(Setup::Plain);
     let target = format!("{}/site", reg.host());
     let have = p.dir.path().join("have.json");
-    json_of(&["load", s(&p.old), "--registry", &target, "--plain-http", "--have-list", s(&have)]);
+    json_of(&[
+        "load",
+        s(&p.old),
+        "--registry",
+        &target,
+        "--plain-http",
+        "--have-list",
+        s(&have),
+    ]);
     // A delta built against the customer's have-list omits the same blobs as one built
     // against the bundle.
     let delta = p.dir.path().join("shop-1.4.1.delta.tar.gz");
@@ -260,23 +334,47 @@ fn loading_a_delta_checks_every_omitted_blob_before_pushing() {
         .assert()
         .code(1);
     let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
-    assert!(err.contains(&db_only) && err.contains("site/shop/db"), "{err}");
+    assert!(
+        err.contains(&db_only) && err.contains("site/shop/db"),
+        "{err}"
+    );
     assert!(err.contains("nothing was pushed"), "{err}");
     let app = std::process::Command::new("curl")
         .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-I"])
-        .arg(format!("http://{}/v2/site/shop/app/manifests/1.4.1", reg.host()))
+        .arg(format!(
+            "http://{}/v2/site/shop/app/manifests/1.4.1",
+            reg.host()
+        ))
         .output()
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&app.stdout), "404", "app:1.4.1 was not pushed");
+    assert_eq!(
+        String::from_utf8_lossy(&app.stdout),
+        "404",
+        "app:1.4.1 was not pushed"
+    );
 
     // With the blob back (a re-load of 1.4.0 that writes a have-list, so it runs the whole
     // plan rather than stopping at the tags already there), the delta loads, and the
     // registry serves the digests a load of the full 1.4.1 bundle gives.
-    json_of(&["load", s(&p.old), "--registry", &target, "--plain-http", "--have-list", s(&have)]);
+    json_of(&[
+        "load",
+        s(&p.old),
+        "--registry",
+        &target,
+        "--plain-http",
+        "--have-list",
+        s(&have),
+    ]);
     let v = json_of(&["load", s(&delta), "--registry", &target, "--plain-http"]);
     assert_eq!(v["kind"], "delta");
     let full_target = format!("{}/full", reg.host());
-    json_of(&["load", s(&p.new), "--registry", &full_target, "--plain-http"]);
+    json_of(&[
+        "load",
+        s(&p.new),
+        "--registry",
+        &full_target,
+        "--plain-http",
+    ]);
     for r in ["shop/app:1.4.1", "shop/tools:latest", "shop/db:16"] {
         assert_eq!(
             inspect_raw(&format!("{target}/{r}")),
@@ -317,12 +415,21 @@ fn split_parts_verify_alone_and_join_byte_for_byte() {
     assert!(parts.len() >= 3, "{report}");
     for (i, part) in parts.iter().enumerate() {
         let name = part.file_name().unwrap().to_str().unwrap();
-        assert_eq!(name, format!("shop-1.4.1.part{}-of-{}.tar.gz", i + 1, parts.len()));
-        assert!(std::fs::metadata(part).unwrap().len() <= PART, "{name} fits");
+        assert_eq!(
+            name,
+            format!("shop-1.4.1.part{}-of-{}.tar.gz", i + 1, parts.len())
+        );
+        assert!(
+            std::fs::metadata(part).unwrap().len() <= PART,
+            "{name} fits"
+        );
         let v = json_of(&["verify", s(part)]);
         assert_eq!(v["evidence"]["part"]["index"], i + 1);
         // Plain tar reads every part.
-        let tar = std::process::Command::new("tar").args(["-tzf", s(part)]).output().unwrap();
+        let tar = std::process::Command::new("tar")
+            .args(["-tzf", s(part)])
+            .output()
+            .unwrap();
         assert!(tar.status.success(), "tar -tzf {name}");
     }
 
@@ -355,20 +462,43 @@ fn split_parts_verify_alone_and_join_byte_for_byte() {
     let second = lonely.join(parts[1].file_name().unwrap());
     std::fs::copy(&parts[1], &second).unwrap();
     let v = inspect(&second);
-    let missing: Vec<u64> = v["partsMissing"].as_array().unwrap().iter().map(|m| m.as_u64().unwrap()).collect();
+    let missing: Vec<u64> = v["partsMissing"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_u64().unwrap())
+        .collect();
     let want: Vec<u64> = (1..=parts.len() as u64).filter(|i| *i != 2).collect();
     assert_eq!(missing, want);
-    let text = ferry().args(["inspect", s(&second)]).assert().success().get_output().stdout.clone();
+    let text = ferry()
+        .args(["inspect", s(&second)])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
     let text = String::from_utf8(text).unwrap();
-    assert!(text.contains(&format!("shop-1.4.1.part1-of-{}.tar.gz", parts.len())), "{text}");
+    assert!(
+        text.contains(&format!("shop-1.4.1.part1-of-{}.tar.gz", parts.len())),
+        "{text}"
+    );
 
     // Joining without a part fails naming it.
     let a = ferry()
-        .args(["join", s(&parts[0]), s(&parts[2]), "-o", s(&p.dir.path().join("x.tar.gz"))])
+        .args([
+            "join",
+            s(&parts[0]),
+            s(&parts[2]),
+            "-o",
+            s(&p.dir.path().join("x.tar.gz")),
+        ])
         .assert()
         .code(1);
     let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
-    assert!(err.contains(&format!("shop-1.4.1.part2-of-{}.tar.gz", parts.len())), "{err}");
+    assert!(
+        err.contains(&format!("shop-1.4.1.part2-of-{}.tar.gz", parts.len())),
+        "{err}"
+    );
 }
 
 #[test]
@@ -424,7 +554,10 @@ fn loading_parts_in_reverse_order_gives_the_digests_of_a_whole_load() {
         let v = json_of(&["load", s(part), "--registry", &by_parts, "--plain-http"]);
         waited |= !v["waiting"].as_array().unwrap().is_empty();
         if n + 1 == parts.len() {
-            assert!(v["waiting"].as_array().unwrap().is_empty(), "after the last part nothing waits: {v}");
+            assert!(
+                v["waiting"].as_array().unwrap().is_empty(),
+                "after the last part nothing waits: {v}"
+            );
         }
     }
     assert!(waited, "some image waited for a later part");
@@ -450,19 +583,30 @@ fn diff_names_the_changed_image_the_repushed_tag_and_the_new_destination() {
             .unwrap_or_else(|| panic!("{name} in {v}"))
     };
     assert_eq!(find("app")["change"], "changed");
-    assert_eq!(find("app")["new"]["reference"], "registry.example.com/shop/app:1.4.1");
+    assert_eq!(
+        find("app")["new"]["reference"],
+        "registry.example.com/shop/app:1.4.1"
+    );
     assert_eq!(find("tools")["change"], "changed");
     assert_eq!(find("tools")["sameTagNewContent"], true);
     assert_eq!(find("db")["change"], "unchanged");
     let egress = v["egress"].as_array().unwrap();
     assert!(
         egress.iter().any(|e| e["change"] == "new"
-            && e["destination"].as_str().unwrap().starts_with(NEW_DESTINATION)
+            && e["destination"]
+                .as_str()
+                .unwrap()
+                .starts_with(NEW_DESTINATION)
             && e["at"].as_str().unwrap().starts_with("values.yaml:")),
         "{v}"
     );
     let values = v["values"].as_array().unwrap();
-    assert!(values.iter().any(|c| c["name"] == "values.yaml: telemetry.endpoint" && c["change"] == "added"), "{v}");
+    assert!(
+        values
+            .iter()
+            .any(|c| c["name"] == "values.yaml: telemetry.endpoint" && c["change"] == "added"),
+        "{v}"
+    );
     assert_eq!(v["scripts"][0]["name"], "scripts/preflight.sh");
     assert_eq!(v["old"]["signedBy"], "unsigned");
 
@@ -490,7 +634,10 @@ fn readers_of_complete_bundles_refuse_a_part_or_a_delta_clearly() {
         .assert()
         .code(1);
     let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
-    assert!(err.contains("delta bundle") && err.contains("ferry merge"), "{err}");
+    assert!(
+        err.contains("delta bundle") && err.contains("ferry merge"),
+        "{err}"
+    );
     // What a format-1 reader sees: formatVersion 2, which it refuses before anything else.
     let (bytes, _) = {
         let f = std::fs::File::open(&delta).unwrap();

@@ -232,7 +232,10 @@ impl<W: Write> OwnMemberWriter<W> {
         if self.written != self.size {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
-                format!("{} of {} bytes of the entry were written", self.written, self.size),
+                format!(
+                    "{} of {} bytes of the entry were written",
+                    self.written, self.size
+                ),
             ));
         }
         let pad = padding(self.size) as usize;

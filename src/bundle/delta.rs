@@ -219,7 +219,11 @@ pub fn make(scanned: &Scanned, base: &BaseSet, output: &Path) -> Result<DeltaRep
         let mut pos = scanned.head.body_offset;
         for o in &omitted {
             copy_range(src, pos, o.at - pos, out)?;
-            pos = o.at + stored_entry_len(&format!("{root}/images/blobs/sha256/{}", o.digest.hex()), o.size);
+            pos = o.at
+                + stored_entry_len(
+                    &format!("{root}/images/blobs/sha256/{}", o.digest.hex()),
+                    o.size,
+                );
         }
         copy_range(src, pos, scanned.size - pos, out)
     })
@@ -334,7 +338,11 @@ pub fn merge(
             delta: delta.input.clone(),
             wanted: match (&b.name, &b.version) {
                 (Some(n), Some(v)) => format!("{n} {v}, manifest {}", b.digest),
-                _ => format!("the have-list {} of {}", b.digest, b.registry.as_deref().unwrap_or("?")),
+                _ => format!(
+                    "the have-list {} of {}",
+                    b.digest,
+                    b.registry.as_deref().unwrap_or("?")
+                ),
             },
             missing,
         });
@@ -385,7 +393,9 @@ fn write_known(
     omitted.sort_by_key(|o| o.at);
     for o in &omitted {
         let path = format!("images/blobs/sha256/{}", o.digest.hex());
-        let len = o.at.checked_sub(pos).ok_or_else(|| io::Error::other("omitted blobs overlap"))?;
+        let len =
+            o.at.checked_sub(pos)
+                .ok_or_else(|| io::Error::other("omitted blobs overlap"))?;
         out.seek(SeekFrom::Start(pos))?;
         copy_range(delta, from, len, &mut out)?;
         from += len;

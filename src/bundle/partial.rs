@@ -161,7 +161,11 @@ impl PartialHead {
 
     /// The release's signature bytes, if signed.
     pub fn release_signature(&self) -> Option<&[u8]> {
-        self.manifest.release.signature.as_deref().map(str::as_bytes)
+        self.manifest
+            .release
+            .signature
+            .as_deref()
+            .map(str::as_bytes)
     }
 
     /// The release's head member, rebuilt: the bytes a build wrote in front of its body.
@@ -191,9 +195,16 @@ fn bad(input: &Path, detail: impl std::fmt::Display) -> VerifyError {
 }
 
 /// Parses and checks partial manifest bytes against the release they carry.
-pub fn parse(input: &Path, bytes: &[u8]) -> Result<(PartialManifest, Manifest, Vec<u8>), VerifyError> {
-    let m: PartialManifest = serde_json::from_slice(bytes)
-        .map_err(|e| bad(input, format!("ferry.json is not a valid delta or part head: {e}")))?;
+pub fn parse(
+    input: &Path,
+    bytes: &[u8],
+) -> Result<(PartialManifest, Manifest, Vec<u8>), VerifyError> {
+    let m: PartialManifest = serde_json::from_slice(bytes).map_err(|e| {
+        bad(
+            input,
+            format!("ferry.json is not a valid delta or part head: {e}"),
+        )
+    })?;
     if m.format_version != PARTIAL_FORMAT_VERSION {
         return Err(bad(input, "a delta or part head has formatVersion 2"));
     }
@@ -300,13 +311,23 @@ fn check_omitted(
         .collect();
     for (o, path) in d.omitted.iter().zip(&paths) {
         if all.insert(path, o.size).is_some() {
-            return Err(bad(input, format!("blob {} is both held and omitted", o.digest)));
+            return Err(bad(
+                input,
+                format!("blob {} is both held and omitted", o.digest),
+            ));
         }
         if o.at < m.release.head_size || o.at >= m.release.size {
-            return Err(bad(input, format!("omitted blob {} is placed outside the release", o.digest)));
+            return Err(bad(
+                input,
+                format!("omitted blob {} is placed outside the release", o.digest),
+            ));
         }
     }
-    let expected: BTreeMap<&str, u64> = release.files.iter().map(|f| (f.path.as_str(), f.size)).collect();
+    let expected: BTreeMap<&str, u64> = release
+        .files
+        .iter()
+        .map(|f| (f.path.as_str(), f.size))
+        .collect();
     if all != expected {
         let missing = expected
             .keys()
@@ -379,7 +400,9 @@ pub fn peek(input: &Path) -> Result<Option<PartialHead>, VerifyError> {
     };
     match read_head(input, &mut entries) {
         Ok(h) => Ok(h),
-        Err(e @ (VerifyError::Head(_) | VerifyError::Manifest(_) | VerifyError::WrongRoot { .. })) => Err(e),
+        Err(
+            e @ (VerifyError::Head(_) | VerifyError::Manifest(_) | VerifyError::WrongRoot { .. }),
+        ) => Err(e),
         Err(_) => Ok(None),
     }
 }
@@ -442,11 +465,16 @@ pub fn stream(
         .transpose()
         .map_err(VerifyError::Head)?;
     if let Some(s) = sink.as_deref_mut() {
-        s.start(&held, &head.release_bytes, head.release_signature(), head.mtime)
-            .map_err(|source| VerifyError::Io {
-                path: opts.input.clone(),
-                source,
-            })?;
+        s.start(
+            &held,
+            &head.release_bytes,
+            head.release_signature(),
+            head.mtime,
+        )
+        .map_err(|source| VerifyError::Io {
+            path: opts.input.clone(),
+            source,
+        })?;
     }
     let mut body = Body::new(&held, &head.root);
     let mut copier = Copier::new();
@@ -456,7 +484,14 @@ pub fn stream(
         .map_err(|e| entry_error(e, &format!("after `{last}`")))?
     {
         let member = table.lock().expect("member table").last().copied();
-        check_entry(&mut body, &mut copier, sink.as_deref_mut(), &name, entry, member)?;
+        check_entry(
+            &mut body,
+            &mut copier,
+            sink.as_deref_mut(),
+            &name,
+            entry,
+            member,
+        )?;
         last = name.to_string();
     }
     drop(entries);
@@ -469,7 +504,12 @@ pub fn stream(
     let layout = layout::check(&head.release, body.index_json.as_deref(), &|hex| {
         body.json_blobs.get(hex).cloned()
     })?;
-    let omitted = head.manifest.delta.as_ref().map(|d| &d.omitted[..]).unwrap_or(&[]);
+    let omitted = head
+        .manifest
+        .delta
+        .as_ref()
+        .map(|d| &d.omitted[..])
+        .unwrap_or(&[]);
     let evidence = PartialEvidence {
         bundle: opts.input.clone(),
         kind: head.manifest.kind,
@@ -531,12 +571,7 @@ impl Scanned {
                 _ => out.push((e.member, 0, vec![e])),
             }
         }
-        let ends: Vec<u64> = out
-            .iter()
-            .skip(1)
-            .map(|m| m.0)
-            .chain([self.size])
-            .collect();
+        let ends: Vec<u64> = out.iter().skip(1).map(|m| m.0).chain([self.size]).collect();
         for (m, end) in out.iter_mut().zip(ends) {
             m.1 = end;
         }

@@ -91,7 +91,11 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "mib" => 1 << 20,
         "gib" => 1 << 30,
         "tib" => 1 << 40,
-        other => return Err(format!("`{s}`: unknown unit `{other}`; use K, M, G, KiB, MiB or GiB")),
+        other => {
+            return Err(format!(
+                "`{s}`: unknown unit `{other}`; use K, M, G, KiB, MiB or GiB"
+            ))
+        }
     };
     n.checked_mul(mult)
         .filter(|v| *v > 0)
@@ -123,8 +127,8 @@ fn documents(scanned: &Scanned) -> Result<BTreeSet<SafePath>, SplitError> {
         .filter_map(|d| Some((document::digest_of(d)?, d.media_type().to_string())))
         .collect();
     while let Some((digest, media_type)) = todo.pop() {
-        let path = SafePath::new(&format!("images/blobs/sha256/{}", digest.hex()))
-            .expect("a safe path");
+        let path =
+            SafePath::new(&format!("images/blobs/sha256/{}", digest.hex())).expect("a safe path");
         if out.contains(&path) {
             continue;
         }
@@ -132,8 +136,8 @@ fn documents(scanned: &Scanned) -> Result<BTreeSet<SafePath>, SplitError> {
             .small
             .get(&path)
             .ok_or_else(|| bad(format!("image document {digest} is not in the bundle")))?;
-        let (_, doc) = Document::parse(bytes, Some(&media_type))
-            .map_err(|e| bad(format!("{digest}: {e}")))?;
+        let (_, doc) =
+            Document::parse(bytes, Some(&media_type)).map_err(|e| bad(format!("{digest}: {e}")))?;
         todo.extend(
             doc.manifests()
                 .iter()
@@ -162,7 +166,11 @@ pub fn split(scanned: &Scanned, max: u64, dir: &Path) -> Result<SplitReport, Spl
     let release = partial::release_of(scanned);
     let files_json = scanned.entries.len() as u64 * 320;
     let reserve = release.release.manifest.len() as u64
-        + release.release.signature.as_ref().map_or(0, |s| s.len() as u64)
+        + release
+            .release
+            .signature
+            .as_ref()
+            .map_or(0, |s| s.len() as u64)
         + docs_bytes
         + files_json
         + 64 * 1024;
@@ -277,9 +285,9 @@ pub struct JoinReport {
 }
 
 /// Checks that `heads` are every part of one release, and orders them.
-fn complete_set<'a>(
-    heads: &'a [(PathBuf, PartialHead, PartialEvidence)],
-) -> Result<Vec<&'a (PathBuf, PartialHead, PartialEvidence)>, SplitError> {
+fn complete_set(
+    heads: &[(PathBuf, PartialHead, PartialEvidence)],
+) -> Result<Vec<&(PathBuf, PartialHead, PartialEvidence)>, SplitError> {
     let first = &heads[0].1;
     let mut by_index: BTreeMap<u32, &(PathBuf, PartialHead, PartialEvidence)> = BTreeMap::new();
     let count = first.manifest.part.as_ref().map_or(0, |p| p.count);
@@ -431,14 +439,16 @@ pub fn siblings(part: &Path, head: &PartialHead) -> (Vec<(u32, PathBuf)>, Vec<u3
                 continue;
             }
             if let Ok(Some(h)) = partial::peek(&p) {
-                let same = h.manifest.release.manifest_digest
-                    == head.manifest.release.manifest_digest;
+                let same =
+                    h.manifest.release.manifest_digest == head.manifest.release.manifest_digest;
                 if let (true, Some(i)) = (same, &h.manifest.part) {
                     found.entry(i.index).or_insert(p);
                 }
             }
         }
     }
-    let missing = (1..=info.count).filter(|i| !found.contains_key(i)).collect();
+    let missing = (1..=info.count)
+        .filter(|i| !found.contains_key(i))
+        .collect();
     (found.into_iter().collect(), missing)
 }

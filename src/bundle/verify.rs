@@ -526,7 +526,11 @@ impl Copier {
 
 /// After the end-of-archive marker: at most 1 MiB of zeros, then the clean end of the
 /// last member and of the file.
-pub(crate) fn check_end<R: Read>(rest: &mut R, last: &str, buf: &mut [u8]) -> Result<(), VerifyError> {
+pub(crate) fn check_end<R: Read>(
+    rest: &mut R,
+    last: &str,
+    buf: &mut [u8],
+) -> Result<(), VerifyError> {
     let trailing = |detail: String| VerifyError::Trailing {
         after: last.to_string(),
         detail,

@@ -52,7 +52,11 @@ fn layer((seed, kib): (u64, usize)) -> (Vec<u8>, String) {
     )
 }
 
-fn image(root: &Path, layers: &[(u64, usize)], blobs: &mut Vec<(String, u64)>) -> serde_json::Value {
+fn image(
+    root: &Path,
+    layers: &[(u64, usize)],
+    blobs: &mut Vec<(String, u64)>,
+) -> serde_json::Value {
     let layers: Vec<(Vec<u8>, String)> = layers.iter().map(|l| layer(*l)).collect();
     let config = json!({
         "architecture": "amd64", "os": "linux", "config": {},
@@ -80,7 +84,11 @@ pub fn write(dir: &Path, version: &str) -> Release {
     let new = version != "1.4.0";
     let layout = dir.join("layout");
     std::fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
-    std::fs::write(layout.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    std::fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
     let mut blobs = Vec::new();
     let app: Vec<(u64, usize)> = if new {
         vec![BASE, APP_140, APP_141]
@@ -97,7 +105,11 @@ pub fn write(dir: &Path, version: &str) -> Release {
     let top = json!({"schemaVersion": 2, "mediaType": INDEX, "manifests": entries});
     std::fs::write(layout.join("index.json"), serde_json::to_vec(&top).unwrap()).unwrap();
     std::fs::create_dir_all(dir.join("scripts")).unwrap();
-    let check = if new { "curl -fsS \"$REGISTRY/v2/\" >/dev/null\n" } else { "" };
+    let check = if new {
+        "curl -fsS \"$REGISTRY/v2/\" >/dev/null\n"
+    } else {
+        ""
+    };
     std::fs::write(
         dir.join("scripts/preflight.sh"),
         format!("#!/bin/sh\nset -eu\nkubectl version --client\n{check}"),

@@ -36,7 +36,9 @@ pub fn build(
     };
     // A delta or parts are cut from the complete bundle, built beside them first.
     let full = super::pieces::full_beside(&output, pieces)?;
-    let written = full.as_ref().map_or(output.clone(), |t| t.path().to_path_buf());
+    let written = full
+        .as_ref()
+        .map_or(output.clone(), |t| t.path().to_path_buf());
     let key = key.map(signing_key).transpose()?;
     let locked = match pull.locked {
         true => Some(Lock::read(&Lock::path_for(spec))?),

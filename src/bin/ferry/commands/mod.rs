@@ -80,32 +80,10 @@ pub fn run(cli: &Cli, p: &mut Printer) -> anyhow::Result<Outcome> {
             },
             p,
         ),
-        Command::Merge {
-            old,
-            delta,
-            output,
-            trust,
-            limits,
-        } => pieces::merge(old, delta, output, trust, limits, p),
-        Command::Split {
-            bundle,
-            max_part_size,
-            dir,
-            trust,
-            limits,
-        } => pieces::split(bundle, *max_part_size, dir.as_deref(), trust, limits, p),
-        Command::Join {
-            parts,
-            output,
-            trust,
-            limits,
-        } => pieces::join(parts, output, trust, limits, p),
-        Command::Diff {
-            old,
-            new,
-            format,
-            trust,
-        } => diff::diff(old, new, *format, trust, p),
+        Command::Merge { .. }
+        | Command::Split { .. }
+        | Command::Join { .. }
+        | Command::Diff { .. } => releases(&cli.command, p),
         Command::Rewrite {
             values,
             registry,
@@ -139,6 +117,39 @@ pub fn run(cli: &Cli, p: &mut Printer) -> anyhow::Result<Outcome> {
         } => images::list(charts, values, *format, p),
         Command::Egress { command } => egress::run(command, p),
         Command::Completions { shell } => completions::completions(*shell, p),
+    }
+}
+
+/// The commands about releases as a whole: merge, split, join and diff.
+fn releases(command: &Command, p: &mut Printer) -> anyhow::Result<Outcome> {
+    match command {
+        Command::Merge {
+            old,
+            delta,
+            output,
+            trust,
+            limits,
+        } => pieces::merge(old, delta, output, trust, limits, p),
+        Command::Split {
+            bundle,
+            max_part_size,
+            dir,
+            trust,
+            limits,
+        } => pieces::split(bundle, *max_part_size, dir.as_deref(), trust, limits, p),
+        Command::Join {
+            parts,
+            output,
+            trust,
+            limits,
+        } => pieces::join(parts, output, trust, limits, p),
+        Command::Diff {
+            old,
+            new,
+            format,
+            trust,
+        } => diff::diff(old, new, *format, trust, p),
+        _ => unreachable!("only release commands are routed here"),
     }
 }
 

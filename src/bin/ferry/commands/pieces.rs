@@ -55,7 +55,9 @@ pub fn after_build(
         let done = delta::make(&scanned, &base, output)?;
         return print_delta(&done, report.signed, p);
     }
-    let max = pieces.max_part_size.expect("a delta or parts were asked for");
+    let max = pieces
+        .max_part_size
+        .expect("a delta or parts were asked for");
     let dir = output
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -225,8 +227,22 @@ pub fn inspect(bundle: &Path, head: &PartialHead, p: &mut Printer) -> anyhow::Re
     let r = &head.release;
     p.data(|out| {
         writeln!(out, "{} {} ({})", r.name, r.version, m.kind.noun())?;
-        writeln!(out, "  release manifest {}{}", m.release.manifest_digest, if m.release.signature.is_some() { " (signed)" } else { "" })?;
-        writeln!(out, "  holds {} of the release's {} files", m.files.len(), r.files.len())?;
+        writeln!(
+            out,
+            "  release manifest {}{}",
+            m.release.manifest_digest,
+            if m.release.signature.is_some() {
+                " (signed)"
+            } else {
+                ""
+            }
+        )?;
+        writeln!(
+            out,
+            "  holds {} of the release's {} files",
+            m.files.len(),
+            r.files.len()
+        )?;
         if let Some(part) = &m.part {
             writeln!(out, "  part {} of {}", part.index, part.count)?;
             if missing.is_empty() {
@@ -242,11 +258,19 @@ pub fn inspect(bundle: &Path, head: &PartialHead, p: &mut Printer) -> anyhow::Re
         if let Some(d) = &m.delta {
             let base = match (&d.base.name, &d.base.version) {
                 (Some(n), Some(v)) => format!("{n} {v} (manifest {})", d.base.digest),
-                _ => format!("have-list {} of {}", d.base.digest, d.base.registry.as_deref().unwrap_or("?")),
+                _ => format!(
+                    "have-list {} of {}",
+                    d.base.digest,
+                    d.base.registry.as_deref().unwrap_or("?")
+                ),
             };
             writeln!(out, "  built against {base}")?;
             let bytes: u64 = d.omitted.iter().map(|o| o.size).sum();
-            writeln!(out, "  leaves out {} blobs ({bytes} bytes) the base holds", d.omitted.len())?;
+            writeln!(
+                out,
+                "  leaves out {} blobs ({bytes} bytes) the base holds",
+                d.omitted.len()
+            )?;
         }
         Ok(())
     })?;
@@ -363,7 +387,10 @@ pub fn load(
         "evidence": done.evidence,
     }))?;
     for pushed in &done.report.pushed {
-        p.line(format_args!("pushed {}@{}", pushed.reference, pushed.digest))?;
+        p.line(format_args!(
+            "pushed {}@{}",
+            pushed.reference, pushed.digest
+        ))?;
     }
     let r = &done.report;
     p.line(format_args!(
