@@ -202,17 +202,18 @@ impl Manifest {
             format_version: u32,
         }
         let v: Version = serde_json::from_slice(bytes)?;
-        if v.format_version == PARTIAL_FORMAT_VERSION {
-            #[derive(Deserialize)]
-            struct Kind {
-                kind: Option<String>,
-            }
-            let kind = serde_json::from_slice::<Kind>(bytes)?.kind;
-            let (kind, hint) = match kind.as_deref() {
-                Some("delta") => ("delta bundle", "`ferry merge BASE DELTA -o BUNDLE` rebuilds the release; `ferry verify` and `ferry load` read the delta as it is"),
-                Some("part") => ("part of a split bundle", "`ferry join PARTS... -o BUNDLE` rebuilds the release; `ferry verify`, `ferry inspect` and `ferry load` read a part as it is"),
-                _ => ("bundle of an unknown kind", "upgrade ferry"),
-            };
+        // A delta or a part names its kind: it is not a complete bundle, whatever a reader
+        // of complete bundles would make of its version.
+        #[derive(Deserialize)]
+        struct Kind {
+            kind: Option<String>,
+        }
+        let hint = match serde_json::from_slice::<Kind>(bytes)?.kind.as_deref() {
+            Some("delta") => Some(("delta bundle", "`ferry merge BASE DELTA -o BUNDLE` rebuilds the release; `ferry verify` and `ferry load` read the delta as it is")),
+            Some("part") => Some(("part of a split bundle", "`ferry join PARTS... -o BUNDLE` rebuilds the release; `ferry verify`, `ferry inspect` and `ferry load` read a part as it is")),
+            _ => None,
+        };
+        if let Some((kind, hint)) = hint {
             return Err(ManifestError::Partial {
                 kind: kind.to_string(),
                 hint,

@@ -360,13 +360,19 @@ fn read_head<R: Read>(
     }
     let mtime = first.entry.header().mtime().unwrap_or(0);
     let bytes = read_small(first.entry, &name, MAX_MANIFEST_BYTES)?;
+    // A delta or a part: formatVersion 2 with a `kind`. Anything else is for the reader
+    // of complete bundles.
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
-    struct Version {
+    struct Probe {
         format_version: u32,
+        kind: Option<Kind>,
     }
-    match serde_json::from_slice::<Version>(&bytes) {
-        Ok(v) if v.format_version == PARTIAL_FORMAT_VERSION => {}
+    match serde_json::from_slice::<Probe>(&bytes) {
+        Ok(Probe {
+            format_version: PARTIAL_FORMAT_VERSION,
+            kind: Some(_),
+        }) => {}
         _ => return Ok(None),
     }
     let (manifest, release, release_bytes) = parse(input, &bytes)?;

@@ -6,7 +6,7 @@
 //! verbatim, and copies of every image manifest and index (and `images/index.json`) that
 //! its run lacks, so that loading it can push every image whose blobs are all present.
 
-use crate::bundle::archive::{Packing, TarGzWriter};
+use crate::bundle::archive::{stored_entry_len, Packing, TarGzWriter};
 use crate::bundle::build::temp_file_beside;
 use crate::bundle::partial::{
     self, copy_range, persist, Kind, PartInfo, PartialEvidence, PartialHead, Scanned,
@@ -148,6 +148,35 @@ fn documents(scanned: &Scanned) -> Result<BTreeSet<SafePath>, SplitError> {
     Ok(out)
 }
 
+/// Bytes every part may need besides its run of the release: a head listing every file, a
+/// member with every image document, and the end-of-archive member (an upper bound, plus
+/// 1 KiB for the part fields).
+fn reserve(
+    scanned: &Scanned,
+    release: &partial::PartialManifest,
+    docs: &BTreeSet<SafePath>,
+) -> io::Result<u64> {
+    let root = &scanned.head.root;
+    let mut all = release.clone();
+    all.files = scanned.head.manifest.files.clone();
+    let json = serde_json::to_vec_pretty(&all).map_err(io::Error::other)?;
+    let head = stored_entry_len(&format!("{root}/ferry.json"), json.len() as u64 + 1024);
+    let mut w = TarGzWriter::new(Vec::new(), scanned.head.mtime);
+    for p in docs {
+        let data = &scanned.small[p];
+        w.append(
+            &format!("{root}/{p}"),
+            0o644,
+            data.len() as u64,
+            Packing::Compress,
+            &data[..],
+        )?;
+    }
+    let documents = w.into_output()?.len() as u64;
+    let end = end_of_archive(scanned.head.mtime)?.len() as u64;
+    Ok(head + documents + end)
+}
+
 /// A run of the release's members that becomes one part.
 struct Run {
     at: u64,
@@ -159,21 +188,8 @@ struct Run {
 pub fn split(scanned: &Scanned, max: u64, dir: &Path) -> Result<SplitReport, SplitError> {
     let root = scanned.head.root.clone();
     let docs = documents(scanned)?;
-    let docs_bytes: u64 = docs
-        .iter()
-        .map(|p| scanned.small.get(p).map_or(0, |b| b.len() as u64) + 1024)
-        .sum();
     let release = partial::release_of(scanned);
-    let files_json = scanned.entries.len() as u64 * 320;
-    let reserve = release.release.manifest.len() as u64
-        + release
-            .release
-            .signature
-            .as_ref()
-            .map_or(0, |s| s.len() as u64)
-        + docs_bytes
-        + files_json
-        + 64 * 1024;
+    let reserve = reserve(scanned, &release, &docs).map_err(io_err(&scanned.path))?;
     if reserve >= max {
         return Err(SplitError::TooSmall {
             max,
@@ -254,6 +270,12 @@ pub fn split(scanned: &Scanned, max: u64, dir: &Path) -> Result<SplitReport, Spl
             Ok(())
         })
         .map_err(io_err(&path))?;
+        if bytes > max && run.end - run.at <= budget {
+            return Err(SplitError::Input {
+                path: path.clone(),
+                message: format!("{bytes} bytes, over --max-part-size {max}: a bug in ferry's estimate of a part's head"),
+            });
+        }
         parts.push(PartWritten {
             path,
             bytes,
@@ -451,4 +473,26 @@ pub fn siblings(part: &Path, head: &PartialHead) -> (Vec<(u32, PathBuf)>, Vec<u3
         .filter(|i| !found.contains_key(i))
         .collect();
     (found.into_iter().collect(), missing)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_read_with_decimal_and_binary_units() {
+        for (text, want) in [
+            ("300MiB", 300 << 20),
+            ("1G", 1_000_000_000),
+            ("4gib", 4 << 30),
+            ("700 MB", 700_000_000),
+            ("1234", 1234),
+            ("64K", 64_000),
+        ] {
+            assert_eq!(parse_size(text), Ok(want), "{text}");
+        }
+        for bad in ["", "0", "MiB", "12 parsecs", "-3M", "99999999999999T"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
 }
