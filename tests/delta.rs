@@ -528,8 +528,15 @@ fn tampering_with_one_part_is_caught_by_that_part_alone() {
     }
     let joined = p.dir.path().join("joined.tar.gz");
     let mut cmd = ferry();
-    cmd.arg("join").args(&parts).args(["-o", s(&joined)]);
-    cmd.assert().code(1);
+    cmd.arg("join")
+        .args(parts.iter().rev())
+        .args(["-o", s(&joined)]);
+    let a = cmd.assert().code(1);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(
+        err.contains(s(victim)),
+        "join names the damaged part: {err}"
+    );
     assert!(!joined.exists());
 }
 

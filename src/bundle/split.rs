@@ -8,9 +8,7 @@
 
 use crate::bundle::archive::{stored_entry_len, Packing, TarGzWriter};
 use crate::bundle::build::temp_file_beside;
-use crate::bundle::partial::{
-    self, copy_range, persist, Kind, PartInfo, PartialEvidence, PartialHead, Scanned,
-};
+use crate::bundle::partial::{self, copy_range, persist, Kind, PartInfo, PartialHead, Scanned};
 use crate::bundle::safepath::SafePath;
 use crate::bundle::verify::{self, VerifyError, VerifyOptions};
 use crate::oci::digest::Digest;
@@ -30,6 +28,8 @@ pub enum SplitError {
     Io { path: PathBuf, source: io::Error },
     #[error("{message}")]
     Set { message: String },
+    #[error("{part} is damaged: {source}; nothing was written")]
+    Damaged { part: PathBuf, source: VerifyError },
     #[error("--max-part-size {max}: every part needs about {needed} bytes for its head and the image manifests it carries; give a larger size")]
     TooSmall { max: u64, needed: u64 },
 }
@@ -39,7 +39,7 @@ impl SplitError {
     pub fn exit_code(&self) -> i32 {
         match self {
             SplitError::Verify(e) => e.exit_code(),
-            SplitError::Set { .. } => 1,
+            SplitError::Set { .. } | SplitError::Damaged { .. } => 1,
             _ => 2,
         }
     }
@@ -308,10 +308,10 @@ pub struct JoinReport {
 
 /// Checks that `heads` are every part of one release, and orders them.
 fn complete_set(
-    heads: &[(PathBuf, PartialHead, PartialEvidence)],
-) -> Result<Vec<&(PathBuf, PartialHead, PartialEvidence)>, SplitError> {
+    heads: &[(PathBuf, PartialHead)],
+) -> Result<Vec<&(PathBuf, PartialHead)>, SplitError> {
     let first = &heads[0].1;
-    let mut by_index: BTreeMap<u32, &(PathBuf, PartialHead, PartialEvidence)> = BTreeMap::new();
+    let mut by_index: BTreeMap<u32, &(PathBuf, PartialHead)> = BTreeMap::new();
     let count = first.manifest.part.as_ref().map_or(0, |p| p.count);
     for h in heads {
         let Some(part) = &h.1.manifest.part else {
@@ -366,6 +366,30 @@ fn complete_set(
     Ok(by_index.into_values().collect())
 }
 
+/// A joined file that failed verification: the part whose run holds the entry named in the
+/// error, when one does.
+fn damaged(parts: &[&(PathBuf, PartialHead)], e: VerifyError) -> SplitError {
+    let text = e.to_string();
+    // An entry listed by one part only is in its run; image documents are listed by all.
+    let holders: Vec<&PathBuf> = parts
+        .iter()
+        .filter(|(_, h)| {
+            h.manifest
+                .files
+                .iter()
+                .any(|f| text.contains(&format!("`{}/{}`", h.root, f.path)))
+        })
+        .map(|(path, _)| path)
+        .collect();
+    match holders.as_slice() {
+        [one] => SplitError::Damaged {
+            part: (*one).clone(),
+            source: e,
+        },
+        _ => SplitError::Verify(e),
+    }
+}
+
 /// Joins every part of a release, in any order, into `output`: the release file byte for
 /// byte, checked before it is renamed into place.
 pub fn join(parts: &[VerifyOptions], output: &Path) -> Result<JoinReport, SplitError> {
@@ -374,10 +398,15 @@ pub fn join(parts: &[VerifyOptions], output: &Path) -> Result<JoinReport, SplitE
             message: "no parts given".into(),
         });
     }
+    // Only the heads are read here: the joined file is verified in full against the signed
+    // release manifest below, which proves every byte every part gave.
     let mut heads = Vec::new();
     for p in parts {
-        let (head, evidence) = partial::verify(p)?;
-        heads.push((p.input.clone(), head, evidence));
+        let head = partial::peek(&p.input)?.ok_or_else(|| SplitError::Input {
+            path: p.input.clone(),
+            message: "not a part of a split bundle".into(),
+        })?;
+        heads.push((p.input.clone(), head));
     }
     let ordered = complete_set(&heads)?;
     let first = &ordered[0].1;
@@ -388,7 +417,7 @@ pub fn join(parts: &[VerifyOptions], output: &Path) -> Result<JoinReport, SplitE
         out.write_all(&first.release_head().map_err(io_err(output))?)
             .map_err(io_err(output))?;
         let mut pos = first.manifest.release.head_size;
-        for (path, head, _) in &ordered {
+        for (path, head) in &ordered {
             let part = head.manifest.part.as_ref().expect("checked: a part");
             if part.at != pos {
                 return Err(SplitError::Set {
@@ -417,11 +446,11 @@ pub fn join(parts: &[VerifyOptions], output: &Path) -> Result<JoinReport, SplitE
         tmp.reopen().map_err(io_err(output))?,
         &VerifyOptions {
             input: tmp.path().to_path_buf(),
-            check_head: None,
             ..opts.clone()
         },
         None,
-    )?;
+    )
+    .map_err(|e| damaged(&ordered, e))?;
     let digest = first.manifest.release.manifest_digest.clone();
     if check.manifest_digest != digest {
         return Err(SplitError::Set {
