@@ -284,6 +284,13 @@ fn a_signed_delta_merges_against_the_right_base_only() {
         "names the missing blob {db_layer}: {err}"
     );
     assert!(!out.exists(), "no output is left behind");
+    // `verify --base` finds the same gap.
+    let a = ferry()
+        .args(["verify", s(&delta), "--base", s(&wrong)])
+        .assert()
+        .code(1);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(err.contains(db_layer.as_str()), "{err}");
 }
 
 /// Deletes a blob from one repository of a registry (its storage has deletes enabled).
