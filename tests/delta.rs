@@ -666,3 +666,55 @@ fn readers_of_complete_bundles_refuse_a_part_or_a_delta_clearly() {
     assert_eq!(v["formatVersion"], 2);
     assert_eq!(v["kind"], "delta");
 }
+
+#[test]
+fn a_layer_larger_than_a_part_gets_a_part_of_its_own() {
+    let p = pair();
+    let dir = p.dir.path().join("parts");
+    std::fs::create_dir(&dir).unwrap();
+    let o = ferry()
+        .args([
+            "split",
+            s(&p.new),
+            "--max-part-size",
+            "600KB",
+            "-C",
+            s(&dir),
+        ])
+        .assert()
+        .success();
+    let err = String::from_utf8_lossy(&o.get_output().stderr).into_owned();
+    assert!(err.contains("does not fit a part of 600000 bytes"), "{err}");
+    let mut parts: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    parts.sort();
+    let over: Vec<&PathBuf> = parts
+        .iter()
+        .filter(|p| std::fs::metadata(p).unwrap().len() > 600_000)
+        .collect();
+    // app's and tools' new layers (about 1 MiB and 770 kB): each alone, each named.
+    assert_eq!(over.len(), 2, "{parts:?}");
+    assert_eq!(
+        err.matches("does not fit a part").count(),
+        over.len(),
+        "{err}"
+    );
+    let joined = p.dir.path().join("joined.tar.gz");
+    let mut cmd = ferry();
+    cmd.arg("join").args(&parts).args(["-o", s(&joined)]);
+    cmd.assert().success();
+    assert!(same_bytes(&joined, &p.new));
+
+    // A size too small for any part's head is refused, with the size needed.
+    let a = ferry()
+        .args(["split", s(&p.new), "--max-part-size", "4KiB", "-C", s(&dir)])
+        .assert()
+        .code(2);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(
+        err.contains("--max-part-size 4096") && err.contains("give a larger size"),
+        "{err}"
+    );
+}

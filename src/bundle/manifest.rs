@@ -209,8 +209,8 @@ impl Manifest {
             kind: Option<String>,
         }
         let hint = match serde_json::from_slice::<Kind>(bytes)?.kind.as_deref() {
-            Some("delta") => Some(("delta bundle", "`ferry merge BASE DELTA -o BUNDLE` rebuilds the release; `ferry verify` and `ferry load` read the delta as it is")),
-            Some("part") => Some(("part of a split bundle", "`ferry join PARTS... -o BUNDLE` rebuilds the release; `ferry verify`, `ferry inspect` and `ferry load` read a part as it is")),
+            Some("delta") => Some(("delta bundle", "`ferry merge BASE DELTA -o BUNDLE` rebuilds the release; `ferry verify` and `ferry load` read the delta's .tar.gz as it is")),
+            Some("part") => Some(("part of a split bundle", "`ferry join PARTS... -o BUNDLE` rebuilds the release; `ferry verify`, `ferry inspect` and `ferry load` read the part's .tar.gz as it is")),
             _ => None,
         };
         if let Some((kind, hint)) = hint {
