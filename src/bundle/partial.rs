@@ -7,7 +7,10 @@
 //! release's gzip members byte for byte, so that merging or joining rebuilds the release
 //! file exactly. `bundle-spec/bundle-format.md` sections 15 to 17 are normative.
 
-use crate::bundle::archive::{Limits, MemberReader, TarEntries, TarEntry, TarGzWriter, TarPolicy};
+use crate::bundle::archive::{
+    canonical_header, stored_entry_len, Limits, MemberReader, Packing, TarEntries, TarEntry,
+    TarGzWriter, TarPolicy,
+};
 use crate::bundle::build::{temp_file_beside, write_head};
 use crate::bundle::head::{self, is_manifest_name, read_small};
 use crate::bundle::layout::{self, LayoutSummary};
@@ -564,7 +567,8 @@ pub struct Scanned {
     pub entries: Vec<ScannedEntry>,
     /// The bytes of small blobs (at most `MAX_JSON`) and `images/index.json`, by path.
     pub small: HashMap<SafePath, Vec<u8>>,
-    pub evidence: Evidence,
+    /// The verification of the whole file, when it was verified (`scan`), not only walked.
+    pub evidence: Option<Evidence>,
 }
 
 impl Scanned {
@@ -642,8 +646,125 @@ pub fn scan(opts: &VerifyOptions) -> Result<Scanned, VerifyError> {
         size,
         entries: sink.entries,
         small: sink.small,
-        evidence,
+        evidence: Some(evidence),
     })
+}
+
+/// Reads one gzip member and stops: EOF once the member reader has moved on to the next one
+/// (a read never spans two members, so nothing of this member is lost).
+struct OneMember<R: Read> {
+    inner: MemberReader<R>,
+    done: bool,
+}
+
+impl<R: Read> Read for OneMember<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.done {
+            return Ok(0);
+        }
+        let n = self.inner.read(buf)?;
+        if self.inner.members() > 1 {
+            self.done = true;
+            return Ok(0);
+        }
+        Ok(n)
+    }
+}
+
+/// Notes where each member of a complete bundle that this ferry has just written starts,
+/// without reading its layers: a stored member holds one entry and its length follows from
+/// its tar header (4.4 rule 3), so only that header is read before jumping over it; compressed
+/// members (text) are inflated. For `build --base` and `build --max-part-size`, whose input
+/// is the build's own output; a bundle from elsewhere is `scan`ned (verified) instead.
+pub fn walk(path: &Path) -> Result<Scanned, VerifyError> {
+    let head = head::read(path)?;
+    let io_err = |source| VerifyError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::open(path).map_err(io_err)?;
+    let size = file.metadata().map_err(io_err)?.len();
+    let listed: HashMap<&str, &FileEntry> = head
+        .manifest
+        .files
+        .iter()
+        .map(|f| (f.path.as_str(), f))
+        .collect();
+    let mut entries = Vec::new();
+    let mut small = HashMap::new();
+    let mut at = head.body_offset;
+    while at < size {
+        let mut src = File::open(path).map_err(io_err)?;
+        src.seek(SeekFrom::Start(at)).map_err(io_err)?;
+        let mut reader = OneMember {
+            inner: MemberReader::new(src, Limits::default()),
+            done: false,
+        };
+        let mut archive = tar::Archive::new(&mut reader);
+        let mut stored = false;
+        for e in archive.entries().map_err(io_err)? {
+            let mut e = e.map_err(io_err)?;
+            let name = e.path().map_err(io_err)?.to_string_lossy().into_owned();
+            let rel = name.split_once('/').map_or("", |(_, r)| r);
+            let Some(file) = listed.get(rel) else {
+                return Err(VerifyError::Unlisted { entry: name });
+            };
+            stored =
+                e.header().as_ustar().is_some() && reader_is_stored(path, at).map_err(io_err)?;
+            entries.push(ScannedEntry {
+                file: (*file).clone(),
+                member: at,
+                stored,
+            });
+            if stored {
+                // One entry per stored member: its length is known; skip its data.
+                break;
+            }
+            if file.size <= MAX_JSON
+                && (blob_hex(&file.path).is_some() || rel == "images/index.json")
+            {
+                let mut bytes = Vec::new();
+                e.read_to_end(&mut bytes).map_err(io_err)?;
+                small.insert(file.path.clone(), bytes);
+            }
+        }
+        let next = match (stored, entries.last()) {
+            (true, Some(e)) => {
+                at + stored_entry_len(&format!("{}/{}", head.root, e.file.path), e.file.size)
+            }
+            _ => {
+                // Drain to the member's end to learn where the next one starts.
+                io::copy(&mut reader, &mut io::sink()).map_err(io_err)?;
+                match reader.inner.member_offsets().get(1) {
+                    Some(rel) => at + rel,
+                    None => size,
+                }
+            }
+        };
+        if next <= at {
+            return Err(VerifyError::Corrupt {
+                location: format!("the gzip member at byte {at}"),
+                detail: "it does not move the walk forward".into(),
+            });
+        }
+        at = next;
+    }
+    Ok(Scanned {
+        path: path.to_path_buf(),
+        head,
+        size,
+        entries,
+        small,
+        evidence: None,
+    })
+}
+
+/// Whether the gzip member at `at` has the stored header.
+fn reader_is_stored(path: &Path, at: u64) -> io::Result<bool> {
+    use std::os::unix::fs::FileExt;
+    let mut header = [0u8; 10];
+    File::open(path)?.read_exact_at(&mut header, at)?;
+    Ok(header == canonical_header(Packing::Store))
 }
 
 /// Writes `manifest` as the head of a new file at `output`, then `body`, and renames it

@@ -44,12 +44,8 @@ pub fn after_build(
     pieces: &PieceArgs,
     p: &mut Printer,
 ) -> anyhow::Result<Outcome> {
-    let scanned = partial::scan(&VerifyOptions {
-        input: full.path().to_path_buf(),
-        limits: Default::default(),
-        progress: p.progress(),
-        check_head: None,
-    })?;
+    // The build's own output: its members are walked, not verified again.
+    let scanned = partial::walk(full.path())?;
     if let Some(base) = &pieces.base {
         let base = delta::read_base(base)?;
         let done = delta::make(&scanned, &base, output)?;
