@@ -8,7 +8,7 @@
 
 use crate::bundle::archive::{stored_entry_len, OwnMemberWriter, PositionedWriter};
 use crate::bundle::build::temp_file_beside;
-use crate::bundle::manifest::{blob_hex, FileEntry, Manifest};
+use crate::bundle::manifest::{blob_hex, FileEntry, Manifest, MAX_MANIFEST_BYTES};
 use crate::bundle::partial::{
     self, copy_range, head_member_len, persist, Base, DeltaInfo, Kind, Omitted, PartialHead,
     Scanned,
@@ -130,11 +130,22 @@ pub fn read_base(path: &Path) -> Result<BaseSet, DeltaError> {
             .map(|f| (f.digest.clone(), f.size))
             .collect(),
     };
-    let bytes = std::fs::read(path).map_err(io_err(path))?;
-    if bytes.starts_with(&[0x1f, 0x8b]) {
+    // A bundle is read by its head only; a JSON file is small (at most a manifest's size).
+    let mut magic = [0u8; 2];
+    let n = File::open(path)
+        .and_then(|mut f| io::Read::read(&mut f, &mut magic))
+        .map_err(io_err(path))?;
+    if n == 2 && magic == [0x1f, 0x8b] {
         let (m, bytes) = crate::bundle::inspect::read_manifest(path)?;
         return Ok(from_manifest(&m, &bytes));
     }
+    let len = std::fs::metadata(path).map_err(io_err(path))?.len();
+    if len > MAX_MANIFEST_BYTES {
+        return Err(input(format!(
+            "{len} bytes: too large for a ferry.json or a have-list (at most {MAX_MANIFEST_BYTES})"
+        )));
+    }
+    let bytes = std::fs::read(path).map_err(io_err(path))?;
     #[derive(Deserialize)]
     struct Probe {
         kind: Option<String>,
