@@ -718,3 +718,66 @@ fn a_layer_larger_than_a_part_gets_a_part_of_its_own() {
         "{err}"
     );
 }
+
+/// Rewrites the head of a partial file with `edit` applied, keeping every later byte.
+fn with_head(
+    from: &Path,
+    to: &Path,
+    edit: impl FnOnce(&mut ferry::bundle::partial::PartialManifest),
+) {
+    let head = ferry::bundle::partial::peek(from).unwrap().unwrap();
+    let mut m = head.manifest.clone();
+    edit(&mut m);
+    let body = ferry::bundle::partial::head_member_len(from).unwrap();
+    let len = std::fs::metadata(from).unwrap().len();
+    ferry::bundle::partial::write_file(to, &head.root, head.mtime, &m, |out| {
+        ferry::bundle::partial::copy_range(from, body, len - body, out)
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_partial_head_that_disagrees_with_the_signed_release_is_refused() {
+    let p = pair();
+    let delta = p.dir.path().join("d.tar.gz");
+    build(&p.new_spec, &delta, &["--base", s(&p.old)]);
+    let cases: Vec<(
+        &str,
+        Box<dyn FnOnce(&mut ferry::bundle::partial::PartialManifest)>,
+    )> = vec![
+        (
+            "as 0 bytes",
+            Box::new(|m| {
+                let f = m
+                    .files
+                    .iter_mut()
+                    .find(|f| f.path.as_str() == "values.yaml")
+                    .unwrap();
+                f.size = 0;
+            }),
+        ),
+        (
+            "does not hash to release.manifestDigest",
+            Box::new(|m| {
+                m.release.manifest_digest = m.files[0].digest.clone();
+            }),
+        ),
+        (
+            "is neither held nor omitted",
+            Box::new(|m| {
+                m.delta.as_mut().unwrap().omitted.pop();
+            }),
+        ),
+    ];
+    for (i, (want, edit)) in cases.into_iter().enumerate() {
+        let bad = p.dir.path().join(format!("bad{i}.tar.gz"));
+        with_head(&delta, &bad, edit);
+        let a = ferry().args(["verify", s(&bad)]).assert().code(1);
+        let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+        assert!(err.contains(want), "{want}: {err}");
+    }
+    // The unedited head rewritten the same way still verifies: the edits are what fails.
+    let same = p.dir.path().join("same.tar.gz");
+    with_head(&delta, &same, |_| {});
+    assert!(same_bytes(&same, &delta));
+}
