@@ -719,6 +719,9 @@ fn a_layer_larger_than_a_part_gets_a_part_of_its_own() {
     );
 }
 
+/// A change to a partial head.
+type Edit = Box<dyn FnOnce(&mut ferry::bundle::partial::PartialManifest)>;
+
 /// Rewrites the head of a partial file with `edit` applied, keeping every later byte.
 fn with_head(
     from: &Path,
@@ -741,10 +744,7 @@ fn a_partial_head_that_disagrees_with_the_signed_release_is_refused() {
     let p = pair();
     let delta = p.dir.path().join("d.tar.gz");
     build(&p.new_spec, &delta, &["--base", s(&p.old)]);
-    let cases: Vec<(
-        &str,
-        Box<dyn FnOnce(&mut ferry::bundle::partial::PartialManifest)>,
-    )> = vec![
+    let cases: Vec<(&str, Edit)> = vec![
         (
             "as 0 bytes",
             Box::new(|m| {
