@@ -219,3 +219,29 @@ pub fn have_list(registry: &str, report: &PushReport) -> HaveList {
             }),
     )
 }
+
+/// The have-list of what the registry holds of a plan's blobs, asked with `HEAD` per
+/// repository and blob; nothing is pushed (`ferry load --dry-run --have-list`).
+pub fn ask_have_list(opts: &PushOptions, plan: &Plan) -> Result<HaveList, PartialLoadError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(push::PushError::Runtime)?;
+    let client = RegistryClient::new(opts.registry.clone())?;
+    let held = rt.block_on(async {
+        client.ping().await?;
+        let mut held = Vec::new();
+        for img in &plan.images {
+            for b in &img.blobs {
+                if client.blob_exists(&img.repo, &b.digest).await? {
+                    held.push(HaveBlob {
+                        digest: b.digest.clone(),
+                        size: b.size,
+                    });
+                }
+            }
+        }
+        Ok::<_, RegistryError>(held)
+    })?;
+    Ok(HaveList::new(&opts.registry.registry, held))
+}

@@ -318,6 +318,35 @@ fn loading_a_delta_checks_every_omitted_blob_before_pushing() {
         "--have-list",
         s(&have),
     ]);
+    // Asking the registry (a dry run: nothing is pushed) gives the same have-list.
+    let asked = p.dir.path().join("asked.json");
+    json_of(&[
+        "load",
+        s(&p.old),
+        "--registry",
+        &target,
+        "--plain-http",
+        "--dry-run",
+        "--have-list",
+        s(&asked),
+    ]);
+    assert_eq!(
+        std::fs::read(&asked).unwrap(),
+        std::fs::read(&have).unwrap()
+    );
+    let fresh = p.dir.path().join("fresh.json");
+    json_of(&[
+        "load",
+        s(&p.old),
+        "--registry",
+        &format!("{}/empty", reg.host()),
+        "--plain-http",
+        "--dry-run",
+        "--have-list",
+        s(&fresh),
+    ]);
+    let fresh: serde_json::Value = serde_json::from_slice(&std::fs::read(&fresh).unwrap()).unwrap();
+    assert_eq!(fresh["blobs"].as_array().unwrap().len(), 0, "{fresh}");
     // A delta built against the customer's have-list omits the same blobs as one built
     // against the bundle.
     let delta = p.dir.path().join("shop-1.4.1.delta.tar.gz");

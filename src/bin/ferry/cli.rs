@@ -96,7 +96,8 @@ pub enum Command {
         #[arg(long, requires = "values")]
         pin_digests: bool,
         /// After loading, write the blobs the registry now holds for the bundle's images (a
-        /// have-list the vendor builds the next delta against: `ferry build --base`).
+        /// have-list the vendor builds the next delta against: `ferry build --base`); with
+        /// --dry-run, ask the registry which it holds and push nothing.
         #[arg(long, value_name = "OUT.json")]
         have_list: Option<PathBuf>,
         #[command(flatten)]

@@ -64,8 +64,8 @@ pub fn load(a: &Args, p: &mut Printer) -> anyhow::Result<Outcome> {
         None => push(&input, &push_opts, a.values)?,
     };
     let rewritten = rewrite_values(a, &target, pushing.manifest.as_ref())?;
-    if let (Some(out), false) = (a.have_list, a.dry_run) {
-        super::pieces::write_have_list(out, &push_opts, &pushing.report, p)?;
+    if let Some(out) = a.have_list {
+        super::pieces::write_have_list(out, &push_opts, &pushing.report, a.dry_run, p)?;
     }
     if !a.dry_run {
         for v in &rewritten {

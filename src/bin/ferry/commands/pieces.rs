@@ -369,7 +369,7 @@ pub fn load(
             ferry::load::write_atomically(&super::load::destination(a, v), &v.after)?;
         }
         if let Some(out) = a.have_list {
-            write_have_list(out, opts, &done.report, p)?;
+            write_have_list(out, opts, &done.report, false, p)?;
         }
     }
     p.document(&json!({
@@ -410,14 +410,20 @@ pub fn load(
     Ok(Outcome::Ok)
 }
 
-/// Writes the have-list of a load: the blobs of every image it made present.
+/// Writes the have-list of a load: the blobs of every image it made present, or with
+/// `--dry-run`, the blobs of the bundle's images the registry answers a `HEAD` for.
 pub fn write_have_list(
     out: &Path,
     opts: &PushOptions,
     report: &PushReport,
+    dry_run: bool,
     p: &mut Printer,
 ) -> anyhow::Result<()> {
-    let list = ferry::load_partial::have_list(&opts.registry.registry, report);
+    let list = if dry_run {
+        ferry::load_partial::ask_have_list(opts, &report.plan)?
+    } else {
+        ferry::load_partial::have_list(&opts.registry.registry, report)
+    };
     std::fs::write(out, list.to_bytes())
         .with_context(|| format!("writing the have-list {}", out.display()))?;
     p.note(format_args!(
