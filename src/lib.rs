@@ -13,6 +13,7 @@ pub mod load_partial;
 pub mod oci;
 pub mod parallel;
 pub mod progress;
+pub mod provenance;
 pub mod pull;
 pub mod registry;
 pub mod signing;

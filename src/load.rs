@@ -9,13 +9,16 @@
 
 use crate::bundle::archive::{Limits, MemberReader, TarPolicy};
 use crate::bundle::manifest::{ImageEntry, Manifest};
+use crate::bundle::source::BlobLocation;
 use crate::bundle::source::{self, SourceKind, SourceSpec};
 use crate::bundle::verify::{self, Evidence, HeadCheck, VerifyError, VerifyOptions};
 use crate::oci::digest::Digest;
+use crate::oci::document::Document;
 use crate::oci::reference::{ImageRef, Target};
 use crate::progress::Progress;
 use crate::registry::bundle_source::{index_bundle, IndexedSource, MEMORY_BUDGET};
 use crate::registry::push::{BlobSource, ImageToPush};
+use crate::registry::referrers::{ReferrerPush, ReferrerToIndex};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -29,12 +32,16 @@ pub struct LoadInput<'a> {
     pub limits: Limits,
     pub progress: Progress,
     pub check_head: Option<&'a HeadCheck<'a>>,
+    /// Push the artifacts attached to a bundle's images (signatures, attestations, SBOMs).
+    pub referrers: bool,
 }
 
 /// The images of an input, ready to push.
 pub struct Prepared {
     pub source: Arc<dyn BlobSource>,
     pub images: Vec<ImageToPush>,
+    /// The artifacts attached to them (a bundle's referrers), pushed after the images.
+    pub referrers: Vec<ReferrerPush>,
     /// The verification evidence when the input was a bundle.
     pub evidence: Option<Evidence>,
     /// The bundle manifest, when the input was a bundle.
@@ -88,7 +95,15 @@ pub fn already_loaded(
         None => None,
     };
     let images = images_to_push(&head.manifest, &input.target)?;
-    match crate::registry::push::all_present(push, &images) {
+    let mut all = images.clone();
+    if input.referrers {
+        all.extend(
+            referrers_to_push(&head.manifest, &input.target)?
+                .into_iter()
+                .map(|r| r.push),
+        );
+    }
+    match crate::registry::push::all_present(push, &all) {
         Ok(true) => Ok(Some(AlreadyLoaded {
             manifest: head.manifest,
             images,
@@ -99,8 +114,17 @@ pub fn already_loaded(
     }
 }
 
-/// Verifies (bundles) and indexes an input, and lists the images to push.
+/// Verifies (bundles) and indexes an input, and lists the images (and, unless left out,
+/// their attached artifacts) to push.
 pub fn prepare(input: &LoadInput) -> Result<Prepared, LoadError> {
+    let mut prepared = prepare_all(input)?;
+    if !input.referrers {
+        prepared.referrers.clear();
+    }
+    Ok(prepared)
+}
+
+fn prepare_all(input: &LoadInput) -> Result<Prepared, LoadError> {
     let path = &input.input;
     let invalid = |message: String| LoadError::Input {
         path: path.clone(),
@@ -130,9 +154,11 @@ pub fn prepare(input: &LoadInput) -> Result<Prepared, LoadError> {
                     image_archive_policy(input.limits),
                 )?)
             })?;
+            let source = with_referrer_blobs(source, &manifest, &root.join("images"))?;
             return Ok(Prepared {
                 source,
                 images,
+                referrers: referrers_to_push(&manifest, &input.target)?,
                 evidence: Some(evidence),
                 manifest: Some(manifest),
             });
@@ -301,6 +327,7 @@ fn from_layout_names(
     Ok(Prepared {
         source: Arc::new(blobs),
         images,
+        referrers: Vec::new(),
         evidence: None,
         manifest: None,
     })
@@ -321,6 +348,112 @@ fn from_manifest_images(
         images.push(to_push(img, target)?);
     }
     Ok((Arc::new(blobs), images))
+}
+
+/// The artifacts attached to a bundle's images, with their push targets: each into its
+/// image's repository, a cosign artifact under its tag, an OCI referrer by digest and then
+/// made findable (`registry::referrers`).
+pub fn referrers_to_push(
+    manifest: &Manifest,
+    target: &Target,
+) -> Result<Vec<ReferrerPush>, LoadError> {
+    let mut out = Vec::new();
+    for img in &manifest.images {
+        let image = to_push(img, target)?;
+        for r in &img.referrers {
+            let push = ImageToPush {
+                source_ref: r.layout_name(img),
+                target_repo: image.target_repo.clone(),
+                tag: r.tag.clone().unwrap_or_default(),
+                digest: r.digest.clone(),
+                media_type: r.media_type.clone(),
+            };
+            let index = r.tag.is_none().then(|| ReferrerToIndex {
+                repo: image.target_repo.clone(),
+                subject: img.digest.clone(),
+                digest: r.digest.clone(),
+                media_type: r.media_type.clone(),
+                size: r.size,
+                artifact_type: r.artifact_type.clone(),
+            });
+            out.push(ReferrerPush { push, index });
+        }
+    }
+    Ok(out)
+}
+
+/// The blobs of a bundle folder's referrers (manifests, configs, layers), added to the
+/// blobs of its images.
+fn with_referrer_blobs(
+    images: Arc<dyn BlobSource>,
+    manifest: &Manifest,
+    layout: &Path,
+) -> Result<Arc<dyn BlobSource>, LoadError> {
+    let referrers: Vec<&crate::bundle::manifest::Referrer> =
+        manifest.images.iter().flat_map(|i| &i.referrers).collect();
+    if referrers.is_empty() {
+        return Ok(images);
+    }
+    let mut blobs = IndexedSource::default();
+    let blob = |d: &Digest| layout.join("blobs/sha256").join(d.hex());
+    let invalid = |d: &Digest, e: String| LoadError::Input {
+        path: blob(d),
+        message: e,
+    };
+    for r in referrers {
+        let bytes =
+            std::fs::read(blob(&r.digest)).map_err(|e| invalid(&r.digest, e.to_string()))?;
+        blobs.insert(
+            r.digest.clone(),
+            r.size,
+            BlobLocation::File(blob(&r.digest)),
+        );
+        let Ok((_, Document::Manifest(m))) = Document::parse(&bytes, Some(&r.media_type)) else {
+            return Err(invalid(
+                &r.digest,
+                "an attached artifact that is not a manifest".into(),
+            ));
+        };
+        for d in std::iter::once(m.config()).chain(m.layers()) {
+            let Some(digest) = crate::oci::document::digest_of(d) else {
+                return Err(invalid(
+                    &r.digest,
+                    "a descriptor has an unusable digest".into(),
+                ));
+            };
+            blobs.insert(digest.clone(), d.size(), BlobLocation::File(blob(&digest)));
+        }
+    }
+    Ok(Arc::new(Both {
+        first: images,
+        second: blobs,
+    }))
+}
+
+/// Two blob sources, asked in order.
+struct Both {
+    first: Arc<dyn BlobSource>,
+    second: IndexedSource,
+}
+
+impl BlobSource for Both {
+    fn open_blob(&self, digest: &Digest) -> io::Result<Box<dyn Read + Send>> {
+        match self.first.blob_size(digest) {
+            Some(_) => self.first.open_blob(digest),
+            None => self.second.open_blob(digest),
+        }
+    }
+    fn blob_size(&self, digest: &Digest) -> Option<u64> {
+        self.first
+            .blob_size(digest)
+            .or_else(|| self.second.blob_size(digest))
+    }
+    fn read_manifest(&self, digest: &Digest) -> io::Result<Vec<u8>> {
+        match self.first.blob_size(digest) {
+            Some(_) => self.first.read_manifest(digest),
+            None => self.second.read_manifest(digest),
+        }
+    }
 }
 
 /// Every image of a bundle, with its push target.
@@ -359,6 +492,7 @@ fn from_bundle(input: &LoadInput) -> Result<Prepared, LoadError> {
     Ok(Prepared {
         source: Arc::new(indexed.source),
         images,
+        referrers: referrers_to_push(&indexed.manifest, &input.target)?,
         evidence: Some(indexed.evidence),
         manifest: Some(indexed.manifest),
     })
@@ -373,6 +507,54 @@ pub struct ValuesOutcome {
     #[serde(skip)]
     pub after: String,
     pub edits: Vec<crate::values::Edit>,
+    /// Image maps left as they were although their image may not come from the mirror.
+    pub unmoved: Vec<crate::values::Unmoved>,
+    /// Images the chart still renders from elsewhere than the target with the rewritten
+    /// values (a test hook's hard-coded image, say), each with its template line.
+    pub stays: Vec<String>,
+}
+
+/// Renders the chart with the rewritten values (ferry's own offline rendering, every branch
+/// these values take) and names every image that does not come from `target`: what no
+/// values key moves must be mirrored under its own name or changed in the chart.
+fn stays_on_registry(chart: &Path, rewritten: &str, target: &Target) -> Vec<String> {
+    let checked = (|| -> Result<crate::images::ChartImages, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let file = dir.path().join("values.yaml");
+        std::fs::write(&file, rewritten).map_err(|e| e.to_string())?;
+        crate::images::chart_images(&[chart.to_path_buf()], &[file]).map_err(|e| e.to_string())
+    })();
+    let found = match checked {
+        Ok(found) => found,
+        Err(e) => {
+            return vec![format!(
+                "the chart could not be rendered to check the rewritten values: {e}"
+            )]
+        }
+    };
+    let base = format!("{}/", target.base());
+    found
+        .images
+        .iter()
+        .filter(|i| i.need == crate::images::Need::Required)
+        .filter(|i| !i.reference.to_string().starts_with(&base))
+        .map(|i| {
+            let at = i
+                .locations
+                .first()
+                .map(|l| format!("{}:{}: ", l.file, l.line))
+                .unwrap_or_default();
+            let why = if i.values_key {
+                "a values key sets it, but not one ferry recognised as an image"
+            } else {
+                "no values key sets it"
+            };
+            format!(
+                "{at}the chart still renders {} from its own registry ({why}); mirror it under that name, or change it in the chart",
+                i.reference
+            )
+        })
+        .collect()
 }
 
 /// Why values files could not be handled.
@@ -436,12 +618,36 @@ pub fn rewrite_values(
                 path: f.clone(),
                 source,
             })?;
-            let out = crate::values::rewrite(&before, f, opts)?;
+            // With a Chart.yaml beside the values, its appVersion is the tag of image maps
+            // that give none (for pinning digests), and its templates give the images of maps
+            // left empty.
+            let chart = crate::values::locate(f);
+            let maps = crate::values::null_maps(&before, f)?;
+            let defaults = match &chart.chart {
+                Some(dir) if !maps.is_empty() => Some(crate::images::template_defaults(
+                    dir,
+                    f,
+                    &maps,
+                    &opts.target,
+                )),
+                _ => None,
+            };
+            let facts = crate::values::ChartFacts {
+                app_version: chart.app_version.as_deref(),
+                defaults: defaults.as_deref(),
+            };
+            let out = crate::values::rewrite_chart(&before, f, facts, opts)?;
+            let stays = match &chart.chart {
+                Some(dir) => stays_on_registry(dir, &out.text, &opts.target),
+                None => Vec::new(),
+            };
             Ok(ValuesOutcome {
                 file: f.clone(),
                 before,
                 after: out.text,
                 edits: out.edits,
+                unmoved: out.unmoved,
+                stays,
             })
         })
         .collect()

@@ -10,12 +10,13 @@
 use crate::bundle::delta::{HaveBlob, HaveList};
 use crate::bundle::partial::{Kind, PartialEvidence, PartialHead};
 use crate::bundle::verify::{VerifyError, VerifyOptions};
-use crate::load::{to_push, LoadError, LoadInput};
+use crate::load::{referrers_to_push, to_push, LoadError, LoadInput};
 use crate::oci::digest::Digest;
 use crate::registry::bundle_source::{index_partial, IndexedSource, MEMORY_BUDGET};
 use crate::registry::push::{
     self, BlobSource, ImageToPush, Plan, PushOptions, PushProgress, PushReport,
 };
+use crate::registry::referrers::{push_referrers, ReferrerPush, ReferrersReport};
 use crate::registry::{BlobProgress, RegistryClient, RegistryError};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -71,6 +72,8 @@ pub struct PartialLoad {
     pub evidence: PartialEvidence,
     /// The push of every image whose blobs are all in the registry now.
     pub report: PushReport,
+    /// The push of the artifacts attached to the images, once every image is there.
+    pub referrers: ReferrersReport,
     /// Blobs of images still waiting for other parts, uploaded now.
     pub blobs_uploaded_ahead: u64,
     /// Images that wait for blobs of other parts, with how many they still lack.
@@ -94,8 +97,19 @@ pub fn load(input: &LoadInput, opts: &PushOptions) -> Result<PartialLoad, Partia
         .iter()
         .map(|i| to_push(i, &input.target))
         .collect::<Result<_, _>>()?;
+    // Attached artifacts (signatures, SBOMs) are planned like images: their blobs travel in
+    // parts too, and are uploaded ahead like any other.
+    let refs = match input.referrers {
+        true => referrers_to_push(&head.release, &input.target)?,
+        false => Vec::new(),
+    };
+    let all: Vec<ImageToPush> = images
+        .iter()
+        .cloned()
+        .chain(refs.iter().map(|r| r.push.clone()))
+        .collect();
     let source: Arc<IndexedSource> = Arc::new(source);
-    let plan = push::plan(&opts.registry.registry, source.as_ref(), &images)?;
+    let plan = push::plan(&opts.registry.registry, source.as_ref(), &all)?;
     let held: BTreeSet<&Digest> = source.digests().collect();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -127,7 +141,26 @@ pub fn load(input: &LoadInput, opts: &PushOptions) -> Result<PartialLoad, Partia
     let report = if opts.dry_run || ready.is_empty() {
         PushReport::default()
     } else {
-        rt.block_on(push::push_async(opts, source.clone(), &ready, progress))?
+        rt.block_on(push::push_async(
+            opts,
+            source.clone(),
+            &ready,
+            progress.clone(),
+        ))?
+    };
+    // Artifacts follow once every image is there (an artifact names its image).
+    let ready_refs: Vec<ReferrerPush> = if ready.len() == images.len() {
+        refs.iter()
+            .zip(&plan.images[images.len()..])
+            .filter(|(_, p)| lacking(p) == 0)
+            .map(|(r, _)| r.clone())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let referrers = match opts.dry_run {
+        true => ReferrersReport::default(),
+        false => push_referrers(opts, source.clone(), &ready_refs, progress)?,
     };
     let mut waiting = Vec::new();
     let mut ahead = 0;
@@ -149,6 +182,7 @@ pub fn load(input: &LoadInput, opts: &PushOptions) -> Result<PartialLoad, Partia
     Ok(PartialLoad {
         evidence,
         report,
+        referrers,
         blobs_uploaded_ahead: ahead,
         waiting,
         head,

@@ -8,15 +8,17 @@
 
 use crate::bundle::archive::Packing;
 use crate::bundle::source::{
-    BlobLocation, FetchedChart, RemoteBlob, RemoteInputs, RemoteRequest, ResolvedImage, SourceBlob,
+    BlobLocation, FetchedChart, RemoteBlob, RemoteInputs, RemoteRequest, ResolvedImage,
+    ResolvedReferrer, SourceBlob,
 };
 use crate::bundle::spec::ChartSource;
 use crate::error_chain::error_chain;
-use crate::oci::digest::Digest;
+use crate::oci::digest::{Digest, Hasher};
 use crate::oci::document::{self, Document, MAX_JSON};
 use crate::oci::reference::DOCKER_HUB;
+use crate::oci::referrers::{self, ReferrerKind};
 use crate::registry::charts::{self, OciChartRef};
-use crate::registry::{CredentialSource, RegistryClient, RegistryOptions};
+use crate::registry::{CredentialSource, RegistryClient, RegistryError, RegistryOptions};
 use oci_spec::image::{Descriptor, Platform};
 use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
@@ -198,6 +200,12 @@ impl RemoteInputs for Puller {
                 (top.digest.clone(), size, None)
             }
         };
+        // The artifacts of a filtered index sign or describe the upstream index, which the
+        // bundle does not hold: they are not carried.
+        let referrers = match request.referrers && source_digest.is_none() {
+            true => walk.referrers(&digest)?,
+            false => Vec::new(),
+        };
         Ok(ResolvedImage {
             media_type,
             digest,
@@ -206,6 +214,7 @@ impl RemoteInputs for Puller {
             blobs: walk.blobs,
             source_digest,
             non_distributable: walk.skipped,
+            referrers,
         })
     }
 }
@@ -319,6 +328,88 @@ impl Walk<'_> {
             }
         }
         Ok(())
+    }
+
+    /// The artifacts attached to the image `digest`: cosign's `sha256-HEX.sig|.att|.sbom`
+    /// tags, and the OCI referrers the registry lists through its referrers API or, without
+    /// one, under the referrers tag schema's `sha256-HEX` index.
+    fn referrers(&mut self, digest: &Digest) -> Result<Vec<ResolvedReferrer>, String> {
+        let rt = &self.puller.rt;
+        let mut out: Vec<ResolvedReferrer> = Vec::new();
+        for kind in ReferrerKind::COSIGN {
+            let tag = referrers::cosign_tag(digest, kind).unwrap_or_default();
+            let m = match rt.block_on(self.client.get_manifest(&self.repo, &tag)) {
+                Ok(m) => m,
+                Err(RegistryError::NotFound { .. }) => continue,
+                Err(e) => return Err(error_chain(&e)),
+            };
+            out.extend(self.referrer(m.digest, m.media_type, m.bytes, Some(kind), digest)?);
+        }
+        let index = match rt
+            .block_on(self.client.get_referrers(&self.repo, digest))
+            .map_err(|e| error_chain(&e))?
+        {
+            Some(index) => Some(index),
+            None => rt
+                .block_on(self.client.get_referrers_tag(&self.repo, digest))
+                .map_err(|e| error_chain(&e))?,
+        };
+        let Some(index) = index else {
+            return Ok(out);
+        };
+        let Ok((_, Document::Index(index))) = Document::parse(&index, None) else {
+            return Err(self.at(digest, "the referrers index is not an image index"));
+        };
+        for d in index.manifests() {
+            if out
+                .iter()
+                .any(|r| Some(&r.entry.digest) == document::digest_of(d).as_ref())
+            {
+                continue;
+            }
+            let (rd, bytes) = self.small(d, true)?;
+            out.extend(self.referrer(rd, d.media_type().to_string(), bytes, None, digest)?);
+        }
+        Ok(out)
+    }
+
+    /// One artifact from its manifest: its config into memory, its layers streamed when the
+    /// bundle is written (a blob the image or another artifact already brought is planned
+    /// once by the build).
+    fn referrer(
+        &mut self,
+        digest: Digest,
+        media_type: String,
+        bytes: Vec<u8>,
+        by_tag: Option<ReferrerKind>,
+        image: &Digest,
+    ) -> Result<Option<ResolvedReferrer>, String> {
+        let m = match Document::parse(&bytes, Some(&media_type)) {
+            Ok((_, Document::Manifest(m))) => m,
+            // An index attached to an image is not carried (bundle-format 8.3).
+            Ok((_, Document::Index(_))) => return Ok(None),
+            Err(e) => return Err(self.at(&digest, format!("an attached artifact: {e}"))),
+        };
+        let config = m.config();
+        let (config_digest, config_bytes) = self.small(config, false)?;
+        let mut blobs = vec![
+            SourceBlob {
+                digest: digest.clone(),
+                size: bytes.len() as u64,
+                location: BlobLocation::Memory(bytes.clone().into()),
+            },
+            SourceBlob {
+                digest: config_digest,
+                size: config.size(),
+                location: BlobLocation::Memory(config_bytes.into()),
+            },
+        ];
+        for d in m.layers() {
+            let before = self.blobs.len();
+            self.layer(d)?;
+            blobs.extend(self.blobs.drain(before..));
+        }
+        ResolvedReferrer::new(digest, media_type, &bytes, by_tag, image, blobs).map(Some)
     }
 
     fn layer(&mut self, d: &Descriptor) -> Result<(), String> {
@@ -467,7 +558,13 @@ impl RemoteBlob for RegistryBlob {
     fn open(&self) -> io::Result<Box<dyn Read + Send>> {
         if let Some(cache) = &self.cache {
             if let Some(file) = cache.open(&self.digest, self.size) {
-                return Ok(Box::new(file));
+                return Ok(Box::new(Checked {
+                    inner: file,
+                    hasher: Hasher::new(),
+                    digest: self.digest.clone(),
+                    path: cache.path(&self.digest),
+                    checked: false,
+                }));
             }
         }
         let reader = self
@@ -499,8 +596,44 @@ impl RemoteBlob for RegistryBlob {
         self.packing
     }
 
+    fn checks_digest(&self) -> bool {
+        // The registry's reader checks size and digest at the end; so does `Checked`.
+        true
+    }
+
     fn describe(&self) -> String {
         self.describe.clone()
+    }
+}
+
+/// A cached blob read back, hashed on the way: at the end, bytes that do not match the
+/// digest are an error naming the cache file.
+struct Checked {
+    inner: File,
+    hasher: Hasher,
+    digest: Digest,
+    path: PathBuf,
+    checked: bool,
+}
+
+impl Read for Checked {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() && !self.checked {
+            self.checked = true;
+            let found = std::mem::take(&mut self.hasher).finish();
+            if found != self.digest {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "the cached blob {} does not match its digest (found {found}); delete it and build again",
+                        self.path.display()
+                    ),
+                ));
+            }
+        }
+        self.hasher.update(&buf[..n]);
+        Ok(n)
     }
 }
 

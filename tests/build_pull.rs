@@ -230,6 +230,26 @@ fn a_cached_rebuild_fetches_no_layer_and_a_corrupt_registry_leaves_nothing() {
         .filter(|n| n.starts_with(".ferry"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // A cache file that went bad is read, checked and named, never trusted.
+    let layer = &a.layout.images[0]
+        .blobs
+        .iter()
+        .find(|b| b.1 > 100_000)
+        .unwrap()
+        .0;
+    let cached_file = cache.join("blobs/sha256").join(&layer[7..]);
+    let len = std::fs::metadata(&cached_file).unwrap().len() as usize;
+    std::fs::write(&cached_file, vec![0x33; len]).unwrap();
+    let out = build(&spec, &bad, &["--cache", cache.to_str().unwrap()])
+        .failure()
+        .code(2);
+    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(
+        err.contains(&layer[7..]) && err.contains("does not match"),
+        "{err}"
+    );
+    assert!(!bad.exists());
 }
 
 #[test]
@@ -292,4 +312,163 @@ fn a_failed_login_names_the_registry_and_exits_2() {
         &["--authfile", auth.to_str().unwrap()],
     )
     .success();
+}
+
+/// Two registries that need different settings in one build: one plain HTTP, one TLS with
+/// its own CA, each given per host; without its CA the TLS one is refused, naming it.
+#[test]
+fn per_registry_tls_and_plain_http_settings() {
+    let plain = Source::start(Setup::Plain, 59);
+    let tls = Registry::start(Setup::Tls);
+    let ca = tls.ca_file.clone().unwrap();
+    let cert_dir = tls.cert_dir.clone().unwrap();
+    skopeo::skopeo(&[
+        "copy",
+        "--quiet",
+        "--insecure-policy",
+        "--src-tls-verify=false",
+        &format!("--dest-cert-dir={}", cert_dir.display()),
+        &format!("docker://{}/team/app2:1.0", plain.registry.host()),
+        &format!("docker://{}/team/app2:1.0", tls.host()),
+    ]);
+    let work = tempfile::tempdir().unwrap();
+    let spec = work.path().join("ferry.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name: two\nversion: '1'\nimages:\n- ref: {}/team/app1:1.0\n- ref: {}/team/app2:1.0\n",
+            plain.registry.host(),
+            tls.host()
+        ),
+    )
+    .unwrap();
+    let run = |out: &str, extra: Vec<String>| {
+        ferry()
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .args(["build", "-f"])
+            .arg(&spec)
+            .arg("-o")
+            .arg(work.path().join(out))
+            .arg("--plain-http-host")
+            .arg(plain.registry.host())
+            .args(extra)
+            .assert()
+    };
+    let out = run("no-ca.tar.gz", vec![]).failure().code(2);
+    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(
+        err.contains(&tls.host()) && err.contains("--ca-file"),
+        "{err}"
+    );
+    run(
+        "ok.tar.gz",
+        vec![
+            "--ca-file".into(),
+            format!("{}={}", tls.host(), ca.display()),
+        ],
+    )
+    .success();
+    let m = manifest_of(&work.path().join("ok.tar.gz"));
+    let text = m.to_string();
+    assert!(
+        text.contains(&plain.digest("app1")) && text.contains(&plain.digest("app2")),
+        "{text}"
+    );
+}
+
+/// An image with a non-distributable layer (the registry holds only its URL): the build
+/// leaves the layer out and says the image will not pull inside an air gap; the bundle
+/// verifies and records the digest; `--include-non-distributable` tries to carry it.
+#[test]
+fn non_distributable_layers_are_left_out_and_named() {
+    use ferry::registry::push::{push, ImageToPush, LayoutSource, NoProgress, PushOptions};
+    use ferry::registry::{CredentialSource, RegistryOptions};
+    let reg = Registry::start(Setup::Plain);
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = dir.path().join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |bytes: &[u8]| {
+        let d = sha256(bytes);
+        std::fs::write(blobs.join(&d[7..]), bytes).unwrap();
+        (d, bytes.len())
+    };
+    let (layer, layer_size) = put(&gz(b"a distributable layer"));
+    let foreign = sha256(b"a windows base layer nobody may copy");
+    let (config, config_size) =
+        put(br#"{"architecture":"amd64","os":"windows","rootfs":{"type":"layers","diff_ids":[]}}"#);
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": config_size},
+        "layers": [
+            {"mediaType": "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+             "digest": foreign, "size": 1234, "urls": ["https://layers.example.com/base"]},
+            {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer, "size": layer_size},
+        ],
+    });
+    let (digest, _) = put(&serde_json::to_vec(&manifest).unwrap());
+    std::fs::write(
+        dir.path().join("index.json"),
+        r#"{"schemaVersion":2,"manifests":[]}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    let mut o = RegistryOptions::new(reg.host());
+    o.plain_http = true;
+    o.credentials = CredentialSource::Anonymous;
+    push(
+        &PushOptions::new(o),
+        std::sync::Arc::new(LayoutSource::open(dir.path()).unwrap()),
+        &[ImageToPush {
+            source_ref: "registry.example.com/team/win:1.0".into(),
+            target_repo: "team/win".into(),
+            tag: "1.0".into(),
+            digest: digest.parse().unwrap(),
+            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+        }],
+        std::sync::Arc::new(NoProgress),
+    )
+    .unwrap();
+
+    let work = tempfile::tempdir().unwrap();
+    let spec = work.path().join("ferry.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name: win\nversion: '1'\nimages:\n- ref: {}/team/win:1.0\n",
+            reg.host()
+        ),
+    )
+    .unwrap();
+    let bundle = work.path().join("w.tar.gz");
+    let out = build(&spec, &bundle, &[]).success();
+    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(
+        err.contains("team/win:1.0") && err.contains("air gap"),
+        "{err}"
+    );
+    ferry().arg("verify").arg(&bundle).assert().success();
+    let m = manifest_of(&bundle).to_string();
+    assert!(m.contains(&foreign), "{m}");
+    // Carrying it means fetching it: this registry has only its URL.
+    let out = build(
+        &spec,
+        &work.path().join("all.tar.gz"),
+        &["--include-non-distributable"],
+    )
+    .failure()
+    .code(2);
+    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(err.contains(&foreign[7..19]), "{err}");
+}
+
+fn gz(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
 }

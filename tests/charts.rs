@@ -35,6 +35,10 @@ struct Expected {
     /// (subcharts with their own appVersion, parts switched off): `ferry images list` does.
     #[serde(default = "yes")]
     values_name_images: bool,
+    /// Image maps whose `registry` and `repository` are null, filled by `ferry rewrite` from
+    /// the chart's template defaults.
+    #[serde(default)]
+    template_defaults: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -142,16 +146,25 @@ fn rewritten_charts_render_from_the_mirror() {
             .filter(|e| e.get("note").is_some())
             .map(|e| e["path"].as_str().unwrap())
             .collect();
+        // Every map filled from a template default says so on its `registry` edit.
+        let mut want_notes: Vec<String> = expected
+            .template_defaults
+            .iter()
+            .map(|m| format!("{m}.registry"))
+            .collect();
         if !expected.mirror_render_values.is_empty() {
-            assert_eq!(
-                notes,
-                ["global.security.allowInsecureImages"],
-                "{name}: Helm needs {:?} for a mirror; ferry must set the flag and say so",
-                expected.mirror_render_values
-            );
-        } else {
-            assert!(notes.is_empty(), "{name}: unexpected notes {notes:?}");
+            want_notes.push("global.security.allowInsecureImages".into());
         }
+        assert_eq!(
+            notes, want_notes,
+            "{name}: notes (Helm needs {:?} for a mirror: ferry must set the flag and say so)",
+            expected.mirror_render_values
+        );
+        assert_eq!(
+            report["files"][0]["unmoved"],
+            serde_json::json!([]),
+            "{name}: maps left as they were"
+        );
         let want = sorted(expected.images.iter().map(|i| i.mirrored.clone()));
         match helm::template(&chart, &[&out]) {
             Err(e) => failures.push(format!("{name}: helm template failed: {e}")),
@@ -345,6 +358,7 @@ fn bundle_image(reference: &str) -> ImageEntry {
         non_distributable: Vec::new(),
         platforms: vec!["linux/amd64".to_string()],
         size: 1,
+        referrers: Vec::new(),
     }
 }
 
@@ -371,6 +385,14 @@ fn chart_images_are_checked_with_app_version_tags() {
             .collect();
         let file = dir.join("values.yaml");
         let text = fs::read_to_string(&file).unwrap();
+        if !expected.template_defaults.is_empty() {
+            // Image maps left empty name no image: the chart's templates do, which rendering
+            // the chart finds (`ferry images list`) and `ferry rewrite` in the chart folder
+            // fills (`rewritten_charts_render_from_the_mirror`).
+            let uses = find_chart_images(&text, &file, version.as_deref()).unwrap();
+            assert!(uses.is_empty(), "{name}: {uses:#?}");
+            continue;
+        }
         let rewritten = rewrite(&text, &file, &opts).unwrap().text;
         for (what, values) in [("values", &text), ("rewritten values", &rewritten)] {
             let uses = find_chart_images(values, &file, version.as_deref()).unwrap();
@@ -510,18 +532,7 @@ fn render_rewritten_bitnami(chart: &Path, tmp: &Path, vendor: &str) {
 #[test]
 fn what_helm_reads_ferry_reads() {
     let tmp = tempfile::tempdir().unwrap();
-    let chart = tmp.path().join("c");
-    fs::create_dir_all(chart.join("templates")).unwrap();
-    fs::write(
-        chart.join("Chart.yaml"),
-        "apiVersion: v2\nname: c\nversion: 0.1.0\n",
-    )
-    .unwrap();
-    fs::write(
-        chart.join("templates/cm.yaml"),
-        "v: {{ toJson .Values | quote }}\n",
-    )
-    .unwrap();
+    let chart = values_chart(tmp.path());
     let cases = [
         "a:\n  b: [\n\tx,\n  ]\n",
         "a:\n  b: {\n\t\tk: v,\n\t\"q\": 1 }\n",
@@ -543,6 +554,9 @@ fn what_helm_reads_ferry_reads() {
         "on: yes\noff: n\n",
         "image:\n  registry: registry.k8s.io\n  image: ingress-nginx/controller\n  registry: quay.io\n",
         "images: [\n\tquay.io/a/b:1,\n  {repository: ghcr.io/c/d, tag: \"2\"}\n]\n",
+        // Tabs near a `-` that go-yaml accepts: after a key's colon, in a comment, in quotes,
+        // in a block scalar's text.
+        "l:\n- a:\t1\n- b # c\t\n- \"\t\"\nm: |\n  -\tz\n",
     ];
     let opts = RewriteOptions {
         target: Target::parse(MIRROR).unwrap(),
@@ -572,6 +586,91 @@ fn what_helm_reads_ferry_reads() {
             Err(e) => panic!("rewrite does not read {case:?}: {e}"),
         }
     }
+}
+
+/// A chart whose one template renders the values it is given, for Helm to judge values files.
+fn values_chart(dir: &Path) -> PathBuf {
+    let chart = dir.join("c");
+    fs::create_dir_all(chart.join("templates")).unwrap();
+    fs::write(
+        chart.join("Chart.yaml"),
+        "apiVersion: v2\nname: c\nversion: 0.1.0\n",
+    )
+    .unwrap();
+    fs::write(
+        chart.join("templates/cm.yaml"),
+        "v: {{ toJson .Values | quote }}\n",
+    )
+    .unwrap();
+    chart
+}
+
+/// Values that YAML 1.2 allows and Helm's YAML reader refuses: real Helm fails on each, and
+/// ferry refuses it too, at the line and column of the offending text, saying what to change.
+#[test]
+fn what_helm_refuses_ferry_refuses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let chart = values_chart(tmp.path());
+    // (values, line, column, what the message says)
+    let cases = [
+        ("list:\n-\tquay.io/a/b:1\n", 2, 2, "tab after the `-`"),
+        ("list:\n  - \tx\n", 2, 5, "tab after the `-`"),
+        ("list:\n-\t# note\n  - x\n", 2, 2, "tab after the `-`"),
+        (
+            "%YAML 1.1\n---\nimage: quay.io/a/b:1\n",
+            1,
+            1,
+            "`%YAML 1.1`",
+        ),
+        ("%YAML 1.2\n---\na: 1\n", 1, 1, "`%YAML 1.2`"),
+        ("%TAG !e! tag:example.com,2000:\n---\na: 1\n", 1, 1, "`%TAG"),
+    ];
+    let opts = RewriteOptions {
+        target: Target::parse(MIRROR).unwrap(),
+        images: Vec::new(),
+        pin_digests: false,
+    };
+    for (case, line, column, says) in cases {
+        let values = tmp.path().join("values.yaml");
+        fs::write(&values, case).unwrap();
+        if let Ok(out) = helm::template(&chart, &[&values]) {
+            panic!("helm reads {case:?}:\n{out}");
+        }
+        for result in [
+            rewrite(case, &values, &opts).map(|_| ()),
+            find_images(case, &values).map(|_| ()),
+        ] {
+            match result {
+                Err(RewriteError::Parse {
+                    line: l,
+                    column: c,
+                    message,
+                    ..
+                }) => {
+                    assert_eq!((l, c), (line, column), "{case:?}: {message}");
+                    assert!(message.contains(says), "{case:?}: {message}");
+                    assert!(message.contains("Helm"), "{case:?}: {message}");
+                }
+                other => panic!("{case:?} is read: {other:?}"),
+            }
+        }
+    }
+    // The command says where and what, and exits 2.
+    let values = tmp.path().join("values.yaml");
+    fs::write(&values, "list:\n-\tx\n").unwrap();
+    let out = ferry()
+        .args(["rewrite", "--registry", MIRROR])
+        .arg(&values)
+        .assert()
+        .code(2)
+        .get_output()
+        .stderr
+        .clone();
+    let msg = String::from_utf8_lossy(&out);
+    assert!(
+        msg.contains("values.yaml:2:2:") && msg.contains("write spaces"),
+        "{msg}"
+    );
 }
 
 /// With `--pin-digests`, the Bitnami-style chart renders the mirror's images by the bundle's
@@ -620,6 +719,65 @@ fn pinned_bitnami_values_render_by_digest() {
         format!("{MIRROR}/{}@{}", r.repository, b.digest)
     }));
     assert_eq!(rendered_images(&manifests), want);
+}
+
+/// With `--pin-digests`, an image map whose tag comes from the chart's `appVersion` (the
+/// alert router's, `v` + appVersion in the template) is pinned to the bundle image with that
+/// tag, like the maps that write their tag: Helm renders every image from the mirror by digest.
+#[test]
+fn pinned_app_version_tags_render_by_digest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let chart = charts_dir().join("probes-and-alerts");
+    let (_, expected) = charts()
+        .into_iter()
+        .find(|(n, _)| n == "probes-and-alerts")
+        .unwrap();
+    let bundle: Vec<ImageEntry> = expected
+        .images
+        .iter()
+        .zip(['a', 'b', 'c'])
+        .map(|(i, d)| {
+            bundle_image(&format!(
+                "{}@sha256:{}",
+                i.rendered,
+                d.to_string().repeat(64)
+            ))
+        })
+        .collect();
+    let opts = RewriteOptions {
+        target: Target::parse(MIRROR).unwrap(),
+        images: bundle.clone(),
+        pin_digests: true,
+    };
+    // As `ferry rewrite` and `ferry load --values` rewrite a values file: the Chart.yaml
+    // beside it gives the appVersion.
+    let values = chart.join("values.yaml");
+    let out = ferry::load::rewrite_values(std::slice::from_ref(&values), &opts).unwrap();
+    let pinned = out[0]
+        .edits
+        .iter()
+        .find(|e| e.path == "alertmanager.image.digest")
+        .unwrap_or_else(|| panic!("not pinned: {:#?}", out[0].edits));
+    assert_eq!(pinned.after, bundle[0].digest.to_string());
+    let rewritten = tmp.path().join("values.yaml");
+    fs::write(&rewritten, &out[0].after).unwrap();
+    let manifests = helm::template(&chart, &[&rewritten]).unwrap();
+    let want = sorted(bundle.iter().map(|b| {
+        let r = ImageRef::parse(&b.reference).unwrap();
+        format!("{MIRROR}/{}:{}@{}", r.repository, r.tag.unwrap(), b.digest)
+    }));
+    assert_eq!(rendered_images(&manifests), want);
+    // Without the chart's appVersion the map's tag is unknown, and it is left unpinned.
+    let text = fs::read_to_string(&values).unwrap();
+    let alone = rewrite(&text, &values, &opts).unwrap();
+    assert!(
+        !alone
+            .edits
+            .iter()
+            .any(|e| e.path == "alertmanager.image.digest"),
+        "{:#?}",
+        alone.edits
+    );
 }
 
 /// The ingress-nginx shape: one chart-wide `global.image.registry`, and image maps whose
@@ -687,6 +845,172 @@ spec:
         [
             format!("{MIRROR}/relay-helper:1.4"),
             format!("{MIRROR}/relay/controller:v2.0.1")
+        ]
+    );
+}
+
+/// The chart's image maps with `registry` and `repository` null: the values file alone says
+/// which maps it could not point at the mirror, and why, and changes nothing; inside the chart
+/// folder every map is filled from the template defaults and Helm renders the mirror's images.
+#[test]
+fn null_image_maps_need_the_chart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let chart = charts_dir().join("template-defaults");
+    let alone = tmp.path().join("values.yaml");
+    fs::copy(chart.join("values.yaml"), &alone).unwrap();
+    let out = ferry()
+        .args(["rewrite", "--json", "--registry", MIRROR])
+        .arg(&alone)
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let file = &report["files"][0];
+    assert_eq!(file["edits"], serde_json::json!([]), "{file:#}");
+    assert_eq!(
+        file["text"].as_str().unwrap(),
+        fs::read_to_string(&alone).unwrap()
+    );
+    let unmoved: Vec<(u64, &str)> = file["unmoved"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| (u["line"].as_u64().unwrap(), u["path"].as_str().unwrap()))
+        .collect();
+    assert_eq!(unmoved, [(4, "image"), (20, "hub.image")]);
+    let human = ferry()
+        .args(["rewrite", "--registry", MIRROR])
+        .arg(&alone)
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8_lossy(&human.stderr);
+    assert!(
+        stderr.contains(&format!("{}:4: image: not rewritten:", alone.display()))
+            && stderr.contains("no chart was found to render them"),
+        "{stderr}"
+    );
+    // In the chart folder, the note on each filled map names the default image and its line.
+    let human = ferry()
+        .args(["rewrite", "--registry", MIRROR, "--diff"])
+        .arg(chart.join("values.yaml"))
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let stdout = String::from_utf8_lossy(&human.stdout);
+    let stderr = String::from_utf8_lossy(&human.stderr);
+    assert!(
+        stdout.contains(&format!(
+            "+  registry: {MIRROR}  # @schema type:[string, null]"
+        )) && stdout.contains("+  repository: library/acme-proxy  # @schema"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains(
+            "values.yaml:4: image.registry: filled from the chart's template default: with this \
+             map empty the chart renders docker.io/library/acme-proxy:v3.4.1 \
+             (template-defaults/templates/deployment.yaml:16)"
+        ) && stderr.contains("hub.image.registry: filled from the chart's template default"),
+        "{stderr}"
+    );
+}
+
+/// A null map that feeds no rendered image, and one inside a list, are left as they were with
+/// why; the maps that feed images are still filled.
+#[test]
+fn null_image_maps_the_chart_does_not_render_are_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let chart = tmp.path().join("template-defaults");
+    fs::create_dir_all(chart.join("templates")).unwrap();
+    let source = charts_dir().join("template-defaults");
+    for f in [
+        "Chart.yaml",
+        "templates/_helpers.tpl",
+        "templates/deployment.yaml",
+        "templates/hub.yaml",
+    ] {
+        fs::copy(source.join(f), chart.join(f)).unwrap();
+    }
+    let mut values = fs::read_to_string(source.join("values.yaml")).unwrap();
+    values.push_str(
+        "unused:\n  image:\n    registry: \"\"\n    repository: \"\"\n\
+         sidecars:\n  - image:\n      registry:\n      repository:\n",
+    );
+    fs::write(chart.join("values.yaml"), &values).unwrap();
+    let opts = RewriteOptions {
+        target: Target::parse(MIRROR).unwrap(),
+        images: Vec::new(),
+        pin_digests: false,
+    };
+    let out = ferry::load::rewrite_values(&[chart.join("values.yaml")], &opts).unwrap();
+    let unmoved: Vec<(&str, &str)> = out[0]
+        .unmoved
+        .iter()
+        .map(|u| (u.path.as_str(), u.reason.as_str()))
+        .collect();
+    assert_eq!(unmoved.len(), 2, "{unmoved:#?}");
+    assert_eq!(unmoved[0].0, "unused.image");
+    assert!(
+        unmoved[0]
+            .1
+            .contains("no image the chart renders takes its registry from this map"),
+        "{}",
+        unmoved[0].1
+    );
+    assert_eq!(unmoved[1].0, "sidecars[0].image");
+    assert!(unmoved[1].1.contains("inside a list"), "{}", unmoved[1].1);
+    let rewritten = tmp.path().join("rewritten.yaml");
+    fs::write(&rewritten, &out[0].after).unwrap();
+    let manifests = helm::template(&chart, &[&rewritten]).unwrap();
+    assert_eq!(
+        rendered_images(&manifests),
+        [
+            format!("{MIRROR}/acme-edge/hub-agent:1.8.2"),
+            format!("{MIRROR}/library/acme-proxy:v3.4.1"),
+        ]
+    );
+}
+
+/// With `--pin-digests`, a null map with a `digest` key that the chart renders is pinned to
+/// the bundle's image of the default reference; Helm renders it from the mirror by digest.
+#[test]
+fn pinned_template_defaults_render_by_digest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let chart = charts_dir().join("template-defaults");
+    let bundle = vec![
+        bundle_image(&format!(
+            "docker.io/library/acme-proxy:v3.4.1@sha256:{}",
+            "a".repeat(64)
+        )),
+        bundle_image(&format!(
+            "ghcr.io/acme-edge/hub-agent:1.8.2@sha256:{}",
+            "b".repeat(64)
+        )),
+    ];
+    let opts = RewriteOptions {
+        target: Target::parse(MIRROR).unwrap(),
+        images: bundle.clone(),
+        pin_digests: true,
+    };
+    let out = ferry::load::rewrite_values(&[chart.join("values.yaml")], &opts).unwrap();
+    let pinned = out[0]
+        .edits
+        .iter()
+        .find(|e| e.path == "image.digest")
+        .unwrap_or_else(|| panic!("not pinned: {:#?}", out[0].edits));
+    assert_eq!(pinned.after, bundle[0].digest.to_string());
+    let rewritten = tmp.path().join("values.yaml");
+    fs::write(&rewritten, &out[0].after).unwrap();
+    let manifests = helm::template(&chart, &[&rewritten]).unwrap();
+    assert_eq!(
+        rendered_images(&manifests),
+        [
+            // The hub agent's map has no `digest` key: pinned only by the tag it keeps.
+            format!("{MIRROR}/acme-edge/hub-agent:1.8.2"),
+            format!("{MIRROR}/library/acme-proxy:v3.4.1@{}", bundle[0].digest),
         ]
     );
 }

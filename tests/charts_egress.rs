@@ -378,6 +378,91 @@ fn helm_rendering_destinations_are_found() {
     );
 }
 
+/// The files `helm package` puts in the package of a chart folder, relative to that folder.
+fn packaged_files(chart: &Path, out: &Path) -> BTreeSet<String> {
+    let pkg = Command::new(helm())
+        .arg("package")
+        .arg(chart)
+        .arg("-d")
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(
+        pkg.status.success(),
+        "helm package {}: {}",
+        chart.display(),
+        String::from_utf8_lossy(&pkg.stderr)
+    );
+    let tgz = std::fs::read_dir(out)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let list = Command::new("tar").arg("-tzf").arg(&tgz).output().unwrap();
+    assert!(list.status.success(), "tar -tzf {}", tgz.display());
+    String::from_utf8(list.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_once('/').map(|(_, rest)| rest.to_string()))
+        .filter(|l| !l.is_empty() && !l.ends_with('/'))
+        .collect()
+}
+
+/// Every finding is in a file that Helm puts in the chart's package: what `.helmignore`
+/// leaves out (the root chart's rules reach into subchart folders) is never reported.
+#[test]
+fn findings_are_in_files_helm_packages() {
+    let mut stray = Vec::new();
+    for chart in charts() {
+        let tmp = tempfile::tempdir().unwrap();
+        let shipped = packaged_files(&chart, tmp.path());
+        for f in &check_chart(&chart).findings {
+            if !shipped.contains(&f.file) {
+                stray.push(format!(
+                    "{}: {}:{} {}",
+                    name_of(&chart),
+                    f.file,
+                    f.line,
+                    f.host
+                ));
+            }
+        }
+    }
+    assert!(
+        stray.is_empty(),
+        "findings in files helm package leaves out:\n{}",
+        stray.join("\n")
+    );
+}
+
+/// A chart's values file that Helm refuses (a tab after a list entry's `-`) is a located file
+/// problem, and its values are still checked.
+#[test]
+fn values_helm_refuses_are_a_problem_and_still_checked() {
+    let tmp = temp_chart(
+        "hosts:\n-\tapi.acme-partner.com\n",
+        "kind: ConfigMap\ndata:\n  n: {{ len .Values.hosts | quote }}\n",
+    );
+    let err = crate::util::helm::template(tmp.path(), &[]).unwrap_err();
+    assert!(err.contains("values.yaml"), "{err}");
+    let r = check_with(tmp.path(), "version: 1\nallow: []\n");
+    assert!(
+        r.findings
+            .iter()
+            .any(|f| f.host == "api.acme-partner.com" && f.file == "values.yaml" && f.line == 2),
+        "{:#?}",
+        r.findings
+    );
+    let d = r
+        .diagnostics
+        .iter()
+        .find(|d| d.file == "values.yaml")
+        .unwrap();
+    assert_eq!(d.line, 2);
+    assert!(d.message.contains("Helm will not read"), "{}", d.message);
+}
+
 /// A chart in a temporary folder: `Chart.yaml`, `values.yaml` and one template.
 fn temp_chart(values: &str, template: &str) -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();

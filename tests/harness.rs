@@ -39,6 +39,8 @@ pub fn build_spec(spec: &Path, out: &Path, epoch: u64) -> ferry::bundle::build::
         jobs: 4,
         locked: None,
         check: None,
+        referrers: true,
+        signature_check: None,
     };
     ferry::bundle::build::build(&opts, None)
         .unwrap_or_else(|e| panic!("build of {} failed: {e}", spec.display()))

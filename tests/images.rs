@@ -235,6 +235,7 @@ fn bundle_image(r: &str) -> ImageEntry {
         non_distributable: Vec::new(),
         platforms: vec!["linux/amd64".to_string()],
         size: 1,
+        referrers: Vec::new(),
     }
 }
 

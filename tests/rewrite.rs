@@ -32,6 +32,7 @@ fn known(s: &str) -> ImageEntry {
         non_distributable: Vec::new(),
         platforms: vec!["linux/amd64".to_string()],
         size: 1,
+        referrers: Vec::new(),
     }
 }
 
@@ -984,4 +985,114 @@ fn registry_image_map_coverage() {
          b:\n  image:\n    registry: h.io/m\n    image: defaultbackend-amd64\n    repository: h.io/m/acme/backend\n    tag: \"1.5\"\n\
          c:\n  registry: docker.io\n  image: h.io/m/library/nginx:1.27\n"
     );
+}
+
+/// Image maps whose `registry` and name are null in each of YAML's spellings (nothing after
+/// the colon, `~`, `null`, `""`, `''`) are found, and filled from given template defaults in
+/// their own style, a trailing comment kept; a map without a default is listed with why, and
+/// `repository: null` is never read as an image named `null`.
+#[test]
+fn null_image_maps_are_filled_from_template_defaults() {
+    use ferry::values::{null_maps, rewrite_chart, ChartFacts, DefaultImage, TemplateDefault};
+    let text =
+        "a:\n  image:\n    registry:  # empty: the chart's default\n    repository:\n    tag:\n\
+b:\n  image:\n    registry: ~\n    repository: null\n\
+c:\n  image: {registry: \"\", image: ''}\n\
+d:\n  image:\n    registry: null\n    repository: null\n";
+    let file = Path::new("values.yaml");
+    let maps = null_maps(text, file).unwrap();
+    let found: Vec<(&str, &str, bool)> = maps
+        .iter()
+        .map(|m| (m.path.as_str(), m.name_key, m.keys.is_some()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("a.image", "repository", true),
+            ("b.image", "repository", true),
+            ("c.image", "image", true),
+            ("d.image", "repository", true),
+        ]
+    );
+    let default = |path: &str, image: &str| TemplateDefault {
+        path: path.to_string(),
+        found: Ok(DefaultImage {
+            image: ImageRef::parse(image).unwrap(),
+            location: "c/templates/x.yaml:3".into(),
+            digest_rendered: false,
+        }),
+    };
+    let defaults = [
+        default("a.image", "docker.io/library/proxy:v3.4.1"),
+        default("b.image", "ghcr.io/acme/agent:1.8"),
+        default("c.image", "quay.io/acme/relay:2"),
+        TemplateDefault {
+            path: "d.image".into(),
+            found: Err("feeds no image".into()),
+        },
+    ];
+    let facts = ChartFacts {
+        app_version: Some("v3.4.1"),
+        defaults: Some(&defaults),
+    };
+    let opts = options("mirror.example:5000/team", Vec::new(), false);
+    let out = rewrite_chart(text, file, facts, &opts).unwrap();
+    assert_eq!(
+        out.text,
+        "a:\n  image:\n    registry: mirror.example:5000/team  # empty: the chart's default\n    \
+repository: library/proxy\n    tag:\n\
+b:\n  image:\n    registry: mirror.example:5000/team\n    repository: acme/agent\n\
+c:\n  image: {registry: \"mirror.example:5000/team\", image: 'acme/relay'}\n\
+d:\n  image:\n    registry: null\n    repository: null\n"
+    );
+    let noted: Vec<&str> = out
+        .edits
+        .iter()
+        .filter(|e| e.note.is_some())
+        .map(|e| e.path.as_str())
+        .collect();
+    assert_eq!(
+        noted,
+        ["a.image.registry", "b.image.registry", "c.image.registry"]
+    );
+    assert_eq!(out.unmoved.len(), 1);
+    assert_eq!(
+        (out.unmoved[0].line, out.unmoved[0].path.as_str()),
+        (14, "d.image")
+    );
+    assert_eq!(out.unmoved[0].reason, "feeds no image");
+    // Without the chart, nothing is edited and every map is listed.
+    let alone = rewrite(text, file, &opts).unwrap();
+    assert_eq!(alone.text, text);
+    assert_eq!(alone.unmoved.len(), 4);
+}
+
+/// In a chart folder, `ferry rewrite` renders the chart with the values it wrote and names
+/// every image that still comes from elsewhere (a test hook's hard-coded image), with its
+/// template line; the values file alone cannot say so and says nothing.
+#[test]
+fn rewrite_names_images_that_stay_on_their_registry() {
+    let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/charts/umbrella-images");
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = crate::harness::ferry()
+        .args([
+            "rewrite",
+            "--registry",
+            "harbor.example.com/mirror",
+            "--json",
+            "-o",
+        ])
+        .arg(out_dir.path().join("v.yaml"))
+        .arg(chart.join("values.yaml"))
+        .assert()
+        .success();
+    let doc: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let stays = doc.to_string();
+    assert!(
+        stays.contains("docker.io/library/busybox:1.36.1")
+            && stays.contains("umbrella-images/templates/tests/test-api.yaml:12"),
+        "{stays}"
+    );
+    // Only that one: every other rendered image is under the mirror.
+    assert_eq!(stays.matches("still renders").count(), 1, "{stays}");
 }

@@ -11,9 +11,9 @@ use crate::bundle::manifest::{
 };
 use crate::bundle::safepath::SafePath;
 use crate::bundle::source::{
-    self, BlobLocation, RemoteInputs, RemoteRequest, ResolvedImage, SourceSpec,
+    self, BlobLocation, RemoteInputs, RemoteRequest, ResolvedImage, ResolvedReferrer, SourceSpec,
 };
-use crate::bundle::spec::{field_error, ChartSource, ImageSpec, Spec, SpecError};
+use crate::bundle::spec::{field_error, ChartSource, ImageSpec, Spec, SpecError, VerifySpec};
 use crate::oci::digest::{hash_reader, BackgroundHasher, Digest};
 use crate::oci::document::{self, LayoutEntry, MAX_JSON};
 use crate::oci::reference::ImageRef;
@@ -47,7 +47,21 @@ pub struct BuildOptions {
     /// A check of the planned contents before anything is written (e.g. that the charts
     /// deploy no image the bundle lacks).
     pub check: Option<ContentsCheck>,
+    /// Carry the signatures, attestations and SBOMs attached to each image.
+    pub referrers: bool,
+    /// Checks an image's signature under the key `verify:` names (needed when the spec
+    /// has `verify:`).
+    pub signature_check: Option<SignatureCheck>,
 }
+
+/// Checks one signature artifact of an image under a public key: `key` (a PEM file), the
+/// image's digest, the artifact's manifest bytes, and its small blobs by digest. `Ok` with
+/// the key's `sha256:` fingerprint when a signature in it verifies, else why not.
+pub type SignatureCheck = std::sync::Arc<
+    dyn Fn(&Path, &Digest, &[u8], &dyn Fn(&Digest) -> Option<Vec<u8>>) -> Result<String, String>
+        + Send
+        + Sync,
+>;
 
 /// What a check before writing sees.
 pub struct PlannedContents<'a> {
@@ -120,6 +134,13 @@ pub enum BuildError {
     #[error("{}: {message}", spec.display())]
     Incomplete { spec: PathBuf, message: String },
     #[error("{}:{line}: image `{reference}`: {message}", spec.display())]
+    Unsigned {
+        spec: PathBuf,
+        line: usize,
+        reference: String,
+        message: String,
+    },
+    #[error("{}:{line}: image `{reference}`: {message}", spec.display())]
     Pull {
         spec: PathBuf,
         line: usize,
@@ -132,7 +153,7 @@ impl BuildError {
     /// 1 when the bundle would be incomplete (a finding about the release), 2 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
-            BuildError::Incomplete { .. } => 1,
+            BuildError::Incomplete { .. } | BuildError::Unsigned { .. } => 1,
             _ => 2,
         }
     }
@@ -397,7 +418,9 @@ fn plan_images(
             size: resolved.size,
             name: full.clone(),
         });
-        images.push(ImageEntry {
+        let verify = img.verify.as_ref().or(spec.verify.as_ref());
+        let referrers = plan_referrers(plan, opts, img, verify, &full, &resolved)?;
+        let mut entry = ImageEntry {
             reference: full,
             registry: reference.host().to_string(),
             repository: reference.repository,
@@ -408,7 +431,22 @@ fn plan_images(
             non_distributable: resolved.non_distributable,
             platforms: resolved.platforms,
             size: total,
-        });
+            referrers: Vec::new(),
+        };
+        for r in referrers {
+            let name = r.layout_name(&entry);
+            // The same image under two tags of one repository shares its artifacts' names.
+            if !index_entries.iter().any(|e| e.name == name) {
+                index_entries.push(LayoutEntry {
+                    media_type: r.media_type.clone(),
+                    digest: r.digest.clone(),
+                    size: r.size,
+                    name,
+                });
+            }
+            entry.referrers.push(r);
+        }
+        images.push(entry);
     }
     if !images.is_empty() {
         let generated = |b: Vec<u8>| Planned {
@@ -428,6 +466,95 @@ fn plan_images(
         )?;
     }
     Ok(images)
+}
+
+/// Plans the blobs of the artifacts attached to an image and, when `verify` names a key,
+/// checks that a signature among them verifies for the image under it (the fingerprint is
+/// recorded on each signature that does). Returns what `ferry.json` lists for them.
+fn plan_referrers(
+    plan: &mut Plan,
+    opts: &BuildOptions,
+    img: &ImageSpec,
+    verify: Option<&VerifySpec>,
+    full: &str,
+    resolved: &ResolvedImage,
+) -> Result<Vec<crate::bundle::manifest::Referrer>, BuildError> {
+    let mut out = Vec::new();
+    for r in &resolved.referrers {
+        for blob in &r.blobs {
+            let path = SafePath::new(&format!("images/blobs/sha256/{}", blob.digest.hex()))
+                .expect("hex path is safe");
+            plan.add(
+                path,
+                Planned {
+                    size: blob.size,
+                    location: blob.location.clone(),
+                    origin: blob.location.describe(),
+                    mode: Mode::Regular,
+                    expected: Some(blob.digest.clone()),
+                },
+            )?;
+        }
+        out.push(r.entry.clone());
+    }
+    let Some(verify) = verify else {
+        return Ok(out);
+    };
+    let spec_path = opts.spec.as_path();
+    let located = |m: String| at(spec_path, "verify.key", &verify.key, m);
+    if !opts.referrers {
+        return Err(located(format!(
+            "image `{full}`: `verify:` checks signatures, which --no-referrers leaves out"
+        )));
+    }
+    let check = opts
+        .signature_check
+        .as_ref()
+        .ok_or_else(|| located("checking image signatures is not available here".into()))?;
+    let key = spec_base(spec_path).join(&verify.key.value);
+    let mut why = Vec::new();
+    for (i, r) in resolved.referrers.iter().enumerate() {
+        if r.entry.kind != crate::oci::referrers::ReferrerKind::Signature {
+            continue;
+        }
+        let bytes = r.memory_blob(&r.entry.digest).unwrap_or_default();
+        match check(&key, &resolved.digest, bytes, &|d| small_blob(r, d)) {
+            Ok(fingerprint) => out[i].verified_keys.push(fingerprint),
+            Err(e) => why.push(e),
+        }
+    }
+    if out.iter().all(|r| r.verified_keys.is_empty()) {
+        let detail = match why.is_empty() {
+            true => "it has no signature (no `sha256-HEX.sig` tag or signature referrer)".into(),
+            false => why.join("; "),
+        };
+        return Err(BuildError::Unsigned {
+            spec: spec_path.to_path_buf(),
+            line: img.reference.referenced.line() as usize,
+            reference: full.to_string(),
+            message: format!("no signature verifies under {}: {detail}", key.display()),
+        });
+    }
+    Ok(out)
+}
+
+/// A small blob of an artifact, from memory or read from its location.
+fn small_blob(r: &ResolvedReferrer, digest: &Digest) -> Option<Vec<u8>> {
+    if let Some(b) = r.memory_blob(digest) {
+        return Some(b.to_vec());
+    }
+    let blob = r.blobs.iter().find(|b| b.digest == *digest)?;
+    if blob.size > MAX_JSON {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    blob.location
+        .open(blob.size)
+        .ok()?
+        .take(blob.size)
+        .read_to_end(&mut bytes)
+        .ok()?;
+    (Digest::of(&bytes) == *digest).then_some(bytes)
 }
 
 /// Resolves one image of the spec: from a local layout or archive (`from: oci:…` and the
@@ -453,9 +580,12 @@ fn resolve_image(
             }
             let src = SourceSpec::parse(&from.value, base)
                 .map_err(|m| at(spec_path, "images.from", from, m))?;
-            let resolved =
-                source::resolve(&src, &full, TarPolicy::image_archive(Limits::default()))
-                    .map_err(image_err)?;
+            let policy = TarPolicy::image_archive(Limits::default());
+            let mut resolved = source::resolve(&src, &full, policy).map_err(image_err)?;
+            if opts.referrers {
+                resolved.referrers =
+                    source::referrers(&src, policy, &resolved.digest).map_err(image_err)?;
+            }
             return Ok((resolved, None));
         }
         Some(from) => ImageRef::parse(&from.value[DOCKER_TRANSPORT.len()..]).map_err(|e| {
@@ -499,6 +629,7 @@ fn resolve_image(
         pull,
         digest,
         platforms,
+        referrers: opts.referrers,
     };
     let resolved = remote
         .resolve(&request)
@@ -586,7 +717,7 @@ fn make_manifest(
             digest: digest.clone(),
         })
         .collect();
-    let manifest = Manifest {
+    let mut manifest = Manifest {
         format_version: FORMAT_VERSION,
         name: spec.name.value.clone(),
         version: spec.version.value.clone(),
@@ -597,6 +728,7 @@ fn make_manifest(
         charts,
         egress: spec.egress.clone(),
     };
+    manifest.format_version = manifest.needed_version();
     manifest.check().map_err(|e| BuildError::Input {
         path: opts.spec.clone(),
         message: e.to_string(),
@@ -783,19 +915,30 @@ impl Fetches<'_> {
             .as_ref()
             .expect("remote files are blobs");
         let read_err = io_err(Path::new(&job.planned.origin));
-        let reader = remote.open().map_err(&read_err)?;
-        let mut tee = crate::oci::digest::HashingReader::new(self.bar.wrap_read(reader));
-        let out = PositionedWriter::new(self.file, job.at);
-        write_own_member(
-            out,
-            self.mtime,
-            &job.name,
-            job.planned.mode.bits(),
-            job.planned.size,
-            &mut tee,
-        )
-        .map_err(&read_err)?;
-        let (found, _) = tee.finish();
+        let reader = self.bar.wrap_read(remote.open().map_err(&read_err)?);
+        // Frames and blocks go out in 1 MiB writes, not one system call each.
+        let out = BufWriter::with_capacity(WRITE_BUFFER, PositionedWriter::new(self.file, job.at));
+        let (name, mode, size) = (&job.name, job.planned.mode.bits(), job.planned.size);
+        let found = if remote.checks_digest() {
+            // The reader checks the bytes when asked past their end: hashed once.
+            let mut reader = reader;
+            let out = write_own_member(out, self.mtime, name, mode, size, &mut reader);
+            out.and_then(|o| o.into_inner().map_err(|e| e.into_error()))
+                .map_err(&read_err)?;
+            if reader.read(&mut [0u8; 1]).map_err(&read_err)? != 0 {
+                return Err(read_err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("more than the {size} bytes its descriptor gives"),
+                )));
+            }
+            expected.clone()
+        } else {
+            let mut tee = crate::oci::digest::HashingReader::new(reader);
+            let out = write_own_member(out, self.mtime, name, mode, size, &mut tee);
+            out.and_then(|o| o.into_inner().map_err(|e| e.into_error()))
+                .map_err(&read_err)?;
+            tee.finish().0
+        };
         if found != *expected {
             return Err(BuildError::CorruptBlob {
                 source_desc: job.planned.origin.clone(),

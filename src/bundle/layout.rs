@@ -89,11 +89,33 @@ pub fn check(
             });
         }
     }
-    if descs.len() != manifest.images.len() {
+    // The same image under two tags of one repository shares its artifacts' descriptors.
+    let mut referrer_names = BTreeSet::new();
+    for img in &manifest.images {
+        for r in &img.referrers {
+            let name = r.layout_name(img);
+            let named = by_name
+                .get(name.as_str())
+                .and_then(|d| document::digest_of(d));
+            if named.as_ref() != Some(&r.digest) {
+                return Err(LayoutError::Image {
+                    reference: img.reference.clone(),
+                    detail: format!(
+                        "its referrer {} ({}) is not in images/index.json as `{name}`",
+                        r.digest,
+                        format!("{:?}", r.kind).to_lowercase()
+                    ),
+                });
+            }
+            referrer_names.insert(name);
+        }
+    }
+    let referrers = referrer_names.len();
+    if descs.len() != manifest.images.len() + referrers {
         return Err(LayoutError::Image {
             reference: "(index)".into(),
             detail: format!(
-                "images/index.json has {} images but ferry.json lists {}",
+                "images/index.json has {} entries but ferry.json lists {} images and {referrers} referrers",
                 descs.len(),
                 manifest.images.len()
             ),

@@ -3,14 +3,17 @@
 use crate::bundle::safepath::SafePath;
 use crate::oci::digest::Digest;
 use crate::oci::reference::{BadReference, ImageRef};
+use crate::oci::referrers::ReferrerKind;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
-/// The bundle format this ferry writes and the newest it reads.
-pub const FORMAT_VERSION: u32 = 1;
-/// The format revision that adds delta bundles and parts of split bundles
-/// (`bundle::partial`); a complete bundle keeps version 1.
+/// The newest bundle format this ferry reads and writes. A bundle is written as version 1
+/// unless it needs version 2 (an image carries referrers: `Manifest::needed_version`).
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest bundle format this ferry reads (and writes, when nothing needs more).
+pub const FORMAT_V1: u32 = 1;
+/// The format revision whose delta and part heads (`bundle::partial`) carry a `kind`.
 pub const PARTIAL_FORMAT_VERSION: u32 = 2;
 /// The manifest's file name inside the bundle's top-level folder.
 pub const MANIFEST_NAME: &str = "ferry.json";
@@ -24,9 +27,10 @@ pub const MAX_MANIFEST_BYTES: u64 = 64 * 1024 * 1024;
 /// The manifest of a bundle: what is inside it, and nothing else is.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[schemars(title = "ferry bundle manifest (ferry.json), format v1")]
+#[schemars(title = "ferry bundle manifest (ferry.json), format v1 and v2")]
 pub struct Manifest {
-    /// The bundle format version: 1. Readers refuse versions newer than they know.
+    /// The bundle format version: 1, or 2 when an image carries `referrers`. Readers refuse
+    /// versions they do not know.
     pub format_version: u32,
     /// The bundle's name: letters, digits, `.`, `_` and `-`, starting with a letter or digit.
     pub name: String,
@@ -118,6 +122,56 @@ pub struct ImageEntry {
     pub platforms: Vec<String>,
     /// Total bytes of every distinct blob of the image, manifests included.
     pub size: u64,
+    /// Signatures, attestations and SBOMs attached to the image (format version 2): each an
+    /// OCI manifest in `images/`, with its own descriptor in `images/index.json`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub referrers: Vec<Referrer>,
+}
+
+/// An artifact attached to an image: by cosign's tag scheme (`tag`) or as an OCI 1.1
+/// referrer (its manifest's `subject` is the image).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Referrer {
+    /// What it is.
+    pub kind: ReferrerKind,
+    /// Digest of its manifest, as stored in `images/blobs/sha256/`.
+    pub digest: Digest,
+    /// Media type of its manifest.
+    pub media_type: String,
+    /// Size of its manifest in bytes.
+    pub size: u64,
+    /// cosign's tag for it in the image's repository (`sha256-HEX.sig`, `.att`, `.sbom`);
+    /// absent for an OCI 1.1 referrer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// The manifest's `artifactType` (or its config's media type, for an artifact).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    /// For an attestation: the predicate types it states.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub predicate_types: Vec<String>,
+    /// For an SBOM: the media type of its document (`application/spdx+json` …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sbom_format: Option<String>,
+    /// For a signature: the `sha256:` fingerprints of the public keys it verified under
+    /// when the bundle was built (`verify:` of the spec); empty when it was not checked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub verified_keys: Vec<String>,
+    /// Whether a signature carries a certificate (keyless); carried unchanged.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keyless: bool,
+}
+
+impl Referrer {
+    /// Its name in `images/index.json`: `REGISTRY/REPOSITORY:TAG` for a cosign tag, else
+    /// `REGISTRY/REPOSITORY@DIGEST`.
+    pub fn layout_name(&self, image: &ImageEntry) -> String {
+        match &self.tag {
+            Some(tag) => format!("{}/{}:{tag}", image.registry, image.repository),
+            None => format!("{}/{}@{}", image.registry, image.repository, self.digest),
+        }
+    }
 }
 
 impl ImageEntry {
@@ -168,10 +222,12 @@ pub struct Destination {
 pub enum ManifestError {
     #[error("ferry.json is not valid JSON for a bundle manifest: {0}")]
     Json(#[from] serde_json::Error),
-    #[error("ferry.json has format version {found}; this ferry reads version {FORMAT_VERSION} only{}", if *found > FORMAT_VERSION { ": upgrade ferry" } else { "" })]
+    #[error("ferry.json has format version {found}; this ferry reads versions {FORMAT_V1} to {FORMAT_VERSION}{}", if *found > FORMAT_VERSION { ": upgrade ferry" } else { "" })]
     UnsupportedVersion { found: u32 },
     #[error("ferry.json is the head of a {kind} (format version {PARTIAL_FORMAT_VERSION}), not of a complete bundle: {hint}")]
     Partial { kind: String, hint: &'static str },
+    #[error("ferry.json: image `{reference}` lists referrers or left-out non-distributable layers, which format version 1 does not have; a version 2 manifest is needed")]
+    ReferrersNeedVersion2 { reference: String },
     #[error("ferry.json: {field} `{value}` may only hold letters, digits, `.`, `_` and `-`, starting with a letter or digit")]
     BadName { field: &'static str, value: String },
     #[error("ferry.json lists `{path}` twice")]
@@ -219,7 +275,7 @@ impl Manifest {
                 hint,
             });
         }
-        if v.format_version != FORMAT_VERSION {
+        if !(FORMAT_V1..=FORMAT_VERSION).contains(&v.format_version) {
             return Err(ManifestError::UnsupportedVersion {
                 found: v.format_version,
             });
@@ -271,6 +327,13 @@ impl Manifest {
             }
         }
         for img in &self.images {
+            if self.format_version < 2
+                && (!img.referrers.is_empty() || !img.non_distributable.is_empty())
+            {
+                return Err(ManifestError::ReferrersNeedVersion2 {
+                    reference: img.reference.clone(),
+                });
+            }
             if let Some((_, pinned)) = img.reference.split_once('@') {
                 if pinned != img.digest.to_string() {
                     return Err(ManifestError::PinMismatch {
@@ -298,6 +361,21 @@ impl Manifest {
         let mut out = serde_json::to_vec_pretty(self).expect("manifest serialises");
         out.push(b'\n');
         out
+    }
+
+    /// The oldest format version that can hold this manifest: 2 when an image carries
+    /// referrers or leaves non-distributable layers out (both change what the layout check
+    /// expects), else 1.
+    pub fn needed_version(&self) -> u32 {
+        if self
+            .images
+            .iter()
+            .any(|i| !i.referrers.is_empty() || !i.non_distributable.is_empty())
+        {
+            FORMAT_VERSION
+        } else {
+            FORMAT_V1
+        }
     }
 
     /// Total bytes of every listed file.

@@ -13,6 +13,7 @@ pub mod lock;
 pub mod manifest;
 pub mod partial;
 pub mod safepath;
+pub mod sbom;
 pub mod source;
 pub mod spec;
 pub mod split;

@@ -3,6 +3,7 @@
 //! read with the checks of `archive::TarEntries` and their members read in place.
 
 use crate::bundle::archive::{EntryError, Packing, TarEntries, TarEntry, TarPolicy};
+use crate::bundle::manifest::Referrer;
 use crate::bundle::safepath::SafePath;
 use crate::bundle::spec::ChartSource;
 use crate::oci::digest::{hash_reader, Digest};
@@ -10,6 +11,7 @@ use crate::oci::document::{
     self, names, BlobRef, Document, CONTAINERD_NAME, MAX_JSON, OCI_CONFIG, OCI_MANIFEST, REF_NAME,
 };
 use crate::oci::reference::ImageRef;
+use crate::oci::referrers::{self, ReferrerKind};
 use oci_spec::image::{Descriptor, Platform};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -89,6 +91,11 @@ pub trait RemoteBlob: Send + Sync {
     fn verified(&self) {}
     /// How its bytes are packed: chosen from the media type, not sniffed.
     fn packing(&self) -> Packing;
+    /// Whether the reader `open` gives checks the bytes against the digest itself (and fails
+    /// at the end when they do not match), so the caller need not hash them again.
+    fn checks_digest(&self) -> bool {
+        false
+    }
     /// Where it comes from, for messages.
     fn describe(&self) -> String;
 }
@@ -111,6 +118,8 @@ pub struct RemoteRequest {
     pub digest: Option<Digest>,
     /// Platforms to keep of an index; empty keeps it whole.
     pub platforms: Vec<String>,
+    /// Also take the artifacts attached to the image (cosign tags, OCI referrers).
+    pub referrers: bool,
 }
 
 /// Fetches the build inputs that live in registries and chart repositories.
@@ -190,6 +199,59 @@ pub struct ResolvedImage {
     /// Layers left out because their media type says they may not be redistributed
     /// (their manifests keep them; runtimes fetch them from their URLs).
     pub non_distributable: Vec<Digest>,
+    /// Signatures, attestations and SBOMs attached to the image, when asked for.
+    pub referrers: Vec<ResolvedReferrer>,
+}
+
+/// An artifact attached to an image, resolved to its blobs.
+#[derive(Debug, Clone)]
+pub struct ResolvedReferrer {
+    /// What `ferry.json` records about it.
+    pub entry: Referrer,
+    /// Its manifest, config and layers, each once (the manifest first).
+    pub blobs: Vec<SourceBlob>,
+}
+
+impl ResolvedReferrer {
+    /// An artifact from its manifest's bytes (`blobs` hold them first); `by_tag` is the kind
+    /// its cosign tag says, when it came by tag.
+    pub fn new(
+        digest: Digest,
+        media_type: String,
+        bytes: &[u8],
+        by_tag: Option<ReferrerKind>,
+        image: &Digest,
+        blobs: Vec<SourceBlob>,
+    ) -> Result<ResolvedReferrer, String> {
+        let d = referrers::describe(bytes).map_err(|e| format!("artifact {digest}: {e}"))?;
+        let tag = match by_tag {
+            Some(kind) => referrers::cosign_tag(image, kind),
+            None => None,
+        };
+        Ok(ResolvedReferrer {
+            entry: Referrer {
+                kind: d.kind(by_tag),
+                digest,
+                media_type,
+                size: bytes.len() as u64,
+                tag,
+                artifact_type: d.artifact_type.clone(),
+                predicate_types: d.predicate_types.clone(),
+                sbom_format: d.sbom_format.clone(),
+                verified_keys: Vec::new(),
+                keyless: d.keyless,
+            },
+            blobs,
+        })
+    }
+
+    /// The bytes of a blob it holds in memory (its manifest; small configs and layers).
+    pub fn memory_blob(&self, digest: &Digest) -> Option<&[u8]> {
+        self.blobs.iter().find_map(|b| match &b.location {
+            BlobLocation::Memory(m) if b.digest == *digest => Some(&m[..]),
+            _ => None,
+        })
+    }
 }
 
 /// An image that cannot be read from its source.
@@ -577,7 +639,87 @@ fn resolve_layout(
         blobs: walk.blobs,
         source_digest: None,
         non_distributable: Vec::new(),
+        referrers: Vec::new(),
     })
+}
+
+/// The artifacts a layout holds for the image `image`: manifests its `index.json` names with
+/// cosign's tags (`sha256-HEX.sig`, alone or after `REPO:`), the manifests an index under the
+/// referrers tag schema's `sha256-HEX` lists, and every manifest `index.json` lists whose
+/// `subject` is the image. A legacy `docker save` archive holds none.
+pub fn referrers(
+    spec: &SourceSpec,
+    policy: TarPolicy,
+    image: &Digest,
+) -> Result<Vec<ResolvedReferrer>, SourceError> {
+    let archive;
+    let dir;
+    let store: &dyn Store = match spec.kind {
+        SourceKind::OciLayout => {
+            dir = DirStore {
+                root: spec.path.clone(),
+            };
+            &dir
+        }
+        _ => {
+            archive = ArchiveStore::open(&spec.path, policy)?;
+            if archive.file("index.json").is_none() {
+                return Ok(Vec::new());
+            }
+            &archive
+        }
+    };
+    let index = read_index(store)?;
+    let fallback = referrers::fallback_tag(image);
+    let mut found: Vec<(&Descriptor, Option<ReferrerKind>)> = Vec::new();
+    let mut children = Vec::new();
+    for d in index.manifests() {
+        let tag = names(d)
+            .into_iter()
+            .map(|n| n.rsplit_once(':').map_or(n, |(_, t)| t))
+            .find(|t| t.starts_with("sha256-"));
+        match tag.and_then(referrers::parse_cosign_tag) {
+            Some((digest, kind)) if digest == *image => found.push((d, Some(kind))),
+            Some(_) => {}
+            None if tag == Some(fallback.as_str()) => children.push(d),
+            None => found.push((d, None)),
+        }
+    }
+    let mut walk = Walk {
+        store,
+        blobs: Vec::new(),
+        seen: HashMap::new(),
+        platforms: Vec::new(),
+    };
+    let mut listed = Vec::new();
+    for d in children {
+        let (_, bytes) = walk.json(d)?;
+        if let (_, Document::Index(i)) = Document::parse(&bytes, Some(d.media_type().as_ref()))
+            .map_err(|e| walk.err(format!("{fallback}: {e}")))?
+        {
+            listed.extend(i.manifests().iter().cloned());
+        }
+    }
+    let mut out: Vec<ResolvedReferrer> = Vec::new();
+    let candidates = found
+        .into_iter()
+        .map(|(d, k)| (d.clone(), k))
+        .chain(listed.into_iter().map(|d| (d, None)));
+    for (d, by_tag) in candidates {
+        // A manifest named by a cosign tag must be readable; any other entry of the layout is
+        // only looked at for its `subject`, and one that cannot be read is not an artifact.
+        let found = match by_tag {
+            Some(_) => walk.referrer(&d, by_tag, image)?,
+            None => walk.referrer(&d, None, image).ok().flatten(),
+        };
+        let Some(r) = found else {
+            continue;
+        };
+        if !out.iter().any(|o| o.entry.digest == r.entry.digest) {
+            out.push(r);
+        }
+    }
+    Ok(out)
 }
 
 struct Walk<'a> {
@@ -646,6 +788,47 @@ impl Walk<'_> {
             )));
         }
         Ok((digest, bytes))
+    }
+
+    /// The artifact `d` names when it is attached to `image`: by its cosign tag (`by_tag`)
+    /// or by its `subject`; `None` for any other manifest. Its blobs are gathered afresh.
+    fn referrer(
+        &mut self,
+        d: &Descriptor,
+        by_tag: Option<ReferrerKind>,
+        image: &Digest,
+    ) -> Result<Option<ResolvedReferrer>, SourceError> {
+        let (digest, bytes) = self.json(d)?;
+        if digest == *image {
+            return Ok(None);
+        }
+        let Ok((media_type, Document::Manifest(m))) =
+            Document::parse(&bytes, Some(d.media_type().as_ref()))
+        else {
+            return Ok(None);
+        };
+        let described = referrers::describe(&bytes).map_err(|e| self.err(e))?;
+        if by_tag.is_none() && described.subject.as_ref() != Some(image) {
+            return Ok(None);
+        }
+        let mut blobs = vec![SourceBlob {
+            digest: digest.clone(),
+            size: d.size(),
+            location: BlobLocation::Memory(bytes.clone().into()),
+        }];
+        for b in std::iter::once(m.config()).chain(m.layers()) {
+            let (bd, loc) = self.locate(b)?;
+            if !blobs.iter().any(|x| x.digest == bd) {
+                blobs.push(SourceBlob {
+                    digest: bd,
+                    size: b.size(),
+                    location: loc,
+                });
+            }
+        }
+        ResolvedReferrer::new(digest, media_type, &bytes, by_tag, image, blobs)
+            .map(Some)
+            .map_err(|e| self.err(e))
     }
 
     /// Walks a manifest or index descriptor; returns its media type and digest.
@@ -801,6 +984,7 @@ fn resolve_docker_legacy(
         blobs,
         source_digest: None,
         non_distributable: Vec::new(),
+        referrers: Vec::new(),
     })
 }
 

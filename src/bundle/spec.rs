@@ -29,6 +29,17 @@ pub struct Spec {
     pub platforms: Vec<Spanned<String>>,
     #[serde(default)]
     pub egress: Vec<Destination>,
+    /// Image signatures to check at build, for every image that names none of its own.
+    #[serde(default)]
+    pub verify: Option<VerifySpec>,
+}
+
+/// `verify:`: the cosign public key an image's signature must verify under.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifySpec {
+    /// A PKIX public key PEM file (`cosign.pub`), relative to the spec.
+    pub key: Spanned<String>,
 }
 
 /// Where a chart comes from: a folder or packaged `.tgz` beside the spec,
@@ -134,6 +145,9 @@ pub struct ImageSpec {
     /// spec-wide `platforms`).
     #[serde(default)]
     pub platforms: Option<Vec<Spanned<String>>>,
+    /// The key this image's signature must verify under (overrides the spec-wide `verify`).
+    #[serde(default)]
+    pub verify: Option<VerifySpec>,
 }
 
 /// A spec that cannot be used, located in its file.

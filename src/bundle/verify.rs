@@ -31,6 +31,12 @@ pub struct VerifyOptions<'a> {
     pub check_head: Option<&'a HeadCheck<'a>>,
 }
 
+/// A check of the images once every byte has verified (image signatures plug in here): it
+/// gets the manifest and the small JSON blobs of `images/` by digest hex.
+pub type ImagesCheck<'k> = dyn Fn(&Manifest, &dyn Fn(&str) -> Option<Vec<u8>>) -> Result<serde_json::Value, String>
+    + Sync
+    + 'k;
+
 /// A check run on the manifest and signature bytes before the rest of the bundle.
 pub type HeadCheck<'k> =
     dyn Fn(&[u8], Option<&[u8]>) -> Result<serde_json::Value, String> + Sync + 'k;
@@ -46,6 +52,8 @@ pub enum VerifyError {
     Manifest(#[from] ManifestError),
     #[error("head check failed: {0}")]
     Head(String),
+    #[error("{0}")]
+    Images(String),
     #[error("entry `{entry}`: unsafe path: {reason}")]
     UnsafePath { entry: String, reason: UnsafePath },
     #[error("entry `{entry}` is a {kind}; a bundle holds regular files only")]
@@ -120,6 +128,9 @@ pub struct Evidence {
     /// What the head check reported (signature verification), if one ran.
     pub head_check: Option<serde_json::Value>,
     pub checks: Vec<&'static str>,
+    /// What the images check reported (image signatures), if one ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub images_check: Option<serde_json::Value>,
 }
 
 /// Receives verified file data while the stream is read (extraction).
@@ -149,15 +160,34 @@ pub struct EntryPlace {
 
 /// Verifies a bundle file or folder.
 pub fn verify(opts: &VerifyOptions) -> Result<Evidence, VerifyError> {
+    verify_images(opts, None)
+}
+
+/// Verifies a bundle file or folder, then runs `images` (when given) on its images: only a
+/// bundle whose every byte verified is handed to it.
+pub fn verify_images(
+    opts: &VerifyOptions,
+    images: Option<&ImagesCheck>,
+) -> Result<Evidence, VerifyError> {
     if opts.input.is_dir() {
-        verify_dir(opts)
+        verify_dir(opts, images)
     } else {
         let file = File::open(&opts.input).map_err(|source| VerifyError::Open {
             path: opts.input.clone(),
             source,
         })?;
-        stream(file, opts, None)
+        stream_checked(file, opts, None, images)
     }
+}
+
+fn run_images_check(
+    images: Option<&ImagesCheck>,
+    manifest: &Manifest,
+    json: &dyn Fn(&str) -> Option<Vec<u8>>,
+) -> Result<Option<serde_json::Value>, VerifyError> {
+    images
+        .map(|check| check(manifest, json).map_err(VerifyError::Images))
+        .transpose()
 }
 
 const BUF: usize = 1024 * 1024;
@@ -166,7 +196,16 @@ const BUF: usize = 1024 * 1024;
 pub fn stream(
     file: File,
     opts: &VerifyOptions,
+    sink: Option<&mut dyn Sink>,
+) -> Result<Evidence, VerifyError> {
+    stream_checked(file, opts, sink, None)
+}
+
+fn stream_checked(
+    file: File,
+    opts: &VerifyOptions,
     mut sink: Option<&mut dyn Sink>,
+    images: Option<&ImagesCheck>,
 ) -> Result<Evidence, VerifyError> {
     let total = file.metadata().map(|m| m.len()).unwrap_or(0);
     let bar = opts.progress.bytes(total, "verifying");
@@ -225,9 +264,9 @@ pub fn stream(
     check_end(&mut rest, &last, &mut copier.buf)?;
     bar.finish_and_clear();
     body.check_complete()?;
-    let layout = layout::check(manifest, body.index_json.as_deref(), &|hex| {
-        body.json_blobs.get(hex).cloned()
-    })?;
+    let json = |hex: &str| body.json_blobs.get(hex).cloned();
+    let layout = layout::check(manifest, body.index_json.as_deref(), &json)?;
+    let images_check = run_images_check(images, manifest, &json)?;
     Ok(Evidence {
         bundle: opts.input.clone(),
         form: "tar.gz",
@@ -243,6 +282,7 @@ pub fn stream(
         signature_present: signature.is_some(),
         head_check,
         checks: CHECKS.to_vec(),
+        images_check,
     })
 }
 
@@ -633,7 +673,7 @@ pub fn find_root(dir: &Path) -> Result<PathBuf, VerifyError> {
 
 /// Verifies a folder extracted with `tar -xzf` (or `ferry extract`): its head, then the
 /// files against the manifest (names, sizes, modes), then their digests, then the layout.
-fn verify_dir(opts: &VerifyOptions) -> Result<Evidence, VerifyError> {
+fn verify_dir(opts: &VerifyOptions, images: Option<&ImagesCheck>) -> Result<Evidence, VerifyError> {
     let root = find_root(&opts.input)?;
     let head = read_dir_head(opts, &root)?;
     let manifest = &head.manifest;
@@ -649,6 +689,7 @@ fn verify_dir(opts: &VerifyOptions) -> Result<Evidence, VerifyError> {
     };
     let index = std::fs::read(root.join("images/index.json")).ok();
     let layout = layout::check(manifest, index.as_deref(), &json)?;
+    let images_check = run_images_check(images, manifest, &json)?;
     Ok(Evidence {
         bundle: opts.input.clone(),
         form: "directory",
@@ -664,6 +705,7 @@ fn verify_dir(opts: &VerifyOptions) -> Result<Evidence, VerifyError> {
         signature_present: head.signature.is_some(),
         head_check: head.head_check,
         checks: CHECKS[..6].to_vec(),
+        images_check,
     })
 }
 

@@ -16,62 +16,105 @@ pub enum Field {
     Inbound,
 }
 
-/// Keys whose values name API objects, groups or documentation, never a destination.
-const NOT_DESTINATION_KEYS: &[&str] = &[
-    "apiVersion",
-    "apiVersions",
-    "kind",
-    "metadata",
-    "apiGroup",
-    "apiGroups",
-    "group",
-    "resources",
-    "resourceNames",
-    "nonResourceURLs",
-    "verbs",
-    "description",
-    "names",
-    "dnsNames",
-    "commonName",
-    "secretName",
-    "$schema",
-    "$id",
-    "$ref",
-];
+/// A key the fields depend on; every other key is [`Key::Other`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Key {
+    Other,
+    /// A key whose value names API objects, groups or documentation, never a destination.
+    NotDestination,
+    Spec,
+    Rules,
+    Tls,
+    Host,
+    Hosts,
+    Hostname,
+    Hostnames,
+    /// The objects of a `kind: List`.
+    Items,
+}
 
-/// Keys the fields depend on besides [`NOT_DESTINATION_KEYS`].
-const PATH_KEYS: &[&str] = &[
-    "spec",
-    "rules",
-    "tls",
-    "listeners",
-    "host",
-    "hosts",
-    "hostname",
-    "hostnames",
-];
+/// What a key means to the fields (quotes already removed).
+fn tracked(key: &str) -> Key {
+    match key {
+        "apiVersion" | "apiVersions" | "kind" | "metadata" | "apiGroup" | "apiGroups" | "group"
+        | "resources" | "resourceNames" | "nonResourceURLs" | "verbs" | "description" | "names"
+        | "dnsNames" | "commonName" | "secretName" | "$schema" | "$id" | "$ref" => {
+            Key::NotDestination
+        }
+        "spec" => Key::Spec,
+        "rules" => Key::Rules,
+        "tls" => Key::Tls,
+        "host" => Key::Host,
+        "hosts" => Key::Hosts,
+        "hostname" => Key::Hostname,
+        "hostnames" => Key::Hostnames,
+        "items" => Key::Items,
+        _ => Key::Other,
+    }
+}
 
-/// The key as a static string when a field depends on it, else `""`.
-fn tracked(key: &str) -> &'static str {
-    NOT_DESTINATION_KEYS
+/// The kinds whose fields are judged differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum ObjectKind {
+    #[default]
+    Other,
+    CustomResourceDefinition,
+    Ingress,
+    /// `Gateway` and the listener sets, whose listeners name host names.
+    Gateway,
+    /// `HTTPRoute`, `GRPCRoute`, `TLSRoute`.
+    GatewayRoute,
+    /// OpenShift's `Route`.
+    Route,
+    /// `List` (or `…List`): each of its `items` is an object of its own kind.
+    List,
+}
+
+impl ObjectKind {
+    fn of(kind: &str) -> ObjectKind {
+        match kind {
+            "CustomResourceDefinition" => ObjectKind::CustomResourceDefinition,
+            "Ingress" => ObjectKind::Ingress,
+            "Gateway" | "ListenerSet" | "XListenerSet" => ObjectKind::Gateway,
+            "HTTPRoute" | "GRPCRoute" | "TLSRoute" => ObjectKind::GatewayRoute,
+            "Route" => ObjectKind::Route,
+            k if k.ends_with("List") => ObjectKind::List,
+            _ => ObjectKind::Other,
+        }
+    }
+}
+
+/// `text` without leading white space (as `str::trim_start`), and the number of bytes cut;
+/// ASCII indentation, the usual case, is counted without decoding characters.
+fn trim_start(text: &str) -> (&str, usize) {
+    let b = text.as_bytes();
+    let n = b
         .iter()
-        .chain(PATH_KEYS)
-        .find(|k| **k == key)
-        .copied()
-        .unwrap_or("")
+        .position(|c| !matches!(c, b' ' | b'\t' | b'\n' | b'\r' | b'\x0b' | b'\x0c'))
+        .unwrap_or(b.len());
+    if b.get(n).is_some_and(|c| *c >= 0x80) {
+        let body = text.trim_start();
+        return (body, text.len() - body.len());
+    }
+    (&text[n..], n)
+}
+
+/// `s` without the quote characters around it.
+fn unquote(s: &str) -> &str {
+    s.trim_matches(['"', '\''])
 }
 
 /// Tracks the kind and key path of each line of a stream of YAML documents.
 #[derive(Debug, Default)]
 pub struct Tracker {
-    /// (indent, key) of the open mappings, outermost first; keys that decide no field are
-    /// kept as `""` (nothing is allocated per line).
-    stack: Vec<(usize, &'static str)>,
-    /// How many entries of `stack` are keys that never hold a destination (kept so that a
-    /// line is judged without searching the key list for every open key).
+    /// (indent, key) of the open mappings, outermost first (nothing is allocated per line).
+    stack: Vec<(usize, Key)>,
+    /// How many entries of `stack` are keys that never hold a destination.
     not_destination: usize,
     /// The `kind:` of the current document.
-    kind: String,
+    kind: ObjectKind,
+    /// The `kind:` of the current item of a `kind: List` document.
+    item_kind: ObjectKind,
     /// While inside a block scalar's text: the indentation of its key, and how many entries of
     /// `stack` belong to the lines outside it. Embedded YAML (an Argo CD `resource.exclusions:
     /// |` list) is tracked like any other, below that floor.
@@ -81,8 +124,7 @@ pub struct Tracker {
 impl Tracker {
     /// The field of the next line.
     pub fn line(&mut self, text: &str) -> Field {
-        let body = text.trim_start();
-        let indent = text.len() - body.len();
+        let (body, indent) = trim_start(text);
         if body == "---" || body.starts_with("--- ") {
             *self = Tracker::default();
             return Field::Plain;
@@ -105,13 +147,15 @@ impl Tracker {
         // `- key: value` opens a mapping inside a list item, two columns in.
         let mut indent = indent;
         let mut rest = body;
+        let mut dashed = false;
         while let Some(r) = rest
             .strip_prefix("- ")
             .or_else(|| rest.strip_prefix('-').filter(|r| r.is_empty()))
         {
-            let r2 = r.trim_start();
+            let (r2, _) = trim_start(r);
             indent += rest.len() - r2.len();
             rest = r2;
+            dashed = true;
         }
         let key = key_of(rest);
         while self.stack.len() > floor
@@ -125,28 +169,55 @@ impl Tracker {
         let Some(key) = key else {
             return self.judge(None);
         };
-        let value = rest[key.len()..].trim_start_matches(['"', '\'']);
-        let value = value.trim_start_matches(':').trim();
-        if indent == 0 && key == "kind" {
-            self.kind = value.trim_matches(['"', '\'']).to_string();
+        let after = &rest[key.len()..];
+        let id = tracked(
+            if key.starts_with(['"', '\'']) || key.ends_with(['"', '\'']) {
+                unquote(key)
+            } else {
+                key
+            },
+        );
+        if key == "kind" {
+            let value = after.trim_start_matches(['"', '\'']);
+            let value = unquote(value.trim_start_matches(':').trim());
+            if indent == 0 {
+                self.kind = ObjectKind::of(value);
+            } else if self.in_list_item() && self.stack.len() == 1 {
+                self.item_kind = ObjectKind::of(value);
+            }
+        } else if dashed && self.in_list_item() && self.stack.len() == 1 {
+            // The first key of the next object of a List.
+            self.item_kind = ObjectKind::Other;
         }
-        let key = key.trim_matches(['"', '\'']);
-        let field = self.judge(Some(key));
-        self.push((indent, tracked(key)));
-        if self.block.is_none() && (value.starts_with('|') || value.starts_with('>')) {
-            self.block = Some((indent, self.stack.len()));
+        let field = self.judge(Some(id));
+        self.push((indent, id));
+        if self.block.is_none() {
+            let value = trim_start(
+                after
+                    .trim_start_matches(['"', '\''])
+                    .trim_start_matches(':'),
+            )
+            .0;
+            if value.starts_with('|') || value.starts_with('>') {
+                self.block = Some((indent, self.stack.len()));
+            }
         }
         field
     }
 
-    fn push(&mut self, entry: (usize, &'static str)) {
-        self.not_destination += usize::from(NOT_DESTINATION_KEYS.contains(&entry.1));
+    /// Whether the open keys are inside the `items` of a `kind: List` document.
+    fn in_list_item(&self) -> bool {
+        self.kind == ObjectKind::List && self.stack.first().is_some_and(|(_, k)| *k == Key::Items)
+    }
+
+    fn push(&mut self, entry: (usize, Key)) {
+        self.not_destination += usize::from(entry.1 == Key::NotDestination);
         self.stack.push(entry);
     }
 
     fn pop(&mut self) {
         if let Some((_, k)) = self.stack.pop() {
-            self.not_destination -= usize::from(NOT_DESTINATION_KEYS.contains(&k));
+            self.not_destination -= usize::from(k == Key::NotDestination);
         }
     }
 
@@ -156,22 +227,31 @@ impl Tracker {
         }
     }
 
-    fn judge(&self, key: Option<&str>) -> Field {
-        let path = || self.stack.iter().map(|(_, k)| *k).chain(key);
-        if self.not_destination > 0 || key.is_some_and(|k| NOT_DESTINATION_KEYS.contains(&k)) {
+    fn judge(&self, key: Option<Key>) -> Field {
+        if self.not_destination > 0 || key == Some(Key::NotDestination) {
             return Field::NotDestination;
         }
-        if self.kind == "CustomResourceDefinition" && path().next() == Some("spec") {
+        // The object the line belongs to: the document, or the item of a List.
+        let (kind, stack) = if self.in_list_item() {
+            (self.item_kind, &self.stack[1..])
+        } else {
+            (self.kind, &self.stack[..])
+        };
+        let first = stack.first().map(|(_, k)| *k).or(key);
+        if kind == ObjectKind::CustomResourceDefinition && first == Some(Key::Spec) {
             // The schema of a custom resource: names, groups and documentation text.
             return Field::NotDestination;
         }
-        let last = path().last().unwrap_or("");
-        let under = |k: &str| self.stack.iter().any(|(_, s)| *s == k);
-        let inbound = match self.kind.as_str() {
-            "Ingress" => matches!(last, "host" | "hosts") && (under("rules") || under("tls")),
-            "Gateway" | "ListenerSet" | "XListenerSet" => last == "hostname",
-            "HTTPRoute" | "GRPCRoute" | "TLSRoute" => last == "hostnames",
-            "Route" => last == "host" && under("spec"),
+        let last = key.or_else(|| stack.last().map(|(_, k)| *k));
+        let under = |k: Key| stack.iter().any(|(_, s)| *s == k);
+        let inbound = match kind {
+            ObjectKind::Ingress => {
+                matches!(last, Some(Key::Host | Key::Hosts))
+                    && (under(Key::Rules) || under(Key::Tls))
+            }
+            ObjectKind::Gateway => last == Some(Key::Hostname),
+            ObjectKind::GatewayRoute => last == Some(Key::Hostnames),
+            ObjectKind::Route => last == Some(Key::Host) && under(Key::Spec),
             _ => false,
         };
         if inbound {
@@ -190,12 +270,12 @@ fn key_of(rest: &str) -> Option<&str> {
         let close = b[1..].iter().position(|c| *c == q)? + 2;
         (b.get(close) == Some(&b':')).then_some(close)?
     } else {
-        let p = rest.find(':')?;
+        let p = b.iter().position(|c| *c == b':')?;
         let after = b.get(p + 1);
         if !(after.is_none() || after == Some(&b' ') || after == Some(&b'\t')) {
             return None;
         }
-        if rest[..p].contains(' ') && !rest[..p].starts_with('$') {
+        if b[..p].contains(&b' ') && !b.starts_with(b"$") {
             return None;
         }
         p
@@ -230,6 +310,19 @@ mod tests {
         assert_eq!(f[4], Field::NotDestination);
         assert_eq!(f[6], Field::Plain);
         assert_eq!(f[7], Field::Plain);
+    }
+
+    #[test]
+    fn each_item_of_a_list_is_judged_by_its_own_kind() {
+        let doc = "apiVersion: v1\nkind: List\nitems:\n  - apiVersion: networking.k8s.io/v1\n    kind: Ingress\n    metadata:\n      name: a\n    spec:\n      rules:\n        - host: a.example.org\n  - apiVersion: v1\n    kind: ConfigMap\n    data:\n      rules: |\n        host: b.example.org\n  - kind: Ingress\n    spec:\n      tls:\n        - hosts: [c.example.org]\n";
+        let f = fields(doc);
+        assert_eq!(f[4], Field::NotDestination);
+        assert_eq!(f[9], Field::Inbound);
+        assert_eq!(f[14], Field::Plain, "a ConfigMap item is not an Ingress");
+        assert_eq!(f[18], Field::Inbound);
+        // Outside a List, a nested `kind:` changes nothing.
+        let f = fields("kind: ConfigMap\ndata:\n  x:\n    kind: Ingress\n    rules:\n      - host: d.example.org\n");
+        assert_eq!(f[5], Field::Plain);
     }
 
     #[test]

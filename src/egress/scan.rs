@@ -11,7 +11,7 @@ use super::classify::{classify, ClusterNames};
 use super::fields::{Field, Tracker};
 use super::finder::{self, find, key_value, split_comment, LineCtx, MARKER};
 use super::phonehomes;
-use super::template::{self, assemble, Env, RenderedLine, TNode};
+use super::template::{self, Env, Rendered, TNode};
 use super::values::{self, Document, Node, Value, Values};
 use super::{CheckOptions, Diagnostic, EgressError, Finding, Kind, Report, Source, Verdict};
 use crate::bundle::archive::{Limits, MemberReader, TarEntries, TarEntry, TarPolicy};
@@ -160,10 +160,11 @@ fn render_phase(f: &FileRef, env: &Env<'_>) -> Out {
         Source::Template
     };
     let src_lines: Vec<&str> = src.lines().collect();
-    let mut lines = assemble(&env.render_scan(&t.nodes));
+    let mut lines = Rendered::default();
+    lines.assemble(env.render_scan(&t.nodes));
     // Named templates are scanned where they are defined, too.
     for (_, body) in &t.defines {
-        lines.extend(assemble(&env.render_scan(body)));
+        lines.assemble(env.render_scan(body));
     }
     collect_services(&lines, &mut out.services);
     scan_rendered(&lines, f, &src_lines, source, &mut out);
@@ -712,12 +713,11 @@ fn layout(files: &[FileRef]) -> (Vec<Chart>, Vec<(FileRef, Source)>) {
             .find(|&j| within(&f.rel, &charts[j].rel));
         match owner {
             Some(j) => {
-                let inner = if charts[j].rel.is_empty() {
-                    &*f.rel
-                } else {
-                    &f.rel[charts[j].rel.len() + 1..]
-                };
-                if ignored(&charts[j].ignore, inner) {
+                let inner = inner_path(&f.rel, &charts[j].rel);
+                // Helm reads the `.helmignore` of the chart folder it loads, for every file
+                // under it, subchart folders included.
+                let root = &charts[loaded_from(&charts, j)];
+                if helm_ignores(&root.ignore, inner_path(&f.rel, &root.rel)) || not_shipped(inner) {
                     // Not part of the installed chart: `.helmignore`d files, chart-testing
                     // values under `ci/`, helm-docs templates.
                 } else if inner.starts_with("templates/") {
@@ -726,7 +726,7 @@ fn layout(files: &[FileRef]) -> (Vec<Chart>, Vec<(FileRef, Source)>) {
                     charts[j].values = Some(f.clone());
                 } else if inner == "Chart.yaml"
                     || inner.ends_with(".md")
-                    || inner == "values.schema.json"
+                    || schema_file(inner)
                     || inner.ends_with(".txt")
                 {
                     others.push((f.clone(), Source::Doc));
@@ -760,63 +760,161 @@ fn helmignore(path: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Whether `inner` (a path inside a chart) is left out of the installed chart: matched by a
-/// `.helmignore` pattern, a chart-testing values file under `ci/`, a helm-unittest suite
-/// (`tests/*_test.yaml`), or a `*.gotmpl` document.
-fn ignored(patterns: &[String], inner: &str) -> bool {
-    if inner.starts_with("ci/")
-        || inner.ends_with(".gotmpl")
-        || (inner.starts_with("tests/") && inner.ends_with("_test.yaml"))
-    {
-        return true;
+/// `path` relative to the chart folder `dir` ("" for the root).
+fn inner_path<'p>(path: &'p str, dir: &str) -> &'p str {
+    if dir.is_empty() {
+        path
+    } else {
+        &path[dir.len() + 1..]
     }
-    let name = inner.rsplit('/').next().unwrap_or(inner);
-    patterns.iter().any(|p| {
-        if p.starts_with('!') {
-            return false;
-        }
-        let (p, dir) = match p.strip_suffix('/') {
-            Some(d) => (d, true),
-            None => (p.as_str(), false),
-        };
-        let p = p.trim_start_matches('/');
-        if dir {
-            return inner.split('/').rev().skip(1).any(|c| glob(p, c))
-                || inner.starts_with(&format!("{p}/"));
-        }
-        if p.contains('/') {
-            glob(p, inner)
-        } else {
-            glob(p, name) || inner.split('/').any(|c| glob(p, c))
-        }
-    })
 }
 
-/// A shell glob with `*` and `?` (no `/` crossing), as `.helmignore` uses them.
+/// The chart whose folder Helm loads when it installs chart `j`: the outermost parent reached
+/// through folders only. A chart unpacked from a packaged chart is loaded from its archive,
+/// which holds what packaging kept.
+fn loaded_from(charts: &[Chart], j: usize) -> usize {
+    let mut j = j;
+    while let Some(p) = charts[j].parent {
+        if inner_path(&charts[j].rel, &charts[p].rel).contains(".tgz/") {
+            break;
+        }
+        j = p;
+    }
+    j
+}
+
+/// Whether `inner` (a path inside a chart) is not part of what the chart installs although
+/// Helm packages it: a chart-testing values file under `ci/`, a helm-unittest suite
+/// (`tests/*_test.yaml`), or a `*.gotmpl` document.
+fn not_shipped(inner: &str) -> bool {
+    inner.starts_with("ci/")
+        || inner.ends_with(".gotmpl")
+        || (inner.starts_with("tests/") && inner.ends_with("_test.yaml"))
+}
+
+/// A JSON schema (`values.schema.json`, `*.schema.json`, `*.schema.yaml`): it describes values
+/// or configuration, and nothing connects to what it says, so it is read as documentation.
+fn schema_file(inner: &str) -> bool {
+    let lower = inner.to_ascii_lowercase();
+    [".schema.json", ".schema.yaml", ".schema.yml"]
+        .iter()
+        .any(|e| lower.ends_with(e))
+}
+
+/// Whether Helm leaves `path` (relative to the chart folder it loads) out of the chart, by the
+/// rules of that folder's `.helmignore` and Helm's own `templates/.?*`: Helm walks the folder
+/// and skips what a rule matches, a folder with everything in it. Rules are shell globs in
+/// which `*`, `?` and `[…]` never match `/`; a rule with a `/` matches the path from the chart
+/// folder, one without matches the last name; a trailing `/` matches folders only. Negated
+/// (`!`) rules are not followed: Helm reads one as "leave out everything it does not match",
+/// which no chart that loads can have.
+fn helm_ignores(rules: &[String], path: &str) -> bool {
+    let mut from = 0;
+    loop {
+        let slash = path[from..].find('/').map(|i| from + i);
+        let prefix = slash.map_or(path, |i| &path[..i]);
+        if rules
+            .iter()
+            .map(String::as_str)
+            .chain(["templates/.?*"])
+            .any(|rule| rule_matches(rule, prefix, slash.is_some()))
+        {
+            return true;
+        }
+        match slash {
+            Some(i) => from = i + 1,
+            None => return false,
+        }
+    }
+}
+
+/// Whether one `.helmignore` rule matches a path (a folder when `dir`).
+fn rule_matches(rule: &str, path: &str, dir: bool) -> bool {
+    if rule.starts_with('!') {
+        return false;
+    }
+    let (rule, dir_only) = match rule.strip_suffix('/') {
+        Some(r) => (r, true),
+        None => (rule, false),
+    };
+    if dir_only && !dir {
+        return false;
+    }
+    if let Some(r) = rule.strip_prefix('/') {
+        glob(r, path)
+    } else if rule.contains('/') {
+        glob(rule, path)
+    } else {
+        glob(rule, path.rsplit('/').next().unwrap_or(path))
+    }
+}
+
+/// A shell glob as Go's `filepath.Match` reads it: `*` (any run of characters but `/`), `?`
+/// (one character but `/`), `[…]` classes with ranges and `^`, and `\` escapes.
 fn glob(p: &str, s: &str) -> bool {
     let (p, s) = (p.as_bytes(), s.as_bytes());
     let (mut i, mut j) = (0, 0);
     let (mut star, mut mark) = (None, 0);
     while j < s.len() {
-        if i < p.len() && (p[i] == b'?' || p[i] == s[j]) && p[i] != b'*' {
-            i += 1;
-            j += 1;
-        } else if i < p.len() && p[i] == b'*' {
+        if p.get(i) == Some(&b'*') {
             star = Some(i);
             mark = j;
             i += 1;
-        } else if let Some(st) = star {
-            i = st + 1;
-            mark += 1;
-            j = mark;
-        } else {
-            return false;
+            continue;
+        }
+        if let Some(len) = glob_one(&p[i..], s[j]) {
+            i += len;
+            j += 1;
+            continue;
+        }
+        // Let the last `*` take one more character, unless that is a `/`.
+        match star {
+            Some(st) if s[mark] != b'/' => {
+                mark += 1;
+                j = mark;
+                i = st + 1;
+            }
+            _ => return false,
         }
     }
-    while i < p.len() && p[i] == b'*' {
+    while p.get(i) == Some(&b'*') {
         i += 1;
     }
     i == p.len()
+}
+
+/// The length of the pattern item at the start of `p` when it matches the character `c`.
+fn glob_one(p: &[u8], c: u8) -> Option<usize> {
+    match *p.first()? {
+        b'?' => (c != b'/').then_some(1),
+        b'\\' => (p.get(1) == Some(&c)).then_some(2),
+        b'[' => {
+            let negated = p.get(1) == Some(&b'^');
+            let mut k = 1 + usize::from(negated);
+            let mut hit = false;
+            while let Some(&lo) = p.get(k) {
+                if lo == b']' && k > 1 + usize::from(negated) {
+                    return (hit != negated && c != b'/').then_some(k + 1);
+                }
+                let lo = if lo == b'\\' {
+                    k += 1;
+                    *p.get(k)?
+                } else {
+                    lo
+                };
+                if p.get(k + 1) == Some(&b'-') && p.get(k + 2).is_some_and(|h| *h != b']') {
+                    let hi = *p.get(k + 2)?;
+                    hit |= lo <= c && c <= hi;
+                    k += 3;
+                } else {
+                    hit |= lo == c;
+                    k += 1;
+                }
+            }
+            None
+        }
+        b => (b == c).then_some(1),
+    }
 }
 
 fn within(path: &str, dir: &str) -> bool {
@@ -882,8 +980,20 @@ fn load_values(f: &FileRef, st: &mut State) -> Option<Document> {
         f.rel.to_string(),
         text.lines().map(str::to_string).collect(),
     );
-    match values::load(&text) {
-        Ok(n) => Some(n),
+    match values::load_noting_refusal(&text) {
+        Ok((n, refused)) => {
+            if let Some(e) = refused {
+                st.diags.push(Diagnostic {
+                    file: f.rel.to_string(),
+                    line: e.line,
+                    message: format!(
+                        "Helm will not read this values file (column {}: {}); its values were still checked",
+                        e.column, e.message
+                    ),
+                });
+            }
+            Some(n)
+        }
         Err(e) => {
             st.diags.push(Diagnostic {
                 file: f.rel.to_string(),
@@ -1093,14 +1203,15 @@ fn own_address(path: &str, key: &str) -> bool {
         "publichostname",
     ];
     let k = key.to_ascii_lowercase();
+    let ingress = path.to_ascii_lowercase().contains(".ingress");
     // `domain` names the chart's own address only at the top of the values (Argo CD's
-    // `global.domain`); elsewhere it is often a third party's (`smtp.domain`).
+    // `global.domain`) or in an ingress section (`ingressPerReplica.hostDomain`, the domain
+    // of per-replica Ingress hosts); elsewhere it is often a third party's (`smtp.domain`).
     let own_domain = k == "domain" && matches!(path, ".Values.domain" | ".Values.global.domain")
-        || path.to_ascii_lowercase().ends_with(".ingress.domain");
+        || ingress && matches!(k.as_str(), "domain" | "hostdomain");
     own_domain
         || OWN.contains(&k.as_str())
-        || (matches!(k.as_str(), "host" | "hosts" | "hostname")
-            && path.to_ascii_lowercase().contains(".ingress"))
+        || (ingress && matches!(k.as_str(), "host" | "hosts" | "hostname"))
 }
 
 /// Known phone-homes of the software the values deploy, at the setting that controls each.
@@ -1236,29 +1347,34 @@ fn scan_value_comments(rel: &str, st: &mut State) {
 }
 
 /// Scan the rendered lines of one template.
-fn scan_rendered(lines: &[RenderedLine], f: &FileRef, src: &[&str], source: Source, o: &mut Out) {
-    let mut prev_env: Option<String> = None;
+fn scan_rendered(lines: &Rendered, f: &FileRef, src: &[&str], source: Source, o: &mut Out) {
+    let mut prev_env: Option<&str> = None;
     let mut fields = Tracker::default();
     let out = &mut o.raw;
-    for rl in lines {
+    for rl in lines.lines() {
         let ctx = LineCtx {
             yaml: true,
             shell: false,
-            env_name: prev_env.as_deref(),
+            env_name: prev_env,
         };
-        let field = fields.line(&rl.text);
+        let field = fields.line(rl.text);
         if field == Field::NotDestination {
-            prev_env = env_name(&rl.text).map(str::to_string);
+            prev_env = env_name(rl.text);
             continue;
         }
-        let code_len = split_comment(&rl.text).0.len();
-        let hits = find(&rl.text, ctx);
+        let hits = find(rl.text, ctx);
         if field == Field::Inbound {
-            inbound_names(&rl.text, &hits, &mut o.inbound);
+            inbound_names(rl.text, &hits, &mut o.inbound);
         }
+        // Most lines have neither a hit nor an unresolved action: no comment split for them.
+        if hits.is_empty() && !rl.text.contains(MARKER) {
+            prev_env = env_name(rl.text);
+            continue;
+        }
+        let code_len = split_comment(rl.text).0.len();
         let marker = rl.text[..code_len].find(MARKER);
         if hits.is_empty() && marker.is_none() {
-            prev_env = env_name(&rl.text).map(str::to_string);
+            prev_env = env_name(rl.text);
             continue;
         }
         // Evidence is the template's own line, shared by every finding on it.
@@ -1269,17 +1385,25 @@ fn scan_rendered(lines: &[RenderedLine], f: &FileRef, src: &[&str], source: Sour
             .into();
         let mut covered = Vec::new();
         for h in hits {
-            let segs = || rl.segs.iter().filter(|s| s.0 < h.end && h.start < s.1);
-            let path = segs().find_map(|s| s.2.clone());
+            let segs = || {
+                rl.segs
+                    .iter()
+                    .filter(|s| s.start < h.end && h.start < s.end)
+            };
+            let path = segs().find_map(|s| rl.path(s)).map(str::to_string);
             // Unresolved only when what could not be computed is in the host itself: an
             // unknown tag leaves `quay.io/app:{{?}}` on `quay.io`.
             let span = rl.text[h.start..h.end]
                 .to_ascii_lowercase()
                 .find(h.host.as_str())
                 .map(|i| (h.start + i, h.start + i + h.host.len()));
-            let unresolved =
-                span.is_some_and(|(a, b)| rl.segs.iter().any(|s| s.3 && s.0 < b && a < s.1));
-            let commented = h.start >= code_len || segs().all(|s| s.4) && segs().next().is_some();
+            let unresolved = span.is_some_and(|(a, b)| {
+                rl.segs
+                    .iter()
+                    .any(|s| s.unresolved && s.start < b && a < s.end)
+            });
+            let commented =
+                h.start >= code_len || segs().all(|s| s.commented) && segs().next().is_some();
             let mut host = h.host;
             if unresolved && !host.contains(MARKER) {
                 host.push(MARKER);
@@ -1300,13 +1424,17 @@ fn scan_rendered(lines: &[RenderedLine], f: &FileRef, src: &[&str], source: Sour
         // An unresolved action in a place that names a destination is reported, not skipped.
         if let Some(pos) = marker {
             if !covered.iter().any(|(s, e)| *s <= pos && pos < *e) {
-                if let Some((key, value, _)) = key_value(&rl.text, ctx) {
+                if let Some((key, value, _)) = key_value(rl.text, ctx) {
                     let hostish = finder::host_like_key(key)
                         || finder::image_key(key)
-                        || (key == "value"
-                            && prev_env.as_deref().is_some_and(finder::host_like_key));
+                        || (key == "value" && prev_env.is_some_and(finder::host_like_key));
                     if hostish && value.contains(MARKER) {
-                        let path = rl.segs.iter().find(|s| s.3).and_then(|s| s.2.clone());
+                        let path = rl
+                            .segs
+                            .iter()
+                            .find(|s| s.unresolved)
+                            .and_then(|s| rl.path(s))
+                            .map(str::to_string);
                         out.push(Raw {
                             host: finder::redact_tokens(&finder::redact(value))
                                 .chars()
@@ -1329,7 +1457,7 @@ fn scan_rendered(lines: &[RenderedLine], f: &FileRef, src: &[&str], source: Sour
                 }
             }
         }
-        prev_env = env_name(&rl.text).map(str::to_string);
+        prev_env = env_name(rl.text);
     }
 }
 
@@ -1449,7 +1577,7 @@ fn inbound_names(
 }
 
 /// Remember the names of rendered `kind: Service` objects.
-fn collect_services(lines: &[RenderedLine], services: &mut std::collections::BTreeSet<String>) {
+fn collect_services(lines: &Rendered, services: &mut std::collections::BTreeSet<String>) {
     let mut is_service = false;
     let mut in_meta = false;
     let mut name: Option<String> = None;
@@ -1461,7 +1589,7 @@ fn collect_services(lines: &[RenderedLine], services: &mut std::collections::BTr
         }
         *name = None;
     };
-    for rl in lines {
+    for rl in lines.lines() {
         let t = rl.text.trim_end();
         if t == "---" {
             flush(is_service, &mut name);
@@ -1542,6 +1670,7 @@ fn scan_file(f: &FileRef, source: Source, st: &mut State) {
     }
     let ctx = ctx_for(&f.rel, source);
     let comments = comment_style(&f.rel);
+    let schema = schema_file(&f.rel);
     let mut buf = Vec::new();
     let mut n = 0;
     let mut prev_env: Option<String> = None;
@@ -1562,11 +1691,68 @@ fn scan_file(f: &FileRef, source: Source, st: &mut State) {
             env_name: prev_env.as_deref(),
             ..ctx
         };
-        scan_line(line, n, f, source, c, comments, &mut st.raw);
+        let ids = if schema {
+            schema_id_spans(line)
+        } else {
+            Vec::new()
+        };
+        scan_line(line, n, f, source, c, comments, &ids, &mut st.raw);
         if ctx.yaml {
             prev_env = env_name(line).map(str::to_string);
         }
     }
+}
+
+/// Byte ranges of the values of JSON-schema identifier keys on a line of a schema file:
+/// `$schema`, `$id` and draft-04's `id`, in JSON (`"$id": "…"`, several on one line) or YAML
+/// (`$id: …`). They name a schema; nothing fetches them to install anything. A `$ref` is not
+/// one: Helm may fetch a remote `$ref` when it validates values against the schema.
+fn schema_id_spans(line: &str) -> Vec<(usize, usize)> {
+    let b = line.as_bytes();
+    let mut out = Vec::new();
+    for (colon, _) in line.match_indices(':') {
+        let mut e = colon;
+        while e > 0 && b[e - 1] == b' ' {
+            e -= 1;
+        }
+        let (key, start) = match b[..e].last() {
+            Some(&q @ (b'"' | b'\'')) => match line[..e - 1].rfind(char::from(q)) {
+                Some(open) => (&line[open + 1..e - 1], open),
+                None => continue,
+            },
+            _ => {
+                let s = line[..e]
+                    .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '$' || c == '_'))
+                    .map_or(0, |i| i + 1);
+                (&line[s..e], s)
+            }
+        };
+        // The key starts the line, a list item or a JSON member.
+        let before = line[..start].trim_end();
+        if !matches!(key, "$schema" | "$id" | "id")
+            || !(before.is_empty() || before.ends_with(['{', ',', '-']))
+        {
+            continue;
+        }
+        let v = colon
+            + 1
+            + b[colon + 1..]
+                .iter()
+                .take_while(|c| matches!(c, b' ' | b'\t'))
+                .count();
+        let end = match b.get(v) {
+            Some(&q @ (b'"' | b'\'')) => line[v + 1..]
+                .find(char::from(q))
+                .map_or(line.len(), |i| v + 2 + i),
+            // A property named `id` (its value a schema object) is not an identifier.
+            Some(b'{' | b'[') | None => continue,
+            Some(_) => line[v..]
+                .find([',', '}', ' '])
+                .map_or(line.len(), |i| v + i),
+        };
+        out.push((v, end));
+    }
+    out
 }
 
 fn scan_plain_text(text: &str, f: &FileRef, source: Source, ctx: LineCtx<'_>, out: &mut Vec<Raw>) {
@@ -1579,7 +1765,7 @@ fn scan_plain_text(text: &str, f: &FileRef, source: Source, ctx: LineCtx<'_>, ou
         } else {
             line
         };
-        scan_line(line, i + 1, f, source, ctx, true, out);
+        scan_line(line, i + 1, f, source, ctx, true, &[], out);
     }
 }
 
@@ -1602,6 +1788,8 @@ fn blank_actions(line: &str) -> String {
     out
 }
 
+/// Scan one line; a hit inside one of the `skip` byte ranges is not a destination.
+#[allow(clippy::too_many_arguments)]
 fn scan_line(
     line: &str,
     n: usize,
@@ -1609,9 +1797,11 @@ fn scan_line(
     source: Source,
     ctx: LineCtx<'_>,
     comments: bool,
+    skip: &[(usize, usize)],
     out: &mut Vec<Raw>,
 ) {
-    let hits = find(line, ctx);
+    let mut hits = find(line, ctx);
+    hits.retain(|h| !skip.iter().any(|(a, b)| *a <= h.start && h.end <= *b));
     if hits.is_empty() {
         return;
     }
@@ -1661,10 +1851,77 @@ mod tests {
             "tests/deployment_test.yaml",
             "README.md.gotmpl",
         ] {
-            assert!(ignored(&[], inner), "{inner}");
+            assert!(not_shipped(inner), "{inner}");
         }
         for inner in ["templates/tests/e2e.yaml", "tests/data.json", "values.yaml"] {
-            assert!(!ignored(&[], inner), "{inner}");
+            assert!(!not_shipped(inner) && !helm_ignores(&[], inner), "{inner}");
         }
+    }
+
+    /// `.helmignore` rules as Helm's `pkg/ignore` applies them while it walks a chart folder.
+    #[test]
+    fn helmignore_rules_match_as_helm_walks_the_folder() {
+        let rules: Vec<String> = [
+            "test/",
+            "*.tmp",
+            "/docs/*.md",
+            "files/*.json",
+            "secret-[0-9].yaml",
+            "!keep.tmp",
+        ]
+        .map(String::from)
+        .to_vec();
+        for path in [
+            "test/e2e/data.json",
+            "charts/api/test/e2e/data.json",
+            "a/b/x.tmp",
+            "docs/setup.md",
+            "files/a.json",
+            "secret-1.yaml",
+            "templates/.hidden.yaml",
+        ] {
+            assert!(helm_ignores(&rules, path), "{path}");
+        }
+        for path in [
+            "test",
+            "tests/e2e/data.json",
+            "docs/sub/setup.md",
+            "charts/api/docs/setup.md",
+            "files/sub/a.json",
+            "secret-x.yaml",
+            "keep.md",
+            "charts/api/templates/.hidden.yaml",
+        ] {
+            assert!(!helm_ignores(&rules, path), "{path}");
+        }
+    }
+
+    #[test]
+    fn schema_identifiers_are_located() {
+        let spans = |l: &str| {
+            schema_id_spans(l)
+                .into_iter()
+                .map(|(a, b)| l[a..b].to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            spans(
+                r#"{"$schema": "https://json-schema.org/draft-07/schema#", "$id": "https://s.acme.io/v.json", "properties": {"id": {"default": "https://x.acme.io"}}}"#
+            ),
+            [
+                "\"https://json-schema.org/draft-07/schema#\"",
+                "\"https://s.acme.io/v.json\""
+            ]
+        );
+        assert_eq!(
+            spans("id: https://s.acme.io/cfg"),
+            ["https://s.acme.io/cfg"]
+        );
+        assert_eq!(
+            spans("  $id: 'https://s.acme.io/c'  # c"),
+            ["'https://s.acme.io/c'"]
+        );
+        assert!(spans("url: https://x.acme.io/id: 1").is_empty());
+        assert!(spans(r#""$ref": "https://s.acme.io/other.json""#).is_empty());
     }
 }

@@ -78,13 +78,27 @@ enum Tok {
     Act(String, usize),
 }
 
+/// The byte offset of the first `{{` in `s`: a search for `{` and a look at the next byte,
+/// cheaper than setting up a substring searcher for every action of a template.
+fn find_open(s: &str) -> Option<usize> {
+    let mut from = 0;
+    while let Some(i) = s[from..].find('{') {
+        let at = from + i;
+        if s.as_bytes().get(at + 1) == Some(&b'{') {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
+}
+
 fn tokenize(src: &str) -> Result<Vec<Tok>, ParseError> {
     let mut toks = Vec::new();
     let mut line = 1;
     let mut rest = src;
     let mut trim_next = false;
     loop {
-        let Some(open) = rest.find("{{") else {
+        let Some(open) = find_open(rest) else {
             push_text(&mut toks, rest, line, trim_next, false);
             break;
         };
@@ -1525,58 +1539,121 @@ fn sprintf(fmt: &str, args: &[String]) -> String {
     out
 }
 
-/// A line of rendered output, mapped back to the template.
-#[derive(Debug, Clone, Default)]
-pub struct RenderedLine {
+/// One piece of a rendered line: its byte range in the line and where it came from.
+#[derive(Debug, Clone, Copy)]
+pub struct Seg {
+    /// Start of the piece in the line's text.
+    pub start: usize,
+    /// End of the piece (exclusive).
+    pub end: usize,
+    /// Index of its `.Values` path in [`Rendered`]'s paths.
+    path: Option<usize>,
+    /// The piece is [`MARKER`]: an action that could not be computed.
+    pub unresolved: bool,
+    /// The piece is a template comment.
+    pub commented: bool,
+}
+
+/// Where one line is in [`Rendered`]'s buffers.
+#[derive(Debug, Clone)]
+struct LineSpan {
+    text: std::ops::Range<usize>,
+    line: usize,
+    segs: std::ops::Range<usize>,
+}
+
+/// Rendered output cut into lines, each mapped back to the template: the text of every line
+/// in one buffer and the pieces of every line in one list, so that a line costs no allocation.
+/// Lines that are blank are left out.
+#[derive(Debug, Default)]
+pub struct Rendered {
+    text: String,
+    lines: Vec<LineSpan>,
+    segs: Vec<Seg>,
+    paths: Vec<String>,
+}
+
+/// A line of rendered output.
+#[derive(Debug, Clone, Copy)]
+pub struct RenderedLine<'r> {
     /// The rendered text.
-    pub text: String,
+    pub text: &'r str,
     /// 1-based template line of its first non-blank piece.
     pub line: usize,
-    /// (start, end, values path, unresolved, commented) for each piece on the line.
-    pub segs: Vec<(usize, usize, Option<String>, bool, bool)>,
+    /// The pieces of the line, in order.
+    pub segs: &'r [Seg],
+    paths: &'r [String],
 }
 
-impl RenderedLine {
-    fn with_capacity() -> RenderedLine {
-        RenderedLine {
-            text: String::with_capacity(96),
-            line: 0,
-            segs: Vec::with_capacity(2),
-        }
+impl<'r> RenderedLine<'r> {
+    /// The `.Values` path a piece of this line came from.
+    pub fn path(&self, seg: &Seg) -> Option<&'r str> {
+        seg.path.and_then(|i| self.paths.get(i)).map(String::as_str)
     }
 }
 
-/// Cut rendered pieces into lines, remembering which template line and values path each part
-/// of each line came from.
-pub fn assemble(pieces: &[Piece<'_>]) -> Vec<RenderedLine> {
-    let mut lines = Vec::with_capacity(pieces.len() / 2 + 1);
-    let mut cur = RenderedLine::with_capacity();
-    let mut have_line = false;
-    for p in pieces {
-        for (k, part) in p.text.split('\n').enumerate() {
-            if k > 0 {
-                lines.push(std::mem::replace(&mut cur, RenderedLine::with_capacity()));
-                have_line = false;
-            }
-            let src_line = if p.literal { p.line + k } else { p.line };
-            if !have_line && !part.trim().is_empty() {
-                cur.line = src_line;
-                have_line = true;
-            }
-            if !part.is_empty() {
-                let start = cur.text.len();
-                cur.text.push_str(part);
-                cur.segs.push((
-                    start,
-                    cur.text.len(),
-                    p.path.clone(),
-                    p.unresolved,
-                    p.commented,
-                ));
+impl Rendered {
+    /// Cuts rendered pieces into lines and adds them, remembering which template line and
+    /// values path each part of each line came from.
+    pub fn assemble(&mut self, pieces: Vec<Piece<'_>>) {
+        let mut start = self.text.len();
+        let mut seg_start = self.segs.len();
+        let mut src = 0;
+        let mut have_line = false;
+        for p in pieces {
+            let path = p.path.map(|path| {
+                self.paths.push(path);
+                self.paths.len() - 1
+            });
+            for (k, part) in p.text.split('\n').enumerate() {
+                if k > 0 {
+                    self.end_line(start, seg_start, src);
+                    start = self.text.len();
+                    seg_start = self.segs.len();
+                    src = 0;
+                    have_line = false;
+                }
+                if !have_line && !part.trim().is_empty() {
+                    src = if p.literal { p.line + k } else { p.line };
+                    have_line = true;
+                }
+                if !part.is_empty() {
+                    let from = self.text.len() - start;
+                    self.text.push_str(part);
+                    self.segs.push(Seg {
+                        start: from,
+                        end: self.text.len() - start,
+                        path,
+                        unresolved: p.unresolved,
+                        commented: p.commented,
+                    });
+                }
             }
         }
+        self.end_line(start, seg_start, src);
     }
-    lines.push(cur);
-    lines.retain(|l| !l.text.trim().is_empty());
-    lines
+
+    /// Ends the line that starts at `start` in the text buffer: kept unless it is blank.
+    fn end_line(&mut self, start: usize, seg_start: usize, line: usize) {
+        if self.text[start..].trim().is_empty() {
+            self.text.truncate(start);
+            self.segs.truncate(seg_start);
+        } else {
+            self.lines.push(LineSpan {
+                text: start..self.text.len(),
+                line,
+                segs: seg_start..self.segs.len(),
+            });
+        }
+    }
+
+    /// The lines, in order.
+    pub fn lines(&self) -> impl Iterator<Item = RenderedLine<'_>> {
+        self.lines.iter().map(|l| RenderedLine {
+            text: &self.text[l.text.clone()],
+            line: l.line,
+            segs: &self.segs[l.segs.clone()],
+            paths: &self.paths,
+        })
+    }
 }

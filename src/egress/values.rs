@@ -34,8 +34,18 @@ pub struct Document {
     block: Vec<bool>,
 }
 
-/// Parse one values file. An empty file is an empty map.
+/// Parse one values file. An empty file is an empty map. What Helm's YAML reader refuses is
+/// an error.
 pub fn load(text: &str) -> Result<Document, LoadError> {
+    match load_noting_refusal(text)? {
+        (doc, None) => Ok(doc),
+        (_, Some(refused)) => Err(refused),
+    }
+}
+
+/// [`load`], with what Helm's YAML reader refuses although YAML 1.2 allows it returned beside
+/// the values it still reads.
+pub fn load_noting_refusal(text: &str) -> Result<(Document, Option<LoadError>), LoadError> {
     let lines = Lines::new(text);
     let at = |offset: usize, message: String| {
         let (line, column) = lines.position(text, offset);
@@ -46,9 +56,9 @@ pub fn load(text: &str) -> Result<Document, LoadError> {
         }
     };
     // The values tree reads what go-yaml reads (tabs leading flow lines included).
-    let tree = Tree::parse(text)
-        .map(Tree::into_owned)
-        .map_err(|e| at(e.offset, e.message))?;
+    let (tree, refused) = Tree::parse_noting_refusal(text).map_err(|e| at(e.offset, e.message))?;
+    let tree = tree.into_owned();
+    let refused = refused.map(|e| at(e.offset, e.message));
     let root = tree.roots.first().copied();
     if let Some(root) = root {
         let mut sizes = vec![None; tree.nodes.len()];
@@ -75,7 +85,7 @@ pub fn load(text: &str) -> Result<Document, LoadError> {
             )
         })
         .collect();
-    Ok(Document { tree, root, block })
+    Ok((Document { tree, root, block }, refused))
 }
 
 /// How many nodes `id` stands for once its aliases are expanded (saturating).

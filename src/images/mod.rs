@@ -10,6 +10,7 @@
 //! listed to be shipped, never a reason for a build to fail.
 
 mod bundle;
+mod defaults;
 mod render;
 
 use std::collections::BTreeMap;
@@ -26,6 +27,7 @@ use crate::oci::reference::{parse_reference, ImageRef};
 use crate::values::{check_coverage, find_images, ImageUse};
 
 pub use bundle::{check_charts, BundleChartsError, ChartsCheck};
+pub use defaults::template_defaults;
 
 /// Whether an image is deployed with the values given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

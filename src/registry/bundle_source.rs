@@ -63,6 +63,61 @@ impl IndexedSource {
         matches!(self.blobs.get(digest), Some((_, Loc::Stored { .. })))
     }
 
+    /// Opens `len` bytes of a blob from byte `start` on, reading only those bytes (for
+    /// `ferry serve`'s Range responses). The caller checks that the range is within the blob.
+    pub fn open_range(
+        &self,
+        digest: &Digest,
+        start: u64,
+        len: u64,
+    ) -> io::Result<Box<dyn Read + Send>> {
+        let (_, loc) = self.get(digest)?;
+        let seek_file = |path: &Path, at: u64| -> io::Result<Box<dyn Read + Send>> {
+            let mut f = File::open(path)?;
+            f.seek(SeekFrom::Start(at))?;
+            Ok(Box::new(BufReader::with_capacity(1 << 16, f).take(len)))
+        };
+        match loc {
+            Loc::Located(BlobLocation::File(p)) | Loc::Spooled(p) => seek_file(p, start),
+            Loc::Located(BlobLocation::Member { archive, offset }) => {
+                seek_file(archive, offset + start)
+            }
+            Loc::Located(BlobLocation::Memory(b)) => {
+                let from = usize::try_from(start).map_err(io::Error::other)?;
+                let to = usize::try_from(start + len).map_err(io::Error::other)?;
+                let part = b.get(from..to).ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::InvalidInput, "range outside the blob")
+                })?;
+                Ok(Box::new(io::Cursor::new(part.to_vec())))
+            }
+            Loc::Located(BlobLocation::Remote(_)) => Err(io::Error::other(
+                "a blob fetched from a registry cannot be read in part",
+            )),
+            Loc::Stored {
+                file,
+                member,
+                data_offset,
+            } => Ok(Box::new(StoredReader::open(
+                file,
+                *member,
+                data_offset + start,
+                len,
+            )?)),
+        }
+    }
+
+    /// The file a blob is read from when it is not in memory and not a private spool copy:
+    /// the bundle file for stored members, the blob file of an extracted bundle. A server
+    /// checks that this file is unchanged before answering from it without hashing.
+    pub fn backing_file(&self, digest: &Digest) -> Option<&Path> {
+        match &self.blobs.get(digest)?.1 {
+            Loc::Stored { file, .. } => Some(file.as_path()),
+            Loc::Located(BlobLocation::File(p)) => Some(p),
+            Loc::Located(BlobLocation::Member { archive, .. }) => Some(archive.as_path()),
+            _ => None,
+        }
+    }
+
     fn get(&self, digest: &Digest) -> io::Result<&(u64, Loc)> {
         self.blobs.get(digest).ok_or_else(|| {
             io::Error::new(
@@ -186,6 +241,8 @@ struct IndexSink {
     blobs: HashMap<Digest, (u64, Loc)>,
     spool: Option<tempfile::TempDir>,
     memory_left: u64,
+    /// Read blobs in stored members in place even when they are small (`ferry serve`).
+    in_place_first: bool,
     current: Option<(Digest, Vec<u8>)>,
 }
 
@@ -201,7 +258,11 @@ impl Sink for IndexSink {
         else {
             return Ok(Box::new(io::sink()));
         };
-        if entry.size <= MAX_JSON && entry.size <= self.memory_left {
+        let stored = place.member.is_some_and(|m| m.stored);
+        if entry.size <= MAX_JSON
+            && entry.size <= self.memory_left
+            && !(stored && self.in_place_first)
+        {
             self.memory_left -= entry.size;
             self.current = Some((digest, Vec::with_capacity(entry.size as usize)));
             return Ok(Box::new(&mut self.current.as_mut().expect("just set").1));
@@ -254,6 +315,24 @@ pub fn index_bundle(
     opts: &VerifyOptions,
     memory_budget: u64,
 ) -> Result<IndexedBundle, VerifyError> {
+    index(opts, memory_budget, false)
+}
+
+/// As `index_bundle`, but every blob in a stored member is read in place, however small, so
+/// that only deflated blobs (manifests, configs) take memory: what a long-running server
+/// wants.
+pub fn index_bundle_in_place(
+    opts: &VerifyOptions,
+    memory_budget: u64,
+) -> Result<IndexedBundle, VerifyError> {
+    index(opts, memory_budget, true)
+}
+
+fn index(
+    opts: &VerifyOptions,
+    memory_budget: u64,
+    in_place_first: bool,
+) -> Result<IndexedBundle, VerifyError> {
     let file = File::open(&opts.input).map_err(|source| VerifyError::Open {
         path: opts.input.clone(),
         source,
@@ -264,6 +343,7 @@ pub fn index_bundle(
         blobs: HashMap::new(),
         spool: None,
         memory_left: memory_budget,
+        in_place_first,
         current: None,
     };
     let evidence = verify::stream(file, opts, Some(&mut sink))?;
@@ -297,6 +377,7 @@ pub fn index_partial(
         blobs: HashMap::new(),
         spool: None,
         memory_left: memory_budget,
+        in_place_first: false,
         current: None,
     };
     let (head, evidence) = partial::stream(file, opts, Some(&mut sink))?;

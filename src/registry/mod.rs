@@ -15,7 +15,9 @@ mod client;
 mod error;
 mod pull;
 pub mod push;
+pub mod referrers;
 mod retry;
+pub mod serve;
 
 pub use auth::{resolve_credentials, Credential, CredentialSource};
 pub use client::{

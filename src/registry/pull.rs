@@ -394,7 +394,7 @@ impl BlobReader {
         }
         let found = std::mem::take(&mut self.hasher).finish();
         if found != self.digest {
-            let d = format!("{} hashes to {found}", self.what);
+            let d = format!("{} does not match its digest: its bytes hash to {found}; the registry served corrupt data", self.what);
             return Err(self.fail(d));
         }
         self.end = End::Done;

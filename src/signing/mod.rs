@@ -16,15 +16,19 @@
 //!   can sign and verify a SHA-256 computed elsewhere, so a multi-gigabyte file is hashed as it
 //!   streams and never held in memory.
 //! - `trust` — the fail-closed trust rules for a bundle's head (`check_head_signature`).
+//! - `cosign` — cosign image signatures: a simple-signing payload that names the image's
+//!   digest, signed in the same format (`verify_image_signature`).
 //!
 //! Secrets stay out of every `Debug`, `Display` and error text: [`Password`] and
 //! [`SigningKey`] print no key material, and no error carries a password or key bytes.
 
+mod cosign;
 mod keys;
 mod password;
 mod signature;
 mod trust;
 
+pub use cosign::{verify_image_signature, ImageSignatureError};
 pub use keys::{keygen, keygen_paths, KeyFormat, SigningKey, VerifyingKey};
 pub use password::{Password, PasswordSource, PASSWORD_ENV};
 pub use signature::{verify, verify_digest, verify_file, verify_reader};

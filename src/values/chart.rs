@@ -12,11 +12,14 @@ pub struct ChartValues {
     pub values: PathBuf,
     /// The `appVersion` of the chart the values belong to, when known.
     pub app_version: Option<String>,
+    /// The chart folder (with its `Chart.yaml`) the values belong to, when there is one.
+    pub chart: Option<PathBuf>,
 }
 
 /// Where the values of `path` are: a chart folder gives its `values.yaml` and its `Chart.yaml`'s
 /// `appVersion`; a values file gives itself and the `appVersion` of a `Chart.yaml` beside it, if
-/// there is one. A `Chart.yaml` that cannot be read or has no `appVersion` gives none.
+/// there is one, and that chart's folder. A `Chart.yaml` that cannot be read or has no
+/// `appVersion` gives none.
 pub fn locate(path: &Path) -> ChartValues {
     let (values, dir) = if path.is_dir() {
         (path.join("values.yaml"), path.to_path_buf())
@@ -28,12 +31,12 @@ pub fn locate(path: &Path) -> ChartValues {
             .to_path_buf();
         (path.to_path_buf(), dir)
     };
-    let app_version = std::fs::read_to_string(dir.join("Chart.yaml"))
-        .ok()
-        .and_then(|text| app_version(&text));
+    let chart_yaml = std::fs::read_to_string(dir.join("Chart.yaml")).ok();
+    let app_version = chart_yaml.as_deref().and_then(app_version);
     ChartValues {
         values,
         app_version,
+        chart: chart_yaml.is_some().then_some(dir),
     }
 }
 

@@ -31,7 +31,7 @@ use crate::bundle::manifest::ImageEntry;
 use crate::oci::reference::{
     name_part, normalise_path, ImageRef, RegistryPrefix, Target, PLACEHOLDER,
 };
-use sites::{Field, MapSite, RefSite, RegistrySite};
+use sites::{Field, MapSite, NullMapSite, RefSite, RegistrySite};
 use tree::{Kind, Lines, NodeId, Tree};
 use yaml::{encode, scalar_token, Token, TokenProblem};
 
@@ -83,6 +83,88 @@ pub struct Rewritten {
     pub text: String,
     /// Every change, in file order.
     pub edits: Vec<Edit>,
+    /// Image maps left as they were although their image may not come from the mirror, in
+    /// file order.
+    pub unmoved: Vec<Unmoved>,
+}
+
+/// An image map the rewrite could not point at the mirror, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unmoved {
+    /// 1-based line of the map's `registry` key.
+    pub line: usize,
+    /// 1-based column of that key.
+    pub column: usize,
+    /// The map, e.g. `image` or `hub.image`.
+    pub path: String,
+    /// Why it was left, and what to do.
+    pub reason: String,
+}
+
+/// An image map whose `registry` and name (`repository` or `image`) are null or empty, so that
+/// the chart's templates choose the image (Traefik's `image:` map).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NullMap {
+    /// The map, as edits name it (`image`, `hub.image`, `items[0].image`).
+    pub path: String,
+    /// The keys from the document root to the map; `None` inside a sequence, which a values
+    /// overlay cannot address.
+    pub keys: Option<Vec<String>>,
+    /// The key the chart joins with `registry`: `repository` or `image`.
+    pub name_key: &'static str,
+    /// Whether the map has a `digest` key.
+    pub has_digest: bool,
+}
+
+/// The image a chart renders from its template defaults for a [`NullMap`], as found by
+/// rendering the chart (`images::template_defaults`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DefaultImage {
+    /// The normalised reference the chart renders with the map empty.
+    pub image: ImageRef,
+    /// The template line that renders it (`chart/templates/x.yaml:12`).
+    pub location: String,
+    /// Whether a `digest` written in the map is rendered after the tag.
+    pub digest_rendered: bool,
+}
+
+/// What rendering the chart found for one [`NullMap`]: its default image, or why none can be
+/// used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TemplateDefault {
+    /// [`NullMap::path`].
+    pub path: String,
+    /// The default image, or why the map cannot be filled.
+    pub found: Result<DefaultImage, String>,
+}
+
+/// What is known of the chart a values file belongs to.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ChartFacts<'a> {
+    /// `Chart.yaml`'s `appVersion`: the tag of an image map that gives none.
+    pub app_version: Option<&'a str>,
+    /// The template defaults of the file's [`NullMap`]s; `None` when no chart was rendered.
+    pub defaults: Option<&'a [TemplateDefault]>,
+}
+
+/// The image maps of a values file whose `registry` and name are null or empty.
+///
+/// # Errors
+/// As [`rewrite`] for a file it refuses.
+pub fn null_maps(text: &str, file: &Path) -> Result<Vec<NullMap>, RewriteError> {
+    let src = Source::new(text, file);
+    let tree = src.parse()?;
+    let sites = sites::find(text, &tree).map_err(|r| src.ambiguous(r.offset, r.reason))?;
+    Ok(sites
+        .null_maps
+        .into_iter()
+        .map(|m| NullMap {
+            path: m.path,
+            keys: m.keys,
+            name_key: m.name_key,
+            has_digest: m.digest.is_some(),
+        })
+        .collect())
 }
 
 /// Why a place in a values file cannot be edited with certainty.
@@ -267,11 +349,14 @@ struct Plan<'s, 'a> {
     src: &'s Source<'a>,
     tree: &'s Tree<'a>,
     opts: &'s RewriteOptions,
+    /// What is known of the values' chart.
+    chart: ChartFacts<'s>,
     /// Normalised registries of the bundle's images.
     hosts: BTreeSet<String>,
     /// Normalised `(registry, repository)` of each bundle image, in `opts.images` order.
     norm: Vec<Option<(String, String)>>,
     planned: Vec<Planned>,
+    unmoved: Vec<Unmoved>,
     /// Whether some image or registry now points (or already pointed) into the target.
     redirected: std::cell::Cell<bool>,
 }
@@ -284,6 +369,25 @@ struct Plan<'s, 'a> {
 /// [`RewriteError::Parse`] for invalid YAML, [`RewriteError::Ambiguous`] where an edit would be a
 /// guess, [`RewriteError::DigestConflict`] when pinning finds a different digest already written.
 pub fn rewrite(text: &str, file: &Path, opts: &RewriteOptions) -> Result<Rewritten, RewriteError> {
+    rewrite_chart(text, file, ChartFacts::default(), opts)
+}
+
+/// [`rewrite`] for the values of a chart. With its `appVersion` and `pin_digests`, an image map
+/// that gives neither a tag nor a digest is pinned to the bundle image tagged with the
+/// `appVersion` (or with it `v`-prefixed, or unprefixed), the tag the chart's templates fall
+/// back to, as [`find_chart_images`] checks it. With its template defaults, each [`NullMap`]
+/// gets the mirror as `registry` and the default image's path as its name, so that the chart
+/// composes the mirror's image with the tag it chose; a map without a usable default is listed
+/// in [`Rewritten::unmoved`].
+///
+/// # Errors
+/// As [`rewrite`].
+pub fn rewrite_chart(
+    text: &str,
+    file: &Path,
+    chart: ChartFacts<'_>,
+    opts: &RewriteOptions,
+) -> Result<Rewritten, RewriteError> {
     let src = Source::new(text, file);
     let tree = src.parse()?;
     let sites = sites::find(text, &tree).map_err(|r| src.ambiguous(r.offset, r.reason))?;
@@ -292,9 +396,11 @@ pub fn rewrite(text: &str, file: &Path, opts: &RewriteOptions) -> Result<Rewritt
         src: &src,
         tree: &tree,
         opts,
+        chart,
         hosts: norm.iter().flatten().map(|(h, _)| h.clone()).collect(),
         norm,
         planned: Vec::new(),
+        unmoved: Vec::new(),
         redirected: std::cell::Cell::new(false),
     };
     for site in &sites.refs {
@@ -305,6 +411,9 @@ pub fn rewrite(text: &str, file: &Path, opts: &RewriteOptions) -> Result<Rewritt
     }
     for site in &sites.maps {
         plan.map(site)?;
+    }
+    for site in &sites.null_maps {
+        plan.null_map(site)?;
     }
     if plan.redirected.get() {
         for &root in &tree.roots {
@@ -404,6 +513,27 @@ impl Plan<'_, '_> {
                 .ambiguous(offset, Ambiguity::BundleConflict { reference, digests }));
         }
         Ok(found)
+    }
+
+    /// The bundle image of an image map without a tag or digest: the one tagged with the
+    /// chart's `appVersion`, else with it `v`-prefixed (or unprefixed), as templates write it.
+    fn known_app_version(
+        &self,
+        offset: usize,
+        host: Option<&str>,
+        path: &str,
+    ) -> Result<Option<&ImageEntry>, RewriteError> {
+        let Some(version) = self.chart.app_version else {
+            return Ok(None);
+        };
+        if let Some(k) = self.known(offset, host, path, version)? {
+            return Ok(Some(k));
+        }
+        let variant = match version.strip_prefix('v') {
+            Some(bare) => bare.to_string(),
+            None => format!("v{version}"),
+        };
+        self.known(offset, host, path, &variant)
     }
 
     fn token(&self, id: NodeId) -> Result<Token, RewriteError> {
@@ -568,16 +698,22 @@ impl Plan<'_, '_> {
             .field_value(site.tag)
             .map(str::to_string)
             .or_else(|| effective.tag.clone());
-        let Some(tag) = tag else {
-            return Ok(());
-        };
         let offset = self.tree.nodes[site.repository.value].start;
-        let Some(known) = self
-            .known(offset, lookup_host.as_deref(), &lookup_path, &tag)?
-            .map(|k| k.digest.to_string())
-        else {
+        let known = match &tag {
+            Some(tag) => self.known(offset, lookup_host.as_deref(), &lookup_path, tag)?,
+            None if self.field_value(site.digest).is_none() && effective.digest.is_none() => {
+                self.known_app_version(offset, lookup_host.as_deref(), &lookup_path)?
+            }
+            None => None,
+        };
+        let Some(known) = known.map(|k| k.digest.to_string()) else {
             return Ok(());
         };
+        let tag = tag
+            .as_deref()
+            .or(self.chart.app_version)
+            .unwrap_or_default()
+            .to_string();
         let (written, written_at) = match &site.full {
             Some((field, _)) => (self.scalar_value(field.value), field.value),
             None => (
@@ -678,14 +814,111 @@ impl Plan<'_, '_> {
 
     /// Sets an empty or null `digest:` value.
     fn set_empty(&mut self, field: Field, path: &str, digest: &str) -> Result<(), RewriteError> {
-        let (value, style) = self.tree.scalar(field.value).expect("fields are scalars");
-        if !(value.is_empty() && style == ScalarStyle::Plain) {
-            return self.replace(field.value, path, digest);
+        self.fill(field, path, digest, None)
+    }
+
+    /// Sets an empty or null map value: a null word or a quoted empty string is replaced in its
+    /// style; after an empty plain value (`registry:  # comment`) the value is written after
+    /// the `:` and a space, so a trailing comment stays.
+    fn fill(
+        &mut self,
+        field: Field,
+        path: &str,
+        value: &str,
+        note: Option<String>,
+    ) -> Result<(), RewriteError> {
+        let (old, style) = self.tree.scalar(field.value).expect("fields are scalars");
+        if !(old.is_empty() && style == ScalarStyle::Plain) {
+            let before = self.planned.len();
+            self.replace(field.value, path, value)?;
+            if self.planned.len() > before {
+                if let Some(p) = self.planned.last_mut() {
+                    p.edit.note = note;
+                }
+            }
+            return Ok(());
         }
         let in_flow = self.tree.nodes[field.value].in_flow;
-        let (with, _) = encode(digest, ScalarStyle::Plain, in_flow);
-        let edit = self.edit(self.tree.nodes[field.key].start, path, "", digest);
+        let (with, _) = encode(value, ScalarStyle::Plain, in_flow);
+        let mut edit = self.edit(self.tree.nodes[field.key].start, path, "", value);
+        edit.note = note;
         self.write_after_key(field, &with, edit)
+    }
+
+    /// An image map whose `registry` and name are empty: filled from the chart's template
+    /// default (the mirror as `registry`, the default's normalised path as the name; the tag
+    /// left as it is, so the chart keeps its default tag), or listed as unmoved with why.
+    fn null_map(&mut self, site: &NullMapSite) -> Result<(), RewriteError> {
+        let found = match self.chart.defaults {
+            None => Err(format!(
+                "its `registry` and `{}` are empty, so the chart's templates choose the image, \
+                 and no chart was found to render them (a Chart.yaml beside the values file); \
+                 rewrite the values file in its chart folder, or write the image's registry and \
+                 {} in the map",
+                site.name_key, site.name_key
+            )),
+            Some(defaults) => defaults.iter().find(|d| d.path == site.path).map_or_else(
+                || Err("the chart was not rendered for it".into()),
+                |d| d.found.clone(),
+            ),
+        };
+        let d = match found {
+            Ok(d) => d,
+            Err(reason) => {
+                let (line, column) = self
+                    .src
+                    .lines
+                    .position(self.src.text, self.tree.nodes[site.registry.key].start);
+                self.unmoved.push(Unmoved {
+                    line,
+                    column,
+                    path: site.path.clone(),
+                    reason,
+                });
+                return Ok(());
+            }
+        };
+        let (host, path) = (d.image.host(), d.image.repository.as_str());
+        if !matches!(self.decide(Some(host), path), Decision::Rewrite) {
+            return Ok(());
+        }
+        let offset = self.tree.nodes[site.registry.key].start;
+        let pin = match (&d.image.tag, &d.image.digest, site.digest) {
+            (Some(tag), None, Some(field)) if self.opts.pin_digests && d.digest_rendered => self
+                .known(offset, Some(host), path, tag)?
+                .map(|k| (field, k.digest.to_string())),
+            _ => None,
+        };
+        let note = format!(
+            "filled from the chart's template default: with this map empty the chart renders \
+             {} ({}); `{}` and `{}` now name that image at the mirror, and the tag is left as it \
+             is, so the chart keeps rendering {}{}",
+            d.image,
+            d.location,
+            site.path_of("registry"),
+            site.path_of(site.name_key),
+            d.image
+                .tag
+                .as_deref()
+                .map_or("no tag".to_string(), |t| format!("tag {t}")),
+            if pin.is_some() {
+                ", pinned by digest"
+            } else {
+                ""
+            },
+        );
+        let registry = self.opts.target.base();
+        self.fill(
+            site.registry,
+            &site.path_of("registry"),
+            &registry,
+            Some(note),
+        )?;
+        self.fill(site.name, &site.path_of(site.name_key), path, None)?;
+        if let Some((field, digest)) = pin {
+            self.fill(field, &site.path_of("digest"), &digest, None)?;
+        }
+        Ok(())
     }
 
     /// Writes ` TEXT` after the `:` of an entry whose value is empty (an empty plain value has
@@ -847,16 +1080,30 @@ impl Plan<'_, '_> {
             edits.push(p.edit);
         }
         out.push_str(&text[pos..]);
-        Rewritten { text: out, edits }
+        Rewritten {
+            text: out,
+            edits,
+            unmoved: self.unmoved,
+        }
+    }
+}
+
+fn path_of(map: &str, field: &str) -> String {
+    if map.is_empty() {
+        field.to_string()
+    } else {
+        format!("{map}.{field}")
     }
 }
 
 impl MapSite {
     fn path_of(&self, field: &str) -> String {
-        if self.path.is_empty() {
-            field.to_string()
-        } else {
-            format!("{}.{field}", self.path)
-        }
+        path_of(&self.path, field)
+    }
+}
+
+impl NullMapSite {
+    fn path_of(&self, field: &str) -> String {
+        path_of(&self.path, field)
     }
 }

@@ -54,12 +54,28 @@ pub(crate) struct MapSite {
     pub path: String,
 }
 
+/// An image map whose `registry` and name (`repository`, or `image`) are both null or empty:
+/// the image is the one the chart's templates choose by default (Traefik's `image:` map).
+pub(crate) struct NullMapSite {
+    pub registry: Field,
+    /// The `repository` field, or the `image` field of a `{registry, image}` map.
+    pub name: Field,
+    /// `repository` or `image`: the key of [`NullMapSite::name`].
+    pub name_key: &'static str,
+    pub digest: Option<Field>,
+    /// The keys from the document root to the map; `None` when the map is inside a sequence
+    /// (a values overlay cannot address it).
+    pub keys: Option<Vec<String>>,
+    pub path: String,
+}
+
 /// Everything found in one document.
 #[derive(Default)]
 pub(crate) struct Sites {
     pub refs: Vec<RefSite>,
     pub registries: Vec<RegistrySite>,
     pub maps: Vec<MapSite>,
+    pub null_maps: Vec<NullMapSite>,
 }
 
 /// A refusal at a byte offset.
@@ -377,6 +393,53 @@ impl<'t> Walker<'t, '_> {
         Ok(())
     }
 
+    /// Recognises an image map whose `registry` and name are both null or empty plain or quoted
+    /// one-line scalars, with no anchor on the map or its fields; returns the keys it consumed.
+    fn null_map(
+        &mut self,
+        id: NodeId,
+        registry: Option<Field>,
+        field: &dyn Fn(&str) -> Option<Field>,
+        digest: Option<Field>,
+    ) -> Result<Vec<NodeId>, Refusal> {
+        let tree = self.tree;
+        let empty = |f: Field| {
+            !tree.nodes[f.value].anchored
+                && tree.scalar(f.value).is_some_and(|(v, s)| {
+                    (v.is_empty() || plain_null(v, s))
+                        && !matches!(s, ScalarStyle::Literal | ScalarStyle::Folded)
+                })
+        };
+        let (name, name_key) = match (field("image"), field("repository")) {
+            (Some(image), _) => (image, "image"),
+            (None, Some(repository)) => (repository, "repository"),
+            (None, None) => return Ok(Vec::new()),
+        };
+        let Some(registry) = registry.filter(|&r| empty(r) && empty(name)) else {
+            return Ok(Vec::new());
+        };
+        if tree.nodes[id].anchored || digest.is_some_and(|d| tree.nodes[d.value].anchored) {
+            return Ok(Vec::new());
+        }
+        let keys = self
+            .path
+            .iter()
+            .map(|seg| match seg {
+                Seg::Key(k) => Some(k.to_string()),
+                Seg::Index(_) => None,
+            })
+            .collect();
+        self.sites.null_maps.push(NullMapSite {
+            registry,
+            name,
+            name_key,
+            digest,
+            keys,
+            path: self.render_path(),
+        });
+        Ok(vec![registry.key, name.key])
+    }
+
     /// Recognises an image map; returns the keys it consumed.
     fn image_map(
         &mut self,
@@ -430,7 +493,7 @@ impl<'t> Walker<'t, '_> {
             }
             None => {
                 let Some(repository) = field("repository") else {
-                    return Ok(Vec::new());
+                    return self.null_map(id, registry, &field, digest);
                 };
                 (repository, "repository", None)
             }
@@ -444,8 +507,12 @@ impl<'t> Walker<'t, '_> {
             }
             return Ok(Vec::new());
         };
-        let Some(repo) = parse_reference(repo_value, true) else {
-            return Ok(Vec::new());
+        // `repository: null` is no image named `null`.
+        let repo = (!plain_null(repo_value, repo_style))
+            .then(|| parse_reference(repo_value, true))
+            .flatten();
+        let Some(repo) = repo else {
+            return self.null_map(id, registry, &field, digest);
         };
         if matches!(repo_style, ScalarStyle::Literal | ScalarStyle::Folded) {
             return self.refuse(repository.value, Ambiguity::BlockScalar);

@@ -16,7 +16,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use granit_parser::{Event, Parser, ScalarStyle, StructureStyle, Tag};
+use granit_parser::{Event, Parser, ScalarStyle, StructureStyle, Tag, TokenType};
 
 /// Index of a node in [`Tree::nodes`].
 pub type NodeId = usize;
@@ -103,6 +103,75 @@ fn space_leading_tabs(text: &mut String, offset: usize) -> bool {
     true
 }
 
+/// What Helm's YAML reader (go-yaml) refuses in text that YAML 1.2 allows: a directive
+/// (`%YAML 1.1`, `%TAG`; Helm cuts a values file into documents at `---` lines and reads each
+/// without its directives), and a tab after the `-` of a block sequence entry (go-yaml takes
+/// a tab there for the start of a token). The first one found, located.
+fn helm_refuses(text: &str) -> Option<ParseFailure> {
+    // Neither can be there without a line that starts with `%` or a tab somewhere.
+    if !(text.starts_with('%') || text.contains("\n%") || text.contains('\t')) {
+        return None;
+    }
+    let map = CharMap::new(text);
+    let scanner = granit_parser::Scanner::new(granit_parser::StrInput::new(text));
+    for token in scanner {
+        // The text parsed, so the scanner reads it to its end.
+        let (span, kind) = token.ok()?.into_parts();
+        let at = byte(&map, &span.start);
+        match kind {
+            TokenType::VersionDirective(..)
+            | TokenType::TagDirective(..)
+            | TokenType::ReservedDirective(..) => {
+                let line = text[at..].lines().next().unwrap_or("").trim_end();
+                return Some(ParseFailure {
+                    offset: at,
+                    message: format!(
+                        "the directive `{line}` is refused by Helm's YAML reader; remove that line"
+                    ),
+                });
+            }
+            TokenType::BlockEntry => {
+                // The token sits where the entry's content starts, after the white space.
+                let Some(dash) = entry_dash(text.as_bytes(), at) else {
+                    continue;
+                };
+                let after = &text.as_bytes()[dash + 1..];
+                let spaces = after.iter().take_while(|b| **b == b' ').count();
+                if after.get(spaces) == Some(&b'\t') {
+                    return Some(ParseFailure {
+                        offset: dash + 1 + spaces,
+                        message: "a tab after the `-` of a list entry is refused by Helm's YAML reader; write spaces there".to_string(),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The `-` of the block sequence entry whose content (or line end) is at `at`: before the
+/// white space, or before the white space that precedes a comment on the line.
+fn entry_dash(b: &[u8], at: usize) -> Option<usize> {
+    let before_blanks = |mut d: usize| {
+        while d > 0 && matches!(b[d - 1], b' ' | b'\t') {
+            d -= 1;
+        }
+        (d > 0 && b[d - 1] == b'-').then(|| d - 1)
+    };
+    let at = at.min(b.len());
+    before_blanks(at).or_else(|| {
+        let line_start = b[..at]
+            .iter()
+            .rposition(|c| *c == b'\n')
+            .map_or(0, |i| i + 1);
+        let hash = b[line_start..at]
+            .windows(2)
+            .position(|w| matches!(w[0], b' ' | b'\t') && w[1] == b'#')?;
+        before_blanks(line_start + hash + 1)
+    })
+}
+
 /// Maps the parser's character indices to byte offsets.
 struct CharMap {
     /// Byte offset of every character, plus the length; empty when the text is ASCII.
@@ -181,9 +250,21 @@ impl<'a> Tree<'a> {
     /// Parses every document of `text`, accepting what Helm's go-yaml accepts beyond YAML 1.2
     /// (see the module documentation).
     pub fn parse(text: &'a str) -> Result<Self, ParseFailure> {
+        match Tree::parse_noting_refusal(text)? {
+            (tree, None) => Ok(tree),
+            (_, Some(refused)) => Err(refused),
+        }
+    }
+
+    /// [`Tree::parse`], with what Helm's YAML reader refuses although YAML 1.2 allows it (a
+    /// directive, a tab after a list entry's `-`) returned beside the tree rather than as the
+    /// error: for a reader that reports it and still reads the values (the egress audit).
+    pub fn parse_noting_refusal(
+        text: &'a str,
+    ) -> Result<(Self, Option<ParseFailure>), ParseFailure> {
         let options = || granit_parser::options! { emit_anchor_events: true };
         let failure = match Tree::parse_with(text, options()) {
-            Ok(tree) => return Ok(tree),
+            Ok(tree) => return Ok((tree, helm_refuses(text))),
             Err(f) => f,
         };
         // go-yaml reads a tab that starts a line inside a flow collection as white space; the
@@ -196,7 +277,7 @@ impl<'a> Tree<'a> {
                 break;
             }
             failure = match Tree::parse_with(&patched, options()) {
-                Ok(tree) => return Ok(tree.into_owned()),
+                Ok(tree) => return Ok((tree.into_owned(), helm_refuses(&patched))),
                 Err(f) => f,
             };
         }

@@ -1,6 +1,8 @@
 //! Shared test harness: real registries, a fault-injecting proxy, skopeo, OCI test images.
 #![allow(dead_code)]
 
+pub mod containerd;
+pub mod cosign;
 pub mod faultproxy;
 pub mod helm;
 pub mod httpserver;

@@ -68,6 +68,7 @@ impl Registry {
         let mut cfg = format!(
             "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: true\n\
              storage:\n  filesystem:\n    rootdirectory: {data}\n  delete:\n    enabled: true\n\
+             validation:\n  manifests:\n    urls:\n      allow:\n        - ^https://\n\
              http:\n  addr: 127.0.0.1:{port}\n  secret: ferry-test-{port}\n",
             data = root.join("data").display()
         );
@@ -207,7 +208,7 @@ fn a_taken_port_is_noticed_and_another_one_used() {
 }
 
 /// A CA and a server certificate for 127.0.0.1/localhost: (ca pem, cert pem, key pem).
-fn make_tls() -> (String, String, String) {
+pub fn make_tls() -> (String, String, String) {
     use rcgen::{
         BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
         KeyPair, KeyUsagePurpose, SanType,

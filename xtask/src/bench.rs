@@ -19,6 +19,9 @@ use anyhow::{bail, Context, Result};
 use flate2::{Compression, GzBuilder};
 use sha2::{Digest, Sha256};
 
+mod pull;
+mod serve;
+
 /// Everything from this line on in `BENCHMARKS.md` is hand-written and kept on rewrite.
 const NOTES_MARKER: &str = "<!-- notes: kept when cargo xtask bench rewrites this file -->";
 /// Target: `tar -czf` wall time divided by `ferry build` wall time, at least this.
@@ -62,11 +65,15 @@ pub struct Parts {
     pub load: bool,
     /// `ferry egress check` of a synthetic 2,000-file chart.
     pub egress: bool,
+    /// `ferry build` pulling from a loopback registry against `skopeo copy` + a layout build.
+    pub pull: bool,
+    /// `ferry serve` against a loopback registry, fetched with parallel `curl`.
+    pub serve: bool,
 }
 
 impl Parts {
     /// Every part when `part` is `None`, else only the named one (`core`, `sign`, `load`,
-    /// `egress`).
+    /// `egress`, `pull`, `serve`).
     pub fn only(part: Option<&str>) -> Parts {
         match part {
             None => Parts {
@@ -74,18 +81,32 @@ impl Parts {
                 sign: true,
                 load: true,
                 egress: true,
+                pull: true,
+                serve: true,
             },
             Some(p) => Parts {
                 core: p == "core",
                 sign: p == "sign",
                 load: p == "load",
                 egress: p == "egress",
+                pull: p == "pull",
+                serve: p == "serve",
             },
         }
     }
 
     fn all(&self) -> bool {
-        self.core && self.sign && self.load && self.egress
+        self.core && self.sign && self.load && self.egress && self.pull && self.serve
+    }
+
+    /// Only the pull part: its section and target rows are spliced into the existing report.
+    fn pull_only(&self) -> bool {
+        self.pull && !self.core && !self.sign && !self.load && !self.egress && !self.serve
+    }
+
+    /// Only the serve part: spliced in the same way.
+    fn serve_only(&self) -> bool {
+        self.serve && !self.core && !self.sign && !self.load && !self.egress && !self.pull
     }
 }
 
@@ -102,9 +123,12 @@ pub fn run(opts: &Options) -> Result<ExitCode> {
         return Ok(ExitCode::from(2));
     }
     let mut tools = vec![("tar", "tar"), ("gzip", "gzip"), ("openssl", "openssl")];
-    if opts.parts.load {
+    if opts.parts.load || opts.parts.pull || opts.parts.serve {
         tools.push(("skopeo", "skopeo"));
         tools.push(("docker-registry", "docker-registry"));
+    }
+    if opts.parts.serve {
+        tools.push(("curl", "curl"));
     }
     for (tool, pkg) in tools {
         if Command::new(tool).arg("--version").output().is_err() {
@@ -160,7 +184,24 @@ fn run_in(opts: &Options, root: &Path, ferry: &Path, scratch: &Path) -> Result<E
     let doc = render(opts, &env, &sets);
     let path = root.join("BENCHMARKS.md");
     let old = fs::read_to_string(&path).ok();
-    let whole = keep_notes(&doc, old.as_deref());
+    // `bench pull` or `bench serve` alone replaces only its section and target rows of the
+    // last full report.
+    let mut section = String::new();
+    let mut rows = String::new();
+    let spliced = if opts.parts.pull_only() {
+        pull::section(&mut section, opts, &env, &sets[0]);
+        pull::target_rows(&mut rows, &sets[0]);
+        old.as_deref()
+            .and_then(|o| pull::splice(o, &section, &rows))
+    } else if opts.parts.serve_only() {
+        serve::section(&mut section, opts, &env, &sets[0]);
+        serve::target_rows(&mut rows, &sets[0]);
+        old.as_deref()
+            .and_then(|o| serve::splice(o, &section, &rows))
+    } else {
+        None
+    };
+    let whole = spliced.unwrap_or_else(|| keep_notes(&doc, old.as_deref()));
     fs::write(&path, whole).with_context(|| format!("writing {}", path.display()))?;
     println!("{doc}");
     eprintln!("bench: wrote {}", path.display());
@@ -562,6 +603,10 @@ struct Sample {
     wall: f64,
     rss_kib: u64,
     cpu: f64,
+    /// Peak used space of the sampled file system minus its used space at the start, bytes.
+    disk: Option<u64>,
+    /// Peak allocated size of the files under the sampled folder minus that at the start.
+    disk_files: Option<u64>,
 }
 
 /// A command to time, with the untimed preparation before each run.
@@ -570,11 +615,14 @@ struct Case {
     /// Bytes per run, for MB/s.
     bytes: u64,
     argv: Vec<OsString>,
-    env: Vec<(&'static str, &'static str)>,
-    /// Removed before each run (an output from the previous one).
-    clean: Option<PathBuf>,
+    env: Vec<(&'static str, String)>,
+    /// Removed before each run (outputs of the previous one).
+    clean: Vec<PathBuf>,
     /// Created (empty) before each run.
     mkdir: Option<PathBuf>,
+    /// A folder whose file system's used space, and its own files' allocated size, are
+    /// sampled during each run.
+    disk: Option<PathBuf>,
     /// Its size (file or tree) is reported after the runs.
     output: Option<PathBuf>,
     samples: Vec<Sample>,
@@ -596,8 +644,9 @@ impl Case {
             bytes,
             argv: argv.iter().map(|a| a.as_ref().to_os_string()).collect(),
             env: Vec::new(),
-            clean: None,
+            clean: Vec::new(),
             mkdir: None,
+            disk: None,
             output: None,
             samples: Vec::new(),
             output_bytes: None,
@@ -627,6 +676,22 @@ impl Case {
     }
     fn cpu(&self) -> f64 {
         median(self.samples.iter().map(|s| s.cpu).collect())
+    }
+    /// Peak disk use of the file system: median, min and max over the runs, when sampled.
+    fn disk_stats(&self) -> Option<(u64, u64, u64)> {
+        self.stats_of(|s| s.disk)
+    }
+    /// Peak allocated size of the files under the sampled folder: median, min and max.
+    fn disk_files_stats(&self) -> Option<(u64, u64, u64)> {
+        self.stats_of(|s| s.disk_files)
+    }
+    fn stats_of(&self, f: impl Fn(&Sample) -> Option<u64>) -> Option<(u64, u64, u64)> {
+        let v: Vec<u64> = self.samples.iter().filter_map(f).collect();
+        if v.is_empty() {
+            return None;
+        }
+        let med = median(v.iter().map(|&b| b as f64).collect()) as u64;
+        Some((med, *v.iter().min()?, *v.iter().max()?))
     }
     fn rss_mib(&self) -> f64 {
         self.samples.iter().map(|s| s.rss_kib).max().unwrap_or(0) as f64 / 1024.0
@@ -672,7 +737,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn time_once(case: &Case, time_out: &Path) -> Result<Sample> {
-    if let Some(p) = &case.clean {
+    for p in &case.clean {
         if p.is_dir() {
             fs::remove_dir_all(p)?;
         } else if p.exists() {
@@ -687,14 +752,21 @@ fn time_once(case: &Case, time_out: &Path) -> Result<Sample> {
     cmd.args(["-f", "%e %M %U %S", "-o"])
         .arg(time_out)
         .args(&case.argv)
-        .envs(case.env.iter().copied())
+        .envs(case.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null());
     if case.stdout_null {
         cmd.stdout(Stdio::null());
     }
-    let out = cmd
-        .output()
-        .with_context(|| format!("running {GNU_TIME}"))?;
+    let sampler = match &case.disk {
+        Some(p) => Some(DiskSampler::start(p)?),
+        None => None,
+    };
+    let out = cmd.output();
+    let (disk, disk_files) = match sampler.map(DiskSampler::finish).transpose()? {
+        Some((a, b)) => (Some(a), Some(b)),
+        None => (None, None),
+    };
+    let out = out.with_context(|| format!("running {GNU_TIME}"))?;
     let accepted = out.status.success()
         || out
             .status
@@ -720,7 +792,84 @@ fn time_once(case: &Case, time_out: &Path) -> Result<Sample> {
         wall: f[0].parse()?,
         rss_kib: f[1].parse()?,
         cpu: f[2].parse::<f64>()? + f[3].parse::<f64>()?,
+        disk,
+        disk_files,
     })
+}
+
+/// Used bytes of the file system holding `path` (`statvfs`: blocks minus free blocks). On
+/// ext4 the free count already excludes delayed allocations, so unflushed writes count.
+fn fs_used(path: &Path) -> Result<u64> {
+    let s = rustix::fs::statvfs(path).with_context(|| format!("statvfs {}", path.display()))?;
+    Ok(s.f_blocks.saturating_sub(s.f_bfree) * s.f_frsize)
+}
+
+/// Allocated bytes (`st_blocks`) of every file under `dir`; files that vanish while it is
+/// read (renamed temporary files) are skipped.
+fn allocated(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut total = 0;
+    for e in entries.flatten() {
+        match e.path().symlink_metadata() {
+            Ok(m) if m.is_dir() => total += allocated(&e.path()),
+            Ok(m) => total += m.blocks() * 512,
+            Err(_) => {}
+        }
+    }
+    total
+}
+
+/// Samples, every [`DISK_SAMPLE_MS`] ms on a thread, the used space of one file system
+/// (which other processes share) and the allocated size of the files under one folder on it
+/// (which only the benchmark writes).
+struct DiskSampler {
+    start: (u64, u64),
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Result<(u64, u64)>>,
+}
+
+/// How often the disk sampler reads `statvfs`.
+const DISK_SAMPLE_MS: u64 = 20;
+
+impl DiskSampler {
+    fn start(dir: &Path) -> Result<DiskSampler> {
+        let start = (fs_used(dir)?, allocated(dir));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (dir, flag) = (dir.to_path_buf(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut peak = start;
+            loop {
+                let done = flag.load(std::sync::atomic::Ordering::Relaxed);
+                peak.0 = peak.0.max(fs_used(&dir)?);
+                peak.1 = peak.1.max(allocated(&dir));
+                if done {
+                    return Ok(peak);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(DISK_SAMPLE_MS));
+            }
+        });
+        Ok(DiskSampler {
+            start,
+            stop,
+            thread,
+        })
+    }
+
+    /// Stops sampling; the peaks minus the values at the start (file system, own files).
+    fn finish(self) -> Result<(u64, u64)> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let peak = self
+            .thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the disk sampler panicked"))??;
+        Ok((
+            peak.0.saturating_sub(self.start.0),
+            peak.1.saturating_sub(self.start.1),
+        ))
+    }
 }
 
 fn size_of(p: &Path) -> Result<u64> {
@@ -743,6 +892,8 @@ struct SetResult {
     cases: Vec<Case>,
     /// The synthetic chart of the egress part, when it ran.
     chart: Option<ChartStats>,
+    /// What the serve part measured, when it ran.
+    serve: Option<serve::Report>,
     scratch: PathBuf,
 }
 
@@ -793,8 +944,10 @@ fn run_set(
         set.tree_bytes,
         &[&ferry, &"--quiet", &"build", &"-f", &spec, &"-o", &bundle],
     );
-    build.env.push(("SOURCE_DATE_EPOCH", SOURCE_DATE_EPOCH));
-    build.clean = Some(bundle.clone());
+    build
+        .env
+        .push(("SOURCE_DATE_EPOCH", SOURCE_DATE_EPOCH.into()));
+    build.clean = vec![bundle.clone()];
     build.output = Some(bundle.clone());
     eprintln!("bench: warm-up build of {}", bundle.display());
     time_once(&build, &time_out)?;
@@ -812,7 +965,7 @@ fn run_set(
             set.tree_bytes,
             &[&"tar", &"-C", &base, &"-czf", &tgz, &"set"],
         );
-        c.clean = Some(tgz.clone());
+        c.clean = vec![tgz.clone()];
         c.output = Some(tgz);
         cases.push(c);
         let tf = out.join("tree.tar");
@@ -821,7 +974,7 @@ fn run_set(
             set.tree_bytes,
             &[&"tar", &"-C", &base, &"-cf", &tf, &"set"],
         );
-        c.clean = Some(tf.clone());
+        c.clean = vec![tf.clone()];
         c.output = Some(tf);
         cases.push(c);
     }
@@ -842,7 +995,7 @@ fn run_set(
             bundle_bytes,
             &[&ferry, &"--quiet", &"extract", &bundle, &"-C", &x],
         );
-        c.clean = Some(x.clone());
+        c.clean = vec![x.clone()];
         c.output = Some(x);
         cases.push(c);
     }
@@ -853,7 +1006,7 @@ fn run_set(
             bundle_bytes,
             &[&"tar", &"-C", &x, &"-xzf", &bundle],
         );
-        c.clean = Some(x.clone());
+        c.clean = vec![x.clone()];
         c.mkdir = Some(x.clone());
         c.output = Some(x);
         cases.push(c);
@@ -888,10 +1041,32 @@ fn run_set(
     } else {
         None
     };
+    let mut pull = if full && opts.parts.pull {
+        Some(pull::Pull::new(ferry, &base, &set, &time_out)?)
+    } else {
+        None
+    };
+    let mut serve = if full && opts.parts.serve {
+        Some(serve::Serve::new(
+            ferry,
+            &base,
+            &set,
+            &bundle,
+            bundle_bytes,
+        )?)
+    } else {
+        None
+    };
 
     for round in 1..=opts.runs {
         if let Some(l) = &mut load {
             l.round(round, opts.runs, &time_out)?;
+        }
+        if let Some(p) = &mut pull {
+            p.round(round, opts.runs, &time_out)?;
+        }
+        if let Some(s) = &mut serve {
+            s.round(round, opts.runs, &time_out)?;
         }
         for c in &mut cases {
             eprint!(
@@ -910,6 +1085,9 @@ fn run_set(
     }
     if let Some(l) = load {
         cases.extend(l.into_cases());
+    }
+    if let Some(p) = pull {
+        cases.extend(p.into_cases());
     }
     for c in &mut cases {
         if let Some(p) = &c.output {
@@ -930,6 +1108,7 @@ fn run_set(
         refs: set.refs,
         cases,
         chart,
+        serve: serve.map(serve::Serve::into_report),
         scratch: scratch.to_path_buf(),
     })
 }
@@ -990,7 +1169,7 @@ fn sign_cases(ferry: &Path, scratch: &Path, out: &Path, bundle: &Path) -> Result
     s.output = Some(signed.clone());
     let copy = out.join("copy.tar.gz");
     let mut c = Case::new(CP, bytes, &[&"cp", &signed, &copy]).in_group("sign");
-    c.clean = Some(copy.clone());
+    c.clean = vec![copy.clone()];
     c.output = Some(copy);
     // Control: the same atomic replace that `ferry sign` does (a new file renamed over an
     // existing one). On ext4 (auto_da_alloc) that rename starts writeback of the new file.
@@ -1414,7 +1593,7 @@ impl Load {
             "-xzf".into(),
             self.bundle.clone().into(),
         ];
-        self.tar.clean = Some(x.clone());
+        self.tar.clean = vec![x.clone()];
         self.tar.mkdir = Some(x.clone());
         let t = Self::time(&mut self.tar, round, runs, time_out)?;
         let script = Self::skopeo_script(&x, &reg.port.to_string())?;
@@ -1433,6 +1612,8 @@ impl Load {
             wall: t.wall + s.wall,
             rss_kib: t.rss_kib.max(s.rss_kib),
             cpu: t.cpu + s.cpu,
+            disk: None,
+            disk_files: None,
         });
         Self::time(&mut self.skopeo_warm, round, runs, time_out)?;
         drop(reg);
@@ -1576,8 +1757,8 @@ fn verdict(ok: bool) -> &'static str {
     }
 }
 
-fn render(opts: &Options, env: &Environment, sets: &[SetResult]) -> String {
-    let mut d = String::new();
+/// The `cargo xtask bench …` command line that `opts` stands for.
+fn command_line(opts: &Options) -> String {
     let mut cmd = String::from("cargo xtask bench");
     if !opts.parts.all() {
         for (on, name) in [
@@ -1585,6 +1766,8 @@ fn render(opts: &Options, env: &Environment, sets: &[SetResult]) -> String {
             (opts.parts.sign, "sign"),
             (opts.parts.load, "load"),
             (opts.parts.egress, "egress"),
+            (opts.parts.pull, "pull"),
+            (opts.parts.serve, "serve"),
         ] {
             if on {
                 let _ = write!(cmd, " {name}");
@@ -1598,6 +1781,12 @@ fn render(opts: &Options, env: &Environment, sets: &[SetResult]) -> String {
     if opts.also_4g {
         cmd.push_str(" --also-4g");
     }
+    cmd
+}
+
+fn render(opts: &Options, env: &Environment, sets: &[SetResult]) -> String {
+    let mut d = String::new();
+    let cmd = command_line(opts);
     let _ = writeln!(d, "# Benchmarks\n");
     let _ = writeln!(
         d,
@@ -1693,6 +1882,10 @@ fn render(opts: &Options, env: &Environment, sets: &[SetResult]) -> String {
             );
             table(&mut d, &set.group("load"), &set.scratch);
         }
+        if !set.group("pull").is_empty() {
+            pull::section(&mut d, opts, env, set);
+        }
+        serve::section(&mut d, opts, env, set);
         if let Some(chart) = &set.chart {
             let _ = writeln!(d, "### Egress check of a synthetic chart\n");
             let _ = writeln!(
@@ -1858,6 +2051,8 @@ fn render(opts: &Options, env: &Environment, sets: &[SetResult]) -> String {
             verdict(c.median() < EGRESS_TARGET_S)
         );
     }
+    pull::target_rows(&mut d, first);
+    serve::target_rows(&mut d, first);
     if sets.len() > 1 {
         let (a, b) = (&sets[0], &sets[sets.len() - 1]);
         for name in [FERRY_BUILD, FERRY_VERIFY] {
@@ -1890,6 +2085,42 @@ fn render(opts: &Options, env: &Environment, sets: &[SetResult]) -> String {
     d
 }
 
+/// Puts a newly rendered part section (between the markers `begin` and `end`) and its target
+/// rows (each starting with `row_prefix`) into an existing report: the old section (or, when
+/// there is none, the place before `## Targets`) and the old rows are replaced; everything
+/// else is kept. `None` when `old` has no targets table.
+fn splice_part(
+    old: &str,
+    (begin, end, row_prefix): (&str, &str, &str),
+    section: &str,
+    rows: &str,
+) -> Option<String> {
+    let mut doc = match (old.find(begin), old.find(end)) {
+        (Some(b), Some(e)) if b < e => {
+            let after = old[e + end.len()..].trim_start_matches('\n');
+            format!("{}{}{}", &old[..b], section, after)
+        }
+        _ => {
+            let t = old.find("\n## Targets")? + 1;
+            format!("{}{}{}", &old[..t], section, &old[t..])
+        }
+    };
+    let kept: Vec<&str> = doc.lines().filter(|l| !l.starts_with(row_prefix)).collect();
+    let targets = kept.iter().position(|l| *l == "## Targets")?;
+    let head = targets + kept[targets..].iter().position(|l| l.starts_with("|---"))?;
+    let end = head
+        + kept[head..]
+            .iter()
+            .take_while(|l| l.starts_with('|'))
+            .count();
+    let mut lines: Vec<&str> = kept[..end].to_vec();
+    lines.extend(rows.lines());
+    lines.extend(&kept[end..]);
+    doc = lines.join("\n");
+    doc.push('\n');
+    Some(doc)
+}
+
 /// The new generated text followed by the hand-written notes of the old file, if any.
 fn keep_notes(generated: &str, old: Option<&str>) -> String {
     let mut out = generated.trim_end().to_string();
@@ -1906,16 +2137,42 @@ fn table(d: &mut String, cases: &[&Case], scratch: &Path) {
     if cases.is_empty() {
         return;
     }
+    let with_disk = cases.iter().any(|c| c.disk_stats().is_some());
     let _ = writeln!(
         d,
-        "| command | wall s median (min–max) | MB/s | peak RSS MiB | cpu s | output |"
+        "| command | wall s median (min–max) | MB/s | peak RSS MiB | cpu s | {}output |",
+        if with_disk {
+            "peak disk MiB median (min–max): file system / own files | "
+        } else {
+            ""
+        }
     );
-    let _ = writeln!(d, "|---|---|---|---|---|---|");
+    let _ = writeln!(
+        d,
+        "|---|---|---|---|---|{}---|",
+        if with_disk { "---|" } else { "" }
+    );
     for c in cases {
         let med = c.median();
+        let disk = match (c.disk_stats(), c.disk_files_stats()) {
+            (Some((m, lo, hi)), Some((fm, flo, fhi))) => {
+                let f = |b: u64| b as f64 / MIB as f64;
+                format!(
+                    "{:.1} ({:.1}–{:.1}) / {:.1} ({:.1}–{:.1}) | ",
+                    f(m),
+                    f(lo),
+                    f(hi),
+                    f(fm),
+                    f(flo),
+                    f(fhi)
+                )
+            }
+            _ if with_disk => " | ".to_string(),
+            _ => String::new(),
+        };
         let _ = writeln!(
             d,
-            "| {} | {:.2} ({:.2}–{:.2}) | {} | {:.1} | {:.2} | {} |",
+            "| {} | {:.2} ({:.2}–{:.2}) | {} | {:.1} | {:.2} | {disk}{} |",
             c.name,
             med,
             c.min(),

@@ -13,12 +13,17 @@ pub fn root() -> PathBuf {
 }
 
 /// The system tools the tests run, and the Debian packages that provide them.
-const TOOLS: [(&str, &str); 5] = [
+const TOOLS: [(&str, &str); 8] = [
     ("skopeo", "skopeo"),
     ("umoci", "umoci"),
     ("docker-registry", "docker-registry"),
     ("openssl", "openssl"),
     ("htpasswd", "apache2-utils"),
+    // A chart repository in the tests is a folder served by `python3 -m http.server`.
+    ("python3", "python3"),
+    ("curl", "curl"),
+    // `ferry serve`'s mirror test runs its own containerd (root, state and socket of its own).
+    ("containerd", "containerd"),
 ];
 
 fn have(tool: &str) -> bool {
@@ -43,7 +48,7 @@ fn step(name: &str, cmd: &mut Command) -> Result<()> {
 }
 
 /// Installs the missing test tools with apt-get (Debian, as root), or says what to install.
-fn ensure_tools() -> Result<()> {
+pub(crate) fn ensure_tools() -> Result<()> {
     let missing: Vec<&str> = TOOLS
         .iter()
         .filter(|(t, _)| !have(t))
@@ -90,6 +95,11 @@ fn ensure_tools() -> Result<()> {
         let _ = Command::new("systemctl")
             .args(["disable", "--now", "docker-registry.service"])
             .status();
+        if missing.contains(&"containerd") {
+            let _ = Command::new("systemctl")
+                .args(["disable", "--now", "containerd.service"])
+                .status();
+        }
     }
     if !ok {
         bail!("apt-get install {} failed", missing.join(" "));
@@ -395,6 +405,7 @@ pub fn demo() -> Result<ExitCode> {
             public.as_os_str(),
         ],
     )?;
+    crate::demo_serve::steps(&ferry, &bundle, &public, &out)?;
     println!("\nbundle:     {}", bundle.display());
     println!("public key: {}", public.display());
     println!(

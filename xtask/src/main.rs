@@ -5,6 +5,7 @@
 
 mod bench;
 mod chores;
+mod demo_serve;
 mod man;
 mod testdata;
 
@@ -29,7 +30,8 @@ enum Command {
     /// Install what the tests need (when missing), then run fmt, clippy, the drift checks
     /// and every test.
     Test,
-    /// Build, inspect, verify and extract the fixture bundle, showing each step.
+    /// Build, inspect, verify and extract the fixture bundle, load it into a throwaway registry
+    /// and serve it, showing each step.
     Demo,
     /// Write a man page for ferry and for each of its commands (from its clap definition).
     Man {
@@ -55,9 +57,10 @@ enum Command {
     },
     /// Time ferry against tar, gzip and openssl on a generated image set; writes BENCHMARKS.md.
     Bench {
-        /// Run only one part: `core` (build/verify/extract), `sign`, `load` or `egress`
-        /// (default: all of them, side by side in one run).
-        #[arg(value_name = "PART", value_parser = ["core", "sign", "load", "egress"])]
+        /// Run only one part: `core` (build/verify/extract), `sign`, `load`, `egress`, `pull`
+        /// or `serve` (default: all of them, side by side in one run). `pull` or `serve` alone
+        /// updates only its section and target rows of BENCHMARKS.md.
+        #[arg(value_name = "PART", value_parser = ["core", "sign", "load", "egress", "pull", "serve"])]
         part: Option<String>,
         /// Total size of the large (incompressible) layers, in MiB.
         #[arg(long, value_name = "N", default_value_t = 1024)]

@@ -61,6 +61,10 @@ pub enum Command {
     Inspect {
         /// A bundle file or an extracted bundle folder.
         bundle: PathBuf,
+        /// `summary`, or an SBOM of the bundle: `cyclonedx` (CycloneDX 1.6 JSON) or `spdx`
+        /// (SPDX 2.3 JSON).
+        #[arg(long, value_enum, default_value_t = InspectFormat::Summary)]
+        format: InspectFormat,
     },
     /// Check every byte of a bundle against its manifest, offline.
     Verify {
@@ -68,6 +72,8 @@ pub enum Command {
         bundle: PathBuf,
         #[command(flatten)]
         trust: TrustArgs,
+        #[command(flatten)]
+        image_trust: ImageTrustArgs,
         /// A detached signature of the whole bundle file (BUNDLE.sig) to check as well.
         #[arg(long, requires = "keys")]
         signature: Option<PathBuf>,
@@ -100,6 +106,9 @@ pub enum Command {
         /// --dry-run, ask the registry which it holds and push nothing.
         #[arg(long, value_name = "OUT.json")]
         have_list: Option<PathBuf>,
+        /// Push the images only, not the signatures, attestations and SBOMs attached to them.
+        #[arg(long)]
+        no_referrers: bool,
         #[command(flatten)]
         trust: TrustArgs,
         #[command(flatten)]
@@ -191,6 +200,9 @@ pub enum Command {
         #[command(subcommand)]
         command: EgressCommand,
     },
+    /// Serve the images of bundles as a read-only OCI registry, straight from the verified
+    /// bundle files (or extracted bundle folders); nothing is extracted.
+    Serve(ServeArgs),
     /// Write a completion script for a shell to standard output.
     Completions {
         /// The shell the script is for.
@@ -286,6 +298,32 @@ pub struct PullArgs {
     /// Build even when the charts deploy images the spec does not carry (they are listed).
     #[arg(long)]
     pub allow_missing_images: bool,
+    /// Leave out the signatures, attestations and SBOMs attached to the images.
+    #[arg(long)]
+    pub no_referrers: bool,
+}
+
+/// What `ferry inspect` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InspectFormat {
+    /// The manifest's summary (or the manifest with --json).
+    Summary,
+    /// A CycloneDX 1.6 JSON SBOM of the bundle.
+    Cyclonedx,
+    /// An SPDX 2.3 JSON document of the bundle.
+    Spdx,
+}
+
+/// Which keys image signatures must verify under.
+#[derive(Debug, Args)]
+pub struct ImageTrustArgs {
+    /// A trusted cosign public key (PKIX PEM) for image signatures; repeat for several. Every
+    /// image that carries signatures must have one that verifies under one of them.
+    #[arg(long = "image-key", value_name = "PUB")]
+    pub image_keys: Vec<PathBuf>,
+    /// Fail on any image that carries no signature.
+    #[arg(long, requires = "image_keys")]
+    pub require_image_signatures: bool,
 }
 
 /// Which keys are trusted.
@@ -452,6 +490,68 @@ pub enum FailOn {
     None,
     /// `denied,unknown,unresolved`.
     Default,
+}
+
+/// The arguments of `ferry serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Bundle files or extracted bundle folders; several merge (a tag they disagree on is
+    /// refused).
+    #[arg(required = true, value_name = "BUNDLE|DIR")]
+    pub inputs: Vec<PathBuf>,
+    /// The address to listen on. Beyond loopback, give --tls-cert/--tls-key.
+    #[arg(long, default_value = "127.0.0.1:5000", value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+    /// Also answer under PREFIX/PATH, as `ferry rewrite --registry HOST:PORT/PREFIX` writes.
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// Serve HTTPS with this certificate chain (PEM).
+    #[arg(long, requires = "tls_key", value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, requires = "tls_cert", value_name = "PEM")]
+    pub tls_key: Option<PathBuf>,
+    /// Require basic auth from the users of this htpasswd file (bcrypt: `htpasswd -B`).
+    #[arg(long, value_name = "FILE")]
+    pub htpasswd: Option<PathBuf>,
+    /// Listen beyond loopback without TLS (images and passwords cross the network in clear).
+    #[arg(long)]
+    pub allow_insecure_listen: bool,
+    /// Log one line per request on stderr.
+    #[arg(long)]
+    pub access_log: bool,
+    /// Seconds a client has for its TLS handshake and for each request's headers.
+    #[arg(long, default_value_t = 10, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_timeout: u64,
+    /// Print the node configuration that pulls every original registry of the bundles
+    /// through this server, and exit.
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub mirror_config: Option<MirrorConfig>,
+    /// HOST:PORT at which nodes reach this server (default: --listen).
+    #[arg(long, requires = "mirror_config", value_name = "HOST:PORT")]
+    pub mirror_endpoint: Option<String>,
+    /// The CA certificate nodes are to trust (default: the last certificate of --tls-cert).
+    #[arg(long, requires = "mirror_config", value_name = "PEM")]
+    pub mirror_ca: Option<PathBuf>,
+    /// Write the configuration files into this folder instead of printing them.
+    #[arg(long, requires = "mirror_config", value_name = "DIR")]
+    pub mirror_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// The node software `--mirror-config` writes for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MirrorConfig {
+    /// containerd `hosts.toml` folders (`config_path`, `ctr --hosts-dir`).
+    Containerd,
+    /// k3s and rke2 `registries.yaml`.
+    K3s,
+    /// A `registries.conf.d` drop-in for CRI-O, podman and skopeo.
+    #[value(name = "cri-o")]
+    CriO,
 }
 
 #[cfg(test)]

@@ -40,6 +40,8 @@ pub fn error_code(e: &anyhow::Error) -> u8 {
         v.exit_code()
     } else if let Some(s) = e.downcast_ref::<SigningError>() {
         s.exit_code()
+    } else if let Some(c) = e.downcast_ref::<ferry::registry::serve::CatalogError>() {
+        c.exit_code()
     } else if let Some(l) = e.downcast_ref::<LoadError>() {
         l.exit_code()
     } else if let Some(v) = e.downcast_ref::<ValuesError>() {

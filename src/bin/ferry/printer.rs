@@ -147,3 +147,8 @@ pub fn parse_error(e: &clap::Error, json: bool, code: u8) {
     }
     let _ = e.print();
 }
+
+/// A log line of a long-running command (`ferry serve`) on stderr, written whole.
+pub fn log_line(line: &str) {
+    let _ = writeln!(io::stderr().lock(), "{line}");
+}

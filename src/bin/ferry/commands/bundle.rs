@@ -1,7 +1,7 @@
 //! `ferry build`, `inspect`, `verify` and `extract`.
 
 use super::{authenticity_json, authenticity_line, head_check, signing_key, usage, verify_options};
-use crate::cli::{LimitArgs, PieceArgs, PullArgs, TrustArgs};
+use crate::cli::{ImageTrustArgs, InspectFormat, LimitArgs, PieceArgs, PullArgs, TrustArgs};
 use crate::exit::Outcome;
 use crate::printer::Printer;
 use anyhow::Context;
@@ -59,6 +59,8 @@ pub fn build(
             jobs: pull.concurrency.max(1),
             locked,
             check: Some(images_check(pull.allow_missing_images)),
+            referrers: !pull.no_referrers,
+            signature_check: Some(ferry::provenance::build_signature_check()),
         },
         signer.as_ref().map(|s| s as build::ManifestSigner),
     )?;
@@ -78,7 +80,7 @@ pub fn build(
         "manifestDigest": report.manifest_digest,
         "signed": report.signed,
         "files": m.files.len(),
-        "images": m.images.iter().map(|i| json!({"reference": i.reference, "digest": i.digest, "sourceDigest": i.source_digest, "nonDistributable": i.non_distributable})).collect::<Vec<_>>(),
+        "images": m.images.iter().map(|i| json!({"reference": i.reference, "digest": i.digest, "sourceDigest": i.source_digest, "nonDistributable": i.non_distributable, "referrers": i.referrers})).collect::<Vec<_>>(),
         "lock": (!report.lock.is_empty()).then(|| lock_path.clone()),
     }))?;
     for n in &report.notes {
@@ -198,11 +200,26 @@ fn pull_options(a: &PullArgs) -> anyhow::Result<PullOptions> {
     })
 }
 
-pub fn inspect(bundle: &Path, p: &mut Printer) -> anyhow::Result<Outcome> {
+pub fn inspect(bundle: &Path, format: InspectFormat, p: &mut Printer) -> anyhow::Result<Outcome> {
     if let Some(head) = ferry::bundle::partial::peek(bundle)? {
         return super::pieces::inspect(bundle, &head, p);
     }
-    let (m, _) = inspect::read_manifest(bundle)?;
+    let (m, bytes) = inspect::read_manifest(bundle)?;
+    let digest = ferry::oci::digest::Digest::of(&bytes);
+    let sbom = match format {
+        InspectFormat::Summary => None,
+        InspectFormat::Cyclonedx => Some(ferry::bundle::sbom::cyclonedx(&m, &digest)),
+        InspectFormat::Spdx => Some(ferry::bundle::sbom::spdx(&m, &digest)),
+    };
+    if let Some(doc) = sbom {
+        // The document is the command's product: on stdout with or without --json.
+        p.document(&doc)?;
+        p.data(|out| {
+            serde_json::to_writer_pretty(&mut *out, &doc)?;
+            writeln!(out)
+        })?;
+        return Ok(Outcome::Ok);
+    }
     let summary = Summary::of(&m);
     p.document(&summary)?;
     // The summary is what `inspect` is for: printed with --quiet too.
@@ -213,6 +230,7 @@ pub fn inspect(bundle: &Path, p: &mut Printer) -> anyhow::Result<Outcome> {
 pub fn verify(
     bundle: &Path,
     trust: &TrustArgs,
+    image_trust: &ImageTrustArgs,
     signature: Option<&Path>,
     base: Option<&Path>,
     limits: &LimitArgs,
@@ -244,7 +262,23 @@ pub fn verify(
         }
         None => None,
     };
-    let evidence = verify::verify(&verify_options(bundle, limits, p, &check))?;
+    let image_keys = image_trust
+        .image_keys
+        .iter()
+        .map(|k| signing::VerifyingKey::load(k))
+        .collect::<Result<Vec<_>, _>>()?;
+    let require = image_trust.require_image_signatures;
+    let images = |m: &ferry::bundle::manifest::Manifest,
+                  json: &dyn Fn(&str) -> Option<Vec<u8>>|
+     -> Result<serde_json::Value, String> {
+        let found = ferry::provenance::check_images(&image_keys, require, m, json)?;
+        serde_json::to_value(found).map_err(|e| e.to_string())
+    };
+    let images_check: Option<&verify::ImagesCheck> = match image_keys.is_empty() {
+        true => None,
+        false => Some(&images),
+    };
+    let evidence = verify::verify_images(&verify_options(bundle, limits, p, &check), images_check)?;
     p.document(&json!({
         "ok": true,
         "evidence": evidence,
@@ -262,6 +296,27 @@ pub fn verify(
         evidence.blobs_checked
     ))?;
     p.line(authenticity_line(&evidence))?;
+    for v in evidence
+        .images_check
+        .as_ref()
+        .and_then(|v| v.as_array())
+        .into_iter()
+        .flatten()
+    {
+        let text = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("?").to_string();
+        match text("verdict").as_str() {
+            "verified" => p.line(format_args!(
+                "SIGNED: {} is signed by the image key {} (signature {})",
+                text("reference"),
+                text("key"),
+                text("signature")
+            ))?,
+            _ => p.line(format_args!(
+                "UNSIGNED: {} carries no image signature",
+                text("reference")
+            ))?,
+        }
+    }
     if let Some(sig) = signature {
         p.line(format_args!(
             "AUTHENTIC: the whole file matches the detached signature {}",
@@ -299,6 +354,40 @@ pub fn extract(
     Ok(Outcome::Ok)
 }
 
+/// One attached artifact, as `inspect` shows it.
+fn referrer_line(r: &ferry::bundle::manifest::Referrer) -> String {
+    use ferry::oci::referrers::{sbom_format_name, ReferrerKind};
+    let how = match &r.tag {
+        Some(t) => format!("tag {t}"),
+        None => "referrer".to_string(),
+    };
+    let what = match r.kind {
+        ReferrerKind::Signature => {
+            let key = match (r.verified_keys.as_slice(), r.keyless) {
+                ([], true) => "keyless (certificate carried, not checked)".to_string(),
+                ([], false) => "key not checked at build".to_string(),
+                (keys, _) => format!("key {} (checked at build)", keys.join(", ")),
+            };
+            format!("signature: {key}")
+        }
+        ReferrerKind::Attestation => match r.predicate_types.is_empty() {
+            true => "attestation: predicate type not stated".to_string(),
+            false => format!("attestation: {}", r.predicate_types.join(", ")),
+        },
+        ReferrerKind::Sbom => format!(
+            "sbom: {}",
+            r.sbom_format
+                .as_deref()
+                .map_or("format not stated".to_string(), sbom_format_name)
+        ),
+        ReferrerKind::Other => format!(
+            "artifact: {}",
+            r.artifact_type.as_deref().unwrap_or(&r.media_type)
+        ),
+    };
+    format!("{what}  ({how}, {})", r.digest)
+}
+
 fn write_summary(s: &Summary, out: &mut dyn std::io::Write) -> std::io::Result<()> {
     writeln!(out, "{} {}", s.name, s.version)?;
     writeln!(out, "  created        {}", s.created)?;
@@ -322,6 +411,22 @@ fn write_summary(s: &Summary, out: &mut dyn std::io::Write) -> std::io::Result<(
             i.platforms.join(","),
             i.size
         )?;
+        if let Some(source) = &i.source_digest {
+            writeln!(
+                out,
+                "      filtered from index {source}: a new index; a signature over that one does not apply"
+            )?;
+        }
+        if !i.non_distributable.is_empty() {
+            writeln!(
+                out,
+                "      {} non-distributable layer(s) not carried: nodes fetch them from their URLs",
+                i.non_distributable.len()
+            )?;
+        }
+        for r in &i.referrers {
+            writeln!(out, "      {}", referrer_line(r))?;
+        }
     }
     if !s.egress.is_empty() {
         writeln!(out, "  egress declared by the vendor")?;

@@ -8,6 +8,7 @@ use ferry::bundle::manifest::Manifest;
 use ferry::load::{self, LoadInput, ValuesOutcome};
 use ferry::oci::reference::Target;
 use ferry::registry::push::{PushOptions, PushReport, Pushed};
+use ferry::registry::referrers::{push_referrers, Indexed, ReferrersReport};
 use ferry::registry::{CredentialSource, RegistryOptions};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -22,6 +23,8 @@ pub struct Args<'a> {
     pub output: Option<&'a Path>,
     pub pin_digests: bool,
     pub have_list: Option<&'a Path>,
+    /// Push the artifacts attached to the images too.
+    pub referrers: bool,
     pub trust: &'a TrustArgs,
     pub limits: &'a LimitArgs,
 }
@@ -31,6 +34,8 @@ struct Pushing {
     manifest: Option<Manifest>,
     evidence: serde_json::Value,
     report: PushReport,
+    /// What pushing the attached artifacts did.
+    referrers: ReferrersReport,
     warm: bool,
 }
 
@@ -48,6 +53,7 @@ pub fn load(a: &Args, p: &mut Printer) -> anyhow::Result<Outcome> {
         limits: a.limits.limits(),
         progress: p.progress(),
         check_head: Some(&check),
+        referrers: a.referrers,
     };
     if ferry::bundle::partial::peek(a.input)?.is_some() {
         return super::pieces::load(a, &input, &push_opts, p);
@@ -76,6 +82,7 @@ pub fn load(a: &Args, p: &mut Printer) -> anyhow::Result<Outcome> {
         "ok": true,
         "dryRun": a.dry_run,
         "report": pushing.report,
+        "referrers": pushing.referrers,
         "values": rewritten,
         "evidence": pushing.evidence,
     }))?;
@@ -105,6 +112,7 @@ fn already_there(done: load::AlreadyLoaded, opts: &PushOptions) -> Pushing {
             pushed,
             ..Default::default()
         },
+        referrers: ReferrersReport::default(),
         warm: true,
     }
 }
@@ -124,11 +132,18 @@ fn push(input: &LoadInput, opts: &PushOptions, values: &[PathBuf]) -> anyhow::Re
         &prepared.images,
         bars.clone(),
     )?;
+    let referrers = push_referrers(
+        opts,
+        prepared.source.clone(),
+        &prepared.referrers,
+        bars.clone(),
+    )?;
     bars.finish();
     Ok(Pushing {
         manifest: prepared.manifest,
         evidence: serde_json::to_value(&prepared.evidence)?,
         report,
+        referrers,
         warm: false,
     })
 }
@@ -179,6 +194,20 @@ fn print_human(
             pushed.reference, pushed.digest
         ))?;
     }
+    for pushed in &pushing.referrers.push.pushed {
+        p.line(format_args!(
+            "{verb} {}@{} (attached artifact)",
+            pushed.reference, pushed.digest
+        ))?;
+    }
+    for (digest, how) in &pushing.referrers.indexed {
+        let how = match how {
+            Indexed::ReferrersApi => "listed by the registry's referrers API",
+            Indexed::TagSchema => "listed in the referrers tag schema's sha256-HEX index",
+            Indexed::AlreadyListed => "already listed in the sha256-HEX index",
+        };
+        p.line(format_args!("referrer {digest}: {how}"))?;
+    }
     if pushing.warm {
         p.line("every image is already in the registry with the bundle's digests: nothing sent, only the bundle's head was read")?;
     } else {
@@ -198,6 +227,10 @@ fn print_human(
             destination(a, v).display()
         ))?;
         super::values::edit_notes(&v.file, &v.edits, p)?;
+        super::values::unmoved_notes(&v.file, &v.unmoved, p)?;
+        for note in &v.stays {
+            p.note(format_args!("{}: {note}", v.file.display()))?;
+        }
     }
     Ok(())
 }

@@ -8,6 +8,7 @@ mod egress;
 mod images;
 mod load;
 mod pieces;
+mod serve;
 mod sign;
 mod values;
 
@@ -29,16 +30,18 @@ pub fn run(cli: &Cli, p: &mut Printer) -> anyhow::Result<Outcome> {
             pull,
             pieces,
         } => bundle::build(spec, output.as_deref(), key.as_deref(), pull, pieces, p),
-        Command::Inspect { bundle } => bundle::inspect(bundle, p),
+        Command::Inspect { bundle, format } => bundle::inspect(bundle, *format, p),
         Command::Verify {
             bundle,
             trust,
+            image_trust,
             signature,
             base,
             limits,
         } => bundle::verify(
             bundle,
             trust,
+            image_trust,
             signature.as_deref(),
             base.as_deref(),
             limits,
@@ -64,6 +67,7 @@ pub fn run(cli: &Cli, p: &mut Printer) -> anyhow::Result<Outcome> {
             output,
             pin_digests,
             have_list,
+            no_referrers,
             trust,
             limits,
         } => load::load(
@@ -75,6 +79,7 @@ pub fn run(cli: &Cli, p: &mut Printer) -> anyhow::Result<Outcome> {
                 output: output.as_deref(),
                 pin_digests: *pin_digests,
                 have_list: have_list.as_deref(),
+                referrers: !*no_referrers,
                 trust,
                 limits,
             },
@@ -116,6 +121,7 @@ pub fn run(cli: &Cli, p: &mut Printer) -> anyhow::Result<Outcome> {
                 },
         } => images::list(charts, values, *format, p),
         Command::Egress { command } => egress::run(command, p),
+        Command::Serve(args) => serve::serve(args, p),
         Command::Completions { shell } => completions::completions(*shell, p),
     }
 }

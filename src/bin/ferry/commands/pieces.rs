@@ -377,6 +377,7 @@ pub fn load(
         "dryRun": a.dry_run,
         "kind": done.head.manifest.kind,
         "report": done.report,
+        "referrers": done.referrers,
         "blobsUploadedAhead": done.blobs_uploaded_ahead,
         "waiting": done.waiting,
         "values": rewritten,

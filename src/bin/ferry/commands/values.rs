@@ -67,7 +67,12 @@ pub fn rewrite(a: &RewriteArgs, p: &mut Printer) -> anyhow::Result<Outcome> {
             ))?;
         }
         edit_notes(&o.file, &o.edits, p)?;
-        let mut file = json!({ "file": o.file, "edits": o.edits });
+        unmoved_notes(&o.file, &o.unmoved, p)?;
+        for note in &o.stays {
+            p.note(format_args!("{}: {note}", o.file.display()))?;
+        }
+        let mut file =
+            json!({ "file": o.file, "edits": o.edits, "unmoved": o.unmoved, "stays": o.stays });
         match (diff, written) {
             (Some(d), _) => file["diff"] = d.into(),
             (None, Some(dest)) => file["written"] = json!(dest),
@@ -95,6 +100,24 @@ pub fn edit_notes(
                 e.path
             ))?;
         }
+    }
+    Ok(())
+}
+
+/// The image maps a rewrite left as they were, each with why, as notes.
+pub fn unmoved_notes(
+    file: &Path,
+    unmoved: &[ferry::values::Unmoved],
+    p: &mut Printer,
+) -> anyhow::Result<()> {
+    for u in unmoved {
+        p.note(format_args!(
+            "{}:{}: {}: not rewritten: {}",
+            file.display(),
+            u.line,
+            u.path,
+            u.reason
+        ))?;
     }
     Ok(())
 }
