@@ -4,10 +4,12 @@
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 pub mod bundle;
+pub mod diff;
 pub mod egress;
 mod error_chain;
 pub mod images;
 pub mod load;
+pub mod load_partial;
 pub mod oci;
 pub mod parallel;
 pub mod progress;

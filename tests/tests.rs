@@ -8,6 +8,7 @@ mod bundle;
 mod chart_sources;
 mod charts;
 mod charts_egress;
+mod delta;
 mod egress;
 mod egress_cli;
 mod harness;

@@ -206,6 +206,58 @@ pub fn write_own_member<W: Write>(
     w.into_output()
 }
 
+/// Writes one entry as a stored member of its own, the data handed over through `Write`
+/// (a verifier's sink): the same bytes as [`write_own_member`].
+pub struct OwnMemberWriter<W: Write> {
+    member: StoredMember<W>,
+    size: u64,
+    written: u64,
+}
+
+impl<W: Write> OwnMemberWriter<W> {
+    /// Starts the member with the entry's header.
+    pub fn new(out: W, mtime: u64, path: &str, mode: u32, size: u64) -> io::Result<Self> {
+        let mut member = StoredMember::new(out)?;
+        write_header(&mut member, path, mode, size, mtime)?;
+        Ok(OwnMemberWriter {
+            member,
+            size,
+            written: 0,
+        })
+    }
+
+    /// Pads the data, closes the member and returns the output; fails unless exactly the
+    /// announced size was written.
+    pub fn finish(mut self) -> io::Result<W> {
+        if self.written != self.size {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "{} of {} bytes of the entry were written",
+                    self.written, self.size
+                ),
+            ));
+        }
+        let pad = padding(self.size) as usize;
+        self.member.write_all(&[0u8; BLOCK as usize][..pad])?;
+        self.member.finish()
+    }
+}
+
+impl<W: Write> Write for OwnMemberWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.written + buf.len() as u64 > self.size {
+            return Err(io::Error::other("more data than the entry's size"));
+        }
+        let n = self.member.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.member.flush()
+    }
+}
+
 /// Bytes of the tar header(s) ferry writes in front of an entry named `path` (512, or more
 /// with a PAX record for a long path).
 pub fn header_len(path: &str) -> u64 {

@@ -105,7 +105,7 @@ pub fn read_manifest_entry<R: Read>(
 }
 
 /// Whether an entry name is `ROOT/ferry.json`: two components, the second `ferry.json`.
-fn is_manifest_name(name: &str) -> bool {
+pub(crate) fn is_manifest_name(name: &str) -> bool {
     matches!(name.split_once('/'), Some((root, MANIFEST_NAME)) if !root.is_empty())
 }
 
@@ -141,7 +141,7 @@ pub fn read_entries<R: Read>(
 }
 
 /// Reads a whole small entry, refusing one over `limit` bytes.
-fn read_small<R: Read>(
+pub(crate) fn read_small<R: Read>(
     mut e: tar::Entry<'_, R>,
     name: &str,
     limit: u64,

@@ -13,6 +13,8 @@ use std::collections::BTreeSet;
 pub const FORMAT_VERSION: u32 = 2;
 /// The oldest bundle format this ferry reads (and writes, when nothing needs more).
 pub const FORMAT_V1: u32 = 1;
+/// The format revision whose delta and part heads (`bundle::partial`) carry a `kind`.
+pub const PARTIAL_FORMAT_VERSION: u32 = 2;
 /// The manifest's file name inside the bundle's top-level folder.
 pub const MANIFEST_NAME: &str = "ferry.json";
 /// The manifest signature's file name inside the bundle's top-level folder.
@@ -222,6 +224,8 @@ pub enum ManifestError {
     Json(#[from] serde_json::Error),
     #[error("ferry.json has format version {found}; this ferry reads versions {FORMAT_V1} to {FORMAT_VERSION}{}", if *found > FORMAT_VERSION { ": upgrade ferry" } else { "" })]
     UnsupportedVersion { found: u32 },
+    #[error("ferry.json is the head of a {kind} (format version {PARTIAL_FORMAT_VERSION}), not of a complete bundle: {hint}")]
+    Partial { kind: String, hint: &'static str },
     #[error("ferry.json: image `{reference}` lists referrers or left-out non-distributable layers, which format version 1 does not have; a version 2 manifest is needed")]
     ReferrersNeedVersion2 { reference: String },
     #[error("ferry.json: {field} `{value}` may only hold letters, digits, `.`, `_` and `-`, starting with a letter or digit")]
@@ -254,6 +258,23 @@ impl Manifest {
             format_version: u32,
         }
         let v: Version = serde_json::from_slice(bytes)?;
+        // A delta or a part names its kind: it is not a complete bundle, whatever a reader
+        // of complete bundles would make of its version.
+        #[derive(Deserialize)]
+        struct Kind {
+            kind: Option<String>,
+        }
+        let hint = match serde_json::from_slice::<Kind>(bytes)?.kind.as_deref() {
+            Some("delta") => Some(("delta bundle", "`ferry merge BASE DELTA -o BUNDLE` rebuilds the release; `ferry verify` and `ferry load` read the delta's .tar.gz as it is")),
+            Some("part") => Some(("part of a split bundle", "`ferry join PARTS... -o BUNDLE` rebuilds the release; `ferry verify`, `ferry inspect` and `ferry load` read the part's .tar.gz as it is")),
+            _ => None,
+        };
+        if let Some((kind, hint)) = hint {
+            return Err(ManifestError::Partial {
+                kind: kind.to_string(),
+                hint,
+            });
+        }
         if !(FORMAT_V1..=FORMAT_VERSION).contains(&v.format_version) {
             return Err(ManifestError::UnsupportedVersion {
                 found: v.format_version,

@@ -288,7 +288,7 @@ fn stream_checked(
 
 /// Checks one entry after the head against the manifest, streaming its data into the
 /// sink (if any) while hashing it; `member` is the gzip member its header was read from.
-fn check_entry<'s, R: Read>(
+pub(crate) fn check_entry<'s, R: Read>(
     body: &mut Body<'_>,
     copier: &mut Copier,
     mut sink: Option<&mut (dyn Sink + 's)>,
@@ -341,19 +341,19 @@ fn run_head_check(
 const JSON_BUDGET: u64 = 64 * 1024 * 1024;
 
 /// What the body entries are checked against, and what they leave for the layout check.
-struct Body<'m> {
+pub(crate) struct Body<'m> {
     manifest: &'m Manifest,
     root: &'m str,
     listed: HashMap<&'m str, &'m FileEntry>,
     seen: HashSet<&'m str>,
-    json_blobs: HashMap<String, Vec<u8>>,
+    pub(crate) json_blobs: HashMap<String, Vec<u8>>,
     json_left: u64,
-    index_json: Option<Vec<u8>>,
-    bytes_checked: u64,
+    pub(crate) index_json: Option<Vec<u8>>,
+    pub(crate) bytes_checked: u64,
 }
 
 impl<'m> Body<'m> {
-    fn new(manifest: &'m Manifest, root: &'m str) -> Self {
+    pub(crate) fn new(manifest: &'m Manifest, root: &'m str) -> Self {
         let listed: HashMap<&str, &FileEntry> = manifest
             .files
             .iter()
@@ -453,7 +453,7 @@ impl<'m> Body<'m> {
     }
 
     /// Every listed file was seen.
-    fn check_complete(&self) -> Result<(), VerifyError> {
+    pub(crate) fn check_complete(&self) -> Result<(), VerifyError> {
         if self.seen.len() == self.listed.len() {
             return Ok(());
         }
@@ -472,13 +472,13 @@ impl<'m> Body<'m> {
 }
 
 /// Streams entry data to a sink while hashing it.
-struct Copier {
-    buf: Vec<u8>,
+pub(crate) struct Copier {
+    pub(crate) buf: Vec<u8>,
     bg: BackgroundHasher,
 }
 
 impl Copier {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Copier {
             buf: vec![0u8; BUF],
             bg: BackgroundHasher::new(4, BUF),
@@ -566,7 +566,11 @@ impl Copier {
 
 /// After the end-of-archive marker: at most 1 MiB of zeros, then the clean end of the
 /// last member and of the file.
-fn check_end<R: Read>(rest: &mut R, last: &str, buf: &mut [u8]) -> Result<(), VerifyError> {
+pub(crate) fn check_end<R: Read>(
+    rest: &mut R,
+    last: &str,
+    buf: &mut [u8],
+) -> Result<(), VerifyError> {
     let trailing = |detail: String| VerifyError::Trailing {
         after: last.to_string(),
         detail,
@@ -617,7 +621,7 @@ pub(crate) fn entry_error(e: EntryError, location: &str) -> VerifyError {
     }
 }
 
-fn check_limits(m: &Manifest, limits: &Limits) -> Result<(), LimitExceeded> {
+pub(crate) fn check_limits(m: &Manifest, limits: &Limits) -> Result<(), LimitExceeded> {
     LimitExceeded::check(
         || "number of entries".into(),
         limits.max_entries,

@@ -11,6 +11,7 @@ use crate::bundle::archive::{
     parse_stored_frame, stored_block_left, stored_position, MemberInfo, STORED_FRAME,
 };
 use crate::bundle::manifest::{blob_hex, FileEntry, Manifest};
+use crate::bundle::partial::{self, PartialEvidence, PartialHead};
 use crate::bundle::source::BlobLocation;
 use crate::bundle::verify::{self, EntryPlace, Evidence, Sink, VerifyError, VerifyOptions};
 use crate::oci::digest::Digest;
@@ -358,6 +359,33 @@ fn index(
         manifest,
         evidence,
     })
+}
+
+/// Verifies a delta or a part on its own (`bundle::partial`) and indexes the blobs it
+/// holds, as `index_bundle` does for a complete bundle.
+pub fn index_partial(
+    opts: &VerifyOptions,
+    memory_budget: u64,
+) -> Result<(IndexedSource, PartialHead, PartialEvidence), VerifyError> {
+    let file = File::open(&opts.input).map_err(|source| VerifyError::Open {
+        path: opts.input.clone(),
+        source,
+    })?;
+    let mut sink = IndexSink {
+        file: Arc::new(opts.input.clone()),
+        manifest: None,
+        blobs: HashMap::new(),
+        spool: None,
+        memory_left: memory_budget,
+        in_place_first: false,
+        current: None,
+    };
+    let (head, evidence) = partial::stream(file, opts, Some(&mut sink))?;
+    let source = IndexedSource {
+        blobs: sink.blobs,
+        _spool: sink.spool,
+    };
+    Ok((source, head, evidence))
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ pub mod helm;
 pub mod httpserver;
 pub mod oci;
 pub mod registry;
+pub mod release;
 pub mod skopeo;
 pub mod splitorigin;
 

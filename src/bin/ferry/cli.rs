@@ -39,6 +39,8 @@ pub enum Command {
         key: Option<PathBuf>,
         #[command(flatten)]
         pull: PullArgs,
+        #[command(flatten)]
+        pieces: PieceArgs,
     },
     /// Write a cosign-compatible key pair: NAME.key (encrypted, 0600) and NAME.pub.
     Keygen {
@@ -75,6 +77,9 @@ pub enum Command {
         /// A detached signature of the whole bundle file (BUNDLE.sig) to check as well.
         #[arg(long, requires = "keys")]
         signature: Option<PathBuf>,
+        /// For a delta bundle: the bundle it was built against, to check the blobs it omits.
+        #[arg(long, value_name = "OLD")]
+        base: Option<PathBuf>,
         #[command(flatten)]
         limits: LimitArgs,
     },
@@ -96,6 +101,11 @@ pub enum Command {
         /// Add image digests to the rewritten values.
         #[arg(long, requires = "values")]
         pin_digests: bool,
+        /// After loading, write the blobs the registry now holds for the bundle's images (a
+        /// have-list the vendor builds the next delta against: `ferry build --base`); with
+        /// --dry-run, ask the registry which it holds and push nothing.
+        #[arg(long, value_name = "OUT.json")]
+        have_list: Option<PathBuf>,
         /// Push the images only, not the signatures, attestations and SBOMs attached to them.
         #[arg(long)]
         no_referrers: bool,
@@ -103,6 +113,59 @@ pub enum Command {
         trust: TrustArgs,
         #[command(flatten)]
         limits: LimitArgs,
+    },
+    /// Rebuild a release from its delta and the bundle the delta was built against, byte
+    /// for byte the bundle a full build gives, signature intact.
+    Merge {
+        /// The bundle the delta was built against.
+        old: PathBuf,
+        /// The delta bundle.
+        delta: PathBuf,
+        /// The bundle to write.
+        #[arg(short, long)]
+        output: PathBuf,
+        #[command(flatten)]
+        trust: TrustArgs,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+    /// Cut a bundle into parts of at most SIZE bytes (NAME-VERSION.partK-of-N.tar.gz), each
+    /// a bundle that verifies on its own.
+    Split {
+        bundle: PathBuf,
+        /// Largest part, in bytes or with a unit: 300MiB, 4G, 700MB.
+        #[arg(long, value_parser = parse_size, value_name = "SIZE")]
+        max_part_size: u64,
+        /// The folder that receives the parts; default: the bundle's folder.
+        #[arg(short = 'C', long = "directory")]
+        dir: Option<PathBuf>,
+        #[command(flatten)]
+        trust: TrustArgs,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+    /// Join every part of a split bundle, in any order, back into the bundle, byte for byte.
+    Join {
+        #[arg(required = true)]
+        parts: Vec<PathBuf>,
+        /// The bundle to write.
+        #[arg(short, long)]
+        output: PathBuf,
+        #[command(flatten)]
+        trust: TrustArgs,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+    /// What changed between two releases, for the people who approve them: images, charts,
+    /// values keys, egress destinations, scripts and signers.
+    Diff {
+        old: PathBuf,
+        new: PathBuf,
+        /// The report's format (`--json` implies json).
+        #[arg(long, value_enum, default_value_t = DiffFormat::Table)]
+        format: DiffFormat,
+        #[command(flatten)]
+        trust: TrustArgs,
     },
     /// Rewrite registry paths in Helm values files, editing only the image references.
     Rewrite {
@@ -157,6 +220,24 @@ pub enum Command {
         #[command(flatten)]
         limits: LimitArgs,
     },
+}
+
+/// What `ferry build` writes instead of one complete bundle.
+#[derive(Debug, Args)]
+pub struct PieceArgs {
+    /// Write a delta against this base: a previous bundle, its ferry.json, or a have-list
+    /// (`ferry load --have-list`). Blobs the base holds are listed, not carried.
+    #[arg(long, value_name = "BASE", conflicts_with = "max_part_size")]
+    pub base: Option<PathBuf>,
+    /// Write the bundle as parts of at most SIZE bytes (NAME-VERSION.partK-of-N.tar.gz) in
+    /// the output's folder.
+    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
+    pub max_part_size: Option<u64>,
+}
+
+/// A size in bytes: a number with an optional unit (K, M, G, T decimal or KiB, MiB, GiB, TiB).
+fn parse_size(s: &str) -> Result<u64, String> {
+    ferry::bundle::split::parse_size(s)
 }
 
 /// How to reach the target registry.
@@ -343,6 +424,18 @@ pub struct LimitArgs {
     /// Largest decompression ratio accepted (decompressed:compressed).
     #[arg(long, default_value_t = Limits::default().max_ratio)]
     pub max_ratio: u64,
+}
+
+/// The formats of `ferry diff`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DiffFormat {
+    /// Aligned sections for a terminal.
+    Table,
+    /// One JSON document.
+    Json,
+    /// Markdown for a review or a change ticket.
+    #[value(alias = "md")]
+    Markdown,
 }
 
 /// The formats of `ferry images list`.

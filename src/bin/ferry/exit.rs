@@ -52,6 +52,14 @@ pub fn error_code(e: &anyhow::Error) -> u8 {
         b.exit_code()
     } else if let Some(ResignError::Head(v)) = e.downcast_ref::<ResignError>() {
         v.exit_code()
+    } else if let Some(d) = e.downcast_ref::<ferry::bundle::delta::DeltaError>() {
+        d.exit_code()
+    } else if let Some(s) = e.downcast_ref::<ferry::bundle::split::SplitError>() {
+        s.exit_code()
+    } else if let Some(l) = e.downcast_ref::<ferry::load_partial::PartialLoadError>() {
+        l.exit_code()
+    } else if let Some(d) = e.downcast_ref::<ferry::diff::DiffError>() {
+        d.exit_code()
     } else {
         2
     };

@@ -1,7 +1,7 @@
 //! `ferry build`, `inspect`, `verify` and `extract`.
 
 use super::{authenticity_json, authenticity_line, head_check, signing_key, usage, verify_options};
-use crate::cli::{ImageTrustArgs, InspectFormat, LimitArgs, PullArgs, TrustArgs};
+use crate::cli::{ImageTrustArgs, InspectFormat, LimitArgs, PieceArgs, PullArgs, TrustArgs};
 use crate::exit::Outcome;
 use crate::printer::Printer;
 use anyhow::Context;
@@ -22,6 +22,7 @@ pub fn build(
     output: Option<&Path>,
     key: Option<&Path>,
     pull: &PullArgs,
+    pieces: &PieceArgs,
     p: &mut Printer,
 ) -> anyhow::Result<Outcome> {
     let epoch = build::source_date_epoch_from_env().map_err(anyhow::Error::msg)?;
@@ -29,9 +30,15 @@ pub fn build(
         Some(o) => o.to_path_buf(),
         None => {
             let s = ferry::bundle::spec::Spec::load(spec)?;
-            PathBuf::from(format!("{}-{}.tar.gz", s.name.value, s.version.value))
+            let kind = if pieces.base.is_some() { ".delta" } else { "" };
+            PathBuf::from(format!("{}-{}{kind}.tar.gz", s.name.value, s.version.value))
         }
     };
+    // A delta or parts are cut from the complete bundle, built beside them first.
+    let full = super::pieces::full_beside(&output, pieces)?;
+    let written = full
+        .as_ref()
+        .map_or(output.clone(), |t| t.path().to_path_buf());
     let key = key.map(signing_key).transpose()?;
     let locked = match pull.locked {
         true => Some(Lock::read(&Lock::path_for(spec))?),
@@ -45,7 +52,7 @@ pub fn build(
     let report = build::build(
         &BuildOptions {
             spec: spec.to_path_buf(),
-            output,
+            output: written,
             source_date_epoch: epoch,
             progress: p.progress(),
             remote: Some(Arc::new(Puller::new(pull_options(pull)?)?)),
@@ -61,6 +68,9 @@ pub fn build(
     if !pull.locked && !report.lock.is_empty() {
         ferry::load::write_atomically(&lock_path, &report.lock.to_text())
             .with_context(|| format!("writing {}", lock_path.display()))?;
+    }
+    if let Some(full) = full {
+        return super::pieces::after_build(&report, full, &output, pieces, p);
     }
     let m = &report.manifest;
     p.document(&json!({
@@ -191,6 +201,9 @@ fn pull_options(a: &PullArgs) -> anyhow::Result<PullOptions> {
 }
 
 pub fn inspect(bundle: &Path, format: InspectFormat, p: &mut Printer) -> anyhow::Result<Outcome> {
+    if let Some(head) = ferry::bundle::partial::peek(bundle)? {
+        return super::pieces::inspect(bundle, &head, p);
+    }
     let (m, bytes) = inspect::read_manifest(bundle)?;
     let digest = ferry::oci::digest::Digest::of(&bytes);
     let sbom = match format {
@@ -219,9 +232,19 @@ pub fn verify(
     trust: &TrustArgs,
     image_trust: &ImageTrustArgs,
     signature: Option<&Path>,
+    base: Option<&Path>,
     limits: &LimitArgs,
     p: &mut Printer,
 ) -> anyhow::Result<Outcome> {
+    if ferry::bundle::partial::peek(bundle)?.is_some() {
+        return super::pieces::verify(bundle, trust, base, limits, p);
+    }
+    if base.is_some() {
+        return Err(usage(format!(
+            "--base checks the blobs a delta omits, but {} is a complete bundle",
+            bundle.display()
+        )));
+    }
     let keys = trust.load()?;
     let check = head_check(&keys, trust.require_signature);
     let detached = match signature {

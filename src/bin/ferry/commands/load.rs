@@ -22,6 +22,7 @@ pub struct Args<'a> {
     pub values: &'a [PathBuf],
     pub output: Option<&'a Path>,
     pub pin_digests: bool,
+    pub have_list: Option<&'a Path>,
     /// Push the artifacts attached to the images too.
     pub referrers: bool,
     pub trust: &'a TrustArgs,
@@ -54,8 +55,12 @@ pub fn load(a: &Args, p: &mut Printer) -> anyhow::Result<Outcome> {
         check_head: Some(&check),
         referrers: a.referrers,
     };
+    if ferry::bundle::partial::peek(a.input)?.is_some() {
+        return super::pieces::load(a, &input, &push_opts, p);
+    }
     // A re-run against a registry that already has everything reads only the head.
-    let warm = if a.dry_run {
+    // A have-list lists the blobs of the push plan, so it needs a plan.
+    let warm = if a.dry_run || a.have_list.is_some() {
         None
     } else {
         load::already_loaded(&input, &push_opts)?
@@ -65,6 +70,9 @@ pub fn load(a: &Args, p: &mut Printer) -> anyhow::Result<Outcome> {
         None => push(&input, &push_opts, a.values)?,
     };
     let rewritten = rewrite_values(a, &target, pushing.manifest.as_ref())?;
+    if let Some(out) = a.have_list {
+        super::pieces::write_have_list(out, &push_opts, &pushing.report, a.dry_run, p)?;
+    }
     if !a.dry_run {
         for v in &rewritten {
             load::write_atomically(&destination(a, v), &v.after)?;
@@ -140,7 +148,7 @@ fn push(input: &LoadInput, opts: &PushOptions, values: &[PathBuf]) -> anyhow::Re
     })
 }
 
-fn rewrite_values(
+pub(super) fn rewrite_values(
     a: &Args,
     target: &Target,
     manifest: Option<&Manifest>,
@@ -162,7 +170,7 @@ fn rewrite_values(
     )?)
 }
 
-fn destination(a: &Args, v: &ValuesOutcome) -> PathBuf {
+pub(super) fn destination(a: &Args, v: &ValuesOutcome) -> PathBuf {
     a.output.map_or_else(|| v.file.clone(), Path::to_path_buf)
 }
 

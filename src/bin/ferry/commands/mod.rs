@@ -3,9 +3,11 @@
 
 mod bundle;
 mod completions;
+mod diff;
 mod egress;
 mod images;
 mod load;
+mod pieces;
 mod serve;
 mod sign;
 mod values;
@@ -26,15 +28,25 @@ pub fn run(cli: &Cli, p: &mut Printer) -> anyhow::Result<Outcome> {
             output,
             key,
             pull,
-        } => bundle::build(spec, output.as_deref(), key.as_deref(), pull, p),
+            pieces,
+        } => bundle::build(spec, output.as_deref(), key.as_deref(), pull, pieces, p),
         Command::Inspect { bundle, format } => bundle::inspect(bundle, *format, p),
         Command::Verify {
             bundle,
             trust,
             image_trust,
             signature,
+            base,
             limits,
-        } => bundle::verify(bundle, trust, image_trust, signature.as_deref(), limits, p),
+        } => bundle::verify(
+            bundle,
+            trust,
+            image_trust,
+            signature.as_deref(),
+            base.as_deref(),
+            limits,
+            p,
+        ),
         Command::Extract {
             bundle,
             dir,
@@ -54,6 +66,7 @@ pub fn run(cli: &Cli, p: &mut Printer) -> anyhow::Result<Outcome> {
             values,
             output,
             pin_digests,
+            have_list,
             no_referrers,
             trust,
             limits,
@@ -65,12 +78,17 @@ pub fn run(cli: &Cli, p: &mut Printer) -> anyhow::Result<Outcome> {
                 values,
                 output: output.as_deref(),
                 pin_digests: *pin_digests,
+                have_list: have_list.as_deref(),
                 referrers: !*no_referrers,
                 trust,
                 limits,
             },
             p,
         ),
+        Command::Merge { .. }
+        | Command::Split { .. }
+        | Command::Join { .. }
+        | Command::Diff { .. } => releases(&cli.command, p),
         Command::Rewrite {
             values,
             registry,
@@ -105,6 +123,39 @@ pub fn run(cli: &Cli, p: &mut Printer) -> anyhow::Result<Outcome> {
         Command::Egress { command } => egress::run(command, p),
         Command::Serve(args) => serve::serve(args, p),
         Command::Completions { shell } => completions::completions(*shell, p),
+    }
+}
+
+/// The commands about releases as a whole: merge, split, join and diff.
+fn releases(command: &Command, p: &mut Printer) -> anyhow::Result<Outcome> {
+    match command {
+        Command::Merge {
+            old,
+            delta,
+            output,
+            trust,
+            limits,
+        } => pieces::merge(old, delta, output, trust, limits, p),
+        Command::Split {
+            bundle,
+            max_part_size,
+            dir,
+            trust,
+            limits,
+        } => pieces::split(bundle, *max_part_size, dir.as_deref(), trust, limits, p),
+        Command::Join {
+            parts,
+            output,
+            trust,
+            limits,
+        } => pieces::join(parts, output, trust, limits, p),
+        Command::Diff {
+            old,
+            new,
+            format,
+            trust,
+        } => diff::diff(old, new, *format, trust, p),
+        _ => unreachable!("only release commands are routed here"),
     }
 }
 
