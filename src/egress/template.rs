@@ -672,7 +672,7 @@ impl<'a> Env<'a> {
             }
             return Ok(());
         }
-        if let (Mode::Reach(_), Some(rt)) = (mode, round_trip(expr)) {
+        if let (true, Some(rt)) = (mode.scans(), round_trip(expr)) {
             if self.render_round_trip(&rt, line, dot, vars, mode, out, depth) {
                 return Ok(());
             }
@@ -706,17 +706,22 @@ impl<'a> Env<'a> {
         Ok(())
     }
 
-    /// `include NAME CTX | fromYaml | toYaml [| nindent N]` when the named template renders a
-    /// YAML mapping (or cannot be computed offline): the named template's own pieces,
-    /// rendered in this mode (every branch, with its reach and values paths), re-indented as
-    /// the pipeline does, each at the action's line. `false` when the pattern does not apply
-    /// and the pipeline is to be evaluated as a value.
+    /// `include NAME CTX | fromYaml | toYaml [| nindent N | indent N]` (how charts render a
+    /// shared pod template) when the named template renders a YAML mapping, or cannot be
+    /// computed offline: the named template's own pieces, rendered in this mode (every branch,
+    /// with its reach and values paths), re-indented as the pipeline does, each at the
+    /// action's line. `false` when the pattern does not apply: the pipeline is then evaluated
+    /// as a value, as before.
     ///
     /// Helm parses the included text and writes it back: keys sorted, quoting normalised,
     /// nesting at two spaces. None of that changes an image or a host, so for ferry the
-    /// round trip is the same lines, re-indented. What it does not model: a key written twice
-    /// (Helm keeps the last), a mapping merged with others before `toYaml` (`mergeOverwrite`
-    /// of a `fromYaml` result is evaluated as a value, without pieces), and anchors.
+    /// round trip is the same lines, re-indented, and a part that cannot be computed (a
+    /// `lookup`) stays a marker in its own line instead of making the whole text unknown.
+    /// Not modelled: a key written twice (Helm keeps the last one, both are read here), YAML
+    /// anchors, the round trip written another way (`toYaml (include … | fromYaml)`), and a
+    /// `fromYaml` result changed before `toYaml` (`mergeOverwrite`, `set`), which is evaluated
+    /// as a value, without pieces: its text is found, at the action's line, only when all of
+    /// it can be computed.
     #[allow(clippy::too_many_arguments)]
     fn render_round_trip<'t>(
         &self,
