@@ -878,7 +878,10 @@ fn null_image_maps_need_the_chart() {
         .iter()
         .map(|u| (u["line"].as_u64().unwrap(), u["path"].as_str().unwrap()))
         .collect();
-    assert_eq!(unmoved, [(4, "image"), (20, "hub.image")]);
+    assert_eq!(
+        unmoved,
+        [(4, "image"), (20, "hub.image"), (28, "gateway.image")]
+    );
     let human = ferry()
         .args(["rewrite", "--registry", MIRROR])
         .arg(&alone)
@@ -929,7 +932,9 @@ fn null_image_maps_the_chart_does_not_render_are_reported() {
     for f in [
         "Chart.yaml",
         "templates/_helpers.tpl",
+        "templates/_podtemplate.tpl",
         "templates/deployment.yaml",
+        "templates/gateway.yaml",
         "templates/hub.yaml",
     ] {
         fs::copy(source.join(f), chart.join(f)).unwrap();
@@ -968,6 +973,7 @@ fn null_image_maps_the_chart_does_not_render_are_reported() {
     assert_eq!(
         rendered_images(&manifests),
         [
+            format!("{MIRROR}/acme-edge/gateway:2.4.0"),
             format!("{MIRROR}/acme-edge/hub-agent:1.8.2"),
             format!("{MIRROR}/library/acme-proxy:v3.4.1"),
         ]
@@ -989,6 +995,10 @@ fn pinned_template_defaults_render_by_digest() {
             "ghcr.io/acme-edge/hub-agent:1.8.2@sha256:{}",
             "b".repeat(64)
         )),
+        bundle_image(&format!(
+            "quay.io/acme-edge/gateway:2.4.0@sha256:{}",
+            "c".repeat(64)
+        )),
     ];
     let opts = RewriteOptions {
         target: Target::parse(MIRROR).unwrap(),
@@ -1008,6 +1018,8 @@ fn pinned_template_defaults_render_by_digest() {
     assert_eq!(
         rendered_images(&manifests),
         [
+            // The gateway's digest would replace its tag: the map is filled, not pinned.
+            format!("{MIRROR}/acme-edge/gateway:2.4.0"),
             // The hub agent's map has no `digest` key: pinned only by the tag it keeps.
             format!("{MIRROR}/acme-edge/hub-agent:1.8.2"),
             format!("{MIRROR}/library/acme-proxy:v3.4.1@{}", bundle[0].digest),

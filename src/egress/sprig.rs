@@ -1,6 +1,6 @@
 //! The Sprig and Helm functions of chart templates that build and query collections, do
 //! arithmetic, match regular expressions and compare versions: `dict`, `list`, `set`, `omit`,
-//! `merge`, `until`, `splitList`, `regexReplaceAll`, `semverCompare`, `fromYaml`… A function
+//! `merge`, `until`, `splitList`, `regexReplaceAll`, `semver`, `semverCompare`, `fromYaml`… A function
 //! that cannot be computed answers [`V::Unknown`]; `lookup` (a live cluster query) always does.
 
 use std::cell::RefCell;
@@ -170,7 +170,15 @@ fn maps<'a>(name: &str, args: &[V<'a>]) -> Option<V<'a>> {
             } else {
                 serde_saphyr::from_str(&t).ok()
             };
-            parsed.map_or_else(unknown, from_json)
+            // Helm's `fromYaml`/`fromJson` read into a map (an empty document is an empty
+            // map) and the `…Array` forms into a list; anything else is an error entry.
+            match (parsed, name.ends_with("Array")) {
+                (Some(Json::Null), false) => V::Dict(Vec::new()),
+                (Some(j @ Json::Object(_)), false) | (Some(j @ Json::Array(_)), true) => {
+                    from_json(j)
+                }
+                _ => unknown(),
+            }
         }
         "lookup" => unknown(),
         _ => return None,
@@ -411,6 +419,10 @@ fn text<'a>(name: &str, args: &[V<'a>]) -> Option<V<'a>> {
                 }
             }
         }
+        "semver" | "mustSemver" => match arg_text(args, 0).as_deref().and_then(semver) {
+            Some(d) => V::Dict(d),
+            None => unknown(),
+        },
         "semverCompare" => match (arg_text(args, 0), arg_text(args, 1)) {
             (Some(c), Some(v)) => semver_compare(&c, &v).map_or_else(unknown, V::Bool),
             _ => unknown(),
@@ -507,6 +519,24 @@ fn version(v: &str) -> Option<[u64; 3]> {
         out[i] = part.parse().ok()?;
     }
     Some(out)
+}
+
+/// Sprig's `semver VERSION`: the parts templates read (`(semver .v).Major`), keys in Go's
+/// sorted order; `None` when `v` is not a version.
+fn semver<'a>(v: &str) -> Option<Vec<(String, V<'a>)>> {
+    let [major, minor, patch] = version(v)?;
+    let rest = v.trim().trim_start_matches(['v', 'V', '=']);
+    let (rest, metadata) = rest.split_once('+').unwrap_or((rest, ""));
+    let prerelease = rest.split_once('-').map_or("", |(_, p)| p);
+    let text = |s: String| V::Text(s, None);
+    Some(vec![
+        ("Major".into(), text(major.to_string())),
+        ("Metadata".into(), text(metadata.to_string())),
+        ("Minor".into(), text(minor.to_string())),
+        ("Original".into(), text(v.to_string())),
+        ("Patch".into(), text(patch.to_string())),
+        ("Prerelease".into(), text(prerelease.to_string())),
+    ])
 }
 
 /// Helm's `semverCompare CONSTRAINT VERSION` for the constraints charts write: comparisons
@@ -680,6 +710,18 @@ mod tests {
         assert_eq!(semver_compare("<1.19", "v1.31.0"), Some(false));
         assert_eq!(semver_compare(">= 1.19, < 1.40", "1.31.2"), Some(true));
         assert_eq!(semver_compare("<1.10 || ~1.31", "v1.31.5"), Some(true));
+    }
+
+    #[test]
+    fn semver_parts() {
+        let d = semver("v3.7.1-rc.2+build").unwrap();
+        let get = |k: &str| d.iter().find(|(n, _)| n == k).and_then(|(_, v)| v.text());
+        assert_eq!(get("Major").as_deref(), Some("3"));
+        assert_eq!(get("Minor").as_deref(), Some("7"));
+        assert_eq!(get("Patch").as_deref(), Some("1"));
+        assert_eq!(get("Prerelease").as_deref(), Some("rc.2"));
+        assert_eq!(get("Metadata").as_deref(), Some("build"));
+        assert!(semver("latest").is_none());
     }
 
     #[test]

@@ -379,37 +379,6 @@ fn unclosed(kw: &str, line: usize) -> ParseError {
     }
 }
 
-/// The index of the `)` that closes the `(` at the start of `w` (quotes respected).
-fn matching_paren(w: &str) -> Option<usize> {
-    let mut depth = 0usize;
-    let mut quote: Option<char> = None;
-    let mut escaped = false;
-    for (i, c) in w.char_indices() {
-        if let Some(q) = quote {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' && q == '"' {
-                escaped = true;
-            } else if c == q {
-                quote = None;
-            }
-            continue;
-        }
-        match c {
-            '"' | '`' => quote = Some(c),
-            '(' => depth += 1,
-            ')' => {
-                depth = depth.checked_sub(1)?;
-                if depth == 0 {
-                    return Some(i);
-                }
-            }
-            _ => {}
-        }
-    }
-    None
-}
-
 fn unquote(s: &str) -> Option<String> {
     let s = s.trim();
     if s.len() >= 2 && s.starts_with('"') && s.ends_with('"') {
@@ -703,6 +672,11 @@ impl<'a> Env<'a> {
             }
             return Ok(());
         }
+        if let (true, Some(rt)) = (mode.scans(), round_trip(expr)) {
+            if self.render_round_trip(&rt, line, dot, vars, mode, out, depth) {
+                return Ok(());
+            }
+        }
         let v = self.pipeline(expr, dot, vars, depth);
         if self.write_back(expr, &v, vars) {
             // `{{ set $d "k" v }}` prints the map in Go; charts write `$_ := set …` instead.
@@ -730,6 +704,64 @@ impl<'a> Env<'a> {
             }),
         }
         Ok(())
+    }
+
+    /// `include NAME CTX | fromYaml | toYaml [| nindent N | indent N]` (how charts render a
+    /// shared pod template) when the named template renders a YAML mapping, or cannot be
+    /// computed offline: the named template's own pieces, rendered in this mode (every branch,
+    /// with its reach and values paths), re-indented as the pipeline does, each at the
+    /// action's line. `false` when the pattern does not apply: the pipeline is then evaluated
+    /// as a value, as before.
+    ///
+    /// Helm parses the included text and writes it back: keys sorted, quoting normalised,
+    /// nesting at two spaces. None of that changes an image or a host, so for ferry the
+    /// round trip is the same lines, re-indented, and a part that cannot be computed (a
+    /// `lookup`) stays a marker in its own line instead of making the whole text unknown.
+    /// Not modelled: a key written twice (Helm keeps the last one, both are read here), YAML
+    /// anchors, the round trip written another way (`toYaml (include … | fromYaml)`), and a
+    /// `fromYaml` result changed before `toYaml` (`mergeOverwrite`, `set`), which is evaluated
+    /// as a value, without pieces: its text is found, at the action's line, only when all of
+    /// it can be computed.
+    #[allow(clippy::too_many_arguments)]
+    fn render_round_trip<'t>(
+        &self,
+        rt: &RoundTrip<'_>,
+        line: usize,
+        dot: &V<'a>,
+        vars: &Vars<'a>,
+        mode: Mode,
+        out: &mut Vec<Piece<'t>>,
+        depth: usize,
+    ) -> bool {
+        let (Some(name), ctx) = (
+            self.operand(rt.name, dot, vars, depth).text(),
+            self.operand(rt.ctx, dot, vars, depth),
+        ) else {
+            return false;
+        };
+        let Some(body) = self.defines.get(&name) else {
+            return false;
+        };
+        // What Helm includes, when it can be computed, must be a mapping.
+        let included = self.templates("include", &[V::Text(name, None), ctx.clone()], &None, depth);
+        if let Some(text) = included.and_then(|v| v.text()) {
+            if !matches!(
+                sprig::call("fromYaml", &[V::Text(text, None)]),
+                Some(V::Dict(_))
+            ) {
+                return false;
+            }
+        }
+        let mut inner = Vec::new();
+        let mut inner_vars: Vars<'a> = vec![("$".into(), ctx.clone())];
+        if self
+            .render(body, &ctx, &mut inner_vars, mode, &mut inner, depth + 1)
+            .is_err()
+        {
+            return false;
+        }
+        reindent(inner, rt, line, mode.reach(), out);
+        true
     }
 
     /// When `expr` is `set $var …` or `unset $var …`, store the changed map in `$var`.
@@ -994,14 +1026,14 @@ impl<'a> Env<'a> {
             return V::Text(s, None);
         }
         if w.starts_with('(') {
-            // `(pipeline)`, or `(pipeline).Field.Chain` as charts write `(.Values.global).x`.
-            if let Some(close) = matching_paren(w) {
-                let inner = self.pipeline(&w[1..close], dot, vars, depth);
-                return match &w[close + 1..] {
-                    "" => inner,
-                    chain if chain.starts_with('.') => self.fields(inner, &chain[1..]),
-                    _ => V::Unknown(None),
-                };
+            // `(pipeline)` and `(pipeline).Field.Chain` (`(split "@" $v)._0`).
+            let close = group_end(w);
+            if close == w.len() - 1 {
+                return self.pipeline(&w[1..close], dot, vars, depth);
+            }
+            if let Some(chain) = w[close + 1..].strip_prefix('.') {
+                let base = self.pipeline(&w[1..close], dot, vars, depth);
+                return self.fields(base, chain);
             }
         }
         match w {
@@ -1194,7 +1226,8 @@ impl<'a> Env<'a> {
 
     fn eval_value(&self, nodes: &[TNode], dot: &V<'a>, depth: usize) -> Option<String> {
         let mut out = Vec::new();
-        let mut vars: Vars<'a> = vec![("$".into(), V::Root)];
+        // `$` is the data the template is executed with, as in Go.
+        let mut vars: Vars<'a> = vec![("$".into(), dot.clone())];
         self.render(nodes, dot, &mut vars, Mode::Value, &mut out, depth + 1)
             .ok()?;
         Some(out.into_iter().map(|p| p.text).collect::<String>())
@@ -1406,6 +1439,28 @@ fn logic<'a>(name: &str, args: &[V<'a>]) -> Option<V<'a>> {
                 None => V::Unknown(None),
             }
         }
+        "lt" | "le" | "gt" | "ge" => match (
+            args.first().and_then(V::text),
+            args.get(1).and_then(V::text),
+        ) {
+            (Some(a), Some(b)) => {
+                // Numbers compare as numbers, anything else as text, like Go's.
+                let ord = match (a.trim().parse::<f64>(), b.trim().parse::<f64>()) {
+                    (Ok(x), Ok(y)) => x.partial_cmp(&y),
+                    _ => Some(a.cmp(&b)),
+                };
+                match ord {
+                    Some(o) => V::Bool(match name {
+                        "lt" => o.is_lt(),
+                        "le" => o.is_le(),
+                        "gt" => o.is_gt(),
+                        _ => o.is_ge(),
+                    }),
+                    None => V::Unknown(None),
+                }
+            }
+            _ => V::Unknown(None),
+        },
         "contains" | "hasPrefix" | "hasSuffix" => match (
             args.first().and_then(V::text),
             args.get(1).and_then(V::text),
@@ -1501,6 +1556,136 @@ fn split_top(s: &str, sep: char) -> Vec<&str> {
     }
     out.push(&s[start..]);
     out
+}
+
+/// The index of the `)` that closes the group `w` opens with (quotes skipped); the last index
+/// when it is not closed.
+fn group_end(w: &str) -> usize {
+    let (mut depth, mut q) = (0i32, None::<u8>);
+    let b = w.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match (q, b[i]) {
+            (Some(b'"'), b'\\') => i += 1,
+            (Some(qc), c) if c == qc => q = None,
+            (Some(_), _) => {}
+            (None, c @ (b'"' | b'`')) => q = Some(c),
+            (None, b'(') => depth += 1,
+            (None, b')') => {
+                depth -= 1;
+                if depth == 0 {
+                    return i;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    b.len().saturating_sub(1)
+}
+
+/// An `include NAME CTX | fromYaml | toYaml` pipeline, maybe ending in `nindent N` or
+/// `indent N`.
+struct RoundTrip<'e> {
+    /// The template name operand.
+    name: &'e str,
+    /// The context operand.
+    ctx: &'e str,
+    /// Spaces before every line.
+    indent: usize,
+    /// A newline before the text (`nindent`).
+    newline: bool,
+}
+
+fn round_trip(expr: &str) -> Option<RoundTrip<'_>> {
+    if !expr.contains("fromYaml") {
+        return None;
+    }
+    let cmds: Vec<&str> = split_top(expr, '|').into_iter().map(str::trim).collect();
+    let [include, "fromYaml", "toYaml", rest @ ..] = cmds.as_slice() else {
+        return None;
+    };
+    let head: Vec<&str> = include.split_whitespace().collect();
+    let ["include", name, ctx] = head.as_slice() else {
+        return None;
+    };
+    // The words of `include` are an operand each: no spaces inside (`(dict …)` is not this).
+    let (indent, newline) = match rest {
+        [] => (0, false),
+        [one] => match one.split_whitespace().collect::<Vec<_>>().as_slice() {
+            [f @ ("nindent" | "indent"), n] => (n.parse().ok()?, *f == "nindent"),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    Some(RoundTrip {
+        name,
+        ctx,
+        indent,
+        newline,
+    })
+}
+
+/// The pieces of an included text moved to the action at `line`: the least indentation of
+/// its lines removed and `rt`'s added, as `toYaml | nindent N` lays them out. Each piece keeps
+/// its values path, reach and whether it is literal text; newlines become pieces of their own,
+/// so no literal piece spans lines and every line is at `line`.
+fn reindent<'t>(
+    pieces: Vec<Piece<'_>>,
+    rt: &RoundTrip<'_>,
+    line: usize,
+    reach: Reach,
+    out: &mut Vec<Piece<'t>>,
+) {
+    let text: String = pieces
+        .iter()
+        .filter(|p| !p.commented)
+        .map(|p| p.text.as_ref())
+        .collect();
+    let strip = text
+        .split('\n')
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.len() - l.trim_start_matches(' ').len())
+        .min()
+        .unwrap_or(0);
+    let pad = " ".repeat(rt.indent);
+    // A part of `like`'s text (`part`), or a newline and indentation in its place.
+    let piece = |text: String, part: bool, like: &Piece<'_>| Piece {
+        text: text.into(),
+        line,
+        path: like.path.clone().filter(|_| part),
+        unresolved: like.unresolved && part,
+        commented: like.commented,
+        literal: like.literal && part,
+        reach: like.reach,
+    };
+    let start = Piece {
+        text: "".into(),
+        line,
+        path: None,
+        unresolved: false,
+        commented: false,
+        literal: false,
+        reach,
+    };
+    let first = format!("{}{pad}", if rt.newline { "\n" } else { "" });
+    out.push(piece(first, false, &start));
+    // Spaces still to remove at the start of the current line.
+    let mut to_strip = strip;
+    for p in &pieces {
+        for (k, part) in p.text.split('\n').enumerate() {
+            if k > 0 {
+                out.push(piece(format!("\n{pad}"), false, p));
+                to_strip = strip;
+            }
+            let lead = part.len() - part.trim_start_matches(' ').len();
+            let cut = lead.min(to_strip);
+            to_strip = if cut == part.len() { to_strip - cut } else { 0 };
+            if cut < part.len() {
+                out.push(piece(part[cut..].to_string(), true, p));
+            }
+        }
+    }
 }
 
 /// Split a command into words, keeping quoted strings and parenthesised groups whole.
@@ -1694,5 +1879,71 @@ impl Rendered {
             segs: &self.segs[l.segs.clone()],
             paths: &self.paths,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::egress::values::load;
+
+    /// `src` rendered as Helm renders it (the branches the values select).
+    fn value(values: &str, helpers: &str, src: &str) -> Option<String> {
+        let mut v = Values::empty();
+        v.layer("values.yaml", &load(values).unwrap());
+        let defines = parse(helpers).unwrap().defines.into_iter().collect();
+        let env = Env {
+            values: &v,
+            defines: &defines,
+            chart_name: "c",
+            chart_version: "0.1.0",
+            app_version: "v3.7.1",
+            cache: Default::default(),
+        };
+        env.render_text(src)
+    }
+
+    #[test]
+    fn fields_of_a_group_comparisons_and_versions() {
+        let values = "tag: \"v3.2.0@sha256:ab\"\nports:\n  web:\n    port: 8000\nname: abc\n";
+        let cases = [
+            (r#"{{ (split "@" .Values.tag)._0 }}"#, "v3.2.0"),
+            (r#"{{ (split "@" .Values.tag)._1 }}"#, "sha256:ab"),
+            ("{{ (.Values.ports.web).port }}", "8000"),
+            ("{{ (.Values.ports.none).port }}", ""),
+            ("{{ (semver .Chart.AppVersion).Minor }}", "7"),
+            (
+                r#"{{ printf ">=%d.0.0-0" (add1 (int (semver "3.1.0").Major)) }}"#,
+                ">=4.0.0-0",
+            ),
+            ("{{ ge (len .Values.name) 3 }}", "true"),
+            ("{{ lt (len .Values.name) 3 }}", "false"),
+            (r#"{{ gt "b" "a" }}"#, "true"),
+            ("{{ le 10 9 }}", "false"),
+        ];
+        for (src, want) in cases {
+            assert_eq!(value(values, "", src).as_deref(), Some(want), "{src}");
+        }
+    }
+
+    #[test]
+    fn dollar_in_a_named_template_is_its_argument() {
+        let helpers = r#"{{- define "x" -}}{{ $.name }}-{{ .name }}{{- end -}}"#;
+        let got = value("{}", helpers, r#"{{ include "x" (dict "name" "n") }}"#);
+        assert_eq!(got.as_deref(), Some("n-n"));
+    }
+
+    #[test]
+    fn from_yaml_reads_a_mapping_only() {
+        let cases = [
+            (r#"{{ "a: b" | fromYaml | toYaml }}"#, Some("a: b")),
+            (r#"{{ "" | fromYaml | toYaml }}"#, Some("{}")),
+            (r#"{{ "- a" | fromYaml | toYaml }}"#, None),
+            (r#"{{ "- a" | fromYamlArray | toYaml }}"#, Some("- a")),
+            (r#"{{ "a: 1" | fromYamlArray | toYaml }}"#, None),
+        ];
+        for (src, want) in cases {
+            assert_eq!(value("{}", "", src).as_deref(), want, "{src}");
+        }
     }
 }

@@ -135,9 +135,15 @@ mod tests {
 
     /// The image lines of `template` rendered with `values`.
     fn lines(values: &str, template: &str) -> Vec<Found> {
+        lines_with(values, "", template)
+    }
+
+    /// The image lines of `template` rendered with `values` and the named templates of
+    /// `helpers`.
+    fn lines_with(values: &str, helpers: &str, template: &str) -> Vec<Found> {
         let mut v = Values::empty();
         v.layer("values.yaml", &load(values).unwrap());
-        let defines = Default::default();
+        let defines = parse(helpers).unwrap().defines.into_iter().collect();
         let env = Env {
             values: &v,
             defines: &defines,
@@ -203,6 +209,58 @@ mod tests {
         ];
         for (template, want) in cases {
             assert_eq!(&lines(values, template), want, "{template}");
+        }
+    }
+
+    #[test]
+    fn a_pod_template_through_from_yaml_and_to_yaml_keeps_its_lines() {
+        use Reach::{Off, Taken, Undecided};
+        let values = "img: x/y:1\nsidecar: false\n";
+        let helpers = concat!(
+            "{{- define \"pod\" }}\n",
+            "    metadata:\n",
+            "      name: {{ lookup \"v1\" \"Secret\" \"ns\" \"s\" }}\n",
+            "    spec:\n",
+            "      containers:\n",
+            "      - image: {{ .Values.img }}\n",
+            "      {{- if .Values.sidecar }}\n",
+            "      - image: \"side:2\"\n",
+            "      {{- end }}\n",
+            "      {{- if lookup \"v1\" \"Secret\" \"ns\" \"s\" }}\n",
+            "      - image: maybe:3\n",
+            "      {{- end }}\n",
+            "{{- end }}\n",
+            "{{- define \"list\" }}\n",
+            "- image: l:1\n",
+            "{{- end }}\n",
+        );
+        let cases: &[(&str, Vec<Found>)] = &[
+            // Every container of the pod template, at the include's line, each with whether
+            // Helm renders it; a part that cannot be computed (`lookup`) leaves the rest.
+            (
+                "kind: Deployment\nspec:\n  template: {{ include \"pod\" . | fromYaml | toYaml | nindent 4 }}\n",
+                vec![
+                    one("x/y:1", 3, Taken, false),
+                    one("maybe:3", 3, Undecided, true),
+                    one("side:2", 3, Off, true),
+                ],
+            ),
+            (
+                "spec:\n  template:\n{{ include \"pod\" . | fromYaml | toYaml | indent 4 }}\n",
+                vec![
+                    one("x/y:1", 3, Taken, false),
+                    one("maybe:3", 3, Undecided, true),
+                    one("side:2", 3, Off, true),
+                ],
+            ),
+            // Not a mapping: Helm's `fromYaml` gives no pod template, and neither does ferry.
+            (
+                "items: {{ include \"list\" . | fromYaml | toYaml | nindent 2 }}\n",
+                vec![],
+            ),
+        ];
+        for (template, want) in cases {
+            assert_eq!(&lines_with(values, helpers, template), want, "{template}");
         }
     }
 

@@ -12,3 +12,14 @@
 {{- $registry := .Values.hub.image.registry | default (ternary "registry.acme-edge.io" "ghcr.io" .Values.edition.licensed) -}}
 {{ $registry }}/{{ .Values.hub.image.repository | default "acme-edge/hub-agent" }}:{{ .Values.hub.image.tag | default "1.8.2" }}
 {{- end -}}
+
+{{/* The gateway image: a digest, when set, is written in place of the tag. */}}
+{{- define "edge.gatewayImage" -}}
+{{- $registry := .Values.gateway.image.registry | default "quay.io" -}}
+{{- $repository := .Values.gateway.image.repository | default "acme-edge/gateway" -}}
+{{- if .Values.gateway.image.digest -}}
+{{- printf "%s/%s@%s" $registry $repository .Values.gateway.image.digest -}}
+{{- else -}}
+{{- printf "%s/%s:%s" $registry $repository (.Values.gateway.image.tag | default "2.4.0") -}}
+{{- end -}}
+{{- end -}}
