@@ -395,22 +395,7 @@ fn plan_images(
         }
         let (resolved, locked) = resolve_image(opts, spec, img, &reference, base)?;
         lock.images.extend(locked);
-        let mut total = 0;
-        for blob in &resolved.blobs {
-            total += blob.size;
-            let path = SafePath::new(&format!("images/blobs/sha256/{}", blob.digest.hex()))
-                .expect("hex path is safe");
-            plan.add(
-                path,
-                Planned {
-                    size: blob.size,
-                    location: blob.location.clone(),
-                    origin: blob.location.describe(),
-                    mode: Mode::Regular,
-                    expected: Some(blob.digest.clone()),
-                },
-            )?;
-        }
+        let total = plan_blobs(plan, &resolved.blobs)?;
         check_pins(spec_path, img, &reference, &resolved)?;
         index_entries.push(LayoutEntry {
             media_type: resolved.media_type.clone(),
@@ -481,20 +466,7 @@ fn plan_referrers(
 ) -> Result<Vec<crate::bundle::manifest::Referrer>, BuildError> {
     let mut out = Vec::new();
     for r in &resolved.referrers {
-        for blob in &r.blobs {
-            let path = SafePath::new(&format!("images/blobs/sha256/{}", blob.digest.hex()))
-                .expect("hex path is safe");
-            plan.add(
-                path,
-                Planned {
-                    size: blob.size,
-                    location: blob.location.clone(),
-                    origin: blob.location.describe(),
-                    mode: Mode::Regular,
-                    expected: Some(blob.digest.clone()),
-                },
-            )?;
-        }
+        plan_blobs(plan, &r.blobs)?;
         out.push(r.entry.clone());
     }
     let Some(verify) = verify else {
@@ -555,6 +527,28 @@ fn small_blob(r: &ResolvedReferrer, digest: &Digest) -> Option<Vec<u8>> {
         .read_to_end(&mut bytes)
         .ok()?;
     (Digest::of(&bytes) == *digest).then_some(bytes)
+}
+
+/// Plans blobs as `images/blobs/sha256/HEX`, each checked against its digest when written
+/// (a blob two images share is stored once); returns their total size.
+fn plan_blobs(plan: &mut Plan, blobs: &[source::SourceBlob]) -> Result<u64, BuildError> {
+    let mut total = 0;
+    for blob in blobs {
+        total += blob.size;
+        let path = SafePath::new(&format!("images/blobs/sha256/{}", blob.digest.hex()))
+            .expect("hex path is safe");
+        plan.add(
+            path,
+            Planned {
+                size: blob.size,
+                location: blob.location.clone(),
+                origin: blob.location.describe(),
+                mode: Mode::Regular,
+                expected: Some(blob.digest.clone()),
+            },
+        )?;
+    }
+    Ok(total)
 }
 
 /// Resolves one image of the spec: from a local layout or archive (`from: oci:…` and the

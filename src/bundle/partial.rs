@@ -8,8 +8,8 @@
 //! file exactly. `bundle-spec/bundle-format.md` sections 15 to 17 are normative.
 
 use crate::bundle::archive::{
-    canonical_header, stored_entry_len, Limits, MemberReader, Packing, TarEntries, TarEntry,
-    TarGzWriter, TarPolicy,
+    canonical_header, stored_entry_len, Limits, MemberReader, Packing, TarEntries, TarGzWriter,
+    TarPolicy,
 };
 use crate::bundle::build::{temp_file_beside, write_head};
 use crate::bundle::head::{self, is_manifest_name, read_small};
@@ -20,7 +20,7 @@ use crate::bundle::manifest::{
 };
 use crate::bundle::safepath::SafePath;
 use crate::bundle::verify::{
-    self, check_end, check_entry, check_limits, entry_error, Body, Copier, EntryPlace, Evidence,
+    self, check_end, check_entries, check_limits, entry_error, Body, Copier, EntryPlace, Evidence,
     Sink, VerifyError, VerifyOptions,
 };
 use crate::oci::digest::Digest;
@@ -487,22 +487,8 @@ pub fn stream(
     }
     let mut body = Body::new(&held, &head.root);
     let mut copier = Copier::new();
-    let mut last = format!("{}/{MANIFEST_NAME}", head.root);
-    while let Some(TarEntry { name, entry }) = entries
-        .next_entry()
-        .map_err(|e| entry_error(e, &format!("after `{last}`")))?
-    {
-        let member = table.lock().expect("member table").last().copied();
-        check_entry(
-            &mut body,
-            &mut copier,
-            sink.as_deref_mut(),
-            &name,
-            entry,
-            member,
-        )?;
-        last = name.to_string();
-    }
+    let first = format!("{}/{MANIFEST_NAME}", head.root);
+    let last = check_entries(&mut entries, &table, &mut body, &mut copier, sink, first)?;
     drop(entries);
     let mut rest = archive.into_inner();
     check_end(&mut rest, &last, &mut copier.buf)?;

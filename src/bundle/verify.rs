@@ -238,25 +238,11 @@ fn stream_checked(
     // The body: every other entry, each listed once, with its size, mode and digest.
     let mut body = Body::new(manifest, root);
     let mut copier = Copier::new();
-    let mut last = match signature {
+    let last = match signature {
         Some(_) => format!("{root}/{SIGNATURE_NAME}"),
         None => format!("{root}/{MANIFEST_NAME}"),
     };
-    while let Some(TarEntry { name, entry }) = entries
-        .next_entry()
-        .map_err(|e| entry_error(e, &format!("after `{last}`")))?
-    {
-        let member = table.lock().expect("member table").last().copied();
-        check_entry(
-            &mut body,
-            &mut copier,
-            sink.as_deref_mut(),
-            &name,
-            entry,
-            member,
-        )?;
-        last = name.to_string();
-    }
+    let last = check_entries(&mut entries, &table, &mut body, &mut copier, sink, last)?;
     drop(entries);
 
     // After the end-of-archive block: only zero padding, then a clean end of the last member.
@@ -284,6 +270,26 @@ fn stream_checked(
         checks: CHECKS.to_vec(),
         images_check,
     })
+}
+
+/// Checks every entry after `last` up to the end-of-archive blocks; returns the last name.
+pub(crate) fn check_entries<R: Read>(
+    entries: &mut TarEntries<'_, R>,
+    table: &crate::bundle::archive::MemberTable,
+    body: &mut Body,
+    copier: &mut Copier,
+    mut sink: Option<&mut dyn Sink>,
+    mut last: String,
+) -> Result<String, VerifyError> {
+    while let Some(TarEntry { name, entry }) = entries
+        .next_entry()
+        .map_err(|e| entry_error(e, &format!("after `{last}`")))?
+    {
+        let member = table.lock().expect("member table").last().copied();
+        check_entry(body, copier, sink.as_deref_mut(), &name, entry, member)?;
+        last = name.to_string();
+    }
+    Ok(last)
 }
 
 /// Checks one entry after the head against the manifest, streaming its data into the
