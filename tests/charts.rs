@@ -340,28 +340,6 @@ fn to_json(tree: &Tree<'_>, id: NodeId) -> serde_json::Value {
     }
 }
 
-/// A bundle image for a reference `registry/path:tag[@digest]` (a made-up digest when none).
-fn bundle_image(reference: &str) -> ImageEntry {
-    let (name_tag, digest) = match reference.split_once('@') {
-        Some((n, d)) => (n, d.to_string()),
-        None => (reference, format!("sha256:{}", "e".repeat(64))),
-    };
-    let r = ImageRef::parse(name_tag).unwrap();
-    ImageEntry {
-        reference: name_tag.to_string(),
-        registry: r.host().to_string(),
-        repository: r.repository,
-        tag: r.tag,
-        digest: digest.parse().unwrap(),
-        media_type: "application/vnd.oci.image.manifest.v1+json".to_string(),
-        source_digest: None,
-        non_distributable: Vec::new(),
-        platforms: vec!["linux/amd64".to_string()],
-        size: 1,
-        referrers: Vec::new(),
-    }
-}
-
 /// The images check of each chart's values, with the chart's `appVersion` as the tag of image
 /// maps that give none, against a bundle of exactly the images Helm renders: every use is
 /// covered with its exact tag, before and after rewriting for the mirror.
@@ -381,7 +359,7 @@ fn chart_images_are_checked_with_app_version_tags() {
             .images
             .iter()
             .filter(|i| i.values_key)
-            .map(|i| bundle_image(&i.rendered))
+            .map(|i| crate::util::bundle_image(&i.rendered))
             .collect();
         let file = dir.join("values.yaml");
         let text = fs::read_to_string(&file).unwrap();
@@ -673,6 +651,23 @@ fn what_helm_refuses_ferry_refuses() {
     );
 }
 
+/// The images an expected file lists, as bundle images with made-up digests
+/// (`sha256:aaa…`, `sha256:bbb…`, …), for the `--pin-digests` checks.
+fn pinned_bundle(expected: &Expected) -> Vec<ImageEntry> {
+    expected
+        .images
+        .iter()
+        .zip(['a', 'b', 'c'])
+        .map(|(i, d)| {
+            crate::util::bundle_image(&format!(
+                "{}@sha256:{}",
+                i.rendered,
+                d.to_string().repeat(64)
+            ))
+        })
+        .collect()
+}
+
 /// With `--pin-digests`, the Bitnami-style chart renders the mirror's images by the bundle's
 /// digests, and its image check is off because ferry set the flag: the mirror's images are
 /// checkable as the ones the chart was released with.
@@ -684,18 +679,7 @@ fn pinned_bitnami_values_render_by_digest() {
         .into_iter()
         .find(|(n, _)| n == "bitnami-style")
         .unwrap();
-    let bundle: Vec<ImageEntry> = expected
-        .images
-        .iter()
-        .zip(['a', 'b', 'c'])
-        .map(|(i, d)| {
-            bundle_image(&format!(
-                "{}@sha256:{}",
-                i.rendered,
-                d.to_string().repeat(64)
-            ))
-        })
-        .collect();
+    let bundle = pinned_bundle(&expected);
     let values = chart.join("values.yaml");
     let text = fs::read_to_string(&values).unwrap();
     let opts = RewriteOptions {
@@ -732,18 +716,7 @@ fn pinned_app_version_tags_render_by_digest() {
         .into_iter()
         .find(|(n, _)| n == "probes-and-alerts")
         .unwrap();
-    let bundle: Vec<ImageEntry> = expected
-        .images
-        .iter()
-        .zip(['a', 'b', 'c'])
-        .map(|(i, d)| {
-            bundle_image(&format!(
-                "{}@sha256:{}",
-                i.rendered,
-                d.to_string().repeat(64)
-            ))
-        })
-        .collect();
+    let bundle = pinned_bundle(&expected);
     let opts = RewriteOptions {
         target: Target::parse(MIRROR).unwrap(),
         images: bundle.clone(),
@@ -987,15 +960,15 @@ fn pinned_template_defaults_render_by_digest() {
     let tmp = tempfile::tempdir().unwrap();
     let chart = charts_dir().join("template-defaults");
     let bundle = vec![
-        bundle_image(&format!(
+        crate::util::bundle_image(&format!(
             "docker.io/library/acme-proxy:v3.4.1@sha256:{}",
             "a".repeat(64)
         )),
-        bundle_image(&format!(
+        crate::util::bundle_image(&format!(
             "ghcr.io/acme-edge/hub-agent:1.8.2@sha256:{}",
             "b".repeat(64)
         )),
-        bundle_image(&format!(
+        crate::util::bundle_image(&format!(
             "quay.io/acme-edge/gateway:2.4.0@sha256:{}",
             "c".repeat(64)
         )),

@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 
 use ferry::bundle::manifest::ImageEntry;
 use ferry::images::{chart_images, missing_from, reference, ChartImages, Need};
-use ferry::oci::reference::ImageRef;
 use serde_json::Value;
 
 use crate::harness::{ferry, fixture};
@@ -221,24 +220,6 @@ fn undecided_branches_are_listed_but_never_fail() {
     );
 }
 
-/// A bundle image for a reference, with a made-up digest.
-fn bundle_image(r: &str) -> ImageEntry {
-    let parsed = ImageRef::parse(r).unwrap();
-    ImageEntry {
-        reference: r.to_string(),
-        registry: parsed.host().to_string(),
-        repository: parsed.repository,
-        tag: parsed.tag,
-        digest: format!("sha256:{}", "e".repeat(64)).parse().unwrap(),
-        media_type: "application/vnd.oci.image.manifest.v1+json".to_string(),
-        source_digest: None,
-        non_distributable: Vec::new(),
-        platforms: vec!["linux/amd64".to_string()],
-        size: 1,
-        referrers: Vec::new(),
-    }
-}
-
 /// `missing_from` matches as the values check does: Docker Hub's `library/` and aliases, the
 /// `REGISTRY` placeholder, tags; required images apart from the rest.
 #[test]
@@ -246,12 +227,12 @@ fn missing_from_splits_required_and_conditional() {
     let chart = PathBuf::from(CHARTS).join("umbrella-images");
     let found = chart_images(std::slice::from_ref(&chart), &[]).unwrap();
     let bundle = [
-        bundle_image("index.docker.io/busybox:1.36.1"),
-        bundle_image("ghcr.io/acme-orchard/orchard-api:3.2.1"),
-        bundle_image("docker.io/acme-orchard/orchard-search:8.15.0"),
-        bundle_image("quay.io/acme-orchard/orchard-exporter:0.9.4"),
+        crate::util::bundle_image("index.docker.io/busybox:1.36.1"),
+        crate::util::bundle_image("ghcr.io/acme-orchard/orchard-api:3.2.1"),
+        crate::util::bundle_image("docker.io/acme-orchard/orchard-search:8.15.0"),
+        crate::util::bundle_image("quay.io/acme-orchard/orchard-exporter:0.9.4"),
         // The appVersion tag with a `v` matches too, as in `ferry images check`.
-        bundle_image("ghcr.io/acme-orchard/orchard-migrate:v3.2.1"),
+        crate::util::bundle_image("ghcr.io/acme-orchard/orchard-migrate:v3.2.1"),
     ];
     let (required, others) = missing_from(&found.images, &bundle);
     assert!(required.is_empty(), "{required:#?}");
@@ -281,7 +262,7 @@ fn missing_from_splits_required_and_conditional() {
                 i.reference.repository,
                 i.reference.tag.as_deref().unwrap()
             );
-            bundle_image(&r)
+            crate::util::bundle_image(&r)
         })
         .collect();
     assert_eq!(missing_from(&fx.images, &shipped).0.len(), 0);

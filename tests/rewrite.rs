@@ -19,21 +19,8 @@ fn digest(c: char) -> String {
 
 /// `registry/repository[:tag]@digest` → a bundle image.
 fn known(s: &str) -> ImageEntry {
-    let (name_tag, digest) = s.split_once('@').expect("bundle images carry a digest");
-    let r = ImageRef::parse(name_tag).expect("bundle images are references");
-    ImageEntry {
-        reference: name_tag.to_string(),
-        registry: r.host().to_string(),
-        repository: r.repository,
-        tag: r.tag,
-        digest: digest.parse().expect("a sha256 digest"),
-        media_type: "application/vnd.oci.image.manifest.v1+json".to_string(),
-        source_digest: None,
-        non_distributable: Vec::new(),
-        platforms: vec!["linux/amd64".to_string()],
-        size: 1,
-        referrers: Vec::new(),
-    }
+    assert!(s.contains('@'), "bundle images carry a digest: {s}");
+    crate::util::bundle_image(s)
 }
 
 fn permit() -> Vec<ImageEntry> {

@@ -63,3 +63,25 @@ impl ClosedPort {
         format!("127.0.0.1:{}", self.port)
     }
 }
+
+/// A bundle image for a reference `registry/path:tag[@digest]` (a made-up digest when none).
+pub fn bundle_image(reference: &str) -> ferry::bundle::manifest::ImageEntry {
+    let (name_tag, digest) = match reference.split_once('@') {
+        Some((n, d)) => (n, d.to_string()),
+        None => (reference, format!("sha256:{}", "e".repeat(64))),
+    };
+    let r = ferry::oci::reference::ImageRef::parse(name_tag).unwrap();
+    ferry::bundle::manifest::ImageEntry {
+        reference: name_tag.to_string(),
+        registry: r.host().to_string(),
+        repository: r.repository,
+        tag: r.tag,
+        digest: digest.parse().unwrap(),
+        media_type: "application/vnd.oci.image.manifest.v1+json".to_string(),
+        source_digest: None,
+        non_distributable: Vec::new(),
+        platforms: vec!["linux/amd64".to_string()],
+        size: 1,
+        referrers: Vec::new(),
+    }
+}
