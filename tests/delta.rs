@@ -169,6 +169,24 @@ fn delta_holds_exactly_the_new_blobs_and_merges_to_the_full_build() {
         same_bytes(&merged, &p.new),
         "merge is cmp-identical to the full build"
     );
+
+    // The build reads no blob the base holds: with every omitted layer of the source layout
+    // overwritten past its first bytes, the delta comes out the same.
+    let blobs = p.new_spec.parent().unwrap().join("layout/blobs/sha256");
+    for d in &omitted {
+        let path = blobs.join(d.trim_start_matches("sha256:"));
+        let mut bytes = std::fs::read(&path).unwrap();
+        for b in &mut bytes[8..] {
+            *b ^= 0x5a;
+        }
+        std::fs::write(&path, bytes).unwrap();
+    }
+    let again = p.dir.path().join("again.delta.tar.gz");
+    build(&p.new_spec, &again, &["--base", s(&p.old)]);
+    assert!(
+        same_bytes(&again, &delta),
+        "a delta build never reads the blobs its base holds"
+    );
 }
 
 /// Bytes of a complete bundle's ferry.json.

@@ -41,6 +41,7 @@ pub fn build_spec(spec: &Path, out: &Path, epoch: u64) -> ferry::bundle::build::
         check: None,
         referrers: true,
         signature_check: None,
+        base: None,
     };
     ferry::bundle::build::build(&opts, None)
         .unwrap_or_else(|e| panic!("build of {} failed: {e}", spec.display()))

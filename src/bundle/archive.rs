@@ -189,6 +189,11 @@ impl<W: Write + Seek> TarGzWriter<W> {
         out.seek(SeekFrom::Start(offset + len))?;
         Ok(offset)
     }
+
+    /// Closes the current member and returns where the next one starts.
+    pub fn position(&mut self) -> io::Result<u64> {
+        self.reserve_member(0)
+    }
 }
 
 /// Writes one entry as a stored member of its own into `out`: the bytes

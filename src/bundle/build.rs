@@ -4,11 +4,13 @@ use crate::bundle::archive::{
     stored_entry_len, write_own_member, EntryError, Limits, MemberReader, Packing,
     PositionedWriter, TarEntries, TarEntry, TarGzWriter, TarPolicy,
 };
+use crate::bundle::delta::{self, BaseSet, DeltaError, DeltaReport, HollowRelease};
 use crate::bundle::lock::{Lock, LockError, LockedChart, LockedImage, LOCK_VERSION};
 use crate::bundle::manifest::{
-    self, ChartEntry, FileEntry, ImageEntry, Manifest, Mode, FORMAT_VERSION, MANIFEST_NAME,
-    SIGNATURE_NAME,
+    self, blob_hex, ChartEntry, FileEntry, ImageEntry, Manifest, Mode, FORMAT_VERSION,
+    MANIFEST_NAME, SIGNATURE_NAME,
 };
+use crate::bundle::partial::Omitted;
 use crate::bundle::safepath::SafePath;
 use crate::bundle::source::{
     self, BlobLocation, RemoteInputs, RemoteRequest, ResolvedImage, ResolvedReferrer, SourceSpec,
@@ -52,6 +54,9 @@ pub struct BuildOptions {
     /// Checks an image's signature under the key `verify:` names (needed when the spec
     /// has `verify:`).
     pub signature_check: Option<SignatureCheck>,
+    /// `--base`: write a delta that leaves out the blobs the base holds instead of the
+    /// complete bundle. Those blobs are neither read nor fetched.
+    pub base: Option<std::sync::Arc<BaseSet>>,
 }
 
 /// Checks one signature artifact of an image under a public key: `key` (a PEM file), the
@@ -98,6 +103,8 @@ pub struct BuildReport {
     /// What the user should know about the inputs (e.g. a chart whose repository lists no
     /// digest to check it against).
     pub notes: Vec<String>,
+    /// What was written instead of the complete bundle, when a base was given.
+    pub delta: Option<DeltaReport>,
 }
 
 /// Why a build failed.
@@ -131,6 +138,8 @@ pub enum BuildError {
     Sign(String),
     #[error(transparent)]
     Lock(#[from] LockError),
+    #[error(transparent)]
+    Delta(#[from] DeltaError),
     #[error("{}: {message}", spec.display())]
     Incomplete { spec: PathBuf, message: String },
     #[error("{}:{line}: image `{reference}`: {message}", spec.display())]
@@ -154,6 +163,7 @@ impl BuildError {
     pub fn exit_code(&self) -> i32 {
         match self {
             BuildError::Incomplete { .. } | BuildError::Unsigned { .. } => 1,
+            BuildError::Delta(e) => e.exit_code(),
             _ => 2,
         }
     }
@@ -247,7 +257,7 @@ pub fn build(opts: &BuildOptions, sign: Option<ManifestSigner>) -> Result<BuildR
         Some(f) => Some(f(&manifest_bytes).map_err(|e| BuildError::Sign(e.to_string()))?),
         None => None,
     };
-    let bundle_bytes = write_bundle(
+    let written = write_bundle(
         opts,
         &manifest,
         &manifest_bytes,
@@ -255,6 +265,22 @@ pub fn build(opts: &BuildOptions, sign: Option<ManifestSigner>) -> Result<BuildR
         &entries,
         &hashed,
     )?;
+    let (bundle_bytes, delta) = match &opts.base {
+        None => (persist(written.file, &opts.output)?, None),
+        Some(base) => {
+            let release = HollowRelease {
+                path: written.file.path(),
+                manifest: &manifest,
+                manifest_bytes: &manifest_bytes,
+                signature: signature.as_deref(),
+                mtime: opts.source_date_epoch,
+                head_size: written.head_size,
+                omitted: written.omitted,
+            };
+            let report = delta::write(&release, base, &opts.output)?;
+            (report.bytes, Some(report))
+        }
+    };
     Ok(BuildReport {
         output: opts.output.clone(),
         manifest_digest: Digest::of(&manifest_bytes),
@@ -263,7 +289,32 @@ pub fn build(opts: &BuildOptions, sign: Option<ManifestSigner>) -> Result<BuildR
         signed: signature.is_some(),
         lock: contents_lock,
         notes: contents_notes,
+        delta,
     })
+}
+
+/// Sets mode 0644 and renames the finished bundle into place; returns its size.
+fn persist(tmp: tempfile::NamedTempFile, output: &Path) -> Result<u64, BuildError> {
+    use std::os::unix::fs::PermissionsExt;
+    let bundle_bytes = tmp.as_file().metadata().map_err(io_err(tmp.path()))?.len();
+    let perms = std::fs::Permissions::from_mode(0o644);
+    tmp.as_file()
+        .set_permissions(perms)
+        .map_err(io_err(tmp.path()))?;
+    tmp.persist(output).map_err(|e| BuildError::Io {
+        path: output.to_path_buf(),
+        source: e.error,
+    })?;
+    Ok(bundle_bytes)
+}
+
+/// The release file `write_bundle` wrote, not yet in place.
+struct Written {
+    file: tempfile::NamedTempFile,
+    /// Bytes of its head member.
+    head_size: u64,
+    /// The blobs of the base whose members were left as holes, in file order.
+    omitted: Vec<Omitted>,
 }
 
 /// Everything a bundle will hold, before anything is hashed.
@@ -754,13 +805,14 @@ pub(crate) fn temp_file_beside(
         .map_err(|e| (dir.to_path_buf(), e))
 }
 
-/// Pass 2: writes the bundle into a temporary file beside its destination, then
-/// renames it into place. Returns the bundle's size.
+/// Pass 2: writes the bundle into a temporary file beside its destination.
 ///
 /// Entries go in order, except blobs fetched from a registry: each is a stored member of
 /// its own whose length follows from its name and size, so the writer leaves room for it
 /// and moves on while `opts.jobs` workers fetch such blobs and write them at their offsets.
-/// The bytes are the same whatever order the fetches finish in.
+/// The bytes are the same whatever order the fetches finish in. With a base, the stored
+/// members of the blobs it holds are left as holes, neither read nor fetched: a delta is
+/// cut from the rest.
 fn write_bundle(
     opts: &BuildOptions,
     manifest: &Manifest,
@@ -768,11 +820,14 @@ fn write_bundle(
     signature: Option<&str>,
     entries: &[(SafePath, Planned)],
     hashed: &[(Digest, u64)],
-) -> Result<u64, BuildError> {
+) -> Result<Written, BuildError> {
     let tmp =
         temp_file_beside(&opts.output, ".ferry-build-").map_err(|(dir, e)| io_err(&dir)(e))?;
     let root = manifest.root();
+    let base = opts.base.as_deref();
     let bar = opts.progress.bytes(manifest.total_size(), "writing");
+    let mut omitted = Vec::new();
+    let head_size;
     let fetched = entries.iter().filter(|(_, p)| fetched_later(p)).count();
     let fetches = Fetches {
         file: tmp.as_file(),
@@ -789,6 +844,7 @@ fn write_bundle(
         );
         let write_err = io_err(&opts.output);
         write_head(&mut w, &root, manifest_bytes, signature).map_err(&write_err)?;
+        head_size = w.position().map_err(&write_err)?;
         let hasher = BackgroundHasher::new(4, 1 << 20);
         let workers = opts.jobs.clamp(1, 64).min(fetched);
         let (tx, rx) = std::sync::mpsc::sync_channel::<Fetch>(workers.max(1));
@@ -804,7 +860,18 @@ fn write_bundle(
                     break;
                 }
                 let name = format!("{root}/{path}");
-                if fetched_later(planned) {
+                if base_holds(base, path, planned, digest)
+                    .map_err(io_err(Path::new(&planned.origin)))?
+                {
+                    let len = stored_entry_len(&name, planned.size);
+                    let at = w.reserve_member(len).map_err(&write_err)?;
+                    bar.inc(planned.size);
+                    omitted.push(Omitted {
+                        digest: digest.clone(),
+                        size: planned.size,
+                        at,
+                    });
+                } else if fetched_later(planned) {
                     let len = stored_entry_len(&name, planned.size);
                     let at = w.reserve_member(len).map_err(&write_err)?;
                     let job = Fetch { name, planned, at };
@@ -829,19 +896,36 @@ fn write_bundle(
         out.flush().map_err(&write_err)?;
     }
     bar.finish_and_clear();
-    let bundle_bytes = tmp.as_file().metadata().map_err(io_err(tmp.path()))?.len();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let perms = std::fs::Permissions::from_mode(0o644);
-        tmp.as_file()
-            .set_permissions(perms)
-            .map_err(io_err(tmp.path()))?;
+    Ok(Written {
+        file: tmp,
+        head_size,
+        omitted,
+    })
+}
+
+/// Whether the base holds the blob at `path`, with its size, and the bundle would store it
+/// in a member of its own (a compressed entry shares its member, so it always travels).
+fn base_holds(
+    base: Option<&BaseSet>,
+    path: &SafePath,
+    planned: &Planned,
+    digest: &Digest,
+) -> io::Result<bool> {
+    let Some(base) = base else {
+        return Ok(false);
+    };
+    if blob_hex(path).is_none() || base.blobs.get(digest) != Some(&planned.size) {
+        return Ok(false);
     }
-    tmp.persist(&opts.output).map_err(|e| BuildError::Io {
-        path: opts.output.clone(),
-        source: e.error,
-    })?;
-    Ok(bundle_bytes)
+    let packing = match &planned.location {
+        BlobLocation::Remote(r) => r.packing(),
+        local => {
+            let mut head = [0u8; 8];
+            let n = read_up_to(&mut local.open(planned.size)?, &mut head)?;
+            Packing::sniff(&head[..n])
+        }
+    };
+    Ok(packing == Packing::Store)
 }
 
 fn poisoned() -> BuildError {

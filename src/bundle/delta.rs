@@ -11,12 +11,11 @@ use crate::bundle::build::temp_file_beside;
 use crate::bundle::manifest::{blob_hex, FileEntry, Manifest, MAX_MANIFEST_BYTES};
 use crate::bundle::partial::{
     self, copy_range, head_member_len, persist, Base, DeltaInfo, Kind, Omitted, PartialHead,
-    Scanned,
 };
 use crate::bundle::verify::{self, EntryPlace, Sink, VerifyError, VerifyOptions};
 use crate::oci::digest::Digest;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -186,66 +185,84 @@ pub struct DeltaReport {
     pub manifest_digest: Digest,
 }
 
-/// Writes the delta of the complete bundle `scanned` against `base` to `output`.
-pub fn make(scanned: &Scanned, base: &BaseSet, output: &Path) -> Result<DeltaReport, DeltaError> {
-    let root = scanned.head.root.clone();
-    let mut omitted = Vec::new();
-    let mut held: Vec<FileEntry> = Vec::new();
-    for (start, end, entries) in scanned.members() {
-        let e = entries[0];
-        let omit = e.stored
-            && entries.len() == 1
-            && blob_hex(&e.file.path).is_some()
-            && base.blobs.get(&e.file.digest) == Some(&e.file.size);
-        if !omit {
-            held.extend(entries.iter().map(|e| e.file.clone()));
-            continue;
-        }
-        let len = stored_entry_len(&format!("{root}/{}", e.file.path), e.file.size);
-        if start + len > end {
-            return Err(DeltaError::Input {
-                path: scanned.path.clone(),
-                message: format!(
-                    "the member of `{}` is not laid out as ferry writes it; rebuild the bundle with this ferry",
-                    e.file.path
-                ),
-            });
-        }
-        omitted.push(Omitted {
-            digest: e.file.digest.clone(),
-            size: e.file.size,
-            at: start,
-        });
-    }
+/// A release file just written with the members of the base's blobs left as holes: what
+/// a delta is cut from.
+pub struct HollowRelease<'a> {
+    /// The release file: complete but for the members of `omitted`, never written.
+    pub path: &'a Path,
+    pub manifest: &'a Manifest,
+    pub manifest_bytes: &'a [u8],
+    pub signature: Option<&'a str>,
+    /// Modification time of every entry.
+    pub mtime: u64,
+    /// Bytes of its head member.
+    pub head_size: u64,
+    /// Every blob left out, in file order.
+    pub omitted: Vec<Omitted>,
+}
+
+/// Writes the delta of `release` against `base` to `output`: the partial head, then every
+/// byte of the release after its head except the omitted members.
+pub fn write(
+    release: &HollowRelease,
+    base: &BaseSet,
+    output: &Path,
+) -> Result<DeltaReport, DeltaError> {
+    let src = release.path;
+    let root = release.manifest.root();
+    let size = std::fs::metadata(src).map_err(io_err(src))?.len();
+    let left_out: HashSet<String> = release
+        .omitted
+        .iter()
+        .map(|o| format!("images/blobs/sha256/{}", o.digest.hex()))
+        .collect();
+    let mut held: Vec<FileEntry> = release
+        .manifest
+        .files
+        .iter()
+        .filter(|f| !left_out.contains(f.path.as_str()))
+        .cloned()
+        .collect();
     held.sort_by(|a, b| a.path.as_str().cmp(b.path.as_str()));
-    let mut manifest = partial::release_of(scanned);
+    let mut manifest = partial::piece_of(
+        release.manifest,
+        release.manifest_bytes,
+        release.signature.map(str::to_string),
+        size,
+        release.head_size,
+    );
     manifest.kind = Kind::Delta;
     manifest.files = held;
     manifest.delta = Some(DeltaInfo {
         base: base.base.clone(),
-        omitted: omitted.clone(),
+        omitted: release.omitted.clone(),
     });
-    let src = &scanned.path;
-    let bytes = partial::write_file(output, &root, scanned.head.mtime, &manifest, |out| {
-        let mut pos = scanned.head.body_offset;
-        for o in &omitted {
-            copy_range(src, pos, o.at - pos, out)?;
+    let bytes = partial::write_file(output, &root, release.mtime, &manifest, |out| {
+        let mut pos = release.head_size;
+        for o in &release.omitted {
+            let len = o.at.checked_sub(pos).ok_or_else(|| {
+                io::Error::other("omitted members overlap or precede the release head")
+            })?;
+            copy_range(src, pos, len, out)?;
             pos = o.at
                 + stored_entry_len(
                     &format!("{root}/images/blobs/sha256/{}", o.digest.hex()),
                     o.size,
                 );
         }
-        copy_range(src, pos, scanned.size - pos, out)
+        let rest = size
+            .checked_sub(pos)
+            .ok_or_else(|| io::Error::other("omitted members run past the release's end"))?;
+        copy_range(src, pos, rest, out)
     })
     .map_err(io_err(output))?;
     Ok(DeltaReport {
         output: output.to_path_buf(),
         bytes,
-        release_bytes: scanned.size,
+        release_bytes: size,
         files: manifest.files.len(),
-        omitted: omitted.len(),
-        omitted_bytes: omitted.iter().map(|o| o.size).sum(),
+        omitted: release.omitted.len(),
+        omitted_bytes: release.omitted.iter().map(|o| o.size).sum(),
         manifest_digest: manifest.release.manifest_digest,
     })
 }

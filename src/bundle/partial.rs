@@ -825,22 +825,42 @@ pub fn encode(bytes: &[u8]) -> String {
 /// The partial head every piece of `scanned` starts from (no files, no delta, no part).
 pub fn release_of(scanned: &Scanned) -> PartialManifest {
     let h = &scanned.head;
+    let signature = h
+        .signature
+        .as_ref()
+        .map(|s| String::from_utf8_lossy(s).into_owned());
+    piece_of(
+        &h.manifest,
+        &h.manifest_bytes,
+        signature,
+        scanned.size,
+        h.body_offset,
+    )
+}
+
+/// The head of a piece (a part until told otherwise, holding no file yet) of the release
+/// whose manifest is `manifest` (`manifest_bytes`), signed with `signature`, whose file is
+/// `size` bytes with a head member of `head_size`.
+pub fn piece_of(
+    manifest: &Manifest,
+    manifest_bytes: &[u8],
+    signature: Option<String>,
+    size: u64,
+    head_size: u64,
+) -> PartialManifest {
     PartialManifest {
         format_version: PARTIAL_FORMAT_VERSION,
         kind: Kind::Part,
-        name: h.manifest.name.clone(),
-        version: h.manifest.version.clone(),
-        created: h.manifest.created.clone(),
+        name: manifest.name.clone(),
+        version: manifest.version.clone(),
+        created: manifest.created.clone(),
         ferry_version: env!("CARGO_PKG_VERSION").to_string(),
         release: Release {
-            manifest: encode(&h.manifest_bytes),
-            manifest_digest: Digest::of(&h.manifest_bytes),
-            signature: h
-                .signature
-                .as_ref()
-                .map(|s| String::from_utf8_lossy(s).into_owned()),
-            size: scanned.size,
-            head_size: h.body_offset,
+            manifest: encode(manifest_bytes),
+            manifest_digest: Digest::of(manifest_bytes),
+            signature,
+            size,
+            head_size,
         },
         files: Vec::new(),
         delta: None,

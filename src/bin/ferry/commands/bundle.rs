@@ -34,8 +34,15 @@ pub fn build(
             PathBuf::from(format!("{}-{}{kind}.tar.gz", s.name.value, s.version.value))
         }
     };
-    // A delta or parts are cut from the complete bundle, built beside them first.
+    // Parts are cut from the complete bundle, built beside them first; a delta is written
+    // directly, the base's blobs never read.
     let full = super::pieces::full_beside(&output, pieces)?;
+    let base = pieces
+        .base
+        .as_deref()
+        .map(ferry::bundle::delta::read_base)
+        .transpose()?
+        .map(Arc::new);
     let written = full
         .as_ref()
         .map_or(output.clone(), |t| t.path().to_path_buf());
@@ -61,6 +68,7 @@ pub fn build(
             check: Some(images_check(pull.allow_missing_images)),
             referrers: !pull.no_referrers,
             signature_check: Some(ferry::provenance::build_signature_check()),
+            base,
         },
         signer.as_ref().map(|s| s as build::ManifestSigner),
     )?;
@@ -69,8 +77,11 @@ pub fn build(
         ferry::load::write_atomically(&lock_path, &report.lock.to_text())
             .with_context(|| format!("writing {}", lock_path.display()))?;
     }
+    if let Some(delta) = &report.delta {
+        return super::pieces::print_delta(delta, report.signed, p);
+    }
     if let Some(full) = full {
-        return super::pieces::after_build(&report, full, &output, pieces, p);
+        return super::pieces::after_build(full, &output, pieces, p);
     }
     let m = &report.manifest;
     p.document(&json!({

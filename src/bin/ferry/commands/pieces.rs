@@ -6,7 +6,6 @@ use crate::cli::{LimitArgs, PieceArgs, TrustArgs};
 use crate::exit::Outcome;
 use crate::printer::Printer;
 use anyhow::Context;
-use ferry::bundle::build::BuildReport;
 use ferry::bundle::delta::{self, DeltaReport};
 use ferry::bundle::partial::{self, Kind, PartialEvidence, PartialHead};
 use ferry::bundle::split;
@@ -16,12 +15,12 @@ use ferry::registry::push::{PushOptions, PushReport};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
-/// The temporary file a complete bundle is built into when a delta or parts are wanted.
+/// The temporary file a complete bundle is built into when parts are wanted.
 pub fn full_beside(
     output: &Path,
     pieces: &PieceArgs,
 ) -> anyhow::Result<Option<tempfile::NamedTempFile>> {
-    if pieces.base.is_none() && pieces.max_part_size.is_none() {
+    if pieces.max_part_size.is_none() {
         return Ok(None);
     }
     let dir = output
@@ -36,9 +35,8 @@ pub fn full_beside(
     Ok(Some(tmp))
 }
 
-/// Cuts the delta or the parts from the complete bundle just built into `full`.
+/// Cuts the parts from the complete bundle just built into `full`.
 pub fn after_build(
-    report: &BuildReport,
     full: tempfile::NamedTempFile,
     output: &Path,
     pieces: &PieceArgs,
@@ -46,14 +44,7 @@ pub fn after_build(
 ) -> anyhow::Result<Outcome> {
     // The build's own output: its members are walked, not verified again.
     let scanned = partial::walk(full.path())?;
-    if let Some(base) = &pieces.base {
-        let base = delta::read_base(base)?;
-        let done = delta::make(&scanned, &base, output)?;
-        return print_delta(&done, report.signed, p);
-    }
-    let max = pieces
-        .max_part_size
-        .expect("a delta or parts were asked for");
+    let max = pieces.max_part_size.expect("parts were asked for");
     let dir = output
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -63,7 +54,8 @@ pub fn after_build(
     print_split(&done, p)
 }
 
-fn print_delta(d: &DeltaReport, signed: bool, p: &mut Printer) -> anyhow::Result<Outcome> {
+/// Prints what `ferry build --base` wrote.
+pub fn print_delta(d: &DeltaReport, signed: bool, p: &mut Printer) -> anyhow::Result<Outcome> {
     p.document(&json!({ "ok": true, "delta": d, "signed": signed }))?;
     p.line(format_args!(
         "built delta {} ({} bytes; the release is {} bytes)",
