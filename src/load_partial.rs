@@ -162,10 +162,24 @@ pub fn load(input: &LoadInput, opts: &PushOptions) -> Result<PartialLoad, Partia
         true => ReferrersReport::default(),
         false => push_referrers(opts, source.clone(), &ready_refs, progress)?,
     };
+    // Whatever is not pushed now has the blobs this file holds uploaded ahead: images that
+    // lack blobs, and artifacts whose image is not there yet (even with all their own blobs
+    // here: a later part would not hold them).
+    let pushed_now = |k: usize, p: &push::PlannedImage| match k < images.len() {
+        true => lacking(p) == 0,
+        false => ready.len() == images.len() && lacking(p) == 0,
+    };
     let mut waiting = Vec::new();
     let mut ahead = 0;
-    for img in plan.images.iter().filter(|p| lacking(p) > 0) {
-        waiting.push((img.target.clone(), lacking(img)));
+    for (_, img) in plan
+        .images
+        .iter()
+        .enumerate()
+        .filter(|(k, p)| !pushed_now(*k, p))
+    {
+        if lacking(img) > 0 {
+            waiting.push((img.target.clone(), lacking(img)));
+        }
         if opts.dry_run {
             continue;
         }

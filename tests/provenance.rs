@@ -756,3 +756,90 @@ fn serve_answers_signature_tags_and_referrers() {
         child.wait().unwrap();
     }
 }
+
+/// Signatures, attestations and SBOMs travel in a delta and in the parts of a split bundle:
+/// loading a delta against a bundle that carried none, or the parts in reverse order, leaves
+/// the registry with the signature tag and the referrers index, digests intact.
+#[test]
+fn referrers_travel_in_deltas_and_in_split_parts() {
+    let s = Signed::start(67, false);
+    let spec = s.spec("");
+    let (bare, built) = s.build(&spec, "bare.tar.gz", &["--no-referrers"]);
+    built.success();
+    let (full, built) = s.build(&spec, "full.tar.gz", &[]);
+    built.success();
+    let bare_arg = bare.to_str().unwrap().to_string();
+    let (delta, built) = s.build(&spec, "full.delta.tar.gz", &["--base", &bare_arg]);
+    built.success();
+    let parts = s.work.path().join("parts");
+    std::fs::create_dir_all(&parts).unwrap();
+    ferry()
+        .args(["split", "--max-part-size", "32KiB", "-C"])
+        .arg(&parts)
+        .arg(&full)
+        .assert()
+        .success();
+    let mut part_files: Vec<PathBuf> = std::fs::read_dir(&parts)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    part_files.sort();
+    assert!(part_files.len() > 2, "{part_files:?}");
+
+    let att_tag = format!("sha256-{}.att", &s.app1[7..]);
+    let sig_tag = format!("sha256-{}.sig", &s.app1[7..]);
+    let fallback = format!("sha256-{}", &s.app1[7..]);
+    let check = |reg: &Registry| {
+        let raw = skopeo::inspect_raw(&format!("{}/team/app1:{sig_tag}", reg.host()));
+        assert_eq!(
+            cosign::sha256(&raw),
+            s.sig,
+            "the signature tag, digest intact"
+        );
+        let raw = skopeo::inspect_raw(&format!("{}/team/app1:{fallback}", reg.host()));
+        let index: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+        let listed: Vec<&str> = index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["digest"].as_str().unwrap())
+            .collect();
+        assert_eq!(listed, [s.sbom.as_str()], "{index}");
+        let raw = skopeo::inspect_raw(&format!("{}/team/app1:{att_tag}", reg.host()));
+        assert_eq!(
+            cosign::sha256(&raw),
+            s.att,
+            "the attestation tag, digest intact"
+        );
+    };
+    let load = |reg: &Registry, input: &Path| {
+        ferry()
+            .args(["load", "--plain-http", "--registry"])
+            .arg(reg.host())
+            .arg(input)
+            .assert()
+            .success();
+    };
+
+    // The bare bundle first, then the delta: the delta brings the artifacts.
+    let reg = Registry::start(Setup::Plain);
+    load(&reg, &bare);
+    let missing = std::process::Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{}/team/app1:{sig_tag}", reg.host()))
+        .output()
+        .unwrap();
+    assert!(
+        !missing.status.success(),
+        "the bare bundle carries no signature"
+    );
+    load(&reg, &delta);
+    check(&reg);
+
+    // The parts, last first.
+    let reg = Registry::start(Setup::Plain);
+    for part in part_files.iter().rev() {
+        load(&reg, part);
+    }
+    check(&reg);
+}
