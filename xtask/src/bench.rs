@@ -19,6 +19,7 @@ use anyhow::{bail, Context, Result};
 use flate2::{Compression, GzBuilder};
 use sha2::{Digest, Sha256};
 
+mod delta;
 mod pull;
 mod serve;
 
@@ -69,11 +70,13 @@ pub struct Parts {
     pub pull: bool,
     /// `ferry serve` against a loopback registry, fetched with parallel `curl`.
     pub serve: bool,
+    /// A delta build, `ferry merge` and `ferry join` on a generated release pair.
+    pub delta: bool,
 }
 
 impl Parts {
     /// Every part when `part` is `None`, else only the named one (`core`, `sign`, `load`,
-    /// `egress`, `pull`, `serve`).
+    /// `egress`, `pull`, `serve`, `delta`).
     pub fn only(part: Option<&str>) -> Parts {
         match part {
             None => Parts {
@@ -83,6 +86,7 @@ impl Parts {
                 egress: true,
                 pull: true,
                 serve: true,
+                delta: true,
             },
             Some(p) => Parts {
                 core: p == "core",
@@ -91,22 +95,45 @@ impl Parts {
                 egress: p == "egress",
                 pull: p == "pull",
                 serve: p == "serve",
+                delta: p == "delta",
             },
         }
     }
 
+    fn flags(&self) -> [bool; 7] {
+        [
+            self.core,
+            self.sign,
+            self.load,
+            self.egress,
+            self.pull,
+            self.serve,
+            self.delta,
+        ]
+    }
+
     fn all(&self) -> bool {
-        self.core && self.sign && self.load && self.egress && self.pull && self.serve
+        self.flags().iter().all(|&on| on)
+    }
+
+    /// `part` and no other part runs.
+    fn alone(&self, part: bool) -> bool {
+        part && self.flags().iter().filter(|&&on| on).count() == 1
     }
 
     /// Only the pull part: its section and target rows are spliced into the existing report.
     fn pull_only(&self) -> bool {
-        self.pull && !self.core && !self.sign && !self.load && !self.egress && !self.serve
+        self.alone(self.pull)
     }
 
     /// Only the serve part: spliced in the same way.
     fn serve_only(&self) -> bool {
-        self.serve && !self.core && !self.sign && !self.load && !self.egress && !self.pull
+        self.alone(self.serve)
+    }
+
+    /// Only the delta part: spliced in the same way.
+    fn delta_only(&self) -> bool {
+        self.alone(self.delta)
     }
 }
 
@@ -129,6 +156,9 @@ pub fn run(opts: &Options) -> Result<ExitCode> {
     }
     if opts.parts.serve {
         tools.push(("curl", "curl"));
+    }
+    if opts.parts.delta {
+        tools.push(("cmp", "diffutils"));
     }
     for (tool, pkg) in tools {
         if Command::new(tool).arg("--version").output().is_err() {
@@ -184,8 +214,8 @@ fn run_in(opts: &Options, root: &Path, ferry: &Path, scratch: &Path) -> Result<E
     let doc = render(opts, &env, &sets);
     let path = root.join("BENCHMARKS.md");
     let old = fs::read_to_string(&path).ok();
-    // `bench pull` or `bench serve` alone replaces only its section and target rows of the
-    // last full report.
+    // `bench pull`, `bench serve` or `bench delta` alone replaces only its section and target
+    // rows of the last full report.
     let mut section = String::new();
     let mut rows = String::new();
     let spliced = if opts.parts.pull_only() {
@@ -198,6 +228,11 @@ fn run_in(opts: &Options, root: &Path, ferry: &Path, scratch: &Path) -> Result<E
         serve::target_rows(&mut rows, &sets[0]);
         old.as_deref()
             .and_then(|o| serve::splice(o, &section, &rows))
+    } else if opts.parts.delta_only() {
+        delta::section(&mut section, opts, &env, &sets[0]);
+        delta::target_rows(&mut rows, &sets[0]);
+        old.as_deref()
+            .and_then(|o| delta::splice(o, &section, &rows))
     } else {
         None
     };
@@ -595,6 +630,52 @@ fn tree_size(dir: &Path) -> Result<u64> {
     Ok(total)
 }
 
+/// Runs `cmd` untimed, its output captured; fails with its stderr.
+fn run_quiet(cmd: &mut Command) -> Result<()> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// Copies the regular files of a small folder tree.
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    fs::create_dir_all(to)?;
+    for e in fs::read_dir(from)? {
+        let e = e?;
+        if e.file_type()?.is_dir() {
+            copy_tree(&e.path(), &to.join(e.file_name()))?;
+        } else {
+            fs::copy(e.path(), to.join(e.file_name()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Hard-links every file of a folder tree into a new tree (copies where linking fails).
+fn link_tree(from: &Path, to: &Path) -> Result<()> {
+    fs::create_dir_all(to)?;
+    for e in fs::read_dir(from)? {
+        let e = e?;
+        let dest = to.join(e.file_name());
+        if e.file_type()?.is_dir() {
+            link_tree(&e.path(), &dest)?;
+        } else if fs::hard_link(e.path(), &dest).is_err() {
+            fs::copy(e.path(), &dest)
+                .with_context(|| format!("copying {} to {}", e.path().display(), dest.display()))?;
+        }
+    }
+    Ok(())
+}
+
 // ------------------------------------------------------------------- timing ---
 
 /// One timed run, as GNU time reports it.
@@ -894,6 +975,8 @@ struct SetResult {
     chart: Option<ChartStats>,
     /// What the serve part measured, when it ran.
     serve: Option<serve::Report>,
+    /// The release pair of the delta part, when it ran.
+    delta: Option<delta::Facts>,
     scratch: PathBuf,
 }
 
@@ -1058,7 +1141,16 @@ fn run_set(
         None
     };
 
+    let mut delta = if full && opts.parts.delta {
+        Some(delta::Delta::new(ferry, &base, &set, size_mib, &time_out)?)
+    } else {
+        None
+    };
+
     for round in 1..=opts.runs {
+        if let Some(d) = &mut delta {
+            d.round(round, opts.runs, &time_out)?;
+        }
         if let Some(l) = &mut load {
             l.round(round, opts.runs, &time_out)?;
         }
@@ -1089,6 +1181,11 @@ fn run_set(
     if let Some(p) = pull {
         cases.extend(p.into_cases());
     }
+    let delta = delta.map(|d| {
+        let (c, facts) = d.into_parts();
+        cases.extend(c);
+        facts
+    });
     for c in &mut cases {
         if let Some(p) = &c.output {
             c.output_bytes = Some(size_of(p)?);
@@ -1109,6 +1206,7 @@ fn run_set(
         cases,
         chart,
         serve: serve.map(serve::Serve::into_report),
+        delta,
         scratch: scratch.to_path_buf(),
     })
 }
@@ -1768,6 +1866,7 @@ fn command_line(opts: &Options) -> String {
             (opts.parts.egress, "egress"),
             (opts.parts.pull, "pull"),
             (opts.parts.serve, "serve"),
+            (opts.parts.delta, "delta"),
         ] {
             if on {
                 let _ = write!(cmd, " {name}");
@@ -1906,6 +2005,7 @@ fn render(opts: &Options, env: &Environment, sets: &[SetResult]) -> String {
             );
             table(&mut d, &set.group("egress"), &set.scratch);
         }
+        delta::section(&mut d, opts, env, set);
     }
 
     let _ = writeln!(d, "## Targets\n");
@@ -2053,6 +2153,7 @@ fn render(opts: &Options, env: &Environment, sets: &[SetResult]) -> String {
     }
     pull::target_rows(&mut d, first);
     serve::target_rows(&mut d, first);
+    delta::target_rows(&mut d, first);
     if sets.len() > 1 {
         let (a, b) = (&sets[0], &sets[sets.len() - 1]);
         for name in [FERRY_BUILD, FERRY_VERIFY] {
@@ -2253,6 +2354,23 @@ mod tests {
         );
         assert_eq!(keep_notes("a\n\n", Some("no marker")), "a\n");
         assert_eq!(keep_notes("a", None), "a\n");
+    }
+
+    #[test]
+    fn a_part_run_alone_is_spliced_and_every_part_is_a_full_report() {
+        for (name, only) in [
+            ("pull", Parts::pull_only as fn(&Parts) -> bool),
+            ("serve", Parts::serve_only),
+            ("delta", Parts::delta_only),
+        ] {
+            let p = Parts::only(Some(name));
+            assert!(only(&p), "{name}");
+            assert!(!p.all());
+            assert!(!only(&Parts::only(None)), "{name}");
+        }
+        assert!(Parts::only(None).all());
+        assert!(!Parts::only(Some("delta")).pull_only());
+        assert!(!Parts::only(Some("core")).delta_only());
     }
 
     #[test]

@@ -57,10 +57,10 @@ enum Command {
     },
     /// Time ferry against tar, gzip and openssl on a generated image set; writes BENCHMARKS.md.
     Bench {
-        /// Run only one part: `core` (build/verify/extract), `sign`, `load`, `egress`, `pull`
-        /// or `serve` (default: all of them, side by side in one run). `pull` or `serve` alone
-        /// updates only its section and target rows of BENCHMARKS.md.
-        #[arg(value_name = "PART", value_parser = ["core", "sign", "load", "egress", "pull", "serve"])]
+        /// Run only one part: `core` (build/verify/extract), `sign`, `load`, `egress`, `pull`,
+        /// `serve` or `delta` (default: all of them, side by side in one run). `pull`, `serve`
+        /// or `delta` alone updates only its section and target rows of BENCHMARKS.md.
+        #[arg(value_name = "PART", value_parser = ["core", "sign", "load", "egress", "pull", "serve", "delta"])]
         part: Option<String>,
         /// Total size of the large (incompressible) layers, in MiB.
         #[arg(long, value_name = "N", default_value_t = 1024)]

@@ -10,13 +10,13 @@ use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use super::{
-    shell_quote, time_once, verdict, Case, Environment, ImageSet, Options, Registry, Sample,
-    SetResult, RSS_TARGET_MIB, SOURCE_DATE_EPOCH,
+    copy_tree, run_quiet, shell_quote, time_once, verdict, Case, Environment, ImageSet, Options,
+    Registry, Sample, SetResult, RSS_TARGET_MIB, SOURCE_DATE_EPOCH,
 };
 
 pub(super) const PULL_FERRY: &str = "ferry build from the registry";
@@ -214,35 +214,6 @@ fn time(case: &mut Case, round: u32, runs: u32, time_out: &Path) -> Result<Sampl
     );
     case.samples.push(s);
     Ok(s)
-}
-
-fn run_quiet(cmd: &mut Command) -> Result<()> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running {cmd:?}"))?;
-    if !out.status.success() {
-        bail!(
-            "{cmd:?} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
-}
-
-/// Copies the regular files of a small folder tree.
-fn copy_tree(from: &Path, to: &Path) -> Result<()> {
-    fs::create_dir_all(to)?;
-    for e in fs::read_dir(from)? {
-        let e = e?;
-        if e.file_type()?.is_dir() {
-            copy_tree(&e.path(), &to.join(e.file_name()))?;
-        } else {
-            fs::copy(e.path(), to.join(e.file_name()))?;
-        }
-    }
-    Ok(())
 }
 
 /// A spec naming every image by its place in the loopback registry: pulled from there (no
