@@ -190,6 +190,12 @@ impl<W: Write + Seek> TarGzWriter<W> {
         Ok(offset)
     }
 
+    /// Closes the current member and gives the output, to write whole members into.
+    pub fn raw(&mut self) -> io::Result<&mut W> {
+        self.end_member()?;
+        Ok(self.out.as_mut().expect("writer present between members"))
+    }
+
     /// Closes the current member and returns where the next one starts.
     pub fn position(&mut self) -> io::Result<u64> {
         self.reserve_member(0)

@@ -1,16 +1,18 @@
 //! `ferry build`: turns a `ferry.yaml` into a deterministic, verifiable bundle.
 
+mod delta_write;
+
 use crate::bundle::archive::{
     stored_entry_len, write_own_member, EntryError, Limits, MemberReader, Packing,
     PositionedWriter, TarEntries, TarEntry, TarGzWriter, TarPolicy,
 };
-use crate::bundle::delta::{self, BaseSet, DeltaError, DeltaReport, HollowRelease};
+use crate::bundle::delta::{self, BaseSet, DeltaError, DeltaReport};
 use crate::bundle::lock::{Lock, LockError, LockedChart, LockedImage, LOCK_VERSION};
 use crate::bundle::manifest::{
-    self, blob_hex, ChartEntry, FileEntry, ImageEntry, Manifest, Mode, FORMAT_VERSION,
-    MANIFEST_NAME, SIGNATURE_NAME,
+    self, ChartEntry, FileEntry, ImageEntry, Manifest, Mode, FORMAT_VERSION, MANIFEST_NAME,
+    SIGNATURE_NAME,
 };
-use crate::bundle::partial::Omitted;
+use crate::bundle::partial;
 use crate::bundle::safepath::SafePath;
 use crate::bundle::source::{
     self, BlobLocation, RemoteInputs, RemoteRequest, ResolvedImage, ResolvedReferrer, SourceSpec,
@@ -257,28 +259,30 @@ pub fn build(opts: &BuildOptions, sign: Option<ManifestSigner>) -> Result<BuildR
         Some(f) => Some(f(&manifest_bytes).map_err(|e| BuildError::Sign(e.to_string()))?),
         None => None,
     };
-    let written = write_bundle(
-        opts,
-        &manifest,
-        &manifest_bytes,
-        signature.as_deref(),
-        &entries,
-        &hashed,
-    )?;
+    let root = manifest.root();
+    let mtime = opts.source_date_epoch;
+    let release_head = head_member(&root, mtime, &manifest_bytes, signature.as_deref())
+        .map_err(io_err(&opts.output))?;
+    let head_size = release_head.len() as u64;
     let (bundle_bytes, delta) = match &opts.base {
-        None => (persist(written.file, &opts.output)?, None),
+        None => {
+            let file = write_bundle(opts, &root, &release_head, &entries, &hashed, None)?;
+            (persist(file, &opts.output)?, None)
+        }
         Some(base) => {
-            let release = HollowRelease {
-                path: written.file.path(),
-                manifest: &manifest,
-                manifest_bytes: &manifest_bytes,
-                signature: signature.as_deref(),
-                mtime: opts.source_date_epoch,
-                head_size: written.head_size,
-                omitted: written.omitted,
-            };
-            let report = delta::write(&release, base, &opts.output)?;
-            (report.bytes, Some(report))
+            let mut plan = delta_write::dry_run(opts, &root, head_size, &entries, &hashed, base)?;
+            let sig = signature.clone();
+            let release = partial::piece_of(&manifest, &manifest_bytes, sig, plan.size, head_size);
+            let omitted = plan.omitted.clone();
+            let head = delta::delta_manifest(&release, &manifest.files, omitted, base);
+            let head_bytes =
+                partial::head_member(&root, mtime, &head).map_err(io_err(&opts.output))?;
+            plan.delta_head = head_bytes.len() as u64;
+            let plan_ref = Some(&mut plan);
+            let file = write_bundle(opts, &root, &head_bytes, &entries, &hashed, plan_ref)?;
+            plan.check_written(&file)?;
+            let bytes = persist(file, &opts.output)?;
+            (bytes, Some(DeltaReport::of(&head, &opts.output, bytes)))
         }
     };
     Ok(BuildReport {
@@ -306,15 +310,6 @@ fn persist(tmp: tempfile::NamedTempFile, output: &Path) -> Result<u64, BuildErro
         source: e.error,
     })?;
     Ok(bundle_bytes)
-}
-
-/// The release file `write_bundle` wrote, not yet in place.
-struct Written {
-    file: tempfile::NamedTempFile,
-    /// Bytes of its head member.
-    head_size: u64,
-    /// The blobs of the base whose members were left as holes, in file order.
-    omitted: Vec<Omitted>,
 }
 
 /// Everything a bundle will hold, before anything is hashed.
@@ -805,30 +800,36 @@ pub(crate) fn temp_file_beside(
         .map_err(|e| (dir.to_path_buf(), e))
 }
 
-/// Pass 2: writes the bundle into a temporary file beside its destination.
+/// Pass 2: writes the bundle into a temporary file beside its destination: `head` (the
+/// head member), then the entries under `root`.
 ///
 /// Entries go in order, except blobs fetched from a registry: each is a stored member of
 /// its own whose length follows from its name and size, so the writer leaves room for it
 /// and moves on while `opts.jobs` workers fetch such blobs and write them at their offsets.
-/// The bytes are the same whatever order the fetches finish in. With a base, the stored
-/// members of the blobs it holds are left as holes, neither read nor fetched: a delta is
-/// cut from the rest.
+/// The bytes are the same whatever order the fetches finish in. With a `delta` plan, the
+/// blobs the base holds are skipped (never read), and the compressed members the dry run
+/// already wrote are copied from it instead of written again.
 fn write_bundle(
     opts: &BuildOptions,
-    manifest: &Manifest,
-    manifest_bytes: &[u8],
-    signature: Option<&str>,
+    root: &str,
+    head: &[u8],
     entries: &[(SafePath, Planned)],
     hashed: &[(Digest, u64)],
-) -> Result<Written, BuildError> {
+    mut delta: Option<&mut delta_write::DeltaPlan>,
+) -> Result<tempfile::NamedTempFile, BuildError> {
     let tmp =
         temp_file_beside(&opts.output, ".ferry-build-").map_err(|(dir, e)| io_err(&dir)(e))?;
-    let root = manifest.root();
-    let base = opts.base.as_deref();
-    let bar = opts.progress.bytes(manifest.total_size(), "writing");
-    let mut omitted = Vec::new();
-    let head_size;
-    let fetched = entries.iter().filter(|(_, p)| fetched_later(p)).count();
+    let total = match delta.as_deref() {
+        Some(d) => d.carried(entries),
+        None => entries.iter().map(|(_, p)| p.size).sum(),
+    };
+    let bar = opts.progress.bytes(total, "writing");
+    // A delta's carried blobs all have their places: workers write them all.
+    let fetched = match delta.as_deref() {
+        Some(d) => d.stored(),
+        None => entries.iter().filter(|(_, p)| fetched_later(p)).count(),
+    };
+    let delta_mode = delta.is_some();
     let fetches = Fetches {
         file: tmp.as_file(),
         mtime: opts.source_date_epoch,
@@ -837,14 +838,11 @@ fn write_bundle(
         first_error: Mutex::new(None),
     };
     {
-        let file = tmp.as_file().try_clone().map_err(io_err(tmp.path()))?;
-        let mut w = TarGzWriter::new(
-            BufWriter::with_capacity(WRITE_BUFFER, file),
-            opts.source_date_epoch,
-        );
         let write_err = io_err(&opts.output);
-        write_head(&mut w, &root, manifest_bytes, signature).map_err(&write_err)?;
-        head_size = w.position().map_err(&write_err)?;
+        let file = tmp.as_file().try_clone().map_err(io_err(tmp.path()))?;
+        let mut file = BufWriter::with_capacity(WRITE_BUFFER, file);
+        file.write_all(head).map_err(&write_err)?;
+        let mut w = TarGzWriter::new(file, opts.source_date_epoch);
         let hasher = BackgroundHasher::new(4, 1 << 20);
         let workers = opts.jobs.clamp(1, 64).min(fetched);
         let (tx, rx) = std::sync::mpsc::sync_channel::<Fetch>(workers.max(1));
@@ -854,24 +852,17 @@ fn write_bundle(
             for _ in 0..workers {
                 scope.spawn(|| fetches.work(&rx));
             }
-            for ((path, planned), (digest, size)) in entries.iter().zip(hashed) {
-                debug_assert_eq!(*size, planned.size);
+            for (i, ((path, planned), digest)) in entries.iter().zip(hashed).enumerate() {
                 if fetches.failed.load(Ordering::Relaxed) {
                     break;
                 }
+                if let Some(d) = delta.as_deref_mut() {
+                    if !d.writes(i, &mut w).map_err(&write_err)? {
+                        continue;
+                    }
+                }
                 let name = format!("{root}/{path}");
-                if base_holds(base, path, planned, digest)
-                    .map_err(io_err(Path::new(&planned.origin)))?
-                {
-                    let len = stored_entry_len(&name, planned.size);
-                    let at = w.reserve_member(len).map_err(&write_err)?;
-                    bar.inc(planned.size);
-                    omitted.push(Omitted {
-                        digest: digest.clone(),
-                        size: planned.size,
-                        at,
-                    });
-                } else if fetched_later(planned) {
+                if delta_mode || fetched_later(planned) {
                     let len = stored_entry_len(&name, planned.size);
                     let at = w.reserve_member(len).map_err(&write_err)?;
                     let job = Fetch { name, planned, at };
@@ -880,7 +871,7 @@ fn write_bundle(
                     }
                 } else {
                     let written =
-                        write_entry(&mut w, &name, planned, digest, &hasher, &bar, &write_err);
+                        write_entry(&mut w, &name, planned, &digest.0, &hasher, &bar, &write_err);
                     if let Err(e) = written {
                         fetches.failed.store(true, Ordering::Relaxed);
                         return Err(e);
@@ -892,40 +883,14 @@ fn write_bundle(
         if let Some(e) = fetches.first_error.lock().map_err(|_| poisoned())?.take() {
             return Err(e);
         }
-        let mut out = w.finish().map_err(&write_err)?;
+        let mut out = match delta {
+            Some(d) => d.finish(w).map_err(&write_err)?,
+            None => w.finish().map_err(&write_err)?,
+        };
         out.flush().map_err(&write_err)?;
     }
     bar.finish_and_clear();
-    Ok(Written {
-        file: tmp,
-        head_size,
-        omitted,
-    })
-}
-
-/// Whether the base holds the blob at `path`, with its size, and the bundle would store it
-/// in a member of its own (a compressed entry shares its member, so it always travels).
-fn base_holds(
-    base: Option<&BaseSet>,
-    path: &SafePath,
-    planned: &Planned,
-    digest: &Digest,
-) -> io::Result<bool> {
-    let Some(base) = base else {
-        return Ok(false);
-    };
-    if blob_hex(path).is_none() || base.blobs.get(digest) != Some(&planned.size) {
-        return Ok(false);
-    }
-    let packing = match &planned.location {
-        BlobLocation::Remote(r) => r.packing(),
-        local => {
-            let mut head = [0u8; 8];
-            let n = read_up_to(&mut local.open(planned.size)?, &mut head)?;
-            Packing::sniff(&head[..n])
-        }
-    };
-    Ok(packing == Packing::Store)
+    Ok(tmp)
 }
 
 fn poisoned() -> BuildError {
@@ -936,7 +901,8 @@ fn poisoned() -> BuildError {
 }
 
 /// Whether a planned file is fetched by a worker into a member of its own (a stored blob
-/// from a registry) rather than written in order.
+/// from a registry) rather than written in order. (A delta's carried stored blobs, local
+/// ones too, all go to workers: its layout is known before anything is written.)
 fn fetched_later(p: &Planned) -> bool {
     matches!(&p.location, BlobLocation::Remote(r) if r.packing() == Packing::Store)
 }
@@ -982,22 +948,28 @@ impl Fetches<'_> {
         }
     }
 
-    /// Fetches one blob into its member, checking it against its digest on the way.
+    /// Fetches one blob (from its registry, or its local file) into its member, checking it
+    /// against its digest on the way.
     fn fetch(&self, job: &Fetch) -> Result<(), BuildError> {
-        let BlobLocation::Remote(remote) = &job.planned.location else {
-            unreachable!("only remote blobs are fetched by workers")
+        let remote = match &job.planned.location {
+            BlobLocation::Remote(r) => Some(r),
+            _ => None,
         };
         let expected = job
             .planned
             .expected
             .as_ref()
-            .expect("remote files are blobs");
+            .expect("only blobs are written by workers");
         let read_err = io_err(Path::new(&job.planned.origin));
-        let reader = self.bar.wrap_read(remote.open().map_err(&read_err)?);
+        let opened = match remote {
+            Some(r) => r.open(),
+            None => job.planned.location.open(job.planned.size),
+        };
+        let reader = self.bar.wrap_read(opened.map_err(&read_err)?);
         // Frames and blocks go out in 1 MiB writes, not one system call each.
         let out = BufWriter::with_capacity(WRITE_BUFFER, PositionedWriter::new(self.file, job.at));
         let (name, mode, size) = (&job.name, job.planned.mode.bits(), job.planned.size);
-        let found = if remote.checks_digest() {
+        let found = if remote.is_some_and(|r| r.checks_digest()) {
             // The reader checks the bytes when asked past their end: hashed once.
             let mut reader = reader;
             let out = write_own_member(out, self.mtime, name, mode, size, &mut reader);
@@ -1024,7 +996,9 @@ impl Fetches<'_> {
                 found,
             });
         }
-        remote.verified();
+        if let Some(r) = remote {
+            r.verified();
+        }
         Ok(())
     }
 }
@@ -1126,6 +1100,18 @@ pub fn write_head<W: Write>(
         )?;
     }
     w.end_member()
+}
+
+/// The head member, in memory: what [`write_head`] writes.
+fn head_member(
+    root: &str,
+    mtime: u64,
+    manifest: &[u8],
+    signature: Option<&str>,
+) -> io::Result<Vec<u8>> {
+    let mut w = TarGzWriter::new(Vec::new(), mtime);
+    write_head(&mut w, root, manifest, signature)?;
+    w.into_output()
 }
 
 /// Passes reads through and hashes a copy on the background hasher's thread.

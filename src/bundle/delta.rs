@@ -185,86 +185,49 @@ pub struct DeltaReport {
     pub manifest_digest: Digest,
 }
 
-/// A release file just written with the members of the base's blobs left as holes: what
-/// a delta is cut from.
-pub struct HollowRelease<'a> {
-    /// The release file: complete but for the members of `omitted`, never written.
-    pub path: &'a Path,
-    pub manifest: &'a Manifest,
-    pub manifest_bytes: &'a [u8],
-    pub signature: Option<&'a str>,
-    /// Modification time of every entry.
-    pub mtime: u64,
-    /// Bytes of its head member.
-    pub head_size: u64,
-    /// Every blob left out, in file order.
-    pub omitted: Vec<Omitted>,
-}
-
-/// Writes the delta of `release` against `base` to `output`: the partial head, then every
-/// byte of the release after its head except the omitted members.
-pub fn write(
-    release: &HollowRelease,
+/// The head of the delta of a release against `base`: the release's manifest (with its
+/// signature, file size and head size) and every file but the `omitted` blobs.
+pub fn delta_manifest(
+    release: &partial::PartialManifest,
+    files: &[FileEntry],
+    omitted: Vec<Omitted>,
     base: &BaseSet,
-    output: &Path,
-) -> Result<DeltaReport, DeltaError> {
-    let src = release.path;
-    let root = release.manifest.root();
-    let size = std::fs::metadata(src).map_err(io_err(src))?.len();
-    let left_out: HashSet<String> = release
-        .omitted
+) -> partial::PartialManifest {
+    let left_out: HashSet<String> = omitted
         .iter()
         .map(|o| format!("images/blobs/sha256/{}", o.digest.hex()))
         .collect();
-    let mut held: Vec<FileEntry> = release
-        .manifest
-        .files
+    let mut held: Vec<FileEntry> = files
         .iter()
         .filter(|f| !left_out.contains(f.path.as_str()))
         .cloned()
         .collect();
     held.sort_by(|a, b| a.path.as_str().cmp(b.path.as_str()));
-    let mut manifest = partial::piece_of(
-        release.manifest,
-        release.manifest_bytes,
-        release.signature.map(str::to_string),
-        size,
-        release.head_size,
-    );
-    manifest.kind = Kind::Delta;
-    manifest.files = held;
-    manifest.delta = Some(DeltaInfo {
-        base: base.base.clone(),
-        omitted: release.omitted.clone(),
-    });
-    let bytes = partial::write_file(output, &root, release.mtime, &manifest, |out| {
-        let mut pos = release.head_size;
-        for o in &release.omitted {
-            let len = o.at.checked_sub(pos).ok_or_else(|| {
-                io::Error::other("omitted members overlap or precede the release head")
-            })?;
-            copy_range(src, pos, len, out)?;
-            pos = o.at
-                + stored_entry_len(
-                    &format!("{root}/images/blobs/sha256/{}", o.digest.hex()),
-                    o.size,
-                );
+    partial::PartialManifest {
+        kind: Kind::Delta,
+        files: held,
+        delta: Some(DeltaInfo {
+            base: base.base.clone(),
+            omitted,
+        }),
+        ..release.clone()
+    }
+}
+
+impl DeltaReport {
+    /// What a delta with head `manifest`, written to `output` (`bytes` long), holds.
+    pub fn of(manifest: &partial::PartialManifest, output: &Path, bytes: u64) -> DeltaReport {
+        let omitted = manifest.delta.as_ref().map_or(&[][..], |d| &d.omitted[..]);
+        DeltaReport {
+            output: output.to_path_buf(),
+            bytes,
+            release_bytes: manifest.release.size,
+            files: manifest.files.len(),
+            omitted: omitted.len(),
+            omitted_bytes: omitted.iter().map(|o| o.size).sum(),
+            manifest_digest: manifest.release.manifest_digest.clone(),
         }
-        let rest = size
-            .checked_sub(pos)
-            .ok_or_else(|| io::Error::other("omitted members run past the release's end"))?;
-        copy_range(src, pos, rest, out)
-    })
-    .map_err(io_err(output))?;
-    Ok(DeltaReport {
-        output: output.to_path_buf(),
-        bytes,
-        release_bytes: size,
-        files: manifest.files.len(),
-        omitted: release.omitted.len(),
-        omitted_bytes: release.omitted.iter().map(|o| o.size).sum(),
-        manifest_digest: manifest.release.manifest_digest,
-    })
+    }
 }
 
 /// What `merge` wrote.

@@ -764,14 +764,19 @@ pub fn write_file(
 ) -> io::Result<u64> {
     let tmp = temp_file_beside(output, ".ferry-partial-").map_err(|(_, e)| e)?;
     let mut file = tmp.as_file().try_clone()?;
-    let mut bytes = serde_json::to_vec_pretty(manifest).map_err(io::Error::other)?;
-    bytes.push(b'\n');
-    let mut w = TarGzWriter::new(&mut file, mtime);
-    write_head(&mut w, root, &bytes, None)?;
-    w.into_output()?;
+    file.write_all(&head_member(root, mtime, manifest)?)?;
     body(&mut file)?;
     file.flush()?;
     persist(tmp, output)
+}
+
+/// The head member of a partial file: `manifest` as its `ferry.json`.
+pub fn head_member(root: &str, mtime: u64, manifest: &PartialManifest) -> io::Result<Vec<u8>> {
+    let mut bytes = serde_json::to_vec_pretty(manifest).map_err(io::Error::other)?;
+    bytes.push(b'\n');
+    let mut w = TarGzWriter::new(Vec::new(), mtime);
+    write_head(&mut w, root, &bytes, None)?;
+    w.into_output()
 }
 
 /// Sets mode 0644 and renames a finished temporary file into place; returns its size.
