@@ -19,8 +19,8 @@ use flate2::Compression;
 
 use super::{
     config_json, copy_tree, link_tree, manifest_json, mib, run_quiet, text_file, time_once,
-    verdict, Blob, Case, Environment, ImageSet, Keystream, Layout, Options, Sample, SetResult, MIB,
-    OCI_INDEX, SOURCE_DATE_EPOCH,
+    verdict, Blob, Case, Environment, ImageSet, Keystream, Layout, Options, Registry, Sample,
+    SetResult, MIB, OCI_INDEX, SOURCE_DATE_EPOCH,
 };
 
 pub(super) const FULL: &str = "ferry build (1.4.1, full bundle)";
@@ -71,6 +71,8 @@ pub(super) struct Facts {
     delta_bundle: u64,
     part_mib: u64,
     parts: Vec<u64>,
+    /// The checks of the parts at this size (untimed).
+    split: SplitChecks,
 }
 
 impl Facts {
@@ -206,6 +208,7 @@ impl Delta {
         time_once(&join_case, time_out)?;
         same_bytes(&merged, &full, "ferry merge")?;
         same_bytes(&joined, &full, "ferry join")?;
+        let split = split_checks(ferry, &dir, &full, &parts)?;
 
         let full_bundle = fs::metadata(&full)?.len();
         for c in [
@@ -232,6 +235,7 @@ impl Delta {
                 .iter()
                 .map(|p| fs::metadata(p).map(|m| m.len()))
                 .collect::<std::io::Result<_>>()?,
+            split,
         };
         eprintln!(
             "bench: changed fraction {} / {} bytes = {:.4} ({} new blobs); delta {} bytes; {} \
@@ -282,6 +286,123 @@ impl Delta {
             self.facts,
         )
     }
+}
+
+/// What the untimed checks of the parts found.
+pub(super) struct SplitChecks {
+    /// Parts that `ferry verify` passed, each on its own.
+    verified_alone: usize,
+    /// The part that was damaged, and the first line `ferry verify` printed about it.
+    tampered: (usize, String),
+    /// Images whose registry digest after loading the parts last first is the one a load of
+    /// the whole bundle gives.
+    same_digests: usize,
+}
+
+/// At the bench's size: every part verifies alone; a part damaged in the middle fails its own
+/// verification (exit 1); loading the parts last first into one registry gives every image
+/// the digest a load of the whole bundle gives in another.
+fn split_checks(ferry: &Path, dir: &Path, full: &Path, parts: &[PathBuf]) -> Result<SplitChecks> {
+    eprintln!(
+        "bench: verifying each of the {} parts alone (untimed)",
+        parts.len()
+    );
+    for p in parts {
+        run_quiet(Command::new(ferry).args(["--quiet", "verify"]).arg(p))?;
+    }
+    let k = parts.len() / 2;
+    let tampered = dir.join("tampered.tar.gz");
+    fs::copy(&parts[k], &tampered)?;
+    {
+        use std::io::{Read, Seek, SeekFrom, Write};
+        let mut f = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&tampered)?;
+        let at = f.metadata()?.len() / 2;
+        let mut b = [0u8; 1];
+        f.seek(SeekFrom::Start(at))?;
+        f.read_exact(&mut b)?;
+        f.seek(SeekFrom::Start(at))?;
+        f.write_all(&[b[0] ^ 0x01])?;
+    }
+    let out = Command::new(ferry)
+        .arg("verify")
+        .arg(&tampered)
+        .output()
+        .context("running ferry verify")?;
+    if out.status.code() != Some(1) {
+        bail!(
+            "ferry verify of part {} with one byte changed exited {:?}, not 1",
+            k + 1,
+            out.status.code()
+        );
+    }
+    let said = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .chain(String::from_utf8_lossy(&out.stdout).lines())
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default()
+        .to_string();
+    fs::remove_file(&tampered)?;
+
+    eprintln!("bench: loading the whole bundle, and the parts last first (untimed)");
+    let whole = Registry::start(&dir.join("registry-whole"))?;
+    let pushed_whole = load_digests(ferry, whole.port, &[full.to_path_buf()])?;
+    drop(whole);
+    let split = Registry::start(&dir.join("registry-parts"))?;
+    let reversed: Vec<PathBuf> = parts.iter().rev().cloned().collect();
+    let pushed_parts = load_digests(ferry, split.port, &reversed)?;
+    drop(split);
+    if pushed_whole != pushed_parts || pushed_whole.is_empty() {
+        bail!(
+            "loading the parts last first gave other images or digests than loading the whole              bundle:\n  whole: {pushed_whole:?}\n  parts: {pushed_parts:?}"
+        );
+    }
+    Ok(SplitChecks {
+        verified_alone: parts.len(),
+        tampered: (k + 1, said),
+        same_digests: pushed_whole.len(),
+    })
+}
+
+/// `ferry load` of each input in turn into the registry on `port`: every image pushed, as
+/// its path and tag (the registry's host left out) with the digest the load reports.
+fn load_digests(ferry: &Path, port: u16, inputs: &[PathBuf]) -> Result<BTreeMap<String, String>> {
+    let host = format!("127.0.0.1:{port}");
+    let mut pushed = BTreeMap::new();
+    for input in inputs {
+        let out = Command::new(ferry)
+            .args([
+                "--json",
+                "--quiet",
+                "load",
+                "--plain-http",
+                "--registry",
+                &host,
+            ])
+            .arg(input)
+            .output()
+            .context("running ferry load")?;
+        if !out.status.success() {
+            bail!(
+                "ferry load {} into {host} failed: {}",
+                input.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .with_context(|| format!("reading ferry load's JSON for {}", input.display()))?;
+        for p in v["report"]["pushed"].as_array().into_iter().flatten() {
+            let reference = p["reference"].as_str().unwrap_or_default();
+            let path = reference
+                .strip_prefix(&format!("{host}/"))
+                .unwrap_or(reference);
+            let digest = p["digest"].as_str().unwrap_or_default();
+            pushed.insert(path.to_string(), digest.to_string());
+        }
+    }
+    Ok(pushed)
 }
 
 /// The parts `ferry split` wrote, by part number.
@@ -582,7 +703,10 @@ pub(super) fn section(d: &mut String, opts: &Options, env: &Environment, set: &S
          full.tar.gz --max-part-size {}MiB`: {} parts of {}) and a join; the merged and the \
          joined bundle were then checked with `cmp` to be the full bundle byte for byte. The \
          delta is {} bytes against {} bytes of new blobs and text (text: the full bundle but \
-         its blobs, {} bytes). \
+         its blobs, {} bytes). Checked on the parts, untimed: each of the {} parts passes \
+         `ferry verify` alone; part {} with one byte changed in its middle fails its own \
+         `ferry verify` (exit 1: \"{}\"); and loading the parts last first into one registry \
+         gives the {} images the digests a load of the whole bundle gives in another. \
          Before each run the command's output is removed; every input was written or read \
          before, so both sides of a ratio read warm inputs. `ferry build` runs with \
          `SOURCE_DATE_EPOCH={SOURCE_DATE_EPOCH}`. MB/s is of the full bundle ({}), the release \
@@ -605,6 +729,10 @@ pub(super) fn section(d: &mut String, opts: &Options, env: &Environment, set: &S
         f.delta_bundle,
         f.new_bytes + f.text(),
         f.text(),
+        f.split.verified_alone,
+        f.split.tampered.0,
+        f.split.tampered.1.replace('|', "\\|"),
+        f.split.same_digests,
         mib(f.full_bundle),
     );
     super::table(d, &set.group("delta"), &set.scratch);
@@ -710,6 +838,11 @@ mod tests {
             delta_bundle: 110,
             part_mib: 1,
             parts: vec![250],
+            split: SplitChecks {
+                verified_alone: 1,
+                tampered: (1, String::new()),
+                same_digests: 1,
+            },
         };
         assert_eq!(f.fraction(), 0.2);
         assert_eq!(f.text(), 50);
