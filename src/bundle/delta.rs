@@ -590,7 +590,7 @@ fn fill_one<R: io::Read>(
     }
     let path = format!("{}/images/blobs/sha256/{}", head.root, w.digest.hex());
     let mut member = OwnMemberWriter::new(
-        PositionedWriter::new(out, w.at),
+        io::BufWriter::with_capacity(1 << 20, PositionedWriter::new(out, w.at)),
         head.mtime,
         &path,
         w.mode,
@@ -619,7 +619,12 @@ fn fill_one<R: io::Read>(
             detail: "a JSON document, which a delta never leaves out".into(),
         }));
     }
-    let end = member.finish().map_err(io_err(output))?.position();
+    let end = member
+        .finish()
+        .map_err(io_err(output))?
+        .into_inner()
+        .map_err(|e| io_err(output)(e.into_error()))?
+        .position();
     if end != w.at + stored_entry_len(&path, w.size) {
         return Err(DeltaError::Input {
             path: output.to_path_buf(),
