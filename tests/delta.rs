@@ -164,11 +164,24 @@ fn delta_holds_exactly_the_new_blobs_and_merges_to_the_full_build() {
 
     // Merge gives the full build byte for byte.
     let merged = p.dir.path().join("merged.tar.gz");
-    json_of(&["merge", s(&p.old), s(&delta), "-o", s(&merged)]);
+    let m = json_of(&["merge", s(&p.old), s(&delta), "-o", s(&merged)]);
     assert!(
         same_bytes(&merged, &p.new),
         "merge is cmp-identical to the full build"
     );
+    // What merge reports having proven, without reading its output again, is what a
+    // verification of the output finds.
+    let v = json_of(&["verify", s(&merged)]);
+    for k in [
+        "manifestDigest",
+        "filesChecked",
+        "bytesChecked",
+        "blobsChecked",
+        "layout",
+        "gzipMembers",
+    ] {
+        assert_eq!(m["merge"]["evidence"][k], v["evidence"][k], "{k}");
+    }
 }
 
 /// Bytes of a complete bundle's ferry.json.

@@ -290,7 +290,7 @@ struct Wanted {
     size: u64,
     /// Its mode in the release manifest.
     mode: u32,
-    /// The byte of the delta file its member is cut out in front of.
+    /// Where its member was cut out of the delta: the byte of the delta file it goes before.
     cut: u64,
 }
 
@@ -731,8 +731,14 @@ pub fn merge(
             bytes_checked: e.bytes_checked + from_base,
             blobs_checked: e.layout.blobs,
             layout: e.layout.clone(),
-            // The delta's members but its head, the release head, the rebuilt members.
-            gzip_members: (checked.members.len() + info.omitted.len()) as u32,
+            // The delta's members after its head, the release head, the rebuilt members.
+            gzip_members: (checked
+                .members
+                .iter()
+                .filter(|m| m.compressed_offset >= body)
+                .count()
+                + 1
+                + info.omitted.len()) as u32,
             signature_present: e.signature_present,
             head_check: e.head_check.clone(),
             checks: MERGE_CHECKS.to_vec(),
