@@ -512,8 +512,9 @@ fn fill_from_base(
     mut wanted: BTreeMap<String, Wanted>,
     out: (&File, &Path),
 ) -> Result<BTreeMap<String, Wanted>, DeltaError> {
+    // Errors that name the base already stay as they are.
     let base_err = |source: VerifyError| match source {
-        e @ VerifyError::Open { .. } => DeltaError::Verify(e),
+        e @ (VerifyError::Open { .. } | VerifyError::NotABundle { .. }) => DeltaError::Verify(e),
         source => DeltaError::Base {
             base: base.input.clone(),
             source,
