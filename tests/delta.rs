@@ -164,11 +164,24 @@ fn delta_holds_exactly_the_new_blobs_and_merges_to_the_full_build() {
 
     // Merge gives the full build byte for byte.
     let merged = p.dir.path().join("merged.tar.gz");
-    json_of(&["merge", s(&p.old), s(&delta), "-o", s(&merged)]);
+    let m = json_of(&["merge", s(&p.old), s(&delta), "-o", s(&merged)]);
     assert!(
         same_bytes(&merged, &p.new),
         "merge is cmp-identical to the full build"
     );
+    // What merge reports having proven, without reading its output again, is what a
+    // verification of the output finds.
+    let v = json_of(&["verify", s(&merged)]);
+    for k in [
+        "manifestDigest",
+        "filesChecked",
+        "bytesChecked",
+        "blobsChecked",
+        "layout",
+        "gzipMembers",
+    ] {
+        assert_eq!(m["merge"]["evidence"][k], v["evidence"][k], "{k}");
+    }
 
     // The build reads no blob the base holds: with every omitted layer of the source layout
     // overwritten past its first bytes, the delta comes out the same.
@@ -827,4 +840,140 @@ fn a_partial_head_that_disagrees_with_the_signed_release_is_refused() {
     let same = p.dir.path().join("same.tar.gz");
     with_head(&delta, &same, |_| {});
     assert!(same_bytes(&same, &delta));
+}
+
+/// Files in `dir` whose names start with `prefix` (temporary files left behind).
+fn leftovers(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with(prefix))
+        .collect()
+}
+
+#[test]
+fn a_part_damaged_where_its_run_starts_is_named_and_nothing_is_written() {
+    let p = pair();
+    let dir = p.dir.path().join("parts");
+    std::fs::create_dir(&dir).unwrap();
+    let parts = parts_of(&json_of(&[
+        "split",
+        s(&p.new),
+        "--max-part-size",
+        &PART.to_string(),
+        "-C",
+        s(&dir),
+    ]));
+    // The first byte of the second part's run: the gzip header of its first member, right
+    // after the last entry of the first part's run.
+    let victim = &parts[1];
+    let head = ferry::bundle::partial::peek(victim).unwrap().unwrap();
+    let run = head.manifest.part.as_ref().unwrap().length;
+    let eoa = ferry::bundle::archive::TarGzWriter::new(Vec::new(), head.mtime)
+        .finish()
+        .unwrap()
+        .len() as u64;
+    let mut bytes = std::fs::read(victim).unwrap();
+    let at = (bytes.len() as u64 - run - eoa) as usize;
+    assert_eq!(
+        bytes[at..at + 2],
+        [0x1f, 0x8b],
+        "a gzip member starts the run"
+    );
+    bytes[at] ^= 0x40;
+    std::fs::write(victim, &bytes).unwrap();
+
+    let joined = p.dir.path().join("joined.tar.gz");
+    let mut cmd = ferry();
+    cmd.arg("join").args(&parts).args(["-o", s(&joined)]);
+    let a = cmd.assert().code(1);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(
+        err.contains(&format!("{} is damaged", s(victim))),
+        "join names the damaged part: {err}"
+    );
+    assert!(
+        !err.contains(&format!("{} is damaged", s(&parts[0]))),
+        "not the part before it: {err}"
+    );
+    assert!(!joined.exists());
+    assert_eq!(
+        leftovers(p.dir.path(), ".ferry-join-"),
+        Vec::<PathBuf>::new()
+    );
+}
+
+#[test]
+fn a_base_whose_wanted_blob_is_damaged_fails_the_merge_and_leaves_nothing() {
+    let p = pair();
+    let delta = p.dir.path().join("d.tar.gz");
+    build(&p.new_spec, &delta, &["--base", s(&p.old)]);
+    let omitted: Vec<String> = inspect(&delta)["omitted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["digest"].as_str().unwrap().to_string())
+        .collect();
+    // Flip a byte in the middle of the data of a blob the delta leaves out.
+    let walked = ferry::bundle::partial::walk(&p.old).unwrap();
+    let blob = walked
+        .entries
+        .iter()
+        .find(|e| e.stored && omitted.contains(&e.file.digest.to_string()))
+        .unwrap();
+    let base = p.dir.path().join("damaged-base.tar.gz");
+    let mut bytes = std::fs::read(&p.old).unwrap();
+    let at = ferry::bundle::archive::stored_position(blob.member, 512 + blob.file.size / 2);
+    bytes[at as usize] ^= 0x40;
+    std::fs::write(&base, &bytes).unwrap();
+
+    let out = p.dir.path().join("merged.tar.gz");
+    let a = ferry()
+        .args(["merge", s(&base), s(&delta), "-o", s(&out)])
+        .assert()
+        .code(1);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(
+        err.contains(s(&base)) && err.contains(blob.file.digest.hex()),
+        "names the base and the blob: {err}"
+    );
+    assert!(
+        err.contains("sha256 is"),
+        "the blob's digest differs: {err}"
+    );
+    assert!(!out.exists());
+    assert_eq!(
+        leftovers(p.dir.path(), ".ferry-merge-"),
+        Vec::<PathBuf>::new()
+    );
+}
+
+#[test]
+fn a_delta_whose_omitted_member_is_misplaced_is_refused() {
+    let p = pair();
+    let delta = p.dir.path().join("d.tar.gz");
+    build(&p.new_spec, &delta, &["--base", s(&p.old)]);
+    // The last omitted member moved one byte on: the delta verifies alone (its body is
+    // unchanged), but its body can no longer be cut where that member goes.
+    let moved = p.dir.path().join("moved.tar.gz");
+    with_head(&delta, &moved, |m| {
+        let d = m.delta.as_mut().unwrap();
+        let last = d.omitted.iter_mut().max_by_key(|o| o.at).unwrap();
+        last.at += 1;
+    });
+    json_of(&["verify", s(&moved)]);
+    let out = p.dir.path().join("merged.tar.gz");
+    let a = ferry()
+        .args(["merge", s(&p.old), s(&moved), "-o", s(&out)])
+        .assert()
+        .code(1);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(
+        err.contains("not a gzip member boundary between two entries"),
+        "{err}"
+    );
+    assert!(!out.exists());
+    // The unmoved delta merges to the release.
+    json_of(&["merge", s(&p.old), s(&delta), "-o", s(&out)]);
+    assert!(same_bytes(&out, &p.new));
 }

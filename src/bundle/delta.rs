@@ -6,18 +6,26 @@
 //! by digest, size and offset. Merging writes the release head, the delta's members at their
 //! offsets, and each omitted blob's member rebuilt from the base's bytes.
 
-use crate::bundle::archive::{stored_entry_len, OwnMemberWriter, PositionedWriter};
-use crate::bundle::build::temp_file_beside;
-use crate::bundle::manifest::{blob_hex, FileEntry, Manifest, MAX_MANIFEST_BYTES};
-use crate::bundle::partial::{
-    self, copy_range, head_member_len, persist, Base, DeltaInfo, Kind, Omitted, PartialHead,
+use crate::bundle::archive::{
+    padding, stored_entry_len, MemberReader, OwnMemberWriter, PositionedWriter, TarEntries,
+    TarEntry, TarPolicy,
 };
-use crate::bundle::verify::{self, EntryPlace, Sink, VerifyError, VerifyOptions};
+use crate::bundle::build::temp_file_beside;
+use crate::bundle::head;
+use crate::bundle::manifest::{blob_hex, FileEntry, Manifest, MANIFEST_NAME, MAX_MANIFEST_BYTES};
+use crate::bundle::partial::{
+    self, head_member_len, persist, Base, DeltaInfo, Kind, Omitted, PartialHead,
+};
+use crate::bundle::safepath::SafePath;
+use crate::bundle::verify::{
+    self, check_limits, entry_error, Copier, EntryPlace, Sink, VerifyError, VerifyOptions,
+};
 use crate::oci::digest::Digest;
+use crate::oci::document::MAX_JSON;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::File;
-use std::io::{self, Seek, SeekFrom, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 /// The blobs a customer's registry holds, written on the customer side (`ferry load
@@ -88,13 +96,15 @@ pub enum DeltaError {
         wanted: String,
         missing: Vec<Omitted>,
     },
+    #[error("{base}: {source}; nothing was written")]
+    Base { base: PathBuf, source: VerifyError },
 }
 
 impl DeltaError {
     /// 1 for a finding (a bundle that fails its checks, a base that lacks blobs), 2 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
-            DeltaError::Verify(e) => e.exit_code(),
+            DeltaError::Verify(e) | DeltaError::Base { source: e, .. } => e.exit_code(),
             DeltaError::MissingBlobs { .. } => 1,
             _ => 2,
         }
@@ -242,170 +252,514 @@ pub struct MergeReport {
     pub evidence: verify::Evidence,
 }
 
-/// Writes omitted blobs into their members as the base's bytes stream past.
-struct FillSink<'a> {
-    file: &'a File,
-    root: String,
-    mtime: u64,
-    /// Blob path → where its member goes, until written.
-    wanted: BTreeMap<String, (u64, Digest)>,
-    current: Option<(String, OwnMemberWriter<PositionedWriter<'a>>)>,
+/// `len` bytes of the delta's body, at byte `from` of the delta file, that belong at byte `to`
+/// of the release.
+#[derive(Debug, Clone, Copy)]
+struct Stretch {
+    from: u64,
+    to: u64,
+    len: u64,
 }
 
-impl Sink for FillSink<'_> {
+/// An omitted blob, to be rebuilt as its stored member from the base's bytes.
+#[derive(Debug, Clone)]
+struct Wanted {
+    /// Where its member starts in the release.
+    at: u64,
+    digest: Digest,
+    size: u64,
+    /// Its mode in the release manifest.
+    mode: u32,
+    /// Where its member was cut out of the delta: the byte of the delta file it goes before.
+    cut: u64,
+}
+
+/// Where every byte of the delta goes, and what the base must give.
+struct Plan {
+    /// The delta's body between the omitted members, in order, tiling `[body, len)`.
+    stretches: Vec<Stretch>,
+    /// The omitted blobs by path (`images/blobs/sha256/HEX`).
+    wanted: BTreeMap<String, Wanted>,
+    /// Bytes of the delta file the head places: its head member and the release's bytes
+    /// less the omitted members.
+    len: u64,
+}
+
+/// Lays out the release from a checked delta head: the delta's body, which starts at byte
+/// `body` of the delta file, cut in front of every omitted member.
+fn plan(head: &PartialHead, info: &DeltaInfo, body: u64) -> Result<Plan, String> {
+    let release = &head.manifest.release;
+    let modes: HashMap<&str, u32> = head
+        .release
+        .files
+        .iter()
+        .map(|f| (f.path.as_str(), f.mode.bits()))
+        .collect();
+    let mut omitted = info.omitted.clone();
+    omitted.sort_by_key(|o| o.at);
+    let (mut from, mut to) = (body, release.head_size);
+    let mut stretches = Vec::new();
+    let mut wanted = BTreeMap::new();
+    for o in &omitted {
+        let path = format!("images/blobs/sha256/{}", o.digest.hex());
+        let len = o
+            .at
+            .checked_sub(to)
+            .ok_or_else(|| format!("the member of omitted blob {} overlaps another", o.digest))?;
+        stretches.push(Stretch { from, to, len });
+        from += len;
+        let mode = *modes
+            .get(path.as_str())
+            .ok_or_else(|| format!("omitted blob {} is not in the release manifest", o.digest))?;
+        to = o.at + stored_entry_len(&format!("{}/{path}", head.root), o.size);
+        wanted.insert(
+            path,
+            Wanted {
+                at: o.at,
+                digest: o.digest.clone(),
+                size: o.size,
+                mode,
+                cut: from,
+            },
+        );
+    }
+    let len = release
+        .size
+        .checked_sub(to)
+        .ok_or("the omitted members run past the release's end")?;
+    stretches.push(Stretch { from, to, len });
+    Ok(Plan {
+        stretches,
+        wanted,
+        len: from + len,
+    })
+}
+
+/// Reads the delta for its verifier and writes each byte of its body at its place in the
+/// merged file as it goes by: the delta is read once, and what is copied is what was checked.
+struct SpliceTee<'a> {
+    delta: File,
+    /// Bytes read so far.
+    pos: u64,
+    stretches: &'a [Stretch],
+    /// The first stretch that does not end before `pos`.
+    next: usize,
+    out: &'a File,
+    /// Why writing the merged file failed, if it did.
+    failed: Option<io::Error>,
+}
+
+impl SpliceTee<'_> {
+    fn place(&mut self, mut at: u64, mut bytes: &[u8]) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        while !bytes.is_empty() {
+            while self
+                .stretches
+                .get(self.next)
+                .is_some_and(|s| s.from + s.len <= at)
+            {
+                self.next += 1;
+            }
+            // Bytes past the last stretch are not the release's: `check_splice` refuses them.
+            let Some(s) = self.stretches.get(self.next) else {
+                return Ok(());
+            };
+            if at < s.from {
+                // The delta's own head member.
+                let skip = (s.from - at).min(bytes.len() as u64) as usize;
+                (at, bytes) = (at + skip as u64, &bytes[skip..]);
+                continue;
+            }
+            let n = (s.from + s.len - at).min(bytes.len() as u64) as usize;
+            self.out.write_all_at(&bytes[..n], s.to + (at - s.from))?;
+            (at, bytes) = (at + n as u64, &bytes[n..]);
+        }
+        Ok(())
+    }
+}
+
+impl io::Read for SpliceTee<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.delta.read(buf)?;
+        if let Err(e) = self.place(self.pos, &buf[..n]) {
+            self.failed = Some(e);
+            return Err(io::Error::other("the merged file could not be written"));
+        }
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// Notes where each entry of the delta ends in its tar stream: the places between entries.
+#[derive(Default)]
+struct EntryEnds(BTreeSet<u64>);
+
+impl Sink for EntryEnds {
     fn start(&mut self, _: &Manifest, _: &[u8], _: Option<&[u8]>, _: u64) -> io::Result<()> {
         Ok(())
     }
-    fn open(&mut self, entry: &FileEntry, _: EntryPlace) -> io::Result<Box<dyn Write + '_>> {
-        let path = entry.path.as_str();
-        match self.wanted.get(path) {
-            Some((at, digest)) if *digest == entry.digest => {
-                let w = OwnMemberWriter::new(
-                    PositionedWriter::new(self.file, *at),
-                    self.mtime,
-                    &format!("{}/{path}", self.root),
-                    entry.mode.bits(),
-                    entry.size,
-                )?;
-                let (_, w) = self.current.insert((path.to_string(), w));
-                Ok(Box::new(w))
-            }
-            _ => Ok(Box::new(io::sink())),
-        }
+    fn open(&mut self, entry: &FileEntry, place: EntryPlace) -> io::Result<Box<dyn Write + '_>> {
+        self.0
+            .insert(place.data_offset + entry.size + padding(entry.size));
+        Ok(Box::new(io::sink()))
     }
     fn close(&mut self, _: &FileEntry, _: u64) -> io::Result<()> {
-        // Reached only when the digest matched: the member is complete and right.
-        if let Some((path, w)) = self.current.take() {
-            w.finish()?;
-            self.wanted.remove(&path);
-        }
         Ok(())
     }
 }
 
-/// Rebuilds the release of `delta` from it and `base` (a complete bundle) into `output`,
-/// checking the delta, the base and the result.
+/// Checks that the delta, as read and verified, is laid out as its head says, so that the
+/// merged file is a valid member chain and tar stream (bundle-format.md 16.2): it is as long
+/// as the plan; its head is a member of its own holding only the head entry; and each cut,
+/// where an omitted member goes, is where a gzip member starts and the entry before it ends.
+fn check_splice(
+    plan: &Plan,
+    checked: &partial::Checked,
+    ends: &BTreeSet<u64>,
+    read: u64,
+) -> Result<(), String> {
+    if read != plan.len {
+        return Err(format!(
+            "{read} bytes, but its head accounts for {} (its head member and the release's bytes less the omitted members)",
+            plan.len
+        ));
+    }
+    let body = plan.stretches[0].from;
+    let starts: HashMap<u64, u64> = checked
+        .members
+        .iter()
+        .map(|m| (m.compressed_offset, m.decompressed_offset))
+        .collect();
+    if starts.get(&body) != Some(&checked.head.head_entry_len) {
+        return Err("its head is not a gzip member of its own holding only ferry.json".into());
+    }
+    for (path, w) in &plan.wanted {
+        let between = starts
+            .get(&w.cut)
+            .is_some_and(|d| *d == checked.head.head_entry_len || ends.contains(d));
+        if !between {
+            return Err(format!(
+                "the member of `{path}` belongs at byte {} of the delta, which is not a gzip member boundary between two entries",
+                w.cut
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Reads and checks the delta once, writing its body into place in `out` as it goes by.
+fn splice_delta(
+    delta: &VerifyOptions,
+    plan: &Plan,
+    out: &File,
+    output: &Path,
+) -> Result<partial::Checked, DeltaError> {
+    let file = File::open(&delta.input).map_err(|source| VerifyError::Open {
+        path: delta.input.clone(),
+        source,
+    })?;
+    let len = file.metadata().map_err(io_err(&delta.input))?.len();
+    let mut tee = SpliceTee {
+        delta: file,
+        pos: 0,
+        stretches: &plan.stretches,
+        next: 0,
+        out,
+        failed: None,
+    };
+    let mut ends = EntryEnds::default();
+    let checked = partial::stream_reader(&mut tee, len, delta, Some(&mut ends));
+    if let Some(source) = tee.failed.take() {
+        return Err(DeltaError::Io {
+            path: output.to_path_buf(),
+            source,
+        });
+    }
+    let checked = checked?;
+    check_splice(plan, &checked, &ends.0, tee.pos).map_err(|detail| VerifyError::Corrupt {
+        location: delta.input.display().to_string(),
+        detail,
+    })?;
+    Ok(checked)
+}
+
+/// Reads the base bundle until every wanted blob has gone by, writing each into its member in
+/// `out` while it is hashed; returns the blobs it lacks. Only the wanted blobs are hashed:
+/// they are all the merge takes from the base, and each must hash to its digest.
+fn fill_from_base(
+    base: &VerifyOptions,
+    head: &PartialHead,
+    mut wanted: BTreeMap<String, Wanted>,
+    out: (&File, &Path),
+) -> Result<BTreeMap<String, Wanted>, DeltaError> {
+    // Errors that name the base already stay as they are.
+    let base_err = |source: VerifyError| match source {
+        e @ (VerifyError::Open { .. } | VerifyError::NotABundle { .. }) => DeltaError::Verify(e),
+        source => DeltaError::Base {
+            base: base.input.clone(),
+            source,
+        },
+    };
+    let file = File::open(&base.input).map_err(|source| {
+        base_err(VerifyError::Open {
+            path: base.input.clone(),
+            source,
+        })
+    })?;
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let bar = base.progress.bytes(len, "reading the base");
+    let mut archive = tar::Archive::new(MemberReader::new(bar.wrap_read(file), base.limits));
+    let mut entries = TarEntries::new(&mut archive, TarPolicy::bundle(base.limits))
+        .map_err(|e| base_err(entry_error(e, "start of the bundle")))?;
+    let own = head::read_entries(&base.input, &mut entries).map_err(base_err)?;
+    // What the base's manifest does not list, it lacks; what it lists is proven below.
+    let listed: HashSet<(&str, u64)> = own
+        .manifest
+        .manifest
+        .files
+        .iter()
+        .map(|f| (f.path.as_str(), f.size))
+        .collect();
+    let lacking: BTreeMap<String, Wanted> = wanted
+        .iter()
+        .filter(|(p, w)| !listed.contains(&(p.as_str(), w.size)))
+        .map(|(p, w)| (p.clone(), w.clone()))
+        .collect();
+    if !lacking.is_empty() {
+        return Ok(lacking);
+    }
+    let mut copier = Copier::new();
+    let mut last = format!("{}/{MANIFEST_NAME}", own.manifest.root);
+    while !wanted.is_empty() {
+        let Some(TarEntry { name, entry }) = entries
+            .next_entry()
+            .map_err(|e| base_err(entry_error(e, &format!("after `{last}`"))))?
+        else {
+            break;
+        };
+        last = name.to_string();
+        if let Some(w) = name
+            .strip_first()
+            .and_then(|rel| wanted.remove(rel.as_str()))
+        {
+            fill_one(&mut copier, entry, &name, &w, head, out).map_err(|e| match e {
+                DeltaError::Verify(source) => base_err(source),
+                e => e,
+            })?;
+        }
+    }
+    bar.finish_and_clear();
+    Ok(wanted)
+}
+
+/// Writes the member of blob `w` at its place in `out` from the base's entry `name`, while it
+/// is hashed, and checks the hash.
+fn fill_one<R: io::Read>(
+    copier: &mut Copier,
+    entry: tar::Entry<'_, R>,
+    name: &SafePath,
+    w: &Wanted,
+    head: &PartialHead,
+    (out, output): (&File, &Path),
+) -> Result<(), DeltaError> {
+    if entry.size() != w.size {
+        return Err(DeltaError::Verify(VerifyError::SizeMismatch {
+            entry: name.to_string(),
+            expected: w.size,
+            found: entry.size(),
+        }));
+    }
+    let path = format!("{}/images/blobs/sha256/{}", head.root, w.digest.hex());
+    let mut member = OwnMemberWriter::new(
+        io::BufWriter::with_capacity(1 << 20, PositionedWriter::new(out, w.at)),
+        head.mtime,
+        &path,
+        w.mode,
+        w.size,
+    )
+    .map_err(io_err(output))?;
+    let copied = copier.copy(entry, name, Some(Box::new(&mut member)), w.size <= MAX_JSON);
+    let (digest, json) = match copied {
+        // Reading the base fails as a finding; an I/O error is writing the merged file.
+        Err(VerifyError::Io { source, .. }) => return Err(io_err(output)(source)),
+        other => other?,
+    };
+    if digest != w.digest {
+        return Err(DeltaError::Verify(VerifyError::DigestMismatch {
+            entry: name.to_string(),
+            expected: w.digest.clone(),
+            found: digest,
+        }));
+    }
+    if !json.is_empty() {
+        // A verifier keeps small JSON blobs for the layout check; the delta's check kept all
+        // it needs, and a merged file keeps exactly those only if no omitted blob is one. A
+        // delta ferry writes leaves out layers only.
+        return Err(DeltaError::Verify(VerifyError::Corrupt {
+            location: name.to_string(),
+            detail: "a JSON document, which a delta never leaves out".into(),
+        }));
+    }
+    let end = member
+        .finish()
+        .map_err(io_err(output))?
+        .into_inner()
+        .map_err(|e| io_err(output)(e.into_error()))?
+        .position();
+    if end != w.at + stored_entry_len(&path, w.size) {
+        return Err(DeltaError::Input {
+            path: output.to_path_buf(),
+            message: format!("the member of `{path}` was not written to its length"),
+        });
+    }
+    Ok(())
+}
+
+/// What a merged file is proven to be, without reading it again.
+const MERGE_CHECKS: [&str; 5] = [
+    "the delta passes every check of a delta: its head, the release signature (with --key), every entry it holds, the release's image layout",
+    "the release head is rebuilt from the release manifest and signature the delta carries, at the release's head size",
+    "the delta's body is copied in the read that checks it, cut only at gzip member boundaries between entries",
+    "every omitted blob is rebuilt as its stored member from base bytes that hash to its digest",
+    "the merged file has the release's size and every release file once",
+];
+
+/// Rebuilds the release of `delta` from it and `base` (a complete bundle) into `output`.
+///
+/// Every byte of the result is proven without reading it again (bundle-format.md 16.2):
+/// the head member is rebuilt from the release manifest and signature the delta carries,
+/// which the delta's check hashed to `release.manifestDigest` (and checked with the key), and
+/// is exactly `release.headSize` bytes; the rest of the delta is copied into place in the
+/// same read that verifies it, so each of its gzip members is canonical with a matching CRC
+/// and each of its entries is the release's, with its size, mode and digest, and it ends
+/// with the release's end-of-archive; each omitted member is written by the stored-member
+/// writer (deterministic framing) around base bytes that hashed to the blob's digest, under
+/// the release's path and mode. The delta's files and the omitted blobs are together the
+/// release's files, each once. The members are spliced only where `check_splice` found a
+/// gzip member boundary of the delta that is also a boundary between two of its entries,
+/// so the result is a chain of whole members whose tar stream is the delta's with the
+/// omitted entries inserted between entries. `ferry verify` of the result therefore passes
+/// every check the delta's and the base's passes made, against the release manifest.
 pub fn merge(
     delta: &VerifyOptions,
     base: &VerifyOptions,
     output: &Path,
 ) -> Result<MergeReport, DeltaError> {
-    let (head, _) = partial::verify(delta)?;
-    let info = match (&head.manifest.kind, &head.manifest.delta) {
+    let Some(peeked) = partial::peek(&delta.input)? else {
+        // Not a delta or a part: the partial check says what it is.
+        partial::verify(delta)?;
+        return Err(not_a_delta(&delta.input, "not a delta bundle"));
+    };
+    let info = match (&peeked.manifest.kind, &peeked.manifest.delta) {
         (Kind::Delta, Some(d)) => d.clone(),
         _ => {
-            return Err(DeltaError::Input {
-                path: delta.input.clone(),
-                message: "a part of a split bundle, not a delta: `ferry join` its parts".into(),
-            })
+            return Err(not_a_delta(
+                &delta.input,
+                "a part of a split bundle, not a delta: `ferry join` its parts",
+            ))
         }
     };
-    let tmp = temp_file_beside(output, ".ferry-merge-").map_err(|(d, e)| io_err(&d)(e))?;
-    let file = tmp.as_file();
-    let wanted = write_known(&head, &info, &delta.input, file).map_err(io_err(output))?;
-    let mut sink = FillSink {
-        file,
-        root: head.root.clone(),
-        mtime: head.mtime,
-        wanted,
-        current: None,
-    };
-    let base_file = File::open(&base.input).map_err(|source| VerifyError::Open {
-        path: base.input.clone(),
-        source,
+    // The merged file is the release: its manifest is what the limits apply to.
+    check_limits(&peeked.release, &delta.limits).map_err(VerifyError::from)?;
+    let body = head_member_len(&delta.input).map_err(io_err(&delta.input))?;
+    let plan = plan(&peeked, &info, body).map_err(|message| DeltaError::Input {
+        path: delta.input.clone(),
+        message,
     })?;
-    verify::stream(base_file, base, Some(&mut sink))?;
-    if !sink.wanted.is_empty() {
-        let left: Vec<&Digest> = sink.wanted.values().map(|(_, d)| d).collect();
-        let missing = info
-            .omitted
-            .iter()
-            .filter(|o| left.contains(&&o.digest))
-            .cloned()
-            .collect();
-        let b = &info.base;
-        return Err(DeltaError::MissingBlobs {
-            base: base.input.clone(),
-            delta: delta.input.clone(),
-            wanted: match (&b.name, &b.version) {
-                (Some(n), Some(v)) => format!("{n} {v}, manifest {}", b.digest),
-                _ => format!(
-                    "the have-list {} of {}",
-                    b.digest,
-                    b.registry.as_deref().unwrap_or("?")
-                ),
-            },
-            missing,
+    let tmp = temp_file_beside(output, ".ferry-merge-").map_err(|(d, e)| io_err(&d)(e))?;
+    let out = tmp.as_file();
+    {
+        use std::os::unix::fs::FileExt;
+        let release_head = peeked.release_head().map_err(io_err(&delta.input))?;
+        out.write_all_at(&release_head, 0).map_err(io_err(output))?;
+    }
+    let checked = splice_delta(delta, &plan, out, output)?;
+    let head = &checked.head;
+    if head.bytes != peeked.bytes {
+        return Err(DeltaError::Input {
+            path: delta.input.clone(),
+            message: "its head changed while it was read".into(),
         });
     }
-    let check = verify::stream(
-        tmp.reopen().map_err(io_err(output))?,
-        &VerifyOptions {
-            input: tmp.path().to_path_buf(),
-            check_head: None,
-            ..delta.clone()
-        },
-        None,
-    )?;
-    if check.manifest_digest != head.manifest.release.manifest_digest {
+    let missing = fill_from_base(base, head, plan.wanted.clone(), (out, output))?;
+    if !missing.is_empty() {
+        return Err(missing_blobs(&info, &missing, base, delta));
+    }
+    let release = &head.manifest.release;
+    let written = out.metadata().map_err(io_err(output))?.len();
+    if written != release.size {
         return Err(DeltaError::Input {
             path: output.to_path_buf(),
-            message: "the merged bundle's manifest is not the release's".into(),
+            message: format!("{written} bytes merged, the release has {}", release.size),
         });
     }
     let bytes = persist(tmp, output).map_err(io_err(output))?;
+    let e = &checked.evidence;
+    let from_base: u64 = info.omitted.iter().map(|o| o.size).sum();
     Ok(MergeReport {
         output: output.to_path_buf(),
         bytes,
-        manifest_digest: head.manifest.release.manifest_digest.clone(),
+        manifest_digest: release.manifest_digest.clone(),
         from_base: info.omitted.len(),
         evidence: verify::Evidence {
             bundle: output.to_path_buf(),
-            ..check
+            form: "tar.gz",
+            name: head.release.name.clone(),
+            version: head.release.version.clone(),
+            created: head.release.created.clone(),
+            manifest_digest: release.manifest_digest.clone(),
+            files_checked: head.release.files.len(),
+            bytes_checked: e.bytes_checked + from_base,
+            blobs_checked: e.layout.blobs,
+            layout: e.layout.clone(),
+            // The delta's members after its head, the release head, the rebuilt members.
+            gzip_members: (checked
+                .members
+                .iter()
+                .filter(|m| m.compressed_offset >= body)
+                .count()
+                + 1
+                + info.omitted.len()) as u32,
+            signature_present: e.signature_present,
+            head_check: e.head_check.clone(),
+            checks: MERGE_CHECKS.to_vec(),
+            images_check: None,
         },
     })
 }
 
-/// Writes the release head and the delta's members at their places in `file`; returns the
-/// omitted blobs' paths with where their members go.
-fn write_known(
-    head: &PartialHead,
+fn not_a_delta(path: &Path, message: &str) -> DeltaError {
+    DeltaError::Input {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+/// The error for a base that lacks blobs the delta leaves out.
+fn missing_blobs(
     info: &DeltaInfo,
-    delta: &Path,
-    file: &File,
-) -> io::Result<BTreeMap<String, (u64, Digest)>> {
-    let release_head = head.release_head()?;
-    let mut out = file.try_clone()?;
-    out.write_all(&release_head)?;
-    let mut from = head_member_len(delta)?;
-    let mut pos = release_head.len() as u64;
-    let mut wanted = BTreeMap::new();
-    let mut omitted = info.omitted.clone();
-    omitted.sort_by_key(|o| o.at);
-    for o in &omitted {
-        let path = format!("images/blobs/sha256/{}", o.digest.hex());
-        let len =
-            o.at.checked_sub(pos)
-                .ok_or_else(|| io::Error::other("omitted blobs overlap"))?;
-        out.seek(SeekFrom::Start(pos))?;
-        copy_range(delta, from, len, &mut out)?;
-        from += len;
-        pos = o.at + stored_entry_len(&format!("{}/{path}", head.root), o.size);
-        wanted.insert(path, (o.at, o.digest.clone()));
+    missing: &BTreeMap<String, Wanted>,
+    base: &VerifyOptions,
+    delta: &VerifyOptions,
+) -> DeltaError {
+    let missing = info
+        .omitted
+        .iter()
+        .filter(|o| missing.values().any(|w| w.digest == o.digest))
+        .cloned()
+        .collect();
+    let b = &info.base;
+    DeltaError::MissingBlobs {
+        base: base.input.clone(),
+        delta: delta.input.clone(),
+        wanted: match (&b.name, &b.version) {
+            (Some(n), Some(v)) => format!("{n} {v}, manifest {}", b.digest),
+            _ => format!(
+                "the have-list {} of {}",
+                b.digest,
+                b.registry.as_deref().unwrap_or("?")
+            ),
+        },
+        missing,
     }
-    let rest = head
-        .manifest
-        .release
-        .size
-        .checked_sub(pos)
-        .ok_or_else(|| io::Error::other("omitted blobs run past the release's end"))?;
-    out.seek(SeekFrom::Start(pos))?;
-    copy_range(delta, from, rest, &mut out)?;
-    if from + rest != std::fs::metadata(delta)?.len() {
-        return Err(io::Error::other(format!(
-            "{} holds bytes beyond the release's",
-            delta.display()
-        )));
-    }
-    Ok(wanted)
 }

@@ -8,8 +8,8 @@
 //! file exactly. `bundle-spec/bundle-format.md` sections 15 to 17 are normative.
 
 use crate::bundle::archive::{
-    canonical_header, stored_entry_len, Limits, MemberReader, Packing, TarEntries, TarGzWriter,
-    TarPolicy,
+    canonical_header, padding, stored_entry_len, Limits, MemberInfo, MemberReader, Packing,
+    TarEntries, TarGzWriter, TarPolicy,
 };
 use crate::bundle::build::{temp_file_beside, write_head};
 use crate::bundle::head::{self, is_manifest_name, read_small};
@@ -150,6 +150,9 @@ pub struct PartialHead {
     /// The release manifest, parsed from `release.manifest`.
     pub release: Manifest,
     pub release_bytes: Vec<u8>,
+    /// Bytes the head entry takes in the tar stream (its header, data and padding): where
+    /// the tar stream of the body starts.
+    pub head_entry_len: u64,
 }
 
 impl PartialHead {
@@ -362,6 +365,8 @@ fn read_head<R: Read>(
         )));
     }
     let mtime = first.entry.header().mtime().unwrap_or(0);
+    let size = first.entry.size();
+    let head_entry_len = first.entry.raw_file_position() + size + padding(size);
     let bytes = read_small(first.entry, &name, MAX_MANIFEST_BYTES)?;
     // A delta or a part: formatVersion 2 with a `kind`. Anything else is for the reader
     // of complete bundles.
@@ -390,6 +395,7 @@ fn read_head<R: Read>(
         mtime,
         release,
         release_bytes,
+        head_entry_len,
     }))
 }
 
@@ -452,12 +458,33 @@ const CHECKS: [&str; 6] = [
 pub fn stream(
     file: File,
     opts: &VerifyOptions,
-    mut sink: Option<&mut dyn Sink>,
+    sink: Option<&mut dyn Sink>,
 ) -> Result<(PartialHead, PartialEvidence), VerifyError> {
-    let total = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let bar = opts.progress.bytes(total, "verifying");
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let checked = stream_reader(file, len, opts, sink)?;
+    Ok((checked.head, checked.evidence))
+}
+
+/// What the streaming check of a partial file found.
+pub struct Checked {
+    pub head: PartialHead,
+    pub evidence: PartialEvidence,
+    /// Every gzip member of the file, in order: where it starts in the file and in the tar
+    /// stream (merge places the release's other members by them).
+    pub members: Vec<MemberInfo>,
+}
+
+/// [`stream`] over any reader of a partial file's bytes, `len` of them (for the progress
+/// bar); the reader is read to its end.
+pub fn stream_reader(
+    input: impl Read,
+    len: u64,
+    opts: &VerifyOptions,
+    mut sink: Option<&mut dyn Sink>,
+) -> Result<Checked, VerifyError> {
+    let bar = opts.progress.bytes(len, "verifying");
     let limits = opts.limits;
-    let reader = MemberReader::new(bar.wrap_read(file), limits);
+    let reader = MemberReader::new(bar.wrap_read(input), limits);
     let table = reader.table();
     let mut archive = tar::Archive::new(reader);
     let mut entries = TarEntries::new(&mut archive, TarPolicy::bundle(limits))
@@ -522,7 +549,12 @@ pub fn stream(
         checks: CHECKS.to_vec(),
     };
     drop(body);
-    Ok((head, evidence))
+    let members = table.lock().expect("member table").clone();
+    Ok(Checked {
+        head,
+        evidence,
+        members,
+    })
 }
 
 /// Checks a delta or part file on its own.

@@ -14,7 +14,8 @@ use crate::bundle::verify::{self, VerifyError, VerifyOptions};
 use crate::oci::digest::Digest;
 use crate::oci::document::{self, Document};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{self, Write};
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 /// Why a split or a join failed.
@@ -366,39 +367,192 @@ fn complete_set(
     Ok(by_index.into_values().collect())
 }
 
-/// A joined file that failed verification: the part whose run holds the entry named in the
-/// error, when one does.
-fn damaged(parts: &[&(PathBuf, PartialHead)], e: VerifyError) -> SplitError {
-    let text = e.to_string();
-    // An entry listed by one part only is in its run; image documents are listed by all.
-    let holders: Vec<&PathBuf> = parts
-        .iter()
-        .filter(|(_, h)| {
-            h.manifest
-                .files
-                .iter()
-                .any(|f| text.contains(&format!("`{}/{}`", h.root, f.path)))
-        })
-        .map(|(path, _)| path)
-        .collect();
-    match holders.as_slice() {
-        [one] => SplitError::Damaged {
-            part: (*one).clone(),
-            source: e,
-        },
-        _ => SplitError::Verify(e),
+/// One part's run: `len` bytes at byte `from` of the part file, release bytes `[at, at + len)`.
+struct Carried<'p> {
+    path: &'p PathBuf,
+    from: u64,
+    at: u64,
+    len: u64,
+}
+
+/// Where each ordered part's run is, checking that the runs tile the release's body.
+fn carried<'p>(
+    ordered: &[&'p (PathBuf, PartialHead)],
+    eoa: u64,
+) -> Result<Vec<Carried<'p>>, SplitError> {
+    let release = &ordered[0].1.manifest.release;
+    let mut pos = release.head_size;
+    let mut runs = Vec::new();
+    for (path, head) in ordered {
+        let part = head.manifest.part.as_ref().expect("checked: a part");
+        if part.at != pos {
+            return Err(SplitError::Set {
+                message: format!(
+                    "{} starts at byte {} of the release, but the parts before it end at {pos}",
+                    path.display(),
+                    part.at
+                ),
+            });
+        }
+        let len = std::fs::metadata(path).map_err(io_err(path))?.len();
+        let last = part.at + part.length == release.size;
+        let tail = if last { 0 } else { eoa };
+        let from = len
+            .checked_sub(part.length + tail)
+            .ok_or_else(|| SplitError::Input {
+                path: path.clone(),
+                message: "shorter than the bytes it says it carries".into(),
+            })?;
+        runs.push(Carried {
+            path,
+            from,
+            at: part.at,
+            len: part.length,
+        });
+        pos += part.length;
+    }
+    if pos != release.size {
+        return Err(SplitError::Set {
+            message: format!(
+                "the parts end at byte {pos} of the release, which has {} bytes",
+                release.size
+            ),
+        });
+    }
+    Ok(runs)
+}
+
+/// Yields the release's bytes in order, the rebuilt head and then each part's run, and
+/// writes every byte it yields to the joined file: each part is read once, and what is
+/// written is what the verifier reading through this checks.
+struct JoinReader<'a> {
+    sources: Vec<(io::Take<File>, &'a PathBuf)>,
+    head: io::Cursor<Vec<u8>>,
+    current: usize,
+    out: &'a File,
+    /// Release bytes yielded so far.
+    pos: u64,
+    /// Why writing the joined file failed, if it did.
+    failed: Option<io::Error>,
+}
+
+impl Read for JoinReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = loop {
+            let n = self.head.read(buf)?;
+            if n > 0 {
+                break n;
+            }
+            let Some((src, path)) = self.sources.get_mut(self.current) else {
+                return Ok(0);
+            };
+            let n = src.read(buf)?;
+            if n > 0 {
+                break n;
+            }
+            if src.limit() > 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("{} ends {} bytes early", path.display(), src.limit()),
+                ));
+            }
+            self.current += 1;
+        };
+        if let Err(e) = self.out.write_all(&buf[..n]) {
+            self.failed = Some(e);
+            return Err(io::Error::other("the joined file could not be written"));
+        }
+        self.pos += n as u64;
+        Ok(n)
     }
 }
 
+/// How far the verifier reads ahead of what it has checked (its gzip reader's buffer, with
+/// room to spare): the part whose bytes failed was read at most this far back.
+const READ_AHEAD: u64 = 4 << 20;
+
+/// The part to name when the joined stream failed its check at release byte `pos`: the part
+/// whose run holds the entry named in the error, or one whose run was read just before the
+/// failure, once that part fails its own check. Errors about the release as a whole (its
+/// head, its signature, the limits) are no part's.
+fn damaged(
+    parts: &[VerifyOptions],
+    ordered: &[&(PathBuf, PartialHead)],
+    runs: &[Carried],
+    pos: u64,
+    e: VerifyError,
+) -> SplitError {
+    if !about_bytes(&e) {
+        return SplitError::Verify(e);
+    }
+    let text = e.to_string();
+    // An entry listed by one part only is in its run; image documents are listed by all.
+    let mut candidates: Vec<&PathBuf> = ordered
+        .iter()
+        .filter(|(_, h)| {
+            h.manifest.files.iter().any(|f| {
+                let name = format!("{}/{}", h.root, f.path);
+                text.contains(&format!("`{name}`")) || text.starts_with(&format!("{name}: "))
+            })
+        })
+        .map(|(path, _)| path)
+        .collect();
+    if candidates.len() > 1 {
+        candidates.clear();
+    }
+    let window = pos.saturating_sub(READ_AHEAD);
+    candidates.extend(
+        runs.iter()
+            .rev()
+            .filter(|r| r.at < pos && r.at + r.len > window)
+            .map(|r| r.path),
+    );
+    let mut tried = BTreeSet::new();
+    for path in candidates {
+        let Some(opts) = parts.iter().find(|o| &o.input == path) else {
+            continue;
+        };
+        if !tried.insert(path) {
+            continue;
+        }
+        if let Err(own) = partial::verify(opts) {
+            if about_bytes(&own) {
+                return SplitError::Damaged {
+                    part: path.clone(),
+                    source: own,
+                };
+            }
+        }
+    }
+    SplitError::Verify(e)
+}
+
+/// Whether a verification error is about the bytes read (a part's damage can cause it),
+/// rather than about the release's head, its signature or the limits.
+fn about_bytes(e: &VerifyError) -> bool {
+    !matches!(
+        e,
+        VerifyError::Open { .. }
+            | VerifyError::NotABundle { .. }
+            | VerifyError::Manifest(_)
+            | VerifyError::Head(_)
+            | VerifyError::Images(_)
+            | VerifyError::Limit(_)
+            | VerifyError::Io { .. }
+    )
+}
+
 /// Joins every part of a release, in any order, into `output`: the release file byte for
-/// byte, checked before it is renamed into place.
+/// byte. The release is verified in full while it is written, in one read of each part:
+/// every byte written is a byte the verifier checked against the signed release manifest,
+/// and the file is renamed into place only once that check passed.
 pub fn join(parts: &[VerifyOptions], output: &Path) -> Result<JoinReport, SplitError> {
     if parts.is_empty() {
         return Err(SplitError::Set {
             message: "no parts given".into(),
         });
     }
-    // Only the heads are read here: the joined file is verified in full against the signed
+    // Only the heads are read here: the joined stream is verified in full against the signed
     // release manifest below, which proves every byte every part gave.
     let mut heads = Vec::new();
     for p in parts {
@@ -410,49 +564,45 @@ pub fn join(parts: &[VerifyOptions], output: &Path) -> Result<JoinReport, SplitE
     }
     let ordered = complete_set(&heads)?;
     let first = &ordered[0].1;
-    let tmp = temp_file_beside(output, ".ferry-join-").map_err(|(d, e)| io_err(&d)(e))?;
     let eoa = end_of_archive(first.mtime).map_err(io_err(output))?;
-    {
-        let mut out = tmp.as_file().try_clone().map_err(io_err(output))?;
-        out.write_all(&first.release_head().map_err(io_err(output))?)
-            .map_err(io_err(output))?;
-        let mut pos = first.manifest.release.head_size;
-        for (path, head) in &ordered {
-            let part = head.manifest.part.as_ref().expect("checked: a part");
-            if part.at != pos {
-                return Err(SplitError::Set {
-                    message: format!(
-                        "{} starts at byte {} of the release, but the parts before it end at {pos}",
-                        path.display(),
-                        part.at
-                    ),
-                });
-            }
-            let len = std::fs::metadata(path).map_err(io_err(path))?.len();
-            let last = part.at + part.length == first.manifest.release.size;
-            let tail = if last { 0 } else { eoa.len() as u64 };
-            let from = len
-                .checked_sub(part.length + tail)
-                .ok_or_else(|| SplitError::Input {
-                    path: path.clone(),
-                    message: "shorter than the bytes it says it carries".into(),
-                })?;
-            copy_range(path, from, part.length, &mut out).map_err(io_err(path))?;
-            pos += part.length;
-        }
+    let runs = carried(&ordered, eoa.len() as u64)?;
+    let mut sources = Vec::new();
+    for r in &runs {
+        let mut f = File::open(r.path).map_err(io_err(r.path))?;
+        f.seek(SeekFrom::Start(r.from)).map_err(io_err(r.path))?;
+        sources.push((f.take(r.len), r.path));
     }
-    let opts = &parts[0];
-    let check = verify::stream(
-        tmp.reopen().map_err(io_err(output))?,
-        &VerifyOptions {
-            input: tmp.path().to_path_buf(),
-            ..opts.clone()
-        },
-        None,
-    )
-    .map_err(|e| damaged(&ordered, e))?;
-    let digest = first.manifest.release.manifest_digest.clone();
-    if check.manifest_digest != digest {
+    let tmp = temp_file_beside(output, ".ferry-join-").map_err(|(d, e)| io_err(&d)(e))?;
+    let mut reader = JoinReader {
+        sources,
+        head: io::Cursor::new(first.release_head().map_err(io_err(output))?),
+        current: 0,
+        out: tmp.as_file(),
+        pos: 0,
+        failed: None,
+    };
+    let release = &first.manifest.release;
+    let opts = VerifyOptions {
+        input: output.to_path_buf(),
+        ..parts[0].clone()
+    };
+    let checked = verify::stream_reader(&mut reader, release.size, &opts, None);
+    if let Some(source) = reader.failed.take() {
+        return Err(SplitError::Io {
+            path: output.to_path_buf(),
+            source,
+        });
+    }
+    let check = checked.map_err(|e| damaged(parts, &ordered, &runs, reader.pos, e))?;
+    if reader.pos != release.size {
+        return Err(SplitError::Set {
+            message: format!(
+                "the parts gave {} bytes; the release has {}",
+                reader.pos, release.size
+            ),
+        });
+    }
+    if check.manifest_digest != release.manifest_digest {
         return Err(SplitError::Set {
             message: "the joined bundle's manifest is not the release's".into(),
         });
@@ -462,7 +612,7 @@ pub fn join(parts: &[VerifyOptions], output: &Path) -> Result<JoinReport, SplitE
         output: output.to_path_buf(),
         bytes,
         parts: ordered.len(),
-        manifest_digest: digest,
+        manifest_digest: release.manifest_digest.clone(),
         evidence: verify::Evidence {
             bundle: output.to_path_buf(),
             ..check

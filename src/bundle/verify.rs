@@ -176,7 +176,8 @@ pub fn verify_images(
             path: opts.input.clone(),
             source,
         })?;
-        stream_checked(file, opts, None, images)
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        stream_checked(file, len, opts, None, images)
     }
 }
 
@@ -198,19 +199,32 @@ pub fn stream(
     opts: &VerifyOptions,
     sink: Option<&mut dyn Sink>,
 ) -> Result<Evidence, VerifyError> {
-    stream_checked(file, opts, sink, None)
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    stream_checked(file, len, opts, sink, None)
+}
+
+/// [`stream`] over any reader of a bundle's bytes, `len` of them (for the progress bar):
+/// `join` verifies the release while it assembles it from its parts. The reader is read to
+/// its end.
+pub fn stream_reader(
+    input: impl Read,
+    len: u64,
+    opts: &VerifyOptions,
+    sink: Option<&mut dyn Sink>,
+) -> Result<Evidence, VerifyError> {
+    stream_checked(input, len, opts, sink, None)
 }
 
 fn stream_checked(
-    file: File,
+    input: impl Read,
+    len: u64,
     opts: &VerifyOptions,
     mut sink: Option<&mut dyn Sink>,
     images: Option<&ImagesCheck>,
 ) -> Result<Evidence, VerifyError> {
-    let total = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let bar = opts.progress.bytes(total, "verifying");
+    let bar = opts.progress.bytes(len, "verifying");
     let limits = opts.limits;
-    let reader = MemberReader::new(bar.wrap_read(file), limits);
+    let reader = MemberReader::new(bar.wrap_read(input), limits);
     let table = reader.table();
     let mut archive = tar::Archive::new(reader);
     let mut entries = TarEntries::new(&mut archive, TarPolicy::bundle(limits))
@@ -493,7 +507,7 @@ impl Copier {
 
     /// Reads the whole entry into `out`, returning its digest and, when `keep_json` and
     /// it looks like JSON, its first `MAX_JSON` bytes.
-    fn copy<R: Read>(
+    pub(crate) fn copy<R: Read>(
         &mut self,
         mut entry: tar::Entry<'_, R>,
         name: &SafePath,
