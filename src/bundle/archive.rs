@@ -80,7 +80,7 @@ impl<W: Write> TarGzWriter<W> {
             out: Some(out),
             member: None,
             mtime,
-            buf: vec![0; COPY_BUF],
+            buf: Vec::new(),
         }
     }
 
@@ -123,6 +123,11 @@ impl<W: Write> TarGzWriter<W> {
     ) -> io::Result<()> {
         let mtime = self.mtime;
         let mut buf = std::mem::take(&mut self.buf);
+        // Grown as entries need it: a writer of small entries never touches a whole MiB.
+        let need = size.min(COPY_BUF as u64) as usize;
+        if buf.len() < need {
+            buf.resize(need, 0);
+        }
         let result = (|| {
             let w = self.writer(packing)?;
             write_header(w, path, mode, size, mtime)?;

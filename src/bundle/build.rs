@@ -32,6 +32,9 @@ use std::sync::Mutex;
 /// Output buffer: large writes keep the page-cache copy cheap.
 const WRITE_BUFFER: usize = 1024 * 1024;
 
+/// Blobs at least this large that a worker writes are hashed on a thread of their own.
+const BACKGROUND_HASH_MIN: u64 = 4 * 1024 * 1024;
+
 /// What `ferry build` needs.
 #[derive(Clone)]
 pub struct BuildOptions {
@@ -843,7 +846,8 @@ fn write_bundle(
         let mut file = BufWriter::with_capacity(WRITE_BUFFER, file);
         file.write_all(head).map_err(&write_err)?;
         let mut w = TarGzWriter::new(file, opts.source_date_epoch);
-        let hasher = BackgroundHasher::new(4, 1 << 20);
+        // A delta's stored entries all go to workers: nothing is hashed in order.
+        let hasher = (!delta_mode).then(|| BackgroundHasher::new(4, 1 << 20));
         let workers = opts.jobs.clamp(1, 64).min(fetched);
         let (tx, rx) = std::sync::mpsc::sync_channel::<Fetch>(workers.max(1));
         let rx = Mutex::new(rx);
@@ -870,8 +874,9 @@ fn write_bundle(
                         break; // No worker is left to take it.
                     }
                 } else {
+                    let hasher = hasher.as_ref().expect("a hasher outside a delta");
                     let written =
-                        write_entry(&mut w, &name, planned, &digest.0, &hasher, &bar, &write_err);
+                        write_entry(&mut w, &name, planned, &digest.0, hasher, &bar, &write_err);
                     if let Err(e) = written {
                         fetches.failed.store(true, Ordering::Relaxed);
                         return Err(e);
@@ -982,6 +987,18 @@ impl Fetches<'_> {
                 )));
             }
             expected.clone()
+        } else if size >= BACKGROUND_HASH_MIN {
+            // Hashed on a thread of its own while this one copies: a large blob costs the
+            // longer of the two, not their sum.
+            let hasher = BackgroundHasher::new(4, 1 << 20);
+            let tee = HashTee {
+                inner: reader,
+                hasher: &hasher,
+            };
+            let out = write_own_member(out, self.mtime, name, mode, size, tee);
+            out.and_then(|o| o.into_inner().map_err(|e| e.into_error()))
+                .map_err(&read_err)?;
+            hasher.finish().0
         } else {
             let mut tee = crate::oci::digest::HashingReader::new(reader);
             let out = write_own_member(out, self.mtime, name, mode, size, &mut tee);

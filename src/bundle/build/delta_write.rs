@@ -71,7 +71,8 @@ pub(super) fn dry_run(
         segments: Vec::new(),
     };
     let mut w = TarGzWriter::new(out, opts.source_date_epoch);
-    let hasher = BackgroundHasher::new(4, 1 << 20);
+    // Compressed entries are small documents, as a rule: small buffers.
+    let hasher = BackgroundHasher::new(2, 256 * 1024);
     let bar = indicatif::ProgressBar::hidden();
     let mut places = Vec::with_capacity(entries.len());
     let mut omitted = Vec::new();
