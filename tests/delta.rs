@@ -465,9 +465,9 @@ fn parts_of(report: &serde_json::Value) -> Vec<PathBuf> {
 /// 1 MB.
 const PART: u64 = 1_200_000;
 
-#[test]
-fn split_parts_verify_alone_and_join_byte_for_byte() {
-    let p = pair();
+/// `ferry split` of the pair's 1.4.1 into `PART`-sized parts in a folder `parts`: the folder
+/// and the command's JSON report.
+fn split_new(p: &Pair) -> (PathBuf, serde_json::Value) {
     let dir = p.dir.path().join("parts");
     std::fs::create_dir(&dir).unwrap();
     let report = json_of(&[
@@ -478,6 +478,13 @@ fn split_parts_verify_alone_and_join_byte_for_byte() {
         "-C",
         s(&dir),
     ]);
+    (dir, report)
+}
+
+#[test]
+fn split_parts_verify_alone_and_join_byte_for_byte() {
+    let p = pair();
+    let (_, report) = split_new(&p);
     let parts = parts_of(&report);
     assert!(parts.len() >= 3, "{report}");
     for (i, part) in parts.iter().enumerate() {
@@ -571,16 +578,8 @@ fn split_parts_verify_alone_and_join_byte_for_byte() {
 #[test]
 fn tampering_with_one_part_is_caught_by_that_part_alone() {
     let p = pair();
-    let dir = p.dir.path().join("parts");
-    std::fs::create_dir(&dir).unwrap();
-    let parts = parts_of(&json_of(&[
-        "split",
-        s(&p.new),
-        "--max-part-size",
-        &PART.to_string(),
-        "-C",
-        s(&dir),
-    ]));
+    let (_, report) = split_new(&p);
+    let parts = parts_of(&report);
     // Flip a byte in the middle of the second part (inside a stored layer: its CRC and its
     // digest no longer match).
     let victim = &parts[1];
@@ -610,16 +609,8 @@ fn tampering_with_one_part_is_caught_by_that_part_alone() {
 #[test]
 fn loading_parts_in_reverse_order_gives_the_digests_of_a_whole_load() {
     let p = pair();
-    let dir = p.dir.path().join("parts");
-    std::fs::create_dir(&dir).unwrap();
-    let parts = parts_of(&json_of(&[
-        "split",
-        s(&p.new),
-        "--max-part-size",
-        &PART.to_string(),
-        "-C",
-        s(&dir),
-    ]));
+    let (_, report) = split_new(&p);
+    let parts = parts_of(&report);
     let reg = Registry::start(Setup::Plain);
     let by_parts = format!("{}/parts", reg.host());
     let whole = format!("{}/whole", reg.host());
@@ -854,16 +845,8 @@ fn leftovers(dir: &Path, prefix: &str) -> Vec<PathBuf> {
 #[test]
 fn a_part_damaged_where_its_run_starts_is_named_and_nothing_is_written() {
     let p = pair();
-    let dir = p.dir.path().join("parts");
-    std::fs::create_dir(&dir).unwrap();
-    let parts = parts_of(&json_of(&[
-        "split",
-        s(&p.new),
-        "--max-part-size",
-        &PART.to_string(),
-        "-C",
-        s(&dir),
-    ]));
+    let (_, report) = split_new(&p);
+    let parts = parts_of(&report);
     // The first byte of the second part's run: the gzip header of its first member, right
     // after the last entry of the first part's run.
     let victim = &parts[1];

@@ -1597,6 +1597,29 @@ struct Load {
     skopeo_warm: Case,
 }
 
+/// The opening of a part's section: its begin marker, its title (with the set's label) and
+/// the command line, date and load that measured it.
+fn section_head(
+    d: &mut String,
+    begin: &str,
+    title: &str,
+    opts: &Options,
+    env: &Environment,
+    set: &SetResult,
+) {
+    let _ = writeln!(d, "{begin}\n");
+    let _ = writeln!(d, "### {title} ({})\n", set.label);
+    let _ = writeln!(
+        d,
+        "Measured by `{}` ({}; load average {} before the first timed command, {} after the \
+         last).\n",
+        command_line(opts),
+        env.date,
+        env.load_before,
+        env.load_after
+    );
+}
+
 /// Double quotes, so that `$S` in the report still expands when pasted (the paths hold no
 /// `"`, `$`, `` ` `` or a backslash).
 fn shell_quote(s: &str) -> String {

@@ -678,17 +678,7 @@ pub(super) fn section(d: &mut String, opts: &Options, env: &Environment, set: &S
     let Some(f) = &set.delta else {
         return;
     };
-    let _ = writeln!(d, "{BEGIN}\n");
-    let _ = writeln!(d, "### Delta, merge and join ({})\n", set.label);
-    let _ = writeln!(
-        d,
-        "Measured by `{}` ({}; load average {} before the first timed command, {} after the \
-         last).\n",
-        super::command_line(opts),
-        env.date,
-        env.load_before,
-        env.load_after
-    );
+    super::section_head(d, BEGIN, "Delta, merge and join", opts, env, set);
     let _ = writeln!(
         d,
         "A release pair made from the image set above. Release {OLD} is the set itself (its \

@@ -247,17 +247,7 @@ fn skopeo_script(host: &str, images: &Path, refs: &[String]) -> String {
 
 /// The pull section of the report, between its markers.
 pub(super) fn section(d: &mut String, opts: &Options, env: &Environment, set: &SetResult) {
-    let _ = writeln!(d, "{BEGIN}\n");
-    let _ = writeln!(d, "### Pull from a loopback registry ({})\n", set.label);
-    let _ = writeln!(
-        d,
-        "Measured by `{}` ({}; load average {} before the first timed command, {} after the \
-         last).\n",
-        super::command_line(opts),
-        env.date,
-        env.load_before,
-        env.load_after
-    );
+    super::section_head(d, BEGIN, "Pull from a loopback registry", opts, env, set);
     let _ = writeln!(
         d,
         "One `docker-registry serve` on a free 127.0.0.1 port holds the image set, pushed once \

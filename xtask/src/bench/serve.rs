@@ -537,17 +537,7 @@ pub(super) fn section(d: &mut String, opts: &Options, env: &Environment, set: &S
     let Some(r) = &set.serve else {
         return;
     };
-    let _ = writeln!(d, "{BEGIN}\n");
-    let _ = writeln!(d, "### Serve from the bundle ({})\n", set.label);
-    let _ = writeln!(
-        d,
-        "Measured by `{}` ({}; load average {} before the first timed command, {} after the \
-         last).\n",
-        super::command_line(opts),
-        env.date,
-        env.load_before,
-        env.load_after
-    );
+    super::section_head(d, BEGIN, "Serve from the bundle", opts, env, set);
     let _ = writeln!(
         d,
         "`ferry serve` answers from the bundle built above ({}); one `docker-registry serve` on a \
