@@ -27,6 +27,8 @@ pub(super) const FULL: &str = "ferry build (1.4.1, full bundle)";
 pub(super) const DELTA: &str = "ferry build --base 1.4.0.tar.gz (1.4.1, delta)";
 pub(super) const MERGE: &str = "ferry merge 1.4.0.tar.gz delta.tar.gz";
 pub(super) const CP: &str = "cp --reflink=never full.tar.gz";
+pub(super) const CP_SHA: &str =
+    "cp --reflink=never full.tar.gz, then openssl dgst -sha256 of the copy";
 pub(super) const JOIN: &str = "ferry join PARTS";
 
 /// Target: the delta build's wall time at most this times the changed fraction of the full
@@ -107,6 +109,7 @@ pub(super) struct Delta {
     delta: Case,
     merge: Case,
     cp: Case,
+    cp_sha: Case,
     join: Case,
     facts: Facts,
 }
@@ -180,7 +183,18 @@ impl Delta {
         let mut cp_case =
             Case::new(CP, 0, &[&"cp", &"--reflink=never", &full, &copy]).in_group("delta");
         cp_case.clean = vec![copy.clone()];
-        cp_case.output = Some(copy);
+        cp_case.output = Some(copy.clone());
+        // What a script needs for the same assurance as merge and join: the copy, then one
+        // SHA-256 pass over it.
+        let script = format!(
+            "cp --reflink=never {} {} && openssl dgst -sha256 {} >/dev/null",
+            super::shell_quote(&full.display().to_string()),
+            super::shell_quote(&copy.display().to_string()),
+            super::shell_quote(&copy.display().to_string()),
+        );
+        let mut cp_sha_case = Case::new(CP_SHA, 0, &[&"sh", &"-c", &script]).in_group("delta");
+        cp_sha_case.clean = vec![copy.clone()];
+        cp_sha_case.output = Some(copy);
 
         eprintln!("bench: building {OLD}, {NEW} (full and delta) and merging (untimed)");
         for c in [&build_old, &full_case, &delta_case, &merge_case] {
@@ -216,6 +230,7 @@ impl Delta {
             &mut delta_case,
             &mut merge_case,
             &mut cp_case,
+            &mut cp_sha_case,
             &mut join_case,
         ] {
             c.bytes = full_bundle;
@@ -252,18 +267,20 @@ impl Delta {
             delta: delta_case,
             merge: merge_case,
             cp: cp_case,
+            cp_sha: cp_sha_case,
             join: join_case,
             facts,
         })
     }
 
-    /// One round: full build, delta build, merge, cp, join.
+    /// One round: full build, delta build, merge, cp, cp + SHA-256, join.
     pub(super) fn round(&mut self, round: u32, runs: u32, time_out: &Path) -> Result<()> {
         for c in [
             &mut self.full,
             &mut self.delta,
             &mut self.merge,
             &mut self.cp,
+            &mut self.cp_sha,
             &mut self.join,
         ] {
             eprint!("bench: delta, run {round}/{runs}: {:<48}", c.name);
@@ -282,7 +299,14 @@ impl Delta {
     /// The cases, in report order, and the facts of the release pair.
     pub(super) fn into_parts(self) -> (Vec<Case>, Facts) {
         (
-            vec![self.full, self.delta, self.merge, self.cp, self.join],
+            vec![
+                self.full,
+                self.delta,
+                self.merge,
+                self.cp,
+                self.cp_sha,
+                self.join,
+            ],
             self.facts,
         )
     }
@@ -776,6 +800,21 @@ pub(super) fn target_rows(d: &mut String, set: &SetResult) {
             c.cpu(),
             cp.cpu(),
             verdict(r <= target)
+        );
+    }
+    if let Some(cp_sha) = set.case(CP_SHA) {
+        let _ = writeln!(
+            d,
+            "{ROW_PREFIX}(no target) `ferry merge` / `ferry join` against `cp` + `openssl dgst \
+             -sha256` of the copy, the proof a script would need ({label}) | {:.2}× / {:.2}× \
+             ({:.2} s / {:.2} s vs {:.2} s) | {:.2}× / {:.2}× | — |",
+            merge.median() / cp_sha.median(),
+            join.median() / cp_sha.median(),
+            merge.median(),
+            join.median(),
+            cp_sha.median(),
+            merge.cpu() / cp_sha.cpu(),
+            join.cpu() / cp_sha.cpu(),
         );
     }
     let expected = f.new_bytes + f.text();
