@@ -193,6 +193,12 @@ impl Delta {
             super::shell_quote(&copy.display().to_string()),
         );
         let mut cp_sha_case = Case::new(CP_SHA, 0, &[&"sh", &"-c", &script]).in_group("delta");
+        cp_sha_case.display = Some(format!(
+            "cp --reflink=never {} {} && openssl dgst -sha256 {} >/dev/null",
+            full.display(),
+            copy.display(),
+            copy.display()
+        ));
         cp_sha_case.clean = vec![copy.clone()];
         cp_sha_case.output = Some(copy);
 
