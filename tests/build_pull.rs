@@ -201,7 +201,7 @@ fn pulled_images_round_trip_through_build_and_load() {
 }
 
 #[test]
-fn a_cached_rebuild_fetches_no_layer_and_a_corrupt_registry_leaves_nothing() {
+fn a_cached_rebuild_or_a_delta_fetches_no_layer_and_a_corrupt_registry_leaves_nothing() {
     let a = Source::start(Setup::Plain, 43);
     let work = tempfile::tempdir().unwrap();
     let spec = write_spec(work.path(), &a.registry.host());
@@ -217,6 +217,25 @@ fn a_cached_rebuild_fetches_no_layer_and_a_corrupt_registry_leaves_nothing() {
         std::fs::read(&first).unwrap(),
         std::fs::read(&cached).unwrap()
     );
+    // Nor does a delta against the first build fetch the layers it holds: it builds from
+    // the corrupt registry, and merges back into the first build byte for byte.
+    let delta = work.path().join("delta.tar.gz");
+    build(&spec, &delta, &["--base", first.to_str().unwrap()]).success();
+    let merged = work.path().join("merged.tar.gz");
+    ferry()
+        .arg("merge")
+        .arg(&first)
+        .arg(&delta)
+        .arg("-o")
+        .arg(&merged)
+        .assert()
+        .success();
+    assert_eq!(
+        std::fs::read(&first).unwrap(),
+        std::fs::read(&merged).unwrap()
+    );
+    std::fs::remove_file(&delta).unwrap();
+    std::fs::remove_file(&merged).unwrap();
 
     // Without it, the bytes do not match their digests: the build fails, leaving no file.
     let bad = work.path().join("bad.tar.gz");
