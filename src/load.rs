@@ -656,10 +656,7 @@ pub fn rewrite_values(
 /// Writes `text` to `path` atomically, keeping the permissions of a file it replaces.
 pub fn write_atomically(path: &Path, text: &str) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = crate::bundle::build::folder_of(path);
     let mut tmp = tempfile::Builder::new()
         .prefix(".ferry-values-")
         .tempfile_in(dir)?;

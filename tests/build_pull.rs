@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
 
-use crate::harness::ferry;
+use crate::harness::{ferry, inspect_json};
 use crate::util::oci::{write_layout, TestLayout};
 use crate::util::registry::{Registry, Setup};
 use crate::util::skopeo;
@@ -116,15 +116,6 @@ fn build(spec: &Path, out: &Path, extra: &[&str]) -> assert_cmd::assert::Assert 
         .assert()
 }
 
-fn manifest_of(bundle: &Path) -> serde_json::Value {
-    let out = ferry()
-        .args(["inspect", "--json"])
-        .arg(bundle)
-        .assert()
-        .success();
-    serde_json::from_slice(&out.get_output().stdout).unwrap()
-}
-
 #[test]
 fn pulled_images_round_trip_through_build_and_load() {
     let a = Source::start(Setup::Plain, 41);
@@ -178,7 +169,7 @@ fn pulled_images_round_trip_through_build_and_load() {
         .map(|m| m["platform"]["architecture"].as_str().unwrap())
         .collect();
     assert_eq!(platforms, ["arm64"]);
-    let m = manifest_of(&bundle);
+    let m = inspect_json(&bundle);
     let arm = m["manifest"]["images"]
         .as_array()
         .or_else(|| m["images"].as_array())
@@ -387,7 +378,7 @@ fn per_registry_tls_and_plain_http_settings() {
         ],
     )
     .success();
-    let m = manifest_of(&work.path().join("ok.tar.gz"));
+    let m = inspect_json(&work.path().join("ok.tar.gz"));
     let text = m.to_string();
     assert!(
         text.contains(&plain.digest("app1")) && text.contains(&plain.digest("app2")),
@@ -471,7 +462,7 @@ fn non_distributable_layers_are_left_out_and_named() {
         "{err}"
     );
     ferry().arg("verify").arg(&bundle).assert().success();
-    let m = manifest_of(&bundle).to_string();
+    let m = inspect_json(&bundle).to_string();
     assert!(m.contains(&foreign), "{m}");
     // Carrying it means fetching it: this registry has only its URL.
     let out = build(

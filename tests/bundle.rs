@@ -59,15 +59,7 @@ fn inspect_reads_only_the_first_entry() {
     let head_len = member_offsets(&bytes)[1];
     let cut = tmp.path().join("cut.tar.gz");
     std::fs::write(&cut, &bytes[..head_len]).unwrap();
-    let out = ferry()
-        .args(["inspect", "--json"])
-        .arg(&cut)
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let v = crate::harness::inspect_json(&cut);
     assert_eq!(v["name"], "agent-security");
     assert_eq!(v["images"].as_array().unwrap().len(), 7);
     let platform = v["images"]

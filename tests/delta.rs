@@ -1,7 +1,7 @@
 //! Delta bundles, split volumes and `ferry diff`, through the command line, on a release
 //! pair the test writes (`util::release`): shop 1.4.0 and 1.4.1.
 
-use crate::harness::ferry;
+use crate::harness::{ferry, inspect_json};
 use crate::util::registry::{Registry, Setup};
 use crate::util::release::{self, NEW_DESTINATION};
 use crate::util::skopeo::inspect_raw;
@@ -64,9 +64,14 @@ fn json_of(args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&o).unwrap()
 }
 
-/// The head of a delta or part, as `inspect --json` shows it.
-fn inspect(path: &Path) -> serde_json::Value {
-    json_of(&["inspect", s(path)])
+/// The digests a delta's head (as `inspect` shows it) lists as omitted, in its order.
+fn omitted_digests(head: &serde_json::Value) -> Vec<String> {
+    head["omitted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["digest"].as_str().unwrap().to_string())
+        .collect()
 }
 
 fn same_bytes(a: &Path, b: &Path) -> bool {
@@ -87,14 +92,9 @@ fn delta_holds_exactly_the_new_blobs_and_merges_to_the_full_build() {
         .iter()
         .filter(|b| !old.contains(&b.0))
         .collect();
-    let head = inspect(&delta);
+    let head = inspect_json(&delta);
     assert_eq!(head["kind"], "delta");
-    let omitted: BTreeSet<String> = head["omitted"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["digest"].as_str().unwrap().to_string())
-        .collect();
+    let omitted: BTreeSet<String> = omitted_digests(&head).into_iter().collect();
     // Every layer the base holds is omitted: the shared base, app's old layer, db's layer.
     let shared_layers: BTreeSet<String> = p
         .new_release
@@ -271,7 +271,7 @@ fn a_signed_delta_merges_against_the_right_base_only() {
     ]);
     assert_eq!(
         v["evidence"]["manifestDigest"],
-        inspect(&delta)["releaseManifestDigest"]
+        inspect_json(&delta)["releaseManifestDigest"]
     );
     assert_eq!(
         ferry::bundle::head::read(&merged).unwrap().manifest_bytes,
@@ -303,11 +303,8 @@ fn a_signed_delta_merges_against_the_right_base_only() {
         .iter()
         .map(|f| f.digest.to_string())
         .collect();
-    let db_layer = &inspect(&delta)["omitted"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["digest"].as_str().unwrap().to_string())
+    let db_layer = &omitted_digests(&inspect_json(&delta))
+        .into_iter()
         .find(|d| !wrong_blobs.contains(d))
         .unwrap();
     assert!(
@@ -384,11 +381,14 @@ fn loading_a_delta_checks_every_omitted_blob_before_pushing() {
     build(&p.new_spec, &delta, &["--base", s(&p.old)]);
     let from_have = p.dir.path().join("from-have.tar.gz");
     build(&p.new_spec, &from_have, &["--base", s(&have)]);
-    assert_eq!(inspect(&delta)["omitted"], inspect(&from_have)["omitted"]);
+    assert_eq!(
+        inspect_json(&delta)["omitted"],
+        inspect_json(&from_have)["omitted"]
+    );
 
     // The registry loses one omitted blob (db's layer, in repository site/shop/db): the load
     // stops before sending anything, naming it.
-    let omitted = inspect(&delta)["omitted"].as_array().unwrap().clone();
+    let omitted = inspect_json(&delta)["omitted"].as_array().unwrap().clone();
     // The shared base layer (the largest omitted blob) goes from site/shop/db only.
     let db_only = omitted
         .iter()
@@ -535,7 +535,7 @@ fn split_parts_verify_alone_and_join_byte_for_byte() {
     std::fs::create_dir(&lonely).unwrap();
     let second = lonely.join(parts[1].file_name().unwrap());
     std::fs::copy(&parts[1], &second).unwrap();
-    let v = inspect(&second);
+    let v = inspect_json(&second);
     let missing: Vec<u64> = v["partsMissing"]
         .as_array()
         .unwrap()
@@ -891,12 +891,7 @@ fn a_base_whose_wanted_blob_is_damaged_fails_the_merge_and_leaves_nothing() {
     let p = pair();
     let delta = p.dir.path().join("d.tar.gz");
     build(&p.new_spec, &delta, &["--base", s(&p.old)]);
-    let omitted: Vec<String> = inspect(&delta)["omitted"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["digest"].as_str().unwrap().to_string())
-        .collect();
+    let omitted = omitted_digests(&inspect_json(&delta));
     // Flip a byte in the middle of the data of a blob the delta leaves out.
     let walked = ferry::bundle::partial::walk(&p.old).unwrap();
     let blob = walked

@@ -47,6 +47,16 @@ pub fn build_spec(spec: &Path, out: &Path, epoch: u64) -> ferry::bundle::build::
         .unwrap_or_else(|e| panic!("build of {} failed: {e}", spec.display()))
 }
 
+/// `ferry inspect --json BUNDLE`, which must succeed, parsed.
+pub fn inspect_json(bundle: &Path) -> serde_json::Value {
+    let out = ferry()
+        .args(["inspect", "--json"])
+        .arg(bundle)
+        .assert()
+        .success();
+    serde_json::from_slice(&out.get_output().stdout).unwrap()
+}
+
 /// Verifies through the library with default limits.
 pub fn verify(
     path: &Path,

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::harness::ferry;
+use crate::harness::{ferry, inspect_json};
 use crate::util::cosign::{self, Artifacts, Key, OCI_INDEX, OCI_MANIFEST};
 use crate::util::oci::write_layout;
 use crate::util::registry::{Registry, Setup};
@@ -146,16 +146,7 @@ fn signed_images_and_their_sbom_travel_and_verify_with_skopeo_and_openssl() {
     built.success();
 
     // ferry.json lists them under their image; the bundle is format 2.
-    let m: serde_json::Value = serde_json::from_slice(
-        &ferry()
-            .args(["inspect", "--json"])
-            .arg(&bundle)
-            .assert()
-            .success()
-            .get_output()
-            .stdout,
-    )
-    .unwrap();
+    let m: serde_json::Value = inspect_json(&bundle);
     let referrers = &m["images"][0]["referrers"];
     assert_eq!(referrers[0]["kind"], "signature", "{m}");
     assert_eq!(referrers[0]["digest"], s.sig.as_str());
@@ -339,16 +330,7 @@ fn a_signature_over_another_digest_fails_at_build_and_at_verify() {
     .unwrap();
     let (ok, built) = s.build(&spec, "d.tar.gz", &[]);
     built.success();
-    let m: serde_json::Value = serde_json::from_slice(
-        &ferry()
-            .args(["inspect", "--json"])
-            .arg(&ok)
-            .assert()
-            .success()
-            .get_output()
-            .stdout,
-    )
-    .unwrap();
+    let m: serde_json::Value = inspect_json(&ok);
     let fingerprint = m["images"][0]["referrers"][0]["verifiedKeys"][0]
         .as_str()
         .unwrap()
@@ -615,16 +597,7 @@ fn a_layout_that_holds_signatures_gives_them_to_the_bundle_and_an_extracted_bund
         .arg(&bundle)
         .assert()
         .success();
-    let m: serde_json::Value = serde_json::from_slice(
-        &ferry()
-            .args(["inspect", "--json"])
-            .arg(&bundle)
-            .assert()
-            .success()
-            .get_output()
-            .stdout,
-    )
-    .unwrap();
+    let m: serde_json::Value = inspect_json(&bundle);
     let digests: Vec<&str> = m["images"][0]["referrers"]
         .as_array()
         .unwrap()

@@ -60,7 +60,7 @@ pub struct BuildOptions {
     /// has `verify:`).
     pub signature_check: Option<SignatureCheck>,
     /// `--base`: write a delta that leaves out the blobs the base holds instead of the
-    /// complete bundle. Those blobs are neither read nor fetched.
+    /// complete bundle. Those blobs are never fetched, nor read beyond their first bytes.
     pub base: Option<std::sync::Arc<BaseSet>>,
 }
 
@@ -302,17 +302,7 @@ pub fn build(opts: &BuildOptions, sign: Option<ManifestSigner>) -> Result<BuildR
 
 /// Sets mode 0644 and renames the finished bundle into place; returns its size.
 fn persist(tmp: tempfile::NamedTempFile, output: &Path) -> Result<u64, BuildError> {
-    use std::os::unix::fs::PermissionsExt;
-    let bundle_bytes = tmp.as_file().metadata().map_err(io_err(tmp.path()))?.len();
-    let perms = std::fs::Permissions::from_mode(0o644);
-    tmp.as_file()
-        .set_permissions(perms)
-        .map_err(io_err(tmp.path()))?;
-    tmp.persist(output).map_err(|e| BuildError::Io {
-        path: output.to_path_buf(),
-        source: e.error,
-    })?;
-    Ok(bundle_bytes)
+    partial::persist(tmp, output).map_err(io_err(output))
 }
 
 /// Everything a bundle will hold, before anything is hashed.
@@ -328,10 +318,14 @@ struct Contents {
 
 /// The folder the spec's relative paths are taken from.
 fn spec_base(spec: &Path) -> PathBuf {
-    match spec.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
+    folder_of(spec).to_path_buf()
+}
+
+/// The folder a file is in: its parent, or the current folder for a bare name.
+pub fn folder_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
 }
 
 /// An error at a field of the spec.
@@ -793,10 +787,7 @@ pub(crate) fn temp_file_beside(
     path: &Path,
     prefix: &str,
 ) -> Result<tempfile::NamedTempFile, (PathBuf, io::Error)> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = folder_of(path);
     tempfile::Builder::new()
         .prefix(prefix)
         .tempfile_in(dir)
@@ -810,8 +801,8 @@ pub(crate) fn temp_file_beside(
 /// its own whose length follows from its name and size, so the writer leaves room for it
 /// and moves on while `opts.jobs` workers fetch such blobs and write them at their offsets.
 /// The bytes are the same whatever order the fetches finish in. With a `delta` plan, the
-/// blobs the base holds are skipped (never read), and the compressed members the dry run
-/// already wrote are copied from it instead of written again.
+/// blobs the base holds are skipped (never fetched, nor read past their first bytes), and
+/// the compressed members the dry run already wrote are copied from it, not written again.
 fn write_bundle(
     opts: &BuildOptions,
     root: &str,
@@ -1120,7 +1111,7 @@ pub fn write_head<W: Write>(
 }
 
 /// The head member, in memory: what [`write_head`] writes.
-fn head_member(
+pub fn head_member(
     root: &str,
     mtime: u64,
     manifest: &[u8],

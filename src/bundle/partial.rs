@@ -9,9 +9,9 @@
 
 use crate::bundle::archive::{
     canonical_header, padding, stored_entry_len, Limits, MemberInfo, MemberReader, Packing,
-    TarEntries, TarGzWriter, TarPolicy,
+    TarEntries, TarPolicy,
 };
-use crate::bundle::build::{temp_file_beside, write_head};
+use crate::bundle::build::{self, temp_file_beside};
 use crate::bundle::head::{self, is_manifest_name, read_small};
 use crate::bundle::layout::{self, LayoutSummary};
 use crate::bundle::manifest::{
@@ -176,14 +176,12 @@ impl PartialHead {
 
     /// The release's head member, rebuilt: the bytes a build wrote in front of its body.
     pub fn release_head(&self) -> io::Result<Vec<u8>> {
-        let mut w = TarGzWriter::new(Vec::new(), self.mtime);
-        write_head(
-            &mut w,
+        let out = build::head_member(
             &self.root,
+            self.mtime,
             &self.release_bytes,
             self.manifest.release.signature.as_deref(),
         )?;
-        let out = w.into_output()?;
         if out.len() as u64 != self.manifest.release.head_size {
             return Err(io::Error::other(format!(
                 "the release head rebuilds to {} bytes, ferry.json says {}",
@@ -806,9 +804,7 @@ pub fn write_file(
 pub fn head_member(root: &str, mtime: u64, manifest: &PartialManifest) -> io::Result<Vec<u8>> {
     let mut bytes = serde_json::to_vec_pretty(manifest).map_err(io::Error::other)?;
     bytes.push(b'\n');
-    let mut w = TarGzWriter::new(Vec::new(), mtime);
-    write_head(&mut w, root, &bytes, None)?;
-    w.into_output()
+    build::head_member(root, mtime, &bytes, None)
 }
 
 /// Sets mode 0644 and renames a finished temporary file into place; returns its size.

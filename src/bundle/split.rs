@@ -626,10 +626,7 @@ pub fn siblings(part: &Path, head: &PartialHead) -> (Vec<(u32, PathBuf)>, Vec<u3
     let Some(info) = &head.manifest.part else {
         return (Vec::new(), Vec::new());
     };
-    let dir = part
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = crate::bundle::build::folder_of(part);
     let mut found: BTreeMap<u32, PathBuf> = BTreeMap::new();
     found.insert(info.index, part.to_path_buf());
     if let Ok(read) = std::fs::read_dir(dir) {

@@ -24,11 +24,7 @@ pub fn locate(path: &Path) -> ChartValues {
     let (values, dir) = if path.is_dir() {
         (path.join("values.yaml"), path.to_path_buf())
     } else {
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."))
-            .to_path_buf();
+        let dir = crate::bundle::build::folder_of(path).to_path_buf();
         (path.to_path_buf(), dir)
     };
     let chart_yaml = std::fs::read_to_string(dir.join("Chart.yaml")).ok();

@@ -6,6 +6,7 @@ use crate::cli::{LimitArgs, PieceArgs, TrustArgs};
 use crate::exit::Outcome;
 use crate::printer::Printer;
 use anyhow::Context;
+use ferry::bundle::build::folder_of;
 use ferry::bundle::delta::{self, DeltaReport};
 use ferry::bundle::partial::{self, Kind, PartialEvidence, PartialHead};
 use ferry::bundle::split;
@@ -23,10 +24,7 @@ pub fn full_beside(
     if pieces.max_part_size.is_none() {
         return Ok(None);
     }
-    let dir = output
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = folder_of(output);
     let tmp = tempfile::Builder::new()
         .prefix(".ferry-full-")
         .suffix(".tar.gz")
@@ -45,11 +43,7 @@ pub fn after_build(
     // The build's own output: its members are walked, not verified again.
     let scanned = partial::walk(full.path())?;
     let max = pieces.max_part_size.expect("parts were asked for");
-    let dir = output
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let done = split::split(&scanned, max, dir)?;
+    let done = split::split(&scanned, max, folder_of(output))?;
     drop(full);
     print_split(&done, p)
 }
@@ -306,13 +300,8 @@ pub fn split(
     let keys = trust.load()?;
     let check = head_check(&keys, trust.require_signature);
     let scanned = partial::scan(&verify_options(bundle, limits, p, &check))?;
-    let dir = dir.map(Path::to_path_buf).unwrap_or_else(|| {
-        bundle
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
-    });
-    let done = split::split(&scanned, max, &dir)?;
+    let dir = dir.unwrap_or_else(|| folder_of(bundle));
+    let done = split::split(&scanned, max, dir)?;
     print_split(&done, p)
 }
 
