@@ -67,7 +67,6 @@ pub(super) fn dry_run(
     let out = Spool {
         out: BufWriter::new(file),
         release: release_head,
-        written: 0,
         segments: Vec::new(),
     };
     let mut w = TarGzWriter::new(out, opts.source_date_epoch);
@@ -223,8 +222,6 @@ struct Spool {
     out: BufWriter<File>,
     /// The release offset the next byte has.
     release: u64,
-    /// Bytes in the spool file.
-    written: u64,
     segments: Vec<(u64, u64, u64)>,
 }
 
@@ -234,10 +231,12 @@ impl Write for Spool {
         let n = buf.len() as u64;
         match self.segments.last_mut() {
             Some(last) if last.0 + last.2 == self.release => last.2 += n,
-            _ => self.segments.push((self.release, self.written, n)),
+            last => {
+                let spooled = last.map_or(0, |l| l.1 + l.2);
+                self.segments.push((self.release, spooled, n));
+            }
         }
         self.release += n;
-        self.written += n;
         Ok(buf.len())
     }
 
