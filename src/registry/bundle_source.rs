@@ -246,6 +246,31 @@ struct IndexSink {
     current: Option<(Digest, Vec<u8>)>,
 }
 
+impl IndexSink {
+    /// Opens the bundle `opts` names, with a sink that indexes its blobs within
+    /// `memory_budget` bytes of small blobs held in memory.
+    fn open_for(
+        opts: &VerifyOptions,
+        memory_budget: u64,
+        in_place_first: bool,
+    ) -> Result<(File, IndexSink), VerifyError> {
+        let file = File::open(&opts.input).map_err(|source| VerifyError::Open {
+            path: opts.input.clone(),
+            source,
+        })?;
+        let sink = IndexSink {
+            file: Arc::new(opts.input.clone()),
+            manifest: None,
+            blobs: HashMap::new(),
+            spool: None,
+            memory_left: memory_budget,
+            in_place_first,
+            current: None,
+        };
+        Ok((file, sink))
+    }
+}
+
 impl Sink for IndexSink {
     fn start(&mut self, manifest: &Manifest, _: &[u8], _: Option<&[u8]>, _: u64) -> io::Result<()> {
         self.manifest = Some(manifest.clone());
@@ -333,19 +358,7 @@ fn index(
     memory_budget: u64,
     in_place_first: bool,
 ) -> Result<IndexedBundle, VerifyError> {
-    let file = File::open(&opts.input).map_err(|source| VerifyError::Open {
-        path: opts.input.clone(),
-        source,
-    })?;
-    let mut sink = IndexSink {
-        file: Arc::new(opts.input.clone()),
-        manifest: None,
-        blobs: HashMap::new(),
-        spool: None,
-        memory_left: memory_budget,
-        in_place_first,
-        current: None,
-    };
+    let (file, mut sink) = IndexSink::open_for(opts, memory_budget, in_place_first)?;
     let evidence = verify::stream(file, opts, Some(&mut sink))?;
     let manifest = sink
         .manifest
@@ -367,19 +380,7 @@ pub fn index_partial(
     opts: &VerifyOptions,
     memory_budget: u64,
 ) -> Result<(IndexedSource, PartialHead, PartialEvidence), VerifyError> {
-    let file = File::open(&opts.input).map_err(|source| VerifyError::Open {
-        path: opts.input.clone(),
-        source,
-    })?;
-    let mut sink = IndexSink {
-        file: Arc::new(opts.input.clone()),
-        manifest: None,
-        blobs: HashMap::new(),
-        spool: None,
-        memory_left: memory_budget,
-        in_place_first: false,
-        current: None,
-    };
+    let (file, mut sink) = IndexSink::open_for(opts, memory_budget, false)?;
     let (head, evidence) = partial::stream(file, opts, Some(&mut sink))?;
     let source = IndexedSource {
         blobs: sink.blobs,
